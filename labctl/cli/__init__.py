@@ -1,0 +1,54 @@
+"""The ``labctl`` command line: parse, call, print.
+
+Each module in this package is one group of subcommands and exposes
+``register(subparsers)``, which adds its parsers and sets ``func`` on each. Handlers import
+what they need when they run, so ``labctl --help`` stays fast. Every ``LabctlError`` becomes
+one line on stderr and exit status 2; Ctrl-C becomes exit status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from labctl import __version__
+from labctl.errors import LabctlError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every command group found in this package."""
+    parser = argparse.ArgumentParser(
+        prog="labctl",
+        description="Design, drive, align and measure diffractive optical neural networks.",
+    )
+    parser.add_argument("--version", action="version", version=f"labctl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``labctl`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        result = args.func(args)
+    except LabctlError as exc:
+        print(f"labctl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("labctl: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
