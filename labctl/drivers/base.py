@@ -1,0 +1,167 @@
+"""What every pymeasure-based driver of ours shares: opening the link, identity, error translation.
+
+A station names a resource as a serial device path (``/dev/ttyUSB0``, or the pty of a virtual
+instrument) or as a VISA resource string (``TCPIP::10.0.0.5::5025::SOCKET``, ``GPIB0::19::INSTR``).
+``make_adapter`` opens either with the same framing, so a driver never knows which it got.
+``LabInstrument`` turns every transport failure into an ``InstrumentError`` that names the
+instrument and the command, and refuses the wrong device on a port by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+import pyvisa
+import serial
+from pymeasure.adapters import Adapter, SerialAdapter, VISAAdapter
+from pymeasure.instruments import Instrument
+
+from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
+
+
+class _TimedSerialAdapter(SerialAdapter):
+    """pymeasure's serial adapter, but a read that ends without its terminator is a timeout.
+
+    pyserial's ``read_until`` returns whatever arrived when the timeout expires; without this
+    check a half reply would pass for a whole one.
+    """
+
+    def _read(self, **kwargs: Any) -> str:
+        raw = self._read_bytes(-1, break_on_termchar=True, **kwargs)
+        term = self.read_termination.encode()
+        if term and not raw.endswith(term):
+            raise TimeoutError(f"read timed out after {self.connection.timeout} s (got {raw!r})")
+        text = raw.decode("ascii", errors="replace")
+        return text[: -len(self.read_termination)] if term else text
+
+
+def is_serial_path(resource: str) -> bool:
+    """A device path (``/dev/...``, a pty symlink, ``COM3``) rather than a VISA resource string."""
+    return resource.startswith(("/", "./")) or resource.upper().startswith("COM")
+
+
+def make_adapter(
+    resource: str | Adapter,
+    *,
+    timeout_s: float = 2.0,
+    baud_rate: int = 9600,
+    write_termination: str = "\n",
+    read_termination: str = "\n",
+    serial_options: dict[str, Any] | None = None,
+) -> Adapter:
+    """Open ``resource`` (a serial path or a VISA string) or pass an adapter through unchanged."""
+    if not isinstance(resource, str):
+        return resource
+    try:
+        if is_serial_path(resource):
+            return _TimedSerialAdapter(
+                resource,
+                baudrate=baud_rate,
+                timeout=timeout_s,
+                write_termination=write_termination,
+                read_termination=read_termination,
+                **(serial_options or {}),
+            )
+        return VISAAdapter(
+            resource,
+            visa_library="@py",
+            timeout=int(timeout_s * 1000),
+            write_termination=write_termination,
+            read_termination=read_termination,
+        )
+    except (serial.SerialException, OSError) as exc:
+        raise ConnectionLost(resource, f"cannot open the serial port: {exc}. Check the path and permissions") from exc
+    except (pyvisa.errors.VisaIOError, ValueError) as exc:
+        raise ConnectionLost(resource, f"cannot open the VISA resource: {exc}. Check the address and that the instrument is on") from exc
+
+
+@contextmanager
+def translate_errors(instrument: str, command: str | bytes | None) -> Iterator[None]:
+    """Turn transport exceptions into our family, naming the instrument and the command."""
+    what = f" (command {command!r})" if command is not None else ""
+    try:
+        yield
+    except InstrumentError:
+        raise
+    except TimeoutError as exc:
+        raise InstrumentTimeout(instrument, f"no complete answer in time{what}: {exc}. Check power and cable") from exc
+    except pyvisa.errors.VisaIOError as exc:
+        if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
+            raise InstrumentTimeout(instrument, f"no answer in time{what}. Check power and cable") from exc
+        raise ConnectionLost(instrument, f"link failed{what}: {exc}. Reconnect the instrument") from exc
+    except (serial.SerialException, OSError, ConnectionError) as exc:
+        raise ConnectionLost(instrument, f"link failed{what}: {exc}. Reconnect the instrument") from exc
+
+
+class LabInstrument(Instrument):
+    """A pymeasure instrument with our identity check and error translation.
+
+    Subclasses set ``identity_markers`` (strings one of which the identity must contain) and
+    implement ``identify()``. The identity is checked when the driver is created, so a wrong
+    device on a port is refused before anything is commanded.
+    """
+
+    identity_markers: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, adapter: str | Adapter, name: str, check_identity: bool = True, **kwargs: Any):
+        super().__init__(adapter, name, includeSCPI=False, **kwargs)
+        self._last_command: str | bytes | None = None
+        if check_identity:
+            self.check_identity()
+
+    # -- transport with translated errors ------------------------------------------------------
+    def write(self, command: str, **kwargs: Any) -> None:
+        self._last_command = command
+        with translate_errors(self.name, command):
+            super().write(command, **kwargs)
+
+    def read(self, **kwargs: Any) -> str:
+        with translate_errors(self.name, self._last_command):
+            return super().read(**kwargs)
+
+    def write_bytes(self, content: bytes, **kwargs: Any) -> None:
+        self._last_command = content
+        with translate_errors(self.name, content):
+            super().write_bytes(content, **kwargs)
+
+    def read_bytes(self, count: int, **kwargs: Any) -> bytes:
+        with translate_errors(self.name, self._last_command):
+            data = super().read_bytes(count, **kwargs)
+        if count > 0 and len(data) < count:
+            raise InstrumentTimeout(
+                self.name, f"expected {count} bytes, got {len(data)} (after {self._last_command!r}). Check power and cable"
+            )
+        return data
+
+    # -- identity ------------------------------------------------------------------------------
+    def identify(self) -> str:  # pragma: no cover - every driver overrides
+        raise NotImplementedError
+
+    def check_identity(self) -> str:
+        """Ask the device who it is; refuse it by name if it is not what this driver drives."""
+        identity = self.identify()
+        if self.identity_markers and not any(m.lower() in identity.lower() for m in self.identity_markers):
+            raise WrongInstrument(
+                self.name,
+                f"the device on this port says {identity!r}, but driver {type(self).__name__} expects "
+                f"one of {list(self.identity_markers)}. Check the station file's resource for {self.name}",
+            )
+        return identity
+
+    def close(self) -> None:
+        """Release the link. Safe to call twice."""
+        try:
+            self.adapter.close()
+        except Exception:  # closing a dead link must never raise during shutdown
+            pass
+
+
+def reject_unknown_options(driver: str, options: dict[str, Any], known: Sequence[str]) -> None:
+    """Refuse a station-file option this driver does not understand, naming it and the known ones."""
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"driver {driver}: unknown option(s) {unknown}; known options are {sorted(known)}"
+        )

@@ -1,0 +1,40 @@
+"""Simulated time: realistic durations scaled by one factor.
+
+Every virtual instrument takes the time its real counterpart would (a wheel turn, a stage move,
+an integration), multiplied by ``time_scale``: 1 for realistic runs and benchmarks, 0 for fast
+tests. Durations are stated in device seconds; ``Clock`` turns them into wall seconds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from labctl.errors import ConfigError
+
+
+class Clock:
+    """Wall-clock time plus a scale applied to every simulated duration."""
+
+    def __init__(self, time_scale: float = 1.0):
+        if not time_scale >= 0:
+            raise ConfigError(f"time scale must be >= 0 (1 realistic, 0 instant), got {time_scale}")
+        self.time_scale = float(time_scale)
+
+    def now(self) -> float:
+        """Monotonic wall time in seconds."""
+        return time.monotonic()
+
+    def wall(self, device_seconds: float) -> float:
+        """Wall seconds that ``device_seconds`` of instrument time take at this scale."""
+        return max(0.0, device_seconds) * self.time_scale
+
+    def sleep(self, device_seconds: float, cancel: threading.Event | None = None) -> bool:
+        """Sleep for a scaled device duration; return False early if ``cancel`` is set."""
+        seconds = self.wall(device_seconds)
+        if seconds <= 0:
+            return True
+        if cancel is None:
+            time.sleep(seconds)
+            return True
+        return not cancel.wait(seconds)

@@ -1,0 +1,1 @@
+"""Virtual instruments: one per driver family, following the vendor protocols."""
