@@ -1,0 +1,143 @@
+"""The steps a plan may ask for. Each is a small frozen record; the runner answers it.
+
+A plan is a generator: ``reading = yield ReadDetectors(averages=4)``. Helper functions at the
+end (``read``, ``move``...) exist so plans read like procedures: ``reading = yield from read(4)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Msg:
+    """Base of every plan step."""
+
+
+@dataclass(frozen=True)
+class MoveAxes(Msg):
+    """Move plate axes to absolute positions (metres), all started together, then wait.
+
+    ``targets`` maps ``(plate, axis)`` (e.g. ``("L1", "x")``) to a position. Answer: None.
+    """
+
+    targets: Mapping[tuple[str, str], float]
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class HomeAxes(Msg):
+    """Home the named ``(plate, axis)`` pairs (all if empty). Answer: None."""
+
+    axes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadPositions(Msg):
+    """Answer: ``{(plate, axis): position_m}`` for every axis."""
+
+
+@dataclass(frozen=True)
+class ReadDetectors(Msg):
+    """Read the detector array. Answer: a ``labctl.drivers.roles.Reading``."""
+
+    averages: int = 1
+
+
+@dataclass(frozen=True)
+class SetIntegration(Msg):
+    """Set the detectors' integration time. Answer: None."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Show(Msg):
+    """Put mask ``key`` (content ``image`` in [0, 1]) in the beam. Answer: None."""
+
+    key: str
+    image: np.ndarray = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class LoadCassette(Msg):
+    """Ask the operator to load masks into the wheel (slot -> key); wait until done. Answer: None."""
+
+    slots: Mapping[int, str]
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SetSource(Msg):
+    """Change the source; ``None`` leaves a setting alone. Answer: None."""
+
+    output_on: bool | None = None
+    power_w: float | None = None
+    frequency_hz: float | None = None
+
+
+@dataclass(frozen=True)
+class Record(Msg):
+    """Store ``data`` in ``stream`` (flushed before the plan goes on). Answer: None."""
+
+    stream: str
+    data: Mapping[str, Any] = field(compare=False)
+
+
+@dataclass(frozen=True)
+class Progress(Msg):
+    """Tell the operator how far the plan is. Answer: None."""
+
+    done: int
+    total: int
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Checkpoint(Msg):
+    """A safe point: a pause requested by the operator takes effect here. Answer: None."""
+
+
+@dataclass(frozen=True)
+class Log(Msg):
+    """A line for the operator's log. Answer: None."""
+
+    message: str
+    level: str = "info"
+
+
+Plan = Generator[Msg, Any, Any]
+
+
+# -- stubs: plans call these with ``yield from`` ------------------------------------------------
+def read(averages: int = 1) -> Plan:
+    return (yield ReadDetectors(averages))
+
+
+def move(targets: Mapping[tuple[str, str], float], timeout_s: float | None = None) -> Plan:
+    return (yield MoveAxes(dict(targets), timeout_s))
+
+
+def positions() -> Plan:
+    return (yield ReadPositions())
+
+
+def show(key: str, image: np.ndarray) -> Plan:
+    return (yield Show(key, image))
+
+
+def record(stream: str, **data: Any) -> Plan:
+    return (yield Record(stream, data))
+
+
+def progress(done: int, total: int, label: str = "") -> Plan:
+    yield Progress(done, total, label)
+    yield Checkpoint()
+
+
+def log(message: str, level: str = "info") -> Plan:
+    yield Log(message, level)

@@ -1,0 +1,169 @@
+"""The simulated bench's hidden truth, and what the detectors see because of it.
+
+The world knows what no driver can: each plate's true displacement from where the design
+assumes it (its stages' true carriage positions relative to their nominal positions, plus a
+hidden mounting error), every detector's dark level, gain and noise, the source's drift, which
+mask sits in which wheel slot and what the SLM shows. Detector readings come from the same
+optics model that trains the plates (``labctl.optics``), evaluated for the bench's current state.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from labctl.optics import D2NN, Geometry
+from labctl.sim.clock import Clock
+from labctl.sim.devices import SimDetectors, SimDisplay, SimSource, SimWheel
+from labctl.sim.motion import SimAxis
+
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+
+#: Looks up a mask key (e.g. ``"mnist5k/test/17"``) and returns its image in [0, 1].
+MaskLibrary = Callable[[str], np.ndarray]
+
+
+@dataclass
+class SimPlate:
+    """One plate: its stage axes, where the design wants them, and its hidden mounting error."""
+
+    name: str
+    x: SimAxis
+    y: SimAxis
+    z: SimAxis | None
+    nominal_m: tuple[float, float, float]  # stage readings at which the plate would sit as designed
+    mount_offset_m: np.ndarray = field(default_factory=lambda: np.zeros(3))  # hidden (x, y, z)
+
+    def true_offset_m(self) -> np.ndarray:
+        """Displacement of the plate from its design position (what the optics sees)."""
+        # The carriage's true position relative to the nominal *reading*: a stage that is not
+        # homed has a reference error, which shows up here exactly as it would on a bench.
+        x = self.x.true_position_m() - self.x.home_m - self.nominal_m[0]
+        y = self.y.true_position_m() - self.y.home_m - self.nominal_m[1]
+        z = 0.0 if self.z is None else self.z.true_position_m() - self.z.home_m - self.nominal_m[2]
+        return np.array([x, y, z]) + self.mount_offset_m
+
+
+@dataclass
+class SourceTruth:
+    """How the source's set-point becomes optical power at the plates."""
+
+    multiplier: int = 12  # output frequency = synthesizer frequency x multiplier
+    drift_fraction: float = 0.01  # peak relative power drift
+    drift_period_s: float = 600.0  # device seconds
+
+
+class World:
+    """Everything the simulated bench's instruments share, and the optics that ties them together."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        geometry: Geometry,
+        model_factory: Callable[[Geometry], D2NN],
+        heights_m: np.ndarray,
+        input_scale: int,
+        plates: Sequence[SimPlate],
+        source: SimSource,
+        source_truth: SourceTruth,
+        wheel: SimWheel | None,
+        display: SimDisplay | None,
+        masks: MaskLibrary,
+        dark_v: np.ndarray,
+        gain_v: np.ndarray,
+        noise_v: np.ndarray,
+        signal_scale: float,
+        seed: int = 0,
+    ):
+        self.clock = clock
+        self.geometry = geometry
+        self._model_factory = model_factory
+        self._models: dict[float, D2NN] = {}
+        self.heights_m = np.asarray(heights_m, dtype=np.float32)
+        self.input_scale = int(input_scale)
+        self.plates = list(plates)
+        self.source = source
+        self.source_truth = source_truth
+        self.wheel = wheel
+        self.display = display
+        self.masks = masks
+        self.signal_scale = float(signal_scale)
+        self._t0 = clock.now()
+        self._lock = threading.Lock()
+        self._cache_key: tuple | None = None
+        self._cache_value = np.zeros(len(dark_v))
+        self.optics_calls = 0
+        self.detectors = SimDetectors(self.optical_signal, dark_v, gain_v, noise_v, seed=seed)
+
+    # -- what is in the beam ------------------------------------------------------------------
+    def input_key(self) -> str | None:
+        """The mask in the beam: the wheel slot's mask, or the SLM's image; None for an open slot."""
+        if self.wheel is not None:
+            return self.wheel.masks.get(self.wheel.slot)
+        return None
+
+    def input_amplitude(self) -> np.ndarray:
+        """The input plane amplitude on the neuron grid for what is in the beam now."""
+        from labctl.optics import embed_image
+
+        n = self.geometry.n
+        if self.display is not None and self.display.image is not None:
+            image = np.asarray(self.display.image, dtype=np.float32) / 255.0
+            return embed_image(image[None], self.geometry, scale=1)[0] if image.shape != (n, n) else image
+        key = self.input_key()
+        if key is None:  # an empty wheel slot is an open aperture
+            return np.ones((n, n), dtype=np.float32)
+        image = np.asarray(self.masks(key), dtype=np.float32)
+        return embed_image(image[None], self.geometry, scale=self.input_scale)[0]
+
+    # -- optics -------------------------------------------------------------------------------
+    def wavelength_m(self) -> float:
+        frequency = self.source.frequency_hz * self.source_truth.multiplier
+        return SPEED_OF_LIGHT_M_S / frequency
+
+    def model(self) -> D2NN:
+        """The optics model at the source's current wavelength (a detuned source changes it)."""
+        wavelength = round(self.wavelength_m(), 12)
+        if wavelength not in self._models:
+            if len(self._models) > 4:
+                self._models.clear()
+            self._models[wavelength] = self._model_factory(replace(self.geometry, wavelength_m=wavelength))
+        return self._models[wavelength]
+
+    def plate_offsets_m(self) -> np.ndarray:
+        """(plates, 3) true displacements, as the optics model takes them."""
+        return np.stack([p.true_offset_m() for p in self.plates])
+
+    def power_factor(self) -> float:
+        """Relative optical power now: set-point (1 mW = 1) with slow drift; 0 when off."""
+        if not self.source.output_on:
+            return 0.0
+        t = self.clock.now() - self._t0
+        period = max(self.clock.wall(self.source_truth.drift_period_s), 1e-9)
+        drift = 1.0 + self.source_truth.drift_fraction * math.sin(2 * math.pi * t / period)
+        return self.source.power_w / 1e-3 * drift
+
+    def optical_signal(self) -> np.ndarray:
+        """Noise-free signal per detector (volts before gain) for the bench's state now."""
+        power = self.power_factor()
+        if power == 0.0:
+            return np.zeros_like(self._cache_value)
+        offsets = self.plate_offsets_m()
+        key = (
+            self.input_key(),
+            None if self.display is None or self.display.image is None else id(self.display.image),
+            round(self.wavelength_m(), 12),
+            np.round(offsets, 9).tobytes(),
+        )
+        with self._lock:
+            if key != self._cache_key:
+                inputs = self.input_amplitude()[None]
+                energies = self.model().energies(inputs, self.heights_m, offsets=offsets)[0]
+                self.optics_calls += 1
+                self._cache_key, self._cache_value = key, np.asarray(energies, dtype=float) * self.signal_scale
+            return self._cache_value * power
