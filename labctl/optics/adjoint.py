@@ -1,0 +1,95 @@
+"""Hand-derived adjoint of the network model: exact gradients w.r.t. plate heights and offsets.
+
+Notation of network.py. For a real loss L(E), write its differential as dL = Re sum conj(g) dx for
+every complex field x (g = 2 dL/d(conj x), the Wirtinger gradient). Then, backwards:
+
+  detector:     g_q = 2 dx^2 sum_r (dL/dE_r) 1_r * q
+  propagation:  P = crop IFFT H FFT pad is linear, so g_before = P^H g_after and
+                P^H = crop IFFT conj(H) FFT pad (propagation with the conjugate transfer function)
+  plate:        w = t p  ->  g_p = conj(t) g_w;   t = exp(c h), c = (i 2 pi (n-1) - 2 pi kappa)/lambda
+                dL/dh = Re(c conj(g_w) w), summed over the batch and over the k x k samples of a neuron
+  distance, move of propagation j (spectra W_j = FFT pad w_{j-1}, G_j = FFT pad g_after, N = (2M)^2):
+                dL/dz_j  = Re sum_f conj(G_j) (d log H/dz) H W_j / N
+                dL/ds_j  = Re sum_f conj(G_j) (-i 2 pi f) H W_j / N          (Parseval)
+  offsets:      z_j = z_j^0 + dz_j - dz_{j-1},  s_j = d_{j-1} - d_j  give
+                dL/d(dz_l) = dL/dz_l - dL/dz_{l+1},  dL/d(d_l) = dL/ds_{l+1} - dL/ds_l.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from labctl.errors import ConfigError
+from labctl.optics.propagation import cropped_field, frequencies, log_derivative_z, padded_spectrum
+
+if TYPE_CHECKING:
+    from labctl.optics.network import D2NN, ForwardResult
+
+
+@dataclass
+class Gradients:
+    """dL/d(heights) (L, n, n) in 1/m units of L, and dL/d(offsets) (L, 3) or None."""
+
+    heights: np.ndarray
+    offsets: np.ndarray | None
+
+
+def _propagation_derivatives(
+    spectrum_adj: np.ndarray, spectrum_in: np.ndarray, h: np.ndarray, dlogh_dz: np.ndarray, f: np.ndarray
+) -> tuple[float, float, float]:
+    """(dL/dz, dL/dsx, dL/dsy) of one propagation from the two spectra (batch summed)."""
+    cross = np.einsum("bij,bij->ij", spectrum_adj.conj(), spectrum_in, dtype=np.complex128) * h
+    cross /= cross.size
+    d_z = float(np.sum(cross * dlogh_dz).real)
+    d_sx = float(np.sum(cross.sum(axis=0) * (-2j * np.pi * f)).real)
+    d_sy = float(np.sum(cross.sum(axis=1) * (-2j * np.pi * f)).real)
+    return d_z, d_sx, d_sy
+
+
+def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
+    """Gradients of L w.r.t. heights and plate offsets from a recorded forward pass."""
+    g = model.geom
+    if res.plate_fields is None:
+        raise ConfigError("optics model: backward needs a forward pass run with record=True")
+    dL_dE = np.asarray(dL_dE, dtype=np.float64)
+    if dL_dE.shape != res.energies.shape:
+        raise ConfigError(f"optics model: dL_dE must have shape {res.energies.shape}, got {dL_dE.shape}")
+    n_layers, m, padded, k = g.n_layers, g.samples, g.padded, g.oversample
+    c = model.material.propagation_constants(g.wavelength_m)
+    t, transfer = res.transmissions, res.transfer
+    t_conj = np.conj(t)
+    transfer_conj = [np.conj(h) for h in transfer]
+    grad_h = np.zeros((n_layers, m, m))
+    grad_prop = np.zeros((n_layers + 1, 3))  # dL/dz_j, dL/dsx_j, dL/dsy_j
+    if offsets:
+        f = frequencies(padded, g.sample_pitch_m)
+        dlogh = [log_derivative_z(padded, g.sample_pitch_m, g.wavelength_m, z) for z in res.distances_m]
+    weights = model.layout.weight_map(dL_dE, k) * (2.0 * g.sample_pitch_m**2)
+    batch = dL_dE.shape[0]
+    for start in range(0, batch, model.batch_chunk):
+        sl = slice(start, start + model.batch_chunk)
+        adj = np.multiply(res.field[sl], weights[sl], dtype=g.complex_dtype)
+        for j in range(n_layers, -1, -1):
+            before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
+            spectrum = padded_spectrum(adj, padded)
+            if offsets:
+                grad_prop[j] += _propagation_derivatives(
+                    spectrum, padded_spectrum(before, padded), transfer[j], dlogh[j], f
+                )
+            if j == 0:
+                break
+            np.multiply(spectrum, transfer_conj[j], out=spectrum)
+            adj_before = cropped_field(spectrum, m)
+            cross = np.einsum("bij,bij->ij", adj_before.conj(), before, dtype=np.complex128)
+            grad_h[j - 1] += (c * cross).real
+            adj = np.multiply(adj_before, t_conj[j - 1])
+    heights = grad_h.reshape(n_layers, g.n, k, g.n, k).sum(axis=(2, 4))
+    if not offsets:
+        return Gradients(heights, None)
+    grad_off = np.empty((n_layers, 3))
+    grad_off[:, 2] = grad_prop[:-1, 0] - grad_prop[1:, 0]
+    grad_off[:, :2] = grad_prop[1:, 1:] - grad_prop[:-1, 1:]
+    return Gradients(heights, grad_off)

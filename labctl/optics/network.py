@@ -1,0 +1,182 @@
+"""The forward model of a diffractive network: input mask -> plates -> detector regions.
+
+With the input field u (mask times illumination), plate transmissions t_l and the band-limited
+angular-spectrum operator P(z, s) (propagation over z and lateral move by s, see propagation.py):
+
+    p_0 = P(z_0, s_0) u,   w_l = t_l * p_l,   p_{l+1} = P(z_{l+1}, s_{l+1}) w_l,
+    q = P(z_L, s_L) w_{L-1},   E_r = dx^2 * sum over region r of |q|^2.
+
+Every plate l may be displaced by (dx_l, dy_l, dz_l). Each field p_l, w_l lives in its plate's
+own frame (moved with the plate; the plate's n x n aperture is the computation window), the input
+and detector planes in the lab frame. Going from plate l-1's frame to plate l's is a move by
+s_l = d_{l-1} - d_l (d = lateral displacement, 0 for input and detector) which is the linear phase
+exp(-i 2 pi f.s_l) inside the transfer function, exact and free of extra FFTs; dz changes
+the distances: z_l = z_l^nominal + dz_l - dz_{l-1}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from labctl.errors import ConfigError
+from labctl.optics.adjoint import Gradients, backward
+from labctl.optics.detectors import DetectorLayout
+from labctl.optics.elements import Material, plate_transmission
+from labctl.optics.geometry import Geometry
+from labctl.optics.propagation import cropped_field, padded_spectrum, transfer_function
+from labctl.optics.sources import illumination_field
+
+
+@dataclass
+class ForwardResult:
+    """What ``D2NN.forward`` computed; with ``record=True`` also what ``backward`` needs."""
+
+    energies: np.ndarray  # (B, R) float64
+    field: np.ndarray | None = None  # (B, M, M) detector-plane field
+    input_field: np.ndarray | None = None  # (B, M, M) mask times illumination
+    plate_fields: list[np.ndarray] | None = None  # L x (B, M, M) field arriving at plate l (plate frame)
+    transmissions: np.ndarray | None = None  # (L, M, M)
+    transfer: list[np.ndarray] | None = None  # L + 1 transfer functions (2M, 2M)
+    distances_m: np.ndarray | None = None  # (L + 1,) propagation distances used
+    shifts_m: np.ndarray | None = None  # (L + 1, 2) frame-to-frame moves used
+
+
+def upsample(array: np.ndarray, k: int) -> np.ndarray:
+    """Repeat each element of the last two axes k x k times (neuron grid -> sample grid)."""
+    if k == 1:
+        return array
+    return np.repeat(np.repeat(array, k, axis=-2), k, axis=-1)
+
+
+def frame_moves(offsets_m: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
+    """Distances z_j (L+1,) and moves s_j (L+1, 2) of the propagations for plate offsets (L, 3)."""
+    dz = np.concatenate([[0.0], offsets_m[:, 2], [0.0]])
+    lateral = np.concatenate([np.zeros((1, 2)), offsets_m[:, :2], np.zeros((1, 2))])
+    distances = geom.distances_m() + dz[1:] - dz[:-1]
+    if np.any(distances <= 0):
+        raise ConfigError(
+            f"optics model: plate offsets {offsets_m[:, 2].tolist()} (dz) make a propagation "
+            f"distance non-positive ({distances.tolist()} m); plates would touch or cross"
+        )
+    return distances, lateral[:-1] - lateral[1:]
+
+
+class D2NN:
+    """Batched forward model of a diffractive network and its exact adjoint gradients.
+
+    ``batch_chunk`` images are pushed through the FFTs together (memory and cache friendly).
+    """
+
+    def __init__(self, geom: Geometry, layout: DetectorLayout, material: Material, batch_chunk: int = 16):
+        if layout.n != geom.n:
+            raise ConfigError(f"optics model: detector layout is for n = {layout.n}, geometry has n = {geom.n}")
+        self.geom = geom
+        self.layout = layout
+        self.material = material
+        self.batch_chunk = int(batch_chunk)
+        self.illumination = illumination_field(geom)
+
+    # --- preparation --------------------------------------------------------------------------
+    def _check_inputs(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs)
+        g = self.geom
+        if inputs.ndim != 3 or inputs.shape[-1] != inputs.shape[-2] or inputs.shape[-1] not in (g.n, g.samples):
+            raise ConfigError(
+                f"optics model: inputs must be (B, {g.n}, {g.n}) (or (B, {g.samples}, {g.samples}) "
+                f"at sample resolution), got {inputs.shape}; use images[None] for a single one"
+            )
+        return inputs
+
+    def input_field(self, inputs: np.ndarray) -> np.ndarray:
+        """Mask (B, n, n) or (B, M, M), real or complex -> field (B, M, M) just after it."""
+        k = self.geom.oversample if inputs.shape[-1] == self.geom.n else 1
+        return np.multiply(upsample(inputs, k), self.illumination, dtype=self.geom.complex_dtype)
+
+    def transmissions(self, heights_m: np.ndarray) -> np.ndarray:
+        """Plate transmissions (L, M, M) for heights (L, n, n)."""
+        g = self.geom
+        heights_m = np.asarray(heights_m)
+        if heights_m.shape != (g.n_layers, g.n, g.n):
+            raise ConfigError(
+                f"optics model: heights must be ({g.n_layers}, {g.n}, {g.n}) metres, got {heights_m.shape}"
+            )
+        t = plate_transmission(heights_m, g.wavelength_m, self.material, g.dtype)
+        return upsample(t, g.oversample)
+
+    def _offsets(self, offsets_m: np.ndarray | None) -> np.ndarray:
+        n_layers = self.geom.n_layers
+        if offsets_m is None:
+            return np.zeros((n_layers, 3))
+        offsets_m = np.asarray(offsets_m, dtype=np.float64)
+        if offsets_m.shape != (n_layers, 3) or not np.all(np.isfinite(offsets_m)):
+            raise ConfigError(f"optics model: offsets must be finite ({n_layers}, 3) (dx, dy, dz) metres, got {offsets_m.shape}")
+        return offsets_m
+
+    def transfer_functions(self, distances_m: np.ndarray, shifts_m: np.ndarray) -> list[np.ndarray]:
+        g = self.geom
+        return [
+            transfer_function(g.padded, g.sample_pitch_m, g.wavelength_m, float(z), (float(s[0]), float(s[1])), g.dtype)
+            for z, s in zip(distances_m, shifts_m)
+        ]
+
+    # --- forward ------------------------------------------------------------------------------
+    def forward(
+        self,
+        inputs: np.ndarray,
+        heights_m: np.ndarray,
+        offsets_m: np.ndarray | None = None,
+        record: bool = True,
+    ) -> ForwardResult:
+        """Detector energies (B, R) for input masks (B, n, n), plate heights (L, n, n), offsets (L, 3).
+
+        With ``record`` the intermediate fields are kept for ``backward``.
+        """
+        g = self.geom
+        inputs = self._check_inputs(inputs)
+        t = self.transmissions(heights_m)
+        distances, shifts = frame_moves(self._offsets(offsets_m), g)
+        transfer = self.transfer_functions(distances, shifts)
+        batch, m, dtype = inputs.shape[0], g.samples, g.complex_dtype
+        energies = np.empty((batch, len(self.layout)))
+        res = ForwardResult(energies, transmissions=t, transfer=transfer, distances_m=distances, shifts_m=shifts)
+        if record:
+            res.field = np.empty((batch, m, m), dtype)
+            res.input_field = np.empty((batch, m, m), dtype)
+            res.plate_fields = [np.empty((batch, m, m), dtype) for _ in range(g.n_layers)]
+        for start in range(0, batch, self.batch_chunk):
+            sl = slice(start, start + self.batch_chunk)
+            x = self.input_field(inputs[sl])
+            if record:
+                res.input_field[sl] = x
+            for j, h in enumerate(transfer):
+                spectrum = padded_spectrum(x, g.padded)
+                np.multiply(spectrum, h, out=spectrum)
+                q = cropped_field(spectrum, m)
+                if j < g.n_layers:
+                    if record:
+                        res.plate_fields[j][sl] = q
+                    x = np.multiply(q, t[j])
+            intensity = np.square(q.real) + np.square(q.imag)
+            energies[sl] = self.layout.integrate(intensity) * g.sample_pitch_m**2
+            if record:
+                res.field[sl] = q
+        return res
+
+    def energies(self, inputs: np.ndarray, heights_m: np.ndarray, offsets_m: np.ndarray | None = None) -> np.ndarray:
+        """Detector energies (B, R) float64: intensity (input plane wave = 1) times area in m^2."""
+        return self.forward(inputs, heights_m, offsets_m, record=False).energies
+
+    def output_field(self, inputs: np.ndarray, heights_m: np.ndarray, offsets_m: np.ndarray | None = None) -> np.ndarray:
+        """Complex field (B, M, M) in the detector plane."""
+        return self.forward(inputs, heights_m, offsets_m, record=True).field
+
+    # --- adjoint ------------------------------------------------------------------------------
+    def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
+        """Exact gradients of a loss L given dL/dE (B, R): ``.heights`` (L, n, n) and ``.offsets`` (L, 3).
+
+        ``offsets=False`` skips the offset gradient (one FFT per propagation less); ``.offsets``
+        is then None. See adjoint.py for the derivation.
+        """
+        return backward(self, res, dL_dE, offsets)
