@@ -1,0 +1,203 @@
+"""One HDF5 file per campaign, every record durable when ``record`` returns, resumable after a kill.
+
+Layout of ``campaign.h5``:
+
+- root attributes: ``format = "labctl-campaign"``, ``schema_version``, ``metadata`` (JSON:
+  station, calibration, design and its hash, software version, command, plan), ``complete``;
+- one group per stream (``samples``, ``darks``...), one dataset per field, the first axis
+  counting records, and the group attribute ``count``: the number of records whose every field
+  is written. A field longer than ``count`` holds a record that was being written when the
+  process died; it is overwritten on resume.
+
+Every record goes first to the write-ahead journal (``campaign.h5.journal``, see ``journal.py``),
+then into HDF5, which is flushed. On resume, what the journal has and HDF5 lacks is replayed; if
+the HDF5 file cannot be opened at all it is rebuilt from the journal. When the campaign finishes,
+the journal is deleted and the campaign is the one HDF5 file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from labctl.campaign.journal import Journal
+from labctl.errors import DataError
+
+FORMAT = "labctl-campaign"
+SCHEMA_VERSION = 1
+_META_STREAM = "__metadata__"
+
+
+def journal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
+
+
+def _as_storable(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind == "U":
+        return array.astype(h5py.string_dtype())
+    return array
+
+
+class CampaignStore:
+    """Writes a campaign's records (see the module docstring). Use ``create`` or ``resume``."""
+
+    def __init__(self, path: Path, h5: h5py.File, journal: Journal, metadata: dict[str, Any]):
+        self.path = path
+        self._h5 = h5
+        self._journal = journal
+        self.metadata = metadata
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], metadata: dict[str, Any]) -> CampaignStore:
+        """Start a new campaign file; refuses to overwrite an existing one."""
+        path = Path(path)
+        if path.exists() or journal_path(path).exists():
+            raise DataError(f"{path}: a campaign file is already there; resume it with --resume or choose another name")
+        if not path.parent.is_dir():
+            raise DataError(f"{path}: folder {path.parent} does not exist")
+        journal = Journal(journal_path(path))
+        journal.append(_META_STREAM, {"json": json.dumps(metadata)})
+        h5 = _new_file(path, metadata)
+        return cls(path, h5, journal, metadata)
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str]) -> CampaignStore:
+        """Reopen an interrupted campaign, replaying what the journal has and HDF5 lacks."""
+        path = Path(path)
+        jpath = journal_path(path)
+        if not jpath.exists():
+            if path.exists() and read_metadata(path).get("complete"):
+                raise DataError(f"{path}: this campaign is complete; nothing to resume")
+            raise DataError(f"{path}: no campaign journal {jpath.name} beside it, so it cannot be resumed")
+        Journal.repair(jpath)
+        entries = list(Journal.entries(jpath))
+        if not entries or entries[0][0] != _META_STREAM:
+            raise DataError(f"{jpath}: not a labctl campaign journal (no metadata record)")
+        metadata = json.loads(str(entries[0][1]["json"]))
+        try:
+            h5 = h5py.File(path, "r+")
+            _check_format(h5, path)
+        except (OSError, DataError):
+            # Unreadable (killed mid-write) or missing: rebuild everything from the journal.
+            path.unlink(missing_ok=True)
+            h5 = _new_file(path, metadata)
+        store = cls(path, h5, Journal(jpath), metadata)
+        seen: dict[str, int] = {}
+        for stream, data in entries[1:]:
+            index = seen.get(stream, 0)
+            if index >= store.count(stream):
+                store._append_h5(stream, data)
+            seen[stream] = index + 1
+        h5.flush()
+        return store
+
+    # -- writing ------------------------------------------------------------------------------
+    def record(self, stream: str, data: dict[str, Any]) -> None:
+        """Append one record to ``stream``; durable (journal fsync'd, HDF5 flushed) on return."""
+        if stream == _META_STREAM or "/" in stream:
+            raise DataError(f"{self.path}: {stream!r} is not a valid stream name")
+        self._journal.append(stream, data)
+        self._append_h5(stream, data)
+        self._h5.flush()
+
+    def _append_h5(self, stream: str, data: dict[str, Any]) -> None:
+        group = self._h5.require_group(stream)
+        count = int(group.attrs.get("count", 0))
+        for key, value in data.items():
+            array = _as_storable(value)
+            if key not in group:
+                group.create_dataset(
+                    key, shape=(0, *array.shape), maxshape=(None, *array.shape), dtype=array.dtype, chunks=(64, *array.shape) if array.ndim < 2 else True
+                )
+            dataset = group[key]
+            if dataset.shape[1:] != array.shape:
+                raise DataError(
+                    f"{self.path}: stream {stream!r} field {key!r} has shape {dataset.shape[1:]}, got {array.shape}"
+                )
+            dataset.resize(count + 1, axis=0)
+            dataset[count] = array
+        group.attrs["count"] = count + 1
+
+    def finish(self) -> None:
+        """Mark the campaign complete and drop the journal: the HDF5 file is the whole record."""
+        self._h5.attrs["complete"] = True
+        self._h5.flush()
+        self._h5.close()
+        self._journal.close()
+        journal_path(self.path).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close without finishing (the campaign can be resumed)."""
+        if self._h5.id.valid:
+            self._h5.flush()
+            self._h5.close()
+        self._journal.close()
+
+    # -- reading ------------------------------------------------------------------------------
+    def count(self, stream: str) -> int:
+        group = self._h5.get(stream)
+        return 0 if group is None else int(group.attrs.get("count", 0))
+
+    def read(self, stream: str) -> dict[str, np.ndarray]:
+        return _read_stream(self._h5, stream)
+
+
+def _new_file(path: Path, metadata: dict[str, Any]) -> h5py.File:
+    h5 = h5py.File(path, "w")
+    h5.attrs["format"] = FORMAT
+    h5.attrs["schema_version"] = SCHEMA_VERSION
+    h5.attrs["metadata"] = json.dumps(metadata)
+    h5.attrs["complete"] = False
+    h5.flush()
+    return h5
+
+
+def _check_format(h5: h5py.File, path: Path) -> None:
+    if h5.attrs.get("format") != FORMAT:
+        raise DataError(f"{path}: not a labctl campaign file (format attribute {h5.attrs.get('format')!r})")
+    version = int(h5.attrs.get("schema_version", -1))
+    if version > SCHEMA_VERSION:
+        raise DataError(f"{path}: campaign schema {version} is newer than this labctl reads ({SCHEMA_VERSION}); upgrade labctl")
+
+
+def _read_stream(h5: h5py.File, stream: str) -> dict[str, np.ndarray]:
+    group = h5.get(stream)
+    if group is None:
+        return {}
+    count = int(group.attrs.get("count", 0))
+    out = {}
+    for key, dataset in group.items():
+        values = dataset[:count]
+        if h5py.check_string_dtype(dataset.dtype) is not None:
+            values = np.array([v.decode() if isinstance(v, bytes) else v for v in values.ravel()]).reshape(values.shape)
+        out[key] = values
+    return out
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A campaign file's metadata, plus ``complete``; DataError naming the file if it is not one."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            _check_format(h5, path)
+            meta = json.loads(h5.attrs["metadata"])
+            meta["complete"] = bool(h5.attrs.get("complete", False))
+            return meta
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read as a campaign file ({exc}); if the campaign was interrupted, resume it") from exc
+
+
+def read_campaign(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """(metadata, {stream: {field: array}}) of a campaign file, read-only."""
+    path = Path(path)
+    metadata = read_metadata(path)
+    with h5py.File(path, "r") as h5:
+        streams = {name: _read_stream(h5, name) for name in h5.keys()}
+    return metadata, streams
