@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from labctl.errors import ConfigError
-from labctl.optics.propagation import cropped_field, frequencies, log_derivative_z, padded_spectrum
+from labctl.optics.propagation import frequencies, log_derivative_z, to_field, to_spectrum
 
 if TYPE_CHECKING:
     from labctl.optics.network import D2NN, ForwardResult
@@ -71,21 +71,26 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool =
     batch = dL_dE.shape[0]
     for start in range(0, batch, model.batch_chunk):
         sl = slice(start, start + model.batch_chunk)
-        adj = np.multiply(res.field[sl], weights[sl], dtype=g.complex_dtype)
+        work = model.work_array(0, len(dL_dE[sl]))
+        adj = work[:, :m, :m]
+        np.multiply(res.field[sl], weights[sl], out=adj)
         for j in range(n_layers, -1, -1):
             before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
-            spectrum = padded_spectrum(adj, padded)
+            to_spectrum(work, m)
             if offsets:
+                work_before = model.work_array(1, len(before))
+                work_before[:, :m, :m] = before
                 grad_prop[j] += _propagation_derivatives(
-                    spectrum, padded_spectrum(before, padded), transfer[j], dlogh[j], f
+                    work, to_spectrum(work_before, m), transfer[j], dlogh[j], f
                 )
             if j == 0:
                 break
-            np.multiply(spectrum, transfer_conj[j], out=spectrum)
-            adj_before = cropped_field(spectrum, m)
-            cross = np.einsum("bij,bij->ij", adj_before.conj(), before, dtype=np.complex128)
-            grad_h[j - 1] += (c * cross).real
-            adj = np.multiply(adj_before, t_conj[j - 1])
+            np.multiply(work, transfer_conj[j], out=work)
+            adj = to_field(work, m)
+            product = np.conj(adj)
+            product *= before
+            grad_h[j - 1] += (c * product.sum(axis=0, dtype=np.complex128)).real
+            np.multiply(adj, t_conj[j - 1], out=adj)
     heights = grad_h.reshape(n_layers, g.n, k, g.n, k).sum(axis=(2, 4))
     if not offsets:
         return Gradients(heights, None)

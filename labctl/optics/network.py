@@ -16,6 +16,7 @@ the distances: z_l = z_l^nominal + dz_l - dz_{l-1}.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ from labctl.optics.adjoint import Gradients, backward
 from labctl.optics.detectors import DetectorLayout
 from labctl.optics.elements import Material, plate_transmission
 from labctl.optics.geometry import Geometry
-from labctl.optics.propagation import cropped_field, padded_spectrum, transfer_function
+from labctl.optics.propagation import propagate_in_place, transfer_function
 from labctl.optics.sources import illumination_field
 
 
@@ -66,10 +67,12 @@ def frame_moves(offsets_m: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.n
 class D2NN:
     """Batched forward model of a diffractive network and its exact adjoint gradients.
 
-    ``batch_chunk`` images are pushed through the FFTs together (memory and cache friendly).
+    ``batch_chunk`` images are pushed through the FFTs together: a few, so that the padded work
+    arrays stay in the CPU cache. Work arrays are kept per thread, so one model may be used
+    from several threads.
     """
 
-    def __init__(self, geom: Geometry, layout: DetectorLayout, material: Material, batch_chunk: int = 16):
+    def __init__(self, geom: Geometry, layout: DetectorLayout, material: Material, batch_chunk: int = 4):
         if layout.n != geom.n:
             raise ConfigError(f"optics model: detector layout is for n = {layout.n}, geometry has n = {geom.n}")
         self.geom = geom
@@ -77,6 +80,17 @@ class D2NN:
         self.material = material
         self.batch_chunk = int(batch_chunk)
         self.illumination = illumination_field(geom)
+        self._local = threading.local()
+
+    def work_array(self, slot: int, batch: int) -> np.ndarray:
+        """A reusable (batch, 2M, 2M) work array (batch <= batch_chunk); ``slot`` tells concurrent ones apart."""
+        arrays = getattr(self._local, "arrays", None)
+        if arrays is None:
+            arrays = self._local.arrays = {}
+        if slot not in arrays:
+            p = self.geom.padded
+            arrays[slot] = np.empty((self.batch_chunk, p, p), self.geom.complex_dtype)
+        return arrays[slot][:batch]
 
     # --- preparation --------------------------------------------------------------------------
     def _check_inputs(self, inputs: np.ndarray) -> np.ndarray:
@@ -147,21 +161,21 @@ class D2NN:
             res.plate_fields = [np.empty((batch, m, m), dtype) for _ in range(g.n_layers)]
         for start in range(0, batch, self.batch_chunk):
             sl = slice(start, start + self.batch_chunk)
-            x = self.input_field(inputs[sl])
+            work = self.work_array(0, len(inputs[sl]))
+            field = work[:, :m, :m]
+            field[...] = self.input_field(inputs[sl])
             if record:
-                res.input_field[sl] = x
+                res.input_field[sl] = field
             for j, h in enumerate(transfer):
-                spectrum = padded_spectrum(x, g.padded)
-                np.multiply(spectrum, h, out=spectrum)
-                q = cropped_field(spectrum, m)
+                field = propagate_in_place(work, m, h)
                 if j < g.n_layers:
                     if record:
-                        res.plate_fields[j][sl] = q
-                    x = np.multiply(q, t[j])
-            intensity = np.square(q.real) + np.square(q.imag)
+                        res.plate_fields[j][sl] = field
+                    np.multiply(field, t[j], out=field)
+            intensity = np.square(field.real) + np.square(field.imag)
             energies[sl] = self.layout.integrate(intensity) * g.sample_pitch_m**2
             if record:
-                res.field[sl] = q
+                res.field[sl] = field
         return res
 
     def energies(self, inputs: np.ndarray, heights_m: np.ndarray, offsets_m: np.ndarray | None = None) -> np.ndarray:
