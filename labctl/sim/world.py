@@ -163,7 +163,7 @@ class World:
         with self._lock:
             if key != self._cache_key:
                 inputs = self.input_amplitude()[None]
-                energies = self.model().energies(inputs, self.heights_m, offsets=offsets)[0]
+                energies = self.model().energies(inputs, self.heights_m, offsets)[0]
                 self.optics_calls += 1
                 self._cache_key, self._cache_value = key, np.asarray(energies, dtype=float) * self.signal_scale
             return self._cache_value * power

@@ -1,0 +1,99 @@
+"""Measured against simulated: accuracy, confusion, agreement, energies, drift.
+
+Pure numbers from a campaign's stored samples; the report (``report.py``) only draws them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labctl.errors import DataError
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
+    """(classes, classes) counts: row = true class, column = chosen class."""
+    matrix = np.zeros((classes, classes), dtype=int)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
+
+
+def normalized(energies: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (the share of light each detector gets); zero rows stay zero."""
+    energies = np.clip(np.asarray(energies, dtype=float), 0, None)
+    total = energies.sum(axis=-1, keepdims=True)
+    return np.divide(energies, total, out=np.zeros_like(energies), where=total > 0)
+
+
+@dataclass
+class CampaignSummary:
+    """Everything the report shows, as numbers."""
+
+    samples: int
+    accuracy_measured: float
+    accuracy_simulated: float
+    agreement: float
+    confusion_measured: np.ndarray
+    confusion_simulated: np.ndarray
+    class_energy_measured: np.ndarray  # (classes, detectors) mean normalized energy per true class
+    class_energy_simulated: np.ndarray
+    energy_correlation: float  # Pearson r of normalized measured vs predicted energies
+    measured_normalized: np.ndarray
+    predicted_normalized: np.ndarray
+    timestamps: np.ndarray
+    total_signal: np.ndarray  # calibrated sum per sample (drift of source and bench)
+    dark_timestamps: np.ndarray
+    darks: np.ndarray  # (k, detectors)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "samples": self.samples,
+            "accuracy_measured": self.accuracy_measured,
+            "accuracy_simulated": self.accuracy_simulated,
+            "agreement": self.agreement,
+            "energy_correlation": self.energy_correlation,
+            "confusion_measured": self.confusion_measured.tolist(),
+            "confusion_simulated": self.confusion_simulated.tolist(),
+        }
+
+
+def summarize(streams: dict[str, dict[str, np.ndarray]], source: str = "campaign") -> CampaignSummary:
+    """Compute the summary of a campaign's streams (as ``read_campaign`` returns them)."""
+    samples = streams.get("samples") or {}
+    if not samples or len(samples.get("label", [])) == 0:
+        raise DataError(f"{source}: the campaign has no samples yet; run or resume it first")
+    labels = samples["label"].astype(int)
+    measured = samples["measured_class"].astype(int)
+    simulated = samples["predicted_class"].astype(int)
+    classes = samples["calibrated"].shape[1]
+    meas_norm = normalized(samples["calibrated"])
+    pred_norm = normalized(samples["predicted"])
+    per_class_meas = np.zeros((classes, classes))
+    per_class_pred = np.zeros((classes, classes))
+    for c in range(classes):
+        rows = labels == c
+        if rows.any():
+            per_class_meas[c] = meas_norm[rows].mean(axis=0)
+            per_class_pred[c] = pred_norm[rows].mean(axis=0)
+    a, b = meas_norm.ravel(), pred_norm.ravel()
+    corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else float("nan")
+    darks = streams.get("darks") or {}
+    return CampaignSummary(
+        samples=len(labels),
+        accuracy_measured=float(np.mean(measured == labels)),
+        accuracy_simulated=float(np.mean(simulated == labels)),
+        agreement=float(np.mean(measured == simulated)),
+        confusion_measured=confusion(labels, measured, classes),
+        confusion_simulated=confusion(labels, simulated, classes),
+        class_energy_measured=per_class_meas,
+        class_energy_simulated=per_class_pred,
+        energy_correlation=corr,
+        measured_normalized=meas_norm,
+        predicted_normalized=pred_norm,
+        timestamps=samples["timestamp"].astype(float),
+        total_signal=np.asarray(samples["calibrated"], dtype=float).sum(axis=1),
+        dark_timestamps=np.asarray(darks.get("timestamp", np.zeros(0)), dtype=float),
+        darks=np.asarray(darks.get("values", np.zeros((0, classes))), dtype=float),
+    )

@@ -1,0 +1,52 @@
+"""The report built from a stored campaign."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labctl.campaign.report import write_report
+from labctl.campaign.store import CampaignStore
+from labctl.errors import DataError
+
+
+def stored_campaign(path, n=40, wrong_every=5):
+    rng = np.random.default_rng(0)
+    store = CampaignStore.create(path, {"command": "test", "software_version": "x"})
+    store.record("darks", {"values": np.full(10, 1e-3), "spread": np.zeros(10), "timestamp": 0.0})
+    for i in range(n):
+        label = i % 10
+        predicted = np.full(10, 0.05) + np.eye(10)[label]
+        measured_class = (label + 1) % 10 if i % wrong_every == 0 else label
+        calibrated = np.full(10, 0.05) + np.eye(10)[measured_class] + rng.normal(0, 0.01, 10)
+        store.record(
+            "samples",
+            {
+                "seq": i, "index": i, "label": label, "calibrated": calibrated, "predicted": predicted,
+                "measured_class": int(np.argmax(calibrated)), "predicted_class": label, "timestamp": float(i),
+            },
+        )
+    store.finish()
+
+
+def test_report_from_stored_campaign(tmp_path):
+    path = tmp_path / "c.h5"
+    stored_campaign(path)
+    html_path, summary = write_report(path)
+    assert summary.samples == 40
+    assert summary.accuracy_simulated == 1.0
+    assert summary.accuracy_measured == pytest.approx(0.8)
+    assert summary.agreement == pytest.approx(0.8)
+    assert summary.confusion_measured.sum() == 40 and summary.confusion_measured[0, 1] == 4
+    text = html_path.read_text()
+    assert "80.00%" in text and text.count("data:image/png;base64,") == 4
+    for name in ("confusion.png", "class_energies.png", "measured_vs_simulated.png", "drift.png"):
+        assert (html_path.parent / name).stat().st_size > 1000
+
+
+def test_report_errors_name_the_file(tmp_path):
+    with pytest.raises(DataError, match="no such campaign"):
+        write_report(tmp_path / "missing.h5")
+    (tmp_path / "x.h5").write_bytes(b"not hdf5")
+    with pytest.raises(DataError, match="x.h5"):
+        write_report(tmp_path / "x.h5")
