@@ -11,65 +11,19 @@ It is what ``labctl sim serve`` runs, and what tests use in-process as a fixture
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from labctl.errors import ConfigError
 from labctl.sim.clock import Clock
-from labctl.sim.devices import SimSource, SimWheel
 from labctl.sim.faults import FaultPlan, parse_faults
 from labctl.sim.layout import plate_axes
 from labctl.sim.link import Link, PtyLink, TcpLink
-from labctl.sim.motion import MotionProfile, SimAxis
-from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, SimPlate, SourceTruth, World
-
-#: Stage travel and the nominal (design) position every plate axis is mounted around.
-TRAVEL_M = (0.0, 0.025)
-NOMINAL_M = 0.0125
-#: Move profiles per stage family (device seconds): Zaber LSM, Z8 on KDC101, SMC100 + UTS.
-PROFILES = {
-    "ZaberAscii": MotionProfile(speed_m_s=5e-3, accel_m_s2=50e-3),
-    "KDC101": MotionProfile(speed_m_s=2.3e-3, accel_m_s2=1.5e-3),
-    "SMC100": MotionProfile(speed_m_s=2.0e-3, accel_m_s2=8e-3),
-}
-
-
-@dataclass(frozen=True)
-class Truth:
-    """The hidden parameters a simulated bench draws from its seed."""
-
-    offset_sigma_m: float = 0.5e-3  # plate mounting error, x and y
-    z_offset_sigma_m: float = 0.0
-    backlash_max_m: float = 10e-6
-    dark_v: tuple[float, float] = (1e-3, 5e-3)  # uniform range
-    gain_spread: float = 0.1  # relative, uniform +-
-    noise_v: float = 2e-4
-    peak_signal_v: float = 1.0  # winning detector for an open aperture at 1 mW, before gain
-
-
-def dataset_masks(dataset: str) -> MaskLibrary:
-    """Masks named ``"<dataset>/<split>/<index>"``, read from the design's data set."""
-    from labctl.design.datasets import load_dataset
-
-    loaded: dict[str, Any] = {}
-
-    def lookup(key: str) -> np.ndarray:
-        name, _, rest = key.partition("/")
-        split, _, index = rest.partition("/")
-        if name not in loaded:
-            loaded[name] = load_dataset(name)
-        data = loaded[name]
-        images = {"test": data.test_images, "train": data.train_images}.get(split)
-        if images is None or not index.isdigit() or int(index) >= len(images):
-            raise ConfigError(f"simulated wheel: mask {key!r} does not exist; expected <dataset>/test/<index>")
-        return images[int(index)]
-
-    return lookup
-
+from labctl.sim.motion import SimAxis
+from labctl.sim.truth import NOMINAL_M, TRAVEL_M, Truth, build_world
+from labctl.sim.world import MaskLibrary
 
 class SimulatedBench:
     """A whole simulated bench, served until ``close()`` (also a context manager)."""
@@ -86,8 +40,6 @@ class SimulatedBench:
         masks: MaskLibrary | None = None,
         with_z: bool = False,
     ):
-        from labctl.optics import D2NN
-
         self.design = design
         self.truth = truth or Truth()
         self.seed = seed
@@ -99,73 +51,11 @@ class SimulatedBench:
         if not self.directory.is_dir():
             raise ConfigError(f"simulated bench: folder {self.directory} does not exist")
         plans = parse_faults(faults, seed=seed) if isinstance(faults, str) or faults is None else dict(faults)
-        rng = np.random.default_rng(seed)
         self.clock = Clock(time_scale)
-        geometry = design.geometry
-
-        # Hidden truth: stages, plates, detectors.
-        self.axes: dict[str, SimAxis] = {}
-        plates = []
-        self._axis_slots: list[dict[str, Any]] = []
-        for index in range(geometry.n_layers):
-            slots = plate_axes(index, with_z=with_z)
-            self._axis_slots.append(slots)
-            sim_axes = {}
-            for axis_name, slot in slots.items():
-                sim_axes[axis_name] = SimAxis(
-                    f"L{index + 1}.{axis_name}",
-                    self.clock,
-                    travel_m=TRAVEL_M,
-                    profile=PROFILES[slot.driver],
-                    backlash_m=float(rng.uniform(0, self.truth.backlash_max_m)),
-                    power_on_m=float(rng.uniform(*TRAVEL_M)),
-                )
-                self.axes[f"L{index + 1}.{axis_name}"] = sim_axes[axis_name]
-            mount = np.array(
-                [
-                    rng.normal(0, self.truth.offset_sigma_m),
-                    rng.normal(0, self.truth.offset_sigma_m),
-                    rng.normal(0, self.truth.z_offset_sigma_m) if self.truth.z_offset_sigma_m > 0 else 0.0,
-                ]
-            )
-            plates.append(
-                SimPlate(
-                    name=f"L{index + 1}",
-                    x=sim_axes["x"],
-                    y=sim_axes["y"],
-                    z=sim_axes.get("z"),
-                    nominal_m=(NOMINAL_M, NOMINAL_M, NOMINAL_M),
-                    mount_offset_m=mount,
-                )
-            )
-        source_truth = SourceTruth()
-        design_frequency = SPEED_OF_LIGHT_M_S / geometry.wavelength_m
-        self.source = SimSource(frequency_hz=design_frequency / source_truth.multiplier, power_w=1e-3)
-        self.wheel = SimWheel(slot_count=6)
-        channels = design.layout.regions.shape[0]
-        dark = rng.uniform(*self.truth.dark_v, size=channels)
-        gain = 1.0 + rng.uniform(-self.truth.gain_spread, self.truth.gain_spread, size=channels)
-        model = D2NN(geometry, design.layout, design.material)
-        open_aperture = np.ones((1, geometry.n, geometry.n), dtype=np.float32)
-        reference = float(np.max(model.energies(open_aperture, design.heights_m)))
-        self.world = World(
-            clock=self.clock,
-            geometry=geometry,
-            model_factory=lambda g: D2NN(g, design.layout, design.material),
-            heights_m=design.heights_m,
-            input_scale=design.input_scale,
-            plates=plates,
-            source=self.source,
-            source_truth=source_truth,
-            wheel=self.wheel,
-            display=None,
-            masks=masks or dataset_masks(design.dataset),
-            dark_v=dark,
-            gain_v=gain,
-            noise_v=np.full(channels, self.truth.noise_v),
-            signal_scale=self.truth.peak_signal_v / max(reference, 1e-30),
-            seed=seed,
-        )
+        self.world = build_world(design, clock=self.clock, seed=seed, truth=self.truth, masks=masks, with_z=with_z)
+        self.source = self.world.source
+        self.wheel = self.world.wheel
+        self._axis_slots = [plate_axes(i, with_z=with_z) for i in range(len(self.world.plates))]
         self.links: dict[str, Link] = {}
         self.instruments: dict[str, Any] = {}
         try:
@@ -209,9 +99,9 @@ class SimulatedBench:
         # Group stage axes by the instrument that drives them.
         groups: dict[str, dict[str, SimAxis]] = {}
         drivers: dict[str, str] = {}
-        for index, slots in enumerate(self._axis_slots):
+        for plate, slots in zip(self.world.plates, self._axis_slots):
             for axis_name, slot in slots.items():
-                groups.setdefault(slot.instrument, {})[slot.address] = self.axes[f"L{index + 1}.{axis_name}"]
+                groups.setdefault(slot.instrument, {})[slot.address] = getattr(plate, axis_name)
                 drivers[slot.instrument] = slot.driver
         for name, axes in groups.items():
             driver = drivers[name]

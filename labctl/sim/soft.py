@@ -1,0 +1,200 @@
+"""A soft bench: the simulated world behind in-memory roles, with no protocol and no link.
+
+The served bench (``bench.py``) is the faithful one: real drivers over real links. This one is
+for developing and unit-testing procedures (calibration, alignment, campaigns) quickly and
+deterministically: same world, same hidden truths for a seed, the same roles a ``Bench`` offers
+(``plates``, ``source``, ``detectors``, ``projector``), but method calls instead of bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from labctl.drivers.axis import AxisBase
+from labctl.drivers.roles import Reading
+from labctl.errors import ConfigError
+from labctl.sim.clock import Clock
+from labctl.sim.motion import SimAxis
+from labctl.sim.truth import TRAVEL_M, Truth, build_world
+from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
+
+
+class SoftAxis(AxisBase):
+    """An Axis role straight on a ``SimAxis``."""
+
+    def __init__(self, sim: SimAxis, limits_m: tuple[float, float] = TRAVEL_M, backlash_m: float = 0.0):
+        super().__init__(sim.name, limits_m=limits_m, backlash_m=backlash_m, poll_interval_s=0.0)
+        self.sim = sim
+
+    def _hw_position_m(self) -> float:
+        return self.sim.position_m()
+
+    def _hw_move_to(self, position_m: float) -> None:
+        self.sim.move_to(position_m)
+
+    def _hw_is_moving(self) -> bool:
+        return self.sim.is_moving()
+
+    def _hw_home(self) -> None:
+        self.sim.home()
+
+    def _hw_stop(self) -> None:
+        self.sim.stop()
+
+
+class SoftSource:
+    """Source role on the world's ``SimSource`` (frequency after the multiplier)."""
+
+    name = "source"
+
+    def __init__(self, world: World):
+        self._world = world
+        self._sim = world.source
+
+    def identify(self) -> str:
+        return "soft source"
+
+    def get_frequency_hz(self) -> float:
+        return self._sim.frequency_hz * self._world.source_truth.multiplier
+
+    def set_frequency_hz(self, frequency_hz: float) -> None:
+        self._sim.frequency_hz = frequency_hz / self._world.source_truth.multiplier
+
+    def get_power_w(self) -> float:
+        return self._sim.power_w
+
+    def set_power_w(self, power_w: float) -> None:
+        self._sim.power_w = power_w
+
+    def output_on(self) -> None:
+        self._sim.output_on = True
+
+    def output_off(self) -> None:
+        self._sim.output_on = False
+
+    def is_output_on(self) -> bool:
+        return self._sim.output_on
+
+    def set_modulation_hz(self, frequency_hz: float | None) -> None:
+        self._sim.modulation_hz = frequency_hz
+
+    def close(self) -> None:
+        pass
+
+
+class SoftDetectors:
+    """DetectorArray role on the world's ``SimDetectors``; integration takes clock time."""
+
+    name = "detectors"
+
+    def __init__(self, world: World, integration_s: float = 0.02):
+        self._world = world
+        self._integration_s = integration_s
+
+    def channel_count(self) -> int:
+        return self._world.detectors.channel_count
+
+    def get_integration_time_s(self) -> float:
+        return self._integration_s
+
+    def set_integration_time_s(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ConfigError(f"detectors: integration time must be > 0 s, got {seconds}")
+        self._integration_s = seconds
+
+    def read(self, averages: int = 1) -> Reading:
+        samples = self._world.detectors.sample(averages)
+        self._world.clock.sleep(self._integration_s * self.channel_count() * averages)
+        return Reading(samples.mean(axis=0), samples.std(axis=0), time.time(), averages, samples)
+
+    def close(self) -> None:
+        pass
+
+
+class SoftWheelProjector:
+    """InputProjector role on the world's ``SimWheel``: loading a cassette puts the masks in."""
+
+    name = "wheel"
+
+    def __init__(self, world: World):
+        self._wheel = world.wheel
+        self._clock = world.clock
+
+    def capacity(self) -> int | None:
+        return self._wheel.slot_count
+
+    def loaded(self) -> dict[int, str]:
+        return dict(self._wheel.masks)
+
+    def load(self, keys: dict[int, str]) -> None:
+        self._wheel.masks = dict(keys)
+
+    def show(self, key: str, image: np.ndarray) -> None:
+        slots = [slot for slot, k in self._wheel.masks.items() if k == key]
+        if not slots:
+            raise ConfigError(f"wheel: mask {key!r} is not loaded; load it into a slot first")
+        self._clock.sleep(self._wheel.seconds_per_slot() * self._wheel.steps_to(slots[0]))
+        self._wheel.slot = slots[0]
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SoftPlate:
+    """A plate's axes and nominal readings, as ``Bench.plates`` holds them."""
+
+    name: str
+    x: SoftAxis
+    y: SoftAxis
+    z: SoftAxis | None
+    nominal_m: tuple[float, float, float]
+
+
+class SoftBench:
+    """The roles of a bench, on a simulated world (see the module docstring)."""
+
+    def __init__(self, world: World):
+        self.world = world
+        self.source = SoftSource(world)
+        self.detectors = SoftDetectors(world)
+        self.projector = SoftWheelProjector(world)
+        self.plates = {
+            p.name: SoftPlate(p.name, SoftAxis(p.x), SoftAxis(p.y), SoftAxis(p.z) if p.z else None, p.nominal_m)
+            for p in world.plates
+        }
+
+    @classmethod
+    def create(
+        cls,
+        design: Any,
+        *,
+        seed: int = 0,
+        time_scale: float = 0.0,
+        truth: Truth | None = None,
+        masks: MaskLibrary | None = None,
+        with_z: bool = False,
+    ) -> SoftBench:
+        """A soft bench for ``design`` with hidden truths drawn from ``seed``."""
+        world = build_world(design, clock=Clock(time_scale), seed=seed, truth=truth, masks=masks, with_z=with_z)
+        return cls(world)
+
+    def design_frequency_hz(self) -> float:
+        return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m
+
+    def shutdown(self) -> None:
+        self.source.output_off()
+        for plate in self.plates.values():
+            for axis in (plate.x, plate.y, plate.z):
+                if axis is not None:
+                    axis.stop()
+
+    def __enter__(self) -> SoftBench:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
