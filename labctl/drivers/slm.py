@@ -1,0 +1,100 @@
+"""An SLM driven as an extra monitor: a borderless full-screen window of 8-bit gray (Display role).
+
+HDMI SLMs (Holoeye PLUTO-2, Meadowlark HDMI models) show whatever the computer puts on that
+screen, so the driver is a frameless Qt window covering the chosen screen. Each SLM pixel gets
+exactly one image pixel when the image has the screen's size; other sizes are scaled with
+nearest-neighbour sampling, never smoothed (smoothing would invent gray levels the lookup table
+never produced).
+
+Threading: Qt widgets belong to the thread that runs the QApplication. ``show_gray`` must be
+called from that (GUI) thread; the GUI and the bench call it there. It repaints before it
+returns, so the image is on the screen when the call ends. Works with ``QT_QPA_PLATFORM=offscreen``
+(tests, headless runs); a QApplication is created if none exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PyQt5.QtCore import QThread, Qt
+from PyQt5.QtGui import QImage, QPainter, QPaintEvent
+from PyQt5.QtWidgets import QApplication, QWidget
+
+from labctl.drivers.base import reject_unknown_options
+from labctl.errors import ConfigError, InstrumentError
+
+_app: QApplication | None = None  # the QApplication this module created, kept alive
+
+
+def qt_application() -> QApplication:
+    """The running QApplication, created (and kept) if there is none."""
+    global _app
+    app = QApplication.instance()
+    if app is None:
+        _app = app = QApplication(["labctl"])
+    return app
+
+
+class SLMWindow(QWidget):
+    """A frameless full-screen window on screen ``screen`` that shows 8-bit grayscale images."""
+
+    def __init__(self, name: str = "slm", screen: int = 0):
+        app = qt_application()
+        screens = app.screens()
+        if isinstance(screen, bool) or not isinstance(screen, int) or not 0 <= screen < len(screens):
+            names = [f"{i}: {s.name()} {s.geometry().width()}x{s.geometry().height()}" for i, s in enumerate(screens)]
+            raise ConfigError(f"SLM {name}: screen {screen!r} does not exist; screens are {names}")
+        super().__init__(None, Qt.FramelessWindowHint | Qt.WindowStaysOnTopHint)
+        self.name = name
+        self.screen_index = screen
+        self.setWindowTitle(f"labctl SLM {name}")
+        self.setCursor(Qt.BlankCursor)
+        self._image: QImage | None = None
+        self._shown: np.ndarray | None = None
+        target = screens[screen]
+        self.setGeometry(target.geometry())
+        self.create()  # a native window exists now, so it can be put on the chosen screen
+        self.windowHandle().setScreen(target)
+        self.showFullScreen()
+
+    @classmethod
+    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> SLMWindow:
+        """Options: ``screen`` (index of the screen the SLM is connected as, default 0).
+
+        ``resource`` is not used: a display is reached through the screen index.
+        """
+        reject_unknown_options(cls.__name__, options, ("screen",))
+        return cls(name, **options)
+
+    def identify(self) -> str:
+        return f"SLM window on screen {self.screen_index} ({self.width()}x{self.height()} pixels)"
+
+    def shape(self) -> tuple[int, int]:
+        """(rows, cols) of the window: the SLM's pixels once it is full screen."""
+        return self.height(), self.width()
+
+    def show_gray(self, image: np.ndarray) -> None:
+        """Show a (rows, cols) uint8 image. Call from the Qt (GUI) thread; returns once painted."""
+        if QThread.currentThread() is not self.thread():
+            raise InstrumentError(self.name, "show_gray was called outside the Qt GUI thread; call it from there")
+        gray = np.asarray(image)
+        if gray.ndim != 2 or gray.dtype != np.uint8 or gray.size == 0:
+            raise ConfigError(f"SLM {self.name}: show_gray needs a 2-D uint8 image, got {gray.dtype} {gray.shape}")
+        gray = np.ascontiguousarray(gray)
+        rows, cols = gray.shape
+        self._image = QImage(gray.data, cols, rows, cols, QImage.Format_Grayscale8).copy()
+        self._shown = gray.copy()
+        self.repaint()
+
+    def shown(self) -> np.ndarray | None:
+        """The image last passed to ``show_gray`` (None before the first)."""
+        return None if self._shown is None else self._shown.copy()
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), Qt.black)
+        if self._image is not None:
+            painter.setRenderHint(QPainter.SmoothPixmapTransform, False)
+            painter.drawImage(self.rect(), self._image)
+        painter.end()

@@ -1,0 +1,98 @@
+"""The SLM window, offscreen: what the window shows is exactly the image it was given."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PyQt5.QtCore import Qt
+from PyQt5.QtGui import QImage
+from PyQt5.QtWidgets import QApplication
+
+from labctl.drivers.projectors import SlmProjector
+from labctl.drivers.roles import Display
+from labctl.drivers.slm import SLMWindow
+from labctl.errors import ConfigError, InstrumentError
+
+
+def pixels(window: SLMWindow) -> np.ndarray:
+    """Grab the window as a (rows, cols) uint8 array."""
+    image = window.grab().toImage().convertToFormat(QImage.Format_Grayscale8)
+    bits = image.constBits()
+    bits.setsize(image.bytesPerLine() * image.height())
+    return np.frombuffer(bits, np.uint8).reshape(image.height(), image.bytesPerLine())[:, : image.width()].copy()
+
+
+@pytest.fixture
+def window(qtbot) -> SLMWindow:
+    w = SLMWindow("slm", screen=0)
+    qtbot.addWidget(w)
+    return w
+
+
+def test_borderless_full_screen_on_the_chosen_screen(window: SLMWindow) -> None:
+    assert isinstance(window, Display)
+    screen = QApplication.screens()[0].geometry()
+    assert window.isFullScreen()
+    assert window.windowFlags() & Qt.FramelessWindowHint
+    assert window.shape() == (screen.height(), screen.width())
+    assert (pixels(window) == 0).all()  # black until the first image
+
+
+def test_pixels_equal_the_image(window: SLMWindow) -> None:
+    rows, cols = window.shape()
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, size=(rows, cols), dtype=np.uint8)
+    window.show_gray(image)
+    np.testing.assert_array_equal(pixels(window), image)
+    np.testing.assert_array_equal(window.shown(), image)
+
+
+def test_smaller_image_is_scaled_without_smoothing(window: SLMWindow) -> None:
+    rows, cols = window.shape()
+    image = np.random.default_rng(2).integers(0, 256, size=(rows // 4, cols // 4), dtype=np.uint8)
+    window.show_gray(image)
+    np.testing.assert_array_equal(pixels(window), np.repeat(np.repeat(image, 4, axis=0), 4, axis=1))
+
+
+def test_projector_on_the_window_applies_the_lookup_table(window: SLMWindow) -> None:
+    lut = 255 - np.arange(256)  # an inverting table
+    projector = SlmProjector(window, lut=lut, shape=window.shape())
+    digit = np.zeros((10, 10))
+    digit[2:8, 4:6] = 1.0
+    projector.show("digits/test/1", digit)
+    shown = pixels(window)
+    rows, cols = window.shape()
+    scale = min(rows // 10, cols // 10)
+    r0, c0 = (rows - 10 * scale) // 2, (cols - 10 * scale) // 2
+    assert shown[r0 + 5 * scale, c0 + 5 * scale] == 0  # bright input -> inverted to 0
+    assert shown[r0 + scale // 2, c0 + scale // 2] == 255  # dark input -> 255
+    assert shown[0, 0] == 255  # outside the image: input level 0 through the table
+
+
+def test_refusals(window: SLMWindow) -> None:
+    with pytest.raises(ConfigError, match="screen 5 does not exist"):
+        SLMWindow("slm", screen=5)
+    with pytest.raises(ConfigError, match="2-D uint8"):
+        window.show_gray(np.zeros((4, 4), dtype=float))
+    with pytest.raises(ConfigError, match="unknown option.*'monitor'"):
+        SLMWindow.from_station("slm", "", {"monitor": 1})
+    errors: list[BaseException] = []
+
+    def from_another_thread() -> None:
+        try:
+            window.show_gray(np.zeros((4, 4), dtype=np.uint8))
+        except InstrumentError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=from_another_thread)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and "Qt GUI thread" in str(errors[0])
+
+
+def test_from_station(qtbot) -> None:
+    w = SLMWindow.from_station("slm", "", {"screen": 0})
+    qtbot.addWidget(w)
+    assert w.identify().startswith("SLM window on screen 0")
