@@ -1,0 +1,207 @@
+"""A camera through OpenCV (Camera role), and a camera used as a detector array (DetectorArray role).
+
+``OpenCVCamera`` opens anything ``cv2.VideoCapture`` opens: a device index (USB/UVC cameras), a
+video file, or a stream URL, and grabs grayscale frames as float arrays. ``CameraDetectors``
+integrates the pixel values inside N rectangular regions of interest (10 on a D2NN bench, one
+per class detector) in every frame, in counts.
+
+Integration time: OpenCV's exposure property is in backend units (V4L2: 100 us steps; DirectShow:
+log2 seconds), so it maps to seconds only when the station gives ``exposure_unit_s`` (seconds per
+unit) and the camera accepts the setting; otherwise one read averages as many consecutive frames
+as fit in the integration time (frame period from the camera's frame rate, or ``frame_period_s``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from labctl.drivers.base import reject_unknown_options
+from labctl.drivers.roles import Reading
+from labctl.errors import ConfigError, ConnectionLost, InstrumentError
+
+_CAMERA_OPTIONS = ("index", "exposure", "frame_size")
+
+
+class OpenCVCamera:
+    """One OpenCV capture source; ``grab`` returns a (rows, cols) float64 grayscale frame."""
+
+    def __init__(
+        self,
+        source: int | str,
+        name: str = "camera",
+        *,
+        exposure: float | None = None,
+        frame_size: Sequence[int] | None = None,
+    ):
+        """``exposure`` is in the backend's own units; ``frame_size`` is (width, height) pixels."""
+        self.name = name
+        self.source = source
+        self._capture = cv2.VideoCapture(source)
+        if not self._capture.isOpened():
+            raise ConnectionLost(
+                name, f"cannot open camera {source!r}: check the device index or the file path/URL, and that no other program holds it"
+            )
+        try:
+            if frame_size is not None:
+                self._set_frame_size(frame_size)
+            if exposure is not None:
+                self.set_exposure(exposure)
+        except ConfigError:
+            self.close()
+            raise
+
+    @classmethod
+    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> OpenCVCamera:
+        """``resource``: a device index ("0"), a video file or a URL; options ``index`` (overrides
+        the resource), ``exposure`` (backend units), ``frame_size`` ([width, height])."""
+        reject_unknown_options(cls.__name__, options, _CAMERA_OPTIONS)
+        options = dict(options)
+        index = options.pop("index", None)
+        source = index if index is not None else int(resource) if resource.strip().isdigit() else resource
+        return cls(source, name, **options)
+
+    def _set_frame_size(self, frame_size: Sequence[int]) -> None:
+        width, height = (int(v) for v in frame_size)
+        self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+        self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        rows, cols = self.frame_shape()
+        if (cols, rows) != (width, height):
+            raise ConfigError(
+                f"camera {self.name}: asked for {width}x{height} pixels, the camera gives {cols}x{rows}; "
+                "choose a size the camera supports"
+            )
+
+    def set_exposure(self, exposure: float) -> None:
+        """Set the exposure in the backend's units; ConfigError if the camera does not take it."""
+        if not self._capture.set(cv2.CAP_PROP_EXPOSURE, float(exposure)):
+            raise ConfigError(
+                f"camera {self.name}: {self.source!r} does not accept an exposure setting "
+                f"(backend {self._capture.getBackendName()}); remove the exposure option"
+            )
+
+    def identify(self) -> str:
+        rows, cols = self.frame_shape()
+        return f"OpenCV {self._capture.getBackendName()} camera {self.source!r} ({cols}x{rows})"
+
+    def frame_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the frames the camera delivers."""
+        return int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+
+    def frame_period_s(self) -> float | None:
+        """Seconds between frames from the reported frame rate, or None if it reports none."""
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        return 1.0 / fps if fps > 0 else None
+
+    def grab(self) -> np.ndarray:
+        ok, frame = self._capture.read()
+        if not ok or frame is None:
+            raise InstrumentError(
+                self.name,
+                f"could not read a frame from {self.source!r}: the camera was unplugged or the video ended",
+            )
+        if frame.ndim == 3:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        return frame.astype(np.float64)
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+class CameraDetectors:
+    """A detector array made of rectangular regions of a camera image, integrated per frame."""
+
+    def __init__(
+        self,
+        camera: OpenCVCamera,
+        rois: Sequence[Sequence[int]],
+        name: str = "detectors",
+        *,
+        exposure_unit_s: float | None = None,
+        frame_period_s: float | None = None,
+        integration_time_s: float | None = None,
+    ):
+        """``rois``: (x, y, width, height) in pixels per channel, x and y of the top-left corner."""
+        self.camera = camera
+        self.name = name
+        self.rois = self._check_rois(rois, camera.frame_shape())
+        self.exposure_unit_s = exposure_unit_s
+        self.frame_period_s = frame_period_s or camera.frame_period_s()
+        self._frames = 1  # frames averaged per sample
+        self._integration_s = self.frame_period_s or 0.0  # one frame; 0 if the period is unknown
+        if integration_time_s is not None:
+            self.set_integration_time_s(integration_time_s)
+
+    @classmethod
+    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> CameraDetectors:
+        """Camera options as for ``OpenCVCamera``, plus ``rois`` ([[x, y, width, height], ...],
+        required), ``exposure_unit_s``, ``frame_period_s`` and ``integration_time_s``."""
+        own = ("rois", "exposure_unit_s", "frame_period_s", "integration_time_s")
+        reject_unknown_options(cls.__name__, options, own + _CAMERA_OPTIONS)
+        if "rois" not in options:
+            raise ConfigError(f"driver {cls.__name__} ({name}): option rois ([[x, y, width, height], ...]) is required")
+        camera = OpenCVCamera.from_station(name, resource, {k: v for k, v in options.items() if k in _CAMERA_OPTIONS})
+        try:
+            return cls(camera, name=name, **{k: v for k, v in options.items() if k in own})
+        except ConfigError:
+            camera.close()
+            raise
+
+    def _check_rois(self, rois: Sequence[Sequence[int]], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+        rows, cols = shape
+        checked = []
+        for index, roi in enumerate(rois):
+            values = list(roi) if isinstance(roi, (list, tuple)) else []
+            if len(values) != 4 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
+                raise ConfigError(f"{self.name}: region {index} must be [x, y, width, height] in whole pixels, got {roi!r}")
+            x, y, w, h = (int(v) for v in values)
+            if w < 1 or h < 1 or x < 0 or y < 0 or x + w > cols or y + h > rows:
+                raise ConfigError(f"{self.name}: region {index} {values} does not lie inside the {cols}x{rows} frame")
+            checked.append((x, y, w, h))
+        if not checked:
+            raise ConfigError(f"{self.name}: at least one region of interest is needed")
+        return checked
+
+    def channel_count(self) -> int:
+        return len(self.rois)
+
+    def get_integration_time_s(self) -> float:
+        return self._integration_s
+
+    def set_integration_time_s(self, seconds: float) -> None:
+        """Exposure where the camera maps it to seconds (``exposure_unit_s``), else frames averaged."""
+        if not seconds > 0:
+            raise ConfigError(f"{self.name}: integration time must be > 0 s, got {seconds}")
+        if self.exposure_unit_s is not None:
+            try:
+                self.camera.set_exposure(seconds / self.exposure_unit_s)
+            except ConfigError:
+                pass  # this camera has no settable exposure: average frames instead
+            else:
+                self._frames, self._integration_s = 1, float(seconds)
+                return
+        if self.frame_period_s is None:
+            raise ConfigError(f"{self.name}: the camera reports no frame rate; give the option frame_period_s")
+        self._frames = max(1, round(seconds / self.frame_period_s))
+        self._integration_s = self._frames * self.frame_period_s
+
+    def frames_per_sample(self) -> int:
+        return self._frames
+
+    def read(self, averages: int = 1) -> Reading:
+        """``averages`` samples, each the per-region pixel sum of the mean of the sample's frames."""
+        if isinstance(averages, bool) or not isinstance(averages, int) or averages < 1:
+            raise ConfigError(f"{self.name}: averages must be an integer >= 1, got {averages!r}")
+        samples = np.empty((averages, len(self.rois)))
+        for i in range(averages):
+            frame = sum(self.camera.grab() for _ in range(self._frames)) / self._frames
+            samples[i] = [frame[y : y + h, x : x + w].sum() for x, y, w, h in self.rois]
+        spread = samples.std(axis=0, ddof=1) if averages > 1 else np.zeros(len(self.rois))
+        return Reading(samples.mean(axis=0), spread, time.time(), averages, samples)
+
+    def close(self) -> None:
+        self.camera.close()
