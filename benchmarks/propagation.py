@@ -1,0 +1,111 @@
+"""Throughput of the D2NN forward model against the FFT floor, measured in the same run.
+
+The floor is what the forward pass of the reference network cannot beat with plain 2-D FFTs:
+six zero-padded (2N x 2N) complex 2-D FFT + inverse FFT pairs per image (input -> plate 1, four
+plate gaps, last plate -> detector), scipy.fft on all cores. It is measured for several batch
+sizes and the best is kept, so the ratio is conservative. Every figure is the best of
+``--repeats`` rounds; floor and model are measured alternately in each round so that drifting
+machine load hits both alike.
+
+    python benchmarks/propagation.py --json            # reference geometry, complex64
+    python benchmarks/propagation.py --train --json    # also forward + adjoint (heights only)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import scipy.fft as sfft
+
+from labctl.optics import D2NN, DetectorLayout, Geometry, Material, embed_image, phase_to_height
+
+FLOOR_BATCHES = (1, 2, 4, 8, 16)
+
+
+def best_time(func, repeats: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        func()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def floor_images_per_s(geom: Geometry, batch: int) -> float:
+    """Images per second of six padded FFT + inverse FFT pairs, one batch of ``batch`` images."""
+    work = np.zeros((batch, geom.padded, geom.padded), geom.complex_dtype)
+
+    def six_pairs() -> None:
+        for _ in range(geom.n_layers + 1):
+            spectrum = sfft.fft2(work, workers=-1, overwrite_x=True)
+            sfft.ifft2(spectrum, workers=-1, overwrite_x=True)
+
+    six_pairs()  # warm-up: plans, page faults
+    return batch / best_time(six_pairs, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32, help="images per forward call")
+    parser.add_argument("--chunk", type=int, default=None, help="model batch_chunk (default: the model's)")
+    parser.add_argument("--dtype", default="complex64", choices=["complex64", "complex128"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train", action="store_true", help="also time forward + adjoint (height gradient)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    geom = Geometry(dtype=args.dtype)
+    material = Material()
+    kwargs = {} if args.chunk is None else {"batch_chunk": args.chunk}
+    model = D2NN(geom, DetectorLayout.default_343(geom), material, **kwargs)
+    rng = np.random.default_rng(0)
+    inputs = embed_image(rng.random((args.batch, 28, 28)), geom, scale=5)
+    heights = phase_to_height(rng.uniform(0, 2 * np.pi, (geom.n_layers, geom.n, geom.n)), geom.wavelength_m, material)
+    dL_dE = rng.normal(size=(args.batch, 10))
+
+    def forward() -> None:
+        model.energies(inputs, heights)
+
+    def train() -> None:
+        model.backward(model.forward(inputs, heights), dL_dE, offsets=False)
+
+    forward()  # warm-up: transfer functions, work arrays
+    floors = {b: 0.0 for b in FLOOR_BATCHES}
+    ours = trained = 0.0
+    for _ in range(args.repeats):
+        for b in FLOOR_BATCHES:
+            floors[b] = max(floors[b], floor_images_per_s(geom, b))
+        ours = max(ours, args.batch / best_time(forward))
+        if args.train:
+            trained = max(trained, args.batch / best_time(train))
+    floor_batch = max(floors, key=floors.get)
+    result = {
+        "images_per_s": round(ours, 1),
+        "fft_floor_images_per_s": round(floors[floor_batch], 1),
+        "ratio_to_floor": round(ours / floors[floor_batch], 3),
+        "floor_batch": floor_batch,
+        "floor_by_batch": {str(b): round(v, 1) for b, v in floors.items()},
+        "batch": args.batch,
+        "batch_chunk": model.batch_chunk,
+        "dtype": geom.dtype,
+        "grid": geom.n,
+        "padded_grid": geom.padded,
+        "layers": geom.n_layers,
+        "cores": os.cpu_count(),
+        "repeats": args.repeats,
+    }
+    if args.train:
+        result["train_images_per_s"] = round(trained, 1)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>24}: {value}")
+
+
+if __name__ == "__main__":
+    main()
