@@ -121,14 +121,22 @@ class CameraDetectors:
         rois: Sequence[Sequence[int]],
         name: str = "detectors",
         *,
+        channels: Sequence[int] | None = None,
         exposure_unit_s: float | None = None,
         frame_period_s: float | None = None,
         integration_time_s: float | None = None,
     ):
-        """``rois``: (x, y, width, height) in pixels per channel, x and y of the top-left corner."""
+        """``rois``: (x, y, width, height) in pixels, x and y of the top-left corner; region
+        ``k`` (1-based) is channel ``k``. ``channels``: which channels to read, in class order
+        (the station's detector channel map; default all, in order)."""
         self.camera = camera
         self.name = name
         self.rois = self._check_rois(rois, camera.frame_shape())
+        if channels is not None:
+            bad = [c for c in channels if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= len(self.rois)]
+            if bad or not channels:
+                raise ConfigError(f"{name}: channels {list(channels)} must be region numbers 1..{len(self.rois)}")
+            self.rois = [self.rois[c - 1] for c in channels]
         self.exposure_unit_s = exposure_unit_s
         self.frame_period_s = frame_period_s or camera.frame_period_s()
         self._frames = 1  # frames averaged per sample
@@ -139,8 +147,8 @@ class CameraDetectors:
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> CameraDetectors:
         """Camera options as for ``OpenCVCamera``, plus ``rois`` ([[x, y, width, height], ...],
-        required), ``exposure_unit_s``, ``frame_period_s`` and ``integration_time_s``."""
-        own = ("rois", "exposure_unit_s", "frame_period_s", "integration_time_s")
+        required), ``channels``, ``exposure_unit_s``, ``frame_period_s`` and ``integration_time_s``."""
+        own = ("rois", "channels", "exposure_unit_s", "frame_period_s", "integration_time_s")
         reject_unknown_options(cls.__name__, options, own + _CAMERA_OPTIONS)
         if "rois" not in options:
             raise ConfigError(f"driver {cls.__name__} ({name}): option rois ([[x, y, width, height], ...]) is required")

@@ -9,11 +9,12 @@ through the calibration's lookup table and centres the result on the display.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from labctl.drivers.roles import Display, FilterWheel
-from labctl.errors import ConfigError, InstrumentError
+from labctl.errors import ConfigError, DataError, InstrumentError
 
 #: A gray-level lookup table: 256 gray levels (one per input level 0..255), or a function from
 #: values in [0, 1] to gray levels in [0, 255].
@@ -69,13 +70,19 @@ class SlmProjector:
     def __init__(
         self,
         display: Display,
-        lut: GrayLut | None = None,
-        shape: tuple[int, int] = (1080, 1920),
+        lut: GrayLut | str | Path | None = None,
+        shape: tuple[int, int] | None = None,
         name: str = "projector",
         scale: int | None = None,
     ):
-        """``shape`` is the display's (rows, cols); ``scale`` the integer number of SLM pixels per
-        image pixel (default: the largest that fits)."""
+        """``lut``: see ``gray_table``. ``shape``: the display's (rows, cols), by default what the
+        display reports (``SLMWindow.shape()``). ``scale``: SLM pixels per image pixel (an
+        integer; by default the largest that fits)."""
+        if shape is None:
+            report = getattr(display, "shape", None)
+            if not callable(report):
+                raise ConfigError(f"{name}: give the display shape (rows, cols); this display does not report it")
+            shape = report()
         if len(shape) != 2 or min(shape) < 1:
             raise ConfigError(f"{name}: display shape must be (rows, cols) >= 1, got {shape}")
         if scale is not None and (isinstance(scale, bool) or not isinstance(scale, int) or scale < 1):
@@ -126,11 +133,24 @@ class SlmProjector:
         self.display.close()
 
 
-def gray_table(lut: GrayLut | None, name: str = "SLM") -> np.ndarray:
-    """The 256-entry uint8 table for input levels 0..255 (identity when ``lut`` is None)."""
+def gray_table(lut: GrayLut | str | Path | None, name: str = "SLM") -> np.ndarray:
+    """The 256-entry uint8 table for input levels 0..255.
+
+    ``lut`` is None (identity), 256 gray levels, a function from values in [0, 1] to gray
+    levels, or a text/CSV file of 256 gray levels (one per line or comma-separated, ``#``
+    comments), as the SLM calibration writes it.
+    """
     if lut is None:
         return np.arange(256, dtype=np.uint8)
-    table = np.asarray(lut(np.linspace(0.0, 1.0, 256)) if callable(lut) else lut, dtype=float)
+    if isinstance(lut, (str, Path)):
+        try:
+            table = np.loadtxt(lut, delimiter=",", ndmin=1)
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{name}: cannot read the lookup table {lut}: {exc}. Run the SLM calibration again") from exc
+    elif callable(lut):
+        table = np.asarray(lut(np.linspace(0.0, 1.0, 256)), dtype=float)
+    else:
+        table = np.asarray(lut, dtype=float)
     if table.shape != (256,) or not np.all(np.isfinite(table)) or table.min() < 0 or table.max() > 255:
         raise ConfigError(f"{name}: a gray-level lookup table needs 256 levels in [0, 255], got shape {table.shape}")
     return np.rint(table).astype(np.uint8)

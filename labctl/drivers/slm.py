@@ -60,12 +60,14 @@ class SLMWindow(QWidget):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> SLMWindow:
-        """Options: ``screen`` (index of the screen the SLM is connected as, default 0).
-
-        ``resource`` is not used: a display is reached through the screen index.
-        """
+        """``resource`` is the screen number the SLM is connected as ("1"); the option ``screen``
+        (an int) may give it instead."""
         reject_unknown_options(cls.__name__, options, ("screen",))
-        return cls(name, **options)
+        if "screen" in options:
+            return cls(name, options["screen"])
+        if not resource.strip().isdigit():
+            raise ConfigError(f"SLM {name}: resource {resource!r} must be a screen number (0, 1, ...)")
+        return cls(name, int(resource))
 
     def identify(self) -> str:
         return f"SLM window on screen {self.screen_index} ({self.width()}x{self.height()} pixels)"

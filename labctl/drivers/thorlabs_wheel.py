@@ -53,24 +53,31 @@ class FW102C(LabInstrument):
         adapter = make_adapter(
             adapter, timeout_s=timeout_s, baud_rate=115200, write_termination="\r", read_termination=PROMPT
         )
-        super().__init__(adapter, name)
-        count = self._number("pcount?", valid=(6, 12))
-        if count != self.slots:
-            other = {6: "FW102C", 12: "FW212C"}.get(count, "none")
-            raise WrongInstrument(
-                name,
-                f"the wheel reports {count} positions (pcount?) but driver {type(self).__name__} drives a "
-                f"{self.slots}-slot wheel. Use driver {other} in the station file, or set the controller "
-                f"with pcount={self.slots} and save if the mounted wheel has {self.slots} slots",
-            )
-        if speed is not None:
-            self.set_speed(speed)
+        try:
+            super().__init__(adapter, name)
+            self._check_position_count()
+            if speed is not None:
+                self.set_speed(speed)
+        except BaseException:
+            adapter.close()  # a refused device must not keep its port
+            raise
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> FW102C:
         """Options: ``timeout_s`` (query timeout, default 1 s), ``speed`` ("fast" or "slow")."""
         reject_unknown_options(cls.__name__, options, ("timeout_s", "speed"))
         return cls(resource, name, **options)
+
+    def _check_position_count(self) -> None:
+        count = self._number("pcount?", valid=(6, 12))
+        if count != self.slots:
+            other = {6: "FW102C", 12: "FW212C"}[count]
+            raise WrongInstrument(
+                self.name,
+                f"the wheel reports {count} positions (pcount?) but driver {type(self).__name__} drives a "
+                f"{self.slots}-slot wheel. Use driver {other} in the station file, or set the controller "
+                f"with pcount={self.slots} and save if the mounted wheel has {self.slots} slots",
+            )
 
     # -- the FilterWheel role ------------------------------------------------------------------
     def identify(self) -> str:

@@ -117,8 +117,20 @@ def test_bad_regions_are_refused(video: str, rois: list, match: str) -> None:
     camera.close()
 
 
+def test_channels_pick_regions_in_class_order(video: str) -> None:
+    detectors = CameraDetectors(OpenCVCamera(video, "cam"), ROIS, "det", channels=[10, 1, 5])
+    assert detectors.channel_count() == 3
+    np.testing.assert_allclose(detectors.read().values, LEVELS[[9, 0, 4]] * AREA, rtol=0.02)
+    detectors.close()
+    for bad in ([0, 1], [11], []):
+        camera = OpenCVCamera(video, "cam")
+        with pytest.raises(ConfigError, match="must be region numbers 1..10"):
+            CameraDetectors(camera, ROIS, "det", channels=bad)
+        camera.close()
+
+
 def test_detectors_from_station(video: str) -> None:
-    options = {"rois": [list(r) for r in ROIS], "integration_time_s": 0.3}
+    options = {"rois": [list(r) for r in ROIS], "channels": list(range(1, 11)), "integration_time_s": 0.3}
     detectors = CameraDetectors.from_station("det", video, options)
     assert detectors.frames_per_sample() == 3 and detectors.channel_count() == 10
     detectors.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from labctl.drivers.projectors import SlmProjector, WheelProjector, gray_table
 from labctl.drivers.roles import InputProjector
-from labctl.errors import ConfigError, InstrumentError
+from labctl.errors import ConfigError, DataError, InstrumentError
 
 
 class SoftWheel:
@@ -116,6 +118,33 @@ def test_slm_lut_as_array_or_callable_and_fixed_scale() -> None:
     assert (frame[2:6, 2:6] == frame[3, 3]).all() and frame[1, 1] == 20
     squared = gray_table(lambda v: 255 * v**2)
     assert squared[0] == 0 and squared[255] == 255 and squared[128] == round(255 * (128 / 255) ** 2)
+
+
+def test_lut_from_a_calibration_file(tmp_path: Path) -> None:
+    levels = np.round(np.sqrt(np.arange(256) / 255) * 255)
+    one_per_line = tmp_path / "lut.csv"
+    one_per_line.write_text("# gray level per input level\n" + "\n".join(f"{v:g}" for v in levels) + "\n")
+    one_row = tmp_path / "row.csv"
+    one_row.write_text(",".join(f"{v:g}" for v in levels))
+    for path in (one_per_line, str(one_row)):
+        np.testing.assert_array_equal(gray_table(path), levels.astype(np.uint8))
+    with pytest.raises(DataError, match="cannot read the lookup table .*missing.csv"):
+        gray_table(tmp_path / "missing.csv")
+    (tmp_path / "short.csv").write_text("1,2,3")
+    with pytest.raises(ConfigError, match="256 levels"):
+        gray_table(tmp_path / "short.csv")
+
+
+def test_slm_shape_from_the_display() -> None:
+    class SizedDisplay(SoftDisplay):
+        def shape(self) -> tuple[int, int]:
+            return (6, 4)
+
+    display = SizedDisplay()
+    SlmProjector(display).show("k", np.ones((3, 2)))
+    assert display.frames[-1].shape == (6, 4) and (display.frames[-1] == 255).all()
+    with pytest.raises(ConfigError, match="give the display shape"):
+        SlmProjector(SoftDisplay())
 
 
 @pytest.mark.parametrize(

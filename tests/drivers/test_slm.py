@@ -58,7 +58,7 @@ def test_smaller_image_is_scaled_without_smoothing(window: SLMWindow) -> None:
 
 def test_projector_on_the_window_applies_the_lookup_table(window: SLMWindow) -> None:
     lut = 255 - np.arange(256)  # an inverting table
-    projector = SlmProjector(window, lut=lut, shape=window.shape())
+    projector = SlmProjector(window, lut=lut)  # the shape comes from the window
     digit = np.zeros((10, 10))
     digit[2:8, 4:6] = 1.0
     projector.show("digits/test/1", digit)
@@ -93,6 +93,9 @@ def test_refusals(window: SLMWindow) -> None:
 
 
 def test_from_station(qtbot) -> None:
-    w = SLMWindow.from_station("slm", "", {"screen": 0})
-    qtbot.addWidget(w)
-    assert w.identify().startswith("SLM window on screen 0")
+    for resource, options in (("0", {}), ("", {"screen": 0})):
+        w = SLMWindow.from_station("slm", resource, options)
+        qtbot.addWidget(w)
+        assert w.identify().startswith("SLM window on screen 0")
+    with pytest.raises(ConfigError, match="must be a screen number"):
+        SLMWindow.from_station("slm", "HDMI-1", {})

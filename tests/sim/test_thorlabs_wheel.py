@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import serial
 
+from labctl.drivers import registry
 from labctl.drivers.thorlabs_wheel import FW102C, FW212C
 from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
 from labctl.sim.clock import Clock
@@ -41,7 +42,7 @@ def bench(tmp_path: Path) -> Iterator[Bench]:
 
 @pytest.fixture
 def driver(bench: Bench) -> Iterator[FW102C]:
-    wheel = FW102C(bench.path, "wheel", timeout_s=0.2)
+    wheel = registry.driver_class("FW102C").from_station("wheel", bench.path, {"timeout_s": 0.2})
     yield wheel
     wheel.close()
 
@@ -65,6 +66,9 @@ def test_fw212c_on_a_twelve_slot_wheel_and_the_wrong_model(tmp_path: Path) -> No
         wheel.close()
         with pytest.raises(InstrumentError, match="reports 12 positions"):
             FW102C(b.path, "wheel", timeout_s=0.2)
+        wheel = FW212C(b.path, "wheel", timeout_s=0.2)  # the refused driver let go of the port
+        assert wheel.get_slot() == 11
+        wheel.close()
     finally:
         b.link.close()
 
