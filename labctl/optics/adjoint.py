@@ -38,15 +38,21 @@ class Gradients:
 
 
 def _propagation_derivatives(
-    spectrum_adj: np.ndarray, spectrum_in: np.ndarray, h: np.ndarray, dlogh_dz: np.ndarray, f: np.ndarray
+    cross: np.ndarray, h: np.ndarray, dlogh_dz: np.ndarray, f: np.ndarray
 ) -> tuple[float, float, float]:
-    """(dL/dz, dL/dsx, dL/dsy) of one propagation from the two spectra (batch summed)."""
-    cross = np.einsum("bij,bij->ij", spectrum_adj.conj(), spectrum_in, dtype=np.complex128) * h
-    cross /= cross.size
+    """(dL/dz, dL/dsx, dL/dsy) of one propagation from sum_batch conj(G) W (the cross spectrum)."""
+    cross = cross * h / cross.size
     d_z = float(np.sum(cross * dlogh_dz).real)
     d_sx = float(np.sum(cross.sum(axis=0) * (-2j * np.pi * f)).real)
     d_sy = float(np.sum(cross.sum(axis=1) * (-2j * np.pi * f)).real)
     return d_z, d_sx, d_sy
+
+
+def _batch_cross(adjoint: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    """sum over the batch of conj(adjoint) * forward; ``adjoint`` is left untouched."""
+    product = np.conj(adjoint)
+    product *= forward
+    return product.sum(axis=0)
 
 
 def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
@@ -62,11 +68,9 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool =
     t, transfer = res.transmissions, res.transfer
     t_conj = np.conj(t)
     transfer_conj = [np.conj(h) for h in transfer]
-    grad_h = np.zeros((n_layers, m, m))
-    grad_prop = np.zeros((n_layers + 1, 3))  # dL/dz_j, dL/dsx_j, dL/dsy_j
+    grad_h = np.zeros((n_layers, m, m), dtype=np.complex128)
     if offsets:
-        f = frequencies(padded, g.sample_pitch_m)
-        dlogh = [log_derivative_z(padded, g.sample_pitch_m, g.wavelength_m, z) for z in res.distances_m]
+        cross = np.zeros((n_layers + 1, padded, padded), dtype=np.complex128)
     weights = model.layout.weight_map(dL_dE, k) * (2.0 * g.sample_pitch_m**2)
     batch = dL_dE.shape[0]
     for start in range(0, batch, model.batch_chunk):
@@ -75,25 +79,31 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool =
         adj = work[:, :m, :m]
         np.multiply(res.field[sl], weights[sl], out=adj)
         for j in range(n_layers, -1, -1):
+            if j == 0 and not offsets:
+                break
             before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
             to_spectrum(work, m)
             if offsets:
                 work_before = model.work_array(1, len(before))
                 work_before[:, :m, :m] = before
-                grad_prop[j] += _propagation_derivatives(
-                    work, to_spectrum(work_before, m), transfer[j], dlogh[j], f
-                )
+                cross[j] += _batch_cross(work, to_spectrum(work_before, m))
             if j == 0:
                 break
             np.multiply(work, transfer_conj[j], out=work)
             adj = to_field(work, m)
-            product = np.conj(adj)
-            product *= before
-            grad_h[j - 1] += (c * product.sum(axis=0, dtype=np.complex128)).real
+            grad_h[j - 1] += _batch_cross(adj, before)
             np.multiply(adj, t_conj[j - 1], out=adj)
+    grad_h = (c * grad_h).real
     heights = grad_h.reshape(n_layers, g.n, k, g.n, k).sum(axis=(2, 4))
     if not offsets:
         return Gradients(heights, None)
+    f = frequencies(padded, g.sample_pitch_m)
+    grad_prop = np.array([  # dL/dz_j, dL/dsx_j, dL/dsy_j
+        _propagation_derivatives(
+            cross[j], transfer[j], log_derivative_z(padded, g.sample_pitch_m, g.wavelength_m, z), f
+        )
+        for j, z in enumerate(res.distances_m)
+    ])
     grad_off = np.empty((n_layers, 3))
     grad_off[:, 2] = grad_prop[:-1, 0] - grad_prop[1:, 0]
     grad_off[:, :2] = grad_prop[1:, 1:] - grad_prop[:-1, 1:]
