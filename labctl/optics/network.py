@@ -108,25 +108,27 @@ class D2NN:
         k = self.geom.oversample if inputs.shape[-1] == self.geom.n else 1
         return np.multiply(upsample(inputs, k), self.illumination, dtype=self.geom.complex_dtype)
 
-    def transmissions(self, heights_m: np.ndarray) -> np.ndarray:
-        """Plate transmissions (L, M, M) for heights (L, n, n)."""
+    def transmissions(self, heights: np.ndarray) -> np.ndarray:
+        """Plate transmissions (L, M, M) for heights (L, n, n) in metres."""
         g = self.geom
-        heights_m = np.asarray(heights_m)
-        if heights_m.shape != (g.n_layers, g.n, g.n):
+        heights = np.asarray(heights)
+        if heights.shape != (g.n_layers, g.n, g.n):
             raise ConfigError(
-                f"optics model: heights must be ({g.n_layers}, {g.n}, {g.n}) metres, got {heights_m.shape}"
+                f"optics model: heights must be ({g.n_layers}, {g.n}, {g.n}) metres, got {heights.shape}"
             )
-        t = plate_transmission(heights_m, g.wavelength_m, self.material, g.dtype)
+        t = plate_transmission(heights, g.wavelength_m, self.material, g.dtype)
         return upsample(t, g.oversample)
 
-    def _offsets(self, offsets_m: np.ndarray | None) -> np.ndarray:
+    def _offsets(self, offsets: np.ndarray | None) -> np.ndarray:
         n_layers = self.geom.n_layers
-        if offsets_m is None:
+        if offsets is None:
             return np.zeros((n_layers, 3))
-        offsets_m = np.asarray(offsets_m, dtype=np.float64)
-        if offsets_m.shape != (n_layers, 3) or not np.all(np.isfinite(offsets_m)):
-            raise ConfigError(f"optics model: offsets must be finite ({n_layers}, 3) (dx, dy, dz) metres, got {offsets_m.shape}")
-        return offsets_m
+        offsets = np.asarray(offsets, dtype=np.float64)
+        if offsets.shape != (n_layers, 3) or not np.all(np.isfinite(offsets)):
+            raise ConfigError(
+                f"optics model: offsets must be finite ({n_layers}, 3) (dx, dy, dz) metres, got {offsets.shape}"
+            )
+        return offsets
 
     def transfer_functions(self, distances_m: np.ndarray, shifts_m: np.ndarray) -> list[np.ndarray]:
         g = self.geom
@@ -139,8 +141,8 @@ class D2NN:
     def forward(
         self,
         inputs: np.ndarray,
-        heights_m: np.ndarray,
-        offsets_m: np.ndarray | None = None,
+        heights: np.ndarray,
+        offsets: np.ndarray | None = None,
         record: bool = True,
     ) -> ForwardResult:
         """Detector energies (B, R) for input masks (B, n, n), plate heights (L, n, n), offsets (L, 3).
@@ -149,8 +151,8 @@ class D2NN:
         """
         g = self.geom
         inputs = self._check_inputs(inputs)
-        t = self.transmissions(heights_m)
-        distances, shifts = frame_moves(self._offsets(offsets_m), g)
+        t = self.transmissions(heights)
+        distances, shifts = frame_moves(self._offsets(offsets), g)
         transfer = self.transfer_functions(distances, shifts)
         batch, m, dtype = inputs.shape[0], g.samples, g.complex_dtype
         energies = np.empty((batch, len(self.layout)))
@@ -178,19 +180,19 @@ class D2NN:
                 res.field[sl] = field
         return res
 
-    def energies(self, inputs: np.ndarray, heights_m: np.ndarray, offsets_m: np.ndarray | None = None) -> np.ndarray:
+    def energies(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
         """Detector energies (B, R) float64: intensity (input plane wave = 1) times area in m^2."""
-        return self.forward(inputs, heights_m, offsets_m, record=False).energies
+        return self.forward(inputs, heights, offsets, record=False).energies
 
-    def output_field(self, inputs: np.ndarray, heights_m: np.ndarray, offsets_m: np.ndarray | None = None) -> np.ndarray:
+    def output_field(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
         """Complex field (B, M, M) in the detector plane."""
-        return self.forward(inputs, heights_m, offsets_m, record=True).field
+        return self.forward(inputs, heights, offsets, record=True).field
 
     # --- adjoint ------------------------------------------------------------------------------
-    def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
+    def backward(self, res: ForwardResult, dL_dE: np.ndarray, wrt_offsets: bool = True) -> Gradients:
         """Exact gradients of a loss L given dL/dE (B, R): ``.heights`` (L, n, n) and ``.offsets`` (L, 3).
 
-        ``offsets=False`` skips the offset gradient (one FFT per propagation less); ``.offsets``
-        is then None. See adjoint.py for the derivation.
+        ``wrt_offsets=False`` skips the offset gradient (about a third of the backward pass's
+        FFT work; use it in training); ``.offsets`` is then None. See adjoint.py.
         """
-        return backward(self, res, dL_dE, offsets)
+        return backward(self, res, dL_dE, wrt_offsets)
