@@ -9,6 +9,7 @@ through the calibration's lookup table and centres the result on the display.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ class WheelProjector:
     def load(self, keys: dict[int, str]) -> None:
         """Record that the operator put these masks in these slots (replacing the last cassette)."""
         count = self.capacity()
-        bad = sorted(slot for slot in keys if isinstance(slot, bool) or not isinstance(slot, int) or not 1 <= slot <= count)
+        bad = [slot for slot in keys if isinstance(slot, bool) or not isinstance(slot, Integral) or not 1 <= slot <= count]
         if bad:
             raise ConfigError(f"{self.name}: slot(s) {bad} do not exist; the wheel has slots 1..{count}")
         seen: dict[str, int] = {}
@@ -46,7 +47,7 @@ class WheelProjector:
             if key in seen:
                 raise ConfigError(f"{self.name}: mask {key!r} is listed for slots {seen[key]} and {slot}; load each mask once")
             seen[key] = slot
-        self._loaded = dict(keys)
+        self._loaded = {int(slot): key for slot, key in keys.items()}
 
     def show(self, key: str, image: np.ndarray | None = None) -> None:
         """Turn the mask ``key`` into the beam (``image`` is not needed: the mask is printed)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from numbers import Integral
 from typing import Any, ClassVar
 
 from pymeasure.adapters import Adapter, VISAAdapter
@@ -91,9 +92,9 @@ class FW102C(LabInstrument):
 
     def set_slot(self, slot: int) -> None:
         """Turn to ``slot`` (1-based) and return when the wheel has stopped there."""
-        if isinstance(slot, bool) or not isinstance(slot, int) or not 1 <= slot <= self.slots:
+        if isinstance(slot, bool) or not isinstance(slot, Integral) or not 1 <= slot <= self.slots:
             raise LimitError(self.name, f"slot {slot!r} does not exist; this wheel has slots 1..{self.slots}")
-        self.exchange(f"pos={slot}", timeout_s=self.move_timeout_s())
+        self.exchange(f"pos={int(slot)}", timeout_s=self.move_timeout_s())
 
     # -- settings ------------------------------------------------------------------------------
     def set_speed(self, speed: str) -> None:
