@@ -71,7 +71,7 @@ def main() -> None:
         model.energies(inputs, heights)
 
     def train() -> None:
-        model.backward(model.forward(inputs, heights), dL_dE, wrt_offsets=False)
+        model.backward(model.forward(inputs, heights), dL_dE, offsets=False)
 
     forward()  # warm-up: transfer functions, work arrays
     floors = {b: 0.0 for b in FLOOR_BATCHES}

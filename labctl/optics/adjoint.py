@@ -55,7 +55,7 @@ def _batch_cross(adjoint: np.ndarray, forward: np.ndarray) -> np.ndarray:
     return product.sum(axis=0)
 
 
-def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, wrt_offsets: bool = True) -> Gradients:
+def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
     """Gradients of L w.r.t. heights and plate offsets from a recorded forward pass."""
     g = model.geom
     if res.plate_fields is None:
@@ -69,7 +69,7 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, wrt_offsets: bo
     t_conj = np.conj(t)
     transfer_conj = [np.conj(h) for h in transfer]
     grad_h = np.zeros((n_layers, m, m), dtype=np.complex128)
-    if wrt_offsets:
+    if offsets:
         cross = np.zeros((n_layers + 1, padded, padded), dtype=np.complex128)
     weights = model.layout.weight_map(dL_dE, k) * (2.0 * g.sample_pitch_m**2)
     batch = dL_dE.shape[0]
@@ -79,11 +79,11 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, wrt_offsets: bo
         adj = work[:, :m, :m]
         np.multiply(res.field[sl], weights[sl], out=adj)
         for j in range(n_layers, -1, -1):
-            if j == 0 and not wrt_offsets:
+            if j == 0 and not offsets:
                 break
             before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
             to_spectrum(work, m)
-            if wrt_offsets:
+            if offsets:
                 work_before = model.work_array(1, len(before))
                 work_before[:, :m, :m] = before
                 cross[j] += _batch_cross(work, to_spectrum(work_before, m))
@@ -95,7 +95,7 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, wrt_offsets: bo
             np.multiply(adj, t_conj[j - 1], out=adj)
     grad_h = (c * grad_h).real
     heights = grad_h.reshape(n_layers, g.n, k, g.n, k).sum(axis=(2, 4))
-    if not wrt_offsets:
+    if not offsets:
         return Gradients(heights, None)
     f = frequencies(padded, g.sample_pitch_m)
     grad_prop = np.array([  # dL/dz_j, dL/dsx_j, dL/dsy_j

@@ -189,10 +189,10 @@ class D2NN:
         return self.forward(inputs, heights, offsets, record=True).field
 
     # --- adjoint ------------------------------------------------------------------------------
-    def backward(self, res: ForwardResult, dL_dE: np.ndarray, wrt_offsets: bool = True) -> Gradients:
+    def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
         """Exact gradients of a loss L given dL/dE (B, R): ``.heights`` (L, n, n) and ``.offsets`` (L, 3).
 
-        ``wrt_offsets=False`` skips the offset gradient (about a third of the backward pass's
+        ``offsets=False`` skips the offset gradient (about a third of the backward pass's
         FFT work; use it in training); ``.offsets`` is then None. See adjoint.py.
         """
-        return backward(self, res, dL_dE, wrt_offsets)
+        return backward(self, res, dL_dE, offsets)

@@ -62,7 +62,7 @@ def test_offset_gradient_matches_central_differences(small_geometry, small_layou
 def test_offset_gradient_can_be_skipped_and_complex64_agrees(small_geometry, small_layout, rng, absorbing):
     model, inputs, heights, offsets, weights = setup(small_geometry, small_layout, rng, absorbing)
     full = model.backward(model.forward(inputs, heights, offsets), weights)
-    only_heights = model.backward(model.forward(inputs, heights, offsets), weights, wrt_offsets=False)
+    only_heights = model.backward(model.forward(inputs, heights, offsets), weights, offsets=False)
     assert only_heights.offsets is None
     np.testing.assert_allclose(only_heights.heights, full.heights, rtol=1e-12, atol=0)
     single = D2NN(small_geometry(n=16, n_layers=3), model.layout, absorbing)
