@@ -24,9 +24,12 @@ from labctl.errors import ConfigError
 _DTYPES = ("complex64", "complex128")
 
 
-def _positive(name: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+def _positive(name: str, value: object) -> float:
+    """``value`` as a float, or ConfigError if it is not a positive finite number."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value > 0):
         raise ConfigError(f"optics geometry: {name} must be a positive finite number, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,12 @@ class Geometry:
 
     def __post_init__(self) -> None:
         for name in ("wavelength_m", "pitch_m", "spacing_m", "input_distance_m", "detector_distance_m"):
-            _positive(name, getattr(self, name))
-        for name, low in (("n", 1), ("n_layers", 1), ("oversample", 1)):
+            object.__setattr__(self, name, _positive(name, getattr(self, name)))
+        for name in ("n", "n_layers", "oversample"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ConfigError(f"optics geometry: {name} must be an integer >= {low}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ConfigError(f"optics geometry: {name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
         if self.dtype not in _DTYPES:
             raise ConfigError(f"optics geometry: dtype must be one of {_DTYPES}, got {self.dtype!r}")
         illum = self.illumination
@@ -68,8 +72,7 @@ class Geometry:
                     "optics geometry: illumination must be 'plane' or ('gaussian', waist_m), "
                     f"got {illum!r}"
                 )
-            _positive("gaussian waist_m", illum[1])
-            object.__setattr__(self, "illumination", ("gaussian", float(illum[1])))
+            object.__setattr__(self, "illumination", ("gaussian", _positive("gaussian waist_m", illum[1])))
 
     @classmethod
     def reference(cls) -> Geometry:
