@@ -1,0 +1,283 @@
+"""Thorlabs KDC101 (K-Cube) and TDC001 (T-Cube) DC servo controllers with a Z8 actuator: the Axis role.
+
+Protocol: Thorlabs APT binary messages (``labctl.drivers.apt_codec``) over the controller's FTDI
+USB serial port, 115200 8N1 with RTS/CTS flow control. Opening follows the set-up the protocol
+document gives for the FTDI chip (purge with 50 ms dwells, RTS/CTS, raise RTS), then sends
+HW_NO_FLASH_PROGRAMMING as the APT server does at start-up, and asks HW_REQ_INFO: the model in
+HW_GET_INFO must be KDC101 or TDC001.
+
+Design: unsolicited messages and the keep-alive.
+    The controller sends end-of-move messages when a move ends, status updates every 100 ms
+    after HW_START_UPDATEMSGS, and error reports at any time; and it stops sending every
+    "status update" type message (end-of-move ones included) after 50 of them without a
+    MOT_ACK_DCSTATUSUPDATE ("server alive") from the host. A driver that only reads when it
+    expects a reply would find these in the middle of its replies, lose them while the host is
+    idle, and could not send the keep-alive on time during a long wait. So one reader thread
+    (``labctl.drivers.apt_link.AptLink``) owns the input: it routes replies to the waiting
+    caller, records how each motion ended, keeps the newest status, holds error reports until a
+    caller raises them, and sends the keep-alive after every 10 status-type messages (once a
+    second at 10 Hz; counting messages rather than seconds keeps it right at any update rate,
+    including a simulated bench running faster than real time). Callers block on a condition
+    with a timeout; nothing polls the port.
+
+    A motion is pending from its command until its end message: MOT_MOVE_COMPLETED for a move,
+    MOT_MOVE_HOMED for homing, MOT_MOVE_STOPPED after a stop. ``is_moving`` is that flag (no
+    I/O), so a status update that predates the command can never end a move early. Positions are
+    read with MOT_REQ_POSCOUNTER (exact, not a cached update). An error report (HW_RESPONSE,
+    HW_RICHRESPONSE) ends the pending motion and is raised, once, as ``InstrumentError`` by the
+    next call (``is_moving`` included, so an axis waiting for a refused move fails at once).
+
+Positions: Z8 actuators have 34,554.96 encoder counts per mm (option ``counts_per_m``). This
+controller has no soft limits of its own; ``axis()`` gives the Axis role with soft limits and
+backlash compensation (``labctl.drivers.axis.AxisBase``).
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from typing import Any, ClassVar
+
+import serial
+from pymeasure.adapters import Adapter
+
+from labctl.drivers.apt_codec import (
+    ChannelPosition,
+    CodecError,
+    DcStatus,
+    HwInfo,
+    Message,
+    MsgId,
+    StatusBits,
+    StopMode,
+    long,
+    short,
+)
+from labctl.drivers.apt_link import READ_POLL_S, AptLink
+from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase
+from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options
+from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
+
+#: Z8 actuator on a KDC101/TDC001: 34,554.96 encoder counts per mm (instruments.md, Thorlabs manual).
+Z8_COUNTS_PER_M = 34_554_960.0
+CHANNEL = 1  # single-channel controllers
+_MOVE_ENDS = frozenset({MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED})
+_HOME_ENDS = frozenset({MsgId.MOT_MOVE_HOMED, MsgId.MOT_MOVE_STOPPED})
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+class KDC101(LabInstrument):
+    """One KDC101 or TDC001 with its actuator, on a serial port (see the module docstring)."""
+
+    identity_markers: ClassVar[tuple[str, ...]] = ("KDC101", "TDC001")
+    #: Pauses around the purge at open, from the protocol document's FTDI set-up.
+    purge_dwell_s: ClassVar[float] = 0.05
+
+    def __init__(
+        self,
+        adapter: str | Adapter,
+        name: str = "kdc101",
+        *,
+        timeout_s: float = 1.0,
+        counts_per_m: float = Z8_COUNTS_PER_M,
+        status_updates: bool = True,
+    ):
+        if not timeout_s > 0:
+            raise ConfigError(f"{name}: timeout_s must be > 0, got {timeout_s}")
+        if not counts_per_m > 0:
+            raise ConfigError(f"{name}: counts_per_m must be > 0 (Z8: {Z8_COUNTS_PER_M:.0f}), got {counts_per_m}")
+        self.timeout_s = float(timeout_s)
+        self.counts_per_m = float(counts_per_m)
+        self.status_updates = bool(status_updates)
+        self.hw_info: HwInfo | None = None
+        self._stop_requested = False
+        adapter = make_adapter(
+            adapter,
+            timeout_s=READ_POLL_S,
+            baud_rate=115200,
+            write_termination="",
+            read_termination="",
+            serial_options={"rtscts": True},
+        )
+        super().__init__(adapter, name, check_identity=False)
+        port = getattr(self.adapter, "connection", None)
+        if not isinstance(port, serial.SerialBase):
+            self.adapter.close()
+            raise ConfigError(f"{name}: a {type(self).__name__} is reached through a serial port path, not {adapter!r}")
+        self._prepare_port(port)
+        self._link = AptLink(port, name)
+        try:
+            self._link.send(short(MsgId.HW_NO_FLASH_PROGRAMMING))
+            self.check_identity()
+            if self.status_updates:
+                self._link.send(short(MsgId.HW_START_UPDATEMSGS))
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> KDC101:
+        """Options: ``timeout_s`` (reply timeout, default 1 s), ``counts_per_m`` (default Z8),
+        ``status_updates`` (ask for 10 Hz status messages, default true)."""
+        reject_unknown_options(cls.__name__, options, ("timeout_s", "counts_per_m", "status_updates"))
+        return cls(resource, name, **options)
+
+    def _prepare_port(self, port: serial.SerialBase) -> None:
+        """The FTDI set-up of the protocol document: RTS low, purge between dwells, RTS high."""
+        port.timeout = READ_POLL_S
+        try:
+            port.rts = False
+            time.sleep(self.purge_dwell_s)
+            port.reset_input_buffer()
+            port.reset_output_buffer()
+            time.sleep(self.purge_dwell_s)
+            port.rts = True
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTTY, errno.EINVAL):
+                raise ConnectionLost(self.name, f"cannot set up the serial port: {exc}. Reconnect the controller") from exc
+            port.reset_input_buffer()  # a pseudo-terminal (virtual controller) has no modem lines
+
+    # -- identity ------------------------------------------------------------------------------
+    def identify(self) -> str:
+        reply = self._link.request(short(MsgId.HW_REQ_INFO), MsgId.HW_GET_INFO, self.timeout_s)
+        self.hw_info = self._decode(HwInfo, reply)
+        info = self.hw_info
+        return f"{info.model} serial {info.serial_number} firmware {info.firmware_text()}"
+
+    # -- position and status -------------------------------------------------------------------
+    def position_m(self) -> float:
+        """The position counter, in metres (MOT_REQ_POSCOUNTER)."""
+        reply = self._link.request(short(MsgId.MOT_REQ_POSCOUNTER, CHANNEL), MsgId.MOT_GET_POSCOUNTER, self.timeout_s)
+        return self._decode(ChannelPosition, reply).counts / self.counts_per_m
+
+    def dc_status(self) -> DcStatus:
+        """Ask for the channel's status now (MOT_REQ_DCSTATUSUPDATE)."""
+        request = short(MsgId.MOT_REQ_DCSTATUSUPDATE, CHANNEL)
+        return self._decode(DcStatus, self._link.request(request, MsgId.MOT_GET_DCSTATUSUPDATE, self.timeout_s))
+
+    def last_status(self) -> tuple[DcStatus | None, float]:
+        """The newest status the controller sent (updates, end of moves) and its age in seconds. No I/O."""
+        return self._link.last_status()
+
+    # -- motion --------------------------------------------------------------------------------
+    def start_move_to(self, position_m: float) -> None:
+        """Start an absolute move (MOT_MOVE_ABSOLUTE); ends with MOT_MOVE_COMPLETED."""
+        data = ChannelPosition(CHANNEL, self._counts(position_m, "target")).pack()
+        self._start(long(MsgId.MOT_MOVE_ABSOLUTE, data), _MOVE_ENDS)
+
+    def start_move_by(self, distance_m: float) -> None:
+        """Start a relative move (MOT_MOVE_RELATIVE); ends with MOT_MOVE_COMPLETED."""
+        data = ChannelPosition(CHANNEL, self._counts(distance_m, "distance")).pack()
+        self._start(long(MsgId.MOT_MOVE_RELATIVE, data), _MOVE_ENDS)
+
+    def start_home(self) -> None:
+        """Start homing (MOT_MOVE_HOME); ends with MOT_MOVE_HOMED."""
+        self._start(short(MsgId.MOT_MOVE_HOME, CHANNEL), _HOME_ENDS)
+
+    def _start(self, message: Message, ends: frozenset[int]) -> None:
+        self._stop_requested = False
+        self._link.start_motion(message, ends)
+
+    def is_moving(self) -> bool:
+        """Whether a motion awaits its end message; raises a device error report."""
+        return self._link.motion_pending()
+
+    def wait_until_stopped(self, timeout_s: float | None = None) -> None:
+        """Block until the motion ends, then check how it ended; stop and raise after ``timeout_s``."""
+        limit = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
+        if not self._link.wait_motion(limit):
+            self.stop()
+            raise InstrumentTimeout(self.name, f"no end-of-move message after {limit:g} s; stopped it. Check the actuator")
+        self.check_motion()
+
+    def stop(self, immediate: bool = False) -> None:
+        """Stop (profiled, or at once) and wait for MOT_MOVE_STOPPED. Safe at any time.
+
+        Error reports are left for the next call to raise. A controller that does not answer a
+        stop while idle is tolerated; one that does not answer while a motion is pending raises.
+        """
+        moving = self._link.motion_pending(raise_reports=False)
+        self._stop_requested = True
+        mode = StopMode.IMMEDIATE if immediate else StopMode.PROFILED
+        try:
+            self._link.request(
+                short(MsgId.MOT_MOVE_STOP, CHANNEL, mode), MsgId.MOT_MOVE_STOPPED, self.timeout_s, raise_reports=False
+            )
+        except InstrumentTimeout:
+            if moving:
+                raise
+
+    def check_motion(self) -> None:
+        """Raise if the last motion was refused, interrupted, or ended with a motion error."""
+        report = self._link.take_report()
+        if report is not None:
+            raise report
+        end = self._link.motion_end()
+        if end is None:
+            return
+        if end.msgid == MsgId.MOT_MOVE_STOPPED and not self._stop_requested:
+            raise InstrumentError(
+                self.name, "the move was stopped before its target (limit switch or front-panel stop). Check the stage"
+            )
+        if end.msgid != MsgId.MOT_MOVE_HOMED and self._decode(DcStatus, end).status & StatusBits.MOTION_ERROR:
+            raise InstrumentError(self.name, "the controller flags a motion error (excessive position error). Home the stage")
+
+    # -- the Axis role -------------------------------------------------------------------------
+    def axis(
+        self, address: str, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0
+    ) -> KDC101Axis:
+        """The actuator as an Axis. A single-channel controller has one address: ``"1"``."""
+        if str(address).strip() != str(CHANNEL):
+            raise ConfigError(f"{self.name}: a {type(self).__name__} has one channel, address '1'; got {address!r}")
+        return KDC101Axis(self, name, limits_m, backlash_m)
+
+    def close(self) -> None:
+        """Stop status updates, the reader thread and the port. Safe to call twice."""
+        link = getattr(self, "_link", None)
+        if link is not None and link.alive() and self.status_updates:
+            try:
+                link.send(short(MsgId.HW_STOP_UPDATEMSGS))
+            except InstrumentError:
+                pass  # closing a dead link must never raise
+        if link is not None:
+            link.close()
+        super().close()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _counts(self, metres: float, what: str) -> int:
+        counts = round(float(metres) * self.counts_per_m)
+        if not _INT32[0] <= counts <= _INT32[1]:
+            raise LimitError(self.name, f"{what} {metres} m is beyond what the controller can represent; nothing was moved")
+        return counts
+
+    def _decode(self, payload: Any, message: Message) -> Any:
+        try:
+            return payload.unpack(message)
+        except CodecError as exc:
+            raise InstrumentError(self.name, f"garbled {message}: {exc}. Check the cable") from exc
+
+
+class KDC101Axis(AxisBase):
+    """The actuator of one KDC101/TDC001 as an Axis (soft limits, backlash; see ``AxisBase``)."""
+
+    def __init__(self, controller: KDC101, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0):
+        super().__init__(name, limits_m, backlash_m)
+        self.controller = controller
+
+    def _hw_position_m(self) -> float:
+        return self.controller.position_m()
+
+    def _hw_move_to(self, position_m: float) -> None:
+        self.controller.start_move_to(position_m)
+
+    def _hw_is_moving(self) -> bool:
+        return self.controller.is_moving()
+
+    def _hw_home(self) -> None:
+        self.controller.start_home()
+
+    def _hw_stop(self) -> None:
+        self.controller.stop()
+
+    def _hw_check(self) -> None:
+        self.controller.check_motion()
