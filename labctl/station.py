@@ -383,6 +383,11 @@ def parse_station(data: Any, base_dir: str | Path = ".", origin: str = "station"
     detectors_name = check.in_role(
         check.text(detectors_entry["instrument"], "detectors.instrument"), "detectors.instrument", instruments, ("detectors",)
     )
+    if "channels" in instruments[detectors_name].options:
+        raise check.fail(
+            f"instruments.{detectors_name}.options.channels",
+            "the channel map is written once, under detectors.channels (the bench passes it to the driver)",
+        )
     channels: list[int] = []
     for index, channel in enumerate(check.sequence(detectors_entry["channels"], "detectors.channels")):
         if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:

@@ -179,6 +179,7 @@ BAD = [
     ("detectors of the wrong role", [("detectors.instrument", "thz")], "detectors.instrument", "needs a detectors"),
     ("channel listed twice", [("detectors.channels[3]", 101)], "detectors.channels[3]", "channel 101 is listed twice"),
     ("channel not a number", [("detectors.channels[0]", "ch1")], "detectors.channels[0]", "expected a channel number"),
+    ("channels given twice", [("instruments.dmm.options.channels", [101])], "instruments.dmm.options.channels", "written once, under detectors.channels"),
     ("no channels", [("detectors.channels", [])], "detectors.channels", "non-empty list"),
     ("no plates", [("plates", [])], "plates", "non-empty list"),
     ("two axes on one address", [("plates[1].y.address", "1.1")], "plates[1].y.address", "already used by L1.x (plates[0].x)"),

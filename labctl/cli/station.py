@@ -1,0 +1,66 @@
+"""``labctl station check FILE [--connect]``: is this station file right, and is everything there?
+
+Without ``--connect`` nothing is opened: the file is only validated. With it, every instrument is
+connected, asked who it is, and the bench is shut down again (which leaves the source output off).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``station`` command group."""
+    parser = subparsers.add_parser("station", help="check a station file", description=__doc__)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = actions.add_parser(
+        "check",
+        help="validate a station file; optionally connect and identify every instrument",
+        description="Validate a station file (see docs/station.md). With --connect, also connect every "
+        "instrument, print what each says it is, and shut the bench down again (source output off).",
+    )
+    check.add_argument("file", type=Path, help="the station file (YAML)")
+    check.add_argument("--connect", action="store_true", help="connect and identify every instrument, then shut down")
+    check.set_defaults(func=check_station)
+
+
+def _channels(channels: tuple[int, ...]) -> str:
+    if list(channels) == list(range(channels[0], channels[0] + len(channels))) and len(channels) > 2:
+        return f"{channels[0]}-{channels[-1]}"
+    return ", ".join(str(c) for c in channels)
+
+
+def check_station(args: argparse.Namespace) -> int:
+    """Validate (and with ``--connect`` identify) the station; errors reach ``main`` as one line."""
+    from labctl.station import load_station
+
+    config = load_station(args.file)
+    instruments = config.instruments
+    axes = sum(len(plate.axes()) for plate in config.plates)
+    print(f"{args.file}: station {config.name} is valid")
+    print(f"  source       {config.source} ({instruments[config.source].driver})")
+    projector = config.projector
+    lut = f", lookup table {projector.lut_path}" if projector.lut_path else ""
+    print(f"  projector    {projector.instrument} ({instruments[projector.instrument].driver}{lut})")
+    detectors = config.detectors
+    print(
+        f"  detectors    {detectors.instrument} ({instruments[detectors.instrument].driver}), "
+        f"{len(detectors.channels)} classes on channels {_channels(detectors.channels)}"
+    )
+    print(f"  plates       {', '.join(p.name for p in config.plates)} ({axes} axes)")
+    print(f"  design       {config.design_path or 'none'}")
+    print(f"  calibration  {config.calibration_dir}")
+    if not args.connect:
+        return 0
+
+    from labctl.bench import Bench
+
+    width = max(len(name) for name in instruments)
+    with Bench(config) as bench:
+        for name, state in bench.connection_state().items():
+            entry = instruments[name]
+            print(f"  {name:<{width}}  {entry.driver:<14} {entry.resource}  ->  {state.identity}")
+    print(f"all {len(instruments)} instruments answered; the bench is shut down (source output off)")
+    return 0
