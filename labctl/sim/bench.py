@@ -39,8 +39,11 @@ class SimulatedBench:
         truth: Truth | None = None,
         masks: MaskLibrary | None = None,
         with_z: bool = False,
+        station_file: str = "station.yaml",
+        design_path: str | Path | None = None,
     ):
         self.design = design
+        self.design_path = design_path
         self.truth = truth or Truth()
         self.seed = seed
         self._tmp = None
@@ -63,7 +66,7 @@ class SimulatedBench:
         except BaseException:
             self.close()
             raise
-        self.station_path = self.directory / "station.yaml"
+        self.station_path = self.directory / station_file
         self.station_path.write_text(yaml.safe_dump(self.station(), sort_keys=False))
 
     # -- serving ------------------------------------------------------------------------------
@@ -146,7 +149,7 @@ class SimulatedBench:
             "projector": {"instrument": "wheel"},
             "detectors": {"instrument": "dmm", "channels": list(range(101, 101 + self.world.detectors.channel_count))},
             "plates": plates,
-            "design": str(self.design_path) if getattr(self, "design_path", None) else None,
+            "design": str(self.design_path) if self.design_path else None,
             "calibration": "./calibration",
         }
 

@@ -1,0 +1,31 @@
+"""``labctl report FILE``: figures and one self-contained HTML page for a stored campaign."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("report", help="build the report of a stored campaign (HTML + PNG)")
+    parser.add_argument("campaign", type=Path, help="campaign file (.h5)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the report (default: <campaign>_report)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=report_command)
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from labctl.campaign.report import write_report
+
+    html_path, summary = write_report(args.campaign, args.out)
+    if args.json:
+        print(json.dumps({**summary.to_json(), "report_file": str(html_path)}, indent=2))
+    else:
+        print(f"samples             {summary.samples}")
+        print(f"accuracy measured   {summary.accuracy_measured:.2%}")
+        print(f"accuracy simulated  {summary.accuracy_simulated:.2%}")
+        print(f"agreement           {summary.agreement:.2%}")
+        print(f"energy correlation  {summary.energy_correlation:.4f}")
+        print(f"report              {html_path}")
+    return 0

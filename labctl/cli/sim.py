@@ -1,0 +1,54 @@
+"""``labctl sim serve``: the simulated bench, served until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    sim = subparsers.add_parser("sim", help="the simulated bench")
+    commands = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve virtual instruments on ptys and TCP sockets and write a station file that reaches them",
+    )
+    serve.add_argument("--station", required=True, type=Path, help="where to write the station file (YAML)")
+    serve.add_argument("--design", default="mnist5k", help="shipped design name or design file (default: mnist5k)")
+    serve.add_argument("--seed", type=int, default=0, help="seed of the hidden truths (plate offsets, darks, gains)")
+    serve.add_argument("--time-scale", type=float, default=1.0, help="1 realistic instrument times, 0 instant")
+    serve.add_argument("--faults", default=None, help="fault spec, e.g. 'wheel:timeout=0.1;dmm:error=0.05'")
+    serve.add_argument("--offset-sigma-mm", type=float, default=0.5, help="sigma of the hidden plate offsets (mm)")
+    serve.set_defaults(func=serve_command)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from labctl.design.designfile import load_design
+    from labctl.design.shipped import resolve_design
+    from labctl.sim.bench import SimulatedBench
+    from labctl.sim.truth import Truth
+
+    design_path = resolve_design(args.design)
+    design = load_design(design_path)
+    station = args.station.resolve()
+    bench = SimulatedBench(
+        design,
+        station.parent,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        faults=args.faults,
+        truth=Truth(offset_sigma_m=args.offset_sigma_mm * 1e-3),
+        station_file=station.name,
+        design_path=design_path,
+    )
+    with bench:
+        print(f"labctl: simulated bench serving; station file {bench.station_path}", flush=True)
+        for name, resource in sorted(bench.resources.items()):
+            print(f"  {name:10s} {resource}", flush=True)
+        print("labctl: Ctrl-C to stop", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("labctl: simulated bench stopped", flush=True)
+    return 0
