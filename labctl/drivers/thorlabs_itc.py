@@ -1,0 +1,138 @@
+"""Thorlabs ITC4001 laser-diode/TEC controller as the ``Source`` of a visible-light bench.
+
+A laser diode has one wavelength (station option ``wavelength_m``): ``get_frequency_hz`` is
+c / wavelength and ``set_frequency_hz`` refuses any other frequency. Power, two ways (option
+``control``, commands from the Thorlabs Series 4000 SCPI Programmer's Reference):
+
+- ``current`` (default): constant-current mode; the driver turns watts into amperes with the
+  diode's measured L-I curve above threshold, P = slope_w_per_a x (I - threshold_a). It works with
+  any diode, with or without a monitor photodiode, and is what a calibration fits.
+- ``power``: the ITC's own constant-power mode (``SOUR:FUNC:MODE POW``, ``SOUR:POW`` in watts),
+  regulated on the diode's monitor photodiode; use it when the ITC's photodiode responsivity is set.
+
+At connection the driver sets the current limit, selects the mode if it differs (switching the
+laser off first: the ITC refuses a mode change while lasing), and, with ``tec_temperature_k``,
+sets the TEC set point and switches the TEC on; the ITC will not switch the laser on without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pymeasure.adapters import Adapter
+
+from labctl.drivers.scpi import ScpiInstrument, open_scpi, positive
+from labctl.errors import ConfigError, LimitError
+
+SPEED_OF_LIGHT_M_S = 299_792_458.0
+OPTIONS = (
+    "wavelength_m", "current_limit_a", "control", "threshold_a", "slope_w_per_a", "tec_temperature_k", "identity",
+)
+
+
+class ITC4001(ScpiInstrument):
+    """A fixed-wavelength laser diode on an ITC4001 (or another ITC4000-series controller)."""
+
+    identity_markers = ("ITC4001",)
+
+    def __init__(
+        self,
+        adapter: str | Adapter,
+        name: str = "ITC4001",
+        *,
+        wavelength_m: float,
+        current_limit_a: float,
+        control: str = "current",
+        threshold_a: float | None = None,
+        slope_w_per_a: float | None = None,
+        tec_temperature_k: float | None = None,
+        identity: Sequence[str] | None = None,
+        **kwargs: Any,
+    ):
+        self.wavelength_m = positive(name, "wavelength_m", wavelength_m)
+        self.current_limit_a = positive(name, "current_limit_a", current_limit_a)
+        if control not in ("current", "power"):
+            raise ConfigError(f"{name}: option control must be 'current' or 'power', got {control!r}")
+        self.control = control
+        if control == "current" and (threshold_a is None or slope_w_per_a is None):
+            raise ConfigError(f"{name}: control 'current' needs threshold_a and slope_w_per_a (the diode's L-I curve)")
+        self.threshold_a = 0.0 if threshold_a is None else positive(name, "threshold_a", threshold_a)
+        self.slope_w_per_a = 0.0 if slope_w_per_a is None else positive(name, "slope_w_per_a", slope_w_per_a)
+        self.tec_temperature_k = None if tec_temperature_k is None else positive(name, "tec_temperature_k", tec_temperature_k)
+        super().__init__(adapter, name, identity=identity, **kwargs)
+        self._configure()
+
+    @classmethod
+    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> ITC4001:
+        return open_scpi(cls, name, resource, options, OPTIONS)
+
+    def _configure(self) -> None:
+        self.write_checked(f"SOUR:CURR:LIM {self.current_limit_a:.6g}")
+        mode = "CURR" if self.control == "current" else "POW"
+        if self.query("SOUR:FUNC:MODE?").upper() != mode:
+            self.write_checked("OUTP OFF")  # the ITC changes mode only with the laser off
+            self.write_checked(f"SOUR:FUNC:MODE {mode}")
+        if self.tec_temperature_k is not None:
+            self.write_checked(f"SOUR2:TEMP {self.tec_temperature_k - 273.15:.3f}C")
+            self.write_checked("OUTP2:STAT ON")
+
+    # -- frequency: fixed by the diode -----------------------------------------------------------
+    def get_frequency_hz(self) -> float:
+        return SPEED_OF_LIGHT_M_S / self.wavelength_m
+
+    def set_frequency_hz(self, frequency_hz: float) -> None:
+        fixed = self.get_frequency_hz()
+        if abs(frequency_hz - fixed) > 1e-6 * fixed:
+            raise ConfigError(
+                f"{self.name}: the laser diode emits only at {self.wavelength_m * 1e9:.4g} nm ({fixed / 1e12:.6g} THz); "
+                f"{frequency_hz / 1e12:.6g} THz was asked. Use a design for this wavelength, or set wavelength_m "
+                "in the station file if the diode was changed"
+            )
+
+    # -- power ----------------------------------------------------------------------------------
+    def set_power_w(self, power_w: float) -> None:
+        if power_w < 0:
+            raise LimitError(self.name, f"power {power_w} W refused: it must be 0 or more")
+        if self.control == "power":
+            self.write_checked(f"SOUR:POW {power_w:.6g}")
+            return
+        current_a = self.threshold_a + power_w / self.slope_w_per_a if power_w > 0 else 0.0
+        if current_a > self.current_limit_a:
+            raise LimitError(
+                self.name,
+                f"{power_w} W needs {current_a * 1e3:.4g} mA, above current_limit_a = {self.current_limit_a * 1e3:.4g} mA. "
+                "Ask for less power or raise the limit if the diode allows it",
+            )
+        self.write_checked(f"SOUR:CURR {current_a:.6g}")
+
+    def get_power_w(self) -> float:
+        if self.control == "power":
+            return self.query_float("SOUR:POW?")
+        current_a = self.query_float("SOUR:CURR?")
+        return max(0.0, self.slope_w_per_a * (current_a - self.threshold_a))
+
+    def measured_power_w(self) -> float:
+        """Optical power read by the controller's photodiode input (needs its responsivity set)."""
+        return self.query_float("MEAS:POW2?")
+
+    # -- output and modulation --------------------------------------------------------------------
+    def output_on(self) -> None:
+        self.write_checked("OUTP ON")
+
+    def output_off(self) -> None:
+        self.write_checked("OUTP OFF")
+
+    def is_output_on(self) -> bool:
+        return self.as_flag(self.query("OUTP?"), "OUTP?")
+
+    def set_modulation_hz(self, frequency_hz: float | None) -> None:
+        """Internal square amplitude modulation of the diode current; ``None`` switches it off."""
+        if frequency_hz is None:
+            self.write_checked("SOUR:AM OFF")
+            return
+        if not frequency_hz > 0:
+            raise LimitError(self.name, f"modulation frequency must be positive, got {frequency_hz}")
+        self.write_checked("SOUR:AM:INT:SHAP SQU")
+        self.write_checked(f"SOUR:AM:INT:FREQ {frequency_hz:.6g}")
+        self.write_checked("SOUR:AM ON")
