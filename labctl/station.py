@@ -241,8 +241,8 @@ def resource_problem(resource: str, accepts_index: bool = False) -> str | None:
     """Why ``resource`` cannot be a link to an instrument, or ``None`` if it is plausible."""
     if resource.startswith(("/", "./", "../")) or re.fullmatch(r"COM\d+", resource, re.IGNORECASE):
         return None
-    if accepts_index and resource.isdigit():
-        return None
+    if accepts_index and (resource.isdigit() or re.match(r"^[a-z][a-z0-9+.-]*://", resource)):
+        return None  # a screen or camera number, or a camera stream URL
     if _VISA.match(resource):
         parts = resource.split("::")
         if parts[-1].upper() == "SOCKET" and not (len(parts) >= 4 and parts[-2].isdigit()):
@@ -253,7 +253,7 @@ def resource_problem(resource: str, accepts_index: bool = False) -> str | None:
     if resource.startswith("tty"):
         return f"a serial device is a path; did you mean /dev/{resource}?"
     expected = "a serial device path (/dev/ttyUSB0) or a VISA resource string (TCPIP::host::5025::SOCKET)"
-    return f"expected {expected}" + (", or a screen/camera number" if accepts_index else "")
+    return f"expected {expected}" + (", or a screen/camera number or stream URL" if accepts_index else "")
 
 
 def _instrument(check: _Checker, name: str, value: Any, path: str, base: Path) -> InstrumentConfig:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
-import soft_drivers
 from labctl.bench import Bench
 from labctl.drivers.projectors import SlmProjector, WheelProjector
 from labctl.errors import ConfigError, ConnectionLost, InstrumentTimeout, LimitError, WrongInstrument
 from labctl.station import load_station
+from tests import soft_drivers
 
 SHUTDOWN = [
     "thz.output_off",
@@ -277,3 +277,68 @@ def test_a_failed_move_stops_every_axis_it_started(journal, tmp_path):
             bench.move_plate("L1", x_m=0.005, y_m=0.005, timeout_s=0.02)
         assert "L1.x.stop" in journal.events and "L1.y.stop" in journal.events
         assert not bench.plates["L1"].y.is_moving()
+
+
+# -- end to end: the real drivers against the simulated bench's virtual instruments ----------------
+@pytest.fixture
+def sim(tmp_path):
+    from labctl.sim.bench import SimulatedBench
+    from tests.tiny import tiny_design
+
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0, masks=lambda key: np.ones((28, 28), np.float32)) as sim:
+        yield sim
+
+
+def edited_station(sim, edit) -> Path:
+    """The simulated bench's station file with ``edit`` applied, written beside it."""
+    data = yaml.safe_load(sim.station_path.read_text())
+    edit(data)
+    path = sim.directory / "edited.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_the_simulated_bench_end_to_end(sim):
+    with pytest.raises(RuntimeError, match="procedure broke"):
+        with Bench.from_station(sim.station_path) as bench:
+            identities = {name: state.identity for name, state in bench.connection_state().items()}
+            assert "E8257D" in identities["thz"] and "MODEL 2700" in identities["dmm"]
+            assert "FW102C" in identities["wheel"] and "Zaber" in identities["zaber"]
+            bench.source.output_on()
+            assert sim.source.output_on
+            axes = [axis for plate in bench.plates.values() for axis in plate.axes().values()]
+            for axis in axes:
+                axis.home(wait=False)
+            for axis in axes:
+                axis.wait_until_stopped(10)
+            bench.move_to_nominal(timeout_s=10)
+            for name in bench.plates:
+                assert bench.plate_position_m(name) == pytest.approx((0.0125, 0.0125, None), abs=1e-6)
+            bench.move_plate("L3", x_m=-0.5e-3, relative=True, timeout_s=10)
+            hidden = {plate.name: plate for plate in sim.world.plates}["L3"]
+            assert hidden.x.position_m() == pytest.approx(0.012, abs=1e-6)
+            bench.projector.load({2: "tiny/test/0"})
+            bench.projector.show("tiny/test/0")
+            assert sim.wheel.slot == 2
+            assert np.all(np.isfinite(bench.detectors.read(2).values)) and bench.detectors.channel_count() == 10
+            raise RuntimeError("procedure broke")
+    assert not sim.source.output_on  # switched off by the shutdown, over the real protocol
+
+
+def test_the_channel_map_reaches_the_meter(sim):
+    with Bench.from_station(sim.station_path) as bench:
+        in_order = bench.detectors.read(4).values
+    reversed_map = edited_station(sim, lambda d: d["detectors"].update(channels=list(range(110, 100, -1))))
+    with Bench.from_station(reversed_map) as bench:
+        assert bench.detectors.read(4).values == pytest.approx(in_order[::-1], abs=2e-3)
+
+
+def test_a_wrong_device_on_the_port_is_refused_by_name(sim):
+    def swap(data):
+        instruments = data["instruments"]
+        instruments["thz"]["resource"], instruments["dmm"]["resource"] = (
+            instruments["dmm"]["resource"], instruments["thz"]["resource"]
+        )
+
+    with pytest.raises(WrongInstrument, match=r"^thz: .*MODEL 2700"):
+        Bench.from_station(edited_station(sim, swap))

@@ -218,4 +218,6 @@ def test_plausible_resources_pass(resource):
 
 def test_screen_and_camera_numbers_only_where_they_make_sense():
     assert resource_problem("1", accepts_index=True) is None
+    assert resource_problem("rtsp://10.0.0.9/stream", accepts_index=True) is None
     assert resource_problem("1") is not None
+    assert resource_problem("rtsp://10.0.0.9/stream") is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-import soft_drivers
 from labctl.cli import main
 from labctl.errors import WrongInstrument
+from tests import soft_drivers
 
 
 @pytest.fixture
@@ -82,3 +82,20 @@ def test_a_wrong_device_on_a_port_is_one_line(journal, tmp_path, capsys):
     assert status == 2
     assert err == "labctl: error: wheel: the device on this port says 'Zaber', expected FW102C\n"
     assert {"thz.close", "stages_a.close", "stages_b.close"} <= set(journal.events)
+
+
+def test_a_wrong_device_on_the_simulated_bench_is_one_line(tmp_path, capsys):
+    from labctl.sim.bench import SimulatedBench
+    from tests.tiny import tiny_design
+
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0) as sim:
+        data = yaml.safe_load(sim.station_path.read_text())
+        instruments = data["instruments"]
+        instruments["thz"]["resource"], instruments["dmm"]["resource"] = (
+            instruments["dmm"]["resource"], instruments["thz"]["resource"]
+        )
+        status, out, err = run(capsys, write(tmp_path, data, "swapped.yaml"), "--connect")
+        assert status == 2
+        assert err.startswith("labctl: error: thz: the device on this port says 'KEITHLEY") and err.count("\n") == 1
+        status, out, err = run(capsys, sim.station_path, "--connect")
+        assert status == 0 and "->  Keysight Technologies, E8257D" in out
