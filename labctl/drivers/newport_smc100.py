@@ -17,9 +17,13 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pyvisa
+import serial
 from pymeasure.adapters import Adapter
 
 from labctl.drivers.axis import AxisBase
@@ -122,13 +126,15 @@ def format_mm(value_m: float) -> str:
 class SMC100(LabInstrument):
     """A chain of SMC100 controllers on one serial port (one axis per controller address).
 
-    The identity is the ``VE`` answer (controller type and firmware) of ``identity_address``.
-    Homing an axis that is already referenced resets its controller (``RS``) first, because
-    ``OR`` is accepted only in NOT REFERENCED; ``reset_timeout_s`` bounds the wait for it.
+    The identity is the ``VE`` answer (controller type and firmware) of ``identity_address``;
+    without one, addresses 1..31 are asked in turn, ``scan_timeout_s`` each, as Newport's own
+    utility scans a chain (the protocol has no broadcast). Homing an axis that is already
+    referenced resets its controller (``RS``) first, because ``OR`` is accepted only in NOT
+    REFERENCED; ``reset_timeout_s`` bounds the wait for it.
     """
 
     identity_markers = ("SMC",)
-    OPTIONS = ("timeout_s", "baud_rate", "identity_address", "reset_timeout_s")
+    OPTIONS = ("timeout_s", "baud_rate", "identity_address", "reset_timeout_s", "scan_timeout_s")
 
     def __init__(
         self,
@@ -137,12 +143,14 @@ class SMC100(LabInstrument):
         *,
         timeout_s: float = 2.0,
         baud_rate: int = BAUD_RATE,
-        identity_address: int = 1,
+        identity_address: int | None = None,
         reset_timeout_s: float = 10.0,
+        scan_timeout_s: float = 0.1,
         check_identity: bool = True,
     ):
-        self.identity_address = _checked_address(identity_address)
+        self.identity_address = None if identity_address is None else _checked_address(identity_address)
         self.reset_timeout_s = float(reset_timeout_s)
+        self.scan_timeout_s = float(scan_timeout_s)
         self._lock = threading.RLock()
         link = make_adapter(
             adapter,
@@ -204,9 +212,42 @@ class SMC100(LabInstrument):
 
     def identify(self) -> str:
         try:
+            if self.identity_address is None:
+                self.identity_address, version = self._scan()
+                return version
             return self.query(self.identity_address, "VE")
         except _Unreadable as exc:
             raise WrongInstrument(self.name, f"the device on this port does not speak the SMC100 protocol: {exc}") from exc
+
+    def _scan(self) -> tuple[int, str]:
+        """The first address (1..31) whose controller answers ``VE``, and that answer."""
+        for address in range(1, 32):
+            try:
+                with self._short_timeout(self.scan_timeout_s):
+                    return address, self.query(address, "VE")
+            except InstrumentTimeout:
+                continue
+        raise InstrumentTimeout(
+            self.name, "no controller answered VE at addresses 1..31. Check power, cable, baud rate and XON/XOFF"
+        )
+
+    @contextmanager
+    def _short_timeout(self, seconds: float) -> Iterator[None]:
+        """Lower the read timeout of a serial or VISA link for a while (transcripts have none)."""
+        connection = self.adapter.connection
+        if isinstance(connection, serial.Serial):
+            attribute, value = "timeout", seconds
+        elif isinstance(connection, pyvisa.resources.Resource):
+            attribute, value = "timeout", seconds * 1000.0
+        else:
+            yield
+            return
+        previous = getattr(connection, attribute)
+        setattr(connection, attribute, value)
+        try:
+            yield
+        finally:
+            setattr(connection, attribute, previous)
 
     def stage_id(self, address: int) -> str:
         """The stage identifier stored in the controller (``ID?``)."""

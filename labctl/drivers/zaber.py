@@ -140,8 +140,9 @@ class ZaberAscii(LabInstrument):
 
     ``microstep_m`` is one size for every axis, or a mapping from address (``"2"`` or
     ``"2.1"``) to size; addresses not in it use ``DEFAULT_MICROSTEP_M``. The identity is read
-    from device ``identity_device`` (``get version``, then ``get device.id`` on firmware 7 or
-    ``get deviceid`` on firmware 6).
+    from device ``identity_device``, or by default from the first device that answers a
+    ``get version`` sent to all (a chain need not start at 1), then ``get device.id`` (firmware
+    7) or ``get deviceid`` (firmware 6) of that device.
     """
 
     OPTIONS = ("microstep_m", "timeout_s", "baud_rate", "identity_device")
@@ -154,11 +155,11 @@ class ZaberAscii(LabInstrument):
         microstep_m: float | Mapping[str, float] = DEFAULT_MICROSTEP_M,
         timeout_s: float = 2.0,
         baud_rate: int = BAUD_RATE,
-        identity_device: int = 1,
+        identity_device: int | None = None,
         check_identity: bool = True,
     ):
         self._microsteps = _microstep_table(name, microstep_m)
-        self.identity_device = int(identity_device)
+        self.identity_device = identity_device
         self._lock = threading.RLock()
         link = make_adapter(
             adapter, timeout_s=timeout_s, baud_rate=baud_rate, write_termination="\n", read_termination="\r\n"
@@ -172,7 +173,11 @@ class ZaberAscii(LabInstrument):
 
     # -- the protocol ----------------------------------------------------------------------------
     def query(self, device: int, axis: int, command: str) -> ZaberReply:
-        """Send ``/device axis command`` and return its reply; a rejection raises ``InstrumentError``."""
+        """Send ``/device axis command`` and return its reply; a rejection raises ``InstrumentError``.
+
+        Device 0 reaches every device; the first reply is returned and the others are discarded
+        (the input is flushed before the next command).
+        """
         text = f"/{device} {axis} {command}".rstrip()
         with self._lock:
             with translate_errors(self.name, text):
@@ -200,15 +205,15 @@ class ZaberAscii(LabInstrument):
                     f"unreadable reply {line!r} to {text!r}; check the baud rate ({BAUD_RATE}) and that "
                     "the devices speak the ASCII protocol",
                 )
-            if (reply.device, reply.axis) == (device, axis):
+            if device in (0, reply.device) and reply.axis == axis:
                 return reply
         raise InstrumentError(self.name, f"no reply from device {device} axis {axis} to {text!r} among the messages received")
 
     # -- identity --------------------------------------------------------------------------------
     def identify(self) -> str:
-        device = self.identity_device
         try:
-            version = self.query(device, 0, "get version").data.strip()
+            reply = self.query(self.identity_device or 0, 0, "get version")
+            device, version = reply.device, reply.data.strip()
             setting = "deviceid" if version.split(".")[0] in ("5", "6") else "device.id"
             device_id = self.query(device, 0, f"get {setting}").data.strip()
         except _Unreadable as exc:

@@ -7,7 +7,7 @@ from labctl.drivers.zaber import DEFAULT_MICROSTEP_M, ZaberAscii, parse_address,
 from labctl.errors import ConfigError, InstrumentError, LimitError, WrongInstrument
 
 IDENTITY = [
-    ("/1 0 get version", "@01 0 OK IDLE WR 7.38"),
+    ("/0 0 get version", "@01 0 OK IDLE WR 7.38"),
     ("/1 0 get device.id", "@01 0 OK IDLE WR 50081"),
 ]
 UM = 1e-6  # microstep used in these transcripts: 1 um, so that microsteps read as micrometres
@@ -23,6 +23,12 @@ def test_identify_returns_device_id_and_firmware():
         assert z.identify() == "Zaber device 1: device.id 50081, firmware 7.38"
 
 
+def test_identity_asks_the_first_device_that_answers_all():
+    pairs = [("/0 0 get version", "@04 0 OK IDLE -- 7.20"), ("/4 0 get device.id", "@04 0 OK IDLE -- 50419")]
+    with expected_protocol(ZaberAscii, pairs, name="zaber") as z:
+        assert z.identity_device is None
+
+
 def test_identity_firmware_6_asks_deviceid_of_the_configured_device():
     pairs = [("/3 0 get version", "@03 0 OK IDLE -- 6.32"), ("/3 0 get deviceid", "@03 0 OK IDLE -- 30222")]
     with expected_protocol(ZaberAscii, pairs, name="zaber", identity_device=3):
@@ -31,7 +37,7 @@ def test_identity_firmware_6_asks_deviceid_of_the_configured_device():
 
 def test_info_messages_and_alerts_are_skipped():
     pairs = [
-        ("/1 0 get version", "#01 0 a note from the device"),
+        ("/0 0 get version", "#01 0 a note from the device"),
         (None, "!01 1 IDLE --"),
         (None, "@01 0 OK IDLE -- 7.38"),
         ("/1 0 get device.id", "@01 0 OK IDLE -- 50081"),
@@ -42,7 +48,7 @@ def test_info_messages_and_alerts_are_skipped():
 
 def test_a_device_that_is_not_zaber_is_refused_by_name():
     with pytest.raises(WrongInstrument, match="zaber.*does not speak the Zaber ASCII protocol"):
-        with expected_protocol(ZaberAscii, [("/1 0 get version", "THORLABS FW102C")], name="zaber"):
+        with expected_protocol(ZaberAscii, [("/0 0 get version", "THORLABS FW102C")], name="zaber"):
             pass
 
 

@@ -50,6 +50,23 @@ def test_identify_and_stage_id(chain):
     s.close()
 
 
+def test_identity_scans_a_chain_that_does_not_start_at_address_1(tmp_path):
+    clock = Clock(0)
+    vi = VirtualSMC100("smc", clock, {3: SimAxis("3", clock), 4: SimAxis("4", clock)})
+    link = PtyLink(vi, tmp_path / "chain.tty")
+    vi.attach(link)
+    try:
+        s = SMC100(str(link.path), "smc", scan_timeout_s=0.05)
+        assert (s.identity_address, s.identify()) == (3, "SMC_CC - V. 2.0.1")
+        assert s.adapter.connection.timeout == 2.0  # the scan's short timeout is undone
+        s.close()
+        vi.faults = FaultPlan(rates={Fault.TIMEOUT: 1.0})
+        with pytest.raises(InstrumentTimeout, match="no controller answered VE at addresses 1..31"):
+            SMC100(str(link.path), "smc", scan_timeout_s=0.005)
+    finally:
+        link.close()
+
+
 def test_home_then_absolute_and_relative_moves(chain):
     _, axes, link = chain()
     s = connect(link)
