@@ -1,0 +1,174 @@
+"""``labctl design ...``: train, evaluate and list diffractive network designs.
+
+One registration function and one handler per subcommand; the work is done in ``labctl.design``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+# (flag, attribute, type, default, help) of every training parameter; listed once so that the
+# recorded command of a design spells out every parameter that made it
+_GEOMETRY_FLAGS = [
+    ("--n", "n", int, 200, "neurons per side of each plate"),
+    ("--pitch-m", "pitch_m", float, 0.4e-3, "neuron pitch"),
+    ("--wavelength-m", "wavelength_m", float, 0.75e-3, "wavelength (0.75 mm = 0.4 THz)"),
+    ("--layers", "n_layers", int, 5, "number of plates"),
+    ("--spacing-m", "spacing_m", float, 0.03, "plate-to-plate distance"),
+    ("--input-distance-m", "input_distance_m", float, 0.03, "input mask to first plate"),
+    ("--detector-distance-m", "detector_distance_m", float, 0.03, "last plate to detector plane"),
+]
+_ENCODING_FLAGS = [
+    ("--detector-size", "detector_size", int, 20, "side of each of the 10 detector squares, in neurons"),
+    ("--input-scale", "input_scale", int, 5, "neurons per image pixel (each side)"),
+    ("--image-size", "image_size", int, 28, "resize images to this many pixels per side first"),
+    ("--refractive-index", "refractive_index", float, 1.7227, "plate material refractive index n"),
+    ("--extinction", "extinction", float, 0.031, "plate material extinction coefficient kappa"),
+]
+_OPTION_FLAGS = [
+    ("--epochs", "epochs", int, 4, "passes over the training images"),
+    ("--batch", "batch_size", int, 32, "images per Adam step"),
+    ("--lr", "learning_rate", float, 0.05, "Adam step size, radians of phase"),
+    ("--lr-decay", "lr_decay", float, 0.7, "learning-rate factor per epoch"),
+    ("--temperature", "temperature", float, 10.0, "softmax temperature on the normalized energies"),
+    ("--seed", "seed", int, 0, "random seed (initial phases, image order, vaccination offsets)"),
+    ("--quantize-step-m", "quantize_step_m", float, None, "train with relief rounded to this printer step"),
+    ("--vaccinate-sigma-m", "vaccination_sigma_m", float, 0.0, "random lateral plate offsets per batch (std)"),
+    ("--vaccinate-sigma-z-m", "vaccination_sigma_z_m", float, 0.0, "random axial plate offsets per batch (std)"),
+    ("--max-train", "max_train", int, None, "train on a seeded subset of this many images"),
+    ("--max-test", "max_test", int, None, "score each epoch on this many test images only"),
+]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``labctl design`` and its subcommands."""
+    parser = subparsers.add_parser("design", help="train, evaluate and list D2NN designs")
+    sub = parser.add_subparsers(dest="design_command", metavar="SUBCOMMAND")
+    _register_train(sub)
+    _register_evaluate(sub)
+    _register_list(sub)
+
+
+def _add_flags(parser: argparse.ArgumentParser, flags: list[tuple]) -> None:
+    for flag, dest, kind, default, text in flags:
+        shown = "" if default is None else f" (default {default:g})"
+        parser.add_argument(flag, dest=dest, type=kind, default=default, help=text + shown)
+
+
+# --- train -----------------------------------------------------------------------------------
+def _register_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a design (reference geometry by default)")
+    p.add_argument("--dataset", default="mnist5k", help="mnist5k, fashion-mnist, or a directory of MNIST-format IDX files")
+    p.add_argument("--out", required=True, type=Path, help="design file to write (checkpoint: <out>.checkpoint.h5)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --out (same flags, more --epochs)")
+    p.add_argument("--train-absorption", action="store_true", help="train with the material's absorption")
+    p.add_argument("--heights-dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    for flags in (_GEOMETRY_FLAGS, _ENCODING_FLAGS, _OPTION_FLAGS):
+        _add_flags(p, flags)
+    p.set_defaults(func=_train)
+
+
+def _train_command(args: argparse.Namespace) -> str:
+    """The full command that reproduces this run, every parameter spelled out."""
+    words = ["labctl", "design", "train", "--dataset", args.dataset, "--out", str(args.out)]
+    for flag, dest, _kind, _default, _text in _GEOMETRY_FLAGS + _ENCODING_FLAGS + _OPTION_FLAGS:
+        value = getattr(args, dest)
+        if value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    if args.train_absorption:
+        words.append("--train-absorption")
+    return shlex.join(words)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from labctl.design.datasets import load_dataset
+    from labctl.design.designfile import load_design, save_design
+    from labctl.design.training import TrainOptions, blank_design, check_resumable, train
+    from labctl.optics import Geometry, Material
+
+    geometry = Geometry(**{dest: getattr(args, dest) for _f, dest, *_ in _GEOMETRY_FLAGS})
+    material = Material(args.refractive_index, args.extinction)
+    options = TrainOptions(absorption=args.train_absorption, **{dest: getattr(args, dest) for _f, dest, *_ in _OPTION_FLAGS})
+    data = load_dataset(args.dataset)
+    design = blank_design(data, geometry, material, args.detector_size, args.input_scale, args.image_size)
+    checkpoint_path = args.out.with_name(args.out.stem + ".checkpoint.h5")
+    if args.resume:
+        design = check_resumable(load_design(checkpoint_path), design, options)
+    result = train(
+        design, data, options,
+        checkpoint=lambda d: save_design(d, checkpoint_path),
+        progress=not args.no_progress,
+        command=_train_command(args),
+    )
+    result.training = None
+    save_design(result, args.out, dtype=args.heights_dtype)
+    prov = result.provenance
+    print(
+        f"{args.out}: test accuracy {prov['test_accuracy']:.2%} on {prov['n_test']} images of {prov['dataset']} "
+        f"after {len(prov['history'])} epochs, {prov['train_seconds']:.0f} s of training"
+    )
+    return 0
+
+
+# --- evaluate --------------------------------------------------------------------------------
+def _register_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="accuracy and confusion matrix of a design on its test split")
+    p.add_argument("--design", required=True, help="shipped design name (see `labctl design list`) or design file")
+    p.add_argument("--dataset", help="evaluate on this data set's test split instead of the design's own")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--absorption", action=argparse.BooleanOptionalAction, default=None,
+                   help="simulate the plate absorption (default: as the design was trained)")
+    p.add_argument("--quantize", dest="quantize_step_m", type=float, metavar="STEP_M",
+                   help="round the relief to this printer step (metres) first")
+    p.add_argument("--misalign-sigma-m", type=float, help="Monte Carlo: random lateral plate offsets (std, metres)")
+    p.add_argument("--misalign-sigma-z-m", type=float, default=0.0, help="Monte Carlo: random axial offsets (std)")
+    p.add_argument("--trials", type=int, default=20, help="Monte Carlo trials (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    p.add_argument("--max-test", type=int, help="only the first this many test images")
+    p.set_defaults(func=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from labctl.design.datasets import load_dataset
+    from labctl.design.designfile import load_design
+    from labctl.design.evaluation import evaluate, misalignment_trials
+    from labctl.design.report import evaluation_dict, format_evaluation
+    from labctl.design.shipped import resolve_design
+
+    design = load_design(resolve_design(args.design))
+    data = load_dataset(args.dataset or design.dataset)
+    images, labels = data.test_images[: args.max_test], data.test_labels[: args.max_test]
+    absorption = design.trained_with_absorption if args.absorption is None else args.absorption
+    perturbations = {"absorption": absorption, "quantize_step_m": args.quantize_step_m}
+    settings = dict(perturbations)
+    misaligned = None
+    if args.misalign_sigma_m is not None or args.misalign_sigma_z_m:
+        sigma_m = args.misalign_sigma_m or 0.0
+        misaligned = misalignment_trials(design, images, labels, sigma_m, args.trials, args.seed,
+                                         args.misalign_sigma_z_m, **perturbations)
+        settings.update(misalign_sigma_m=sigma_m, misalign_sigma_z_m=args.misalign_sigma_z_m, seed=args.seed)
+    result = evaluate(design, images, labels, **perturbations)
+    report = evaluation_dict(args.design, design, data.name, result, settings, misaligned)
+    print(json.dumps(report, indent=1) if args.json else format_evaluation(report))
+    return 0
+
+
+# --- list ------------------------------------------------------------------------------------
+def _register_list(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="the shipped designs with their recorded accuracy")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_list)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from labctl.design.designfile import load_design
+    from labctl.design.report import design_row, format_design_rows
+    from labctl.design.shipped import list_designs
+
+    rows = [design_row(path.stem, load_design(path)) for path in list_designs()]
+    print(json.dumps(rows, indent=1) if args.json else format_design_rows(rows))
+    return 0

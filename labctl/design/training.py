@@ -1,0 +1,242 @@
+"""Training a design: Adam on the plate phases, softmax cross-entropy, exact adjoint gradients.
+
+The parameters are the plate phases phi (rad, one per neuron). The forward pass uses the relief
+h = lambda (phi mod 2 pi) / (2 pi (n - 1)), so the network always sees a printable, wrapped relief
+in [0, lambda / (n - 1)) (with absorption, the attenuation of exactly that relief), while Adam
+moves phi freely; the modulo has derivative 1 almost everywhere. Optional, per batch:
+
+- printer height quantization: h rounded to the printer step in the forward pass, the gradient
+  passed straight through to the continuous phases (straight-through estimator);
+- "vaccination" (Mengu et al., "Misalignment resilient diffractive optical networks",
+  Nanophotonics 9, 4207 (2020)): every batch sees the plates displaced by fresh random offsets,
+  here normal with standard deviation sigma laterally (and sigma_z axially), so the design learns
+  to tolerate misalignment.
+
+Reproducible: the initial phases, the order of the images and every random offset come from
+generators seeded by (seed, epoch), so a run resumed from a checkpoint after epoch k gives the
+same heights as an uninterrupted one, and the same seed gives the same design.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+
+import numpy as np
+from tqdm import tqdm
+
+from labctl import __version__
+from labctl.design.datasets import Dataset
+from labctl.design.designfile import Design, TrainingState, relief_period_m
+from labctl.design.evaluation import evaluate, quantize_heights, random_offsets
+from labctl.design.objective import Adam, softmax_cross_entropy
+from labctl.errors import ConfigError, DataError
+from labctl.optics import DetectorLayout, Geometry, Material, phase_to_height
+
+Checkpoint = Callable[[Design], None]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Everything that shapes a training run besides the geometry (recorded in the design)."""
+
+    epochs: int = 4
+    batch_size: int = 32
+    learning_rate: float = 0.05  # Adam step, radians of phase
+    lr_decay: float = 0.7  # learning rate factor per epoch, applied smoothly step by step
+    temperature: float = 10.0
+    seed: int = 0
+    absorption: bool = False
+    quantize_step_m: float | None = None
+    vaccination_sigma_m: float = 0.0
+    vaccination_sigma_z_m: float = 0.0
+    max_train: int | None = None  # use a seeded subset of the training images (quick runs, tests)
+    max_test: int | None = None  # score each epoch on the first images of the test split only
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"design training: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"design training: {name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"design training: lr_decay must be in (0, 1], got {self.lr_decay}")
+        if self.vaccination_sigma_m < 0 or self.vaccination_sigma_z_m < 0:
+            raise ConfigError("design training: vaccination sigmas must be >= 0")
+        if self.quantize_step_m is not None and not self.quantize_step_m > 0:
+            raise ConfigError(f"design training: quantize_step_m must be positive, got {self.quantize_step_m}")
+        for name in ("max_train", "max_test"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"design training: {name} must be >= 1, got {getattr(self, name)}")
+
+
+def blank_design(
+    data: Dataset,
+    geometry: Geometry,
+    material: Material,
+    detector_size: int = 20,
+    input_scale: int = 5,
+    image_size: int = 28,
+) -> Design:
+    """An untrained design (flat plates) with the geometry, detectors and input encoding to train."""
+    layout = DetectorLayout.default_343(geometry, size_neurons=detector_size)
+    if len(layout) != len(data.classes):
+        raise ConfigError(f"design training: {len(layout)} detectors for {len(data.classes)} classes")
+    if image_size < 1 or image_size * input_scale > geometry.n:
+        raise ConfigError(
+            f"design training: {image_size} px images at input scale {input_scale} need "
+            f"{image_size * input_scale} neurons, the plates have {geometry.n}; lower --input-scale or --image-size"
+        )
+    heights = np.zeros((geometry.n_layers, geometry.n, geometry.n))
+    return Design(geometry, material, heights, layout, input_scale, data.name, list(data.classes), image_size)
+
+
+class _Relief:
+    """Phases -> relief heights as the forward pass sees them, and the chain-rule factor back."""
+
+    def __init__(self, design: Design, options: TrainOptions):
+        self.wavelength_m = design.geometry.wavelength_m
+        self.material = design.material
+        self.period_m = relief_period_m(self.wavelength_m, self.material)
+        self.step_m = options.quantize_step_m
+        self.dh_dphi = self.period_m / (2 * math.pi)
+
+    def heights(self, phases: np.ndarray) -> np.ndarray:
+        h = phase_to_height(np.mod(phases, 2 * math.pi), self.wavelength_m, self.material)
+        h = np.where(h >= self.period_m, 0.0, h)
+        if self.step_m is not None:
+            h = quantize_heights(h, self.step_m, self.period_m)
+        return h
+
+
+def _initial_state(design: Design, options: TrainOptions) -> TrainingState:
+    if design.training is not None:
+        return design.training
+    shape = design.heights_m.shape
+    phases = np.random.default_rng([options.seed, 0]).uniform(0.0, 2 * math.pi, shape)
+    return TrainingState(phases, np.zeros(shape), np.zeros(shape), step=0, epochs_done=0)
+
+
+def _subset(count: int, limit: int | None, seed: int) -> np.ndarray:
+    if limit is None or limit >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng([seed, 1]).permutation(count)[:limit])
+
+
+def train(
+    design: Design,
+    data: Dataset,
+    options: TrainOptions,
+    checkpoint: Checkpoint | None = None,
+    progress: bool = True,
+    command: str = "",
+) -> Design:
+    """Train ``design`` (blank, or a checkpoint with a training state) on ``data`` up to ``options.epochs``.
+
+    ``checkpoint`` is called with the design after every epoch (it carries the training state).
+    Returns the trained design with heights wrapped to [0, lambda/(n-1)) and its provenance.
+    """
+    state = _initial_state(design, options)
+    model = design.model(options.absorption)
+    relief = _Relief(design, options)
+    adam = Adam(state.phases_rad.shape)
+    adam.m, adam.v, adam.step_count = state.adam_m, state.adam_v, state.step
+    phases = state.phases_rad
+    train_idx = _subset(len(data.train_labels), options.max_train, options.seed)
+    test_count = len(data.test_labels) if options.max_test is None else min(options.max_test, len(data.test_labels))
+    steps_per_epoch = math.ceil(len(train_idx) / options.batch_size)
+    history = list(design.provenance.get("history", []))
+    elapsed = history[-1]["train_seconds"] if history else 0.0
+    result = design
+    for epoch in range(state.epochs_done, options.epochs):
+        rng = np.random.default_rng([options.seed, 2, epoch])
+        order = train_idx[rng.permutation(len(train_idx))]
+        started = time.perf_counter()
+        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr,
+                   disable=not progress, leave=False, dynamic_ncols=True)
+        loss_sum = correct = seen = 0.0
+        for start in range(0, len(order), options.batch_size):
+            batch = order[start : start + options.batch_size]
+            offsets = None
+            if options.vaccination_sigma_m > 0 or options.vaccination_sigma_z_m > 0:
+                offsets = random_offsets(rng, design.geometry.n_layers, options.vaccination_sigma_m,
+                                         options.vaccination_sigma_z_m)
+            res = model.forward(design.inputs(data.train_images[batch]), relief.heights(phases), offsets)
+            labels = data.train_labels[batch]
+            lr = options.learning_rate * options.lr_decay ** (adam.step_count / steps_per_epoch)
+            loss = softmax_cross_entropy(res.energies, labels, options.temperature)
+            grad = model.backward(res, loss.dL_dE, offsets=False).heights * relief.dh_dphi
+            adam.step(phases, grad, lr)
+            loss_sum += loss.loss * len(batch)
+            correct += float(np.sum(loss.predictions == labels))
+            seen += len(batch)
+            bar.update()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.3g}")
+        bar.close()
+        elapsed += time.perf_counter() - started
+        result = replace(design, heights_m=relief.heights(phases))
+        scored = evaluate(result, data.test_images[:test_count], data.test_labels[:test_count],
+                          absorption=options.absorption)
+        history.append({
+            "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+            "test_accuracy": scored.accuracy, "train_seconds": elapsed,
+        })
+        if progress:
+            tqdm.write(
+                f"epoch {epoch + 1}/{options.epochs}: loss {loss_sum / seen:.4f}, train {correct / seen:.2%}, "
+                f"test {scored.accuracy:.2%} ({elapsed:.0f} s of training so far)", file=sys.stderr,
+            )
+        result.training = TrainingState(phases.copy(), adam.m.copy(), adam.v.copy(), adam.step_count, epoch + 1)
+        result.provenance = _provenance(data, options, history, len(train_idx), test_count, command)
+        if checkpoint is not None:
+            checkpoint(result)
+    return result
+
+
+def _provenance(data: Dataset, options: TrainOptions, history: list[dict], n_train: int, n_test: int,
+                command: str) -> dict:
+    last = history[-1]
+    return {
+        "dataset": data.name,
+        "seed": options.seed,
+        "command": command,
+        "software": f"labctl {__version__}",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "test_accuracy": last["test_accuracy"],
+        "n_train": n_train,
+        "n_test": n_test,
+        "train_seconds": last["train_seconds"],
+        "train_options": asdict(options),
+        "history": history,
+    }
+
+
+def check_resumable(checkpoint: Design, blank: Design, options: TrainOptions) -> Design:
+    """The checkpoint, if it was made by the same setup and options (only ``epochs`` may grow)."""
+    if checkpoint.training is None:
+        raise DataError("design checkpoint: holds no training state (a final design file?); cannot resume from it")
+    recorded = dict(checkpoint.provenance.get("train_options", {}))
+    wanted = asdict(options)
+    recorded.pop("epochs", None)
+    wanted.pop("epochs")
+    setup = ("geometry", "material", "input_scale", "image_size", "dataset")
+    differs = [name for name in setup if getattr(checkpoint, name) != getattr(blank, name)]
+    if not np.array_equal(checkpoint.layout.regions, blank.layout.regions):
+        differs.append("detectors")
+    differs += [name for name in wanted if recorded.get(name) != wanted[name]]
+    if differs:
+        raise ConfigError(
+            f"design checkpoint: was trained with different {', '.join(differs)}; resume with the same flags "
+            "(only --epochs may change), or start afresh without --resume"
+        )
+    if checkpoint.training.epochs_done >= options.epochs:
+        raise ConfigError(
+            f"design checkpoint: already trained {checkpoint.training.epochs_done} epochs; "
+            "raise --epochs to train further"
+        )
+    return checkpoint
