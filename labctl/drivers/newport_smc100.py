@@ -193,6 +193,12 @@ class SMC100(LabInstrument):
                     )
         raise InstrumentError(self.name, f"controller {address} did not answer {text!r} among the lines received")
 
+    def command(self, address: int, command: str) -> None:
+        """Send a command without answer, then read back its error (``TE``) and raise it if any."""
+        with self._lock:  # no other command may slip between the command and its TE
+            self.send(address, command)
+            self.check_error(address, command)
+
     def check_error(self, address: int, command: str) -> None:
         """Read the memorised error (``TE``) and raise it, naming the command that caused it."""
         code = self.query(address, "TE")[:1]
@@ -217,7 +223,9 @@ class SMC100(LabInstrument):
                 return version
             return self.query(self.identity_address, "VE")
         except _Unreadable as exc:
-            raise WrongInstrument(self.name, f"the device on this port does not speak the SMC100 protocol: {exc}") from exc
+            raise WrongInstrument(
+                self.name, f"the device on this port does not speak the SMC100 protocol: {exc}"
+            ) from exc
 
     def _scan(self) -> tuple[int, str]:
         """The first address (1..31) whose controller answers ``VE``, and that answer."""
@@ -299,13 +307,11 @@ class SMC100Axis(AxisBase):
 
     def _hw_move_to(self, position_m: float) -> None:
         state = self.state()
-        if not state.referenced:
+        if state.name == "NOT REFERENCED":
             raise InstrumentError(self.name, f"{self._where()} is {state}: home the axis first; nothing was moved")
         if state.name != "READY":
             raise InstrumentError(self.name, f"{self._where()} is {state}, not READY; nothing was moved")
-        command = f"PA{format_mm(position_m)}"
-        self.controller.send(self.address, command)
-        self.controller.check_error(self.address, command)
+        self.controller.command(self.address, f"PA{format_mm(position_m)}")
 
     def _hw_is_moving(self) -> bool:
         return self.state().moving
@@ -316,8 +322,7 @@ class SMC100Axis(AxisBase):
             raise InstrumentError(self.name, f"{self._where()} is {state}; stop it before homing")
         if state.name != "NOT REFERENCED":
             self._reset()
-        self.controller.send(self.address, "OR")
-        self.controller.check_error(self.address, "OR")
+        self.controller.command(self.address, "OR")
 
     def _reset(self) -> None:
         """``RS`` and wait until the controller is back, NOT REFERENCED (it is silent while it reboots)."""

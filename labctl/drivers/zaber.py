@@ -207,7 +207,9 @@ class ZaberAscii(LabInstrument):
                 )
             if device in (0, reply.device) and reply.axis == axis:
                 return reply
-        raise InstrumentError(self.name, f"no reply from device {device} axis {axis} to {text!r} among the messages received")
+        raise InstrumentError(
+            self.name, f"no reply from device {device} axis {axis} to {text!r} among the messages received"
+        )
 
     # -- identity --------------------------------------------------------------------------------
     def identify(self) -> str:
@@ -217,7 +219,9 @@ class ZaberAscii(LabInstrument):
             setting = "deviceid" if version.split(".")[0] in ("5", "6") else "device.id"
             device_id = self.query(device, 0, f"get {setting}").data.strip()
         except _Unreadable as exc:
-            raise WrongInstrument(self.name, f"the device on this port does not speak the Zaber ASCII protocol: {exc}") from exc
+            raise WrongInstrument(
+                self.name, f"the device on this port does not speak the Zaber ASCII protocol: {exc}"
+            ) from exc
         return f"Zaber device {device}: {setting} {device_id}, firmware {version}"
 
     # -- axes ------------------------------------------------------------------------------------
@@ -301,7 +305,9 @@ class ZaberAxis(AxisBase):
         try:
             return int(data) * self.microstep_m
         except ValueError:
-            raise InstrumentError(self.name, f"{self._where()} answered {data!r} to 'get pos', not a position") from None
+            raise InstrumentError(
+                self.name, f"{self._where()} answered {data!r} to 'get pos', not a position"
+            ) from None
 
     def _hw_move_to(self, position_m: float) -> None:
         flags = self.warnings()

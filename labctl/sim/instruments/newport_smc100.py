@@ -54,7 +54,8 @@ def _not_allowed(state: str) -> str:
     value = int(state, 16)
     if value < 0x14:
         return "H"
-    for letter, codes in (("I", (0x14,)), ("L", (0x1E, 0x1F)), ("M", (0x28,)), ("K", range(0x32, 0x36)), ("J", range(0x3C, 0x3F))):
+    groups = (("I", (0x14,)), ("L", (0x1E, 0x1F)), ("M", (0x28,)), ("K", range(0x32, 0x36)), ("J", range(0x3C, 0x3F)))
+    for letter, codes in groups:
         if value in codes:
             return letter
     return "D"

@@ -40,7 +40,9 @@ FIRMWARE = "7.38"
 DEVICE_ID = 50081
 SERIAL_BASE = 33000
 
-WARNING_ORDER = ("FD", "FQ", "FS", "FT", "FB", "FP", "FE", "WH", "WL", "WP", "WV", "WT", "WM", "WR", "NC", "NI", "ND", "NU", "NJ")
+WARNING_ORDER = (
+    "FD", "FQ", "FS", "FT", "FB", "FP", "FE", "WH", "WL", "WP", "WV", "WT", "WM", "WR", "NC", "NI", "ND", "NU", "NJ",
+)  # fmt: skip
 CLEARABLE = frozenset({"FQ", "FS", "FT", "FB", "FP", "FE", "WL", "NC", "NI"})
 
 
