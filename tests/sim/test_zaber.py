@@ -117,21 +117,13 @@ def test_two_devices_and_two_axes_share_the_port(bench):
     z.close()
 
 
-def test_rejection_beyond_the_device_limits(bench):
-    _, serve = bench
-    z = connect(serve()[2])
-    wide = z.axis("1.2", "y", limits_m=(0.0, 0.05))
-    wide.home()
-    with pytest.raises(InstrumentError, match=r"device 1 axis 2 rejected '/1 2 move abs 60472': BADDATA"):
-        wide.move_to(0.030)
-    z.close()
-
-
-def test_limit_settings_beyond_the_travel_end_in_an_unexpected_limit_warning(bench):
+def test_device_limits_reject_and_limits_beyond_the_travel_end_in_an_unexpected_limit(bench):
     axes, serve = bench
     z = connect(serve()[2])
     y = z.axis("1.2", "y", limits_m=(0.0, 0.05))
     y.home()
+    with pytest.raises(InstrumentError, match=r"device 1 axis 2 rejected '/1 2 move abs 60472': BADDATA"):
+        y.move_to(0.030)
     z.query(1, 2, "set limit.max 100000")
     with pytest.raises(InstrumentError, match="WL .*after the move"):
         y.move_to(0.030)
