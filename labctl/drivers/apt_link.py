@@ -178,29 +178,32 @@ class AptLink:
                 self._dispatch(message)
 
     def _dispatch(self, message: Message) -> None:
-        keepalive = False
+        if message.msgid in STATUS_MESSAGES:
+            self._count_for_keepalive()  # before anyone is woken: the keep-alive goes out first
         with self._cond:
             if message.msgid in _ERROR_REPORTS:
                 self._report = self._describe_report(message)
                 self._motion_ends = frozenset()  # a refused or failed move ends nothing by itself
-            if message.msgid in STATUS_MESSAGES:
-                self.status_messages += 1
-                self._unacked += 1
-                if self._unacked >= KEEPALIVE_EVERY:
-                    self._unacked, keepalive = 0, True
-                if message.msgid != MsgId.MOT_MOVE_HOMED:
-                    self._keep_status(message)
+            if message.msgid in STATUS_MESSAGES and message.msgid != MsgId.MOT_MOVE_HOMED:
+                self._keep_status(message)
             if message.msgid in self._motion_ends:
                 self._motion_ends, self._motion_end = frozenset(), message
             if message.msgid == self._awaited and self._reply is None:
                 self._reply = message
             self._cond.notify_all()
-        if keepalive:
-            try:
-                self.send(short(MsgId.MOT_ACK_DCSTATUSUPDATE))
-                self.keepalives_sent += 1
-            except InstrumentError as exc:
-                self._fail(f"the serial link failed while sending the keep-alive ({exc}). Reconnect the controller")
+
+    def _count_for_keepalive(self) -> None:
+        self.status_messages += 1
+        self._unacked += 1
+        if self._unacked < KEEPALIVE_EVERY:
+            return
+        self._unacked = 0
+        try:
+            self.send(short(MsgId.MOT_ACK_DCSTATUSUPDATE))
+        except InstrumentError as exc:
+            self._fail(f"the serial link failed while sending the keep-alive ({exc}). Reconnect the controller")
+            return
+        self.keepalives_sent += 1
 
     def _keep_status(self, message: Message) -> None:
         try:

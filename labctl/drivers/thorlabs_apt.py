@@ -91,6 +91,7 @@ class KDC101(LabInstrument):
         self.status_updates = bool(status_updates)
         self.hw_info: HwInfo | None = None
         self._stop_requested = False
+        self._updates_started = False
         adapter = make_adapter(
             adapter,
             timeout_s=READ_POLL_S,
@@ -111,6 +112,7 @@ class KDC101(LabInstrument):
             self.check_identity()
             if self.status_updates:
                 self._link.send(short(MsgId.HW_START_UPDATEMSGS))
+                self._updates_started = True
         except BaseException:
             self.close()
             raise
@@ -234,7 +236,7 @@ class KDC101(LabInstrument):
     def close(self) -> None:
         """Stop status updates, the reader thread and the port. Safe to call twice."""
         link = getattr(self, "_link", None)
-        if link is not None and link.alive() and self.status_updates:
+        if link is not None and link.alive() and self._updates_started:
             try:
                 link.send(short(MsgId.HW_STOP_UPDATEMSGS))
             except InstrumentError:

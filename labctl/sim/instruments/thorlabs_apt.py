@@ -67,6 +67,9 @@ Z8_COUNTS_PER_M = 34_554_960.0
 class VirtualKDC101(VirtualInstrument):
     """One single-channel DC servo controller driving ``axis`` (see the module docstring)."""
 
+    #: Shortest wall time between status updates (tests may lower it on an instance).
+    min_update_wall_s = MIN_UPDATE_WALL_S
+
     def __init__(
         self,
         name: str,
@@ -224,7 +227,7 @@ class VirtualKDC101(VirtualInstrument):
             now = self.clock.now()
             if now >= self._next_update:
                 self._send_status_type(MsgId.MOT_GET_DCSTATUSUPDATE)
-                self._next_update = now + max(self.clock.wall(UPDATE_PERIOD_S), MIN_UPDATE_WALL_S)
+                self._next_update = now + max(self.clock.wall(UPDATE_PERIOD_S), self.min_update_wall_s)
             waits.append(max(self._next_update - now, 0.0))
         return min(waits) if waits else None
 
