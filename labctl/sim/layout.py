@@ -36,6 +36,7 @@ def plate_axes(plate_index: int, with_z: bool = False) -> dict[str, AxisSlot]:
             # one single-channel controller per axis, each on its own port
             slots[axis] = AxisSlot(f"kdc_p{plate_index + 1}{axis}", family, "1")
         else:
-            # one controller per axis on a shared RS-485 chain
-            slots[axis] = AxisSlot("smc", family, str(plate_index * len(names) + k + 1))
+            # one controller per axis on a shared RS-485 chain, addressed from 1
+            chain_position = (plate_index // (2 * len(STAGE_FAMILIES))) * 2 + plate_index % 2
+            slots[axis] = AxisSlot("smc", family, str(chain_position * len(names) + k + 1))
     return slots
