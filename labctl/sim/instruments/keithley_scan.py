@@ -25,6 +25,7 @@ in the reading buffer), ``SYST:ERR?`` -> ``0,"No error;0;0 0"`` (errors carry se
 from __future__ import annotations
 
 import time
+from abc import abstractmethod
 
 import numpy as np
 
@@ -59,21 +60,23 @@ class _ScanningMeter(ScpiInstrument):
     nplc_min: float
     nplc_max_per_plc_hz: dict[int, float]
     nplc_default: float
+    identity_format: str  # *IDN? with a {serial} field
+    serial: str
 
     def __init__(
         self,
         name: str,
         clock: Clock,
         detectors: SimDetectors,
-        faults: FaultPlan | None,
+        faults: FaultPlan | None = None,
         *,
-        identity: str,
-        errors: ErrorQueue,
-        line_frequency_hz: int,
-        wired: list[int] | None,
-        overflow_v: float,
+        serial: str | None = None,
+        line_frequency_hz: int = 50,
+        wired: list[int] | None = None,
+        overflow_v: float = 1010.0,
     ):
-        super().__init__(name, clock, faults, identity=identity, errors=errors)
+        identity = self.identity_format.format(serial=serial or self.serial)
+        super().__init__(name, clock, faults, identity=identity, errors=self._error_queue())
         if line_frequency_hz not in (50, 60):
             raise ValueError(f"{name}: line frequency must be 50 or 60 Hz, got {line_frequency_hz}")
         self.detectors = detectors
@@ -84,7 +87,23 @@ class _ScanningMeter(ScpiInstrument):
         self.command("[:SENSe#]:FUNCtion[:ON]", write=self._set_function, query=self._function)
         self.command("[:SENSe#]:VOLTage[:DC]:NPLCycles", write=self._set_nplc, query=self._nplc)
         self.command(":SYSTem:LFRequency", query=lambda c: str(self.line_frequency_hz))
-        self._reset_channels()
+        self._defaults()
+        self._declare()
+
+    @abstractmethod
+    def _error_queue(self) -> ErrorQueue:
+        """This meter's error queue and its answer format."""
+
+    @abstractmethod
+    def _defaults(self) -> None:
+        """Settings at power-on and after *RST."""
+
+    @abstractmethod
+    def _declare(self) -> None:
+        """Register this meter's own commands."""
+
+    def reset(self) -> None:
+        self._defaults()
 
     def _reset_channels(self) -> None:
         """*RST: every channel measures DC volts at the default NPLC."""
@@ -149,31 +168,14 @@ class VirtualKeithley2700(_ScanningMeter):
     nplc_default = 5.0  # manual table 4-5
     ELEMENTS = ("READing", "CHANnel", "UNITs", "RNUMber", "TSTamp", "LIMits")
 
-    def __init__(
-        self,
-        name: str,
-        clock: Clock,
-        detectors: SimDetectors,
-        faults: FaultPlan | None = None,
-        *,
-        serial: str = "1150720",
-        line_frequency_hz: int = 50,
-        wired: list[int] | None = None,
-        overflow_v: float = 1010.0,
-    ):
-        super().__init__(
-            name,
-            clock,
-            detectors,
-            faults,
-            identity=f"KEITHLEY INSTRUMENTS INC.,MODEL 2700,{serial},B09  /A02  ",
-            errors=ErrorQueue(10, '0,"No error"'),
-            line_frequency_hz=line_frequency_hz,
-            wired=wired,
-            overflow_v=overflow_v,
-        )
+    identity_format = "KEITHLEY INSTRUMENTS INC.,MODEL 2700,{serial},B09  /A02  "
+    serial = "1150720"
+
+    def _error_queue(self) -> ErrorQueue:
+        return ErrorQueue(10, '0,"No error"')
+
+    def _declare(self) -> None:
         self.reading_number = 0
-        self._defaults()
         trig = ":TRIGger[:SEQuence#]"
         self.command(f"{trig}:SOURce", write=self._set("trigger_source", "IMMediate", "TIMer", "MANual", "BUS", "EXTernal"),
                      query=lambda c: short_form(self.trigger_source))
@@ -200,9 +202,6 @@ class VirtualKeithley2700(_ScanningMeter):
         self.scan_select, self.scan_start, self.continuous = "NONE", "IMMediate", False
         self.elements = ("READing", "UNITs", "RNUMber", "TSTamp")
         self.last: list[tuple[float, int, int, float]] = []
-
-    def reset(self) -> None:
-        self._defaults()
 
     def _set(self, attribute: str, *options: str):  # noqa: ANN202 - a handler factory
         return lambda call: setattr(self, attribute, choice(call.one(), options))
@@ -267,30 +266,13 @@ class VirtualDAQ6510(_ScanningMeter):
     BUFFERS = ("defbuffer1", "defbuffer2")
     DATA_ELEMENTS = ("READing", "CHANnel", "UNIT", "RELative")
 
-    def __init__(
-        self,
-        name: str,
-        clock: Clock,
-        detectors: SimDetectors,
-        faults: FaultPlan | None = None,
-        *,
-        serial: str = "04512345",
-        line_frequency_hz: int = 50,
-        wired: list[int] | None = None,
-        overflow_v: float = 1010.0,
-    ):
-        super().__init__(
-            name,
-            clock,
-            detectors,
-            faults,
-            identity=f"KEITHLEY INSTRUMENTS,MODEL DAQ6510,{serial},1.7.12b",
-            errors=ErrorQueue(10, '0,"No error;0;0 0"', render=_timestamped),
-            line_frequency_hz=line_frequency_hz,
-            wired=wired,
-            overflow_v=overflow_v,
-        )
-        self._defaults()
+    identity_format = "KEITHLEY INSTRUMENTS,MODEL DAQ6510,{serial},1.7.12b"
+    serial = "04512345"
+
+    def _error_queue(self) -> ErrorQueue:
+        return ErrorQueue(10, '0,"No error;0;0 0"', render=_timestamped)
+
+    def _declare(self) -> None:
         self.command(":ROUTe:SCAN:CREate", write=self._create_scan,
                      query=lambda c: format_channel_list(self.scan_list) if self.scan_list else "(@)")
         self.command(":ROUTe:SCAN:COUNt:SCAN", write=lambda c: setattr(self, "scan_count", int(number(c.one(), None, (1, 100000)))),
@@ -306,9 +288,6 @@ class VirtualDAQ6510(_ScanningMeter):
         self.scan_list: list[int] = []
         self.scan_count = 1
         self.buffers: dict[str, list[tuple[float, int, float]]] = {b: [] for b in self.BUFFERS}
-
-    def reset(self) -> None:
-        self._defaults()
 
     def _create_scan(self, call: Call) -> None:
         self.scan_list = self._valid(channel_list(call.one()))
