@@ -105,7 +105,11 @@ class KDC101(LabInstrument):
         if not isinstance(port, serial.SerialBase):
             self.adapter.close()
             raise ConfigError(f"{name}: a {type(self).__name__} is reached through a serial port path, not {adapter!r}")
-        self._prepare_port(port)
+        try:
+            self._prepare_port(port)
+        except ConnectionLost:
+            self.adapter.close()
+            raise
         self._link = AptLink(port, name)
         try:
             self._link.send(short(MsgId.HW_NO_FLASH_PROGRAMMING))

@@ -253,7 +253,8 @@ def test_stop_sends_move_stop_and_waits_for_move_stopped() -> None:
 
 
 def test_unrequested_stop_is_reported() -> None:
-    controller, port = connect(OPEN + [(h("53 04 06 00 d0 01 01 00 00 00 01 00"), b""), (None, dc_status(0x0466, 77)), (STOP_UPDATES, b"")])
+    move = h("53 04 06 00 d0 01 01 00 00 00 01 00")
+    controller, port = connect(OPEN + [(move, b""), (None, dc_status(0x0466, 77)), (STOP_UPDATES, b"")])
     controller.start_move_to(65536 / Z8_COUNTS_PER_M)
     with pytest.raises(InstrumentError, match="stopped before its target"):
         controller.wait_until_stopped(1)
@@ -262,7 +263,8 @@ def test_unrequested_stop_is_reported() -> None:
 
 
 def test_motion_error_bit_is_reported() -> None:
-    controller, port = connect(OPEN + [(HOME, b""), (None, HOMED), (h("53 04 06 00 d0 01 01 00 00 00 00 00"), b""), (None, dc_status(0x0464, 0, bits=0x80004500)), (STOP_UPDATES, b"")])
+    move, error_end = h("53 04 06 00 d0 01 01 00 00 00 00 00"), dc_status(0x0464, 0, bits=0x80004500)
+    controller, port = connect(OPEN + [(HOME, b""), (None, HOMED), (move, b""), (None, error_end), (STOP_UPDATES, b"")])
     axis = controller.axis("1", "x", (0.0, 0.025))
     axis.home(timeout_s=1)
     with pytest.raises(InstrumentError, match="motion error"):
@@ -295,7 +297,16 @@ def test_hw_response_during_a_request_raises() -> None:
 def test_keepalive_after_every_ten_status_messages() -> None:
     updates = b"".join(dc_status(0x0491, n) for n in range(10))
     controller, port = connect(
-        [(NO_FLASH, b""), (REQ_INFO, get_info()), (START_UPDATES, updates), (ACK, b""), (HOME, updates[: 9 * 20]), (None, HOMED), (ACK, b""), (STOP_UPDATES, b"")]
+        [
+            (NO_FLASH, b""),
+            (REQ_INFO, get_info()),
+            (START_UPDATES, updates),
+            (ACK, b""),
+            (HOME, updates[: 9 * 20]),
+            (None, HOMED),
+            (ACK, b""),
+            (STOP_UPDATES, b""),
+        ]
     )
     port.wait_written(4)  # the reader acknowledged the tenth update on its own
     controller.start_home()
@@ -307,7 +318,8 @@ def test_keepalive_after_every_ten_status_messages() -> None:
 
 
 def test_no_reply_times_out_naming_the_instrument_and_message() -> None:
-    controller, port = connect(OPEN + [(REQ_POS, counts_message(0x0412, 5, 0x81, 0x50)[:9]), (REQ_POS, counts_message(0x0412, 7, 0x81, 0x50)), (STOP_UPDATES, b"")])
+    half, whole = counts_message(0x0412, 5, 0x81, 0x50)[:9], counts_message(0x0412, 7, 0x81, 0x50)
+    controller, port = connect(OPEN + [(REQ_POS, half), (REQ_POS, whole), (STOP_UPDATES, b"")])
     with pytest.raises(InstrumentTimeout, match=r"kdc: no MOT_GET_POSCOUNTER within 0.2 s after MOT_REQ_POSCOUNTER"):
         controller.position_m()
     # the half message was dropped: the next reply is read cleanly

@@ -16,7 +16,8 @@ layouts in ``labctl.drivers.apt_codec``, whose tests pin them to the document's 
 - MOT_MOVE_HOME -> MOT_MOVE_HOMED when homing ends; MOT_MOVE_ABSOLUTE / MOT_MOVE_RELATIVE (long
   form with the target; short form with the stored MOVEABS/MOVEREL parameters, set and read
   with MOT_SET/REQ/GET_MOVEABSPARAMS and MOVERELPARAMS) -> MOT_MOVE_COMPLETED when the move ends;
-  MOT_MOVE_STOP -> MOT_MOVE_STOPPED (also when idle). End-of-move messages go out unsolicited at
+  MOT_MOVE_STOP -> MOT_MOVE_STOPPED (also when idle; both stop modes stop at once, the simulated
+  axis having no stopping ramp). End-of-move messages go out unsolicited at
   the end of the move's (scaled) duration, from a timer thread, whatever the host is doing;
 - a move whose target lies outside the actuator's travel is refused with HW_RICHRESPONSE naming
   the move message (the document has no code table: the code is ours, ``REFUSED_CODE``).
@@ -55,7 +56,7 @@ from labctl.sim.motion import SimAxis
 #: Device seconds between status updates (document: every 100 ms).
 UPDATE_PERIOD_S = 0.1
 #: Shortest wall time between updates, so a zero time scale does not flood the link.
-MIN_UPDATE_WALL_S = 0.01
+MIN_UPDATE_WALL_S = 0.02
 #: Status-type messages the controller sends without a "server alive" before it stops (document).
 UNACKED_LIMIT = 50
 #: Code of the HW_RICHRESPONSE that refuses a move beyond the travel (ours: the document lists none).
