@@ -83,7 +83,7 @@ class ITC4001(ScpiInstrument):
 
     def set_frequency_hz(self, frequency_hz: float) -> None:
         fixed = self.get_frequency_hz()
-        if abs(frequency_hz - fixed) > 1e-6 * fixed:
+        if not abs(frequency_hz - fixed) <= 1e-6 * fixed:
             raise ConfigError(
                 f"{self.name}: the laser diode emits only at {self.wavelength_m * 1e9:.4g} nm ({fixed / 1e12:.6g} THz); "
                 f"{frequency_hz / 1e12:.6g} THz was asked. Use a design for this wavelength, or set wavelength_m "
@@ -92,7 +92,7 @@ class ITC4001(ScpiInstrument):
 
     # -- power ----------------------------------------------------------------------------------
     def set_power_w(self, power_w: float) -> None:
-        if power_w < 0:
+        if not power_w >= 0:
             raise LimitError(self.name, f"power {power_w} W refused: it must be 0 or more")
         if self.control == "power":
             self.write_checked(f"SOUR:POW {power_w:.6g}")

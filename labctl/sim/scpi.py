@@ -21,6 +21,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from labctl.sim.clock import Clock
 from labctl.sim.faults import FaultPlan
@@ -194,6 +195,11 @@ def number(text: str, unit: str | None = None, bounds: tuple[float, float] | Non
     return value
 
 
+def flag(value: bool) -> str:
+    """A boolean as instruments answer it."""
+    return "1" if value else "0"
+
+
 def boolean(text: str) -> bool:
     """``ON``/``OFF`` or a number (non-zero is on), as SCPI boolean parameters."""
     word = text.strip().upper()
@@ -285,6 +291,24 @@ class ScpiInstrument(LineInstrument):
     def command(self, pattern: str, *, write: Handler | None = None, query: Handler | None = None) -> None:
         """Register the handlers of one header (setting and/or query); a later registration wins."""
         self._routes.insert(0, (compile_header(pattern), write, query))
+
+    def attribute(
+        self,
+        pattern: str,
+        name: str,
+        parse: Callable[[str], object],
+        render: Callable[[Any], str] = str,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """A setting held in one attribute: ``pattern value`` parses and stores it (then runs
+        ``then``, e.g. to publish it to the world), ``pattern?`` renders it."""
+
+        def write(call: Call) -> None:
+            setattr(self, name, parse(call.one()))
+            if then is not None:
+                then()
+
+        self.command(pattern, write=write, query=lambda call: render(getattr(self, name)))
 
     def reset(self) -> None:
         """``*RST``: the device's documented reset state. Subclasses extend it."""

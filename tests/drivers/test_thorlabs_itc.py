@@ -45,6 +45,8 @@ def test_fixed_wavelength() -> None:
         laser.set_frequency_hz(laser.get_frequency_hz() * (1 + 1e-9))  # the same line: accepted, nothing sent
         with pytest.raises(ConfigError, match=r"emits only at 635 nm .* 500 THz was asked"):
             laser.set_frequency_hz(500e12)
+        with pytest.raises(ConfigError):
+            laser.set_frequency_hz(float("nan"))
 
 
 def test_power_through_the_l_i_curve_in_current_mode() -> None:
@@ -60,8 +62,9 @@ def test_power_through_the_l_i_curve_in_current_mode() -> None:
         assert laser.get_power_w() == 0.0
         with pytest.raises(LimitError, match="needs 155 mA, above current_limit_a = 100 mA"):
             laser.set_power_w(0.1)
-        with pytest.raises(LimitError):
-            laser.set_power_w(-1.0)
+        for bad in (-1.0, float("nan")):
+            with pytest.raises(LimitError):
+                laser.set_power_w(bad)
 
 
 def test_power_mode_uses_the_itc_power_loop() -> None:

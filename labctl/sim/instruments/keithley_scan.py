@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
@@ -44,6 +45,7 @@ from labctl.sim.scpi import (
     boolean,
     channel_list,
     choice,
+    flag,
     format_channel_list,
     number,
     short_form,
@@ -52,6 +54,8 @@ from labctl.sim.scpi import (
 
 OVERFLOW = 9.9e37
 DCV_NAMES = ("VOLT", "VOLT:DC", "VOLTAGE", "VOLTAGE:DC")
+TRIGGER_SOURCES = ("IMMediate", "TIMer", "MANual", "BUS", "EXTernal")
+SCAN_STARTS = ("IMMediate", "HLIMit1", "HLIMit2", "LLIMit1", "LLIMit2")
 
 
 class _ScanningMeter(ScpiInstrument):
@@ -176,21 +180,14 @@ class VirtualKeithley2700(_ScanningMeter):
 
     def _declare(self) -> None:
         self.reading_number = 0
-        trig = ":TRIGger[:SEQuence#]"
-        self.command(f"{trig}:SOURce", write=self._set("trigger_source", "IMMediate", "TIMer", "MANual", "BUS", "EXTernal"),
-                     query=lambda c: short_form(self.trigger_source))
-        self.command(f"{trig}:COUNt", write=lambda c: setattr(self, "trigger_count", int(number(c.one(), None, (1, 55000)))),
-                     query=lambda c: str(self.trigger_count))
-        self.command(":SAMPle:COUNt", write=lambda c: setattr(self, "sample_count", int(number(c.one(), None, (1, 55000)))),
-                     query=lambda c: str(self.sample_count))
-        self.command(":ROUTe:SCAN[:INTernal]", write=self._set_scan, query=lambda c: format_channel_list(self.scan_list) if self.scan_list else "(@)")
-        self.command(":ROUTe:SCAN:LSELect", write=self._set("scan_select", "INTernal", "EXTernal", "NONE"),
-                     query=lambda c: short_form(self.scan_select))
-        self.command(":ROUTe:SCAN:TSOurce", write=self._set("scan_start", "IMMediate", "HLIMit1", "HLIMit2", "LLIMit1", "LLIMit2"),
-                     query=lambda c: short_form(self.scan_start))
+        self.attribute(":TRIGger[:SEQuence#]:SOURce", "trigger_source", _options(TRIGGER_SOURCES), short_form)
+        self.attribute(":TRIGger[:SEQuence#]:COUNt", "trigger_count", _count(55000))
+        self.attribute(":SAMPle:COUNt", "sample_count", _count(55000))
+        self.command(":ROUTe:SCAN[:INTernal]", write=self._set_scan, query=lambda c: _scan_list(self.scan_list))
+        self.attribute(":ROUTe:SCAN:LSELect", "scan_select", _options(("INTernal", "EXTernal", "NONE")), short_form)
+        self.attribute(":ROUTe:SCAN:TSOurce", "scan_start", _options(SCAN_STARTS), short_form)
         self.command(":FORMat:ELEMents", write=self._set_elements, query=self._elements_query)
-        self.command(":INITiate:CONTinuous", write=lambda c: setattr(self, "continuous", boolean(c.one())),
-                     query=lambda c: str(int(self.continuous)))
+        self.attribute(":INITiate:CONTinuous", "continuous", boolean, flag)
         self.command(":READ", query=lambda c: self._format(self._measure()))
         self.command(":FETCh", query=lambda c: self._format(self.last))
 
@@ -202,9 +199,6 @@ class VirtualKeithley2700(_ScanningMeter):
         self.scan_select, self.scan_start, self.continuous = "NONE", "IMMediate", False
         self.elements = ("READing", "UNITs", "RNUMber", "TSTamp")
         self.last: list[tuple[float, int, int, float]] = []
-
-    def _set(self, attribute: str, *options: str):  # noqa: ANN202 - a handler factory
-        return lambda call: setattr(self, attribute, choice(call.one(), options))
 
     def _set_scan(self, call: Call) -> None:
         channels = self._valid(channel_list(call.one()))
@@ -273,10 +267,8 @@ class VirtualDAQ6510(_ScanningMeter):
         return ErrorQueue(10, '0,"No error;0;0 0"', render=_timestamped)
 
     def _declare(self) -> None:
-        self.command(":ROUTe:SCAN:CREate", write=self._create_scan,
-                     query=lambda c: format_channel_list(self.scan_list) if self.scan_list else "(@)")
-        self.command(":ROUTe:SCAN:COUNt:SCAN", write=lambda c: setattr(self, "scan_count", int(number(c.one(), None, (1, 100000)))),
-                     query=lambda c: str(self.scan_count))
+        self.command(":ROUTe:SCAN:CREate", write=self._create_scan, query=lambda c: _scan_list(self.scan_list))
+        self.attribute(":ROUTe:SCAN:COUNt:SCAN", "scan_count", _count(100000))
         self.command(":INITiate[:IMMediate]", write=lambda c: self._run_scan())
         self.command(":ABORt", write=lambda c: None)
         self.command(":TRACe:CLEar", write=lambda c: self._trace(c, 0).clear())
@@ -315,11 +307,21 @@ class VirtualDAQ6510(_ScanningMeter):
         elements = [choice(a, self.DATA_ELEMENTS) for a in call.args[3:]] or ["READing"]
         fields = []
         for value, channel, stamp in buffer[first - 1 : last]:
-            for element in elements:
-                fields.append(
-                    {"READing": f"{value:.9e}", "CHANnel": f"{channel:03d}", "UNIT": "Volt DC", "RELative": f"{stamp:.6f}"}[element]
-                )
+            shown = {"READing": f"{value:.9e}", "CHANnel": f"{channel:03d}", "UNIT": "Volt DC", "RELative": f"{stamp:.6f}"}
+            fields.extend(shown[element] for element in elements)
         return ",".join(fields)
+
+
+def _options(options: tuple[str, ...]) -> Callable[[str], str]:
+    return lambda text: choice(text, options)
+
+
+def _count(maximum: int) -> Callable[[str], int]:
+    return lambda text: int(number(text, None, (1, maximum)))
+
+
+def _scan_list(channels: list[int]) -> str:
+    return format_channel_list(channels) if channels else "(@)"
 
 
 def _timestamped(code: int, message: str) -> str:

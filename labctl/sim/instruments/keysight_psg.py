@@ -19,7 +19,7 @@ import math
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimSource
 from labctl.sim.faults import FaultPlan
-from labctl.sim.scpi import Call, ErrorQueue, ScpiInstrument, boolean, choice, number, short_form
+from labctl.sim.scpi import Call, ErrorQueue, ScpiInstrument, boolean, choice, flag, number, short_form
 
 AM_RATE_HZ = (0.5, 1e6)  # internal AM rate (pymeasure Agilent8257D, from the PSG guide)
 PULSE_RATE_HZ = (0.1, 10e6)  # internal square pulse rate
@@ -27,8 +27,9 @@ AM_SHAPES = ("SINE", "TRIangle", "SQUare", "RAMP", "NOISe", "DUALsine", "SWEPtsi
 PULSE_INPUTS = ("SQUare", "FRUN", "TRIGgered", "DOUBlet", "GATEd")
 
 
-def _flag(value: bool) -> str:
-    return "1" if value else "0"
+def _nr3(value: float) -> str:
+    """A number as the PSG answers it (NR3, 9 significant digits)."""
+    return f"{value:+.8E}"
 
 
 class VirtualE8257D(ScpiInstrument):
@@ -69,63 +70,38 @@ class VirtualE8257D(ScpiInstrument):
     def _declare(self) -> None:
         self.command("[:SOURce]:FREQuency[:CW]", write=self._set_frequency, query=lambda c: f"{self.source.frequency_hz:+.12E}")
         self.command(
-            "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", write=self._set_power, query=lambda c: f"{self.power_dbm:+.8E}"
+            "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", write=self._set_power, query=lambda c: _nr3(self.power_dbm)
         )
-        self.command(":OUTPut[:STATe]", write=self._set_output, query=lambda c: _flag(self.source.output_on))
-        self.command(
-            ":OUTPut:MODulation[:STATe]", write=lambda c: self._modulation("modulation_master", boolean(c.one())),
-            query=lambda c: _flag(self.modulation_master),
-        )
+        self.command(":OUTPut[:STATe]", write=self._set_output, query=lambda c: flag(self.source.output_on))
+        modulation = {"then": self._update_modulation}
+        self.attribute(":OUTPut:MODulation[:STATe]", "modulation_master", boolean, flag, **modulation)
         am = "[:SOURce]:AM#"
-        self.command(f"{am}:STATe", write=lambda c: self._modulation("am_on", boolean(c.one())), query=lambda c: _flag(self.am_on))
-        self.command(
-            f"{am}:SOURce", write=lambda c: self._modulation("am_source", _source(c.one(), ("INTernal", "EXTernal"))),
-            query=lambda c: short_form(self.am_source),
-        )
-        self.command(
-            f"{am}:INTernal#:FREQuency", write=lambda c: self._modulation("am_rate_hz", number(c.one(), "HZ", AM_RATE_HZ)),
-            query=lambda c: f"{self.am_rate_hz:+.8E}",
-        )
-        self.command(
-            f"{am}:INTernal#:FUNCtion:SHAPe", write=lambda c: self._modulation("am_shape", choice(c.one(), AM_SHAPES)),
-            query=lambda c: short_form(self.am_shape),
-        )
-        self.command(
-            f"{am}:DEPTh[:LINear]", write=lambda c: self._modulation("am_depth", number(c.one(), "PCT", (0.0, 100.0))),
-            query=lambda c: f"{self.am_depth:+.8E}",
-        )
+        self.attribute(f"{am}:STATe", "am_on", boolean, flag, **modulation)
+        self.attribute(f"{am}:SOURce", "am_source", lambda t: _source(t, ("INTernal", "EXTernal")), short_form, **modulation)
+        self.attribute(f"{am}:INTernal#:FREQuency", "am_rate_hz", lambda t: number(t, "HZ", AM_RATE_HZ), _nr3, **modulation)
+        self.attribute(f"{am}:INTernal#:FUNCtion:SHAPe", "am_shape", lambda t: choice(t, AM_SHAPES), short_form)
+        self.attribute(f"{am}:DEPTh[:LINear]", "am_depth", lambda t: number(t, "PCT", (0.0, 100.0)), _nr3)
         pulse = "[:SOURce]:PULM"
-        self.command(
-            f"{pulse}:STATe", write=lambda c: self._modulation("pulse_on", boolean(c.one())), query=lambda c: _flag(self.pulse_on)
-        )
-        self.command(
-            f"{pulse}:SOURce", write=lambda c: self._modulation("pulse_source", _source(c.one(), ("INTernal", "EXTernal", "SCALar"))),
-            query=lambda c: short_form(self.pulse_source),
-        )
-        self.command(
-            f"{pulse}:SOURce:INTernal", write=lambda c: self._modulation("pulse_input", choice(c.one(), PULSE_INPUTS)),
-            query=lambda c: short_form(self.pulse_input),
-        )
-        self.command(
-            f"{pulse}:INTernal:FREQuency",
-            write=lambda c: self._modulation("pulse_rate_hz", number(c.one(), "HZ", PULSE_RATE_HZ)),
-            query=lambda c: f"{self.pulse_rate_hz:+.8E}",
-        )
+        self.attribute(f"{pulse}:STATe", "pulse_on", boolean, flag, **modulation)
+        self.attribute(f"{pulse}:SOURce", "pulse_source", lambda t: _source(t, ("INTernal", "EXTernal", "SCALar")), short_form,
+                       **modulation)
+        self.attribute(f"{pulse}:SOURce:INTernal", "pulse_input", lambda t: choice(t, PULSE_INPUTS), short_form)
+        self.attribute(f"{pulse}:INTernal:FREQuency", "pulse_rate_hz", lambda t: number(t, "HZ", PULSE_RATE_HZ), _nr3,
+                       **modulation)
 
     # -- settings --------------------------------------------------------------------------------
     def _set_frequency(self, call: Call) -> None:
         self.source.frequency_hz = number(call.one(), "HZ", self.frequency_range_hz)
 
     def _set_power(self, call: Call) -> None:
-        self.power_dbm = number(call.one(), "DBM", self.power_range_dbm)
-        self.source.power_w = 1e-3 * 10 ** (self.power_dbm / 10)
+        self._power(number(call.one(), "DBM", self.power_range_dbm))
+
+    def _power(self, dbm: float) -> None:
+        self.power_dbm = dbm
+        self.source.power_w = 1e-3 * 10 ** (dbm / 10)
 
     def _set_output(self, call: Call) -> None:
         self.source.output_on = boolean(call.one())
-
-    def _modulation(self, attribute: str, value: object) -> None:
-        setattr(self, attribute, value)
-        self._update_modulation()
 
     def _update_modulation(self) -> None:
         """What reaches the RF output: a lock-in sees the internal rate of the active modulation."""
@@ -140,8 +116,7 @@ class VirtualE8257D(ScpiInstrument):
     def reset(self) -> None:
         """*RST: maximum frequency, minimum power, RF off, modulation registers to default."""
         self.source.frequency_hz = self.frequency_range_hz[1]
-        self.power_dbm = self.power_range_dbm[0]
-        self.source.power_w = 1e-3 * 10 ** (self.power_dbm / 10)
+        self._power(self.power_range_dbm[0])
         self.source.output_on = False
         self._modulation_settings()
         self._update_modulation()

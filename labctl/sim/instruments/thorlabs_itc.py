@@ -31,6 +31,7 @@ from labctl.sim.scpi import (
     ScpiInstrument,
     boolean,
     choice,
+    flag,
     number,
     short_form,
 )
@@ -39,6 +40,11 @@ CURRENT_MAX_A = 1.0  # ITC4001: 1 A laser driver
 TEC_RANGE_C = (5.0, 45.0)
 AM_RATE_HZ = (1.0, 100e3)  # check against the ITC4001 data sheet
 AMBIENT_C = 25.0
+AM_SHAPES = ("SINusoid", "SQUare", "TRIangle")
+
+
+def _nr3(value: float) -> str:
+    return f"{value:.6E}"
 
 
 class VirtualITC4001(ScpiInstrument):
@@ -82,26 +88,19 @@ class VirtualITC4001(ScpiInstrument):
     def _declare(self) -> None:
         self.command(":OUTPut#[:STATe]", write=self._set_output, query=self._output_state)
         self.command("[:SOURce#]:FUNCtion[:SHAPe]:MODE", write=self._set_mode, query=lambda c: short_form(self.mode))
-        self.command(
-            "[:SOURce#]:CURRent[:LEVel][:IMMediate][:AMPLitude]", write=self._set_current, query=lambda c: f"{self.current_a:.6E}"
-        )
-        self.command("[:SOURce#]:CURRent:LIMit[:AMPLitude]", write=self._set_limit, query=lambda c: f"{self.limit_a:.6E}")
-        self.command("[:SOURce#]:POWer[:LEVel][:IMMediate][:AMPLitude]", write=self._set_power, query=lambda c: f"{self.power_w:.6E}")
-        self.command("[:SOURce#]:TEMPerature[:SPOint]", write=self._set_temperature, query=lambda c: f"{self.tec_setpoint_c:.6E}")
-        self.command("[:SOURce#]:AM[:STATe]", write=lambda c: self._set_am("am_on", boolean(c.one())), query=lambda c: str(int(self.am_on)))
-        self.command(
-            "[:SOURce#]:AM:INTernal:FREQuency", write=lambda c: self._set_am("am_rate_hz", number(c.one(), "HZ", AM_RATE_HZ)),
-            query=lambda c: f"{self.am_rate_hz:.6E}",
-        )
-        self.command(
-            "[:SOURce#]:AM:INTernal:SHAPe",
-            write=lambda c: self._set_am("am_shape", choice(c.one(), ("SINusoid", "SQUare", "TRIangle"))),
-            query=lambda c: short_form(self.am_shape),
-        )
+        level = "[:LEVel][:IMMediate][:AMPLitude]"
+        self.command(f"[:SOURce#]:CURRent{level}", write=self._set_current, query=lambda c: _nr3(self.current_a))
+        self.command("[:SOURce#]:CURRent:LIMit[:AMPLitude]", write=self._set_limit, query=lambda c: _nr3(self.limit_a))
+        self.command(f"[:SOURce#]:POWer{level}", write=self._set_power, query=lambda c: _nr3(self.power_w))
+        self.command("[:SOURce#]:TEMPerature[:SPOint]", write=self._set_temperature, query=lambda c: _nr3(self.tec_setpoint_c))
+        am = {"then": self._apply}
+        self.attribute("[:SOURce#]:AM[:STATe]", "am_on", boolean, flag, **am)
+        self.attribute("[:SOURce#]:AM:INTernal:FREQuency", "am_rate_hz", lambda t: number(t, "HZ", AM_RATE_HZ), _nr3, **am)
+        self.attribute("[:SOURce#]:AM:INTernal:SHAPe", "am_shape", lambda t: choice(t, AM_SHAPES), short_form)
         measure = ":MEASure[:SCALar]"
-        self.command(f"{measure}:CURRent#[:DC]", query=lambda c: f"{self._drive_a():.6E}")
-        self.command(f"{measure}:POWer#", query=lambda c: f"{self._optical_w():.6E}")
-        self.command(f"{measure}:TEMPerature", query=lambda c: f"{self._temperature_c():.6E}")
+        self.command(f"{measure}:CURRent#[:DC]", query=lambda c: _nr3(self._drive_a()))
+        self.command(f"{measure}:POWer#", query=lambda c: _nr3(self._optical_w()))
+        self.command(f"{measure}:TEMPerature", query=lambda c: _nr3(self._temperature_c()))
 
     # -- physics of the hidden diode -------------------------------------------------------------
     def _drive_a(self) -> float:
@@ -127,8 +126,7 @@ class VirtualITC4001(ScpiInstrument):
 
     # -- settings --------------------------------------------------------------------------------
     def _output_state(self, call: Call) -> str:
-        on = self.source.output_on if call.suffix() == 1 else self.tec_on
-        return "1" if on else "0"
+        return flag(self.source.output_on if call.suffix() == 1 else self.tec_on)
 
     def _set_output(self, call: Call) -> None:
         on = boolean(call.one())
@@ -171,10 +169,6 @@ class VirtualITC4001(ScpiInstrument):
         if not TEC_RANGE_C[0] <= celsius <= TEC_RANGE_C[1]:
             raise ScpiError(DATA_OUT_OF_RANGE)
         self.tec_setpoint_c = celsius
-
-    def _set_am(self, attribute: str, value: object) -> None:
-        setattr(self, attribute, value)
-        self._apply()
 
     def reset(self) -> None:
         """*RST switches the outputs off and restores the set points."""
