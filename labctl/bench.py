@@ -26,7 +26,7 @@ from typing import Any
 from labctl.drivers import registry
 from labctl.drivers.roles import Axis, DetectorArray, InputProjector, Source
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, LabctlError, LimitError
-from labctl.station import PlateConfig, StationConfig, load_station
+from labctl.station import PlateConfig, StationConfig, load_station, present_axes
 
 log = logging.getLogger("labctl.bench")
 
@@ -43,8 +43,7 @@ class PlateAxes:
 
     def axes(self) -> dict[str, Axis]:
         """The axes this plate has, by axis name."""
-        found = {"x": self.x, "y": self.y, "z": self.z}
-        return {name: axis for name, axis in found.items() if axis is not None}
+        return present_axes(self)
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class Bench:
         try:
             cls = registry.driver_class(entry.driver)
         except ImportError as exc:
-            raise ConfigError(f"{self._origin()}: instruments.{name}: driver {entry.driver} cannot be loaded: {exc}") from exc
+            raise ConfigError(f"{self._origin()}: instruments.{name}: cannot load driver {entry.driver}: {exc}") from exc
         options = dict(entry.options)
         if name == self.config.detectors.instrument:  # the channel map reaches the driver as its scan list
             options["channels"] = list(self.config.detectors.channels)
@@ -167,7 +166,8 @@ class Bench:
         if self._shut_down:
             raise LabctlError(f"{self._origin()}: this bench was shut down; connect a new one")
         if name not in self.config.instruments:
-            raise ConfigError(f"{self._origin()}: no instrument called {name!r}; the instruments are {sorted(self.instruments)}")
+            known = sorted(self.config.instruments)
+            raise ConfigError(f"{self._origin()}: no instrument called {name!r}; the instruments are {known}")
         if name in self.instruments:
             self._attempt(f"close {name} before reconnecting", partial(self._close, name), [])
         self._connect(name)
@@ -288,7 +288,7 @@ class Bench:
         atexit.unregister(self._shutdown_at_exit)
         errors: list[Exception] = []
         interrupt: KeyboardInterrupt | None = None
-        steps: list[tuple[str, Callable[[], Any]]] = [(f"switch the source {self.config.source} off", self.source.output_off)]
+        steps: list[tuple[str, Callable[[], Any]]] = [(f"switch source {self.config.source} off", self.source.output_off)]
         steps += [(f"stop axis {axis.name}", axis.stop) for plate in self.plates.values() for axis in plate.axes().values()]
         steps += [(f"close {name}", partial(self._close, name)) for name in reversed(list(self.instruments))]
         for what, call in steps:

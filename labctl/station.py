@@ -29,7 +29,8 @@ INDEX_RESOURCE_DRIVERS = ("CameraDetectors",)
 #: Roles that may serve as the input projector.
 PROJECTOR_ROLES = ("wheel", "display")
 
-_AXIS_NAMES = ("x", "y", "z")
+#: The axes a plate may have, in this order.
+AXIS_NAMES = ("x", "y", "z")
 _VISA = re.compile(r"^(?:(?:TCPIP|GPIB|USB|VXI|PXI|VICP)\d*|ASRL[^:\s]*)(::[^:\s]+)+$", re.IGNORECASE)
 _IP = re.compile(r"^\d{1,3}(\.\d{1,3}){3}(:\d+)?$")
 
@@ -67,8 +68,12 @@ class PlateConfig:
 
     def axes(self) -> dict[str, AxisConfig]:
         """The axes this plate has, by axis name (``"x"``, ``"y"``, maybe ``"z"``)."""
-        found = {"x": self.x, "y": self.y, "z": self.z}
-        return {name: axis for name, axis in found.items() if axis is not None}
+        return present_axes(self)
+
+
+def present_axes(plate: Any) -> dict[str, Any]:
+    """The x, y and z attributes of ``plate`` that are not ``None``, by axis name."""
+    return {name: getattr(plate, name) for name in AXIS_NAMES if getattr(plate, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -178,9 +183,9 @@ class _Checker:
             raise self.fail(path, f"expected a non-empty list, got {value!r}")
         return value
 
-    def in_role(self, name: str, path: str, instruments: Mapping[str, InstrumentConfig], roles: Iterable[str]) -> str:
-        """``name`` must be an instrument of the station with one of ``roles``."""
-        roles = tuple(roles)
+    def in_role(self, value: Any, path: str, instruments: Mapping[str, InstrumentConfig], roles: Iterable[str]) -> str:
+        """``value`` must name an instrument of the station with one of ``roles``."""
+        name, roles = self.text(value, path), tuple(roles)
         if name not in instruments:
             raise self.fail(path, f"names instrument {name!r}, which is not under instruments ({sorted(instruments)})")
         role = instruments[name].role
@@ -278,7 +283,7 @@ def _instrument(check: _Checker, name: str, value: Any, path: str, base: Path) -
 
 def _axis(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> AxisConfig:
     entry = check.mapping(value, path, ("instrument", "address", "limits_mm", "nominal_mm"), ("backlash_mm",))
-    instrument = check.in_role(check.text(entry["instrument"], f"{path}.instrument"), f"{path}.instrument", instruments, ("stages",))
+    instrument = check.in_role(entry["instrument"], f"{path}.instrument", instruments, ("stages",))
     address = entry["address"]
     if isinstance(address, float):
         raise check.fail(f"{path}.address", f"write the address as a string in quotes (\"{address}\"), not a number")
@@ -307,7 +312,7 @@ def _plates(check: _Checker, value: Any, instruments: Mapping[str, InstrumentCon
         name = check.text(entry["name"], f"{path}.name")
         if any(p.name == name for p in plates):
             raise check.fail(f"{path}.name", f"plate name {name!r} is used twice; plate names must be unique")
-        present = [a for a in _AXIS_NAMES if a != "z" or entry.get("z") is not None]
+        present = [a for a in AXIS_NAMES if a != "z" or entry.get("z") is not None]
         axes = {a: _axis(check, entry[a], f"{path}.{a}", instruments) for a in present}
         for axis_name, axis in axes.items():
             key = (axis.instrument, axis.address)
@@ -342,7 +347,9 @@ def _design(check: _Checker, value: Any, base: Path) -> tuple[str | None, Path |
         raise check.fail("design", f"{exc}") from None
 
 
-def parse_station(data: Any, base_dir: str | Path = ".", origin: str = "station", lines: dict[str, int] | None = None) -> StationConfig:
+def parse_station(
+    data: Any, base_dir: str | Path = ".", origin: str = "station", lines: dict[str, int] | None = None
+) -> StationConfig:
     """Validate station data already read (e.g. a dict built by the simulated bench).
 
     Relative paths are taken relative to ``base_dir``; ``origin`` names the data in errors.
@@ -360,29 +367,25 @@ def parse_station(data: Any, base_dir: str | Path = ".", origin: str = "station"
     name = check.text(top["station"], "station")
     raw_instruments = top["instruments"]
     if not isinstance(raw_instruments, dict) or not raw_instruments:
-        raise check.fail("instruments", f"expected a mapping of instrument name -> driver and resource, got {raw_instruments!r}")
+        raise check.fail("instruments", f"expected a mapping of name -> driver and resource, got {raw_instruments!r}")
     instruments = {
         str(key): _instrument(check, str(key), value, _path_of("instruments", key), base)
         for key, value in raw_instruments.items()
     }
-    source = check.in_role(check.text(top["source"], "source"), "source", instruments, ("source",))
+    source = check.in_role(top["source"], "source", instruments, ("source",))
 
     projector_entry = check.mapping(top["projector"], "projector", ("instrument",), ("lut",))
-    projector_name = check.in_role(
-        check.text(projector_entry["instrument"], "projector.instrument"), "projector.instrument", instruments, PROJECTOR_ROLES
-    )
+    projector_name = check.in_role(projector_entry["instrument"], "projector.instrument", instruments, PROJECTOR_ROLES)
     lut_path = None
     if projector_entry.get("lut") is not None:
         if instruments[projector_name].role != "display":
             raise check.fail("projector.lut", f"a lookup table is for an SLM; {projector_name!r} is a wheel")
         lut_path = (base / check.text(projector_entry["lut"], "projector.lut")).resolve()
         if not lut_path.is_file():
-            raise check.fail("projector.lut", f"lookup table {lut_path} does not exist; run the SLM calibration or fix the path")
+            raise check.fail("projector.lut", f"{lut_path} does not exist; run the SLM calibration or fix the path")
 
     detectors_entry = check.mapping(top["detectors"], "detectors", ("instrument", "channels"))
-    detectors_name = check.in_role(
-        check.text(detectors_entry["instrument"], "detectors.instrument"), "detectors.instrument", instruments, ("detectors",)
-    )
+    detectors_name = check.in_role(detectors_entry["instrument"], "detectors.instrument", instruments, ("detectors",))
     if "channels" in instruments[detectors_name].options:
         raise check.fail(
             f"instruments.{detectors_name}.options.channels",
@@ -398,8 +401,8 @@ def parse_station(data: Any, base_dir: str | Path = ".", origin: str = "station"
 
     plates = _plates(check, top["plates"], instruments)
     design, design_path = _design(check, top.get("design"), base)
-    calibration = top.get("calibration")
-    calibration_dir = (base / (check.text(calibration, "calibration") if calibration is not None else "calibration")).resolve()
+    calibration = "calibration" if top.get("calibration") is None else check.text(top["calibration"], "calibration")
+    calibration_dir = (base / calibration).resolve()
     return StationConfig(
         name=name,
         instruments=instruments,

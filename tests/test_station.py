@@ -221,3 +221,22 @@ def test_screen_and_camera_numbers_only_where_they_make_sense():
     assert resource_problem("rtsp://10.0.0.9/stream", accepts_index=True) is None
     assert resource_problem("1") is not None
     assert resource_problem("rtsp://10.0.0.9/stream") is not None
+
+
+def test_a_design_name_is_resolved_among_the_shipped_designs(tmp_path, monkeypatch):
+    from labctl.design import shipped
+    from labctl.errors import DataError
+
+    asked = []
+
+    def resolve(name):
+        asked.append(name)
+        if name != "mnist5k":
+            raise DataError(f"design {name!r}: not a shipped design")
+        return tmp_path / "shipped" / "mnist5k.h5"
+
+    monkeypatch.setattr(shipped, "resolve_design", resolve)
+    config = load_station(write(tmp_path, GOOD.replace("design: designs/d.h5", "design: mnist5k")))
+    assert (config.design, config.design_path, asked) == ("mnist5k", tmp_path / "shipped" / "mnist5k.h5", ["mnist5k"])
+    message = error_of(tmp_path, GOOD.replace("design: designs/d.h5", "design: mnist6k"))
+    assert f"bad.yaml:{_line_of(GOOD, 'design:')}: design: design 'mnist6k': not a shipped design" in message
