@@ -190,6 +190,18 @@ class Bench:
             self._state[name] = replace(self._state[name], last_error=str(exc))
             raise
 
+    def disconnect(self, name: str) -> None:
+        """Close instrument ``name`` alone (the GUI's per-instrument disconnect); ``reconnect`` opens it again.
+
+        Its roles keep the closed driver until then, so using them fails with the driver's error.
+        """
+        if name not in self.config.instruments:
+            known = sorted(self.config.instruments)
+            raise ConfigError(f"{self._origin()}: no instrument called {name!r}; the instruments are {known}")
+        if name in self.instruments:
+            self._close(name)
+            log.info("disconnected %s", name)
+
     def connection_state(self, probe: bool = False) -> dict[str, ConnectionState]:
         """Name -> connected?, identity, last error. ``probe=True`` asks each device who it is now."""
         if probe:
