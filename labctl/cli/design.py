@@ -1,4 +1,4 @@
-"""``labctl design ...``: train, evaluate and list diffractive network designs.
+"""``labctl design ...``: train, evaluate, list and export (for printing) diffractive network designs.
 
 One registration function and one handler per subcommand; the work is done in ``labctl.design``.
 """
@@ -42,6 +42,19 @@ _OPTION_FLAGS = [
     ("--max-test", "max_test", int, None, "score each epoch on this many test images only"),
 ]
 
+# fabrication (labctl.design.fabrication.FabricationParams), for export and --printed-inputs
+_PRINTER_FLAGS = [
+    ("--step-m", "step_m", float, 16e-6, "printer layer: heights are rounded to whole steps"),
+    ("--base-m", "base_m", float, 1e-3, "solid base under the pillars, and frame thickness"),
+    ("--frame-m", "frame_m", float, 5e-3, "width of the frame around the neurons"),
+    ("--mark-m", "mark_m", float, 2e-3, "side of the square alignment holes in the frame"),
+    ("--stencil-thickness-m", "stencil_thickness_m", float, 2e-3, "thickness of the input stencils"),
+]
+_STENCIL_FLAGS = [
+    ("--bridge-width-m", "bridge_width_m", float, 0.8e-3, "narrowest bridge holding a stencil island"),
+    ("--threshold", "threshold", float, 0.5, "image value above which a stencil is cut open"),
+]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``labctl design`` and its subcommands."""
@@ -50,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_train(sub)
     _register_evaluate(sub)
     _register_list(sub)
+    _register_export(sub)
 
 
 def _add_flags(parser: argparse.ArgumentParser, flags: list[tuple]) -> None:
@@ -129,6 +143,9 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int, default=20, help="Monte Carlo trials (default 20)")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--max-test", type=int, help="only the first this many test images")
+    p.add_argument("--printed-inputs", action="store_true",
+                   help="also report the accuracy on the printed stencils (thresholded, bridges included)")
+    _add_flags(p, _STENCIL_FLAGS)
     p.set_defaults(func=_evaluate)
 
 
@@ -153,7 +170,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         settings.update(misalign_sigma_m=sigma_m, misalign_sigma_z_m=args.misalign_sigma_z_m, seed=args.seed)
     result = evaluate(design, images, labels, **perturbations)
     report = evaluation_dict(args.design, design, data.name, result, settings, misaligned)
+    if args.printed_inputs:
+        from labctl.design.fabrication import FabricationParams, as_printed
+
+        params = FabricationParams(bridge_width_m=args.bridge_width_m, threshold=args.threshold)
+        report["printed_accuracy"] = evaluate(as_printed(design, params), images, labels, **perturbations).accuracy
     print(json.dumps(report, indent=1) if args.json else format_evaluation(report))
+    if args.printed_inputs and not args.json:
+        print(f"accuracy {report['printed_accuracy']:.2%} on printed stencils (ideal {result.accuracy:.2%})")
     return 0
 
 
@@ -172,3 +196,35 @@ def _list(args: argparse.Namespace) -> int:
     rows = [design_row(path.stem, load_design(path)) for path in list_designs()]
     print(json.dumps(rows, indent=1) if args.json else format_design_rows(rows))
     return 0
+
+
+# --- export ----------------------------------------------------------------------------------
+def _register_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="printable STL of the plates and of test-image stencils, checked")
+    p.add_argument("--design", required=True, help="shipped design name (see `labctl design list`) or design file")
+    p.add_argument("--out", required=True, type=Path, help="directory for the STL, PNG and manifest.json files")
+    p.add_argument("--dataset", help="take the stencil images from this data set's test split")
+    p.add_argument("--test-count", type=int, default=10, help="stencils of this many test images, class by class (default 10)")
+    p.add_argument("--indices", type=lambda text: [int(i) for i in text.split(",") if i.strip()],
+                   help="stencils of these test-image indices instead, comma separated")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    _add_flags(p, _PRINTER_FLAGS + _STENCIL_FLAGS)
+    p.set_defaults(func=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from labctl.design.datasets import load_dataset
+    from labctl.design.designfile import load_design
+    from labctl.design.fabrication import FabricationParams, export_design, select_test_indices
+    from labctl.design.shipped import resolve_design
+
+    params = FabricationParams(**{dest: getattr(args, dest) for _f, dest, *_ in _PRINTER_FLAGS + _STENCIL_FLAGS})
+    design = load_design(resolve_design(args.design))
+    data = load_dataset(args.dataset or design.dataset)
+    labels = data.test_labels
+    indices = args.indices if args.indices is not None else select_test_indices(labels, args.test_count)
+    manifest = export_design(design, args.out, data.test_images, labels, indices, params, progress=not args.no_progress)
+    failed = [f["file"] for f in manifest["files"] if not f["ok"]]
+    print(f"{args.out}: {len(manifest['files'])} parts written with previews and manifest.json; "
+          + (f"CHECKS FAILED for {', '.join(failed)}" if failed else "all watertight and within tolerance"))
+    return 1 if failed else 0

@@ -35,8 +35,8 @@ MANIFEST_NAME = "manifest.json"
 def select_test_indices(labels: np.ndarray, count: int) -> np.ndarray:
     """The first ``count`` images taken class by class in turn (count 10 -> one of each digit)."""
     labels = np.asarray(labels)
-    if count < 1 or count > len(labels):
-        raise ConfigError(f"fabrication: --test-count must be 1..{len(labels)}, got {count}")
+    if count < 0 or count > len(labels):
+        raise ConfigError(f"fabrication: --test-count must be 0..{len(labels)}, got {count}")
     per_class = [np.flatnonzero(labels == c) for c in np.unique(labels)]
     order = [idx[k] for k in range(max(map(len, per_class))) for idx in per_class if k < len(idx)]
     return np.array(order[:count], dtype=np.int64)
@@ -99,7 +99,7 @@ def _stencil(out: Path, index: int, label: int, image: np.ndarray, design: Desig
     entry |= _write_part(out, name, grid, z, expected, design.geometry.pitch_m)
     entry |= {
         "solid_pieces": solid_pieces(stencil.open),
-        "bridges": [{"start_m": b.start_m, "end_m": b.end_m, "width_m": b.width_m} for b in stencil.bridges],
+        "bridges": [{"start_m": list(b.start_m), "end_m": list(b.end_m), "width_m": b.width_m} for b in stencil.bridges],
         "open_neurons_ideal": int(stencil.cut.sum()),
         "neurons_closed_by_bridges": int(stencil.bridge_cells.sum()),
     }
