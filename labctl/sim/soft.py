@@ -20,7 +20,8 @@ from labctl.errors import ConfigError
 from labctl.sim.clock import Clock
 from labctl.sim.motion import SimAxis
 from labctl.sim.truth import TRAVEL_M, Truth, build_world
-from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
+from labctl.sim.devices import SimDisplay
+from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, SlmResponse, World
 
 
 class SoftAxis(AxisBase):
@@ -144,6 +145,29 @@ class SoftWheelProjector:
         pass
 
 
+class SoftDisplay:
+    """Display role on the world's ``SimDisplay``: an n x n SLM, one pixel per neuron."""
+
+    name = "slm"
+    settle_s = 0.05  # device seconds for the liquid crystal to settle on a new frame
+
+    def __init__(self, world: World):
+        world.display = world.display or SimDisplay()
+        self._display = world.display
+        self._clock = world.clock
+        self._shape = (world.geometry.n, world.geometry.n)
+
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    def show_gray(self, image: np.ndarray) -> None:
+        self._display.image = np.array(image, dtype=np.uint8)
+        self._clock.sleep(self.settle_s)
+
+    def close(self) -> None:
+        pass
+
+
 @dataclass
 class SoftPlate:
     """A plate's axes and nominal readings, as ``Bench.plates`` holds them."""
@@ -158,11 +182,19 @@ class SoftPlate:
 class SoftBench:
     """The roles of a bench, on a simulated world (see the module docstring)."""
 
-    def __init__(self, world: World):
+    def __init__(self, world: World, projector: str = "wheel"):
+        from labctl.drivers.projectors import SlmProjector
+
         self.world = world
         self.source = SoftSource(world)
         self.detectors = SoftDetectors(world)
-        self.projector = SoftWheelProjector(world)
+        if projector == "slm":  # the SLM replaces the wheel; images at the design's input scale
+            world.wheel = None
+            self.projector = SlmProjector(SoftDisplay(world), name="slm", scale=world.input_scale)
+        elif projector == "wheel":
+            self.projector = SoftWheelProjector(world)
+        else:
+            raise ConfigError(f"soft bench: projector must be 'wheel' or 'slm', got {projector!r}")
         self.plates = {
             p.name: SoftPlate(p.name, SoftAxis(p.x), SoftAxis(p.y), SoftAxis(p.z) if p.z else None, p.nominal_m)
             for p in world.plates
@@ -178,10 +210,17 @@ class SoftBench:
         truth: Truth | None = None,
         masks: MaskLibrary | None = None,
         with_z: bool = False,
+        projector: str = "wheel",
     ) -> SoftBench:
-        """A soft bench for ``design`` with hidden truths drawn from ``seed``."""
+        """A soft bench for ``design`` with hidden truths drawn from ``seed``.
+
+        ``projector="slm"`` puts an SLM in place of the mask wheel, with a hidden gamma curve
+        (drawn from ``seed``) between gray level and field amplitude.
+        """
         world = build_world(design, clock=Clock(time_scale), seed=seed, truth=truth, masks=masks, with_z=with_z)
-        return cls(world)
+        if projector == "slm":
+            world.slm_response = SlmResponse(gamma=float(np.random.default_rng([seed, 1]).uniform(1.8, 2.6)))
+        return cls(world, projector=projector)
 
     def design_frequency_hz(self) -> float:
         return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m

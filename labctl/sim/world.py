@@ -23,7 +23,8 @@ from labctl.sim.motion import SimAxis
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
 
-#: Looks up a mask key (e.g. ``"mnist5k/test/17"``) and returns its image in [0, 1].
+#: Looks up a mask key (e.g. ``"mnist5k/test/17"``) and returns its image in [0, 1], or its
+#: amplitude on the neuron grid (n, n) when the mask is a printed stencil.
 MaskLibrary = Callable[[str], np.ndarray]
 
 
@@ -46,6 +47,20 @@ class SimPlate:
         y = self.y.true_position_m() - self.y.home_m - self.nominal_m[1]
         z = 0.0 if self.z is None else self.z.true_position_m() - self.z.home_m - self.nominal_m[2]
         return np.array([x, y, z]) + self.mount_offset_m
+
+
+@dataclass(frozen=True)
+class SlmResponse:
+    """Hidden gray level -> field amplitude of an amplitude SLM between polarizers: a gamma curve.
+
+    Real panels are far from linear (instruments.md: a measured lookup table is part of
+    calibration); this is what the SLM calibration has to find out through the detectors.
+    """
+
+    gamma: float = 2.2
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
+        return (np.asarray(gray, dtype=np.float32) / 255.0) ** np.float32(self.gamma)
 
 
 @dataclass
@@ -79,6 +94,7 @@ class World:
         noise_v: np.ndarray,
         signal_scale: float,
         seed: int = 0,
+        slm_response: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.clock = clock
         self.geometry = geometry
@@ -92,6 +108,7 @@ class World:
         self.wheel = wheel
         self.display = display
         self.masks = masks
+        self.slm_response = slm_response  # gray (uint8) -> amplitude; None: linear (gray / 255)
         self.signal_scale = float(signal_scale)
         self._t0 = clock.now()
         self._lock = threading.Lock()
@@ -113,12 +130,15 @@ class World:
 
         n = self.geometry.n
         if self.display is not None and self.display.image is not None:
-            image = np.asarray(self.display.image, dtype=np.float32) / 255.0
+            gray = np.asarray(self.display.image)
+            image = self.slm_response(gray) if self.slm_response else gray.astype(np.float32) / 255.0
             return embed_image(image[None], self.geometry, scale=1)[0] if image.shape != (n, n) else image
         key = self.input_key()
         if key is None:  # an empty wheel slot is an open aperture
             return np.ones((n, n), dtype=np.float32)
         image = np.asarray(self.masks(key), dtype=np.float32)
+        if image.shape == (n, n):  # already an amplitude on the neuron grid (a printed stencil)
+            return image
         return embed_image(image[None], self.geometry, scale=self.input_scale)[0]
 
     # -- optics -------------------------------------------------------------------------------

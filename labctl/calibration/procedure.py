@@ -1,0 +1,255 @@
+"""``calibrate``: run the chosen calibration plans in their necessary order and write the files.
+
+Order (each step uses what the earlier ones found, in this run or in the latest files):
+darks -> stages -> slm -> gains -> source. Darks need nothing. Stages home the axes, so that
+the plates sit at known positions (the gain model needs that, and the SLM sweep needs the
+light to reach the detectors). The SLM table needs darks only (a uniform frame's total
+signal does not depend on gains or on where exactly the plates are). Gains need darks and the plate
+offsets of the latest alignment (run ``labctl align`` between stages and gains; without an
+alignment the plates are assumed where the design puts them, which the file says). The source
+reference needs darks and gains.
+
+Each result is written as soon as it is measured, so a failure later loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.calibration import detectors, slm, source, stages
+from labctl.calibration.calset import CalibrationSet
+from labctl.calibration.detectors import Darks, Probe
+from labctl.calibration.files import latest_calibration, write_calibration
+from labctl.errors import ConfigError
+from labctl.plans import messages as m
+from labctl.plans.runner import Runner
+
+STEPS = ("darks", "stages", "slm", "gains", "source")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard each procedure looks (averages per read and the like)."""
+
+    dark_averages: int = 256
+    gain_averages: int = 64
+    source_averages: int = 64
+    stage_averages: int = 16
+    stage_points: int = 13
+    slm_averages: int = 32
+    slm_levels: tuple[int, ...] = slm.DEFAULT_LEVELS
+
+
+@dataclass
+class CalibrationReport:
+    """What a ``calibrate`` run measured and where it wrote it."""
+
+    files: dict[str, list[Path]] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+    def add(self, step: str, path: Path, result: Any) -> None:
+        self.files.setdefault(step, []).append(path)
+        self.results[step] = result
+
+
+def parse_steps(only: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``"darks,gains"`` (or a list; None for all) -> the steps in the order they must run."""
+    if only is None:
+        return STEPS
+    names = [s.strip() for s in (only.split(",") if isinstance(only, str) else only) if s.strip()]
+    unknown = sorted(set(names) - set(STEPS))
+    if unknown or not names:
+        raise ConfigError(f"calibrate: unknown step(s) {unknown or names}; choose from {', '.join(STEPS)}")
+    return tuple(step for step in STEPS if step in names)
+
+
+class _Calibration:
+    """One run's shared state: the bench, the runner, the folder, and what is known so far."""
+
+    def __init__(self, bench: Any, folder: Path, runner: Runner, station: str, settings: Settings):
+        self.bench, self.folder, self.runner, self.station, self.settings = bench, folder, runner, station, settings
+        self.report = CalibrationReport()
+        existing = CalibrationSet.load_latest(folder)
+        self.previous = existing.records.get("detectors")
+        self.darks: Darks | None = None
+        if existing.dark_v is not None and existing.noise_v is not None:
+            data = existing.records["detectors"]["data"]
+            self.darks = Darks(existing.dark_v, existing.noise_v, int(data.get("dark_averages", 1)), float(data.get("dark_timestamp", 0)))
+        self.gains: np.ndarray | None = existing.gains
+        self.gain_data: dict[str, Any] = {}
+        self.uses_wheel = bench.projector.capacity() is not None
+
+    def need_darks(self, step: str) -> Darks:
+        if self.darks is None:
+            raise ConfigError(f"calibrate {step}: no dark offsets measured yet; include the darks step (--only darks,{step})")
+        return self.darks
+
+    def write(self, step: str, kind: str, data: dict, method: str, assumptions: Sequence[str], result: Any) -> Path:
+        path = write_calibration(self.folder, kind, data, method, assumptions, self.station)
+        self.report.add(step, path, result)
+        return path
+
+    def write_detectors(self, step: str, result: Any, assumptions: list[str]) -> Path:
+        """A new ``detectors`` version: darks, and gains (this run's, else carried over)."""
+        data = self.darks.to_data() if self.darks is not None else {}
+        method = "darks: source off, mean and standard deviation of many samples per channel"
+        if self.gains is not None:
+            data.update(self.gain_data if step == "gains" else {"gains": self.gains})
+            if step == "gains":
+                method += "; gains: least-squares fit y = a_p g_c E_pc of probe reads to the optics model's energies"
+            elif self.previous is not None:
+                assumptions = [*assumptions, f"gains carried over from detectors-v{self.previous['version']:03d}"]
+        return self.write(step, "detectors", data, method, assumptions, result)
+
+
+def calibrate(
+    bench: Any,
+    folder: str | Path,
+    kinds: str | Iterable[str] | None = None,
+    runner: Runner | None = None,
+    *,
+    design: Any = None,
+    probes: Sequence[Probe] = (),
+    station: str | None = None,
+    settings: Settings | None = None,
+    power_w: float | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CalibrationReport:
+    """Run the calibration ``kinds`` (steps, see ``STEPS``; None: every one this bench has).
+
+    ``design`` (its optics model) is needed for gains; ``probes`` ((key, image) masks, the
+    first also the source reference) for stages, gains and source; on a wheel they are loaded
+    as one cassette. ``power_w``: the source set-point to normalise at (default: its current).
+    """
+    steps = parse_steps(kinds)
+    uses_slm = bench.projector.capacity() is None
+    if kinds is None and not uses_slm:
+        steps = tuple(step for step in steps if step != "slm")
+    if "slm" in steps and not uses_slm:
+        raise ConfigError("calibrate slm: this station's projector is a mask wheel, not an SLM")
+    if set(steps) & {"stages", "gains", "source"} and not probes:
+        raise ConfigError("calibrate: stages, gains and source need probe masks (key, image); none were given")
+    if "gains" in steps and design is None:
+        raise ConfigError("calibrate gains: the optics model of the design is needed; give the station a design")
+    capacity = bench.projector.capacity()
+    if capacity is not None and len(probes) > capacity:
+        raise ConfigError(f"calibrate: {len(probes)} probe masks do not fit the {capacity}-slot wheel")
+    station = station or getattr(getattr(bench, "config", None), "name", None) or "unknown station"
+    run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings())
+    say = progress or (lambda line: None)
+    try:
+        if run.uses_wheel and set(steps) & {"stages", "gains", "source"}:
+            run.runner.run(detectors.load_steps(probes, True))
+        for step in steps:
+            say(f"calibrating {step}")
+            _STEP_FUNCTIONS[step](run, design, list(probes), power_w)
+        run.report.applied = CalibrationSet.load_latest(run.folder).configure(bench)
+    finally:
+        run.runner.run(_source_off())
+    return run.report
+
+
+def _source_off() -> m.Plan:
+    yield m.SetSource(output_on=False)
+
+
+def _darks(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    run.darks = run.runner.run(detectors.dark_plan(run.settings.dark_averages))
+    assumptions = [
+        "with the source output off no light reaches the detectors (stray room light counts as dark)",
+        "the dark offsets stay constant until the next dark measurement (campaigns re-measure them)",
+    ]
+    run.write_detectors("darks", run.darks, assumptions)
+
+
+def _slm(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    darks = run.need_darks("slm")
+    projector = run.bench.projector
+    saved = projector.table
+    projector.table = np.arange(256, dtype=np.uint8)  # measure the panel itself, not the old table
+    try:
+        result = run.runner.run(slm.slm_lut_plan(darks.dark_v, run.settings.slm_levels, run.settings.slm_averages))
+    finally:
+        projector.table = saved
+    assumptions = [
+        "the SLM modulates amplitude (between polarizers) with a response that rises monotonically with gray level",
+        "amplitude at gray 0 is the panel's floor; the table linearises amplitude between gray 0 and 255",
+        "the whole image area shows one gray level; outside it the panel shows gray 0",
+        "source drift during the sweep is divided out by re-reading gray 255 every 16 levels",
+    ]
+    path = run.write("slm", "slm", result.to_data(), "uniform gray frames, total detector signal ~ amplitude^2", assumptions, result)
+    lut_path = slm.write_lut(path.with_name(f"{path.stem}-lut.txt"), result.table.lut, path.name)
+    run.report.files["slm"].append(lut_path)
+
+
+def _stages(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    darks = run.need_darks("stages")
+    nominal = detectors.nominal_targets(run.bench.plates)
+    axes = [(p, a) for p, plate in run.bench.plates.items() for a in ("x", "y", "z") if getattr(plate, a, None) is not None]
+    handles = {key: getattr(run.bench.plates[key[0]], key[1]) for key in axes}
+    saved = {key: axis.backlash_m for key, axis in handles.items() if hasattr(axis, "backlash_m")}
+    for key in saved:
+        handles[key].backlash_m = 0.0  # the scans must see the play, not the compensation
+    try:
+        plan = stages.stage_plan(axes, nominal, probes[0], darks.dark_v, run.settings.stage_averages, run.settings.stage_points, load=False)
+        result = run.runner.run(plan)
+    finally:
+        for key, value in saved.items():
+            handles[key].backlash_m = value
+    assumptions = [
+        "homing makes every reading absolute (the home switch repeats)",
+        "the play is a dead band: a carriage approached from above sits backlash_m further than from below",
+        "the detector response to one axis changes smoothly over the scan (+-6 steps around nominal)",
+        f"all plates at nominal readings, probe mask {probes[0][0]} in the beam",
+    ]
+    run.write("stages", "stages", result.to_data(), "home, then up and down scans fitted for one shared response", assumptions, result)
+
+
+def _gains(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    from labctl.twin import Twin, design_inputs
+
+    darks = run.need_darks("gains")
+    alignment = latest_calibration(run.folder, "alignment")
+    twin = Twin.from_calibration(design, run.folder)
+    predicted = twin.energies(design_inputs(design, np.stack([image for _, image in probes])))
+    nominal = detectors.nominal_targets(run.bench.plates)
+    plan = detectors.gain_plan(probes, predicted, darks, nominal, run.settings.gain_averages, load=False)
+    result = run.runner.run(plan)
+    run.gains = result.fit.gains
+    run.gain_data = result.to_data()
+    where = (
+        f"plate offsets from alignment-v{alignment['version']:03d}"
+        if alignment is not None
+        else "NO alignment file: plates assumed exactly where the design puts them (gains are biased by any misalignment; re-run after labctl align)"
+    )
+    assumptions = [
+        where,
+        "the optics model (design heights, geometry, material) predicts the light's distribution over the detectors",
+        "each detector is linear: signal = dark + gain x optical energy",
+        "one scale per probe read absorbs source power and its drift between reads",
+    ]
+    run.write_detectors("gains", result, assumptions)
+
+
+def _source(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    darks = run.need_darks("source")
+    power = float(power_w if power_w is not None else run.bench.source.get_power_w())
+    gains = run.gains if run.gains is not None else np.ones_like(darks.dark_v)
+    plan = source.source_plan(probes[0], power, darks.dark_v, gains, run.settings.source_averages, load=False)
+    result = run.runner.run(plan)
+    assumptions = [
+        f"reference mask {probes[0][0]} with the plates where they are now (keep them there, or re-measure)",
+        "signal proportional to source set power (the linearity figure says how well)",
+        "calibrated readings are fractions of this reference signal at power_w; drift is tracked against it",
+        "unit gains" if run.gains is None else "detector gains from this calibration",
+    ]
+    run.write("source", "source", result.to_data(), "reference mask at fractions of the set power, line through zero", assumptions, result)
+
+
+_STEP_FUNCTIONS = {"darks": _darks, "slm": _slm, "stages": _stages, "gains": _gains, "source": _source}

@@ -1,0 +1,98 @@
+"""``labctl calibrate --station FILE [--only darks,stages,slm,gains,source] [--json]``.
+
+Connects the station's bench, runs the calibration procedures in their necessary order
+(see docs/calibration.md) and writes a new version of each calibration file into the station's
+calibration folder. Probe masks are the first test images of the design's data set; on a
+mask wheel the operator is asked to load them (Enter when done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.errors import Aborted, ConfigError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``calibrate`` command."""
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="measure darks, gains, source, stage backlash and the SLM table; write calibration files",
+        description=__doc__,
+    )
+    parser.add_argument("--station", required=True, type=Path, help="the station file (YAML)")
+    parser.add_argument("--only", default=None, help="comma-separated steps: darks, stages, slm, gains, source (default: all)")
+    parser.add_argument("--probes", type=int, default=6, help="probe masks to use (at most the wheel's slots; default 6)")
+    parser.add_argument("--json", action="store_true", help="print what was measured as JSON")
+    parser.set_defaults(func=calibrate_command)
+
+
+def calibrate_command(args: argparse.Namespace) -> int:
+    from labctl.bench import Bench
+    from labctl.calibration.procedure import calibrate, parse_steps
+    from labctl.plans.runner import Runner
+
+    steps = parse_steps(args.only)
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    with Bench.from_station(args.station) as bench:
+        design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source"} else None
+        capacity = bench.projector.capacity()
+        probes = _probes(design, min(args.probes, capacity or args.probes)) if design is not None else []
+        runner = Runner(bench, operator=_terminal_operator, progress=None)
+        report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes, progress=say)
+    summary = {step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])} for step in report.files}
+    if args.json:
+        print(json.dumps({"calibration_dir": str(bench.calibration_dir), "steps": summary, "applied": report.applied}, indent=2))
+        return 0
+    for step, entry in summary.items():
+        print(f"{step:7s} -> {', '.join(Path(f).name for f in entry['files'])}")
+        for key, value in entry.items():
+            if key != "files":
+                print(f"          {key}: {value}")
+    for line in report.applied:
+        print(f"applied   {line}")
+    return 0
+
+
+def _design(path: Path | None) -> Any:
+    if path is None:
+        raise ConfigError("calibrate: gains, stages and source need the station's design (probe masks, optics model); add `design:`")
+    from labctl.design.designfile import load_design
+
+    return load_design(path)
+
+
+def _probes(design: Any, count: int) -> list[tuple[str, np.ndarray]]:
+    """The first ``count`` test images of the design's data set, keyed as the wheel names masks."""
+    from labctl.design.datasets import load_dataset
+
+    data = load_dataset(design.dataset)
+    return [(f"{design.dataset}/test/{i}", data.test_images[i]) for i in range(min(count, len(data.test_images)))]
+
+
+def _terminal_operator(message: Any) -> None:
+    """Ask the person at the bench to load a cassette; Enter when done."""
+    print(f"operator: {message.message or message.slots} -- press Enter when loaded", file=sys.stderr, flush=True)
+    if not sys.stdin.readline():
+        raise Aborted("no operator answered (stdin closed) while masks had to be loaded")
+
+
+def _summary(step: str, result: Any) -> dict[str, Any]:
+    """The few numbers a person checks after each step."""
+    if step == "darks":
+        return {"dark_mV": np.round(result.dark_v * 1e3, 4).tolist(), "noise_mV": np.round(result.noise_v * 1e3, 4).tolist()}
+    if step == "stages":
+        return {
+            "backlash_um": {name: f"{a.fit.backlash_m * 1e6:.2f} +- {a.fit.sigma_m * 1e6:.2f}" for name, a in result.axes.items()}
+        }
+    if step == "slm":
+        return {"amplitude_at_gray_64_128_192": np.round(result.table.amplitude[[64, 128, 192]], 4).tolist()}
+    if step == "gains":
+        return {"gains": np.round(result.fit.gains, 4).tolist(), "model_misfit": round(result.fit.residual, 5)}
+    return {"signal_per_w": round(result.signal_per_w, 6), "power_w": result.power_w, "nonlinearity": round(result.linearity, 6)}
