@@ -43,13 +43,20 @@ class Truth:
     peak_signal_v: float = 1.0  # brightest detector for an open aperture at 1 mW, before gain
 
 
-def dataset_masks(dataset: str) -> MaskLibrary:
-    """Masks named ``"<dataset>/<split>/<index>"``, read from the design's data set."""
+def dataset_masks(design: Any, printed: bool = True) -> MaskLibrary:
+    """Masks named ``"<dataset>/<split>/<index>"`` from the design's data set.
+
+    With ``printed`` the wheel holds what a printer makes of each image: the stencil with its
+    bridges (``labctl.design.fabrication.printed_input``), as an amplitude on the neuron grid.
+    """
     from labctl.design.datasets import load_dataset
 
     loaded: dict[str, Any] = {}
+    cache: dict[str, np.ndarray] = {}
 
     def lookup(key: str) -> np.ndarray:
+        if key in cache:
+            return cache[key]
         name, _, rest = key.partition("/")
         split, _, index = rest.partition("/")
         if name not in loaded:
@@ -58,7 +65,13 @@ def dataset_masks(dataset: str) -> MaskLibrary:
         images = {"test": data.test_images, "train": data.train_images}.get(split)
         if images is None or not index.isdigit() or int(index) >= len(images):
             raise ConfigError(f"simulated wheel: mask {key!r} does not exist; expected <dataset>/test/<index>")
-        return images[int(index)]
+        image = images[int(index)]
+        if printed:
+            from labctl.design.fabrication import printed_input
+
+            image = printed_input(image, design)
+        cache[key] = image
+        return image
 
     return lookup
 
@@ -119,7 +132,7 @@ def build_world(
         source_truth=source_truth,
         wheel=SimWheel(slot_count=WHEEL_SLOTS),
         display=None,
-        masks=masks or dataset_masks(design.dataset),
+        masks=masks or dataset_masks(design),
         dark_v=dark,
         gain_v=gain,
         noise_v=np.full(channels, truth.noise_v),
