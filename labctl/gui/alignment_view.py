@@ -1,0 +1,204 @@
+"""Alignment: choose plates and strategy, start or abort ``labctl.align.align``; the figure of merit
+and each plate's estimated offset update live from the ``Record`` messages the alignment plans
+emit; accuracy on the check set before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labctl.gui.session import Session
+from labctl.gui.widgets import StatusLine
+from labctl.plans.messages import Record
+
+STRATEGIES = ("model", "scan")
+MERIT_KEYS = ("merit", "figure_of_merit", "fom", "cost", "residual")
+
+
+def merit_of(data: Mapping[str, Any]) -> float | None:
+    """The figure of merit an alignment record carries, if any."""
+    for key in MERIT_KEYS:
+        value = data.get(key)
+        if value is not None and np.ndim(value) == 0:
+            return float(value)
+    return None
+
+
+def offsets_of(data: Mapping[str, Any], plates: list[str]) -> dict[str, np.ndarray]:
+    """Plate -> estimated (x, y, z) offset in metres, from ``offsets_m`` (by plate, or (L, 3))."""
+    value = data.get("offsets_m")
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(name): np.asarray(xyz, dtype=float) for name, xyz in value.items()}
+    array = np.asarray(value, dtype=float)
+    if array.ndim != 2 or len(array) != len(plates):
+        return {}
+    return dict(zip(plates, array))
+
+
+class AlignmentView(QWidget):
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.plate_boxes: dict[str, QCheckBox] = {}
+        self.plates_row = QHBoxLayout()
+        self.strategy = QComboBox()
+        self.strategy.addItems(STRATEGIES)
+        self.start = QPushButton("Start alignment")
+        self.abort = QPushButton("Abort")
+        top = QHBoxLayout()
+        top.addWidget(QLabel("plates"))
+        top.addLayout(self.plates_row)
+        top.addWidget(QLabel("strategy"))
+        top.addWidget(self.strategy)
+        top.addWidget(self.start)
+        top.addWidget(self.abort)
+        top.addStretch()
+        self.plot = pg.PlotWidget()
+        self.plot.setBackground("w")
+        self.plot.setLabel("left", "figure of merit")
+        self.plot.setLabel("bottom", "step")
+        self.curve = self.plot.plot([], [], pen=pg.mkPen((70, 130, 180), width=2), symbol="o", symbolSize=4)
+        self.offsets = QTableWidget(0, 4)
+        self.offsets.setHorizontalHeaderLabels(("plate", "x (µm)", "y (µm)", "z (µm)"))
+        self.offsets.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.offsets.horizontalHeader().setSectionResizeMode(QHeaderView.Stretch)
+        self.offsets.verticalHeader().hide()
+        self.accuracy = QLabel("accuracy before: –   after: –")
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+        self.status = StatusLine()
+        middle = QHBoxLayout()
+        middle.addWidget(self.plot, 3)
+        middle.addWidget(self.offsets, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(middle)
+        layout.addWidget(self.accuracy)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.status)
+        self.merits: list[float] = []
+        self.estimates: dict[str, np.ndarray] = {}
+        self.result: Any = None
+        self.start.clicked.connect(self.run)
+        self.abort.clicked.connect(session.abort)
+        session.bench_changed.connect(self._bench_changed)
+        session.plan_state.connect(lambda *_: self._enable())
+        session.plan_messages.connect(self._plan_messages)
+        session.plan_finished.connect(self._finished)
+        self._bench_changed()
+
+    def _bench_changed(self) -> None:
+        bench = self.session.bench
+        names = list(bench.plates) if bench is not None else []
+        if names != list(self.plate_boxes):
+            for box in self.plate_boxes.values():
+                box.setParent(None)
+            self.plate_boxes = {name: QCheckBox(name) for name in names}
+            for box in self.plate_boxes.values():
+                box.setChecked(True)
+                self.plates_row.addWidget(box)
+        self._enable()
+
+    def _enable(self) -> None:
+        self.start.setEnabled(self.session.bench is not None and self.session.plan is None)
+        self.abort.setEnabled(self.session.plan is not None and self.session.plan_kind == "alignment")
+
+    def run(self) -> None:
+        from labctl.align import align  # the alignment engineer's contract
+
+        session = self.session
+        plates = [name for name, box in self.plate_boxes.items() if box.isChecked()]
+        if not plates:
+            self.status.error("choose at least one plate")
+            return
+        if session.design is None:
+            self.status.error("alignment needs the design (its optics model); the station names none")
+            return
+        bench, design, strategy = session.bench, session.design, self.strategy.currentText()
+
+        def call(runner: Any) -> Any:
+            return align(bench, design, strategy=strategy, runner=runner, calibration=session.calibration(), plates=plates)
+
+        self.merits, self.estimates, self.result = [], {}, None
+        self.curve.setData([], [])
+        self.offsets.setRowCount(0)
+        try:
+            session.run_plan("alignment", call)
+        except Exception as exc:
+            self.status.error(exc)
+            return
+        self.status.info(f"aligning {', '.join(plates)} ({strategy})…")
+
+    def _plan_messages(self, kind: str, batch: list) -> None:
+        if kind != "alignment":
+            return
+        plates = list(self.plate_boxes)
+        changed = False
+        for msg, _ in batch:
+            if not isinstance(msg, Record):
+                continue
+            merit = merit_of(msg.data)
+            if merit is not None:
+                self.merits.append(merit)
+                changed = True
+            estimates = offsets_of(msg.data, plates)
+            if estimates:
+                self.estimates.update(estimates)
+                changed = True
+        if changed:
+            self.curve.setData(np.arange(len(self.merits)), np.asarray(self.merits))
+            self.show_offsets(self.estimates)
+
+    def show_offsets(self, estimates: Mapping[str, np.ndarray]) -> None:
+        self.offsets.setRowCount(len(estimates))
+        for row, (name, xyz) in enumerate(sorted(estimates.items())):
+            cells = [name] + [f"{v * 1e6:+.1f}" for v in np.resize(np.asarray(xyz, dtype=float), 3)]
+            for col, text in enumerate(cells):
+                self.offsets.setItem(row, col, QTableWidgetItem(text))
+
+    def _finished(self, kind: str, result: Any, error: Any) -> None:
+        if kind != "alignment":
+            return
+        if error is not None:
+            self.status.error(f"alignment stopped: {error}")
+            return
+        self.result = result
+        offsets = getattr(result, "offsets_m", None)
+        if isinstance(offsets, Mapping):
+            self.show_offsets(offsets)
+        before, after = getattr(result, "accuracy_before", None), getattr(result, "accuracy_after", None)
+        fmt = lambda a: "–" if a is None else f"{a:.1%}"  # noqa: E731
+        self.accuracy.setText(f"accuracy before: {fmt(before)}   after: {fmt(after)}")
+        reads, travel, seconds = (getattr(result, k, None) for k in ("detector_reads", "travel_m", "time_s"))
+        self.summary.setText(
+            " · ".join(
+                text
+                for text in (
+                    f"{reads} detector reads" if reads is not None else "",
+                    f"{travel * 1e3:.2f} mm stage travel" if travel is not None else "",
+                    f"{seconds:.1f} s" if seconds is not None else "",
+                )
+                if text
+            )
+        )
+        self.status.info("alignment done; the twin now uses the new offsets")
+        self.session.calibration_written()

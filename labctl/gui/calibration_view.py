@@ -1,0 +1,162 @@
+"""Calibration: run any of the calibrations (``labctl.calibration.calibrate``), see what each
+measured and the file it wrote, and the versions in force in the station's calibration folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PyQt5.QtWidgets import (
+    QCheckBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from labctl.gui.session import Session
+from labctl.gui.widgets import StatusLine
+
+
+def short(value: Any, width: int = 6) -> Any:
+    """A calibration record's data, readable at a glance: numbers rounded, long lists cut."""
+    if isinstance(value, dict):
+        return {key: short(item, width) for key, item in value.items()}
+    if isinstance(value, list):
+        items = [short(item, width) for item in value[:width]]
+        return items + [f"… {len(value) - width} more"] if len(value) > width else items
+    if isinstance(value, float):
+        return float(f"{value:.5g}")
+    return value
+
+
+def in_force(folder: Path) -> list[str]:
+    """One line per calibration kind: its latest version and file, or that there is none."""
+    from labctl.calibration import KINDS, latest_calibration
+
+    lines = []
+    for kind in KINDS:
+        record = latest_calibration(folder, kind)
+        lines.append(f"{kind:10s} " + (f"v{record['version']:03d} {record['created']}  {record['path']}" if record else "none"))
+    return lines
+
+
+class CalibrationView(QWidget):
+    def __init__(self, session: Session, parent: QWidget | None = None):
+        super().__init__(parent)
+        from labctl.calibration import STEPS
+
+        self.session = session
+        self.steps = {step: QCheckBox(step) for step in STEPS}
+        self.probes = QSpinBox()
+        self.probes.setRange(1, 64)
+        self.probes.setValue(6)
+        self.run_button = QPushButton("Run calibration")
+        self.abort = QPushButton("Abort")
+        row = QHBoxLayout()
+        for box in self.steps.values():
+            row.addWidget(box)
+        row.addWidget(QLabel("probe masks"))
+        row.addWidget(self.probes)
+        row.addWidget(self.run_button)
+        row.addWidget(self.abort)
+        row.addStretch()
+        self.steps["darks"].setChecked(True)
+        self.results = QPlainTextEdit()
+        self.results.setReadOnly(True)
+        self.files = QPlainTextEdit()
+        self.files.setReadOnly(True)
+        self.files.setMaximumHeight(120)
+        self.status = StatusLine()
+        layout = QVBoxLayout(self)
+        layout.addLayout(row)
+        layout.addWidget(QLabel("last run: what was measured, and the files written"))
+        layout.addWidget(self.results)
+        layout.addWidget(QLabel("in force (latest version of each kind)"))
+        layout.addWidget(self.files)
+        layout.addWidget(self.status)
+        self.report: Any = None
+        self.run_button.clicked.connect(self.run)
+        self.abort.clicked.connect(session.abort)
+        session.plan_state.connect(self._plan_state)
+        session.plan_finished.connect(self._finished)
+        session.bench_changed.connect(self._show_in_force)
+        session.calibration_changed.connect(self._show_in_force)
+        self._plan_state("", "")
+
+    def chosen(self) -> list[str]:
+        return [step for step, box in self.steps.items() if box.isChecked()]
+
+    def run(self) -> None:
+        from labctl.calibration import calibrate
+
+        session, steps = self.session, self.chosen()
+        if not steps:
+            self.status.error("choose at least one calibration")
+            return
+        bench = session.bench
+        count = self.probes.value()
+        dataset = session.dataset
+        needs_probes = bool(set(steps) & {"stages", "gains", "source"})
+        if needs_probes and dataset is None:
+            self.status.error("stages, gains and source need probe masks from the design's data set; none is loaded")
+            return
+        probes = [(f"{dataset.name}/test/{i}", dataset.test_images[i]) for i in range(count)] if needs_probes else []
+
+        def call(runner: Any) -> Any:
+            capacity = bench.projector.capacity()
+            return calibrate(
+                bench, bench.calibration_dir, steps, runner, design=session.design,
+                probes=probes[: capacity or len(probes)], station=bench.config.name,
+            )  # fmt: skip
+
+        try:
+            session.run_plan("calibration", call)
+        except Exception as exc:
+            self.status.error(exc)
+            return
+        self.status.info(f"calibrating {', '.join(steps)}…")
+
+    def _plan_state(self, kind: str, state: str) -> None:
+        idle = self.session.bench is not None and self.session.plan is None
+        self.run_button.setEnabled(idle)
+        self.abort.setEnabled(self.session.plan is not None and self.session.plan_kind == "calibration")
+
+    def _finished(self, kind: str, report: Any, error: Any) -> None:
+        if kind != "calibration":
+            return
+        if error is not None:
+            self.status.error(f"calibration stopped: {error}")
+        else:
+            self.report = report
+            self.results.setPlainText("\n".join(self.describe(report)))
+            self.status.info(f"calibration done: {', '.join(report.files)}")
+        self.session.calibration_written()
+
+    @staticmethod
+    def describe(report: Any) -> list[str]:
+        """Each step: the files it wrote and the data in them (shortened)."""
+        lines = []
+        for step, paths in report.files.items():
+            lines.append(f"== {step}")
+            for path in paths:
+                lines.append(f"   file {path}")
+                if Path(path).suffix == ".json":
+                    data = json.loads(Path(path).read_text()).get("data", {})
+                    lines += ["   " + line for line in json.dumps(short(data), indent=1).splitlines()]
+        lines += [f"applied: {line}" for line in getattr(report, "applied", [])]
+        return lines
+
+    def _show_in_force(self) -> None:
+        bench = self.session.bench
+        if bench is None:
+            self.files.setPlainText("")
+            return
+        folder = bench.calibration_dir
+        self.session.compute.submit(lambda: in_force(folder), lambda lines: self.files.setPlainText("\n".join(lines)), self.status.error)

@@ -1,0 +1,347 @@
+"""The GUI's one handle on a bench: connection, workers, the running plan, the operator.
+
+Views never touch an instrument themselves: they ask the session to ``call`` something on the
+instrument worker, or to ``run_plan`` a procedure (its ``Runner`` in a thread of its own). While
+a plan runs, the GUI sends no instrument commands at all (the plan owns the bench); the views
+follow it through the runner's messages (``plan_messages``). The session also plays the operator
+a campaign asks to load a cassette: it raises ``cassette_requested`` and waits for the answer
+(in simulation the simulated operator, ``SimulatedBench.load_masks``, has already loaded it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PyQt5.QtCore import QObject, pyqtSignal
+
+from labctl.errors import Aborted, ConfigError, LabctlError
+from labctl.gui.worker import Callback, PlanThread, Poller, Worker
+from labctl.plans.messages import LoadCassette, Show
+from labctl.plans.runner import Runner
+
+log = logging.getLogger("labctl.gui")
+
+
+class CassetteRequest:
+    """A plan's request to load masks, answered on the GUI thread, awaited on the plan thread."""
+
+    def __init__(self, message: LoadCassette, loaded_by_simulation: bool):
+        self.message = message
+        self.slots = dict(message.slots)
+        self.loaded_by_simulation = loaded_by_simulation
+        self.loaded = False
+        self._answered = threading.Event()
+
+    def answer(self, loaded: bool) -> None:
+        self.loaded = loaded
+        self._answered.set()
+
+    def answered(self) -> bool:
+        return self._answered.is_set()
+
+    def wait(self) -> bool:
+        self._answered.wait()
+        return self.loaded
+
+
+def mask_lookup(dataset: Any) -> Callable[[str], np.ndarray]:
+    """``"<dataset>/<split>/<index>"`` -> image, from ``dataset`` (a ``labctl.design.datasets.Dataset``)."""
+
+    def lookup(key: str) -> np.ndarray:
+        name, _, rest = key.partition("/")
+        split, _, index = rest.partition("/")
+        images = {"test": dataset.test_images, "train": dataset.train_images}.get(split)
+        if name != dataset.name or images is None or not index.isdigit() or int(index) >= len(images):
+            raise ConfigError(f"mask {key!r}: not an image of data set {dataset.name} (<name>/test/<index>)")
+        return images[int(index)]
+
+    return lookup
+
+
+class Session(QObject):
+    """See the module docstring. Signals are emitted on the GUI thread."""
+
+    bench_changed = pyqtSignal()  # connected, disconnected, or an instrument reconnected
+    connect_failed = pyqtSignal(str)
+    plan_state = pyqtSignal(str, str)  # (kind, running | paused | done | aborted | failed)
+    plan_messages = pyqtSignal(str, list)  # (kind, [(msg, answer), ...])
+    plan_finished = pyqtSignal(str, object, object)  # (kind, result, error)
+    cassette_requested = pyqtSignal(object)  # CassetteRequest
+    calibration_changed = pyqtSignal()  # a calibration or alignment file was written
+    beam_changed = pyqtSignal(object)  # the mask key now in the beam, or None
+
+    def __init__(self, design: Any = None, dataset: Any = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.io = Worker("labctl-instruments")
+        self.compute = Worker("labctl-compute")
+        self.io.start()
+        self.compute.start()
+        self.bench: Any = None
+        self.sim: Any = None  # the SimulatedBench in --sim mode
+        self.station_path: Path | None = None
+        self.design = design
+        self.dataset = dataset
+        self.auto_operator = True  # in simulation, the simulated operator loads cassettes
+        self.beam_key: str | None = None
+        self.plan: PlanThread | None = None
+        self.plan_kind = ""
+        self._request: CassetteRequest | None = None
+        self._stop_after_plan = False
+        self._calibration: Any = None
+        self._twin: Any = None
+
+    # -- connecting ---------------------------------------------------------------------------
+    def connect_station(self, path: str | Path) -> None:
+        """Connect every instrument of a station file (on the instrument worker)."""
+        from labctl.bench import Bench
+
+        self.station_path = Path(path)
+        self.io.submit(lambda: Bench.from_station(self.station_path), self._connected, self._refused)
+
+    def start_sim(self, design: Any, *, seed: int = 0, time_scale: float = 0.0, masks: Any = None, design_path: Any = None) -> None:
+        """Serve a simulated bench for ``design`` and connect to it through the real drivers."""
+        from labctl.bench import Bench
+        from labctl.sim.bench import SimulatedBench
+
+        self.design = design
+
+        def start() -> Any:
+            sim = SimulatedBench(design, seed=seed, time_scale=time_scale, masks=masks, design_path=design_path)
+            try:
+                return sim, Bench.from_station(sim.station_path)
+            except BaseException:
+                sim.close()
+                raise
+
+        def started(pair: tuple[Any, Any]) -> None:
+            self.sim, bench = pair
+            self.station_path = self.sim.station_path
+            self._connected(bench)
+
+        self.io.submit(start, started, self._refused)
+
+    def _connected(self, bench: Any) -> None:
+        self.bench = bench
+        self._calibration = self._twin = None
+        if self.design is None and bench.design_path is not None:
+            self.compute.submit(lambda: _load_design(bench.design_path), self._design_loaded, lambda e: log.error("%s", e))
+        log.info("connected to station %s", bench.config.name)
+        self.bench_changed.emit()
+
+    def _design_loaded(self, design: Any) -> None:
+        self.design = design
+        self.bench_changed.emit()
+
+    def _refused(self, exc: Exception) -> None:
+        log.error("could not connect: %s", exc)
+        self.connect_failed.emit(str(exc))
+
+    def disconnect_bench(self, done: Callable[[], None] | None = None) -> None:
+        """Safe shutdown of the bench (source off, axes stopped, everything closed)."""
+        bench, self.bench = self.bench, None
+        self.bench_changed.emit()
+        if bench is None:
+            return
+        self.io.submit(bench.shutdown, lambda _: done and done(), lambda e: log.error("shutdown: %s", e))
+
+    # -- instrument calls ---------------------------------------------------------------------
+    def can_poll(self) -> bool:
+        """True when the GUI may talk to instruments: a bench is connected and no plan owns it."""
+        return self.bench is not None and self.plan is None
+
+    def call(self, fn: Callable[[Any], Any], done: Callback | None = None, failed: Callback | None = None) -> None:
+        """Run ``fn(bench)`` on the instrument worker; refused while a plan runs or unconnected."""
+        bench = self.bench
+        if bench is None or self.plan is not None:
+            reason = "no bench is connected" if bench is None else f"the {self.plan_kind} is running; wait or abort it"
+            if failed is not None:
+                failed(LabctlError(reason))
+            return
+        self.io.submit(lambda: fn(bench), done, failed)
+
+    def poller(
+        self,
+        fn: Callable[[Any], Any],
+        done: Callback,
+        interval_ms: int,
+        failed: Callback | None = None,
+        active: Callable[[], bool] | None = None,
+        parent: QObject | None = None,
+    ) -> Poller:
+        """A started poller of ``fn(bench)`` while the GUI may talk to instruments (and ``active()``)."""
+
+        def make() -> Callable[[], Any] | None:
+            bench = self.bench
+            if bench is None or self.plan is not None or (active is not None and not active()):
+                return None
+            return lambda: fn(bench)
+
+        poller = Poller(self.io, make, done, interval_ms, failed, parent)
+        poller.start()
+        return poller
+
+    def set_beam(self, key: str | None) -> None:
+        if key != self.beam_key:
+            self.beam_key = key
+            self.beam_changed.emit(key)
+
+    def mask_image(self, key: str) -> np.ndarray:
+        """The image of mask ``key`` from the session's data set."""
+        if self.dataset is None:
+            raise ConfigError(f"mask {key!r}: no data set loaded")
+        return mask_lookup(self.dataset)(key)
+
+    # -- procedures' products -----------------------------------------------------------------
+    def calibration(self) -> Any:
+        """The latest calibration set of the station (``CalibrationSet.load_latest``), cached."""
+        if self._calibration is None:
+            from labctl.calibration import CalibrationSet  # the calibration engineer's contract
+
+            self._calibration = CalibrationSet.load_latest(self.bench.calibration_dir)
+        return self._calibration
+
+    def twin(self) -> Any:
+        """The design's twin with the station's latest alignment, cached."""
+        if self._twin is None:
+            from labctl.twin import Twin
+
+            if self.design is None:
+                raise ConfigError("no design: the station names none; predictions need one")
+            self._twin = Twin.from_calibration(self.design, self.bench.calibration_dir)
+        return self._twin
+
+    def calibration_written(self) -> None:
+        self._calibration = self._twin = None
+        self.calibration_changed.emit()
+
+    # -- plans --------------------------------------------------------------------------------
+    def run_plan(self, kind: str, call: Callable[[Runner], Any]) -> Runner:
+        """Run ``call(runner)`` (a procedure given the runner to use) in a plan thread."""
+        if self.bench is None:
+            raise LabctlError(f"cannot start the {kind}: no bench is connected")
+        if self.plan is not None:
+            raise LabctlError(f"cannot start the {kind}: the {self.plan_kind} is still running")
+        runner = Runner(self.bench, operator=self.operator)
+        self.plan = PlanThread(runner, call)
+        self.plan_kind = kind
+        self._stop_after_plan = False
+        self.plan.messages_ready.connect(self._forward_messages)
+        self.plan.plan_finished.connect(self._plan_ended)
+        plan = self.plan
+        # Start once the instrument worker has finished what the GUI queued before.
+        self.io.submit(lambda: None, lambda _: plan.start() if self.plan is plan else None)
+        self.plan_state.emit(kind, "running")
+        return runner
+
+    def pause(self) -> None:
+        if self.plan is not None:
+            self.plan.runner.pause()
+            self.plan_state.emit(self.plan_kind, "paused")
+
+    def resume(self) -> None:
+        if self.plan is not None:
+            self.plan.runner.resume()
+            self.plan_state.emit(self.plan_kind, "running")
+
+    def abort(self) -> None:
+        """Abort the running plan; the runner switches the source off and stops every axis."""
+        if self.plan is None:
+            return
+        self.plan.runner.abort()
+        request = self._request
+        if request is not None and not request.answered():
+            request.answer(False)
+        if not self.plan.isRunning():  # aborted before it started
+            self._plan_ended(None, Aborted("aborted by the operator before it started"))
+
+    def emergency_stop(self) -> None:
+        """Abort any plan, then source off and every axis stopped, ahead of anything queued."""
+        log.warning("EMERGENCY STOP")
+        if self.plan is not None:
+            self._stop_after_plan = True
+            self.abort()
+        elif self.bench is not None:
+            bench = self.bench
+            self.io.submit(lambda: Runner(bench).safe_shutdown(), urgent=True)
+
+    def _forward_messages(self) -> None:
+        plan = self.sender()
+        if plan is not self.plan:
+            return
+        batch = plan.drain()
+        for msg, _ in batch:
+            if isinstance(msg, Show):
+                self.set_beam(msg.key)
+        if batch:
+            self.plan_messages.emit(self.plan_kind, batch)
+
+    def _plan_ended(self, result: Any, error: Any) -> None:
+        plan, kind = self.plan, self.plan_kind
+        if plan is None:
+            return
+        batch = plan.drain()
+        if batch:
+            self.plan_messages.emit(kind, batch)
+        self.plan = None
+        self._request = None
+        if self._stop_after_plan and self.bench is not None:
+            bench = self.bench
+            self.io.submit(lambda: Runner(bench).safe_shutdown(), urgent=True)
+        state = "done" if error is None else ("aborted" if isinstance(error, Aborted) else "failed")
+        if error is not None:
+            log.log(logging.WARNING if state == "aborted" else logging.ERROR, "%s %s: %s", kind, state, error)
+        self.plan_state.emit(kind, state)
+        self.plan_finished.emit(kind, result, error)
+
+    # -- the operator -------------------------------------------------------------------------
+    def operator(self, msg: LoadCassette) -> None:
+        """Called by the runner (plan thread): have the masks loaded, or abort the plan."""
+        simulated = self.sim is not None and self.auto_operator
+        if simulated:
+            self.sim.load_masks(dict(msg.slots))
+        request = CassetteRequest(msg, loaded_by_simulation=simulated)
+        if simulated:
+            request.answer(True)  # the dialog only confirms what the simulated operator did
+        self._request = request
+        self.cassette_requested.emit(request)
+        if not request.wait():
+            raise Aborted("the cassette was not loaded (the operator cancelled)")
+
+    def load_cassette(self, slots: dict[int, str], done: Callback | None = None, failed: Callback | None = None) -> None:
+        """Record a cassette the operator loaded by hand (the simulated operator loads it in --sim)."""
+        sim = self.sim if self.auto_operator else None
+
+        def load(bench: Any) -> None:
+            if sim is not None:
+                sim.load_masks(dict(slots))
+            bench.projector.load(dict(slots))
+
+        self.call(load, done, failed)
+
+    # -- closing ------------------------------------------------------------------------------
+    def close(self, timeout_ms: int = 10000) -> None:
+        """Abort any plan, shut the bench down safely, stop the workers, stop the simulation."""
+        plan = self.plan
+        if plan is not None:
+            self.abort()
+            plan.wait(timeout_ms)
+        self.plan = None
+        bench, self.bench = self.bench, None
+        if bench is not None:
+            self.io.submit(bench.shutdown, failed=lambda e: log.error("shutdown: %s", e))
+        self.io.stop(timeout_ms)
+        self.compute.stop(timeout_ms)
+        if self.sim is not None:
+            self.sim.close()
+            self.sim = None
+
+
+def _load_design(path: Path) -> Any:
+    from labctl.design.designfile import load_design
+
+    return load_design(path)
