@@ -64,7 +64,7 @@ class CalibrationSet:
     def backlash_compensation_m(self) -> dict[str, float]:
         """Axis name (``"L1.x"``) -> overshoot to set as its backlash compensation."""
         axes = self._data("stages").get("axes", {})
-        return {name: float(entry["compensation_m"]) for name, entry in axes.items()}
+        return {name: float(e["compensation_m"]) for name, e in axes.items() if e.get("compensation_m") is not None}
 
     def slm_lut(self) -> np.ndarray | None:
         """The 256-entry gray-level table for ``SlmProjector``, or None."""

@@ -78,6 +78,10 @@ class BacklashFit:
     sigma_m: float  # one-sigma statistical uncertainty
     residual: float  # relative RMS misfit of the shared response curve
 
+    def measurable(self, step_m: float) -> bool:
+        """Did the scan pin the play down (to a tenth of a scan step)?"""
+        return bool(np.isfinite(self.sigma_m) and self.sigma_m < 0.1 * step_m)
+
 
 def fit_backlash(positions_m: np.ndarray, up: np.ndarray, down: np.ndarray, degree: int = 7) -> BacklashFit:
     """Find the shift b between a scan moving up and one moving down over the same readings.
@@ -113,7 +117,8 @@ def fit_backlash(positions_m: np.ndarray, up: np.ndarray, down: np.ndarray, degr
     variance = cost(b) / dof
     h = max(step / 20, 1e-9)
     curvature = (cost(b + h) - 2 * cost(b) + cost(b - h)) / h**2
-    sigma = float(np.sqrt(2 * variance / curvature)) if curvature > 0 else float("inf")
+    # A response that does not change along the axis leaves b undetermined: infinite sigma.
+    sigma = float(np.sqrt(2 * variance / curvature)) if curvature > 1e-12 * max(np.sum(values**2), 1e-300) / step**2 else float("inf")
     residual = float(np.sqrt(cost(b) / max(np.sum((values - values.mean(axis=0)) ** 2), 1e-300)))
     return BacklashFit(b, sigma, residual)
 

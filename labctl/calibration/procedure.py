@@ -149,9 +149,11 @@ def calibrate(
         for step in steps:
             say(f"calibrating {step}")
             _STEP_FUNCTIONS[step](run, design, list(probes), power_w)
-        run.report.applied = CalibrationSet.load_latest(run.folder).configure(bench)
-    finally:
-        run.runner.run(_source_off())
+    except BaseException:
+        run.runner.safe_shutdown()  # source off, axes stopped, whatever failed
+        raise
+    run.runner.run(_source_off())
+    run.report.applied = CalibrationSet.load_latest(run.folder).configure(bench)
     return run.report
 
 
@@ -171,6 +173,8 @@ def _darks(run: _Calibration, design: Any, probes: list[Probe], power_w: float |
 def _slm(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
     darks = run.need_darks("slm")
     projector = run.bench.projector
+    if not hasattr(projector, "table"):
+        raise ConfigError(f"calibrate slm: projector {getattr(projector, 'name', '?')} takes no gray-level table")
     saved = projector.table
     projector.table = np.arange(256, dtype=np.uint8)  # measure the panel itself, not the old table
     try:
@@ -240,8 +244,7 @@ def _gains(run: _Calibration, design: Any, probes: list[Probe], power_w: float |
 def _source(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
     darks = run.need_darks("source")
     power = float(power_w if power_w is not None else run.bench.source.get_power_w())
-    gains = run.gains if run.gains is not None else np.ones_like(darks.dark_v)
-    plan = source.source_plan(probes[0], power, darks.dark_v, gains, run.settings.source_averages, load=False)
+    plan = source.source_plan(probes[0], power, darks.dark_v, run.gains, run.settings.source_averages, load=False)
     result = run.runner.run(plan)
     assumptions = [
         f"reference mask {probes[0][0]} with the plates where they are now (keep them there, or re-measure)",

@@ -30,6 +30,7 @@ class SlmCalibration:
 
     levels: tuple[int, ...]
     signals_v: np.ndarray  # total signal per level, divided by the interpolated full-gray signal
+    full_signal_v: float  # mean total signal at full gray (what the relative signals are of)
     table: SlmTable
     averages: int
 
@@ -37,6 +38,7 @@ class SlmCalibration:
         return {
             "levels": list(self.levels),
             "relative_signal": self.signals_v,
+            "full_gray_signal_v": self.full_signal_v,
             "gray_to_amplitude": self.table.amplitude,
             "lut": self.table.lut,
             "averages": self.averages,
@@ -75,7 +77,7 @@ def slm_lut_plan(
     reference = np.interp([i for i, _ in raw], [i for i, _ in full], [s for _, s in full])
     relative = np.array([s for _, s in raw]) / reference
     table = slm_table(np.array(levels), relative)
-    result = SlmCalibration(levels, relative, table, averages)
+    result = SlmCalibration(levels, relative, float(np.mean([s for _, s in full])), table, averages)
     yield from m.record("calibration.slm", **result.to_data())
     return result
 

@@ -22,9 +22,10 @@ from labctl.errors import ConfigError, DataError
 from labctl.plans import messages as m
 
 
-def total_signal(values: np.ndarray, dark_v: np.ndarray, gains: np.ndarray) -> float:
-    """Gain-corrected, dark-subtracted signal summed over channels (volts at unit gain)."""
-    return float(np.sum((np.asarray(values, float) - dark_v) / gains))
+def total_signal(values: np.ndarray, dark_v: np.ndarray, gains: np.ndarray | None) -> float:
+    """Gain-corrected (None: unit gains), dark-subtracted signal summed over channels."""
+    signal = np.asarray(values, float) - dark_v
+    return float(np.sum(signal if gains is None else signal / gains))
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def source_plan(
     reference: tuple[str, np.ndarray],
     power_w: float,
     dark_v: np.ndarray,
-    gains: np.ndarray,
+    gains: np.ndarray | None,
     averages: int = 64,
     fractions: Sequence[float] = (0.5, 1.0),
     load: bool = True,
@@ -105,7 +106,7 @@ def drift_reference_plan(
     reference: tuple[str, np.ndarray],
     expected_v: float,
     dark_v: np.ndarray,
-    gains: np.ndarray,
+    gains: np.ndarray | None,
     averages: int = 16,
 ) -> m.Plan:
     """Read the reference mask again: returns a ``DriftPoint`` (and records it as ``drift``).

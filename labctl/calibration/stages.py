@@ -38,11 +38,17 @@ class AxisBacklash:
     step_m: float
 
     @property
-    def compensation_m(self) -> float:
-        """Overshoot for ``AxisBase.backlash_m``: the play plus three sigma (never negative)."""
+    def compensation_m(self) -> float | None:
+        """Overshoot for ``AxisBase.backlash_m``: the play plus three sigma (never negative);
+        None when the scan could not measure the play (the detectors did not respond)."""
+        if not self.fit.measurable(self.step_m):
+            return None
         return float(max(self.fit.backlash_m + 3 * self.fit.sigma_m, 0.0))
 
     def to_data(self) -> dict:
+        if not self.fit.measurable(self.step_m):
+            return {"backlash_m": None, "sigma_m": None, "compensation_m": None, "step_m": self.step_m,
+                    "note": "not measured: the detector response did not change along this axis over the scan"}
         return {
             "backlash_m": self.fit.backlash_m,
             "sigma_m": self.fit.sigma_m,
@@ -108,7 +114,10 @@ def stage_plan(
         name = f"{key[0]}.{key[1]}"
         results[name] = AxisBacklash(fit, step)
         yield from m.record("calibration.backlash", axis=name, positions_m=grid, up=up, down=down[::-1], **results[name].to_data())
-        yield from m.log(f"stages: {name} backlash {fit.backlash_m * 1e6:.2f} +- {fit.sigma_m * 1e6:.2f} um")
+        if fit.measurable(step):
+            yield from m.log(f"stages: {name} backlash {fit.backlash_m * 1e6:.2f} +- {fit.sigma_m * 1e6:.2f} um")
+        else:
+            yield from m.log(f"stages: {name}: the detectors do not respond along this axis; backlash not measured", "warning")
         yield from m.progress(index + 1, len(axes), f"backlash {name}")
     return StageCalibration(results, {f"{p}.{a}": float(v) for (p, a), v in homed.items()})
 

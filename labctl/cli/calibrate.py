@@ -89,7 +89,10 @@ def _summary(step: str, result: Any) -> dict[str, Any]:
         return {"dark_mV": np.round(result.dark_v * 1e3, 4).tolist(), "noise_mV": np.round(result.noise_v * 1e3, 4).tolist()}
     if step == "stages":
         return {
-            "backlash_um": {name: f"{a.fit.backlash_m * 1e6:.2f} +- {a.fit.sigma_m * 1e6:.2f}" for name, a in result.axes.items()}
+            "backlash_um": {
+                name: f"{a.fit.backlash_m * 1e6:.2f} +- {a.fit.sigma_m * 1e6:.2f}" if a.compensation_m is not None else "not measured"
+                for name, a in result.axes.items()
+            }
         }
     if step == "slm":
         return {"amplitude_at_gray_64_128_192": np.round(result.table.amplitude[[64, 128, 192]], 4).tolist()}

@@ -1,0 +1,38 @@
+"""``labctl calibrate`` end to end: real drivers over real links to the simulated bench."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from labctl.cli import main
+from tests.tiny import tiny_design
+
+
+def test_darks_through_the_served_bench_are_written_as_versions(tmp_path, capsys):
+    from labctl.sim.bench import SimulatedBench
+
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0) as sim:
+        assert main(["calibrate", "--station", str(sim.station_path), "--only", "darks", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert main(["calibrate", "--station", str(sim.station_path), "--only", "darks"]) == 0
+        text = capsys.readouterr().out
+        truth = sim.world.detectors
+    folder = tmp_path / "calibration"
+    assert out["calibration_dir"] == str(folder)
+    assert out["steps"]["darks"]["files"] == [str(folder / "detectors-v001.json")]
+    dark = np.array(out["steps"]["darks"]["dark_mV"]) * 1e-3
+    assert np.all(np.abs(dark - truth.dark_v) < 5 * truth.noise_v / np.sqrt(256) + 1e-7)  # printed to 0.1 uV
+    assert "detectors-v002.json" in text
+    assert sorted(p.name for p in folder.iterdir()) == ["detectors-v001.json", "detectors-v002.json"]
+
+
+def test_steps_that_need_a_design_say_so(tmp_path, capsys):
+    from labctl.sim.bench import SimulatedBench
+
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0) as sim:
+        assert main(["calibrate", "--station", str(sim.station_path), "--only", "gains"]) == 2
+        assert "design" in capsys.readouterr().err
+        assert main(["calibrate", "--station", str(sim.station_path), "--only", "darks,focus"]) == 2
+        assert "unknown step" in capsys.readouterr().err
