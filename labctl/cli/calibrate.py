@@ -3,7 +3,8 @@
 Connects the station's bench, runs the calibration procedures in their necessary order
 (see docs/calibration.md) and writes a new version of each calibration file into the station's
 calibration folder. Probe masks are the first test images of the design's data set; on a
-mask wheel the operator is asked to load them (Enter when done).
+mask wheel the operator is asked to load their printed stencils (Enter when done), and the
+gain model predicts what those stencils transmit.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def calibrate_command(args: argparse.Namespace) -> int:
         design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source"} else None
         capacity = bench.projector.capacity()
         probes = _probes(design, min(args.probes, capacity or args.probes)) if design is not None else []
+        if design is not None and capacity is not None:  # a wheel holds printed stencils: predict those
+            from labctl.design.fabrication import as_printed
+
+            design = as_printed(design)
         runner = Runner(bench, operator=_terminal_operator, progress=None)
         report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes, progress=say)
     summary = {step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])} for step in report.files}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 from labctl.calibration import CalibrationSet, calibrate, drift_reference_plan, latest_calibration
 from labctl.calibration.detectors import nominal_targets
