@@ -163,9 +163,11 @@ class World:
         """Relative optical power now: set-point (1 mW = 1) with slow drift; 0 when off."""
         if not self.source.output_on:
             return 0.0
-        t = self.clock.now() - self._t0
-        period = max(self.clock.wall(self.source_truth.drift_period_s), 1e-9)
-        drift = 1.0 + self.source_truth.drift_fraction * math.sin(2 * math.pi * t / period)
+        drift = 1.0
+        period = self.clock.wall(self.source_truth.drift_period_s)
+        if period > 0:  # at time scale 0 no device time passes, so the source does not drift
+            t = self.clock.now() - self._t0
+            drift += self.source_truth.drift_fraction * math.sin(2 * math.pi * t / period)
         return self.source.power_w / 1e-3 * drift
 
     def optical_signal(self) -> np.ndarray:
