@@ -10,8 +10,12 @@ DESIGNS_DIR = Path(__file__).parent / "designs"
 
 
 def list_designs() -> list[Path]:
-    """Paths of the shipped design files, sorted by name (the name is the file stem)."""
-    return sorted(DESIGNS_DIR.glob("*.h5"), key=lambda p: p.stem)
+    """Paths of the shipped design files, sorted by name (the name is the file stem).
+
+    Training checkpoints (``<name>.checkpoint.h5``) are not designs to ship and are left out.
+    """
+    found = [p for p in DESIGNS_DIR.glob("*.h5") if not p.name.endswith(".checkpoint.h5")]
+    return sorted(found, key=lambda p: p.stem)
 
 
 def resolve_design(name_or_path: str | Path) -> Path:

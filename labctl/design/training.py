@@ -33,7 +33,7 @@ from labctl import __version__
 from labctl.design.datasets import Dataset
 from labctl.design.designfile import Design, TrainingState, relief_period_m
 from labctl.design.evaluation import evaluate, quantize_heights, random_offsets
-from labctl.design.objective import Adam, softmax_cross_entropy
+from labctl.design.objective import Adam, LossResult, softmax_cross_entropy
 from labctl.errors import ConfigError, DataError
 from labctl.optics import DetectorLayout, Geometry, Material, phase_to_height
 
@@ -114,12 +114,40 @@ class _Relief:
         return h
 
 
-def _initial_state(design: Design, options: TrainOptions) -> TrainingState:
-    if design.training is not None:
-        return design.training
-    shape = design.heights_m.shape
-    phases = np.random.default_rng([options.seed, 0]).uniform(0.0, 2 * math.pi, shape)
-    return TrainingState(phases, np.zeros(shape), np.zeros(shape), step=0, epochs_done=0)
+class Trainer:
+    """One Adam step at a time on the phases of ``design`` (resumed from its training state, if any)."""
+
+    def __init__(self, design: Design, options: TrainOptions):
+        self.design = design
+        self.options = options
+        self.model = design.model(options.absorption)
+        self.relief = _Relief(design, options)
+        state = design.training
+        if state is None:
+            shape = design.heights_m.shape
+            phases = np.random.default_rng([options.seed, 0]).uniform(0.0, 2 * math.pi, shape)
+            state = TrainingState(phases, np.zeros(shape), np.zeros(shape), step=0, epochs_done=0)
+        self.phases = state.phases_rad.copy()
+        self.adam = Adam(self.phases.shape)
+        self.adam.m, self.adam.v, self.adam.step_count = state.adam_m.copy(), state.adam_v.copy(), state.step
+        self.epochs_done = state.epochs_done
+
+    def step(self, images: np.ndarray, labels: np.ndarray, learning_rate: float,
+             offsets_m: np.ndarray | None = None) -> LossResult:
+        """Forward, loss, adjoint and Adam update for one batch of images (B, h, w) and labels."""
+        res = self.model.forward(self.design.inputs(images), self.heights(), offsets_m)
+        loss = softmax_cross_entropy(res.energies, labels, self.options.temperature)
+        grad = self.model.backward(res, loss.dL_dE, offsets=False).heights * self.relief.dh_dphi
+        self.adam.step(self.phases, grad, learning_rate)
+        return loss
+
+    def heights(self) -> np.ndarray:
+        """The wrapped (and quantized, if asked) relief of the current phases."""
+        return self.relief.heights(self.phases)
+
+    def state(self) -> TrainingState:
+        return TrainingState(self.phases.copy(), self.adam.m.copy(), self.adam.v.copy(), self.adam.step_count,
+                             self.epochs_done)
 
 
 def _subset(count: int, limit: int | None, seed: int) -> np.ndarray:
@@ -141,19 +169,15 @@ def train(
     ``checkpoint`` is called with the design after every epoch (it carries the training state).
     Returns the trained design with heights wrapped to [0, lambda/(n-1)) and its provenance.
     """
-    state = _initial_state(design, options)
-    model = design.model(options.absorption)
-    relief = _Relief(design, options)
-    adam = Adam(state.phases_rad.shape)
-    adam.m, adam.v, adam.step_count = state.adam_m, state.adam_v, state.step
-    phases = state.phases_rad
+    trainer = Trainer(design, options)
     train_idx = _subset(len(data.train_labels), options.max_train, options.seed)
     test_count = len(data.test_labels) if options.max_test is None else min(options.max_test, len(data.test_labels))
     steps_per_epoch = math.ceil(len(train_idx) / options.batch_size)
+    vaccinate = options.vaccination_sigma_m > 0 or options.vaccination_sigma_z_m > 0
     history = list(design.provenance.get("history", []))
     elapsed = history[-1]["train_seconds"] if history else 0.0
     result = design
-    for epoch in range(state.epochs_done, options.epochs):
+    for epoch in range(trainer.epochs_done, options.epochs):
         rng = np.random.default_rng([options.seed, 2, epoch])
         order = train_idx[rng.permutation(len(train_idx))]
         started = time.perf_counter()
@@ -163,15 +187,12 @@ def train(
         for start in range(0, len(order), options.batch_size):
             batch = order[start : start + options.batch_size]
             offsets = None
-            if options.vaccination_sigma_m > 0 or options.vaccination_sigma_z_m > 0:
+            if vaccinate:
                 offsets = random_offsets(rng, design.geometry.n_layers, options.vaccination_sigma_m,
                                          options.vaccination_sigma_z_m)
-            res = model.forward(design.inputs(data.train_images[batch]), relief.heights(phases), offsets)
+            lr = options.learning_rate * options.lr_decay ** (trainer.adam.step_count / steps_per_epoch)
             labels = data.train_labels[batch]
-            lr = options.learning_rate * options.lr_decay ** (adam.step_count / steps_per_epoch)
-            loss = softmax_cross_entropy(res.energies, labels, options.temperature)
-            grad = model.backward(res, loss.dL_dE, offsets=False).heights * relief.dh_dphi
-            adam.step(phases, grad, lr)
+            loss = trainer.step(data.train_images[batch], labels, lr, offsets)
             loss_sum += loss.loss * len(batch)
             correct += float(np.sum(loss.predictions == labels))
             seen += len(batch)
@@ -179,7 +200,8 @@ def train(
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.3g}")
         bar.close()
         elapsed += time.perf_counter() - started
-        result = replace(design, heights_m=relief.heights(phases))
+        trainer.epochs_done = epoch + 1
+        result = replace(design, heights_m=trainer.heights(), training=trainer.state())
         scored = evaluate(result, data.test_images[:test_count], data.test_labels[:test_count],
                           absorption=options.absorption)
         history.append({
@@ -191,7 +213,6 @@ def train(
                 f"epoch {epoch + 1}/{options.epochs}: loss {loss_sum / seen:.4f}, train {correct / seen:.2%}, "
                 f"test {scored.accuracy:.2%} ({elapsed:.0f} s of training so far)", file=sys.stderr,
             )
-        result.training = TrainingState(phases.copy(), adam.m.copy(), adam.v.copy(), adam.step_count, epoch + 1)
         result.provenance = _provenance(data, options, history, len(train_idx), test_count, command)
         if checkpoint is not None:
             checkpoint(result)
