@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PyQt5.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
@@ -87,6 +86,7 @@ class CalibrationView(QWidget):
         session.plan_state.connect(self._plan_state)
         session.plan_finished.connect(self._finished)
         session.bench_changed.connect(self._show_in_force)
+        session.bench_changed.connect(lambda: self._plan_state("", ""))
         session.calibration_changed.connect(self._show_in_force)
         self._plan_state("", "")
 

@@ -32,7 +32,7 @@ from PyQt5.QtWidgets import (
 )
 
 from labctl.campaign.spec import CampaignSpec
-from labctl.errors import ConfigError
+from labctl.errors import Aborted, ConfigError
 from labctl.gui.session import Session
 from labctl.gui.widgets import MatrixTable, StatusLine
 from labctl.plans.messages import Progress, Record
@@ -277,7 +277,7 @@ class CampaignView(QWidget):
             self.status.info(f"campaign finished: {result}")
             self.time_left.setText("done")
         else:
-            self.status.error(f"campaign {'aborted' if 'abort' in str(error).lower() else 'failed'}: {error}")
+            self.status.error(f"campaign {'aborted' if isinstance(error, Aborted) else 'failed'}: {error}")
         self._enable()
 
     def _enable(self, *_: Any) -> None:

@@ -50,6 +50,7 @@ class CassetteDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Load cassette")
         self.slots = dict(slots)
+        self.request: CassetteRequest | None = None  # set when a plan asked for this cassette
         layout = QVBoxLayout(self)
         intro = "The simulated operator loaded this cassette:" if simulated else "Load these masks into the wheel, then press Loaded:"
         layout.addWidget(QLabel(message or intro))
@@ -143,6 +144,7 @@ class InputView(QWidget):
         session.bench_changed.connect(self.refresh)
         session.beam_changed.connect(self._beam_changed)
         session.cassette_requested.connect(self._cassette_requested)
+        session.plan_finished.connect(self._plan_finished)
         session.plan_state.connect(lambda *_: self._enable())
         self.poller = session.poller(read_slot, self._slot_read, 500, self.status.error, parent=self)
         self.refresh()
@@ -154,6 +156,7 @@ class InputView(QWidget):
 
     def refresh(self) -> None:
         """Ask the projector what it holds (on the instrument worker), then redraw the slots."""
+        self._enable()
         if self.session.bench is None:
             self.fill(0, {})
             return
@@ -270,6 +273,12 @@ class InputView(QWidget):
                 self.fill(self.capacity, request.slots)
 
         self._open_dialog(request.slots, request.message.message, request.loaded_by_simulation, answered)
+        self.dialog.request = request
+
+    def _plan_finished(self, *_: Any) -> None:
+        """A plan that ended (done, aborted) no longer waits for its cassette: close its prompt."""
+        if self.dialog is not None and self.dialog.request is not None:
+            self.dialog.reject()
 
     def _open_dialog(self, slots: dict[int, str], message: str, simulated: bool, answered: Any) -> None:
         if self.dialog is not None:

@@ -35,10 +35,12 @@ class CassetteRequest:
         self.slots = dict(message.slots)
         self.loaded_by_simulation = loaded_by_simulation
         self.loaded = False
+        self.reason = "the cassette was not loaded (the operator cancelled)"
         self._answered = threading.Event()
 
-    def answer(self, loaded: bool) -> None:
+    def answer(self, loaded: bool, reason: str | None = None) -> None:
         self.loaded = loaded
+        self.reason = reason or self.reason
         self._answered.set()
 
     def answered(self) -> bool:
@@ -82,7 +84,8 @@ class Session(QObject):
         self.io.start()
         self.compute.start()
         self.bench: Any = None
-        self.sim: Any = None  # the SimulatedBench in --sim mode
+        self.sim: Any = None  # a SimulatedBench whose simulated operator loads cassettes
+        self._owns_sim = False
         self.station_path: Path | None = None
         self.design = design
         self.dataset = dataset
@@ -120,6 +123,7 @@ class Session(QObject):
 
         def started(pair: tuple[Any, Any]) -> None:
             self.sim, bench = pair
+            self._owns_sim = True
             self.station_path = self.sim.station_path
             self._connected(bench)
 
@@ -255,7 +259,7 @@ class Session(QObject):
         self.plan.runner.abort()
         request = self._request
         if request is not None and not request.answered():
-            request.answer(False)
+            request.answer(False, "aborted by the operator while a cassette was awaited")
         if not self.plan.isRunning():  # aborted before it started
             self._plan_ended(None, Aborted("aborted by the operator before it started"))
 
@@ -310,7 +314,7 @@ class Session(QObject):
         self._request = request
         self.cassette_requested.emit(request)
         if not request.wait():
-            raise Aborted("the cassette was not loaded (the operator cancelled)")
+            raise Aborted(request.reason)
 
     def load_cassette(self, slots: dict[int, str], done: Callback | None = None, failed: Callback | None = None) -> None:
         """Record a cassette the operator loaded by hand (the simulated operator loads it in --sim)."""
@@ -336,9 +340,9 @@ class Session(QObject):
             self.io.submit(bench.shutdown, failed=lambda e: log.error("shutdown: %s", e))
         self.io.stop(timeout_ms)
         self.compute.stop(timeout_ms)
-        if self.sim is not None:
+        if self.sim is not None and self._owns_sim:
             self.sim.close()
-            self.sim = None
+        self.sim = None
 
 
 def _load_design(path: Path) -> Any:

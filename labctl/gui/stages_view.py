@@ -166,6 +166,7 @@ class StagesView(QWidget):
         bench = self.session.bench
         names = list(bench.plates) if bench is not None else []
         if names == list(self.boxes):
+            self._enable()
             return
         for box in self.boxes.values():
             box.setParent(None)

@@ -43,7 +43,11 @@ def window(qtbot, tmp_path, design, dataset):
 
 
 def connect(qtbot, window, sim) -> None:
-    """Type the station file and click Connect, as an operator does; wait for the bench."""
+    """Type the station file and click Connect, as an operator does; wait for the bench.
+
+    The session gets the simulated bench as its operator (cassettes load themselves), as ``--sim`` does.
+    """
+    window.session.sim = sim
     view = window.show_view("station")
     view.path.clear()
     qtbot.keyClicks(view.path, str(sim.station_path))

@@ -1,0 +1,154 @@
+"""Source, stages, input and detectors, driven by clicks and typing against the simulated bench."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PyQt5.QtCore import Qt
+
+from tests.gui.conftest import connect, home_all, numbers
+
+
+def test_source_frequency_power_and_output(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    view = window.show_view("source")
+    qtbot.waitUntil(lambda: view.frequency.text() != "–")
+    assert view.chain.text() == "synthesizer x12"
+    view.frequency_in.clear()
+    qtbot.keyClicks(view.frequency_in, "396")
+    qtbot.mouseClick(view.set_frequency, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.frequency.text() == "396.000000 GHz")
+    assert sim.source.frequency_hz == pytest.approx(396e9 / 12)  # the synthesizer, before the x12 chain
+    view.power_in.clear()
+    qtbot.keyClicks(view.power_in, "2.5")
+    qtbot.mouseClick(view.set_power, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.power.text() == "2.5000 mW")
+    qtbot.mouseClick(view.on_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.output.text() == "ON")
+    assert sim.source.output_on
+    qtbot.mouseClick(view.off_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.output.text() == "off")
+    assert not sim.source.output_on
+
+
+def test_jog_a_plate_and_see_the_reading_change(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    home_all(qtbot, window)
+    stages = window.views["stages"]
+    box = stages.boxes["L2"]
+    qtbot.waitUntil(lambda: numbers(box.rows["x"].position.text()) == pytest.approx(0.0, abs=1e-4))
+    stages.step.setCurrentIndex(2)  # 100 um
+    qtbot.mouseClick(box.rows["x"].plus, Qt.LeftButton)
+    qtbot.waitUntil(lambda: numbers(box.rows["x"].position.text()) == pytest.approx(0.1, abs=1e-3))
+    qtbot.mouseClick(box.rows["x"].plus, Qt.LeftButton)
+    qtbot.mouseClick(box.rows["x"].minus, Qt.LeftButton)
+    qtbot.mouseClick(box.rows["x"].plus, Qt.LeftButton)
+    qtbot.waitUntil(lambda: numbers(box.rows["x"].position.text()) == pytest.approx(0.2, abs=1e-3))
+    hidden = {plate.name: plate for plate in sim.world.plates}["L2"]
+    assert hidden.x.position_m() == pytest.approx(0.2e-3, abs=1e-6)  # to a microstep
+    box.rows["y"].target.clear()
+    qtbot.keyClicks(box.rows["y"].target, "12.5")
+    qtbot.mouseClick(box.rows["y"].go, Qt.LeftButton)
+    qtbot.waitUntil(lambda: numbers(box.rows["y"].position.text()) == pytest.approx(12.5, abs=1e-3))
+    assert box.rows["x"].limits.text() == "[0.000, 25.000] mm"
+    # Outside the soft limits: refused, said in the plate's own box, nothing moved.
+    box.rows["y"].target.clear()
+    qtbot.keyClicks(box.rows["y"].target, "30")
+    qtbot.mouseClick(box.rows["y"].go, Qt.LeftButton)
+    qtbot.waitUntil(lambda: box.status.is_error)
+    assert "soft limits" in box.status.text() and "L2.y" in box.status.text()
+    assert hidden.y.position_m() == pytest.approx(12.5e-3, abs=1e-6)
+    assert not stages.boxes["L1"].status.is_error
+
+
+def test_an_unhomed_stage_says_so_where_it_belongs(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    box = window.show_view("stages").boxes["L1"]  # on the Zaber chain, which refuses moves before homing
+    qtbot.mouseClick(box.rows["x"].plus, Qt.LeftButton)
+    qtbot.waitUntil(lambda: box.status.is_error)
+    assert "home" in box.status.text()
+
+
+def test_emergency_stop_stops_a_moving_stage_and_switches_the_source_off(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    home_all(qtbot, window)
+    source = window.show_view("source")
+    qtbot.mouseClick(source.on_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: sim.source.output_on)
+    sim.clock.time_scale = 1.0  # from here on the stages take their real time: 20 mm take seconds
+    box = window.show_view("stages").boxes["L1"]
+    box.rows["x"].target.clear()
+    qtbot.keyClicks(box.rows["x"].target, "20")
+    qtbot.mouseClick(box.rows["x"].go, Qt.LeftButton)
+    hidden = {plate.name: plate for plate in sim.world.plates}["L1"]
+    qtbot.waitUntil(hidden.x.is_moving, timeout=3000)
+    qtbot.waitUntil(lambda: "↔" in box.rows["x"].position.text(), timeout=3000)
+    qtbot.mouseClick(window.estop, Qt.LeftButton)
+    qtbot.waitUntil(lambda: not hidden.x.is_moving() and not sim.source.output_on, timeout=3000)
+    assert hidden.x.position_m() < 19e-3
+    qtbot.waitUntil(lambda: "↔" not in box.rows["x"].position.text())
+    qtbot.waitUntil(lambda: source.output.text() == "off")
+
+
+def test_load_a_cassette_show_a_mask_and_see_the_prediction(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    view = window.show_view("input")
+    qtbot.waitUntil(lambda: view.slots.rowCount() == 6)
+    qtbot.keyClicks(view.cassette, "tiny/test/3, tiny/test/4, tiny/test/5")
+    qtbot.mouseClick(view.load_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.slots.item(2, 1).text() == "tiny/test/5")  # the simulated operator loaded it
+    assert sim.wheel.masks == {1: "tiny/test/3", 2: "tiny/test/4", 3: "tiny/test/5"}
+    assert window.session.bench.projector.loaded() == sim.wheel.masks
+    assert view.slots.cellWidget(0, 2).pixmap() is not None  # a preview of the mask in each slot
+    rect = view.slots.visualItemRect(view.slots.item(1, 1))
+    qtbot.mouseClick(view.slots.viewport(), Qt.LeftButton, pos=rect.center())
+    qtbot.mouseClick(view.show_slot, Qt.LeftButton)
+    qtbot.waitUntil(lambda: sim.wheel.slot == 2)
+    qtbot.waitUntil(lambda: view.beam_label.text() == "in the beam: tiny/test/4")
+    qtbot.waitUntil(lambda: view.slots.item(1, 0).text().endswith("beam"))
+    detectors = window.views["detectors"]
+    qtbot.waitUntil(lambda: detectors.predicted is not None, timeout=10000)
+    expected = window.session.twin().predict_one(window.session.dataset.test_images[4])
+    np.testing.assert_allclose(detectors.predicted, expected)
+    assert "simulation: class" in detectors.winner.text()
+    # A mask that is not loaded cannot be shown: the error says which.
+    view.index.setValue(9)
+    qtbot.mouseClick(view.show_picked, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.status.is_error)
+    assert "tiny/test/9" in view.status.text() and "not in the wheel" in view.status.text()
+
+
+def test_a_cassette_loaded_by_hand_is_confirmed_in_the_dialog(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    window.session.auto_operator = False  # a person loads the wheel
+    view = window.show_view("input")
+    qtbot.keyClicks(view.cassette, "tiny/test/1, tiny/test/2")
+    qtbot.mouseClick(view.load_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: view.dialog is not None and view.dialog.isVisible())
+    assert sim.wheel.masks == {}  # nothing is loaded until the operator says so
+    sim.load_masks({1: "tiny/test/1", 2: "tiny/test/2"})  # the operator's hands
+    qtbot.mouseClick(view.dialog.loaded_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: window.session.bench.projector.loaded() == {1: "tiny/test/1", 2: "tiny/test/2"})
+    qtbot.waitUntil(lambda: view.slots.item(1, 1).text() == "tiny/test/2")
+
+
+def test_detectors_update_live_with_the_winner_highlighted(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    window.session.call(lambda bench: bench.source.output_on())
+    view = window.show_view("detectors")
+    qtbot.waitUntil(lambda: sim.source.output_on)
+    start = view.updates
+    qtbot.wait(1000)
+    assert view.updates - start >= 20  # at least 20 updates a second
+    view.scale.setCurrentText("normalized")
+    qtbot.waitUntil(lambda: view.shown is not None and view.shown.sum() == pytest.approx(1.0))
+    win = int(np.argmax(view.shown))
+    assert view.winner.text().startswith(f"bench: class {win}")
+    assert view.measured_bars.opts["brushes"][win].color().getRgb()[:3] == (220, 90, 30)
+    view.scale.setCurrentText("absolute")
+    qtbot.waitUntil(lambda: view.shown is view.raw)  # volts as read
+    view.live.setChecked(False)
+    qtbot.wait(100)
+    frozen = view.updates
+    qtbot.wait(300)
+    assert view.updates == frozen
