@@ -255,7 +255,7 @@ class InputView(QWidget):
             self.status.error("type the mask keys for slots 1, 2, … (comma separated)")
             return
         slots = {slot: key for slot, key in enumerate(keys, start=1)}
-        simulated = self.session.sim is not None and self.session.auto_operator
+        simulated = self.session.simulated_loader() is not None
         self._open_dialog(slots, "", simulated, lambda ok: ok and self._record_cassette(slots))
 
     def _record_cassette(self, slots: dict[int, str]) -> None:

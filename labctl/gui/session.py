@@ -303,13 +303,26 @@ class Session(QObject):
         self.plan_finished.emit(kind, result, error)
 
     # -- the operator -------------------------------------------------------------------------
+    def simulated_loader(self) -> Callable[[dict[int, str]], None] | None:
+        """How cassettes load themselves on a simulated bench (None: a person loads them).
+
+        The station's simulated operator (``bench.operator`` of kind ``simulated``, reached over
+        the simulated bench's control channel), else the in-process ``SimulatedBench``'s.
+        """
+        if not self.auto_operator:
+            return None
+        operator = getattr(self.bench, "operator", None)
+        if getattr(operator, "kind", None) == "simulated":
+            return operator.load
+        return self.sim.load_masks if self.sim is not None else None
+
     def operator(self, msg: LoadCassette) -> None:
         """Called by the runner (plan thread): have the masks loaded, or abort the plan."""
-        simulated = self.sim is not None and self.auto_operator
-        if simulated:
-            self.sim.load_masks(dict(msg.slots))
-        request = CassetteRequest(msg, loaded_by_simulation=simulated)
-        if simulated:
+        load = self.simulated_loader()
+        if load is not None:
+            load(dict(msg.slots))
+        request = CassetteRequest(msg, loaded_by_simulation=load is not None)
+        if load is not None:
             request.answer(True)  # the dialog only confirms what the simulated operator did
         self._request = request
         self.cassette_requested.emit(request)
@@ -317,15 +330,15 @@ class Session(QObject):
             raise Aborted(request.reason)
 
     def load_cassette(self, slots: dict[int, str], done: Callback | None = None, failed: Callback | None = None) -> None:
-        """Record a cassette the operator loaded by hand (the simulated operator loads it in --sim)."""
-        sim = self.sim if self.auto_operator else None
+        """Record a cassette the operator loaded by hand (on a simulated bench, the simulated operator loads it)."""
+        load = self.simulated_loader()
 
-        def load(bench: Any) -> None:
-            if sim is not None:
-                sim.load_masks(dict(slots))
+        def record(bench: Any) -> None:
+            if load is not None:
+                load(dict(slots))
             bench.projector.load(dict(slots))
 
-        self.call(load, done, failed)
+        self.call(record, done, failed)
 
     # -- closing ------------------------------------------------------------------------------
     def close(self, timeout_ms: int = 10000) -> None:

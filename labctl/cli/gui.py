@@ -1,0 +1,39 @@
+"""``labctl gui``: the operator's window on a real bench (``--station FILE``) or on a simulated
+bench served in-process and driven through the real drivers (``--sim``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("gui", help="open the operator's window (a station file, or --sim)", description=__doc__)
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--station", type=Path, help="connect this station file")
+    where.add_argument("--sim", action="store_true", help="serve a simulated bench and drive it through the real drivers")
+    parser.add_argument("--design", default="mnist5k", help="--sim: shipped design name or design file (default: mnist5k)")
+    parser.add_argument("--seed", type=int, default=0, help="--sim: seed of the hidden truths (plate offsets, darks, gains)")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="--sim: 1 realistic instrument times, 0 instant")
+    parser.add_argument("--settings", type=Path, default=None, help="settings file (INI); default: the user's labctl settings")
+    parser.set_defaults(func=gui_command)
+
+
+def gui_command(args: argparse.Namespace) -> int:
+    from labctl.errors import ConfigError
+
+    try:
+        from labctl.gui.app import run
+    except ImportError as exc:  # PyQt5/pyqtgraph are the GUI extra
+        raise ConfigError(f"the GUI needs PyQt5 and pyqtgraph ({exc}); install labctl with its gui extra") from exc
+    if not args.sim:
+        return run(station=args.station, settings_path=args.settings)
+
+    from labctl.design.datasets import load_dataset
+    from labctl.design.designfile import load_design
+    from labctl.design.shipped import resolve_design
+
+    design_path = resolve_design(args.design)
+    design = load_design(design_path)
+    sim = {"seed": args.seed, "time_scale": args.time_scale, "design_path": design_path}
+    return run(sim=sim, design=design, dataset=load_dataset(design.dataset), settings_path=args.settings)
