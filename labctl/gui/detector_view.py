@@ -55,8 +55,11 @@ class DetectorView(QWidget):
         top.addStretch()
         self.plot = pg.PlotWidget()
         self.plot.setBackground("w")
-        self.plot.showGrid(y=True, alpha=0.3)
+        self.plot.setMouseEnabled(False, False)
+        self.plot.hideButtons()
+        self.plot.disableAutoRange()  # the y range follows the data with hysteresis (``_fit``): axis redraws are costly
         self.plot.addLegend(offset=(-10, 10))
+        self._y_top = 0.0
         self.measured_bars = pg.BarGraphItem(x=[], height=[], width=0.4, name="bench")
         self.predicted_bars = pg.BarGraphItem(x=[], height=[], width=0.4, name="simulation", brush=PREDICTED)
         self.plot.addItem(self.measured_bars)
@@ -188,3 +191,11 @@ class DetectorView(QWidget):
         else:
             self.predicted_bars.setOpts(x=[], height=[])
         self.winner.setText(text)
+        self._fit(values)
+
+    def _fit(self, values: np.ndarray) -> None:
+        """Grow the y range at once, shrink it only when the data fall well below it."""
+        top = float(max(np.max(values), np.max(self.predicted) if self.predicted is not None else 0.0, 1e-12))
+        if top > self._y_top or top < self._y_top / 3:
+            self._y_top = top * 1.15
+            self.plot.setRange(xRange=(-0.7, len(values) - 0.3), yRange=(min(0.0, float(np.min(values))), self._y_top), padding=0)
