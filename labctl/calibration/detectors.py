@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -132,3 +133,11 @@ def gain_plan(
     fit = fit_gains(signals_v, predicted, darks.noise_v / np.sqrt(averages), darks.sigma_v)
     yield from m.log(f"gains: {np.round(fit.gains, 4).tolist()} (model misfit {fit.residual:.2%})")
     return Gains(fit, tuple(key for key, _ in probes), signals_v, averages)
+
+
+def default_probes(design: Any, count: int) -> list[Probe]:
+    """The first ``count`` test images of the design's data set, keyed as the wheel names masks."""
+    from labctl.design.datasets import load_dataset
+
+    data = load_dataset(design.dataset)
+    return [(f"{design.dataset}/test/{i}", data.test_images[i]) for i in range(min(count, len(data.test_images)))]

@@ -3,8 +3,8 @@
 Connects the station's bench, runs the calibration procedures in their necessary order
 (see docs/calibration.md) and writes a new version of each calibration file into the station's
 calibration folder. Probe masks are the first test images of the design's data set; on a
-mask wheel the operator is asked to load their printed stencils (Enter when done), and the
-gain model predicts what those stencils transmit.
+mask wheel the station's operator loads their printed stencils (a person pressing Enter, or the
+simulated bench's operator), and the gain model predicts what those stencils transmit.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.errors import Aborted, ConfigError
+from labctl.errors import ConfigError
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +36,7 @@ def register(subparsers: Any) -> None:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
+    from labctl.calibration.detectors import default_probes
     from labctl.calibration.procedure import calibrate, parse_steps
     from labctl.plans.runner import Runner
 
@@ -44,12 +45,12 @@ def calibrate_command(args: argparse.Namespace) -> int:
     with Bench.from_station(args.station) as bench:
         design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source"} else None
         capacity = bench.projector.capacity()
-        probes = _probes(design, min(args.probes, capacity or args.probes)) if design is not None else []
+        probes = default_probes(design, min(args.probes, capacity or args.probes)) if design is not None else []
         if design is not None and capacity is not None:  # a wheel holds printed stencils: predict those
             from labctl.design.fabrication import as_printed
 
             design = as_printed(design)
-        runner = Runner(bench, operator=_terminal_operator, progress=None)
+        runner = Runner(bench, operator=bench.operator, progress=None)
         report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes, progress=say)
     summary = {step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])} for step in report.files}
     if args.json:
@@ -71,21 +72,6 @@ def _design(path: Path | None) -> Any:
     from labctl.design.designfile import load_design
 
     return load_design(path)
-
-
-def _probes(design: Any, count: int) -> list[tuple[str, np.ndarray]]:
-    """The first ``count`` test images of the design's data set, keyed as the wheel names masks."""
-    from labctl.design.datasets import load_dataset
-
-    data = load_dataset(design.dataset)
-    return [(f"{design.dataset}/test/{i}", data.test_images[i]) for i in range(min(count, len(data.test_images)))]
-
-
-def _terminal_operator(message: Any) -> None:
-    """Ask the person at the bench to load a cassette; Enter when done."""
-    print(f"operator: {message.message or message.slots} -- press Enter when loaded", file=sys.stderr, flush=True)
-    if not sys.stdin.readline():
-        raise Aborted("no operator answered (stdin closed) while masks had to be loaded")
 
 
 def _summary(step: str, result: Any) -> dict[str, Any]:
