@@ -29,7 +29,7 @@ from labctl.gui.widgets import StatusLine
 from labctl.plans.messages import Record
 
 STRATEGIES = ("model", "scan")
-MERIT_KEYS = ("merit", "figure_of_merit", "fom", "cost", "residual")
+MERIT_KEYS = ("merit", "residual")  # a scan's peak merit; the model fit's relative residual
 
 
 def merit_of(data: Mapping[str, Any]) -> float | None:
@@ -41,17 +41,24 @@ def merit_of(data: Mapping[str, Any]) -> float | None:
     return None
 
 
-def offsets_of(data: Mapping[str, Any], plates: list[str]) -> dict[str, np.ndarray]:
-    """Plate -> estimated (x, y, z) offset in metres, from ``offsets_m`` (by plate, or (L, 3))."""
-    value = data.get("offsets_m")
-    if value is None:
-        return {}
-    if isinstance(value, Mapping):
-        return {str(name): np.asarray(xyz, dtype=float) for name, xyz in value.items()}
-    array = np.asarray(value, dtype=float)
-    if array.ndim != 2 or len(array) != len(plates):
-        return {}
-    return dict(zip(plates, array))
+def offsets_of(stream: str, data: Mapping[str, Any], nominal: Mapping[str, tuple]) -> dict[str, dict[int, float]]:
+    """Plate -> {axis index: estimated mounting offset (m)} from one alignment record.
+
+    ``alignment_fit`` carries the fitted offsets ``mount_m`` (plates, 3) in plate order;
+    ``alignment_scan`` the best stage reading found on one axis, which puts the plate where the
+    design wants it: its offset is the nominal reading minus that position.
+    """
+    plates = list(nominal)
+    if stream == "alignment_fit" and data.get("mount_m") is not None:
+        mount = np.asarray(data["mount_m"], dtype=float)
+        if mount.ndim == 2 and len(mount) == len(plates):
+            return {name: dict(enumerate(row)) for name, row in zip(plates, mount)}
+    if stream == "alignment_scan" and data.get("plate") in nominal:
+        index = "xyz".index(str(data["axis"]))
+        centre = nominal[str(data["plate"])][index]
+        if centre is not None:
+            return {str(data["plate"]): {index: float(centre) - float(data["position_m"])}}
+    return {}
 
 
 class AlignmentView(QWidget):
@@ -96,7 +103,8 @@ class AlignmentView(QWidget):
         layout.addWidget(self.summary)
         layout.addWidget(self.status)
         self.merits: list[float] = []
-        self.estimates: dict[str, np.ndarray] = {}
+        self.estimates: dict[str, dict[int, float]] = {}
+        self.checks: dict[str, float] = {}  # check-set accuracy by label (before / after)
         self.result: Any = None
         self.start.clicked.connect(self.run)
         self.abort.clicked.connect(session.abort)
@@ -138,7 +146,8 @@ class AlignmentView(QWidget):
         def call(runner: Any) -> Any:
             return align(bench, design, strategy=strategy, runner=runner, calibration=session.calibration(), plates=plates)
 
-        self.merits, self.estimates, self.result = [], {}, None
+        self.merits, self.estimates, self.checks, self.result = [], {}, {}, None
+        self.accuracy.setText("accuracy before: –   after: –")
         self.curve.setData([], [])
         self.offsets.setRowCount(0)
         try:
@@ -149,29 +158,33 @@ class AlignmentView(QWidget):
         self.status.info(f"aligning {', '.join(plates)} ({strategy})…")
 
     def _plan_messages(self, kind: str, batch: list) -> None:
-        if kind != "alignment":
+        if kind != "alignment" or self.session.bench is None:
             return
-        plates = list(self.plate_boxes)
+        nominal = {name: plate.nominal_m for name, plate in self.session.bench.plates.items()}
         changed = False
         for msg, _ in batch:
-            if not isinstance(msg, Record):
+            if not isinstance(msg, Record) or not msg.stream.startswith("alignment"):
+                continue
+            if msg.stream == "alignment_check":
+                self.checks[str(msg.data["label"])] = float(msg.data["accuracy"])
+                self.accuracy.setText("accuracy " + "   ".join(f"{k}: {v:.1%}" for k, v in self.checks.items()))
                 continue
             merit = merit_of(msg.data)
             if merit is not None:
                 self.merits.append(merit)
                 changed = True
-            estimates = offsets_of(msg.data, plates)
-            if estimates:
-                self.estimates.update(estimates)
+            for plate, axes in offsets_of(msg.stream, msg.data, nominal).items():
+                self.estimates.setdefault(plate, {}).update(axes)
                 changed = True
         if changed:
             self.curve.setData(np.arange(len(self.merits)), np.asarray(self.merits))
             self.show_offsets(self.estimates)
 
-    def show_offsets(self, estimates: Mapping[str, np.ndarray]) -> None:
+    def show_offsets(self, estimates: Mapping[str, Mapping[int, float]]) -> None:
+        """Plate rows, x/y/z columns in micrometres (blank where nothing is estimated)."""
         self.offsets.setRowCount(len(estimates))
-        for row, (name, xyz) in enumerate(sorted(estimates.items())):
-            cells = [name] + [f"{v * 1e6:+.1f}" for v in np.resize(np.asarray(xyz, dtype=float), 3)]
+        for row, (name, axes) in enumerate(sorted(estimates.items())):
+            cells = [name] + [f"{axes[a] * 1e6:+.1f}" if a in axes else "" for a in range(3)]
             for col, text in enumerate(cells):
                 self.offsets.setItem(row, col, QTableWidgetItem(text))
 
@@ -184,7 +197,8 @@ class AlignmentView(QWidget):
         self.result = result
         offsets = getattr(result, "offsets_m", None)
         if isinstance(offsets, Mapping):
-            self.show_offsets(offsets)
+            self.estimates = {name: dict(enumerate(np.asarray(xyz, dtype=float))) for name, xyz in offsets.items()}
+            self.show_offsets(self.estimates)
         before, after = getattr(result, "accuracy_before", None), getattr(result, "accuracy_after", None)
         fmt = lambda a: "–" if a is None else f"{a:.1%}"  # noqa: E731
         self.accuracy.setText(f"accuracy before: {fmt(before)}   after: {fmt(after)}")

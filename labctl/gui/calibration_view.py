@@ -23,16 +23,25 @@ from labctl.gui.session import Session
 from labctl.gui.widgets import StatusLine
 
 
-def short(value: Any, width: int = 6) -> Any:
-    """A calibration record's data, readable at a glance: numbers rounded, long lists cut."""
-    if isinstance(value, dict):
-        return {key: short(item, width) for key, item in value.items()}
-    if isinstance(value, list):
-        items = [short(item, width) for item in value[:width]]
-        return items + [f"… {len(value) - width} more"] if len(value) > width else items
-    if isinstance(value, float):
-        return float(f"{value:.5g}")
-    return value
+def summary_lines(data: Any, indent: str = "   ", width: int = 10) -> list[str]:
+    """A calibration record's data, one line per entry: numbers to 4 digits, long lists cut."""
+
+    def text(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, list):
+            shown = ", ".join(text(item) for item in value[:width])
+            return f"[{shown}{', …' if len(value) > width else ''}]" + (f" ({len(value)})" if len(value) > width else "")
+        return str(value)
+
+    lines = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{key}:")
+            lines += summary_lines(value, indent + "  ", width)
+        else:
+            lines.append(f"{indent}{key}: {text(value)}")
+    return lines
 
 
 def in_force(folder: Path) -> list[str]:
@@ -42,8 +51,8 @@ def in_force(folder: Path) -> list[str]:
     lines = []
     for kind in KINDS:
         record = latest_calibration(folder, kind)
-        lines.append(f"{kind:10s} " + (f"v{record['version']:03d} {record['created']}  {record['path']}" if record else "none"))
-    return lines
+        lines.append(f"{kind:11s}" + (f"v{record['version']:03d}  {record['created']}  {Path(record['path']).name}" if record else "none"))
+    return [f"folder {folder}", *lines]
 
 
 class CalibrationView(QWidget):
@@ -71,7 +80,7 @@ class CalibrationView(QWidget):
         self.results.setReadOnly(True)
         self.files = QPlainTextEdit()
         self.files.setReadOnly(True)
-        self.files.setMaximumHeight(120)
+        self.files.setMaximumHeight(150)
         self.status = StatusLine()
         layout = QVBoxLayout(self)
         layout.addLayout(row)
@@ -148,8 +157,7 @@ class CalibrationView(QWidget):
             for path in paths:
                 lines.append(f"   file {path}")
                 if Path(path).suffix == ".json":
-                    data = json.loads(Path(path).read_text()).get("data", {})
-                    lines += ["   " + line for line in json.dumps(short(data), indent=1).splitlines()]
+                    lines += summary_lines(json.loads(Path(path).read_text()).get("data", {}))
         lines += [f"applied: {line}" for line in getattr(report, "applied", [])]
         return lines
 

@@ -9,6 +9,7 @@ come from the twin and calibration from the latest calibration set, as the proce
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from PyQt5.QtGui import QDesktopServices
 from PyQt5.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -38,6 +39,7 @@ from labctl.gui.widgets import MatrixTable, StatusLine
 from labctl.plans.messages import Progress, Record
 
 SELECTIONS = ("count_per_class", "count", "indices")
+log = logging.getLogger("labctl.gui")
 
 
 def _spin(low: int, high: int, value: int) -> QSpinBox:
@@ -45,6 +47,18 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     box.setRange(low, high)
     box.setValue(value)
     return box
+
+
+def recorded_calibration(path: Path) -> Any:
+    """The calibration an interrupted campaign was started with (its samples must match)."""
+    from labctl.calibration import KINDS, CalibrationSet
+    from labctl.campaign.store import CampaignStore
+
+    store = CampaignStore.resume(path)  # replays the journal; refuses a complete or foreign file
+    metadata = store.metadata
+    store.close()
+    recorded = metadata.get("calibration") or {}
+    return CalibrationSet({kind: record for kind, record in recorded.items() if kind in KINDS})
 
 
 class CampaignView(QWidget):
@@ -68,17 +82,19 @@ class CampaignView(QWidget):
         self.seed = _spin(0, 2**31 - 1, int(settings.value("campaign/seed", 0)))
         self.out = QLineEdit()
         self.out.setPlaceholderText("campaign file (.h5); empty: a new file beside the station")
-        selection_row = QHBoxLayout()
-        selection_row.addWidget(self.selection)
-        selection_row.addWidget(self.selection_value)
-        form = QFormLayout()
-        form.addRow("split", self.split)
-        form.addRow("select", selection_row)
-        form.addRow("repeats", self.repeats)
-        form.addRow("averages", self.averages)
-        form.addRow("darks every (samples)", self.dark_every)
-        form.addRow("seed", self.seed)
-        form.addRow("campaign file", self.out)
+        form = QGridLayout()
+        cells = (
+            ("split", self.split, "select", self.selection), ("", None, "how many", self.selection_value),
+            ("repeats", self.repeats, "averages", self.averages), ("darks every", self.dark_every, "seed", self.seed),
+        )  # fmt: skip
+        for row, (label_a, widget_a, label_b, widget_b) in enumerate(cells):
+            if widget_a is not None:
+                form.addWidget(QLabel(label_a), row, 0)
+                form.addWidget(widget_a, row, 1)
+            form.addWidget(QLabel(label_b), row, 2)
+            form.addWidget(widget_b, row, 3)
+        form.addWidget(QLabel("campaign file"), len(cells), 0)
+        form.addWidget(self.out, len(cells), 1, 1, 3)
         plan_box = QGroupBox("plan")
         plan_box.setLayout(form)
 
@@ -111,7 +127,7 @@ class CampaignView(QWidget):
         layout.addLayout(buttons)
         layout.addLayout(progress_row)
         layout.addWidget(self.accuracy)
-        layout.addLayout(matrices)
+        layout.addLayout(matrices, 1)
         layout.addWidget(self.status)
 
         self.file: Path | None = None  # the campaign file shown (running or opened)
@@ -188,15 +204,25 @@ class CampaignView(QWidget):
         bench, station = session.bench, session.station_path
 
         def call(runner: Any) -> Any:
-            twin, calibration = session.twin(), session.calibration()
-            metadata = {"station": str(station), "calibration": calibration.to_dict(), "twin": twin.to_dict()}
-            if getattr(bench, "design_path", None):
+            calibration = recorded_calibration(out) if resume else session.calibration()
+            twin = session.make_twin(calibration) if resume else session.twin()
+            for line in calibration.configure(bench):  # backlash compensation, SLM table
+                log.info("applied %s", line)
+            metadata = {
+                "station": station.read_text(encoding="utf-8") if station is not None else None,
+                "station_name": bench.config.name,
+                "calibration": calibration.to_dict(),
+                "twin": {**twin.to_dict(), "printed_inputs": session.predicts_printed()},
+                "command": "labctl gui",
+            }
+            if bench.design_path is not None:
                 from labctl.campaign.run import file_sha256
 
                 metadata["design"] = {"path": str(bench.design_path), "sha256": file_sha256(bench.design_path)}
             return run_campaign(
                 bench, out, spec=spec, images=images, labels=labels, dataset=session.dataset.name,
-                predict=twin.predict_one, calibrate=calibration.apply, metadata=metadata, resume=resume, runner=runner,
+                predict=twin.predict_one, calibrate=calibration.apply, metadata=None if resume else metadata,
+                resume=resume, runner=runner,
             )  # fmt: skip
 
         self.file = out

@@ -60,7 +60,7 @@ class DetectorView(QWidget):
         self.plot.disableAutoRange()  # the y range follows the data with hysteresis (``_fit``): axis redraws are costly
         self.plot.addLegend(offset=(-10, 10))
         self._y_top = 0.0
-        self.measured_bars = pg.BarGraphItem(x=[], height=[], width=0.4, name="bench")
+        self.measured_bars = pg.BarGraphItem(x=[], height=[], width=0.4, name="bench", brush=MEASURED)
         self.predicted_bars = pg.BarGraphItem(x=[], height=[], width=0.4, name="simulation", brush=PREDICTED)
         self.plot.addItem(self.measured_bars)
         self.plot.addItem(self.predicted_bars)
@@ -180,6 +180,7 @@ class DetectorView(QWidget):
         brushes = [pg.mkBrush(WINNER if c == win else MEASURED) for c in channels]
         self.measured_bars.setOpts(x=channels - 0.2, height=values, brushes=brushes)
         text = f"bench: class {win}"
+        predicted = None
         if self.predicted is not None and len(self.predicted) == len(values):
             predicted = self.predicted
             if self.scale.currentText() == "normalized":
@@ -191,11 +192,11 @@ class DetectorView(QWidget):
         else:
             self.predicted_bars.setOpts(x=[], height=[])
         self.winner.setText(text)
-        self._fit(values)
+        self._fit(values, predicted)
 
-    def _fit(self, values: np.ndarray) -> None:
+    def _fit(self, values: np.ndarray, predicted: np.ndarray | None) -> None:
         """Grow the y range at once, shrink it only when the data fall well below it."""
-        top = float(max(np.max(values), np.max(self.predicted) if self.predicted is not None else 0.0, 1e-12))
+        top = float(max(np.max(values), np.max(predicted) if predicted is not None else 0.0, 1e-12))
         if top > self._y_top or top < self._y_top / 3:
             self._y_top = top * 1.15
             self.plot.setRange(xRange=(-0.7, len(values) - 0.3), yRange=(min(0.0, float(np.min(values))), self._y_top), padding=0)

@@ -32,7 +32,7 @@ from PyQt5.QtWidgets import (
 from labctl.gui.session import CassetteRequest, Session
 from labctl.gui.widgets import StatusLine, pixmap
 
-THUMB = 48
+THUMB = 36
 #: How long the confirmation of a cassette the simulated operator loaded stays up (ms, x time scale).
 AUTO_CLOSE_MS = 1500
 
@@ -94,6 +94,7 @@ class InputView(QWidget):
         self.slots.verticalHeader().setDefaultSectionSize(THUMB + 4)
         self.slots.verticalHeader().hide()
         self.slots.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        self.slots.setMinimumHeight(self.slots.horizontalHeader().sizeHint().height() + 6 * (THUMB + 4) + 6)
         self.show_slot = QPushButton("Turn selected slot into the beam")
         self.cassette = QLineEdit()
         self.cassette.setPlaceholderText("mask keys for slots 1, 2, …  e.g. mnist5k/test/0, mnist5k/test/1")
@@ -110,11 +111,11 @@ class InputView(QWidget):
         self.beam_label = QLabel("in the beam: –")
         self.beam_image = QLabel()
         self.beam_image.setFixedSize(112, 112)
-        beam_box = QGroupBox("in the beam (SLM: the image shown now)")
-        beam_layout = QHBoxLayout(beam_box)
+        self.beam_image.setToolTip("the mask in the beam; on an SLM, the image it shows now")
+        beam_box = QGroupBox("in the beam")
+        beam_layout = QVBoxLayout(beam_box)
         beam_layout.addWidget(self.beam_image)
         beam_layout.addWidget(self.beam_label)
-        beam_layout.addStretch()
 
         self.split = QComboBox()
         self.split.addItems(["test", "train"])
@@ -124,16 +125,19 @@ class InputView(QWidget):
         self.pick_preview.setFixedSize(84, 84)
         self.show_picked = QPushButton("Show in the beam")
         pick_box = QGroupBox("data-set image")
-        pick_layout = QHBoxLayout(pick_box)
-        for widget in (self.split, self.index, self.pick_preview, self.show_picked):
-            pick_layout.addWidget(widget)
-        pick_layout.addStretch()
+        pick_layout = QGridLayout(pick_box)
+        pick_layout.addWidget(self.split, 0, 0)
+        pick_layout.addWidget(self.index, 0, 1)
+        pick_layout.addWidget(self.pick_preview, 1, 0)
+        pick_layout.addWidget(self.show_picked, 1, 1)
 
         self.status = StatusLine()
+        lower = QHBoxLayout()
+        lower.addWidget(beam_box)
+        lower.addWidget(pick_box)
         layout = QVBoxLayout(self)
         layout.addWidget(wheel_box)
-        layout.addWidget(beam_box)
-        layout.addWidget(pick_box)
+        layout.addLayout(lower)
         layout.addWidget(self.status)
 
         self.show_slot.clicked.connect(self._show_selected_slot)

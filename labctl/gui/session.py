@@ -210,14 +210,30 @@ class Session(QObject):
         return self._calibration
 
     def twin(self) -> Any:
-        """The design's twin with the station's latest alignment, cached."""
+        """The design's twin with the station's latest alignment, cached (see ``predicts_printed``)."""
         if self._twin is None:
-            from labctl.twin import Twin
-
-            if self.design is None:
-                raise ConfigError("no design: the station names none; predictions need one")
-            self._twin = Twin.from_calibration(self.design, self.bench.calibration_dir)
+            self._twin = self.make_twin(self.calibration())
         return self._twin
+
+    def make_twin(self, calibration: Any) -> Any:
+        """The design's twin with the alignment of ``calibration`` (a calibration set)."""
+        from labctl.twin import Twin
+
+        if self.design is None:
+            raise ConfigError("no design: the station names none; predictions need one")
+        design = self.design
+        if self.predicts_printed():
+            from labctl.design.fabrication import as_printed
+
+            design = as_printed(design)
+        return Twin.from_calibration(design, calibration)
+
+    def predicts_printed(self) -> bool:
+        """A wheel holds printed stencils, so the twin predicts those (a design file knows how
+        they print); an SLM shows the images themselves."""
+        from labctl.design.designfile import Design
+
+        return isinstance(self.design, Design) and self.bench.projector.capacity() is not None
 
     def calibration_written(self) -> None:
         self._calibration = self._twin = None

@@ -44,7 +44,7 @@ class AxisRow:
 
     def __init__(self, grid: QGridLayout, row: int, axis_name: str, limits_m: tuple[float, float]):
         self.position = QLabel("–")
-        self.position.setMinimumWidth(90)
+        self.position.setMinimumWidth(self.position.fontMetrics().horizontalAdvance("-00.0000 mm ↔") + 8)
         self.minus = QPushButton("−")
         self.plus = QPushButton("+")
         self.target = QDoubleSpinBox()

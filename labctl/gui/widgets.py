@@ -48,14 +48,19 @@ class MatrixTable(QTableWidget):
         self.setSelectionMode(QAbstractItemView.NoSelection)
         for header in (self.horizontalHeader(), self.verticalHeader()):
             header.setSectionResizeMode(QHeaderView.Stretch)
-            header.setMinimumSectionSize(18)
+            header.setMinimumSectionSize(16)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.setMinimumSize(18 * (classes + 1) + 8, 17 * (classes + 1) + 8)
         self.set_matrix(np.zeros((classes, classes), dtype=int))
 
     def set_matrix(self, matrix: np.ndarray) -> None:
         matrix = np.asarray(matrix)
-        if matrix.shape != (self.rowCount(), self.columnCount()):
+        if matrix.shape != (self.rowCount(), self.columnCount()) or self.horizontalHeaderItem(0) is None:
             self.setRowCount(matrix.shape[0])
             self.setColumnCount(matrix.shape[1])
+            self.setHorizontalHeaderLabels([str(c) for c in range(matrix.shape[1])])  # classes count from 0
+            self.setVerticalHeaderLabels([str(c) for c in range(matrix.shape[0])])
         top = max(int(matrix.max()), 1)
         for (row, col), value in np.ndenumerate(matrix):
             item = self.item(row, col)
