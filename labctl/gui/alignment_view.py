@@ -131,8 +131,11 @@ class AlignmentView(QWidget):
         self.abort.setEnabled(self.session.plan is not None and self.session.plan_kind == "alignment")
 
     def run(self) -> None:
-        from labctl.align import align  # the alignment engineer's contract
-
+        try:
+            from labctl.align import align  # the alignment engineer's contract
+        except ImportError as exc:
+            self.status.error(f"alignment is not available in this labctl ({exc})")
+            return
         session = self.session
         plates = [name for name, box in self.plate_boxes.items() if box.isChecked()]
         if not plates:

@@ -152,3 +152,28 @@ def test_detectors_update_live_with_the_winner_highlighted(qtbot, window, sim):
     frozen = view.updates
     qtbot.wait(300)
     assert view.updates == frozen
+
+
+def test_an_slm_shows_any_data_set_image_picked_in_the_input_view(qtbot, design, dataset):
+    from labctl.gui.input_view import InputView
+    from labctl.gui.session import Session
+    from labctl.sim.soft import SoftBench
+
+    session = Session(design=design, dataset=dataset)
+    view = InputView(session)
+    qtbot.addWidget(view)
+    bench = SoftBench.create(design, projector="slm", masks=lambda key: np.ones((28, 28), np.float32))
+    session.bench = bench  # the soft bench: the same roles as a station's, with an SLM for input
+    session.bench_changed.emit()
+    qtbot.waitUntil(lambda: view.capacity is None and view.show_picked.text() == "Show on the SLM")
+    assert view.slots.rowCount() == 0
+    view.index.setValue(7)
+    qtbot.mouseClick(view.show_picked, Qt.LeftButton)
+    qtbot.waitUntil(lambda: session.beam_key == "tiny/test/7")
+    shown = bench.world.display.image
+    assert shown is not None and shown.shape == (40, 40)
+    expected = np.rint(dataset.test_images[7] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(shown[6:34, 6:34], expected)  # the 28 x 28 image centred on the 40 x 40 panel
+    assert view.beam_label.text() == "in the beam: tiny/test/7" and view.beam_image.pixmap() is not None
+    session.bench = None
+    session.close()

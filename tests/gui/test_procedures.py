@@ -62,6 +62,10 @@ def test_a_campaign_runs_to_completion_with_live_matrices_and_a_report(qtbot, wi
     np.testing.assert_array_equal(view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0])
     assert sim.wheel.masks  # two cassettes, loaded by the simulated operator
     assert not sim.source.output_on  # the plan switches it off at the end
+    view._reset_counts()  # open the finished campaign again: the same matrices, from the file
+    view.open_campaign(view.file)
+    qtbot.waitUntil(lambda: view.samples == 10)
+    np.testing.assert_array_equal(view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0])
     with qtbot.waitSignal(view.report_ready, timeout=30000) as ready:
         qtbot.mouseClick(view.report, Qt.LeftButton)
     html = Path(ready.args[0])
@@ -118,3 +122,18 @@ def test_pause_resume_and_abort_a_campaign_from_its_view(qtbot, window, sim):
     assert "campaign aborted" in view.status.text()
     assert not sim.source.output_on
     assert inputs.dialog is None  # the prompt went away with the plan
+
+
+def test_closing_the_window_during_a_campaign_leaves_the_bench_safe(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    home_all(qtbot, window)
+    window.session.auto_operator = False
+    start_campaign(qtbot, window)
+    inputs = window.views["input"]
+    qtbot.waitUntil(lambda: inputs.dialog is not None, timeout=10000)
+    assert sim.source.output_on
+    plan = window.session.plan
+    window.close()  # aborts the plan, waits for it, shuts the bench down
+    assert not plan.isRunning()
+    assert not sim.source.output_on
+    assert window.session.bench is None
