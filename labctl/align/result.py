@@ -1,0 +1,110 @@
+"""What an alignment found and used, and its calibration file (``alignment-vNNN.json``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.calibration import write_calibration
+from labctl.twin import Twin
+
+METHODS = {
+    "model": (
+        "model-based: probe masks read at the stage positions; plate mounting offsets fitted by matching "
+        "the design's optics model to the readings (per-read scales and per-detector gains in closed form, "
+        "Levenberg-Marquardt on the offsets with exact adjoint derivatives); stages moved to cancel them; "
+        "repeated until the fitted offsets stopped changing"
+    ),
+    "scan": (
+        "scan: per plate and axis, coarse then fine scans of the correlation between measured and designed "
+        "normalised detector energies over the probe masks, parabola fitted to the peak; several passes "
+        "with a narrowing span"
+    ),
+}
+ASSUMPTIONS = [
+    "detector readings are dark-subtracted (and gain-corrected if a detector calibration was applied) and linear in optical power",
+    "the plates are the design's plates (heights, material) and differ from the design only by rigid lateral (and axial) offsets",
+    "stage readings are repeatable: every axis was homed and every position approached from below",
+    "plate order along the beam is the order of the station's plates",
+]
+
+
+PerPlate = dict[str, list[float]]
+
+
+def per_plate(plates: list[str], array: np.ndarray) -> PerPlate:
+    """(L, 3) array -> plate name -> [x, y, z]."""
+    return {plate: [float(v) for v in array[i]] for i, plate in enumerate(plates)}
+
+
+@dataclass
+class AlignmentResult:
+    """Everything an alignment reports (see ``labctl.align.align``). Lengths in metres.
+
+    ``mount_m``: fitted mounting offsets (plate offset = stage reading - nominal + mount);
+    ``offsets_m``: the estimated plate offsets where the stages were left (what the twin uses);
+    ``stderr_m``: their one-sigma uncertainty (model strategy). All per plate: name -> [x, y, z].
+    """
+
+    strategy: str
+    plates: list[str]
+    axes: dict[str, list[str]]  # the axes aligned, per plate
+    mount_m: PerPlate
+    offsets_m: PerPlate
+    gains: np.ndarray  # (C,) relative detector gains, mean 1, as fitted
+    scale: float  # calibrated units per unit of model energy
+    residual: float  # relative RMS misfit between readings and the model at the end
+    stage_positions_m: dict[str, list[float | None]]  # final readings per plate (x, y, z)
+    detector_reads: int = 0
+    travel_m: float = 0.0
+    time_s: float = 0.0
+    residual_history: list[float] = field(default_factory=list)
+    stderr_m: PerPlate | None = None
+    probes: list[str | None] = field(default_factory=list)
+    accuracy_before: float | None = None
+    accuracy_after: float | None = None
+    design_accuracy: float | None = None  # the design's numerical accuracy on the same check images
+    check_count: int = 0
+    model_passes: dict[str, int] = field(default_factory=dict)
+    file: Path | None = None
+
+    def offsets_array(self) -> np.ndarray:
+        """``offsets_m`` as an (L, 3) array in plate order."""
+        return np.array([self.offsets_m[plate] for plate in self.plates], dtype=float)
+
+    def twin(self, design: Any) -> Twin:
+        """The design's model with this alignment's offsets, gains and scale."""
+        return Twin(design, self.offsets_array(), self.gains, self.scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (also the ``data`` of the alignment calibration file)."""
+        return {
+            "strategy": self.strategy,
+            "plates": list(self.plates),
+            "axes": self.axes,
+            "offsets_m": self.offsets_m,
+            "mount_m": self.mount_m,
+            "stderr_m": self.stderr_m,
+            "gains": [float(g) for g in self.gains],
+            "scale": float(self.scale),
+            "residual": float(self.residual),
+            "residual_history": [float(r) for r in self.residual_history],
+            "stage_positions_m": self.stage_positions_m,
+            "probes": list(self.probes),
+            "detector_reads": int(self.detector_reads),
+            "travel_m": float(self.travel_m),
+            "time_s": float(self.time_s),
+            "accuracy_before": self.accuracy_before,
+            "accuracy_after": self.accuracy_after,
+            "design_accuracy": self.design_accuracy,
+            "check_count": int(self.check_count),
+            "model_passes": dict(self.model_passes),
+        }
+
+    def write(self, folder: str | Path, station: str) -> Path:
+        """Write the next ``alignment-vNNN.json`` in ``folder``; remember and return its path."""
+        self.file = write_calibration(folder, "alignment", self.to_dict(), METHODS[self.strategy], ASSUMPTIONS, station)
+        return self.file

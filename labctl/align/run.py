@@ -1,0 +1,218 @@
+"""``align``: run one alignment strategy on a bench, measure the check set, write the file.
+
+The whole procedure is one plan run by one ``Runner``: source on, stages homed, a dark
+reading, the check set before, the strategy (probes loaded as one cassette), the check set
+after, source off. The runner counts the detector reads and the stage travel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labctl.align.fit import OffsetFit, fit_scaling
+from labctl.align.model import ModelOptions, ModelOutcome, model_plan
+from labctl.align.probes import DEFAULT_CAPACITY, CheckSet, Probes, default_check, default_probes
+from labctl.align.result import AlignmentResult, per_plate
+from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
+from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
+from labctl.calibration import latest_calibration
+from labctl.errors import ConfigError, DataError
+from labctl.plans import messages as m
+from labctl.plans.runner import Runner
+from labctl.twin import Twin
+
+STRATEGIES = ("model", "scan")
+
+
+def _calibrate_function(calibration: Any) -> Calibrate:
+    if calibration is None:
+        return subtract_dark
+    apply = getattr(calibration, "apply", None)
+    if callable(apply):
+        return apply
+    if callable(calibration):
+        return calibration
+    raise ConfigError(f"alignment: calibration must be a calibration set or a calibrate(raw, dark) function, got {type(calibration).__name__}")
+
+
+def bench_plates(bench: Any, design: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Plate names in beam order, nominal readings (L, 3) and which axes exist (L, 3)."""
+    names = list(bench.plates)
+    if len(names) != design.geometry.n_layers:
+        raise ConfigError(
+            f"alignment: the station has {len(names)} plates ({', '.join(names)}), the design {design.geometry.n_layers}"
+        )
+    nominal = np.zeros((len(names), 3))
+    present = np.zeros((len(names), 3), dtype=bool)
+    for i, name in enumerate(names):
+        plate = bench.plates[name]
+        for a, axis in enumerate(AXES):
+            if getattr(plate, axis, None) is not None:
+                present[i, a] = True
+                nominal[i, a] = float(plate.nominal_m[a])
+    return names, nominal, present
+
+
+def _select_axes(names: Sequence[str], present: np.ndarray, plates: Sequence[str] | None) -> np.ndarray:
+    if plates is None:
+        return present.copy()
+    unknown = [p for p in plates if p not in names]
+    if unknown:
+        raise ConfigError(f"alignment: no plate {', '.join(unknown)} on this station (plates: {', '.join(names)})")
+    chosen = np.array([name in plates for name in names])
+    return present & chosen[:, None]
+
+
+def seen_design(design: Any, bench: Any) -> Any:
+    """The design as the bench shows it inputs: a wheel holds printed stencils of a design file's
+    images (``labctl.design.fabrication.as_printed``); an SLM shows the images themselves."""
+    from labctl.design.designfile import Design
+    from labctl.design.fabrication import PrintedDesign, as_printed
+
+    if isinstance(design, Design) and not isinstance(design, PrintedDesign) and bench.projector.capacity() is not None:
+        return as_printed(design)
+    return design
+
+
+def previous_mount(folder: str | Path | None, names: Sequence[str]) -> np.ndarray:
+    """Mounting offsets of the latest alignment file in ``folder`` (zeros if there is none)."""
+    mount = np.zeros((len(names), 3))
+    record = latest_calibration(folder, "alignment") if folder is not None else None
+    if record is None:
+        return mount
+    try:
+        for i, name in enumerate(names):
+            mount[i] = record["data"]["mount_m"].get(name, [0.0, 0.0, 0.0])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DataError(f"{record['path']}: no usable mount_m ({exc}); remove it or re-run the alignment") from exc
+    return mount
+
+
+def align(
+    bench: Any,
+    design: Any,
+    strategy: str = "model",
+    runner: Runner | None = None,
+    calibration: Any = None,
+    plates: Sequence[str] | None = None,
+    probes: Probes | int | None = None,
+    check: CheckSet | int | None = None,
+    *,
+    folder: str | Path | None = None,
+    station: str | None = None,
+    home: bool = True,
+    start_m: np.ndarray | None = None,
+    model_options: ModelOptions | None = None,
+    scan_options: ScanOptions | None = None,
+    operator: Callable[[m.LoadCassette], None] | None = None,
+) -> AlignmentResult:
+    """Align the plates of ``bench`` to ``design`` with ``strategy`` ("model" or "scan").
+
+    ``calibration``: a calibration set (``.apply(raw, dark)``) or a ``calibrate(raw, dark)``
+    function (default: dark subtraction). ``plates``: names to align (default all). ``probes``:
+    a ``Probes`` or a count of the design's test images (default one cassette). ``check``: a
+    ``CheckSet`` or a count of test images after the probes to score accuracy on before and after
+    (default none). ``folder``: calibration folder to write ``alignment-vNNN.json`` into (and
+    whose latest alignment is the start, unless ``start_m`` (L, 3) is given). ``operator``
+    loads cassettes when no ``runner`` is given.
+    """
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"alignment: strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+    if folder is None:
+        folder = getattr(bench, "calibration_dir", None)
+    names, nominal, present = bench_plates(bench, design)
+    axes = _select_axes(names, present, plates)
+    if not axes.any():
+        raise ConfigError("alignment: no axis to align (the chosen plates have no stages)")
+    capacity = bench.projector.capacity()
+    design = seen_design(design, bench)
+    if probes is None or isinstance(probes, int):
+        probes = default_probes(design, min(capacity or DEFAULT_CAPACITY, DEFAULT_CAPACITY) if probes is None else probes)
+    if capacity is not None and len(probes) > capacity:
+        raise ConfigError(f"alignment: {len(probes)} probes do not fit the {capacity}-slot wheel")
+    if isinstance(check, int):
+        check = default_check(design, check, skip=len(probes)) if check > 0 else None
+    if start_m is None:
+        start_m = previous_mount(folder, names)
+    start_m = np.where(axes, np.asarray(start_m, dtype=float), 0.0)
+    calibrate = _calibrate_function(calibration)
+    runner = runner or Runner(bench, operator=operator)
+    twin = Twin(design)
+    model_options = model_options or ModelOptions()
+    scan_options = scan_options or ScanOptions()
+    averages = model_options.averages if strategy == "model" else scan_options.averages
+    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, axes)
+    limits = {(name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
+              for i, name in enumerate(names) for a in range(3) if axes[i, a]}
+
+    def procedure() -> m.Plan:
+        yield m.SetSource(output_on=True)
+        if home:
+            yield m.HomeAxes(tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if present[i, a]))
+        dark = yield from measure_dark(averages)
+        yield from settle(names, axes, nominal - start_m)
+        before = None
+        if check is not None:
+            before, _ = yield from measure_accuracy(check, capacity, averages, calibrate, dark, "before alignment")
+        yield m.LoadCassette(probes.cassette(), "alignment probes: " + ", ".join(f"slot {s}: {k or 'empty (open)'}" for s, k in probes.cassette().items()))
+        if strategy == "model":
+            outcome = yield from model_plan(fitter, probes, names, nominal, start_m, calibrate, dark, model_options)
+        else:
+            designed = twin.energies(probes.inputs)
+            outcome = yield from scan_plan(probes, designed, names, axes, limits, calibrate, dark, scan_options)
+        readings = yield from m.positions()
+        after = None
+        if check is not None:
+            after, _ = yield from measure_accuracy(check, capacity, averages, calibrate, dark, "after alignment")
+        yield m.SetSource(output_on=False)
+        return outcome, readings, before, after
+
+    reads0, travel0, started = runner.detector_reads, runner.travel_m, time.monotonic()
+    outcome, readings, before, after = runner.run(procedure())
+    seconds = time.monotonic() - started
+    u_final = np.array([[readings.get((name, AXES[a]), nominal[i, a]) - nominal[i, a] for a in range(3)] for i, name in enumerate(names)])
+    result = _result(strategy, outcome, fitter, names, axes, u_final, readings, probes)
+    result.detector_reads = runner.detector_reads - reads0
+    result.travel_m = runner.travel_m - travel0
+    result.time_s = seconds
+    if check is not None:
+        result.accuracy_before, result.accuracy_after, result.check_count = before, after, len(check)
+        result.design_accuracy = float(np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels)))
+    result.model_passes = {"forward": fitter.forward_passes, "adjoint": fitter.adjoint_passes}
+    if folder is not None:
+        result.write(folder, station or getattr(getattr(bench, "config", None), "name", None) or "unnamed station")
+    return result
+
+
+def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFit, names: list[str], axes: np.ndarray,
+            u_final: np.ndarray, readings: dict, probes: Probes) -> AlignmentResult:
+    if isinstance(outcome, ModelOutcome):
+        fit = outcome.fit
+        mount, stderr, history, scaling, residual = fit.mount_m, fit.stderr_m, outcome.history, fit.scaling, fit.residual
+        scale = float(np.mean(scaling.scales[-1]))
+    else:  # the scan assumes it left every plate where the design wants it
+        mount, stderr = np.where(axes, -u_final, 0.0), None
+        designed = fitter.model.energies(probes.inputs, fitter.heights_m)
+        scaling = fit_scaling(outcome.last_signals[None], designed[None], fitter.fit_gains)
+        misfit = scaling.scales[0][:, None] * scaling.gains * designed - outcome.last_signals
+        residual = float(np.sqrt(np.sum(misfit**2) / np.sum(outcome.last_signals**2)))
+        history, scale = [residual], float(np.mean(scaling.scales))
+    return AlignmentResult(
+        strategy=strategy,
+        plates=names,
+        axes={name: [AXES[a] for a in range(3) if axes[i, a]] for i, name in enumerate(names)},
+        mount_m=per_plate(names, mount),
+        offsets_m=per_plate(names, np.where(axes, u_final + mount, 0.0)),
+        gains=scaling.gains,
+        scale=scale,
+        residual=residual,
+        stage_positions_m={name: [readings.get((name, axis)) for axis in AXES] for name in names},
+        residual_history=list(history),
+        stderr_m=None if stderr is None else per_plate(names, stderr),
+        probes=list(probes.keys),
+    )
