@@ -81,6 +81,8 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-absorption", action="store_true", help="train with the material's absorption")
     p.add_argument("--heights-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--checkpoint-every-s", type=float, default=300.0,
+                   help="also write the checkpoint within an epoch this often (default 300 s)")
     for flags in (_GEOMETRY_FLAGS, _ENCODING_FLAGS, _OPTION_FLAGS):
         _add_flags(p, flags)
     p.set_defaults(func=_train)
@@ -92,7 +94,7 @@ def _train_command(args: argparse.Namespace) -> str:
     for flag, dest, _kind, _default, _text in _GEOMETRY_FLAGS + _ENCODING_FLAGS + _OPTION_FLAGS:
         value = getattr(args, dest)
         if value is not None:
-            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+            words += [flag, repr(value) if isinstance(value, float) else str(value)]
     if args.train_absorption:
         words.append("--train-absorption")
     return shlex.join(words)
@@ -117,6 +119,7 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint=lambda d: save_design(d, checkpoint_path),
         progress=not args.no_progress,
         command=_train_command(args),
+        checkpoint_every_s=args.checkpoint_every_s,
     )
     result.training = None
     save_design(result, args.out, dtype=args.heights_dtype)
@@ -208,6 +211,8 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--indices", type=lambda text: [int(i) for i in text.split(",") if i.strip()],
                    help="stencils of these test-image indices instead, comma separated")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--checkpoint-every-s", type=float, default=300.0,
+                   help="also write the checkpoint within an epoch this often (default 300 s)")
     _add_flags(p, _PRINTER_FLAGS + _STENCIL_FLAGS)
     p.set_defaults(func=_export)
 

@@ -6,7 +6,8 @@ File layout (schema_version 1):
                       image_size, and JSON strings geometry, material, layout, classes, provenance
     /heights_m        (L, n, n) float32 (or float16) relief heights in metres, in [0, lambda/(n-1))
     /training         optional, only in checkpoints: the unwrapped phases and the Adam moments
-                      (float64) plus attrs step and epochs_done, so that training can resume exactly
+                      (float64) plus attrs step, epochs_done and the progress of an unfinished
+                      epoch, so that training can resume exactly
 
 A design knows its own input encoding (images resized to ``image_size`` pixels, each pixel
 ``input_scale`` x ``input_scale`` neurons), so that evaluation, the simulated bench and the
@@ -30,17 +31,27 @@ from labctl.optics import D2NN, DetectorLayout, Geometry, Material, embed_image
 FORMAT = "labctl-design"
 SCHEMA_VERSION = 1
 _JSON_ATTRS = ("geometry", "material", "layout", "classes", "provenance")
+_TRAINING_COUNTERS = {"step": int, "epochs_done": int, "batches_done": int, "epoch_loss_sum": float,
+                      "epoch_correct": int, "epoch_seconds": float}
 
 
 @dataclass
 class TrainingState:
-    """What resuming needs besides the heights: unwrapped phases (rad), Adam moments, counters."""
+    """What resuming needs besides the heights: unwrapped phases (rad), Adam moments, counters.
+
+    A checkpoint written in the middle of an epoch also records how far that epoch got
+    (``batches_done``) and its running loss sum, correct count and training seconds.
+    """
 
     phases_rad: np.ndarray
     adam_m: np.ndarray
     adam_v: np.ndarray
     step: int
     epochs_done: int
+    batches_done: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_correct: int = 0
+    epoch_seconds: float = 0.0
 
 
 @dataclass
@@ -144,8 +155,8 @@ def _json_default(value: Any) -> Any:
 def _write_training(group: h5py.Group, state: TrainingState) -> None:
     for name in ("phases_rad", "adam_m", "adam_v"):
         group.create_dataset(name, data=np.asarray(getattr(state, name), dtype=np.float64))
-    group.attrs["step"] = int(state.step)
-    group.attrs["epochs_done"] = int(state.epochs_done)
+    for name in _TRAINING_COUNTERS:
+        group.attrs[name] = getattr(state, name)
 
 
 def load_design(path: Path) -> Design:
@@ -191,7 +202,8 @@ def _read(f: h5py.File, path: Path) -> Design:
 
 def _read_training(group: h5py.Group) -> TrainingState:
     arrays = {name: np.asarray(group[name][...], dtype=np.float64) for name in ("phases_rad", "adam_m", "adam_v")}
-    return TrainingState(**arrays, step=int(group.attrs["step"]), epochs_done=int(group.attrs["epochs_done"]))
+    counters = {name: kind(group.attrs[name]) for name, kind in _TRAINING_COUNTERS.items()}
+    return TrainingState(**arrays, **counters)
 
 
 def _check(design: Design, path: Path) -> None:

@@ -115,7 +115,10 @@ class _Relief:
 
 
 class Trainer:
-    """One Adam step at a time on the phases of ``design`` (resumed from its training state, if any)."""
+    """One Adam step at a time on the phases of ``design`` (resumed from its training state, if any).
+
+    Also keeps the tally of the epoch under way, so that a checkpoint can be written mid-epoch.
+    """
 
     def __init__(self, design: Design, options: TrainOptions):
         self.design = design
@@ -130,15 +133,21 @@ class Trainer:
         self.phases = state.phases_rad.copy()
         self.adam = Adam(self.phases.shape)
         self.adam.m, self.adam.v, self.adam.step_count = state.adam_m.copy(), state.adam_v.copy(), state.step
-        self.epochs_done = state.epochs_done
+        self.tally = replace(state, phases_rad=None, adam_m=None, adam_v=None)  # counters only
 
     def step(self, images: np.ndarray, labels: np.ndarray, learning_rate: float,
              offsets_m: np.ndarray | None = None) -> LossResult:
         """Forward, loss, adjoint and Adam update for one batch of images (B, h, w) and labels."""
+        started = time.perf_counter()
         res = self.model.forward(self.design.inputs(images), self.heights(), offsets_m)
         loss = softmax_cross_entropy(res.energies, labels, self.options.temperature)
         grad = self.model.backward(res, loss.dL_dE, offsets=False).heights * self.relief.dh_dphi
         self.adam.step(self.phases, grad, learning_rate)
+        t = self.tally
+        t.batches_done += 1
+        t.epoch_loss_sum += loss.loss * len(labels)
+        t.epoch_correct += int(np.sum(loss.predictions == labels))
+        t.epoch_seconds += time.perf_counter() - started
         return loss
 
     def heights(self) -> np.ndarray:
@@ -146,8 +155,13 @@ class Trainer:
         return self.relief.heights(self.phases)
 
     def state(self) -> TrainingState:
-        return TrainingState(self.phases.copy(), self.adam.m.copy(), self.adam.v.copy(), self.adam.step_count,
-                             self.epochs_done)
+        return replace(self.tally, phases_rad=self.phases.copy(), adam_m=self.adam.m.copy(),
+                       adam_v=self.adam.v.copy(), step=self.adam.step_count)
+
+    def finish_epoch(self) -> None:
+        t = self.tally
+        t.epochs_done += 1
+        t.batches_done, t.epoch_loss_sum, t.epoch_correct, t.epoch_seconds = 0, 0.0, 0, 0.0
 
 
 def _subset(count: int, limit: int | None, seed: int) -> np.ndarray:
@@ -163,78 +177,94 @@ def train(
     checkpoint: Checkpoint | None = None,
     progress: bool = True,
     command: str = "",
+    checkpoint_every_s: float | None = None,
 ) -> Design:
     """Train ``design`` (blank, or a checkpoint with a training state) on ``data`` up to ``options.epochs``.
 
-    ``checkpoint`` is called with the design after every epoch (it carries the training state).
+    ``checkpoint`` is called with the design (carrying the training state) after every epoch and,
+    with ``checkpoint_every_s``, also within an epoch whenever that much time has passed.
     Returns the trained design with heights wrapped to [0, lambda/(n-1)) and its provenance.
     """
     trainer = Trainer(design, options)
+    tally = trainer.tally
     train_idx = _subset(len(data.train_labels), options.max_train, options.seed)
     test_count = len(data.test_labels) if options.max_test is None else min(options.max_test, len(data.test_labels))
     steps_per_epoch = math.ceil(len(train_idx) / options.batch_size)
     vaccinate = options.vaccination_sigma_m > 0 or options.vaccination_sigma_z_m > 0
     history = list(design.provenance.get("history", []))
-    elapsed = history[-1]["train_seconds"] if history else 0.0
+    before = history[-1]["train_seconds"] if history else 0.0
+    record = _Recorder(design, data, options, len(train_idx), test_count, command)
+    last_save = time.monotonic()
     result = design
-    for epoch in range(trainer.epochs_done, options.epochs):
+    for epoch in range(tally.epochs_done, options.epochs):
         rng = np.random.default_rng([options.seed, 2, epoch])
         order = train_idx[rng.permutation(len(train_idx))]
-        started = time.perf_counter()
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{options.epochs}", file=sys.stderr,
-                   disable=not progress, leave=False, dynamic_ncols=True)
-        loss_sum = correct = seen = 0.0
-        for start in range(0, len(order), options.batch_size):
-            batch = order[start : start + options.batch_size]
+        bar = tqdm(total=steps_per_epoch, initial=tally.batches_done, desc=f"epoch {epoch + 1}/{options.epochs}",
+                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+        for number, start in enumerate(range(0, len(order), options.batch_size)):
             offsets = None
-            if vaccinate:
+            if vaccinate:  # drawn for skipped batches too, so a resumed epoch sees the same offsets
                 offsets = random_offsets(rng, design.geometry.n_layers, options.vaccination_sigma_m,
                                          options.vaccination_sigma_z_m)
+            if number < tally.batches_done:
+                continue
+            batch = order[start : start + options.batch_size]
             lr = options.learning_rate * options.lr_decay ** (trainer.adam.step_count / steps_per_epoch)
-            labels = data.train_labels[batch]
-            loss = trainer.step(data.train_images[batch], labels, lr, offsets)
-            loss_sum += loss.loss * len(batch)
-            correct += float(np.sum(loss.predictions == labels))
-            seen += len(batch)
+            trainer.step(data.train_images[batch], data.train_labels[batch], lr, offsets)
+            seen = min(tally.batches_done * options.batch_size, len(order))
             bar.update()
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.3g}")
+            bar.set_postfix(loss=f"{tally.epoch_loss_sum / seen:.3f}", acc=f"{tally.epoch_correct / seen:.3f}",
+                            lr=f"{lr:.3g}")
+            due = checkpoint_every_s is not None and time.monotonic() - last_save >= checkpoint_every_s
+            if checkpoint is not None and due and number + 1 < steps_per_epoch:
+                checkpoint(record(trainer, history, before + tally.epoch_seconds))
+                last_save = time.monotonic()
         bar.close()
-        elapsed += time.perf_counter() - started
-        trainer.epochs_done = epoch + 1
-        result = replace(design, heights_m=trainer.heights(), training=trainer.state())
-        scored = evaluate(result, data.test_images[:test_count], data.test_labels[:test_count],
-                          absorption=options.absorption)
-        history.append({
-            "epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-            "test_accuracy": scored.accuracy, "train_seconds": elapsed,
-        })
+        seen = len(order)
+        before += tally.epoch_seconds
+        entry = {"epoch": epoch + 1, "train_loss": tally.epoch_loss_sum / seen,
+                 "train_accuracy": tally.epoch_correct / seen, "train_seconds": before}
+        trainer.finish_epoch()
+        result = record(trainer, history, before)
+        entry["test_accuracy"] = evaluate(result, data.test_images[:test_count], data.test_labels[:test_count],
+                                          absorption=options.absorption).accuracy
+        history.append(entry)
+        result = record(trainer, history, before)
         if progress:
             tqdm.write(
-                f"epoch {epoch + 1}/{options.epochs}: loss {loss_sum / seen:.4f}, train {correct / seen:.2%}, "
-                f"test {scored.accuracy:.2%} ({elapsed:.0f} s of training so far)", file=sys.stderr,
+                f"epoch {epoch + 1}/{options.epochs}: loss {entry['train_loss']:.4f}, train "
+                f"{entry['train_accuracy']:.2%}, test {entry['test_accuracy']:.2%} "
+                f"({before:.0f} s of training so far)", file=sys.stderr,
             )
-        result.provenance = _provenance(data, options, history, len(train_idx), test_count, command)
         if checkpoint is not None:
             checkpoint(result)
+            last_save = time.monotonic()
     return result
 
 
-def _provenance(data: Dataset, options: TrainOptions, history: list[dict], n_train: int, n_test: int,
-                command: str) -> dict:
-    last = history[-1]
-    return {
-        "dataset": data.name,
-        "seed": options.seed,
-        "command": command,
-        "software": f"labctl {__version__}",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "test_accuracy": last["test_accuracy"],
-        "n_train": n_train,
-        "n_test": n_test,
-        "train_seconds": last["train_seconds"],
-        "train_options": asdict(options),
-        "history": history,
-    }
+class _Recorder:
+    """Builds the design as it stands: current heights, training state and provenance."""
+
+    def __init__(self, design: Design, data: Dataset, options: TrainOptions, n_train: int, n_test: int,
+                 command: str):
+        self.design, self.data, self.options = design, data, options
+        self.n_train, self.n_test, self.command = n_train, n_test, command
+
+    def __call__(self, trainer: Trainer, history: list[dict], train_seconds: float) -> Design:
+        provenance = {
+            "dataset": self.data.name,
+            "seed": self.options.seed,
+            "command": self.command,
+            "software": f"labctl {__version__}",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "test_accuracy": history[-1]["test_accuracy"] if history else None,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "train_seconds": train_seconds,
+            "train_options": asdict(self.options),
+            "history": list(history),
+        }
+        return replace(self.design, heights_m=trainer.heights(), training=trainer.state(), provenance=provenance)
 
 
 def check_resumable(checkpoint: Design, blank: Design, options: TrainOptions) -> Design:

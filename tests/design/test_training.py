@@ -48,6 +48,20 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tiny_data, tiny_geometr
     assert len(resumed.provenance["history"]) == 2
 
 
+def test_resume_from_the_middle_of_an_epoch(tiny_data, tiny_geometry):
+    options = TrainOptions(epochs=2, vaccination_sigma_m=0.2e-3, **FAST)
+    saved = []
+    full = train(_blank(tiny_data, tiny_geometry), tiny_data, options, checkpoint=saved.append, progress=False,
+                 checkpoint_every_s=0.0)
+    middle = [d for d in saved if d.training.epochs_done == 1 and d.training.batches_done == 4]
+    assert len(middle) == 1 and len(saved) == 2 * 10  # 10 batches of 8 per epoch: 9 within + 1 at the end
+    assert middle[0].provenance["history"][0]["epoch"] == 1 and len(middle[0].provenance["history"]) == 1
+    resumed = train(middle[0], tiny_data, options, progress=False)
+    np.testing.assert_allclose(resumed.heights_m, full.heights_m, rtol=0, atol=1e-12)
+    for key in ("train_loss", "train_accuracy", "test_accuracy"):
+        assert resumed.provenance["history"][1][key] == pytest.approx(full.provenance["history"][1][key])
+
+
 def test_resume_refuses_other_options_and_final_files(tiny_data, tiny_geometry, tmp_path):
     path = tmp_path / "ckpt.h5"
     done = train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=1, **FAST),
