@@ -211,8 +211,6 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--indices", type=lambda text: [int(i) for i in text.split(",") if i.strip()],
                    help="stencils of these test-image indices instead, comma separated")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--checkpoint-every-s", type=float, default=300.0,
-                   help="also write the checkpoint within an epoch this often (default 300 s)")
     _add_flags(p, _PRINTER_FLAGS + _STENCIL_FLAGS)
     p.set_defaults(func=_export)
 
