@@ -26,6 +26,7 @@ from typing import Any
 from labctl.drivers import registry
 from labctl.drivers.roles import Axis, DetectorArray, InputProjector, Source
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, LabctlError, LimitError
+from labctl.operators import Operator, operator_from_config
 from labctl.station import PlateConfig, StationConfig, load_station, present_axes
 
 log = logging.getLogger("labctl.bench")
@@ -66,6 +67,7 @@ class Bench:
         self.config = config
         self.design_path: Path | None = config.design_path
         self.calibration_dir: Path = config.calibration_dir
+        self.operator: Operator = operator_from_config(config.operator)  # who loads masks into the wheel
         self.instruments: dict[str, Any] = {}
         self.plates: dict[str, PlateAxes] = {}
         self._state = {name: ConnectionState(False) for name in config.instruments}

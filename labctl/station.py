@@ -93,6 +93,18 @@ class DetectorsConfig:
 
 
 @dataclass(frozen=True)
+class OperatorConfig:
+    """Who loads masks into the wheel: a person at the console, or a simulated bench's operator."""
+
+    kind: str = "console"  # one of OPERATOR_KINDS
+    resource: str | None = None  # simulated: the bench's control channel, TCPIP::host::port::SOCKET
+
+
+#: The operator kinds a station may name (``labctl.operators``).
+OPERATOR_KINDS = ("console", "simulated")
+
+
+@dataclass(frozen=True)
 class StationConfig:
     """A whole validated station. Paths are absolute; lengths are metres."""
 
@@ -106,6 +118,7 @@ class StationConfig:
     design_path: Path | None  # the design file it resolves to
     calibration_dir: Path
     path: Path | None = None  # the station file, if it came from one
+    operator: OperatorConfig = OperatorConfig()
 
     def plate(self, name: str) -> PlateConfig:
         """The plate called ``name``, or a ConfigError listing the plates there are."""
@@ -347,6 +360,30 @@ def _design(check: _Checker, value: Any, base: Path) -> tuple[str | None, Path |
         raise check.fail("design", f"{exc}") from None
 
 
+def _operator(check: _Checker, value: Any) -> OperatorConfig:
+    """The optional ``operator`` entry: ``{kind: console}`` or ``{kind: simulated, resource: ...}``."""
+    if value is None:
+        return OperatorConfig()
+    entry = check.mapping(value, "operator", ("kind",), ("resource",))
+    kind = check.text(entry["kind"], "operator.kind")
+    if kind not in OPERATOR_KINDS:
+        raise check.fail("operator.kind", f"{kind!r} is not an operator kind; the kinds are {list(OPERATOR_KINDS)}")
+    if kind == "console":
+        if entry.get("resource") is not None:
+            raise check.fail("operator.resource", "a console operator is the person at this terminal; it has no resource")
+        return OperatorConfig()
+    if entry.get("resource") is None:
+        raise check.fail("operator", "a simulated operator needs the bench's control channel: resource: TCPIP::host::port::SOCKET")
+    resource = check.text(entry["resource"], "operator.resource").strip()
+    parts = resource.split("::")
+    if resource_problem(resource) or not (parts[0].upper().startswith("TCPIP") and parts[-1].upper() == "SOCKET"):
+        raise check.fail(
+            "operator.resource",
+            f"{resource!r}: expected the control channel as TCPIP::host::port::SOCKET (labctl sim serve writes it)",
+        )
+    return OperatorConfig(kind, resource)
+
+
 def parse_station(
     data: Any, base_dir: str | Path = ".", origin: str = "station", lines: dict[str, int] | None = None
 ) -> StationConfig:
@@ -362,7 +399,7 @@ def parse_station(
         data,
         "",
         ("station", "instruments", "source", "projector", "detectors", "plates"),
-        ("design", "calibration"),
+        ("design", "calibration", "operator"),
     )
     name = check.text(top["station"], "station")
     raw_instruments = top["instruments"]
@@ -403,6 +440,7 @@ def parse_station(
     design, design_path = _design(check, top.get("design"), base)
     calibration = "calibration" if top.get("calibration") is None else check.text(top["calibration"], "calibration")
     calibration_dir = (base / calibration).resolve()
+    operator = _operator(check, top.get("operator"))
     return StationConfig(
         name=name,
         instruments=instruments,
@@ -413,6 +451,7 @@ def parse_station(
         design=design,
         design_path=design_path,
         calibration_dir=calibration_dir,
+        operator=operator,
     )
 
 

@@ -37,6 +37,10 @@ class CampaignSpec:
             raise ConfigError(
                 f"campaign plan: give exactly one of indices, count_per_class, count (got {chosen or 'none'})"
             )
+        if self.dataset is not None and (not isinstance(self.dataset, str) or not self.dataset.strip()):
+            raise ConfigError(f"campaign plan: dataset must be a data set name or path, got {self.dataset!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"campaign plan: seed must be an integer, got {self.seed!r}")
         if self.split not in ("test", "train"):
             raise ConfigError(f"campaign plan: split must be 'test' or 'train', got {self.split!r}")
         for name, low in (("repeats", 1), ("averages", 1), ("dark_every", 0), ("count_per_class", 1), ("count", 1)):
@@ -44,6 +48,8 @@ class CampaignSpec:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < low):
                 raise ConfigError(f"campaign plan: {name} must be an integer >= {low}, got {value!r}")
         if self.indices is not None:
+            if not isinstance(self.indices, (list, tuple)):
+                raise ConfigError(f"campaign plan: indices must be a list of image indices, got {self.indices!r}")
             if not self.indices or any((not isinstance(i, int)) or i < 0 for i in self.indices):
                 raise ConfigError("campaign plan: indices must be a non-empty list of non-negative integers")
             if len(set(self.indices)) != len(self.indices):
@@ -57,9 +63,12 @@ class CampaignSpec:
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {unknown}; known keys are {sorted(known)}")
         data = dict(data)
-        if data.get("indices") is not None:
+        if isinstance(data.get("indices"), list):
             data["indices"] = tuple(data["indices"])
-        return cls(**data)
+        try:
+            return cls(**data)
+        except ConfigError as exc:  # name the file the bad value is in
+            raise ConfigError(f"{source}: {exc}" if source != "campaign plan" else str(exc)) from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> CampaignSpec:
@@ -68,8 +77,10 @@ class CampaignSpec:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the campaign plan ({exc.strerror})") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+        except yaml.YAMLError as exc:  # one line: the line number and the problem, not PyYAML's excerpt
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise ConfigError(f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a campaign plan is a mapping of keys to values")
         return cls.from_dict(data, source=str(path))

@@ -10,8 +10,8 @@ Layout of ``campaign.h5``:
   process died; it is overwritten on resume.
 
 Every record goes first to the write-ahead journal (``campaign.h5.journal``, see ``journal.py``),
-then into HDF5, which is flushed. On resume, what the journal has and HDF5 lacks is replayed; if
-the HDF5 file cannot be opened at all it is rebuilt from the journal. When the campaign finishes,
+then into HDF5, which is flushed. On resume the HDF5 file is rebuilt from the journal (a kill
+mid-write can damage it in ways that only show on the next write). When the campaign finishes,
 the journal is deleted and the campaign is the one HDF5 file.
 """
 
@@ -69,7 +69,7 @@ class CampaignStore:
 
     @classmethod
     def resume(cls, path: str | os.PathLike[str]) -> CampaignStore:
-        """Reopen an interrupted campaign, replaying what the journal has and HDF5 lacks."""
+        """Reopen an interrupted campaign: its HDF5 file rebuilt from the journal, ready to append."""
         path = Path(path)
         jpath = journal_path(path)
         if not jpath.exists():
@@ -81,22 +81,18 @@ class CampaignStore:
         if not entries or entries[0][0] != _META_STREAM:
             raise DataError(f"{jpath}: not a labctl campaign journal (no metadata record)")
         metadata = json.loads(str(entries[0][1]["json"]))
-        try:
-            h5 = h5py.File(path, "r+")
-            _check_format(h5, path)
-        except (OSError, DataError):
-            # Unreadable (killed mid-write) or missing: rebuild everything from the journal.
-            path.unlink(missing_ok=True)
-            h5 = _new_file(path, metadata)
-        store = cls(path, h5, Journal(jpath), metadata)
-        seen: dict[str, int] = {}
+        # A kill mid-write can leave the HDF5 file unreadable, or readable but damaged so that the
+        # next write fails (seen: "bad heap index" appending a string). The journal is the record:
+        # rebuild HDF5 from it beside the old file, then swap it in.
+        rebuilt = path.with_name(path.name + ".rebuild")
+        rebuilt.unlink(missing_ok=True)
+        h5 = _new_file(rebuilt, metadata)
+        replay = cls(rebuilt, h5, Journal(jpath), metadata)
         for stream, data in entries[1:]:
-            index = seen.get(stream, 0)
-            if index >= store.count(stream):
-                store._append_h5(stream, data)
-            seen[stream] = index + 1
-        h5.flush()
-        return store
+            replay._append_h5(stream, data)
+        replay.close()
+        os.replace(rebuilt, path)
+        return cls(path, h5py.File(path, "r+"), Journal(jpath), metadata)
 
     # -- writing ------------------------------------------------------------------------------
     def record(self, stream: str, data: dict[str, Any]) -> None:

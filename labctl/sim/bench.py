@@ -2,8 +2,9 @@
 
 ``SimulatedBench`` builds a ``World`` with hidden random truths (seeded), puts one virtual
 instrument per device on a pseudo-terminal (serial devices) or a loopback TCP socket (LAN
-devices), and writes a station file that reaches them. Point ``Bench.from_station`` (or any
-third-party client) at that file and it cannot tell this bench from a real one.
+devices), serves the simulated operator's control channel (``control.py``: it loads the wheel
+when a plan asks), and writes a station file that reaches them all. Point ``Bench.from_station``
+(or any third-party client) at that file and it cannot tell this bench from a real one.
 
 It is what ``labctl sim serve`` runs, and what tests use in-process as a fixture.
 """
@@ -18,6 +19,7 @@ import yaml
 
 from labctl.errors import ConfigError
 from labctl.sim.clock import Clock
+from labctl.sim.control import ControlChannel
 from labctl.sim.faults import FaultPlan, parse_faults
 from labctl.sim.layout import plate_axes
 from labctl.sim.link import Link, PtyLink, TcpLink
@@ -61,8 +63,13 @@ class SimulatedBench:
         self._axis_slots = [plate_axes(i, with_z=with_z) for i in range(len(self.world.plates))]
         self.links: dict[str, Link] = {}
         self.instruments: dict[str, Any] = {}
+        self.control: TcpLink | None = None
         try:
             self._serve_instruments(plans)
+            # The simulated operator's control channel (labctl.sim.control): loads cassettes on request.
+            channel = ControlChannel(self.clock, self.load_masks, lambda: dict(self.wheel.masks), self.world.masks)
+            self.control = TcpLink(channel)
+            channel.attach(self.control)
         except BaseException:
             self.close()
             raise
@@ -151,6 +158,7 @@ class SimulatedBench:
             "plates": plates,
             "design": str(self.design_path) if self.design_path else None,
             "calibration": "./calibration",
+            "operator": {"kind": "simulated", "resource": self.control.resource} if self.control else {"kind": "console"},
         }
 
     # -- the simulated operator ---------------------------------------------------------------
@@ -165,6 +173,9 @@ class SimulatedBench:
         for link in self.links.values():
             link.close()
         self.links.clear()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None

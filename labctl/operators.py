@@ -1,0 +1,150 @@
+"""Who loads masks into the wheel when a plan asks (``LoadCassette``): a person, or the simulator.
+
+A mask wheel shows only the printed masks someone put into its slots. When a campaign or a
+calibration reaches a new cassette, the runner calls the bench's operator with the
+``LoadCassette`` message and goes on only when it returns (then it records the cassette on the
+projector). The station file's optional ``operator`` entry chooses who that is:
+
+- ``{kind: console}`` (the default): ``ConsoleOperator`` prints the slots to fill on the terminal
+  and waits for Enter;
+- ``{kind: simulated, resource: "TCPIP::127.0.0.1::PORT::SOCKET"}``: ``SimulatedOperator`` asks a
+  served simulated bench (``labctl sim serve``) to load them, over its control channel
+  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>`` answered ``OK`` or ``ERR <why>``).
+
+An operator is a callable ``operator(request: LoadCassette) -> None``, which is what ``Runner``
+takes; it raises when the masks could not be loaded, and the runner then shuts down safely.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from typing import TextIO
+from urllib.parse import quote, unquote
+
+from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
+from labctl.plans.messages import LoadCassette
+from labctl.station import OperatorConfig
+
+Operator = Callable[[LoadCassette], None]
+
+#: How long the simulated bench may take to load a cassette (it looks every mask up).
+SIMULATED_TIMEOUT_S = 60.0
+
+
+def slot_list(slots: Mapping[int, str]) -> str:
+    """``slot 1: mnist5k/test/3, slot 2: ...`` (for messages)."""
+    return ", ".join(f"slot {slot}: {key}" for slot, key in sorted(slots.items()))
+
+
+class ConsoleOperator:
+    """The person at this terminal: told which mask goes into which slot, answers with Enter.
+
+    ``stdin``/``stdout`` default to the process's standard input and standard error (standard
+    output may be carrying JSON). Standard input must be a terminal: a campaign started from a
+    script or a service would otherwise wait forever for an answer nobody can give.
+    """
+
+    kind = "console"
+
+    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None):
+        self._stdin = stdin
+        self._stdout = stdout
+
+    def __call__(self, request: LoadCassette) -> None:
+        stdin = self._stdin if self._stdin is not None else sys.stdin
+        out = self._stdout if self._stdout is not None else sys.stderr
+        slots = dict(request.slots)
+        if stdin is None or stdin.closed or not stdin.isatty():
+            raise ConfigError(
+                f"operator: masks must be loaded into the wheel ({slot_list(slots)}), but standard input is not a "
+                "terminal, so nobody can confirm it. Run from a terminal, or run with a station whose operator is "
+                "simulated (operator: {kind: simulated, resource: ...}, as `labctl sim serve` writes it)"
+            )
+        lines = [f"operator: {request.message or 'load a cassette'}", "  put these masks into the wheel:"]
+        lines += [f"    slot {slot}: {key}" for slot, key in sorted(slots.items())]
+        lines.append("  press Enter when the wheel is loaded (Ctrl-C aborts)")
+        print("\n".join(lines), file=out, flush=True)
+        if not stdin.readline():
+            raise Aborted("operator: standard input closed while the wheel was being loaded; nothing was measured with it")
+
+
+class SimulatedOperator:
+    """The simulated bench's operator, reached over its control channel (one TCP connection per request)."""
+
+    kind = "simulated"
+
+    def __init__(self, resource: str, timeout_s: float = SIMULATED_TIMEOUT_S):
+        self.resource = resource
+        self.host, self.port = socket_address(resource)
+        self.timeout_s = timeout_s
+
+    def __call__(self, request: LoadCassette) -> None:
+        self.load(dict(request.slots))
+
+    def load(self, slots: Mapping[int, str]) -> None:
+        """Have the simulated operator put ``slots`` (slot -> mask key) into the wheel."""
+        # Keys are percent-encoded so that a comma, '=' or space in a data set path survives the line.
+        entries = ",".join(f"{int(slot)}={quote(key, safe='/:')}" for slot, key in sorted(slots.items()))
+        reply = self.query(f"LOAD {entries}")
+        if reply != "OK":
+            raise InstrumentError("operator", f"{self.resource} answered {reply!r} to LOAD; expected OK")
+
+    def loaded(self) -> dict[int, str]:
+        """What the simulated wheel holds now, slot -> mask key."""
+        reply = self.query("LOADED?")
+        slots: dict[int, str] = {}
+        for entry in filter(None, reply.split(",")):
+            slot, sep, key = entry.partition("=")
+            if not sep or not slot.isdigit():
+                raise InstrumentError("operator", f"{self.resource} answered {reply!r} to LOADED?; expected <slot>=<mask>,...")
+            slots[int(slot)] = unquote(key)
+        return slots
+
+    def query(self, line: str) -> str:
+        """Send one command line, return the answer line; ``ERR ...`` becomes an InstrumentError."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=self.timeout_s) as conn:
+                conn.sendall(line.encode("ascii") + b"\n")
+                reply = _read_line(conn)
+        except TimeoutError as exc:
+            raise InstrumentTimeout(
+                "operator", f"no answer from the simulated bench at {self.resource} within {self.timeout_s:g} s to {line!r}"
+            ) from exc
+        except OSError as exc:
+            raise ConnectionLost(
+                "operator",
+                f"cannot reach the simulated bench's control channel at {self.resource} ({exc.strerror or exc}). "
+                "Is `labctl sim serve` still running, and is this its current station file?",
+            ) from exc
+        if reply.startswith("ERR"):
+            raise InstrumentError("operator", f"the simulated bench refused {line!r}: {reply[3:].strip()}")
+        return reply
+
+
+def _read_line(conn: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionResetError("the control channel closed before answering")
+        data += chunk
+    return data.decode("ascii", errors="replace").strip()
+
+
+def socket_address(resource: str) -> tuple[str, int]:
+    """``TCPIP::host::port::SOCKET`` -> (host, port)."""
+    parts = resource.split("::")
+    if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET" or not parts[2].isdigit():
+        raise ConfigError(f"operator: resource {resource!r} is not TCPIP::host::port::SOCKET")
+    return parts[1], int(parts[2])
+
+
+def operator_from_config(config: OperatorConfig) -> ConsoleOperator | SimulatedOperator:
+    """The operator a station's ``operator`` entry names."""
+    if config.kind == "simulated" and config.resource is not None:
+        return SimulatedOperator(config.resource)
+    if config.kind == "console":
+        return ConsoleOperator()
+    raise ConfigError(f"operator: unknown kind {config.kind!r} (console or simulated)")

@@ -1,0 +1,93 @@
+"""The simulated bench's control channel: where its simulated operator takes requests.
+
+A real wheel is loaded by a person. The served simulated bench has a simulated operator instead,
+reached by any process over a loopback TCP socket (``TCPIP::127.0.0.1::PORT::SOCKET``, written
+into the station file as ``operator: {kind: simulated, resource: ...}``), so that ``labctl sim
+serve`` in one terminal and ``labctl calibrate``/``align``/``run`` in another work end to end.
+
+Protocol: ASCII lines ending in LF (a CR before it is ignored), one answer line per command.
+Mask keys are percent-encoded (RFC 3986; ``/`` and ``:`` may stay as they are), so that a key
+holding a comma, ``=`` or a space fits in a line.
+
+- ``LOAD <slot>=<key>[,<slot>=<key>...]`` -> ``OK``: empty the wheel and put these masks into
+  these slots (``LOAD`` alone empties it). Every slot must exist and every mask must be in the
+  bench's mask library, else nothing changes and the answer is an error.
+- ``LOADED?`` -> ``<slot>=<key>,...`` in slot order (an empty line for an empty wheel).
+- anything else, or a refused command -> ``ERR <message>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, unquote
+
+from labctl.errors import ConfigError, LabctlError
+from labctl.sim.clock import Clock
+from labctl.sim.instrument import LineInstrument
+
+COMMANDS = "LOAD <slot>=<mask>,... and LOADED?"
+
+
+class ControlChannel(LineInstrument):
+    """Answers the control protocol (module docstring) for one simulated bench.
+
+    ``load(slots)`` puts masks into the wheel (raising ``LabctlError`` for a slot that does not
+    exist), ``loaded()`` says what is in it, and ``lookup(key)`` finds a mask in the library
+    (raising for one that does not exist).
+    """
+
+    terminators = (b"\n",)
+
+    def __init__(
+        self,
+        clock: Clock,
+        load: Callable[[dict[int, str]], None],
+        loaded: Callable[[], Mapping[int, str]],
+        lookup: Callable[[str], Any],
+        name: str = "control",
+    ):
+        super().__init__(name, clock)
+        self._load = load
+        self._loaded = loaded
+        self._lookup = lookup
+
+    def connected(self) -> None:
+        self._buffer = b""  # a client that died mid-line must not garble the next one's first command
+
+    def error_reply(self, command: str) -> bytes:
+        return f"ERR cannot execute {command!r} now; try again\n".encode("ascii", errors="replace")
+
+    def handle(self, command: str, terminator: bytes) -> bytes:
+        command = command.rstrip("\r").strip()
+        keyword, _, argument = command.partition(" ")
+        try:
+            if keyword.upper() == "LOAD":
+                self._load(self._parse(argument))
+                answer = "OK"
+            elif keyword.upper() == "LOADED?" and not argument:
+                answer = ",".join(f"{slot}={quote(key, safe='/:')}" for slot, key in sorted(self._loaded().items()))
+            else:
+                answer = f"ERR unknown command {command!r}; the commands are {COMMANDS}"
+        except LabctlError as exc:
+            answer = f"ERR {exc}"
+        except Exception as exc:  # the mask library's own failure: the client must get an answer, the server must live
+            answer = f"ERR {type(exc).__name__}: {exc}"
+        return answer.replace("\n", " ").encode("ascii", errors="replace") + b"\n"
+
+    def _parse(self, argument: str) -> dict[int, str]:
+        """``1=a,2=b`` -> {1: "a", 2: "b"}, every mask looked up first; a ConfigError says what is wrong."""
+        slots: dict[int, str] = {}
+        for entry in filter(None, (part.strip() for part in argument.split(","))):
+            slot, sep, key = entry.partition("=")
+            if not sep or not slot.strip().isdigit() or not key.strip():
+                raise ConfigError(f"{entry!r} is not <slot>=<mask>, e.g. 1=mnist5k/test/3")
+            if int(slot) in slots:
+                raise ConfigError(f"slot {int(slot)} is named twice")
+            slots[int(slot)] = unquote(key.strip())
+        for key in slots.values():
+            try:
+                self._lookup(key)
+            except Exception as exc:
+                raise ConfigError(f"mask {key!r} is not in the simulated mask library ({exc})") from exc
+        return slots

@@ -1,0 +1,222 @@
+"""``labctl run`` end to end: real drivers over real links to the served simulated bench, whose
+simulated operator loads the wheel over its control channel; Ctrl-C, ``kill -9`` and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labctl.campaign.journal import Journal
+from labctl.campaign.run import file_sha256
+from labctl.campaign.store import journal_path, read_campaign
+from labctl.cli import main
+from labctl.design.datasets import load_dataset
+from labctl.design.fabrication import as_printed
+from labctl.optics import D2NN
+from tests.cli.campaign_bench import served_bench
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def plan(folder: Path, text: str, name: str = "plan.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def test_a_campaign_through_the_served_bench_is_measured_recorded_and_predicted(tmp_path, capsys):
+    with served_bench(tmp_path) as sim:
+        station = str(sim.station_path)
+        assert main(["calibrate", "--station", station, "--only", "darks"]) == 0
+        capsys.readouterr()
+        out = tmp_path / "c.h5"
+        args = ["run", "--station", station, "--plan", str(plan(tmp_path, "count: 8\naverages: 3\nrepeats: 2\ndark_every: 5\n"))]
+        assert main([*args, "--out", str(out), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        world = sim.world
+        loaded = dict(sim.wheel.masks)
+        offsets = world.plate_offsets_m()
+        source_on = world.source.output_on
+    meta, streams = read_campaign(out)
+    samples = streams["samples"]
+    assert result["campaign"] == str(out) and result["complete"] is True and result["samples"] == 16
+    assert list(samples["seq"]) == list(range(16))
+    assert not source_on  # the plan ends with the source off
+
+    # Every sample was read with its own printed stencil in the beam.
+    design, data, model, stencils = mask_physics(meta, samples["index"])
+    expected = expected_raw(world, offsets, meta, samples["index"])
+    assert np.all(np.abs(samples["raw"] - expected) < 6 * world.detectors.noise_v / np.sqrt(3))  # 3 averages
+    assert list(samples["label"]) == list(data.test_labels[samples["index"]])
+    assert all(key == f"{design.dataset}/test/{i}" for key, i in zip(samples["key"], samples["index"]))
+    # 8 masks, 6 slots: the simulated operator loaded two cassettes, each measured twice in place;
+    # the second is still in the wheel.
+    assert list(samples["repeat"]) == [0] * 6 + [1] * 6 + [0, 0, 1, 1]
+    assert loaded == {1: samples["key"][12], 2: samples["key"][13]}
+    # No alignment file: the twin predicts the design as designed, on printed stencils.
+    np.testing.assert_allclose(samples["predicted"], model.energies(stencils, design.heights_m), rtol=1e-5)
+    assert len(streams["darks"]["values"]) == 1 + 3  # at the start and every 5 samples
+
+    assert meta["station"] == Path(station).read_text() and meta["station_name"].startswith("simulated-bench")
+    assert meta["calibration"]["detectors"]["version"] == 1
+    assert meta["design"]["sha256"] == file_sha256(tmp_path / "tiny.h5")
+    assert (meta["design"]["name"], meta["design"]["test_accuracy"]) == ("tiny", 0.5)
+    assert meta["twin"]["printed_inputs"] is True and meta["twin"]["offsets_m"] is None
+    assert meta["command"].startswith("labctl run --station") and meta["software_version"]
+    assert meta["spec"]["repeats"] == 2
+
+
+def mask_physics(meta, indices):
+    """The printed design of a campaign, its data set, its optics model, and the stencils of ``indices``."""
+    from labctl.design.designfile import load_design
+
+    design = as_printed(load_design(Path(meta["design"]["path"])))
+    data = load_dataset(design.dataset)
+    model = D2NN(design.geometry, design.layout, design.material)
+    return design, data, model, design.inputs(data.test_images[indices])
+
+
+def expected_raw(world, offsets, meta, indices):
+    """What the world's detectors read (noise aside) with the stencil of each index in the beam."""
+    design, _, model, stencils = mask_physics(meta, indices)
+    signal_v = model.energies(stencils, design.heights_m, offsets) * world.signal_scale
+    return world.detectors.dark_v + world.detectors.gain_v * signal_v
+
+
+# -- interruptions --------------------------------------------------------------------------------
+def start(station: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "labctl", "run", "--station", str(station), *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def samples_in_journal(campaign: Path) -> int:
+    path = journal_path(campaign)
+    return sum(stream == "samples" for stream, _ in Journal.entries(path)) if path.exists() else 0
+
+
+def wait_for_samples(proc: subprocess.Popen, campaign: Path, count: int, timeout_s: float = 60.0) -> int:
+    """Poll the journal until it holds ``count`` samples (or the process ended); return how many."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        seen = samples_in_journal(campaign)
+        if seen >= count:
+            return seen
+        time.sleep(0.01)
+    return samples_in_journal(campaign)
+
+
+def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capsys):
+    with served_bench(tmp_path) as sim:
+        out = tmp_path / "c.h5"
+        proc = start(sim.station_path, "--plan", str(plan(tmp_path, "count: 30\naverages: 1\n")), "--out", str(out))
+        assert wait_for_samples(proc, out, 3) >= 3
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert not sim.world.source.output_on
+        lines = [line for line in err.splitlines() if line.startswith("labctl:")]
+        assert len(lines) == 1 and "interrupted (Ctrl-C)" in lines[0], err
+        resume = lines[0].split("Resume with: ")[1].split()
+        assert resume == ["labctl", "run", "--station", str(sim.station_path), "--resume", str(out)]
+        assert main(resume[1:]) == 0
+    _, streams = read_campaign(out)
+    assert list(streams["samples"]["seq"]) == list(range(30))
+
+
+def test_kill_minus_nine_at_random_points_then_resume_records_every_sample_once(tmp_path):
+    rng = np.random.default_rng(7)
+    with served_bench(tmp_path) as sim:
+        out = tmp_path / "c.h5"
+        args = ("--plan", str(plan(tmp_path, "count: 40\naverages: 1\nrepeats: 2\n")), "--out", str(out))
+        kills = []
+        for _ in range(2):
+            proc = start(sim.station_path, *args)
+            before = samples_in_journal(out)
+            seen = wait_for_samples(proc, out, before + int(rng.integers(1, 12)))
+            time.sleep(float(rng.uniform(0, 0.04)))  # anywhere within a sample's cycle
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            if proc.returncode == 0:
+                break
+            assert proc.returncode == -signal.SIGKILL, err
+            kills.append(seen)
+            args = ("--resume", str(out))
+        status = main(["run", "--station", str(sim.station_path), *args]) if journal_path(out).exists() else 0
+        assert status == 0
+    assert len(kills) == 2 and kills == sorted(kills) and kills[-1] < 80  # the kills landed mid-campaign
+    meta, streams = read_campaign(out)
+    seq = streams["samples"]["seq"]
+    assert meta["complete"] and sorted(seq) == list(range(80)) and len(seq) == 80
+    # Each sample holds the reading of its own mask, whichever process measured it.
+    samples = streams["samples"]
+    expected = expected_raw(sim.world, sim.world.plate_offsets_m(), meta, samples["index"])
+    assert np.all(np.abs(samples["raw"] - expected) < 6 * sim.world.detectors.noise_v)
+    assert sorted(zip(samples["index"], samples["repeat"])) == sorted((i, r) for i in range(40) for r in range(2))
+
+
+# -- refusals -------------------------------------------------------------------------------------
+BAD_PLANS = {
+    "unknown key": ("cuont: 5\n", "unknown key"),
+    "not YAML": ("count: [5\n", "not valid YAML"),
+    "not a mapping": ("- 1\n- 2\n", "mapping"),
+    "two selections": ("count: 5\nindices: [1, 2]\n", "exactly one of"),
+    "no selection": ("averages: 2\n", "exactly one of"),
+    "indices not a list": ("indices: 5\n", "indices"),
+    "repeats zero": ("count: 5\nrepeats: 0\n", "repeats"),
+    "averages text": ("count: 5\naverages: many\n", "averages"),
+    "too many": ("count: 400\n", "exceeds"),
+    "index beyond the split": ("indices: [0, 99]\n", "beyond"),
+    "bad split": ("count: 5\nsplit: validation\n", "split"),
+    "dataset not text": ("count: 5\ndataset: 7\n", "dataset"),
+}
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    with served_bench(tmp_path_factory.mktemp("bench")) as bench:
+        yield bench
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PLANS))
+def test_a_bad_plan_is_one_line_and_nothing_is_created(sim, tmp_path, capsys, case):
+    text, words = BAD_PLANS[case]
+    out = tmp_path / "c.h5"
+    status = main(["run", "--station", str(sim.station_path), "--plan", str(plan(tmp_path, text)), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith("labctl: error: "), err
+    assert words in err and "Traceback" not in err
+    assert not out.exists() and not journal_path(out).exists() and not sim.world.source.output_on
+
+
+def test_command_line_mistakes_are_refused(sim, tmp_path, capsys):
+    station = str(sim.station_path)
+    good = str(plan(tmp_path, "count: 2\naverages: 1\n"))
+    out = tmp_path / "c.h5"
+    assert main(["run", "--station", station, "--plan", good]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["run", "--station", station, "--resume", str(out)]) == 2
+    assert "cannot be resumed" in capsys.readouterr().err
+    assert main(["run", "--station", station, "--plan", str(tmp_path / "none.yaml"), "--out", str(out)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["run", "--station", station, "--plan", good, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", "--station", station, "--plan", good, "--out", str(out)]) == 2
+    assert "already there" in capsys.readouterr().err
+    assert main(["run", "--station", station, "--resume", str(out)]) == 2
+    assert "complete" in capsys.readouterr().err
+    assert main(["run", "--station", station, "--resume", str(out), "--plan", good]) == 2
+    assert "drop --plan" in capsys.readouterr().err

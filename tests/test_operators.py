@@ -1,0 +1,154 @@
+"""Who loads the wheel: the station's ``operator`` entry, the console operator on a real terminal
+(a pseudo-terminal), and the simulated operator over a real socket."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import threading
+
+import pytest
+import yaml
+
+from labctl.bench import Bench
+from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
+from labctl.operators import ConsoleOperator, SimulatedOperator
+from labctl.plans.messages import LoadCassette
+from labctl.sim.bench import SimulatedBench
+from labctl.station import OperatorConfig, load_station
+from tests import soft_drivers
+from tests.tiny import tiny_design, tiny_images
+
+CASSETTE = LoadCassette({2: "mnist5k/test/9", 1: "mnist5k/test/3"}, "load cassette 1 of 2")
+
+
+def station_with(tmp_path, operator):
+    data = soft_drivers.station()
+    if operator is not None:
+        data["operator"] = operator
+    path = tmp_path / "station.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# -- the station entry ----------------------------------------------------------------------------
+@pytest.fixture
+def soft_registry(monkeypatch):
+    """The soft drivers stand in for the real ones (nothing here connects to an instrument)."""
+    soft_drivers.install(monkeypatch)
+
+
+@pytest.mark.usefixtures("soft_registry")
+def test_the_operator_entry_is_optional_and_checked(tmp_path):
+    assert load_station(station_with(tmp_path, None)).operator == OperatorConfig("console")
+    assert load_station(station_with(tmp_path, {"kind": "console"})).operator == OperatorConfig("console")
+    resource = "TCPIP::127.0.0.1::5999::SOCKET"
+    assert load_station(station_with(tmp_path, {"kind": "simulated", "resource": resource})).operator == OperatorConfig(
+        "simulated", resource
+    )
+
+
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        ({"kind": "robot"}, "operator.kind: 'robot' is not an operator kind"),
+        ({"kind": "simulated"}, "operator: a simulated operator needs the bench's control channel"),
+        ({"kind": "simulated", "resource": "/dev/ttyUSB0"}, "operator.resource: '/dev/ttyUSB0': expected"),
+        ({"kind": "simulated", "resource": "TCPIP::127.0.0.1::inst0::INSTR"}, "operator.resource: 'TCPIP::127.0.0.1::inst0::INSTR': expected the"),
+        ({"kind": "console", "resource": "TCPIP::127.0.0.1::5999::SOCKET"}, "operator.resource: a console operator"),
+        ({"kind": "console", "port": 3}, "operator.port: unknown key"),
+        ("console", "operator: expected a mapping"),
+    ],
+)
+@pytest.mark.usefixtures("soft_registry")
+def test_a_bad_operator_entry_names_the_line_and_the_key(tmp_path, entry, words):
+    path = station_with(tmp_path, entry)
+    with pytest.raises(ConfigError) as error:
+        load_station(path)
+    where, key, message = str(error.value).split(": ", 2)
+    assert f"{key}: {message}".startswith(words)
+    assert where.startswith(f"{path}:")  # the line of the key at fault
+    line = path.read_text().splitlines()[int(where.rsplit(":", 1)[1]) - 1]
+    assert line.strip().startswith(key.rsplit(".", 1)[-1] + ":")
+
+
+@pytest.mark.usefixtures("soft_registry")
+def test_the_bench_builds_the_station_operator(tmp_path):
+    with Bench.from_station(station_with(tmp_path, None)) as bench:
+        assert isinstance(bench.operator, ConsoleOperator)
+    resource = "TCPIP::127.0.0.1::5999::SOCKET"
+    with Bench.from_station(station_with(tmp_path, {"kind": "simulated", "resource": resource})) as bench:
+        assert isinstance(bench.operator, SimulatedOperator)
+        assert (bench.operator.host, bench.operator.port) == ("127.0.0.1", 5999)
+
+
+# -- the console operator -------------------------------------------------------------------------
+@pytest.fixture
+def terminal():
+    """(stdin of the operator: a pseudo-terminal, the keyboard: its master side)."""
+    master, slave = os.openpty()
+    stdin = os.fdopen(slave, "r")
+    yield stdin, master
+    stdin.close()
+    os.close(master)
+
+
+def test_the_console_operator_shows_the_slots_and_waits_for_enter(terminal):
+    stdin, keyboard = terminal
+    out = io.StringIO()
+    operator = ConsoleOperator(stdin, out)
+    worker = threading.Thread(target=operator, args=(CASSETTE,))
+    worker.start()
+    worker.join(0.2)
+    assert worker.is_alive()  # still waiting for the person
+    os.write(keyboard, b"\n")
+    worker.join(5)
+    assert not worker.is_alive()
+    text = out.getvalue()
+    assert "load cassette 1 of 2" in text and "press Enter" in text
+    assert text.index("slot 1: mnist5k/test/3") < text.index("slot 2: mnist5k/test/9")
+
+
+def test_end_of_input_at_the_console_aborts(terminal):
+    stdin, keyboard = terminal
+    os.write(keyboard, b"\x04")  # Ctrl-D on an empty line: end of input
+    with pytest.raises(Aborted, match="standard input closed"):
+        ConsoleOperator(stdin, io.StringIO())(CASSETTE)
+
+
+@pytest.mark.parametrize("stdin", [io.StringIO("\n"), None], ids=["not a terminal", "closed"])
+def test_without_a_terminal_the_console_operator_says_what_to_do(stdin):
+    if stdin is None:
+        stdin = io.StringIO()
+        stdin.close()
+    with pytest.raises(ConfigError) as error:
+        ConsoleOperator(stdin, io.StringIO())(CASSETTE)
+    message = str(error.value)
+    assert "slot 1: mnist5k/test/3, slot 2: mnist5k/test/9" in message
+    assert "not a terminal" in message and "operator is simulated" in message
+
+
+# -- the simulated operator -----------------------------------------------------------------------
+def test_the_simulated_operator_loads_the_served_wheel(tmp_path):
+    images, _ = tiny_images(10)
+    masks = {f"mnist5k/test/{i}": images[i] for i in range(10)}
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0, masks=masks.__getitem__) as sim:
+        operator = SimulatedOperator(load_station(sim.station_path).operator.resource)
+        operator(CASSETTE)
+        assert sim.wheel.masks == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
+        assert operator.loaded() == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
+        with pytest.raises(InstrumentError, match=r"^operator: the simulated bench refused 'LOAD 9=mnist5k/test/1': .*slot 9"):
+            operator.load({9: "mnist5k/test/1"})
+        assert sim.wheel.masks == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
+        resource = operator.resource
+    with pytest.raises(ConnectionLost, match="labctl sim serve"):  # the bench has stopped
+        SimulatedOperator(resource).load({1: "mnist5k/test/3"})
+
+
+def test_a_silent_control_channel_times_out():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        operator = SimulatedOperator(f"TCPIP::127.0.0.1::{port}::SOCKET", timeout_s=0.2)
+        with pytest.raises(InstrumentTimeout, match="no answer"):
+            operator.load({1: "mnist5k/test/3"})
