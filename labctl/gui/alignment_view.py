@@ -18,17 +18,20 @@ from PyQt5.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from labctl.errors import ConfigError
 from labctl.gui.session import Session
 from labctl.gui.widgets import StatusLine
 from labctl.plans.messages import Record
 
 STRATEGIES = ("model", "scan")
+PROBES = 6  # probe masks: the first test images, one cassette of the usual wheel
 MERIT_KEYS = ("merit", "residual")  # a scan's peak merit; the model fit's relative residual
 
 
@@ -69,6 +72,10 @@ class AlignmentView(QWidget):
         self.plates_row = QHBoxLayout()
         self.strategy = QComboBox()
         self.strategy.addItems(STRATEGIES)
+        self.check = QSpinBox()
+        self.check.setRange(0, 1000)
+        self.check.setValue(0)
+        self.check.setToolTip("test images after the probes to score accuracy on, before and after (0: none)")
         self.start = QPushButton("Start alignment")
         self.abort = QPushButton("Abort")
         top = QHBoxLayout()
@@ -76,6 +83,8 @@ class AlignmentView(QWidget):
         top.addLayout(self.plates_row)
         top.addWidget(QLabel("strategy"))
         top.addWidget(self.strategy)
+        top.addWidget(QLabel("check images"))
+        top.addWidget(self.check)
         top.addWidget(self.start)
         top.addWidget(self.abort)
         top.addStretch()
@@ -132,7 +141,7 @@ class AlignmentView(QWidget):
 
     def run(self) -> None:
         try:
-            from labctl.align import align  # the alignment engineer's contract
+            from labctl.align import CheckSet, Probes, align  # the alignment engineer's contract
         except ImportError as exc:
             self.status.error(f"alignment is not available in this labctl ({exc})")
             return
@@ -141,13 +150,25 @@ class AlignmentView(QWidget):
         if not plates:
             self.status.error("choose at least one plate")
             return
-        if session.design is None:
-            self.status.error("alignment needs the design (its optics model); the station names none")
+        bench, dataset, strategy, count = session.bench, session.dataset, self.strategy.currentText(), self.check.value()
+        try:
+            design = session.model_design()
+            if dataset is None:
+                raise ConfigError("alignment needs probe masks from the design's data set; none is loaded")
+        except ConfigError as exc:
+            self.status.error(exc)
             return
-        bench, design, strategy = session.bench, session.design, self.strategy.currentText()
+        name, images, labels = dataset.name, dataset.test_images, dataset.test_labels
 
         def call(runner: Any) -> Any:
-            return align(bench, design, strategy=strategy, runner=runner, calibration=session.calibration(), plates=plates)
+            size = min(bench.projector.capacity() or PROBES, PROBES)  # one cassette of probes
+            if size + count > len(images):
+                raise ConfigError(f"alignment: {size} probes and {count} check images exceed the {len(images)} test images")
+            keys = [f"{name}/test/{i}" for i in range(size + count)]
+            probes = Probes.from_images(design, keys[:size], images[:size])
+            check = CheckSet(tuple(keys[size:]), images[size : size + count], labels[size : size + count]) if count else None
+            return align(bench, design, strategy=strategy, runner=runner, calibration=session.calibration(),
+                         plates=plates, probes=probes, check=check)  # fmt: skip
 
         self.merits, self.estimates, self.checks, self.result = [], {}, {}, None
         self.accuracy.setText("accuracy before: –   after: –")
@@ -203,8 +224,12 @@ class AlignmentView(QWidget):
             self.estimates = {name: dict(enumerate(np.asarray(xyz, dtype=float))) for name, xyz in offsets.items()}
             self.show_offsets(self.estimates)
         before, after = getattr(result, "accuracy_before", None), getattr(result, "accuracy_after", None)
-        fmt = lambda a: "–" if a is None else f"{a:.1%}"  # noqa: E731
-        self.accuracy.setText(f"accuracy before: {fmt(before)}   after: {fmt(after)}")
+        if before is not None and after is not None:
+            design = getattr(result, "design_accuracy", None)
+            self.accuracy.setText(
+                f"accuracy on {result.check_count} check images: before {before:.1%}   after {after:.1%}"
+                + (f"   (design, simulated: {design:.1%})" if design is not None else "")
+            )
         reads, travel, seconds = (getattr(result, k, None) for k in ("detector_reads", "travel_m", "time_s"))
         self.summary.setText(
             " · ".join(

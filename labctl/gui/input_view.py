@@ -60,11 +60,12 @@ class CassetteDialog(QDialog):
         for row, (slot, key) in enumerate(sorted(self.slots.items())):
             preview = QLabel()
             try:
-                preview.setPixmap(pixmap(session.mask_image(key), THUMB))
+                if key:
+                    preview.setPixmap(pixmap(session.mask_image(key), THUMB))
             except Exception as exc:  # a preview is a courtesy; the key is what matters
                 preview.setText(f"(no preview: {exc})")
             grid.addWidget(QLabel(f"slot {slot}"), row, 0)
-            grid.addWidget(QLabel(key), row, 1)
+            grid.addWidget(QLabel(key or "empty (an open aperture)"), row, 1)
             grid.addWidget(preview, row, 2)
         layout.addLayout(grid)
         buttons = QDialogButtonBox()

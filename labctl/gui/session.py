@@ -219,14 +219,17 @@ class Session(QObject):
         """The design's twin with the alignment of ``calibration`` (a calibration set)."""
         from labctl.twin import Twin
 
+        return Twin.from_calibration(self.model_design(), calibration)
+
+    def model_design(self) -> Any:
+        """The design as the bench's inputs reach it: printed stencils on a wheel (``predicts_printed``)."""
         if self.design is None:
-            raise ConfigError("no design: the station names none; predictions need one")
-        design = self.design
+            raise ConfigError("no design: the station names none; predictions and alignment need one")
         if self.predicts_printed():
             from labctl.design.fabrication import as_printed
 
-            design = as_printed(design)
-        return Twin.from_calibration(design, calibration)
+            return as_printed(self.design)
+        return self.design
 
     def predicts_printed(self) -> bool:
         """A wheel holds printed stencils, so the twin predicts those (a design file knows how
