@@ -1,0 +1,105 @@
+"""The offset fit: closed-form scaling, the projected (Kaufman) Jacobian, recovery of known offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labctl.align.fit import MM, Observation, OffsetFit, fit_scaling
+from labctl.errors import ConfigError
+from labctl.optics import D2NN
+
+
+def lateral_axes(layers: int) -> np.ndarray:
+    axes = np.zeros((layers, 3), dtype=bool)
+    axes[:, :2] = True
+    return axes
+
+
+@pytest.fixture
+def fitter(design, probes):
+    model = D2NN(design.geometry, design.layout, design.material)
+    return OffsetFit(model, design.heights_m, probes.inputs, lateral_axes(design.geometry.n_layers))
+
+
+def synthetic(fitter, truth_m, displacements, rng, noise=0.0):
+    """Readings a bench with mounting offsets ``truth_m`` would give: gains, per-read scales, noise."""
+    gains = 1 + rng.uniform(-0.1, 0.1, len(fitter.model.layout))
+    observations = []
+    for u in displacements:
+        energies = fitter.model.energies(fitter.inputs, fitter.heights_m, u + truth_m)
+        scales = rng.uniform(0.5, 1.5, (len(energies), 1)) / energies.max()
+        signals = scales * gains * energies
+        observations.append(Observation(u, signals + noise * rng.standard_normal(signals.shape)))
+    return observations, gains / gains.mean()
+
+
+def test_scaling_is_recovered_exactly_from_noiseless_readings():
+    rng = np.random.default_rng(0)
+    energies = rng.uniform(0.1, 1.0, (2, 5, 10))
+    scales, gains = rng.uniform(0.5, 2.0, (2, 5)), rng.uniform(0.8, 1.2, 10)
+    fitted = fit_scaling(scales[..., None] * gains * energies, energies, sweeps=200)
+    assert np.allclose(fitted.gains, gains / gains.mean(), rtol=1e-8)
+    assert np.allclose(fitted.scales, scales * gains.mean(), rtol=1e-8)
+
+
+def test_projected_jacobian_matches_finite_differences_of_the_residual(fitter):
+    """The Kaufman Jacobian is the derivative of the residual with the scaling re-fitted."""
+    rng = np.random.default_rng(1)
+    truth = fitter.mount(rng.normal(0, 0.1, int(fitter.axes.sum())))
+    observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
+    point = truth + fitter.mount(rng.normal(0, 0.05, int(fitter.axes.sum())))  # away from the optimum
+    r, jac, _ = fitter._linearise(observations, point)
+    step_mm = 1e-4
+    for j in range(jac.shape[1]):
+        delta = np.zeros(jac.shape[1])
+        delta[j] = step_mm
+        plus, _, _ = fitter._misfit(observations, fitter.energies(observations, point + fitter.mount(delta)))
+        minus, _, _ = fitter._misfit(observations, fitter.energies(observations, point - fitter.mount(delta)))
+        numeric = (plus - minus) / (2 * step_mm)
+        # the gradient of |r|^2 is what the fit follows; Kaufman drops only a term of order r
+        assert np.dot(r, jac[:, j]) == pytest.approx(np.dot(r, numeric), rel=0.05, abs=1e-6 * np.abs(jac).max())
+
+
+def test_fit_recovers_known_offsets_from_noiseless_readings(fitter):
+    rng = np.random.default_rng(2)
+    truth = fitter.mount(rng.normal(0, 0.1, int(fitter.axes.sum())))  # 0.1 mm = a quarter neuron
+    observations, gains = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
+    result = fitter.fit(observations, np.zeros((3, 3)))
+    assert np.max(np.abs(result.mount_m - truth)) < 0.05e-6
+    assert result.residual < 1e-5
+    assert np.allclose(result.scaling.gains, gains, atol=1e-5)
+    assert result.mount_m[:, 2].tolist() == [0.0, 0.0, 0.0]  # z is not fitted here
+
+
+def test_known_stage_displacements_are_not_mistaken_for_mounting_offsets(fitter):
+    """Readings taken at stage displacements u give the same mounting offsets m (plate at u + m)."""
+    rng = np.random.default_rng(3)
+    truth = fitter.mount(rng.normal(0, 0.1, int(fitter.axes.sum())))
+    moves = [np.zeros((3, 3)), fitter.mount(rng.normal(0, 0.05, int(fitter.axes.sum())))]
+    observations, _ = synthetic(fitter, truth, moves, rng)
+    result = fitter.fit(observations, np.zeros((3, 3)))
+    assert np.max(np.abs(result.mount_m - truth)) < 0.05e-6
+
+
+def test_uncertainty_matches_the_error_with_noisy_readings(fitter):
+    rng = np.random.default_rng(4)
+    truth = fitter.mount(rng.normal(0, 0.05, int(fitter.axes.sum())))
+    observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng, noise=2e-3)
+    result = fitter.fit(observations, np.zeros((3, 3)))
+    error = np.abs(result.mount_m - truth)[fitter.axes]
+    stderr = result.stderr_m[fitter.axes]
+    assert np.all(stderr > 0)
+    assert np.all(error < 5 * stderr)  # honest error bars, not decoration
+    assert np.max(error) < 20e-6
+
+
+def test_fit_refuses_nonsense(design, probes):
+    model = D2NN(design.geometry, design.layout, design.material)
+    with pytest.raises(ConfigError):
+        OffsetFit(model, design.heights_m, probes.inputs, np.zeros((3, 3), dtype=bool))
+    fitter = OffsetFit(model, design.heights_m, probes.inputs, lateral_axes(3))
+    with pytest.raises(ConfigError):
+        fitter.fit([], np.zeros((3, 3)))
+    assert fitter.vector(fitter.mount(np.arange(6.0))).tolist() == list(np.arange(6.0))
+    assert MM == 1e-3
