@@ -107,8 +107,13 @@ class Twin:
         }
 
     @classmethod
-    def from_alignment(cls, design: Any, record: Mapping[str, Any], material: Material | None = None) -> Twin:
-        """A twin from an ``alignment`` calibration record (``labctl.calibration.read_calibration``)."""
+    def from_alignment(cls, design: Any, record: Mapping[str, Any], material: Material | None = None,
+                       detectors_version: int | None = None) -> Twin:
+        """A twin from an ``alignment`` calibration record (``labctl.calibration.read_calibration``).
+
+        The fitted gains are relative to the detector calibration the alignment's readings went
+        through; when ``detectors_version`` (the one in force now) is another, they are dropped.
+        """
         source = record.get("path", "alignment record")
         try:
             data = record["data"]
@@ -119,6 +124,8 @@ class Twin:
             for index, name in enumerate(plates):
                 offsets[index] = data["offsets_m"][name]
             gains = data.get("gains")
+            if data.get("calibration_versions", {}).get("detectors") != detectors_version:
+                gains = None
             return cls(design, offsets, None if gains is None else np.asarray(gains, float), float(data.get("scale", 1.0)), material)
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise DataError(f"{source}: not a usable alignment for this design ({exc}); re-run `labctl align`") from exc
@@ -127,19 +134,17 @@ class Twin:
     def from_calibration(cls, design: Any, calibration: Any, material: Material | None = None) -> Twin:
         """A twin from the latest ``alignment`` file of a calibration folder or set.
 
-        ``calibration`` is a folder path, or a calibration set with a ``folder`` attribute (or a
-        ``records`` mapping kind -> record). Without an alignment file the twin is the design as
-        designed (no offsets, unit gains and scale).
+        ``calibration`` is a folder path or a calibration set (its ``records``, kind -> record).
+        Without an alignment the twin is the design as designed (no offsets, unit gains and scale).
         """
         from labctl.calibration import latest_calibration
 
-        record = None
         records = getattr(calibration, "records", None)
-        if isinstance(records, Mapping):
-            record = records.get("alignment")
-        elif isinstance(calibration, (str, Path)) or getattr(calibration, "folder", None) is not None:
-            folder = calibration if isinstance(calibration, (str, Path)) else calibration.folder
-            record = latest_calibration(folder, "alignment")
-        elif calibration is not None:
+        if isinstance(calibration, (str, Path)):
+            records = {kind: latest_calibration(calibration, kind) for kind in ("alignment", "detectors")}
+        elif not isinstance(records, Mapping):
             raise ConfigError(f"twin: cannot read an alignment from a {type(calibration).__name__}")
-        return cls(design, material=material) if record is None else cls.from_alignment(design, record, material)
+        record, detectors = records.get("alignment"), records.get("detectors")
+        if record is None:
+            return cls(design, material=material)
+        return cls.from_alignment(design, record, material, None if detectors is None else int(detectors["version"]))

@@ -69,6 +69,7 @@ class AlignmentResult:
     design_accuracy: float | None = None  # the design's numerical accuracy on the same check images
     check_count: int = 0
     model_passes: dict[str, int] = field(default_factory=dict)
+    calibration_versions: dict[str, int] = field(default_factory=dict)  # kind -> version applied to the readings
     file: Path | None = None
 
     def offsets_array(self) -> np.ndarray:
@@ -102,6 +103,7 @@ class AlignmentResult:
             "design_accuracy": self.design_accuracy,
             "check_count": int(self.check_count),
             "model_passes": dict(self.model_passes),
+            "calibration_versions": dict(self.calibration_versions),
         }
 
     def write(self, folder: str | Path, station: str) -> Path:

@@ -1,0 +1,77 @@
+"""``labctl align --station FILE --strategy model|scan [--plates L1,L2] [--probes N] [--check N] [--json]``.
+
+Connects the station's bench, applies the calibration in force (backlash compensation, darks
+and gains), aligns the plates to the station's design with the chosen strategy, scores a check
+set before and after, and writes the next ``alignment-vNNN.json`` into the calibration folder.
+On a mask wheel the station's operator loads the probe and check cassettes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from labctl.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``align`` command."""
+    parser = subparsers.add_parser(
+        "align", help="put every plate where the design assumes it; write the alignment file", description=__doc__
+    )
+    parser.add_argument("--station", required=True, type=Path, help="the station file (YAML)")
+    parser.add_argument("--strategy", choices=("model", "scan"), default="model",
+                        help="model: fit the offsets with the optics model (default); scan: per-axis scans")
+    parser.add_argument("--plates", default=None, help="comma-separated plates to align (default: all)")
+    parser.add_argument("--probes", type=int, default=None, help="probe masks (test images; default: one cassette, at most 6)")
+    parser.add_argument("--check", type=int, default=0, help="check images to score accuracy on before and after (default 0)")
+    parser.add_argument("--design", default=None, help="design file or shipped name (default: the station's design)")
+    parser.add_argument("--no-home", action="store_true", help="do not home the plate axes first")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(func=align_command)
+
+
+def align_command(args: argparse.Namespace) -> int:
+    from labctl.align import align
+    from labctl.bench import Bench
+    from labctl.calibration import CalibrationSet
+    from labctl.plans.runner import Runner
+
+    plates = [p.strip() for p in args.plates.split(",") if p.strip()] if args.plates else None
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    with Bench.from_station(args.station) as bench:
+        design = _design(bench, args.design)
+        calibration = CalibrationSet.load_latest(bench.calibration_dir)
+        for line in calibration.configure(bench):
+            say(f"applied   {line}")
+        runner = Runner(bench, operator=bench.operator, progress=None)
+        result = align(bench, design, args.strategy, runner, calibration, plates, args.probes, args.check or None,
+                       folder=bench.calibration_dir, station=bench.config.name, home=not args.no_home)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "file": str(result.file)}, indent=2))
+        return 0
+    print(f"{args.strategy} alignment -> {result.file}")
+    for plate in result.plates:
+        if result.axes[plate]:
+            offsets = ", ".join(f"{axis} {value * 1e6:+.1f}" for axis, value in zip("xyz", result.mount_m[plate]) if axis in result.axes[plate])
+            print(f"  {plate}: mounting offset {offsets} um")
+    print(f"  residual {result.residual:.2e} (relative), {result.detector_reads} detector reads, "
+          f"{result.travel_m * 1e3:.2f} mm stage travel, {result.time_s:.1f} s")
+    if result.accuracy_before is not None:
+        print(f"  check set of {result.check_count}: accuracy {result.accuracy_before:.1%} before, "
+              f"{result.accuracy_after:.1%} after (design: {result.design_accuracy:.1%})")
+    return 0
+
+
+def _design(bench: Any, override: str | None) -> Any:
+    from labctl.design.designfile import load_design
+    from labctl.design.shipped import resolve_design
+
+    if override is not None:
+        return load_design(resolve_design(override))
+    if bench.design_path is None:
+        raise ConfigError(f"{bench.config.path or bench.config.name}: the station names no design; add `design:` or pass --design")
+    return load_design(bench.design_path)
