@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--design", default="mnist5k", help="shipped design name or design file (default: mnist5k)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--samples-per-class", type=int, default=2, help="size of the campaign shown")
+    parser.add_argument("--check", type=int, default=12, help="check images scored before and after the alignment")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -102,27 +103,29 @@ def main() -> None:
     wait(app, lambda: source.output.text() == "ON", 10, "the source")
     shooter.shoot("source")
 
-    # Calibration: darks, stage backlash, gains, source reference (the probe cassette loads itself).
+    # The order of docs/calibration.md: darks and stages, then alignment, then gains and source.
     calibration = window.views["calibration"]
-    for step, box in calibration.steps.items():
-        box.setChecked(step != "slm")
-    calibration.run_button.click()
-    wait(app, lambda: session.plan is None and calibration.report is not None, 600, "the calibration")
+
+    def calibrate(steps: tuple[str, ...]) -> None:
+        for step, box in calibration.steps.items():
+            box.setChecked(step in steps)
+        calibration.report = None
+        calibration.run_button.click()
+        wait(app, lambda: session.plan is None and calibration.report is not None, 600, f"calibrating {steps}")
+
+    calibrate(("darks", "stages"))
+    alignment = window.views["alignment"]
+    alignment.check.setValue(args.check)
+    alignment.start.click()
+    wait(app, lambda: session.plan is None and (alignment.result is not None or alignment.status.is_error), 900, "the alignment")
+    shooter.shoot("alignment")
+    calibrate(("gains", "source"))
     shooter.shoot("calibration")
 
-    alignment = window.views["alignment"]
-    try:
-        import labctl.align as align_package
-
-        can_align = hasattr(align_package, "align")
-    except ImportError:
-        can_align = False
-    if can_align:
-        alignment.start.click()
-        wait(app, lambda: session.plan is None and (alignment.result is not None or alignment.status.is_error), 900, "the alignment")
-    shooter.shoot("alignment")
-
-    # Input and detectors: a cassette of six test digits, the third in the beam.
+    # Input and detectors: a cassette of six test digits, the third in the beam, the source on
+    # again (every procedure leaves it off).
+    source.on_button.click()
+    wait(app, lambda: source.output.text() == "ON", 10, "the source")
     inputs = window.views["input"]
     inputs.cassette.setText(", ".join(f"{dataset.name}/test/{i}" for i in range(6)))
     inputs.load_button.click()

@@ -172,6 +172,7 @@ class AlignmentView(QWidget):
 
         self.merits, self.estimates, self.checks, self.result = [], {}, {}, None
         self.accuracy.setText("accuracy before: –   after: –")
+        self.plot.setLabel("left", "fit residual (relative)" if strategy == "model" else "figure of merit")
         self.curve.setData([], [])
         self.offsets.setRowCount(0)
         try:
@@ -219,9 +220,9 @@ class AlignmentView(QWidget):
             self.status.error(f"alignment stopped: {error}")
             return
         self.result = result
-        offsets = getattr(result, "offsets_m", None)
-        if isinstance(offsets, Mapping):
-            self.estimates = {name: dict(enumerate(np.asarray(xyz, dtype=float))) for name, xyz in offsets.items()}
+        mount = getattr(result, "mount_m", None)
+        if isinstance(mount, Mapping):  # the fitted mounting offsets, as shown live
+            self.estimates = {name: dict(enumerate(np.asarray(xyz, dtype=float))) for name, xyz in mount.items()}
             self.show_offsets(self.estimates)
         before, after = getattr(result, "accuracy_before", None), getattr(result, "accuracy_after", None)
         if before is not None and after is not None:
@@ -231,6 +232,8 @@ class AlignmentView(QWidget):
                 + (f"   (design, simulated: {design:.1%})" if design is not None else "")
             )
         reads, travel, seconds = (getattr(result, k, None) for k in ("detector_reads", "travel_m", "time_s"))
+        left = getattr(result, "offsets_m", None)
+        worst = max((abs(v) for xyz in left.values() for v in xyz), default=None) if isinstance(left, Mapping) else None
         self.summary.setText(
             " · ".join(
                 text
@@ -238,6 +241,7 @@ class AlignmentView(QWidget):
                     f"{reads} detector reads" if reads is not None else "",
                     f"{travel * 1e3:.2f} mm stage travel" if travel is not None else "",
                     f"{seconds:.1f} s" if seconds is not None else "",
+                    f"plates left within {worst * 1e6:.1f} µm of the design" if worst is not None else "",
                 )
                 if text
             )

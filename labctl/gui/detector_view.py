@@ -79,6 +79,7 @@ class DetectorView(QWidget):
         self._calibration: Any = None
         self._predictions: dict[str, np.ndarray] = {}
         self._predicting = False
+        self._generation = 0
 
         for box, key in ((self.units, "detectors/units"), (self.scale, "detectors/scale")):
             box.currentTextChanged.connect(lambda text, k=key: (settings.setValue(k, text), self.redraw()))
@@ -117,6 +118,7 @@ class DetectorView(QWidget):
     def _reset(self) -> None:
         self._calibration = None
         self._predictions.clear()
+        self._generation += 1  # predictions still being computed belong to the old twin
         self._units_changed(self.units.currentText())
         self._predict()
 
@@ -141,7 +143,7 @@ class DetectorView(QWidget):
         if self.session.bench is None:
             return
         self._predicting = True
-        session = self.session
+        session, generation = self.session, self._generation
 
         def predict() -> np.ndarray:
             return np.asarray(session.twin().predict_one(session.mask_image(key)), dtype=float)
@@ -150,8 +152,9 @@ class DetectorView(QWidget):
             self._predicting = False
             if len(self._predictions) >= CACHE:
                 self._predictions.clear()
-            self._predictions[key] = energies
-            self._predict()  # the beam may have moved on meanwhile
+            if generation == self._generation:
+                self._predictions[key] = energies
+            self._predict()  # the beam (or the twin) may have changed meanwhile
 
         def failed(exc: Exception) -> None:
             self._predicting = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PyQt5.QtCore import Qt
 
 from labctl.calibration import latest_calibration
@@ -21,8 +22,10 @@ def test_a_model_alignment_runs_with_live_merit_and_offsets_and_writes_its_file(
     assert view.result is not None, view.status.text()
     assert len(view.merits) >= 1 and view.curve.getData()[1].size == len(view.merits)
     assert view.offsets.rowCount() == 3
-    shown = float(view.offsets.item(0, 1).text()) * 1e-6
-    assert shown == view.result.offsets_m["L1"][0] or abs(shown - view.result.offsets_m["L1"][0]) < 0.1e-6
+    for row, plate in enumerate(["L1", "L2", "L3"]):  # the fitted mounting offsets, in micrometres
+        assert view.offsets.item(row, 0).text() == plate
+        assert float(view.offsets.item(row, 1).text()) == pytest.approx(view.result.mount_m[plate][0] * 1e6, abs=0.06)
+    assert "plates left within" in view.summary.text()
     assert "before" in view.accuracy.text() and "after" in view.accuracy.text()
     assert "detector reads" in view.summary.text()
     record = latest_calibration(window.session.bench.calibration_dir, "alignment")
