@@ -16,7 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +48,6 @@ def register(subparsers: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
-    from labctl.campaign.run import run_campaign
-    from labctl.campaign.store import journal_path
     from labctl.design.datasets import load_dataset
     from labctl.design.designfile import load_design
     from labctl.station import load_station
@@ -53,20 +55,18 @@ def run_command(args: argparse.Namespace) -> int:
     # Everything that can be refused is refused before anything connects.
     job = _resumed(args) if args.resume is not None else _new(args)
     station = load_station(args.station)
-    design_path, design_name = job.get("design_path"), job.get("design_name")
-    if design_path is None:
-        design_path, design_name = _station_design(station, args.design)
-    design = load_design(design_path)
-    dataset = job.get("dataset") or job["spec"].dataset or design.dataset
-    data = load_dataset(dataset)
-    images, labels = (data.test_images, data.test_labels) if job["spec"].split == "test" else (data.train_images, data.train_labels)
+    if job.get("design_path") is None:
+        job["design_path"], job["design_name"] = _station_design(station, args.design)
+    design = load_design(job["design_path"])
+    job["dataset"] = job.get("dataset") or job["spec"].dataset or design.dataset
+    data = load_dataset(job["dataset"])
+    split = job["spec"].split
+    images, labels = (data.test_images, data.test_labels) if split == "test" else (data.train_images, data.train_labels)
     try:
         selected = job["spec"].select(labels)
     except ConfigError as exc:
-        raise ConfigError(f"{args.plan or args.resume}: {exc} (data set {dataset})") from None
-    campaign = job["campaign"]
+        raise ConfigError(f"{args.plan or args.resume}: {exc} (data set {job['dataset']})") from None
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
-    bar = _ProgressBar()
     with Bench.from_station(station) as bench:
         calset = job.get("calibration") or _latest_calibration(bench.calibration_dir)
         for line in calset.configure(bench):
@@ -80,45 +80,70 @@ def run_command(args: argparse.Namespace) -> int:
                 "station": station.path.read_text(encoding="utf-8") if station.path else None,
                 "station_name": station.name,
                 "calibration": calset.to_dict(),
-                "design": _design_record(design, design_path, design_name),
+                "design": _design_record(design, job["design_path"], job["design_name"]),
                 "twin": {**twin.to_dict(), "printed_inputs": printed},
                 "command": job["command"],
             }
-        try:
-            run_campaign(
-                bench,
-                campaign,
-                spec=job["spec"],
-                images=images,
-                labels=labels,
-                dataset=dataset,
-                predict=predict,
-                calibrate=calset.apply,
-                metadata=metadata,
-                resume=args.resume is not None,
-                operator=bench.operator,
-                progress=bar,
-            )
-        except (Aborted, KeyboardInterrupt) as exc:
-            bar.close()
-            if not journal_path(campaign).exists():
-                raise
-            interrupted = isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt)
-            why = "interrupted (Ctrl-C)" if interrupted else f"stopped ({exc})"
-            print(f"labctl: campaign {why} {bar.where()}; source off, stages stopped. Resume with: "
-                  f"{_resume_command(args.station, campaign)}", file=sys.stderr, flush=True)
-            return 130 if interrupted else 2
-        except LabctlError as exc:
-            bar.close()
-            if not journal_path(campaign).exists():
-                raise
-            print(f"labctl: error: {exc}", file=sys.stderr)
-            print(f"labctl: campaign stopped {bar.where()}; source off, stages stopped. After fixing the cause, "
-                  f"resume with: {_resume_command(args.station, campaign)}", file=sys.stderr, flush=True)
-            return 2
-        finally:
-            bar.close()
-    return _report(campaign, args.json)
+        status = _measure(bench, args, job, images, labels, predict, calset, metadata)
+    return status if status is not None else _report(job["campaign"], args.json)
+
+
+def _measure(bench: Any, args: argparse.Namespace, job: dict[str, Any], images: np.ndarray, labels: np.ndarray,
+             predict: Predictions, calset: Any, metadata: dict[str, Any] | None) -> int | None:
+    """Run the campaign; None when it completed, else the exit status after saying how to resume."""
+    from labctl.campaign.run import run_campaign
+    from labctl.campaign.store import journal_path
+    from labctl.plans.runner import Runner
+
+    campaign = job["campaign"]
+    bar = _ProgressBar()
+    runner = Runner(bench, operator=bench.operator, progress=bar)
+    pressed: list[bool] = []
+    try:
+        with _ctrl_c_aborts(runner, pressed):
+            run_campaign(bench, campaign, spec=job["spec"], images=images, labels=labels, dataset=job["dataset"],
+                         predict=predict, calibrate=calset.apply, metadata=metadata, resume=args.resume is not None,
+                         runner=runner)
+    except (Aborted, KeyboardInterrupt, LabctlError) as exc:
+        bar.close()
+        if not journal_path(campaign).exists():  # nothing was stored: there is nothing to resume
+            raise
+        resume = _resume_command(args.station, campaign)
+        stored = _stored(campaign, bar.total)
+        if pressed or isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
+            print(f"labctl: campaign interrupted (Ctrl-C) with {stored}; source off, stages stopped. Resume with: {resume}",
+                  file=sys.stderr, flush=True)
+            return 130
+        print(f"labctl: error: {exc}", file=sys.stderr)
+        print(f"labctl: campaign stopped with {stored}; source off, stages stopped. After fixing the cause, "
+              f"resume with: {resume}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        bar.close()
+    return None
+
+
+@contextmanager
+def _ctrl_c_aborts(runner: Any, pressed: list[bool]) -> Iterator[None]:
+    """Ctrl-C asks the runner to abort, and also interrupts whatever is waiting (as usual).
+
+    The interrupt alone can be lost: raised inside a garbage-collection callback, Python ignores
+    it. The abort request cannot: the runner checks it before every step and during moves.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        pressed.append(True)
+        runner.abort()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # -- what the job is ------------------------------------------------------------------------------
@@ -246,25 +271,30 @@ class _ProgressBar:
 
     def __init__(self) -> None:
         self.bar: Any = None
-        self.done = 0
         self.total = 0
 
     def __call__(self, message: Any) -> None:
         from tqdm import tqdm
 
-        self.done, self.total = message.done, message.total
+        self.total = message.total
         if self.bar is None:
             self.bar = tqdm(total=message.total, initial=message.done, unit="sample", desc="campaign", file=sys.stderr)
         else:
             self.bar.update(message.done - self.bar.n)
 
-    def where(self) -> str:
-        return f"after {self.done} of {self.total} samples" if self.total else "before its first sample"
-
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _stored(campaign: Path, total: int) -> str:
+    """``12 of 40 samples stored``: what the journal of an interrupted campaign holds."""
+    from labctl.campaign.journal import Journal
+    from labctl.campaign.store import journal_path
+
+    count = sum(stream == "samples" for stream, _ in Journal.entries(journal_path(campaign)))
+    return f"{count} of {total} samples stored" if total else f"{count} samples stored"
 
 
 def _resume_command(station: Path, campaign: Path) -> str:

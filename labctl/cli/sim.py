@@ -46,6 +46,7 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"labctl: simulated bench serving; station file {bench.station_path}", flush=True)
         for name, resource in sorted(bench.resources.items()):
             print(f"  {name:10s} {resource}", flush=True)
+        print(f"  {'operator':10s} {bench.control.resource} (loads the wheel when a plan asks)", flush=True)
         print("labctl: Ctrl-C to stop", flush=True)
         try:
             threading.Event().wait()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -122,19 +123,29 @@ def wait_for_samples(proc: subprocess.Popen, campaign: Path, count: int, timeout
 def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capsys):
     with served_bench(tmp_path) as sim:
         out = tmp_path / "c.h5"
-        proc = start(sim.station_path, "--plan", str(plan(tmp_path, "count: 30\naverages: 1\n")), "--out", str(out))
-        assert wait_for_samples(proc, out, 3) >= 3
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
+        args = ["run", "--station", str(sim.station_path), "--plan", str(plan(tmp_path, "count: 40\nrepeats: 2\naverages: 1\n"))]
+
+        def press_ctrl_c():  # a real SIGINT to this process, once three samples are stored
+            deadline = time.monotonic() + 60
+            while samples_in_journal(out) < 3 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        keyboard = threading.Thread(target=press_ctrl_c)
+        keyboard.start()
+        status = main([*args, "--out", str(out)])
+        keyboard.join()
+        err = capsys.readouterr().err
+        assert status == 130, err
         assert not sim.world.source.output_on
         lines = [line for line in err.splitlines() if line.startswith("labctl:")]
         assert len(lines) == 1 and "interrupted (Ctrl-C)" in lines[0], err
+        assert f"with {samples_in_journal(out)} of 80 samples stored; source off, stages stopped." in lines[0]
         resume = lines[0].split("Resume with: ")[1].split()
         assert resume == ["labctl", "run", "--station", str(sim.station_path), "--resume", str(out)]
         assert main(resume[1:]) == 0
     _, streams = read_campaign(out)
-    assert list(streams["samples"]["seq"]) == list(range(30))
+    assert sorted(streams["samples"]["seq"]) == list(range(80))
 
 
 def test_kill_minus_nine_at_random_points_then_resume_records_every_sample_once(tmp_path):
