@@ -77,7 +77,7 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a design (reference geometry by default)")
     p.add_argument("--dataset", default="mnist5k", help="mnist5k, fashion-mnist, or a directory of MNIST-format IDX files")
     p.add_argument("--out", required=True, type=Path, help="design file to write (checkpoint: <out>.checkpoint.h5)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --out (same flags, more --epochs)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --out (same flags; --epochs may change)")
     p.add_argument("--train-absorption", action="store_true", help="train with the material's absorption")
     p.add_argument("--heights-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

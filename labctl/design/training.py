@@ -195,7 +195,7 @@ def train(
     before = history[-1]["train_seconds"] if history else 0.0
     record = _Recorder(design, data, options, len(train_idx), test_count, command)
     last_save = time.monotonic()
-    result = design
+    result = record(trainer, history, before)
     for epoch in range(tally.epochs_done, options.epochs):
         rng = np.random.default_rng([options.seed, 2, epoch])
         order = train_idx[rng.permutation(len(train_idx))]
@@ -268,7 +268,12 @@ class _Recorder:
 
 
 def check_resumable(checkpoint: Design, blank: Design, options: TrainOptions) -> Design:
-    """The checkpoint, if it was made by the same setup and options (only ``epochs`` may grow)."""
+    """The checkpoint, if it was made by the same setup and options (only ``epochs`` may change).
+
+    ``epochs`` equal to the finished epochs of the checkpoint trains nothing more: it turns the
+    checkpoint into the design that a run with that many epochs gives (the learning-rate schedule
+    does not depend on the total number of epochs, so that design is the same).
+    """
     if checkpoint.training is None:
         raise DataError("design checkpoint: holds no training state (a final design file?); cannot resume from it")
     recorded = dict(checkpoint.provenance.get("train_options", {}))
@@ -285,9 +290,11 @@ def check_resumable(checkpoint: Design, blank: Design, options: TrainOptions) ->
             f"design checkpoint: was trained with different {', '.join(differs)}; resume with the same flags "
             "(only --epochs may change), or start afresh without --resume"
         )
-    if checkpoint.training.epochs_done >= options.epochs:
+    state = checkpoint.training
+    started = state.epochs_done + (1 if state.batches_done else 0)
+    if options.epochs < started:
         raise ConfigError(
-            f"design checkpoint: already trained {checkpoint.training.epochs_done} epochs; "
-            "raise --epochs to train further"
+            f"design checkpoint: has trained {state.epochs_done} epochs and {state.batches_done} batches "
+            f"of the next; --epochs must be at least {started}"
         )
     return checkpoint

@@ -62,6 +62,24 @@ def test_resume_from_the_middle_of_an_epoch(tiny_data, tiny_geometry):
         assert resumed.provenance["history"][1][key] == pytest.approx(full.provenance["history"][1][key])
 
 
+def test_a_checkpoint_finalizes_into_the_shorter_run(tiny_data, tiny_geometry):
+    saved = []
+    train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=2, **FAST), checkpoint=saved.append,
+          progress=False, checkpoint_every_s=0.0)
+    after_one = next(d for d in saved if d.training.epochs_done == 1 and d.training.batches_done == 0)
+    one = TrainOptions(epochs=1, **FAST)
+    finalized = train(check_resumable(after_one, _blank(tiny_data, tiny_geometry), one), tiny_data, one,
+                      progress=False, command="epochs 1")
+    short = train(_blank(tiny_data, tiny_geometry), tiny_data, one, progress=False)
+    np.testing.assert_array_equal(finalized.heights_m, short.heights_m)
+    assert finalized.provenance["command"] == "epochs 1"
+    (mine,), (theirs,) = finalized.provenance["history"], short.provenance["history"]
+    assert (mine["train_loss"], mine["test_accuracy"]) == (theirs["train_loss"], theirs["test_accuracy"])
+    within_two = next(d for d in saved if d.training.epochs_done == 1 and d.training.batches_done == 3)
+    with pytest.raises(ConfigError, match="at least 2"):
+        check_resumable(within_two, _blank(tiny_data, tiny_geometry), one)
+
+
 def test_resume_refuses_other_options_and_final_files(tiny_data, tiny_geometry, tmp_path):
     path = tmp_path / "ckpt.h5"
     done = train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=1, **FAST),
@@ -69,8 +87,6 @@ def test_resume_refuses_other_options_and_final_files(tiny_data, tiny_geometry, 
     checkpoint = load_design(path)
     with pytest.raises(ConfigError, match="learning_rate"):
         check_resumable(checkpoint, _blank(tiny_data, tiny_geometry), TrainOptions(epochs=2, batch_size=8, learning_rate=0.3))
-    with pytest.raises(ConfigError, match="raise --epochs"):
-        check_resumable(checkpoint, _blank(tiny_data, tiny_geometry), TrainOptions(epochs=1, **FAST))
     done.training = None
     with pytest.raises(DataError, match="no training state"):
         check_resumable(done, _blank(tiny_data, tiny_geometry), TrainOptions(epochs=2, **FAST))
