@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--design", default="mnist5k", help="--sim: shipped design name or design file (default: mnist5k)")
     parser.add_argument("--seed", type=int, default=0, help="--sim: seed of the hidden truths (plate offsets, darks, gains)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="--sim: 1 realistic instrument times, 0 instant")
+    parser.add_argument("--offset-sigma-mm", type=float, default=0.5, help="--sim: sigma of the hidden plate offsets (mm)")
     parser.add_argument("--settings", type=Path, default=None, help="settings file (INI); default: the user's labctl settings")
     parser.set_defaults(func=gui_command)
 
@@ -29,11 +30,12 @@ def gui_command(args: argparse.Namespace) -> int:
     if not args.sim:
         return run(station=args.station, settings_path=args.settings)
 
-    from labctl.design.datasets import load_dataset
     from labctl.design.designfile import load_design
     from labctl.design.shipped import resolve_design
+    from labctl.sim.truth import Truth
 
     design_path = resolve_design(args.design)
     design = load_design(design_path)
-    sim = {"seed": args.seed, "time_scale": args.time_scale, "design_path": design_path}
-    return run(sim=sim, design=design, dataset=load_dataset(design.dataset), settings_path=args.settings)
+    truth = Truth(offset_sigma_m=args.offset_sigma_mm * 1e-3)
+    sim = {"seed": args.seed, "time_scale": args.time_scale, "design_path": design_path, "truth": truth}
+    return run(sim=sim, design=design, settings_path=args.settings)

@@ -106,15 +106,17 @@ class Session(QObject):
         self.station_path = Path(path)
         self.io.submit(lambda: Bench.from_station(self.station_path), self._connected, self._refused)
 
-    def start_sim(self, design: Any, *, seed: int = 0, time_scale: float = 0.0, masks: Any = None, design_path: Any = None) -> None:
-        """Serve a simulated bench for ``design`` and connect to it through the real drivers."""
+    def start_sim(
+        self, design: Any, *, seed: int = 0, time_scale: float = 0.0, masks: Any = None, design_path: Any = None, truth: Any = None
+    ) -> None:
+        """Serve a simulated bench for ``design`` (hidden ``truth``, seeded) and connect to it through the real drivers."""
         from labctl.bench import Bench
         from labctl.sim.bench import SimulatedBench
 
         self.design = design
 
         def start() -> Any:
-            sim = SimulatedBench(design, seed=seed, time_scale=time_scale, masks=masks, design_path=design_path)
+            sim = SimulatedBench(design, seed=seed, time_scale=time_scale, masks=masks, design_path=design_path, truth=truth)
             try:
                 return sim, Bench.from_station(sim.station_path)
             except BaseException:
@@ -134,12 +136,22 @@ class Session(QObject):
         self._calibration = self._twin = None
         if self.design is None and bench.design_path is not None:
             self.compute.submit(lambda: _load_design(bench.design_path), self._design_loaded, lambda e: log.error("%s", e))
+        elif self.design is not None and self.dataset is None:
+            self.compute.submit(lambda: _load_dataset(self.design), self._dataset_loaded)
         log.info("connected to station %s", bench.config.name)
         self.bench_changed.emit()
 
     def _design_loaded(self, design: Any) -> None:
         self.design = design
+        log.info("design %s loaded (data set %s)", self.bench.design_path if self.bench else "", design.dataset)
+        if self.dataset is None:
+            self.compute.submit(lambda: _load_dataset(design), self._dataset_loaded)
         self.bench_changed.emit()
+
+    def _dataset_loaded(self, dataset: Any) -> None:
+        if dataset is not None:
+            self.dataset = dataset
+            self.bench_changed.emit()
 
     def _refused(self, exc: Exception) -> None:
         log.error("could not connect: %s", exc)
@@ -381,3 +393,14 @@ def _load_design(path: Path) -> Any:
     from labctl.design.designfile import load_design
 
     return load_design(path)
+
+
+def _load_dataset(design: Any) -> Any:
+    """The design's data set (previews, probes, campaigns), or None with the reason logged."""
+    from labctl.design.datasets import load_dataset
+
+    try:
+        return load_dataset(design.dataset)
+    except LabctlError as exc:
+        log.warning("data set %s not loaded (%s); mask previews, probes and campaigns need it", design.dataset, exc)
+        return None

@@ -1,43 +1,69 @@
-"""``labctl gui --sim``: a simulated bench served in-process, connected through the real drivers."""
+"""``labctl gui``: ``--sim`` serves a simulated bench in-process; ``--station`` connects a station file.
+
+Both run the real event loop; a timer closes the window once it is connected and has loaded the
+design's data set.
+"""
 
 from __future__ import annotations
 
+import pytest
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import QApplication
 
 from labctl.cli import main
 from labctl.design.designfile import Design, save_design
 from labctl.gui.app import MainWindow
+from labctl.sim.bench import SimulatedBench
 from tests.design import tinydata
 from tests.tiny import tiny_design
 
 
-def test_gui_sim_serves_a_bench_and_connects_to_it(qtbot, tmp_path):
+@pytest.fixture
+def design_file(tmp_path):
+    """The tiny design as a design file whose data set is a directory of IDX files."""
     data = tmp_path / "data"
     data.mkdir()
-    for split, stem, count in (("train", "train", 20), ("test", "t10k", 20)):
-        images, labels = tinydata.synthetic_images(count, seed=1)
+    for stem in ("train", "t10k"):
+        images, labels = tinydata.synthetic_images(20, seed=1)
         tinydata.write_idx(data / f"{stem}-images-idx3-ubyte", images)
         tinydata.write_idx(data / f"{stem}-labels-idx1-ubyte", labels)
     tiny = tiny_design()
     design = Design(tiny.geometry, tiny.material, tiny.heights_m, tiny.layout, 1, str(data), [str(c) for c in range(10)])
-    design_file = save_design(design, tmp_path / "tiny.h5")
-    seen = {}
+    return save_design(design, tmp_path / "tiny.h5")
 
-    def close_when_connected() -> None:
-        for widget in QApplication.topLevelWidgets():
-            if isinstance(widget, MainWindow) and widget.isVisible() and widget.session.bench is not None:
-                seen["station"] = widget.session.station_path
-                seen["identities"] = {n: s.identity for n, s in widget.session.bench.connection_state().items()}
-                seen["dataset"] = len(widget.session.dataset.test_images)
-                widget.close()
-                return
-        QTimer.singleShot(50, close_when_connected)
 
-    QTimer.singleShot(50, close_when_connected)
+def close_when_ready(seen: dict) -> None:
+    """Note what the window shows once connected with a data set, then close it (ends the event loop)."""
+    for widget in QApplication.topLevelWidgets():
+        session = getattr(widget, "session", None)
+        if isinstance(widget, MainWindow) and widget.isVisible() and session.bench is not None and session.dataset is not None:
+            seen["station"] = session.station_path
+            seen["identities"] = {n: s.identity for n, s in session.bench.connection_state().items()}
+            seen["dataset"] = len(session.dataset.test_images)
+            seen["design"] = session.design is not None
+            widget.close()
+            return
+    QTimer.singleShot(50, lambda: close_when_ready(seen))
+
+
+def test_gui_sim_serves_a_bench_and_connects_to_it(qtbot, tmp_path, design_file):
+    seen: dict = {}
+    QTimer.singleShot(50, lambda: close_when_ready(seen))
     argv = ["gui", "--sim", "--design", str(design_file), "--time-scale", "0", "--seed", "3", "--settings", str(tmp_path / "s.ini")]
     assert main(argv) == 0
     assert seen["station"].name == "station.yaml" and not seen["station"].exists()  # served, then closed with the window
     assert "E8257D" in seen["identities"]["thz"] and "FW102C" in seen["identities"]["wheel"]
-    assert seen["dataset"] == 20
+    assert seen["dataset"] == 20 and seen["design"]
     assert (tmp_path / "s.ini").is_file()
+
+
+def test_gui_station_connects_and_loads_the_design_the_station_names(qtbot, tmp_path, design_file):
+    from labctl.design.designfile import load_design
+
+    with SimulatedBench(load_design(design_file), tmp_path, time_scale=0, design_path=design_file) as sim:
+        seen: dict = {}
+        QTimer.singleShot(50, lambda: close_when_ready(seen))
+        assert main(["gui", "--station", str(sim.station_path), "--settings", str(tmp_path / "s.ini")]) == 0
+        assert seen["station"] == sim.station_path
+        assert seen["design"] and seen["dataset"] == 20
+        assert not sim.source.output_on  # closing the window shut the bench down
