@@ -246,5 +246,11 @@ class AlignmentView(QWidget):
                 if text
             )
         )
-        self.status.info("alignment done; the twin now uses the new offsets")
-        self.session.calibration_written()
+        if getattr(result, "converged", True):
+            self.status.info("alignment done; the twin now uses the new offsets")
+            self.session.calibration_written()
+        else:
+            self.status.error(
+                f"alignment did not converge (relative residual {result.residual:.3g}): the plates were left where "
+                "they were and no alignment file was written. See the log; try the scan strategy"
+            )

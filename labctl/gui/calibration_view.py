@@ -118,10 +118,12 @@ class CalibrationView(QWidget):
             return
         probes = [(f"{dataset.name}/test/{i}", dataset.test_images[i]) for i in range(count)] if needs_probes else []
 
+        design = session.model_design() if session.design is not None else None  # printed stencils on a wheel
+
         def call(runner: Any) -> Any:
             capacity = bench.projector.capacity()
             return calibrate(
-                bench, bench.calibration_dir, steps, runner, design=session.design,
+                bench, bench.calibration_dir, steps, runner, design=design,
                 probes=probes[: capacity or len(probes)], station=bench.config.name,
             )  # fmt: skip
 
