@@ -88,6 +88,7 @@ class Session(QObject):
         self._owns_sim = False
         self.station_path: Path | None = None
         self.design = design
+        self.design_path: Path | None = None  # where the design came from, when a station named it
         self.dataset = dataset
         self.auto_operator = True  # in simulation, the simulated operator loads cassettes
         self.beam_key: str | None = None
@@ -134,8 +135,10 @@ class Session(QObject):
     def _connected(self, bench: Any) -> None:
         self.bench = bench
         self._calibration = self._twin = None
-        if self.design is None and bench.design_path is not None:
-            self.compute.submit(lambda: _load_design(bench.design_path), self._design_loaded, lambda e: log.error("%s", e))
+        named = bench.design_path
+        if named is not None and (self.design is None or (self.design_path is not None and self.design_path != named)):
+            self.design, self.design_path, self.dataset = None, named, None  # the station's design, not the last one's
+            self.compute.submit(lambda: _load_design(named), self._design_loaded, lambda e: log.error("%s", e))
         elif self.design is not None and self.dataset is None:
             self.compute.submit(lambda: _load_dataset(self.design), self._dataset_loaded)
         log.info("connected to station %s", bench.config.name)
@@ -143,7 +146,7 @@ class Session(QObject):
 
     def _design_loaded(self, design: Any) -> None:
         self.design = design
-        log.info("design %s loaded (data set %s)", self.bench.design_path if self.bench else "", design.dataset)
+        log.info("design %s loaded (data set %s)", self.design_path, design.dataset)
         if self.dataset is None:
             self.compute.submit(lambda: _load_dataset(design), self._dataset_loaded)
         self.bench_changed.emit()

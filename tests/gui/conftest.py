@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from PyQt5.QtCore import Qt
 
@@ -56,7 +55,7 @@ def connect(qtbot, window, sim) -> None:
 
 
 def home_all(qtbot, window) -> None:
-    """Click Home on every plate and wait until every axis reads homed (stages need a reference)."""
+    """Click Home on every plate and wait until each has started homing (done at once at time scale 0)."""
     stages = window.show_view("stages")
     for box in stages.boxes.values():
         qtbot.mouseClick(box.home, Qt.LeftButton)
@@ -64,4 +63,5 @@ def home_all(qtbot, window) -> None:
 
 
 def numbers(text: str) -> float:
+    """The number a label starts with (``"12.5000 mm ↔"`` -> 12.5)."""
     return float(text.split()[0])

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PyQt5.QtCore import Qt
 
 from labctl.campaign.store import read_campaign

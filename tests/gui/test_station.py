@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from PyQt5.QtCore import QPoint, Qt
+from PyQt5.QtCore import Qt
 
 from labctl.gui.app import MainWindow, settings_at
 from labctl.gui.session import Session
