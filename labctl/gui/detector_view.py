@@ -107,6 +107,8 @@ class DetectorView(QWidget):
         """While a plan runs, show its last detector read (and a campaign's stored prediction)."""
         for msg, answer in reversed(batch):
             if isinstance(msg, Record) and msg.stream == "samples" and "predicted" in msg.data:
+                if len(self._predictions) >= CACHE:
+                    self._predictions.clear()
                 self._predictions[str(msg.data["key"])] = np.asarray(msg.data["predicted"], dtype=float)
                 break
         for msg, answer in reversed(batch):
@@ -137,7 +139,8 @@ class DetectorView(QWidget):
     def _predict(self) -> None:
         """Ask the twin for the mask in the beam (one request out at a time, the latest key wins)."""
         key = self.session.beam_key
-        if key is None or key in self._predictions or self._predicting or self.session.design is None:
+        in_campaign = self.session.plan is not None and self.session.plan_kind == "campaign"  # its records carry them
+        if key is None or key in self._predictions or self._predicting or self.session.design is None or in_campaign:
             self.redraw()
             return
         if self.session.bench is None:
