@@ -58,7 +58,7 @@ class Scaling:
 class FitResult:
     """Fitted mounting offsets, the separable parameters, and how well the model matches."""
 
-    mount_m: np.ndarray  # (L, 3); zero on axes not fitted
+    mount_m: np.ndarray  # (L, 3); the fixed values on axes not fitted
     stderr_m: np.ndarray  # (L, 3) one-sigma uncertainty from the Jacobian; zero on axes not fitted
     scaling: Scaling
     residual: float  # relative RMS misfit |a g E - y| / |y| over every reading used
@@ -88,11 +88,13 @@ def fit_scaling(signals: np.ndarray, energies: np.ndarray, fit_gains: bool = Tru
 class OffsetFit:
     """The model side of the fit: the probe inputs through the design's plates at trial offsets.
 
-    ``inputs`` (P, n, n) probe amplitudes; ``axes`` (L, 3) bool marks the mounting offsets to fit
-    (the others are held at zero); ``fit_gains`` whether relative detector gains are free.
+    ``inputs`` (P, n, n) probe amplitudes; ``axes`` (L, 3) bool marks the mounting offsets to fit;
+    the others are held at ``fixed_m`` (L, 3; default zero: e.g. a previous alignment's values for
+    plates not being aligned). ``fit_gains`` whether relative detector gains are free.
     """
 
-    def __init__(self, model: D2NN, heights_m: np.ndarray, inputs: np.ndarray, axes: np.ndarray, fit_gains: bool = True):
+    def __init__(self, model: D2NN, heights_m: np.ndarray, inputs: np.ndarray, axes: np.ndarray,
+                 fit_gains: bool = True, fixed_m: np.ndarray | None = None):
         self.model = model
         self.heights_m = np.asarray(heights_m)
         self.inputs = np.asarray(inputs)
@@ -100,12 +102,13 @@ class OffsetFit:
         if self.axes.shape != (model.geom.n_layers, 3) or not self.axes.any():
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
         self.fit_gains = fit_gains
+        self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
         self.forward_passes = 0  # images pushed through the model (forward), for the report
         self.adjoint_passes = 0
 
     # -- parameters <-> offsets ---------------------------------------------------------------
     def mount(self, x_mm: np.ndarray) -> np.ndarray:
-        mount = np.zeros(self.axes.shape)
+        mount = self.fixed_m.copy()
         mount[self.axes] = np.asarray(x_mm) * MM
         return mount
 
@@ -173,7 +176,7 @@ class OffsetFit:
         max_step_m: float = 0.1e-3,
         max_iterations: int = 30,
         tolerance_m: float = 0.1e-6,
-        refresh_m: float = 5e-6,
+        refresh_m: float = 20e-6,
     ) -> FitResult:
         """Levenberg-Marquardt from ``start_m`` (L, 3); no step longer than ``max_step_m``.
 
@@ -217,5 +220,6 @@ class OffsetFit:
                     x_jac = x.copy()
         dof = max(r.size - jac.shape[1] - scaling.scales.size - (scaling.gains.size - 1) * self.fit_gains, 1)
         covariance = np.linalg.pinv(jac.T @ jac) * cost / dof
-        stderr = self.mount(np.sqrt(np.maximum(np.diag(covariance), 0.0)))
+        stderr = np.zeros(self.axes.shape)
+        stderr[self.axes] = np.sqrt(np.maximum(np.diag(covariance), 0.0)) * MM
         return FitResult(self.mount(x), stderr, scaling, float(np.sqrt(cost)), iterations)

@@ -32,14 +32,15 @@ from labctl.plans import messages as m
 class ModelOptions:
     """Knobs of the model-based strategy (defaults suit the reference bench)."""
 
-    averages: int = 4  # detector averages per probe read
-    rounds: int = 4  # measure-fit-move rounds after the first fit, at most
-    tolerance_m: float = 1e-6  # stop once no fitted offset changes by more than this
-    accept_residual: float = 0.02  # a first fit with a larger relative misfit is a false minimum
+    averages: int = 8  # detector averages per probe read (reads are cheap next to a scan's; noise is not)
+    rounds: int = 3  # measure-fit-move rounds after the first fit, at most
+    tolerance_m: float = 2e-6  # stop once no fitted offset changes by more than this
+    accept_residual: float = 0.02  # a fit with a larger relative misfit is a false minimum
     screen: int = 48  # random starts screened (forward passes only) when the first fit is not accepted
     refine: int = 3  # of those, how many best are refined by a full fit
     spread_m: float = 0.15e-3  # standard deviation of the random starts around the first start
     max_step_m: float = 0.1e-3  # longest step of one fit iteration
+    acquire_iterations: int = 10  # iterations of each acquisition fit
     keep: int = 3  # observations (the most recent) the refits use
     seed: int = 0  # of the random starts
 
@@ -52,12 +53,16 @@ class ModelOutcome:
     history: list[float] = field(default_factory=list)  # relative residual after each fit
     observations: int = 0
     starts_tried: int = 1
+    converged: bool = False  # the last fit reached ``accept_residual``
 
 
 def acquire(fitter: OffsetFit, observations: Sequence[Observation], start_m: np.ndarray,
             options: ModelOptions) -> tuple[FitResult, int]:
     """The first fit, made robust against false minima (see the module docstring)."""
-    best = fitter.fit(observations, start_m, max_step_m=options.max_step_m)
+    def fit(start: np.ndarray) -> FitResult:
+        return fitter.fit(observations, start, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
+
+    best = fit(start_m)
     tried = 1
     if best.residual <= options.accept_residual or options.screen <= 0:
         return best, tried
@@ -66,7 +71,7 @@ def acquire(fitter: OffsetFit, observations: Sequence[Observation], start_m: np.
                   for _ in range(options.screen)]
     screened = sorted(candidates, key=lambda c: fitter.residual(observations, c))
     for candidate in screened[: options.refine]:
-        result = fitter.fit(observations, candidate, max_step_m=options.max_step_m)
+        result = fit(candidate)
         tried += 1
         if result.residual < best.residual:
             best = result
@@ -103,8 +108,12 @@ def model_plan(
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
     result, tried = acquire(fitter, observations, start_m, options)
-    outcome = ModelOutcome(result, [result.residual], 1, tried)
+    outcome = ModelOutcome(result, [result.residual], 1, tried, result.residual <= options.accept_residual)
     yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, starts=tried)
+    if not outcome.converged:  # do not move plates to a false minimum
+        yield from m.log(f"alignment: no fit reached the readings (best relative residual {result.residual:.3g} > "
+                         f"{options.accept_residual:.3g} after {tried} starts); plates left where they were", "warning")
+        return outcome
     for number in range(1, options.rounds + 1):
         yield from m.progress(number, options.rounds, "alignment rounds")
         yield from settle(plates, axes, nominal_m - result.mount_m)
@@ -113,6 +122,7 @@ def model_plan(
         result = fitter.fit(observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
         outcome.fit, outcome.observations = result, len(observations)
         outcome.history.append(result.residual)
+        outcome.converged = result.residual <= options.accept_residual
         yield from m.record("alignment_fit", round=number, mount_m=result.mount_m, residual=result.residual)
         change = float(np.max(np.abs(result.mount_m - previous.mount_m)))
         if change < options.tolerance_m or result.residual > previous.residual * 1.5:

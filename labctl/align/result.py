@@ -57,6 +57,7 @@ class AlignmentResult:
     gains: np.ndarray  # (C,) relative detector gains, mean 1, as fitted
     scale: float  # calibrated units per unit of model energy
     residual: float  # relative RMS misfit between readings and the model at the end
+    converged: bool  # the residual reached the strategy's accept_residual; only then is a file written
     stage_positions_m: dict[str, list[float | None]]  # final readings per plate (x, y, z)
     detector_reads: int = 0
     travel_m: float = 0.0
@@ -92,6 +93,7 @@ class AlignmentResult:
             "gains": [float(g) for g in self.gains],
             "scale": float(self.scale),
             "residual": float(self.residual),
+            "converged": bool(self.converged),
             "residual_history": [float(r) for r in self.residual_history],
             "stage_positions_m": self.stage_positions_m,
             "probes": list(self.probes),

@@ -139,21 +139,21 @@ def align(
         check = default_check(design, check, skip=len(probes)) if check > 0 else None
     if start_m is None:
         start_m = previous_mount(folder, names)
-    start_m = np.where(axes, np.asarray(start_m, dtype=float), 0.0)
+    start_m = np.where(present, np.asarray(start_m, dtype=float), 0.0)
     calibrate = _calibrate_function(calibration)
     runner = runner or Runner(bench, operator=operator)
     twin = Twin(design)
     model_options = model_options or ModelOptions()
     scan_options = scan_options or ScanOptions()
     averages = model_options.averages if strategy == "model" else scan_options.averages
-    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, axes)
+    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, axes, fixed_m=start_m)
     limits = {(name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
               for i, name in enumerate(names) for a in range(3) if axes[i, a]}
 
     def procedure() -> m.Plan:
         yield m.SetSource(output_on=True)
         if home:
-            yield m.HomeAxes(tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if present[i, a]))
+            yield m.HomeAxes(tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if axes[i, a]))
         dark = yield from measure_dark(averages)
         yield from settle(names, axes, nominal - start_m)
         before = None
@@ -176,7 +176,7 @@ def align(
     outcome, readings, before, after = runner.run(procedure())
     seconds = time.monotonic() - started
     u_final = np.array([[readings.get((name, AXES[a]), nominal[i, a]) - nominal[i, a] for a in range(3)] for i, name in enumerate(names)])
-    result = _result(strategy, outcome, fitter, names, axes, u_final, readings, probes)
+    result = _result(strategy, outcome, fitter, names, axes, u_final, readings, probes, scan_options.accept_residual)
     result.detector_reads = runner.detector_reads - reads0
     result.travel_m = runner.travel_m - travel0
     result.time_s = seconds
@@ -186,33 +186,35 @@ def align(
     result.model_passes = {"forward": fitter.forward_passes, "adjoint": fitter.adjoint_passes}
     records = getattr(calibration, "records", None) or {}
     result.calibration_versions = {kind: int(record["version"]) for kind, record in records.items() if "version" in record}
-    if folder is not None:
+    if folder is not None and result.converged:
         result.write(folder, station or getattr(getattr(bench, "config", None), "name", None) or "unnamed station")
     return result
 
 
 def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFit, names: list[str], axes: np.ndarray,
-            u_final: np.ndarray, readings: dict, probes: Probes) -> AlignmentResult:
+            u_final: np.ndarray, readings: dict, probes: Probes, accept_residual: float) -> AlignmentResult:
     if isinstance(outcome, ModelOutcome):
         fit = outcome.fit
         mount, stderr, history, scaling, residual = fit.mount_m, fit.stderr_m, outcome.history, fit.scaling, fit.residual
-        scale = float(np.mean(scaling.scales[-1]))
+        scale, converged = float(np.mean(scaling.scales[-1])), outcome.converged
     else:  # the scan assumes it left every plate where the design wants it
-        mount, stderr = np.where(axes, -u_final, 0.0), None
+        mount, stderr = np.where(axes, -u_final, fitter.fixed_m), None
         designed = fitter.model.energies(probes.inputs, fitter.heights_m)
         scaling = fit_scaling(outcome.last_signals[None], designed[None], fitter.fit_gains)
         misfit = scaling.scales[0][:, None] * scaling.gains * designed - outcome.last_signals
         residual = float(np.sqrt(np.sum(misfit**2) / np.sum(outcome.last_signals**2)))
         history, scale = [residual], float(np.mean(scaling.scales))
+        converged = residual <= accept_residual
     return AlignmentResult(
         strategy=strategy,
         plates=names,
         axes={name: [AXES[a] for a in range(3) if axes[i, a]] for i, name in enumerate(names)},
         mount_m=per_plate(names, mount),
-        offsets_m=per_plate(names, np.where(axes, u_final + mount, 0.0)),
+        offsets_m=per_plate(names, u_final + mount),
         gains=scaling.gains,
         scale=scale,
         residual=residual,
+        converged=converged,
         stage_positions_m={name: [readings.get((name, axis)) for axis in AXES] for name in names},
         residual_history=list(history),
         stderr_m=None if stderr is None else per_plate(names, stderr),

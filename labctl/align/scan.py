@@ -26,12 +26,13 @@ from labctl.plans import messages as m
 class ScanOptions:
     """Knobs of the scan strategy."""
 
-    averages: int = 4
+    averages: int = 1
     passes: int = 3
     span_m: float = 1.5e-3  # half-width of the first pass's coarse scan
     coarse_points: int = 13
     fine_points: int = 7
     shrink: float = 0.4  # span factor from one pass to the next
+    accept_residual: float = 0.02  # converged when the nominal model fits the final readings this well
 
 
 @dataclass

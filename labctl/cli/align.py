@@ -2,8 +2,9 @@
 
 Connects the station's bench, applies the calibration in force (backlash compensation, darks
 and gains), aligns the plates to the station's design with the chosen strategy, scores a check
-set before and after, and writes the next ``alignment-vNNN.json`` into the calibration folder.
-On a mask wheel the station's operator loads the probe and check cassettes.
+set before and after, and writes the next ``alignment-vNNN.json`` into the calibration folder
+(exit status 1 and no file when the alignment did not converge). On a mask wheel the station's
+operator loads the probe and check cassettes.
 """
 
 from __future__ import annotations
@@ -51,9 +52,14 @@ def align_command(args: argparse.Namespace) -> int:
         result = align(bench, design, args.strategy, runner, calibration, plates, args.probes, args.check or None,
                        folder=bench.calibration_dir, station=bench.config.name, home=not args.no_home)
     if args.json:
-        print(json.dumps({**result.to_dict(), "file": str(result.file)}, indent=2))
-        return 0
-    print(f"{args.strategy} alignment -> {result.file}")
+        print(json.dumps({**result.to_dict(), "file": None if result.file is None else str(result.file)}, indent=2))
+        return 0 if result.converged else 1
+    if result.converged:
+        print(f"{args.strategy} alignment -> {result.file}")
+    else:
+        print(f"{args.strategy} alignment did NOT converge (residual {result.residual:.3g}); no alignment file written. "
+              "The plates are probably further off than the strategy can find (docs/alignment.md: capture range); "
+              "pre-align them or start from a previous alignment", file=sys.stderr)
     for plate in result.plates:
         if result.axes[plate]:
             offsets = ", ".join(f"{axis} {value * 1e6:+.1f}" for axis, value in zip("xyz", result.mount_m[plate]) if axis in result.axes[plate])
@@ -63,7 +69,7 @@ def align_command(args: argparse.Namespace) -> int:
     if result.accuracy_before is not None:
         print(f"  check set of {result.check_count}: accuracy {result.accuracy_before:.1%} before, "
               f"{result.accuracy_after:.1%} after (design: {result.design_accuracy:.1%})")
-    return 0
+    return 0 if result.converged else 1
 
 
 def _design(bench: Any, override: str | None) -> Any:
