@@ -68,3 +68,14 @@ def test_from_calibration_reads_the_latest_alignment(design, tmp_path):
     write_calibration(tmp_path, "alignment", {"plates": ["L1"], "offsets_m": {}}, "test", [], "tiny")
     with pytest.raises(DataError, match="alignment-v002"):
         Twin.from_calibration(design, tmp_path)
+
+
+def test_fitted_gains_are_dropped_under_another_detector_calibration(design, tmp_path):
+    images, _ = tiny_images(2)
+    data = {"plates": ["L1", "L2", "L3"], "offsets_m": {f"L{i}": [0.0, 0.0, 0.0] for i in (1, 2, 3)},
+            "gains": [2.0] * 10, "scale": 1.0, "calibration_versions": {"detectors": 1}}
+    write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")
+    write_calibration(tmp_path, "alignment", data, "test", [], "tiny")
+    assert np.allclose(Twin.from_calibration(design, tmp_path).gains, 2.0)  # made under detectors-v001
+    write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")
+    assert Twin.from_calibration(design, tmp_path).gains is None  # detectors-v002 is in force now
