@@ -51,6 +51,7 @@ class ConsoleOperator:
     def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None):
         self._stdin = stdin
         self._stdout = stdout
+        self.waiting = False  # True while waiting for Enter (a Ctrl-C handler may interrupt at once)
 
     def __call__(self, request: LoadCassette) -> None:
         stdin = self._stdin if self._stdin is not None else sys.stdin
@@ -66,7 +67,12 @@ class ConsoleOperator:
         lines += [f"    slot {slot}: {key}" for slot, key in sorted(slots.items())]
         lines.append("  press Enter when the wheel is loaded (Ctrl-C aborts)")
         print("\n".join(lines), file=out, flush=True)
-        if not stdin.readline():
+        self.waiting = True
+        try:
+            answer = stdin.readline()
+        finally:
+            self.waiting = False
+        if not answer:
             raise Aborted("operator: standard input closed while the wheel was being loaded; nothing was measured with it")
 
 

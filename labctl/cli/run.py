@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -72,6 +73,9 @@ def run_command(args: argparse.Namespace) -> int:
         for line in calset.configure(bench):
             say(f"applied   {line}")
         twin, printed = _twin(design, calset, on_wheel=bench.projector.capacity() is not None)
+        twin, moved_m = _twin_here(twin, calset, bench)
+        if moved_m > 0:
+            say(f"the plates moved up to {moved_m * 1e6:.1f} um since the alignment; the twin predicts for where they are now")
         say(f"predicting {len(selected)} inputs with the twin ({'printed stencils' if printed else 'ideal images'})")
         predict = Predictions(twin, images[selected])
         metadata = None
@@ -100,7 +104,7 @@ def _measure(bench: Any, args: argparse.Namespace, job: dict[str, Any], images: 
     runner = Runner(bench, operator=bench.operator, progress=bar)
     pressed: list[bool] = []
     try:
-        with _ctrl_c_aborts(runner, pressed):
+        with _ctrl_c_aborts(runner, bench.operator, pressed):
             run_campaign(bench, campaign, spec=job["spec"], images=images, labels=labels, dataset=job["dataset"],
                          predict=predict, calibrate=calset.apply, metadata=metadata, resume=args.resume is not None,
                          runner=runner)
@@ -124,19 +128,26 @@ def _measure(bench: Any, args: argparse.Namespace, job: dict[str, Any], images: 
 
 
 @contextmanager
-def _ctrl_c_aborts(runner: Any, pressed: list[bool]) -> Iterator[None]:
-    """Ctrl-C asks the runner to abort, and also interrupts whatever is waiting (as usual).
+def _ctrl_c_aborts(runner: Any, operator: Any, pressed: list[bool]) -> Iterator[None]:
+    """The first Ctrl-C asks the runner to abort; the second interrupts at once.
 
-    The interrupt alone can be lost: raised inside a garbage-collection callback, Python ignores
-    it. The abort request cannot: the runner checks it before every step and during moves.
+    Python's own KeyboardInterrupt can be lost (raised inside a garbage-collection callback it is
+    ignored) and can land anywhere; the abort request cannot be lost, and the runner acts on it
+    before the next step (a read or a wheel turn takes seconds at most) and during moves. Only
+    an operator waiting for Enter, which can wait for ever, is interrupted at the first Ctrl-C.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
+        first = not pressed
         pressed.append(True)
         runner.abort()
+        if first and not getattr(operator, "waiting", False):
+            # os.write, not print: the interrupted code may be in the middle of writing to stderr
+            os.write(2, b"\nlabctl: Ctrl-C: stopping safely after the current step (Ctrl-C again: at once)\n")
+            return
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, handler)
@@ -232,6 +243,28 @@ def _twin(design: Any, calset: Any, on_wheel: bool) -> tuple[Any, bool]:
 
         design = as_printed(design)
     return Twin.from_calibration(design, calset), on_wheel
+
+
+def _twin_here(twin: Any, calset: Any, bench: Any) -> tuple[Any, float]:
+    """The twin with its plate offsets moved to where the stages are now, and the largest move.
+
+    An alignment's offsets hold at the stage readings it recorded (``stage_positions_m``; an
+    older file: the nominal readings). A campaign does not move the stages, so it measures where
+    they are now: a plate sits offset by as much more as its stage reads more than then.
+    """
+    record = calset.records.get("alignment")
+    if record is None or twin.offsets_m is None:
+        return twin, 0.0
+    data = record["data"]
+    recorded = data.get("stage_positions_m") or {}
+    offsets = np.array(twin.offsets_m, dtype=float)
+    for index, name in enumerate(data["plates"]):
+        now = bench.plate_position_m(name)
+        then = recorded.get(name) or bench.plate(name).nominal_m
+        for axis, (reading, reference) in enumerate(zip(now, then)):
+            if reading is not None and reference is not None:
+                offsets[index, axis] += reading - reference
+    return twin.with_offsets(offsets), float(np.max(np.abs(offsets - twin.offsets_m)))
 
 
 def _design_record(design: Any, path: Path, name: str | None) -> dict[str, Any]:

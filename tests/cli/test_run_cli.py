@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from labctl.campaign.journal import Journal
 from labctl.campaign.run import file_sha256
@@ -75,6 +76,33 @@ def test_a_campaign_through_the_served_bench_is_measured_recorded_and_predicted(
     assert meta["spec"]["repeats"] == 2
 
 
+def test_the_twin_predicts_for_where_the_plates_are_now(tmp_path, capsys):
+    from labctl.calibration import write_calibration
+
+    with served_bench(tmp_path) as sim:
+        world = sim.world
+        truth = world.plate_offsets_m()
+        # An alignment that found the true offsets, written when every stage read 0.2 mm more in x
+        # and 0.1 mm less in y than now (the stages have been moved since).
+        shift = np.array([0.2e-3, -0.1e-3, 0.0])
+        plates = [p.name for p in world.plates]
+        data = {
+            "plates": plates,
+            "offsets_m": {p.name: (truth[i] + shift).tolist() for i, p in enumerate(world.plates)},
+            "stage_positions_m": {p.name: [p.x.position_m() + shift[0], p.y.position_m() + shift[1], None] for p in world.plates},
+            "scale": 1.0,
+        }
+        write_calibration(tmp_path / "calibration", "alignment", data, "the simulator's truth (test)", [], "sim")
+        out = tmp_path / "c.h5"
+        args = ["run", "--station", str(sim.station_path), "--plan", str(plan(tmp_path, "count: 3\naverages: 1\n"))]
+        assert main([*args, "--out", str(out)]) == 0
+        assert "the plates moved up to 200.0 um since the alignment" in capsys.readouterr().out
+    meta, streams = read_campaign(out)
+    design, _, model, stencils = mask_physics(meta, streams["samples"]["index"])
+    np.testing.assert_allclose(meta["twin"]["offsets_m"], truth, atol=1e-9)
+    np.testing.assert_allclose(streams["samples"]["predicted"], model.energies(stencils, design.heights_m, truth), rtol=1e-4)
+
+
 def mask_physics(meta, indices):
     """The printed design of a campaign, its data set, its optics model, and the stencils of ``indices``."""
     from labctl.design.designfile import load_design
@@ -120,7 +148,7 @@ def wait_for_samples(proc: subprocess.Popen, campaign: Path, count: int, timeout
     return samples_in_journal(campaign)
 
 
-def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capsys):
+def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capfd):  # fd level: the handler writes with os.write
     with served_bench(tmp_path) as sim:
         out = tmp_path / "c.h5"
         args = ["run", "--station", str(sim.station_path), "--plan", str(plan(tmp_path, "count: 40\nrepeats: 2\naverages: 1\n"))]
@@ -135,17 +163,54 @@ def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capsys):
         keyboard.start()
         status = main([*args, "--out", str(out)])
         keyboard.join()
-        err = capsys.readouterr().err
+        err = capfd.readouterr().err
         assert status == 130, err
         assert not sim.world.source.output_on
         lines = [line for line in err.splitlines() if line.startswith("labctl:")]
-        assert len(lines) == 1 and "interrupted (Ctrl-C)" in lines[0], err
-        assert f"with {samples_in_journal(out)} of 80 samples stored; source off, stages stopped." in lines[0]
-        resume = lines[0].split("Resume with: ")[1].split()
+        assert lines[0] == "labctl: Ctrl-C: stopping safely after the current step (Ctrl-C again: at once)", err
+        assert len(lines) == 2 and "interrupted (Ctrl-C)" in lines[1], err
+        assert f"with {samples_in_journal(out)} of 80 samples stored; source off, stages stopped." in lines[1]
+        resume = lines[1].split("Resume with: ")[1].split()
         assert resume == ["labctl", "run", "--station", str(sim.station_path), "--resume", str(out)]
         assert main(resume[1:]) == 0
     _, streams = read_campaign(out)
     assert sorted(streams["samples"]["seq"]) == list(range(80))
+
+
+def test_ctrl_c_while_the_console_operator_waits_stops_at_once(tmp_path, capfd, monkeypatch):
+    with served_bench(tmp_path) as sim:
+        station = tmp_path / "console.yaml"
+        data = yaml.safe_load(sim.station_path.read_text())
+        data["operator"] = {"kind": "console"}
+        station.write_text(yaml.safe_dump(data))
+        master, slave = os.openpty()  # the operator's terminal; nobody presses Enter
+        monkeypatch.setattr(sys, "stdin", os.fdopen(slave, "r"))
+        out = tmp_path / "c.h5"
+
+        def press_ctrl_c():  # once the first dark is stored, the operator is asked for the cassette
+            deadline = time.monotonic() + 60
+            while not any(stream == "darks" for stream, _ in journal_entries(out)) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGINT)
+
+        keyboard = threading.Thread(target=press_ctrl_c)
+        keyboard.start()
+        status = main(["run", "--station", str(station), "--plan", str(plan(tmp_path, "count: 3\n")), "--out", str(out)])
+        keyboard.join()
+        sys.stdin.close()
+        os.close(master)
+        err = capfd.readouterr().err
+        assert status == 130, err
+        assert "slot 1: " in err and "press Enter" in err
+        assert "interrupted (Ctrl-C) with 0 samples stored" in err.splitlines()[-1]
+        assert "stopping safely after the current step" not in err  # the wait was interrupted at once
+        assert not sim.world.source.output_on
+
+
+def journal_entries(campaign: Path):
+    path = journal_path(campaign)
+    return list(Journal.entries(path)) if path.exists() else []
 
 
 def test_kill_minus_nine_at_random_points_then_resume_records_every_sample_once(tmp_path):
