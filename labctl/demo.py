@@ -53,7 +53,7 @@ def run_demo(
     from labctl.twin import Twin
 
     started = time.monotonic()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     design_path = resolve_design(design_name)
     design = load_design(design_path)

@@ -222,8 +222,8 @@ def _gains(run: _Calibration, design: Any, probes: list[Probe], power_w: float |
     alignment = latest_calibration(run.folder, "alignment")
     twin = Twin.from_calibration(design, run.folder)
     predicted = twin.energies(design_inputs(design, np.stack([image for _, image in probes])))
-    nominal = detectors.nominal_targets(run.bench.plates)
-    plan = detectors.gain_plan(probes, predicted, darks, nominal, run.settings.gain_averages, load=False)
+    targets = detectors.aligned_targets(alignment, detectors.nominal_targets(run.bench.plates))
+    plan = detectors.gain_plan(probes, predicted, darks, targets, run.settings.gain_averages, load=False)
     result = run.runner.run(plan)
     run.gains = result.fit.gains
     run.gain_data = result.to_data()

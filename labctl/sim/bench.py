@@ -52,7 +52,7 @@ class SimulatedBench:
         if directory is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="labctl-sim-")
             directory = self._tmp.name
-        self.directory = Path(directory)
+        self.directory = Path(directory).resolve()
         if not self.directory.is_dir():
             raise ConfigError(f"simulated bench: folder {self.directory} does not exist")
         plans = parse_faults(faults, seed=seed) if isinstance(faults, str) or faults is None else dict(faults)
@@ -156,7 +156,7 @@ class SimulatedBench:
             "projector": {"instrument": "wheel"},
             "detectors": {"instrument": "dmm", "channels": list(range(101, 101 + self.world.detectors.channel_count))},
             "plates": plates,
-            "design": str(self.design_path) if self.design_path else None,
+            "design": str(Path(self.design_path).resolve()) if self.design_path else None,
             "calibration": "./calibration",
             "operator": {"kind": "simulated", "resource": self.control.resource} if self.control else {"kind": "console"},
         }
