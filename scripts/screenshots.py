@@ -28,6 +28,7 @@ from labctl.design.designfile import load_design  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.gui.app import MainWindow, settings_at  # noqa: E402
 from labctl.gui.session import Session  # noqa: E402
+from labctl.sim.truth import Truth  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,6 +73,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--samples-per-class", type=int, default=2, help="size of the campaign shown")
     parser.add_argument("--check", type=int, default=12, help="check images scored before and after the alignment")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated bench's hidden truths")
+    parser.add_argument("--offset-sigma-mm", type=float, default=0.5, help="sigma of the hidden plate offsets (mm)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -86,7 +89,8 @@ def main() -> None:
     window.resize(1500, 950)
     window.show()
     shooter = Shooter(app, window, args.out)
-    session.start_sim(design, seed=0, time_scale=0.0, design_path=design_path)
+    truth = Truth(offset_sigma_m=args.offset_sigma_mm * 1e-3)
+    session.start_sim(design, seed=args.seed, time_scale=0.0, design_path=design_path, truth=truth)
     wait(app, lambda: session.bench is not None, 60, "the simulated bench")
 
     # Station and stages: home every axis, then put the plates where the design wants them.

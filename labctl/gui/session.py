@@ -294,7 +294,7 @@ class Session(QObject):
         request = self._request
         if request is not None and not request.answered():
             request.answer(False, "aborted by the operator while a cassette was awaited")
-        if not self.plan.isRunning():  # aborted before it started
+        if not self.plan.isRunning() and not self.plan.isFinished():  # aborted before it started
             self._plan_ended(None, Aborted("aborted by the operator before it started"))
 
     def emergency_stop(self) -> None:
@@ -322,6 +322,7 @@ class Session(QObject):
         plan, kind = self.plan, self.plan_kind
         if plan is None:
             return
+        plan.wait()  # its last signal is out: the thread ends at once (a QThread must not be dropped running)
         batch = plan.drain()
         if batch:
             self.plan_messages.emit(kind, batch)
