@@ -92,6 +92,7 @@ class AlignmentView(QWidget):
         self.plot.setBackground("w")
         self.plot.setLabel("left", "figure of merit")
         self.plot.setLabel("bottom", "step")
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.curve = self.plot.plot([], [], pen=pg.mkPen((70, 130, 180), width=2), symbol="o", symbolSize=4)
         self.offsets = QTableWidget(0, 4)
         self.offsets.setHorizontalHeaderLabels(("plate", "x (µm)", "y (µm)", "z (µm)"))
@@ -203,6 +204,7 @@ class AlignmentView(QWidget):
                 changed = True
         if changed:
             self.curve.setData(np.arange(len(self.merits)), np.asarray(self.merits))
+            self.plot.setXRange(0, max(len(self.merits) - 1, 1), padding=0.05)  # steps are whole numbers
             self.show_offsets(self.estimates)
 
     def show_offsets(self, estimates: Mapping[str, Mapping[int, float]]) -> None:

@@ -93,9 +93,17 @@ class LogView(QWidget):
         records = self.handler.drain()
         self.records.extend(records)
         threshold = self._threshold()
-        lines = [self._line(r) for r in records if r.levelno >= threshold]
-        if lines:
-            self.text.appendHtml("<br>".join(lines))
+        self._append([self._line(r) for r in records if r.levelno >= threshold])
+
+    def _append(self, lines: list[str]) -> None:
+        """Add lines; follow the end unless the operator scrolled up to read."""
+        if not lines:
+            return
+        bar = self.text.verticalScrollBar()
+        following = bar.value() >= bar.maximum() - 2
+        self.text.appendHtml("<br>".join(lines))
+        if following:
+            bar.setValue(bar.maximum())
 
     def _line(self, record: logging.LogRecord) -> str:
         colour = COLOURS.get(record.levelname, "#000000")
@@ -105,9 +113,7 @@ class LogView(QWidget):
         self.settings.setValue("log/level", level)
         self.text.clear()
         threshold = self._threshold()
-        lines = [self._line(r) for r in self.records if r.levelno >= threshold]
-        if lines:
-            self.text.appendHtml("<br>".join(lines))
+        self._append([self._line(r) for r in self.records if r.levelno >= threshold])
 
     def _clear(self) -> None:
         self.records.clear()
