@@ -21,7 +21,6 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PyQt5.QtCore import Qt  # noqa: E402
 from PyQt5.QtWidgets import QApplication  # noqa: E402
 
 from labctl.design.datasets import load_dataset  # noqa: E402
@@ -56,15 +55,21 @@ class Shooter:
         self.app, self.window, self.out = app, window, out
         self.saved: list[Path] = []
 
-    def shoot(self, name: str) -> None:
+    def shoot(self, name: str, size: tuple[int, int] | None = None) -> None:
+        """Grab view ``name``'s dock (``size``: float it at that size for the picture) or the window."""
         widget = self.window if name == "window" else self.window.docks[name]
         if name != "window":
             self.window.show_view(name)
+        if size is not None:
+            widget.setFloating(True)
+            widget.resize(*size)
         settle(self.app)
         path = self.out / f"{name}.png"
         if not widget.grab().save(str(path)):
             raise SystemExit(f"screenshots: could not write {path}")
         self.saved.append(path)
+        if size is not None:
+            widget.setFloating(False)
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
@@ -155,11 +160,9 @@ def main() -> None:
     campaign.start.click()
     wait(app, lambda: session.plan is None and campaign.samples > 0, 1800, "the campaign")
     shooter.shoot("campaign")
-    window.resizeDocks([window.docks["log"]], [300], Qt.Vertical)
-    shooter.shoot("log")
+    shooter.shoot("log", size=(1400, 420))
     source.on_button.click()  # the campaign switched the source off at its end
     wait(app, lambda: source.output.text() == "ON", 10, "the source")
-    window.resizeDocks([window.docks["log"]], [160], Qt.Vertical)
     window.show_view("detectors")
     window.show_view("input")
     shooter.shoot("window")

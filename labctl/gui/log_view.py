@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import deque
 
-from PyQt5.QtCore import QObject, QSettings, pyqtSignal
+from PyQt5.QtCore import QObject, QSettings, QTimer, pyqtSignal
 from PyQt5.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -102,8 +102,8 @@ class LogView(QWidget):
         bar = self.text.verticalScrollBar()
         following = bar.value() >= bar.maximum() - 2
         self.text.appendHtml("<br>".join(lines))
-        if following:
-            bar.setValue(bar.maximum())
+        if following:  # once the document is laid out (the maximum grows then)
+            QTimer.singleShot(0, lambda: bar.setValue(bar.maximum()))
 
     def _line(self, record: logging.LogRecord) -> str:
         colour = COLOURS.get(record.levelname, "#000000")
