@@ -176,7 +176,7 @@ class OffsetFit:
         max_step_m: float = 0.1e-3,
         max_iterations: int = 30,
         tolerance_m: float = 0.1e-6,
-        refresh_m: float = 20e-6,
+        refresh_m: float = 5e-6,
     ) -> FitResult:
         """Levenberg-Marquardt from ``start_m`` (L, 3); no step longer than ``max_step_m``.
 

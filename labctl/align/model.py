@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from labctl.align.fit import FitResult, Observation, OffsetFit
+from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling
 from labctl.align.probes import Probes
 from labctl.align.steps import Calibrate, displacements, read_probes, settle
 from labctl.plans import messages as m
@@ -54,6 +54,14 @@ class ModelOutcome:
     observations: int = 0
     starts_tried: int = 1
     converged: bool = False  # the last fit reached ``accept_residual``
+
+    @property
+    def scaling(self) -> Scaling:
+        return self.fit.scaling
+
+    @property
+    def residual(self) -> float:
+        return self.fit.residual
 
 
 def acquire(fitter: OffsetFit, observations: Sequence[Observation], start_m: np.ndarray,

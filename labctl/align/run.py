@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.align.fit import OffsetFit, fit_scaling
+from labctl.align.fit import OffsetFit
 from labctl.align.model import ModelOptions, ModelOutcome, model_plan
 from labctl.align.probes import DEFAULT_CAPACITY, CheckSet, Probes, default_check, default_probes
 from labctl.align.result import AlignmentResult, per_plate
@@ -167,8 +167,10 @@ def align(
             outcome = yield from scan_plan(probes, designed, names, axes, limits, calibrate, dark, scan_options)
         readings = yield from m.positions()
         after = None
-        if check is not None:
-            after, _ = yield from measure_accuracy(check, capacity, averages, calibrate, dark, "after alignment")
+        if check is not None:  # with the detector gains the alignment fitted, if it converged
+            gains = outcome.scaling.gains if outcome.converged else 1.0
+            after, _ = yield from measure_accuracy(check, capacity, averages, lambda raw, d: calibrate(raw, d) / gains,
+                                                   dark, "after alignment")
         yield m.SetSource(output_on=False)
         return outcome, readings, before, after
 
@@ -176,7 +178,7 @@ def align(
     outcome, readings, before, after = runner.run(procedure())
     seconds = time.monotonic() - started
     u_final = np.array([[readings.get((name, AXES[a]), nominal[i, a]) - nominal[i, a] for a in range(3)] for i, name in enumerate(names)])
-    result = _result(strategy, outcome, fitter, names, axes, u_final, readings, probes, scan_options.accept_residual)
+    result = _result(strategy, outcome, fitter, names, axes, u_final, readings, probes)
     result.detector_reads = runner.detector_reads - reads0
     result.travel_m = runner.travel_m - travel0
     result.time_s = seconds
@@ -192,19 +194,12 @@ def align(
 
 
 def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFit, names: list[str], axes: np.ndarray,
-            u_final: np.ndarray, readings: dict, probes: Probes, accept_residual: float) -> AlignmentResult:
+            u_final: np.ndarray, readings: dict, probes: Probes) -> AlignmentResult:
     if isinstance(outcome, ModelOutcome):
-        fit = outcome.fit
-        mount, stderr, history, scaling, residual = fit.mount_m, fit.stderr_m, outcome.history, fit.scaling, fit.residual
-        scale, converged = float(np.mean(scaling.scales[-1])), outcome.converged
+        mount, stderr, history = outcome.fit.mount_m, outcome.fit.stderr_m, outcome.history
     else:  # the scan assumes it left every plate where the design wants it
-        mount, stderr = np.where(axes, -u_final, fitter.fixed_m), None
-        designed = fitter.model.energies(probes.inputs, fitter.heights_m)
-        scaling = fit_scaling(outcome.last_signals[None], designed[None], fitter.fit_gains)
-        misfit = scaling.scales[0][:, None] * scaling.gains * designed - outcome.last_signals
-        residual = float(np.sqrt(np.sum(misfit**2) / np.sum(outcome.last_signals**2)))
-        history, scale = [residual], float(np.mean(scaling.scales))
-        converged = residual <= accept_residual
+        mount, stderr, history = np.where(axes, -u_final, fitter.fixed_m), None, [outcome.residual]
+    scaling = outcome.scaling
     return AlignmentResult(
         strategy=strategy,
         plates=names,
@@ -212,9 +207,9 @@ def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFi
         mount_m=per_plate(names, mount),
         offsets_m=per_plate(names, u_final + mount),
         gains=scaling.gains,
-        scale=scale,
-        residual=residual,
-        converged=converged,
+        scale=float(np.mean(scaling.scales[-1])),
+        residual=outcome.residual,
+        converged=outcome.converged,
         stage_positions_m={name: [readings.get((name, axis)) for axis in AXES] for name in names},
         residual_history=list(history),
         stderr_m=None if stderr is None else per_plate(names, stderr),

@@ -34,7 +34,7 @@ def test_model_alignment_leaves_plates_where_the_design_wants_them(make_bench, d
     assert not bench.source.is_output_on()  # left safe
     # gains relative to the truth (the soft bench reads dark + gain x signal)
     gains = bench.world.detectors.gain_v
-    assert np.allclose(result.gains, gains / gains.mean(), atol=2e-3)
+    assert np.allclose(result.gains, gains / gains.mean(), atol=0.01)  # spread is +-10 %
 
 
 def test_alignment_file_round_trip(make_bench, design, probes, tmp_path):
@@ -55,12 +55,13 @@ def test_alignment_file_round_trip(make_bench, design, probes, tmp_path):
 
 
 def test_scan_alignment_improves_and_costs_more_reads(make_bench, design, probes, tmp_path):
-    options = ScanOptions(averages=1, passes=3, coarse_points=9, fine_points=5, span_m=0.6e-3)
+    options = ScanOptions(coarse_points=9, fine_points=5, span_m=0.6e-3)
     scan_bench, model_bench = make_bench(sigma_m=0.25e-3), make_bench(sigma_m=0.25e-3)
     start = rms_um(np.array([p.mount_offset_m for p in scan_bench.world.plates]))
     scan = align(scan_bench, design, "scan", probes=probes, scan_options=options, operator=no_operator)
     model = align(model_bench, design, "model", probes=probes, model_options=ModelOptions(averages=1), operator=no_operator)
-    assert rms_um(scan_bench.world.plate_offsets_m()) < start / 2
+    assert rms_um(scan_bench.world.plate_offsets_m()) < min(20.0, start / 4)
+    assert scan.converged
     assert scan.stderr_m is None and scan.offsets_array().tolist() == np.zeros((3, 3)).tolist()
     assert model.detector_reads * 5 < scan.detector_reads
 

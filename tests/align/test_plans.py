@@ -59,11 +59,14 @@ def test_check_set_is_loaded_in_cassettes_the_wheel_holds(check):
     assert isinstance(steps[-1], Record) and steps[-1].stream == "alignment_check"
 
 
-def test_figure_of_merit_ignores_power_and_sees_the_pattern():
+def test_figure_of_merit_ignores_power_and_gains_and_sees_the_pattern():
     rng = np.random.default_rng(0)
     designed = rng.uniform(0.1, 1, (6, 10))
-    assert figure_of_merit(designed * rng.uniform(0.5, 2, (6, 1)), designed) == pytest.approx(1.0)
-    assert figure_of_merit(rng.uniform(0.1, 1, (6, 10)), designed) < 0.5
+    scaled = designed * rng.uniform(0.5, 2, (6, 1)) * rng.uniform(0.9, 1.1, 10)
+    assert figure_of_merit(scaled, designed) == pytest.approx(1.0)
+    assert figure_of_merit(rng.uniform(0.1, 1, (6, 10)), designed) < 0.95
+    slightly = figure_of_merit(designed + 0.01 * rng.uniform(0, 1, (6, 10)), designed)
+    assert figure_of_merit(designed + 0.02 * rng.uniform(0, 1, (6, 10)), designed) < slightly < 1.0
 
 
 def test_parabola_peak_is_the_vertex_and_falls_back_to_the_best_point():
@@ -90,7 +93,7 @@ def test_scan_finds_a_known_optimum(probes):
 
     axes = np.zeros((3, 3), dtype=bool)
     axes[0, 0] = True
-    options = ScanOptions(averages=1, passes=2, span_m=1e-3, coarse_points=11, fine_points=5)
+    options = ScanOptions(averages=1, passes=2, span_m=1e-3, coarse_points=11, fine_points=5, shrink=0.4)
     plan = scan_plan(probes, designed, ["L1", "L2", "L3"], axes, {("L1", "x"): (0.0, 0.025)}, subtract_dark, None, options)
     steps, outcome = collect(plan, {
         ReadPositions: lambda msg: dict(state), MoveAxes: move, Show: lambda msg: shown.append(msg.key), ReadDetectors: detectors,
