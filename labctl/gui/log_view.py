@@ -71,6 +71,10 @@ class LogView(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.text)
         self.records: deque[logging.LogRecord] = deque(maxlen=KEEP)
+        self.following = True  # keep the newest line in view, unless the operator scrolled up to read
+        bar = self.text.verticalScrollBar()
+        bar.actionTriggered.connect(lambda _: QTimer.singleShot(0, self._scrolled))  # user actions only
+        bar.rangeChanged.connect(self._range_changed)
         self.handler = QtLogHandler()
         self.handler.records_ready.connect(self._drain)
         self.level.currentTextChanged.connect(self._level_changed)
@@ -96,14 +100,17 @@ class LogView(QWidget):
         self._append([self._line(r) for r in records if r.levelno >= threshold])
 
     def _append(self, lines: list[str]) -> None:
-        """Add lines; follow the end unless the operator scrolled up to read."""
-        if not lines:
-            return
+        if lines:
+            self.text.appendHtml("<br>".join(lines))
+
+    def _scrolled(self) -> None:
+        """The operator moved the scroll bar: follow the end again only once back at it."""
         bar = self.text.verticalScrollBar()
-        following = bar.value() >= bar.maximum() - 2
-        self.text.appendHtml("<br>".join(lines))
-        if following:  # once the document is laid out (the maximum grows then)
-            QTimer.singleShot(0, lambda: bar.setValue(bar.maximum()))
+        self.following = bar.value() >= bar.maximum() - 2
+
+    def _range_changed(self, low: int, high: int) -> None:
+        if self.following:  # new lines, or a new size: stay at the end
+            self.text.verticalScrollBar().setValue(high)
 
     def _line(self, record: logging.LogRecord) -> str:
         colour = COLOURS.get(record.levelname, "#000000")

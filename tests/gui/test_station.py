@@ -113,3 +113,17 @@ def test_the_log_view_shows_levels_and_filters_them(qtbot, window):
     assert not any("a warning" in line for line in window.log_view.lines())
     window.log_view.level.setCurrentText("WARNING")
     assert any("WARNING" in line and "a warning" in line for line in window.log_view.lines())
+
+
+def test_the_log_follows_its_end_unless_scrolled_up(qtbot, window):
+    log = window.show_view("log")
+    for i in range(200):
+        logging.getLogger("labctl.test").info("line %d", i)
+    qtbot.waitUntil(lambda: any("line 199" in line for line in log.lines()))
+    bar = log.text.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 0 and bar.value() == bar.maximum())
+    bar.triggerAction(bar.SliderToMinimum)  # the operator scrolls up to read
+    qtbot.waitUntil(lambda: not log.following)
+    logging.getLogger("labctl.test").info("one more")
+    qtbot.waitUntil(lambda: any("one more" in line for line in log.lines()))
+    assert bar.value() == 0
