@@ -63,5 +63,9 @@ def home_all(qtbot, window) -> None:
 
 
 def numbers(text: str) -> float:
-    """The number a label starts with (``"12.5000 mm ↔"`` -> 12.5)."""
-    return float(text.split()[0])
+    """The number a label starts with (``"12.5000 mm ↔"`` -> 12.5); NaN while it shows none yet
+    (``"–"`` before the first position arrives), so that a wait keeps waiting."""
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError):
+        return float("nan")
