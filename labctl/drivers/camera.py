@@ -9,10 +9,19 @@ Integration time: OpenCV's exposure property is in backend units (V4L2: 100 us s
 log2 seconds), so it maps to seconds only when the station gives ``exposure_unit_s`` (seconds per
 unit) and the camera accepts the setting; otherwise one read averages as many consecutive frames
 as fit in the integration time (frame period from the camera's frame rate, or ``frame_period_s``).
+
+Live streams (a URL such as an IP camera's MJPEG stream) keep coming whether or not anyone
+reads them, and FFmpeg and the socket queue what is not read yet: read in order, a frame could
+show the bench as it was seconds ago. So a stream is read continuously by a background thread
+(``FreshFrames``), and ``grab`` returns a frame that was exposed after it was called: it skips
+the frame that may have been on its way when it was asked. The capture then belongs to that
+thread; a stalled stream raises ``InstrumentTimeout`` after ``timeout_s``, an ended one
+``ConnectionLost``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +31,71 @@ import numpy as np
 
 from labctl.drivers.base import reject_unknown_options
 from labctl.drivers.roles import Reading
-from labctl.errors import ConfigError, ConnectionLost, InstrumentError
+from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
 
-_CAMERA_OPTIONS = ("index", "exposure", "frame_size")
+_CAMERA_OPTIONS = ("index", "exposure", "frame_size", "timeout_s")
+#: Frames of a stream that arrive this soon after opening are dropped: FFmpeg read them ahead
+#: while it probed the stream, so they show the bench as it was then.
+STREAM_SETTLE_S = 0.2
+
+
+def is_stream(source: int | str) -> bool:
+    """Whether ``source`` is a live network stream (a URL other than ``file://``)."""
+    return isinstance(source, str) and "://" in source and not source.lower().startswith("file://")
+
+
+class FreshFrames:
+    """Reads a live capture continuously; ``next_frame`` returns a frame exposed after the call."""
+
+    def __init__(self, capture: cv2.VideoCapture, name: str, source: str):
+        self.name = name
+        self.source = source
+        self._capture = capture
+        self._ready = threading.Condition()
+        self._frame: np.ndarray | None = None
+        self._count = 0
+        self._ended = False
+        self._stop = threading.Event()
+        self._start = time.monotonic()
+        self._thread = threading.Thread(target=self._read, name=f"camera-{name}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ok, frame = self._capture.read()
+                if not ok or frame is None:
+                    return
+                with self._ready:
+                    if time.monotonic() - self._start >= STREAM_SETTLE_S:
+                        self._frame, self._count = frame, self._count + 1
+                        self._ready.notify_all()
+        finally:
+            with self._ready:
+                self._ended = True
+                self._ready.notify_all()
+            self._capture.release()  # the capture belongs to this thread
+
+    def next_frame(self, timeout_s: float) -> np.ndarray:
+        """The second frame to arrive after this call (the first may have left the camera before)."""
+        with self._ready:
+            wanted = self._count + 2
+            self._ready.wait_for(lambda: self._count >= wanted or self._ended, timeout_s)
+            if self._count >= wanted:
+                return self._frame
+            if self._stop.is_set():
+                raise InstrumentError(self.name, f"camera {self.source} was closed; connect it again")
+            if self._ended:
+                raise ConnectionLost(
+                    self.name, f"the stream {self.source} ended: the camera closed the connection or was unplugged; reconnect it"
+                )
+        raise InstrumentTimeout(
+            self.name, f"no new frame from {self.source} within {timeout_s:g} s: the stream stalled; check the camera"
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 class OpenCVCamera:
@@ -37,10 +108,14 @@ class OpenCVCamera:
         *,
         exposure: float | None = None,
         frame_size: Sequence[int] | None = None,
+        timeout_s: float = 5.0,
     ):
-        """``exposure`` is in the backend's own units; ``frame_size`` is (width, height) pixels."""
+        """``exposure`` is in the backend's own units; ``frame_size`` is (width, height) pixels;
+        ``timeout_s`` is how long a grab waits for a stream's next frame."""
         self.name = name
         self.source = source
+        self.timeout_s = float(timeout_s)
+        self._fresh: FreshFrames | None = None
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
             raise ConnectionLost(
@@ -54,11 +129,18 @@ class OpenCVCamera:
         except ConfigError:
             self.close()
             raise
+        # What the capture reports is read now: once a stream's reader runs, the capture is its own.
+        self._shape = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self._fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self._backend = self._capture.getBackendName()
+        if is_stream(source):
+            self._fresh = FreshFrames(self._capture, name, str(source))
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> OpenCVCamera:
         """``resource``: a device index ("0"), a video file or a URL; options ``index`` (overrides
-        the resource), ``exposure`` (backend units), ``frame_size`` ([width, height])."""
+        the resource), ``exposure`` (backend units), ``frame_size`` ([width, height]), ``timeout_s``
+        (seconds a stream may stall before a grab fails)."""
         reject_unknown_options(cls.__name__, options, _CAMERA_OPTIONS)
         options = dict(options)
         index = options.pop("index", None)
@@ -69,7 +151,7 @@ class OpenCVCamera:
         width, height = (int(v) for v in frame_size)
         self._capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
         self._capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        rows, cols = self.frame_shape()
+        rows, cols = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         if (cols, rows) != (width, height):
             raise ConfigError(
                 f"camera {self.name}: asked for {width}x{height} pixels, the camera gives {cols}x{rows}; "
@@ -86,30 +168,36 @@ class OpenCVCamera:
 
     def identify(self) -> str:
         rows, cols = self.frame_shape()
-        return f"OpenCV {self._capture.getBackendName()} camera {self.source!r} ({cols}x{rows})"
+        return f"OpenCV {self._backend} camera {self.source!r} ({cols}x{rows})"
 
     def frame_shape(self) -> tuple[int, int]:
         """(rows, cols) of the frames the camera delivers."""
-        return int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        return self._shape
 
     def frame_period_s(self) -> float | None:
         """Seconds between frames from the reported frame rate, or None if it reports none."""
-        fps = self._capture.get(cv2.CAP_PROP_FPS)
-        return 1.0 / fps if fps > 0 else None
+        return 1.0 / self._fps if self._fps > 0 else None
 
     def grab(self) -> np.ndarray:
-        ok, frame = self._capture.read()
-        if not ok or frame is None:
-            raise InstrumentError(
-                self.name,
-                f"could not read a frame from {self.source!r}: the camera was unplugged or the video ended",
-            )
+        """One (rows, cols) float64 gray frame; from a stream, one exposed after this call."""
+        if self._fresh is not None:
+            frame = self._fresh.next_frame(self.timeout_s)
+        else:
+            ok, frame = self._capture.read()
+            if not ok or frame is None:
+                raise InstrumentError(
+                    self.name,
+                    f"could not read a frame from {self.source!r}: the camera was unplugged or the video ended",
+                )
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         return frame.astype(np.float64)
 
     def close(self) -> None:
-        self._capture.release()
+        if self._fresh is not None:
+            self._fresh.close()  # its thread releases the capture
+        else:
+            self._capture.release()
 
 
 class CameraDetectors:

@@ -8,16 +8,19 @@ never produced).
 
 Threading: Qt widgets belong to the thread that runs the QApplication. ``show_gray`` must be
 called from that (GUI) thread; the GUI and the bench call it there. It repaints before it
-returns, so the image is on the screen when the call ends. Works with ``QT_QPA_PLATFORM=offscreen``
+returns, so the image is on the screen when the call ends. That holds from the first image on
+because opening the window waits until the window system has put it on the screen (exposed
+it): a repaint before that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen``
 (tests, headless runs); a QApplication is created if none exists.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
-from PyQt5.QtCore import QThread, Qt
+from PyQt5.QtCore import QEventLoop, QThread, Qt
 from PyQt5.QtGui import QImage, QPainter, QPaintEvent
 from PyQt5.QtWidgets import QApplication, QWidget
 
@@ -25,6 +28,7 @@ from labctl.drivers.base import reject_unknown_options
 from labctl.errors import ConfigError, InstrumentError
 
 _app: QApplication | None = None  # the QApplication this module created, kept alive
+EXPOSE_TIMEOUT_S = 5.0  # how long the window system may take to put a new window on screen
 
 
 def qt_application() -> QApplication:
@@ -57,6 +61,14 @@ class SLMWindow(QWidget):
         self.create()  # a native window exists now, so it can be put on the chosen screen
         self.windowHandle().setScreen(target)
         self.showFullScreen()
+        deadline = time.monotonic() + EXPOSE_TIMEOUT_S
+        while not self.windowHandle().isExposed():
+            if time.monotonic() > deadline:
+                self.close()
+                raise InstrumentError(
+                    name, f"the window did not appear on screen {screen} within {EXPOSE_TIMEOUT_S:g} s; check that display"
+                )
+            app.processEvents(QEventLoop.AllEvents, 20)
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> SLMWindow:

@@ -3,7 +3,14 @@
 ``SimulatedBench`` builds a ``World`` with hidden random truths (seeded), puts one virtual
 instrument per device on a pseudo-terminal (serial devices) or a loopback TCP socket (LAN
 devices), serves the simulated operator's control channel (``control.py``: it loads the wheel
-when a plan asks), and writes a station file that reaches them all. Point ``Bench.from_station``
+when a plan asks), and writes a station file that reaches them all.
+
+Options swap the input projector and the detector array: ``projector="slm"`` puts an HDMI SLM
+(``instruments/slm_screen.py``: the panel behind this process's screen 0, with a hidden gamma
+between gray level and amplitude) in place of the mask wheel, for the ``SLMWindow`` driver;
+``detectors="camera"`` puts a camera looking at the detector plane (``instruments/camera_stream.py``:
+MJPEG over HTTP on a loopback port) in place of the Keithley, for ``CameraDetectors`` with one
+region of interest per detector. Point ``Bench.from_station``
 (or any third-party client) at that file and it cannot tell this bench from a real one.
 
 It is what ``labctl sim serve`` runs, and what tests use in-process as a fixture.
@@ -15,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from labctl.errors import ConfigError
@@ -25,7 +33,12 @@ from labctl.sim.layout import plate_axes
 from labctl.sim.link import Link, PtyLink, TcpLink
 from labctl.sim.motion import SimAxis
 from labctl.sim.truth import NOMINAL_M, TRAVEL_M, Truth, build_world
-from labctl.sim.world import MaskLibrary
+from labctl.sim.world import MaskLibrary, SlmResponse
+
+PROJECTORS = ("wheel", "slm")
+DETECTORS = ("dmm", "camera")
+#: The image side the SLM is aligned for when a design does not say (28 x 28 data sets).
+DEFAULT_IMAGE_SIZE = 28
 
 class SimulatedBench:
     """A whole simulated bench, served until ``close()`` (also a context manager)."""
@@ -43,7 +56,15 @@ class SimulatedBench:
         with_z: bool = False,
         station_file: str = "station.yaml",
         design_path: str | Path | None = None,
+        projector: str = "wheel",
+        detectors: str = "dmm",
     ):
+        if projector not in PROJECTORS:
+            raise ConfigError(f"simulated bench: projector must be one of {PROJECTORS}, got {projector!r}")
+        if detectors not in DETECTORS:
+            raise ConfigError(f"simulated bench: detectors must be one of {DETECTORS}, got {detectors!r}")
+        self.projector_kind = projector
+        self.detectors_kind = detectors
         self.design = design
         self.design_path = design_path
         self.truth = truth or Truth()
@@ -59,7 +80,11 @@ class SimulatedBench:
         self.clock = Clock(time_scale)
         self.world = build_world(design, clock=self.clock, seed=seed, truth=self.truth, masks=masks, with_z=with_z)
         self.source = self.world.source
+        if projector == "slm":  # the SLM replaces the wheel, with a hidden gamma drawn from the seed
+            self.world.wheel = None
+            self.world.slm_response = SlmResponse(gamma=float(np.random.default_rng([seed, 1]).uniform(1.8, 2.6)))
         self.wheel = self.world.wheel
+        self.slm: Any = None
         self._axis_slots = [plate_axes(i, with_z=with_z) for i in range(len(self.world.plates))]
         self.links: dict[str, Link] = {}
         self.instruments: dict[str, Any] = {}
@@ -78,11 +103,16 @@ class SimulatedBench:
 
     # -- serving ------------------------------------------------------------------------------
     def _serve(self, name: str, instrument: Any, kind: str) -> str:
-        """Put ``instrument`` on a pty (``"serial"``) or a TCP socket; return its resource."""
+        """Put ``instrument`` on a pty (``"serial"``), a TCP socket or an HTTP server; return its resource."""
         link: Link
         if kind == "serial":
             link = PtyLink(instrument, self.directory / f"{name}.tty")
             resource = str(link.path)
+        elif kind == "http":
+            from labctl.sim.instruments.camera_stream import HttpStreamLink
+
+            link = HttpStreamLink(instrument)
+            resource = link.url
         else:
             link = TcpLink(instrument)
             resource = link.resource
@@ -102,10 +132,20 @@ class SimulatedBench:
         clock = self.clock
         self.resources: dict[str, str] = {}
         self.resources["thz"] = self._serve("thz", VirtualE8257D("thz", clock, self.source, faults=plans.get("thz")), "tcp")
-        self.resources["dmm"] = self._serve(
-            "dmm", VirtualKeithley2700("dmm", clock, self.world.detectors, faults=plans.get("dmm")), "tcp"
-        )
-        self.resources["wheel"] = self._serve("wheel", VirtualFW102C("wheel", clock, self.wheel, faults=plans.get("wheel")), "serial")
+        if self.detectors_kind == "camera":
+            from labctl.sim.instruments.camera_stream import VirtualCamera
+
+            camera = VirtualCamera("camera", clock, self.world, faults=plans.get("camera"), seed=self.seed)
+            self.resources["camera"] = self._serve("camera", camera, "http")
+        else:
+            self.resources["dmm"] = self._serve(
+                "dmm", VirtualKeithley2700("dmm", clock, self.world.detectors, faults=plans.get("dmm")), "tcp"
+            )
+        if self.wheel is not None:
+            wheel = VirtualFW102C("wheel", clock, self.wheel, faults=plans.get("wheel"))
+            self.resources["wheel"] = self._serve("wheel", wheel, "serial")
+        else:
+            self._serve_slm()
         # Group stage axes by the instrument that drives them.
         groups: dict[str, dict[str, SimAxis]] = {}
         drivers: dict[str, str] = {}
@@ -128,14 +168,38 @@ class SimulatedBench:
             self.resources[name] = self._serve(name, vi, "serial")
         self.stage_drivers = drivers
 
+    def _serve_slm(self) -> None:
+        """The SLM behind screen 0 of this process (a screen is not a link another process can open)."""
+        from labctl.drivers.slm import qt_application
+        from labctl.sim.instruments.slm_screen import VirtualSlm, aligned_geometry
+
+        screen = qt_application().screens()[0].geometry()
+        side = int(getattr(self.design, "image_size", DEFAULT_IMAGE_SIZE))
+        pitch, origin = aligned_geometry(
+            (screen.height(), screen.width()), self.world.geometry.n, (side, side), self.world.input_scale
+        )
+        self.slm = VirtualSlm("slm", self.world, 0, pitch, origin)
+        self.resources["slm"] = "0"
+
     # -- the station file ---------------------------------------------------------------------
     def station(self) -> dict[str, Any]:
         """A station description (the YAML written to ``station.yaml``) that reaches this bench."""
         instruments: dict[str, Any] = {
             "thz": {"driver": "E8257D", "resource": self.resources["thz"], "options": {"multiplier": self.world.source_truth.multiplier}},
-            "dmm": {"driver": "Keithley2700", "resource": self.resources["dmm"]},
-            "wheel": {"driver": "FW102C", "resource": self.resources["wheel"]},
         }
+        channels = list(range(101, 101 + self.world.detectors.channel_count))
+        if self.detectors_kind == "camera":
+            camera = self.instruments["camera"]
+            regions = self.world.model().layout.regions
+            options = {"rois": [camera.roi(r) for r in regions], "frame_period_s": camera.truth.frame_period_s}
+            instruments["camera"] = {"driver": "CameraDetectors", "resource": self.resources["camera"], "options": options}
+            channels = list(range(1, 1 + len(regions)))
+        else:
+            instruments["dmm"] = {"driver": "Keithley2700", "resource": self.resources["dmm"]}
+        if self.wheel is not None:
+            instruments["wheel"] = {"driver": "FW102C", "resource": self.resources["wheel"]}
+        else:
+            instruments["slm"] = {"driver": "SLMWindow", "resource": self.resources["slm"]}
         for name, driver in self.stage_drivers.items():
             instruments[name] = {"driver": driver, "resource": self.resources[name]}
         plates = []
@@ -153,8 +217,8 @@ class SimulatedBench:
             "station": f"simulated-bench-seed-{self.seed}",
             "instruments": instruments,
             "source": "thz",
-            "projector": {"instrument": "wheel"},
-            "detectors": {"instrument": "dmm", "channels": list(range(101, 101 + self.world.detectors.channel_count))},
+            "projector": {"instrument": "wheel" if self.wheel is not None else "slm"},
+            "detectors": {"instrument": self.detectors_kind, "channels": channels},
             "plates": plates,
             "design": str(Path(self.design_path).resolve()) if self.design_path else None,
             "calibration": "./calibration",
@@ -164,6 +228,8 @@ class SimulatedBench:
     # -- the simulated operator ---------------------------------------------------------------
     def load_masks(self, slots: dict[int, str]) -> None:
         """Put masks into the wheel's slots, as an operator loading a cassette would."""
+        if self.wheel is None:
+            raise ConfigError("simulated bench: this bench has an SLM, not a mask wheel; there is nothing to load")
         for slot in slots:
             if not 1 <= slot <= self.wheel.slot_count:
                 raise ConfigError(f"simulated wheel: slot {slot} does not exist (1..{self.wheel.slot_count})")
@@ -173,6 +239,9 @@ class SimulatedBench:
         for link in self.links.values():
             link.close()
         self.links.clear()
+        if self.slm is not None:
+            self.slm.close()
+            self.slm = None
         if self.control is not None:
             self.control.close()
             self.control = None

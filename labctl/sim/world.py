@@ -114,6 +114,8 @@ class World:
         self._lock = threading.Lock()
         self._cache_key: tuple | None = None
         self._cache_value = np.zeros(len(dark_v))
+        self._plane_key: tuple | None = None
+        self._plane_value = np.zeros((geometry.n, geometry.n))
         self.optics_calls = 0
         self.detectors = SimDetectors(self.optical_signal, dark_v, gain_v, noise_v, seed=seed)
 
@@ -176,12 +178,7 @@ class World:
         if power == 0.0:
             return np.zeros_like(self._cache_value)
         offsets = self.plate_offsets_m()
-        key = (
-            self.input_key(),
-            None if self.display is None or self.display.image is None else id(self.display.image),
-            round(self.wavelength_m(), 12),
-            np.round(offsets, 9).tobytes(),
-        )
+        key = self._optics_key(offsets)
         with self._lock:
             if key != self._cache_key:
                 inputs = self.input_amplitude()[None]
@@ -189,3 +186,36 @@ class World:
                 self.optics_calls += 1
                 self._cache_key, self._cache_value = key, np.asarray(energies, dtype=float) * self.signal_scale
             return self._cache_value * power
+
+    def _optics_key(self, offsets: np.ndarray) -> tuple:
+        """What the optics depends on now. The SLM image goes in by content: an ``id`` could be
+        reused by a new image once the old one is freed."""
+        image = None if self.display is None else self.display.image
+        return (
+            self.input_key(),
+            None if image is None else np.asarray(image).tobytes(),
+            round(self.wavelength_m(), 12),
+            np.round(offsets, 9).tobytes(),
+        )
+
+    def detector_plane_signal(self) -> np.ndarray:
+        """Noise-free signal (volts before gain) falling on each neuron of the detector plane, (n, n).
+
+        What a camera looking at the detector plane sees; summed over a detector region it is
+        that detector's ``optical_signal``.
+        """
+        power = self.power_factor()
+        if power == 0.0:
+            return np.zeros_like(self._plane_value)
+        offsets = self.plate_offsets_m()
+        key = self._optics_key(offsets)
+        with self._lock:
+            if key != self._plane_key:
+                g = self.geometry
+                field = self.model().output_field(self.input_amplitude()[None], self.heights_m, offsets)[0]
+                intensity = (np.square(field.real) + np.square(field.imag)).astype(np.float64)
+                k = g.oversample
+                per_neuron = intensity.reshape(g.n, k, g.n, k).sum(axis=(1, 3)) * g.sample_pitch_m**2
+                self.optics_calls += 1
+                self._plane_key, self._plane_value = key, per_neuron * self.signal_scale
+            return self._plane_value * power
