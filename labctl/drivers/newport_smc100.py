@@ -32,7 +32,10 @@ from labctl.errors import ConfigError, ConnectionLost, InstrumentError, Instrume
 
 BAUD_RATE = 57_600
 
-#: ``TE`` error letters (SMC100 manual, "TE - Get command error"), with what to do.
+#: ``TE`` error letters (SMC100 manual, "TE - Get command error"), with what to do. The letters
+#: and their meanings agree with the tables of independent clients (pymeasure's
+#: ``instruments/newport/smc100.py``, QMI's and MagAO-X's SMC100 drivers); D is worded there
+#: "command not allowed" and G "displacement out of limits".
 ERRORS = {
     "A": "unknown message code or floating point controller address",
     "B": "controller address not correct",
@@ -126,7 +129,9 @@ def format_mm(value_m: float) -> str:
 class SMC100(LabInstrument):
     """A chain of SMC100 controllers on one serial port (one axis per controller address).
 
-    The identity is the ``VE`` answer (controller type and firmware) of ``identity_address``;
+    The identity is the ``VE`` answer (controller type and firmware) of ``identity_address``,
+    e.g. ``SMC_CC - Controller-driver version  3. 1. 2`` (recorded from a real SMC100CC, blanks and
+    all; ``SMC_PP`` for the stepper version);
     without one, addresses 1..31 are asked in turn, ``scan_timeout_s`` each, as Newport's own
     utility scans a chain (the protocol has no broadcast). Homing an axis that is already
     referenced resets its controller (``RS``) first, because ``OR`` is accepted only in NOT

@@ -6,7 +6,7 @@ from pymeasure.test import expected_protocol
 from labctl.drivers.newport_smc100 import SMC100, SMCState, format_mm
 from labctl.errors import ConfigError, InstrumentError, LimitError, WrongInstrument
 
-IDENTITY = [("1VE", "1VE SMC_CC - V. 2.0.1")]
+IDENTITY = [("1VE", "1VE SMC_CC - Controller-driver version  3. 1. 2")]
 
 
 def smc(pairs, **kwargs):
@@ -14,9 +14,9 @@ def smc(pairs, **kwargs):
 
 
 def test_identity_is_the_version_answer():
-    with expected_protocol(SMC100, IDENTITY + [("4VE", "4VE SMC_PP - V. 3.0.0")], name="smc") as s:
+    with expected_protocol(SMC100, IDENTITY + [("4VE", "4VE SMC_PP - Controller-driver version  3. 0. 1")], name="smc") as s:
         s.identity_address = 4
-        assert s.identify() == "SMC_PP - V. 3.0.0"
+        assert s.identify() == "SMC_PP - Controller-driver version  3. 0. 1"
 
 
 def test_a_controller_that_is_not_an_smc100_is_refused():
@@ -139,11 +139,11 @@ def test_soft_limit_refusal_sends_nothing():
 
 
 def test_stop_stage_id_and_a_late_answer_of_another_controller():
-    pairs = [("2ST", None), ("2ID?", "2IDUTS25CC"), ("2TP", "3TP1.000000"), (None, "2TP2.000000")]
+    pairs = [("2ST", None), ("2ID?", "2IDLTA-HS_PN:B0601246985103_UD:062509"), ("2TP", "3TP1.000000"), (None, "2TP2.000000")]
     with smc(pairs) as s:
         axis = s.axis("2", "y")
         axis.stop()
-        assert s.stage_id(2) == "UTS25CC"
+        assert s.stage_id(2) == "LTA-HS_PN:B0601246985103_UD:062509"
         assert axis.position_m() == pytest.approx(2e-3)
 
 

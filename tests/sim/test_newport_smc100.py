@@ -45,8 +45,8 @@ def connect(link, **kwargs):
 def test_identify_and_stage_id(chain):
     _, _, link = chain()
     s = connect(link)
-    assert s.identify() == "SMC_CC - V. 2.0.1"
-    assert s.stage_id(2) == "UTS25CC"
+    assert s.identify() == "SMC_CC - Controller-driver version  3. 1. 2"
+    assert s.stage_id(2) == "UTS25CC_PN:B0000000000001_UD:010125"
     s.close()
 
 
@@ -57,7 +57,7 @@ def test_identity_scans_a_chain_that_does_not_start_at_address_1(tmp_path):
     vi.attach(link)
     try:
         s = SMC100(str(link.path), "smc", scan_timeout_s=0.05)
-        assert (s.identity_address, s.identify()) == (3, "SMC_CC - V. 2.0.1")
+        assert (s.identity_address, s.identify()) == (3, "SMC_CC - Controller-driver version  3. 1. 2")
         assert s.adapter.connection.timeout == 2.0  # the scan's short timeout is undone
         s.close()
         vi.faults = FaultPlan(rates={Fault.TIMEOUT: 1.0})
@@ -223,6 +223,8 @@ def test_raw_answers_follow_the_manual(chain):
             tell(command)
             assert ask(b"2TE") == b"2TE" + error + b"\r\n"
         assert ask(b"2SR?") == b"2SR25.000000\r\n"
-        assert ask(b"2VE") == b"2VE SMC_CC - V. 2.0.1\r\n"
+        assert ask(b"2VE") == b"2VE SMC_CC - Controller-driver version  3. 1. 2\r\n"
+        assert ask(b"2VE?") == b"2VE SMC_CC - Controller-driver version  3. 1. 2\r\n"
+        assert ask(b"2ID?") == b"2IDUTS25CC_PN:B0000000000001_UD:010125\r\n"
         port.timeout = 0.05
         assert ask(b"9TS") == b""  # no controller 9 on this chain

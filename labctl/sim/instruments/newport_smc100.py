@@ -33,9 +33,16 @@ from labctl.sim.faults import FaultPlan
 from labctl.sim.instrument import LineInstrument
 from labctl.sim.motion import SimAxis
 
-#: ``VE`` answer: controller type and firmware revision.
-VERSION = "SMC_CC - V. 2.0.1"
-STAGE_ID = "UTS25CC"
+#: ``VE`` answer: controller type (``SMC_CC``, ``SMC_PP`` for the stepper version) and firmware
+#: revision, in the shape real controllers send it: ``1VE SMC_CC - Controller-driver version  3. 1. 2``
+#: (two spaces before the revision, blanks inside it), as recorded from an SMC100CC with firmware
+#: 3.1.2 in public lab notes and in a serial-port detection tool's docstring (found with the code
+#: search; the manual's VE page itself was not reachable here).
+VERSION = "SMC_CC - Controller-driver version  3. 1. 2"
+#: ``ID?`` answer: the ESP stage's identifier as the controller read it from the stage, model then
+#: part number and user data (one recorded reply: ``1IDLTA-HS_PN:B0601246985103_UD:062509``,
+#: same notes). The part number here is a placeholder of that shape.
+STAGE_ID = "UTS25CC_PN:B0000000000001_UD:010125"
 #: Device seconds an ``RS`` takes before the controller answers again (about, from the manual).
 RESET_S = 3.0
 
