@@ -112,6 +112,8 @@ class OpenCVCamera:
     ):
         """``exposure`` is in the backend's own units; ``frame_size`` is (width, height) pixels;
         ``timeout_s`` is how long a grab waits for a stream's next frame."""
+        if not timeout_s > 0:
+            raise ConfigError(f"camera {name}: timeout_s must be > 0 s, got {timeout_s}")
         self.name = name
         self.source = source
         self.timeout_s = float(timeout_s)
@@ -121,6 +123,7 @@ class OpenCVCamera:
             raise ConnectionLost(
                 name, f"cannot open camera {source!r}: check the device index or the file path/URL, and that no other program holds it"
             )
+        self._backend = self._capture.getBackendName()
         try:
             if frame_size is not None:
                 self._set_frame_size(frame_size)
@@ -132,7 +135,6 @@ class OpenCVCamera:
         # What the capture reports is read now: once a stream's reader runs, the capture is its own.
         self._shape = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self._fps = self._capture.get(cv2.CAP_PROP_FPS)
-        self._backend = self._capture.getBackendName()
         if is_stream(source):
             self._fresh = FreshFrames(self._capture, name, str(source))
 
@@ -159,11 +161,12 @@ class OpenCVCamera:
             )
 
     def set_exposure(self, exposure: float) -> None:
-        """Set the exposure in the backend's units; ConfigError if the camera does not take it."""
-        if not self._capture.set(cv2.CAP_PROP_EXPOSURE, float(exposure)):
+        """Set the exposure in the backend's units; ConfigError if the camera does not take it
+        (nor does a running stream: its capture belongs to its reader)."""
+        if self._fresh is not None or not self._capture.set(cv2.CAP_PROP_EXPOSURE, float(exposure)):
             raise ConfigError(
                 f"camera {self.name}: {self.source!r} does not accept an exposure setting "
-                f"(backend {self._capture.getBackendName()}); remove the exposure option"
+                f"(backend {self._backend}); remove the exposure option"
             )
 
     def identify(self) -> str:

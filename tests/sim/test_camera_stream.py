@@ -35,6 +35,27 @@ def sim(tmp_path) -> Iterator[SimulatedBench]:
         yield bench
 
 
+def expected_counts(sim: SimulatedBench, amplitude: np.ndarray, averages: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the hidden truth says the regions must sum to (dark + gain x the optics of this input
+    amplitude, at the plates' true offsets), and how far ``averages`` frames may stray from it:
+    read noise per pixel, 8-bit rounding and JPEG at quality 100."""
+    world, camera = sim.world, sim.instruments["camera"]
+    model = DESIGN.model()
+    regions = model.layout.regions
+    pixels = (regions[:, 1] - regions[:, 0]) * (regions[:, 3] - regions[:, 2]) * camera.pixels_per_neuron**2
+    signal = model.energies(amplitude[None], DESIGN.heights_m, world.plate_offsets_m())[0] * world.signal_scale
+    expected = camera.truth.dark_counts * pixels + camera.gain_counts_per_v * signal * world.power_factor()
+    return expected, 5 * camera.truth.noise_counts * np.sqrt(pixels / averages) + 0.01 * pixels
+
+
+def at_nominal_with_light(bench: Bench) -> None:
+    for plate in bench.plates.values():
+        plate.x.home()
+        plate.y.home()
+    bench.move_to_nominal()
+    bench.source.output_on()
+
+
 def http_get(url: str, path: str) -> tuple[bytes, socket.socket]:
     host, port = url.split("//")[1].split("/")[0].split(":")
     conn = socket.create_connection((host, int(port)), timeout=2)
@@ -72,38 +93,34 @@ def test_a_raw_client_sees_a_multipart_jpeg_stream(sim: SimulatedBench) -> None:
 
 
 def test_regions_follow_the_optics_when_the_input_changes(sim: SimulatedBench) -> None:
-    world, camera = sim.world, sim.instruments["camera"]
-    model = DESIGN.model()
     with Bench.from_station(sim.station_path) as bench:
-        for plate in bench.plates.values():
-            plate.x.home()
-            plate.y.home()
-        bench.move_to_nominal()
+        at_nominal_with_light(bench)
         sim.load_masks({1: "tiny/test/1", 2: "tiny/test/2"})
         bench.projector.load({1: "tiny/test/1", 2: "tiny/test/2"})
-        bench.source.output_on()
-        regions = model.layout.regions
-        pixels = (regions[:, 1] - regions[:, 0]) * (regions[:, 3] - regions[:, 2]) * camera.pixels_per_neuron**2
-        averages = 4
-        # A region's sum over its pixels: dark + read noise per pixel, 8-bit rounding, JPEG at q100.
-        tolerance = 5 * camera.truth.noise_counts * np.sqrt(pixels / averages) + 0.01 * pixels
-
-        def expected_counts(index: int) -> np.ndarray:
-            """What the hidden truth says the regions must sum to: dark + gain x the optics."""
-            inputs = embed_image(IMAGES[index][None], DESIGN.geometry, scale=1)
-            signal = model.energies(inputs, DESIGN.heights_m, world.plate_offsets_m())[0] * world.signal_scale
-            return camera.truth.dark_counts * pixels + camera.gain_counts_per_v * signal * world.power_factor()
-
         readings = {}
         for index in (1, 2):
             bench.projector.show(f"tiny/test/{index}", IMAGES[index])
-            reading = bench.detectors.read(averages)
-            np.testing.assert_array_less(np.abs(reading.values - expected_counts(index)), tolerance)
+            reading = bench.detectors.read(4)
+            expected, tolerance = expected_counts(sim, embed_image(IMAGES[index], DESIGN.geometry, scale=1), 4)
+            np.testing.assert_array_less(np.abs(reading.values - expected), tolerance)
             readings[index] = reading.values
         frame = bench.instruments["camera"].camera.grab()
-        assert frame.shape == camera.frame_shape and frame.max() < 255  # nothing saturates
+        assert frame.shape == sim.instruments["camera"].frame_shape and frame.max() < 255  # nothing saturates
         change = np.abs(readings[2] - readings[1])
         assert change.max() > 20 * tolerance.max()  # the new input is seen far above the noise
+
+
+def test_an_slm_and_a_camera_together(qapp, tmp_path) -> None:
+    # Both new links at once: the image goes out through the screen, the light comes back as MJPEG.
+    with SimulatedBench(
+        DESIGN, tmp_path, seed=5, time_scale=0, truth=Truth(offset_sigma_m=0.1e-3), projector="slm", detectors="camera"
+    ) as sim, Bench.from_station(sim.station_path) as bench:
+        at_nominal_with_light(bench)
+        bench.projector.show("tiny/test/3", IMAGES[3])
+        amplitude = sim.world.slm_response(sim.world.display.image)  # the screen's gray levels, through the gamma
+        expected, tolerance = expected_counts(sim, amplitude, 4)
+        np.testing.assert_array_less(np.abs(bench.detectors.read(4).values - expected), tolerance)
+        assert (expected - expected_counts(sim, np.zeros_like(amplitude), 4)[0]).max() > 20 * tolerance.max()
 
 
 def test_a_disconnect_is_a_clean_error_and_the_camera_comes_back(sim: SimulatedBench) -> None:
