@@ -21,7 +21,8 @@ infinitely fast, and a frame period of wall time keeps the stream cheap.
 Faults (``labctl.sim.faults``): every request and every frame counts as one command.
 ``error`` answers a request with ``503 Service Unavailable``; on a frame, ``error`` and
 ``timeout`` lose that frame (the stream stalls one period); ``garble`` and ``drop`` corrupt or
-cut the frame's JPEG data; ``disconnect=n`` closes every connection at the n-th command.
+cut the frame's JPEG data (FFmpeg's decoder conceals the damage: the frame arrives, with wrong
+pixels, as from a real flaky camera); ``disconnect=n`` closes every connection at the n-th command.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class VirtualCamera:
         fault = self._draw()
         if fault in (Fault.DISCONNECT, Fault.TIMEOUT, Fault.ERROR):
             return None
-        ok, jpeg = cv2.imencode(".jpg", self.expose(), [cv2.IMWRITE_JPEG_QUALITY, 100])
+        _, jpeg = cv2.imencode(".jpg", self.expose(), [cv2.IMWRITE_JPEG_QUALITY, 100])
         data = self.faults.mangle(jpeg.tobytes(), fault)
         head = b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % (BOUNDARY, len(data))
         return head + data + b"\r\n"
