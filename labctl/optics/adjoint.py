@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from labctl.errors import ConfigError
+from labctl.optics.parallel import over_cores
 from labctl.optics.propagation import frequencies, log_derivative_z, to_field, to_spectrum
 
 if TYPE_CHECKING:
@@ -68,31 +69,38 @@ def backward(model: D2NN, res: ForwardResult, dL_dE: np.ndarray, offsets: bool =
     t, transfer = res.transmissions, res.transfer
     t_conj = np.conj(t)
     transfer_conj = [np.conj(h) for h in transfer]
-    grad_h = np.zeros((n_layers, m, m), dtype=np.complex128)
-    if offsets:
-        cross = np.zeros((n_layers + 1, padded, padded), dtype=np.complex128)
     weights = model.layout.weight_map(dL_dE, k) * (2.0 * g.sample_pitch_m**2)
-    batch = dL_dE.shape[0]
-    for start in range(0, batch, model.batch_chunk):
-        sl = slice(start, start + model.batch_chunk)
-        work = model.work_array(0, len(dL_dE[sl]))
-        adj = work[:, :m, :m]
-        np.multiply(res.field[sl], weights[sl], out=adj)
-        for j in range(n_layers, -1, -1):
-            if j == 0 and not offsets:
-                break
-            before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
-            to_spectrum(work, m)
-            if offsets:
-                work_before = model.work_array(1, len(before))
-                work_before[:, :m, :m] = before
-                cross[j] += _batch_cross(work, to_spectrum(work_before, m))
-            if j == 0:
-                break
-            np.multiply(work, transfer_conj[j], out=work)
-            adj = to_field(work, m)
-            grad_h[j - 1] += _batch_cross(adj, before)
-            np.multiply(adj, t_conj[j - 1], out=adj)
+
+    def run(part: range, workers: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """This part of the batch's sums: sum conj(adjoint) * field before each plate, and the
+        cross spectra of every propagation (only when the offsets' gradient is wanted)."""
+        grad = np.zeros((n_layers, m, m), dtype=np.complex128)
+        cross = np.zeros((n_layers + 1, padded, padded), dtype=np.complex128) if offsets else None
+        for start in range(part.start, part.stop, model.batch_chunk):
+            sl = slice(start, min(start + model.batch_chunk, part.stop))
+            work = model.work_array(0, sl.stop - sl.start)
+            adj = work[:, :m, :m]
+            np.multiply(res.field[sl], weights[sl], out=adj)
+            for j in range(n_layers, -1, -1):
+                if j == 0 and not offsets:
+                    break
+                before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
+                to_spectrum(work, m, workers)
+                if offsets:
+                    work_before = model.work_array(1, len(before))
+                    work_before[:, :m, :m] = before
+                    cross[j] += _batch_cross(work, to_spectrum(work_before, m, workers))
+                if j == 0:
+                    break
+                np.multiply(work, transfer_conj[j], out=work)
+                adj = to_field(work, m, workers)
+                grad[j - 1] += _batch_cross(adj, before)
+                np.multiply(adj, t_conj[j - 1], out=adj)
+        return grad, cross
+
+    parts = over_cores(dL_dE.shape[0], run)
+    grad_h = sum(part[0] for part in parts)
+    cross = sum(part[1] for part in parts) if offsets else None
     grad_h = (c * grad_h).real
     heights = grad_h.reshape(n_layers, g.n, k, g.n, k).sum(axis=(2, 4))
     if not offsets:

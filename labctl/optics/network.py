@@ -26,6 +26,7 @@ from labctl.optics.adjoint import Gradients, backward
 from labctl.optics.detectors import DetectorLayout
 from labctl.optics.elements import Material, plate_transmission
 from labctl.optics.geometry import Geometry
+from labctl.optics.parallel import over_cores
 from labctl.optics.propagation import propagate_in_place, transfer_function
 from labctl.optics.sources import illumination_field
 
@@ -67,9 +68,9 @@ def frame_moves(offsets_m: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.n
 class D2NN:
     """Batched forward model of a diffractive network and its exact adjoint gradients.
 
-    ``batch_chunk`` images are pushed through the FFTs together: a few, so that the padded work
-    arrays stay in the CPU cache. Work arrays are kept per thread, so one model may be used
-    from several threads.
+    A batch is spread over the cores (parallel.py); within each core's part, ``batch_chunk``
+    images are pushed through the FFTs together: a few, so that the padded work arrays stay in
+    the CPU cache. Work arrays are kept per thread, so one model may be used from several threads.
     """
 
     def __init__(self, geom: Geometry, layout: DetectorLayout, material: Material, batch_chunk: int = 4):
@@ -161,23 +162,27 @@ class D2NN:
             res.field = np.empty((batch, m, m), dtype)
             res.input_field = np.empty((batch, m, m), dtype)
             res.plate_fields = [np.empty((batch, m, m), dtype) for _ in range(g.n_layers)]
-        for start in range(0, batch, self.batch_chunk):
-            sl = slice(start, start + self.batch_chunk)
-            work = self.work_array(0, len(inputs[sl]))
-            field = work[:, :m, :m]
-            field[...] = self.input_field(inputs[sl])
-            if record:
-                res.input_field[sl] = field
-            for j, h in enumerate(transfer):
-                field = propagate_in_place(work, m, h)
-                if j < g.n_layers:
-                    if record:
-                        res.plate_fields[j][sl] = field
-                    np.multiply(field, t[j], out=field)
-            intensity = np.square(field.real) + np.square(field.imag)
-            energies[sl] = self.layout.integrate(intensity) * g.sample_pitch_m**2
-            if record:
-                res.field[sl] = field
+
+        def run(part: range, workers: int) -> None:
+            for start in range(part.start, part.stop, self.batch_chunk):
+                sl = slice(start, min(start + self.batch_chunk, part.stop))
+                work = self.work_array(0, sl.stop - sl.start)
+                field = work[:, :m, :m]
+                field[...] = self.input_field(inputs[sl])
+                if record:
+                    res.input_field[sl] = field
+                for j, h in enumerate(transfer):
+                    field = propagate_in_place(work, m, h, workers)
+                    if j < g.n_layers:
+                        if record:
+                            res.plate_fields[j][sl] = field
+                        np.multiply(field, t[j], out=field)
+                intensity = np.square(field.real) + np.square(field.imag)
+                energies[sl] = self.layout.integrate(intensity) * g.sample_pitch_m**2
+                if record:
+                    res.field[sl] = field
+
+        over_cores(batch, run)
         return res
 
     def energies(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:

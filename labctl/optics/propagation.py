@@ -20,7 +20,8 @@ The 2-D transforms are done in place, one axis at a time, so that work on known 
 the padded field has M nonzero columns (M column transforms instead of 2M), and only M columns of
 the inverse are kept. Column transforms are the expensive, strided direction, so this saves a
 quarter of the work of full 2M x 2M transforms and pays for the padding and the multiplications.
-scipy.fft runs on all cores (``workers=-1``).
+By default scipy.fft splits each transform over all cores (``workers=-1``); the network model
+instead gives each core whole images (``workers=1`` per thread), which scales better at this size.
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ from labctl.errors import ConfigError
 WORKERS = -1  # scipy.fft: all cores
 
 
-def _in_place(transform, view: np.ndarray, axis: int) -> None:
+def _in_place(transform, view: np.ndarray, axis: int, workers: int) -> None:
     """Run a scipy.fft transform on ``view`` in place (copy back if scipy chose not to)."""
-    out = transform(view, axis=axis, workers=WORKERS, overwrite_x=True)
+    out = transform(view, axis=axis, workers=workers, overwrite_x=True)
     if not np.shares_memory(out, view):
         view[...] = out
 
 
-def to_spectrum(work: np.ndarray, samples: int) -> np.ndarray:
+def to_spectrum(work: np.ndarray, samples: int, workers: int = WORKERS) -> np.ndarray:
     """FFT in place of the field held in the (samples x samples) corner of ``work`` (..., 2M, 2M).
 
     The rest of ``work`` is zeroed first (the padding). Columns are transformed first, only the
@@ -50,26 +51,26 @@ def to_spectrum(work: np.ndarray, samples: int) -> np.ndarray:
     """
     work[..., samples:, :samples] = 0
     work[..., :, samples:] = 0
-    _in_place(sfft.fft, work[..., :, :samples], -2)
-    _in_place(sfft.fft, work, -1)
+    _in_place(sfft.fft, work[..., :, :samples], -2, workers)
+    _in_place(sfft.fft, work, -1, workers)
     return work
 
 
-def to_field(work: np.ndarray, samples: int) -> np.ndarray:
+def to_field(work: np.ndarray, samples: int, workers: int = WORKERS) -> np.ndarray:
     """Inverse FFT in place of a padded spectrum; returns the (samples x samples) corner (a view).
 
     All 2M rows are inverted, then only the M columns that are kept.
     """
-    _in_place(sfft.ifft, work, -1)
-    _in_place(sfft.ifft, work[..., :, :samples], -2)
+    _in_place(sfft.ifft, work, -1, workers)
+    _in_place(sfft.ifft, work[..., :, :samples], -2, workers)
     return work[..., :samples, :samples]
 
 
-def propagate_in_place(work: np.ndarray, samples: int, transfer: np.ndarray) -> np.ndarray:
+def propagate_in_place(work: np.ndarray, samples: int, transfer: np.ndarray, workers: int = WORKERS) -> np.ndarray:
     """Propagate the field in the corner of ``work`` with transfer function ``transfer``; returns the corner."""
-    to_spectrum(work, samples)
+    to_spectrum(work, samples, workers)
     np.multiply(work, transfer, out=work)
-    return to_field(work, samples)
+    return to_field(work, samples, workers)
 
 
 def frequencies(padded: int, dx_m: float) -> np.ndarray:
