@@ -44,7 +44,7 @@ def rms_um(offsets_m: np.ndarray) -> float:
 def run_one(design, strategy: str, seed: int, sigma_m: float, check: int) -> dict:
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=Truth(offset_sigma_m=sigma_m))
     mount = np.array([plate.mount_offset_m for plate in bench.world.plates])
-    runner = Runner(bench, operator=lambda message: None)  # the soft wheel loads itself
+    runner = Runner(bench, operator=bench.operator)  # the soft bench's own hands: wheel and plates
     trace: list[tuple[int, float]] = []
     marks = {"start": None, "travel": 0.0, "end_reads": None, "end_travel": None}
 
@@ -53,7 +53,7 @@ def run_one(design, strategy: str, seed: int, sigma_m: float, check: int) -> dic
             marks["start"], marks["travel"] = runner.detector_reads, runner.travel_m
         if isinstance(msg, LoadCassette) and msg.message.startswith("after alignment") and marks["end_reads"] is None:
             marks["end_reads"], marks["end_travel"] = runner.detector_reads, runner.travel_m
-        if isinstance(msg, Record) and msg.stream in ("alignment_scan", "alignment_fit") and marks["start"] is not None:
+        if isinstance(msg, Record) and msg.stream in ("alignment_scan", "alignment_fit", "alignment_build_up") and marks["start"] is not None:
             trace.append((runner.detector_reads - marks["start"], rms_um(bench.world.plate_offsets_m())))
 
     runner.subscribe(follow)

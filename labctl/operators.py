@@ -1,18 +1,21 @@
-"""Who loads masks into the wheel when a plan asks (``LoadCassette``): a person, or the simulator.
+"""Who does what a plan asks of hands at the bench: a person, or the simulator.
 
 A mask wheel shows only the printed masks someone put into its slots. When a campaign or a
 calibration reaches a new cassette, the runner calls the bench's operator with the
 ``LoadCassette`` message and goes on only when it returns (then it records the cassette on the
-projector). The station file's optional ``operator`` entry chooses who that is:
+projector). Alignment may likewise ask for plates to be taken out of or put back into their
+holders (``MountPlates``) to build the stack up one plate at a time. The station file's optional
+``operator`` entry chooses who does it:
 
 - ``{kind: console}`` (the default): ``ConsoleOperator`` prints the slots to fill on the terminal
   and waits for Enter;
 - ``{kind: simulated, resource: "TCPIP::127.0.0.1::PORT::SOCKET"}``: ``SimulatedOperator`` asks a
   served simulated bench (``labctl sim serve``) to load them, over its control channel
-  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>`` answered ``OK`` or ``ERR <why>``).
+  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>`` or ``MOUNT L1,L2`` answered ``OK``
+  or ``ERR <why>``).
 
-An operator is a callable ``operator(request: LoadCassette) -> None``, which is what ``Runner``
-takes; it raises when the masks could not be loaded, and the runner then shuts down safely.
+An operator is a callable ``operator(request: LoadCassette | MountPlates) -> None``, which is what
+``Runner`` takes; it raises when the request could not be done, and the runner then shuts down safely.
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from typing import TextIO
 from urllib.parse import quote, unquote
 
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
-from labctl.plans.messages import LoadCassette
+from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest
 from labctl.station import OperatorConfig
 
-Operator = Callable[[LoadCassette], None]
+Operator = Callable[[OperatorRequest], None]
 
 #: How long the simulated bench may take to load a cassette (it looks every mask up).
 SIMULATED_TIMEOUT_S = 60.0
@@ -53,19 +56,30 @@ class ConsoleOperator:
         self._stdout = stdout
         self.waiting = False  # True while waiting for Enter (a Ctrl-C handler may interrupt at once)
 
-    def __call__(self, request: LoadCassette) -> None:
+    def __call__(self, request: OperatorRequest) -> None:
+        if isinstance(request, MountPlates):
+            what = "the plates in the beam must change"
+            lines = [f"operator: {request.message or 'change the plates in the beam'}",
+                     "  have exactly these plates in their holders (take every other one out of the beam):",
+                     f"    {', '.join(request.plates) or '(none: an empty stack)'}",
+                     "  press Enter when done (Ctrl-C aborts)"]
+        else:
+            what = f"masks must be loaded into the wheel ({slot_list(dict(request.slots))})"
+            lines = [f"operator: {request.message or 'load a cassette'}", "  put these masks into the wheel:"]
+            lines += [f"    slot {slot}: {key}" for slot, key in sorted(request.slots.items())]
+            lines.append("  press Enter when the wheel is loaded (Ctrl-C aborts)")
+        self._confirm(what, lines)
+
+    def _confirm(self, what: str, lines: list[str]) -> None:
+        """Print the request and wait for Enter (the refusal names ``what`` was asked)."""
         stdin = self._stdin if self._stdin is not None else sys.stdin
         out = self._stdout if self._stdout is not None else sys.stderr
-        slots = dict(request.slots)
         if stdin is None or stdin.closed or not stdin.isatty():
             raise ConfigError(
-                f"operator: masks must be loaded into the wheel ({slot_list(slots)}), but standard input is not a "
+                f"operator: {what}, but standard input is not a "
                 "terminal, so nobody can confirm it. Run from a terminal, or run with a station whose operator is "
                 "simulated (operator: {kind: simulated, resource: ...}, as `labctl sim serve` writes it)"
             )
-        lines = [f"operator: {request.message or 'load a cassette'}", "  put these masks into the wheel:"]
-        lines += [f"    slot {slot}: {key}" for slot, key in sorted(slots.items())]
-        lines.append("  press Enter when the wheel is loaded (Ctrl-C aborts)")
         print("\n".join(lines), file=out, flush=True)
         self.waiting = True
         try:
@@ -73,7 +87,7 @@ class ConsoleOperator:
         finally:
             self.waiting = False
         if not answer:
-            raise Aborted("operator: standard input closed while the wheel was being loaded; nothing was measured with it")
+            raise Aborted("operator: standard input closed before the request was confirmed; nothing was measured after it")
 
 
 class SimulatedOperator:
@@ -86,8 +100,17 @@ class SimulatedOperator:
         self.host, self.port = socket_address(resource)
         self.timeout_s = timeout_s
 
-    def __call__(self, request: LoadCassette) -> None:
-        self.load(dict(request.slots))
+    def __call__(self, request: OperatorRequest) -> None:
+        if isinstance(request, MountPlates):
+            self.mount(request.plates)
+        else:
+            self.load(dict(request.slots))
+
+    def mount(self, plates: tuple[str, ...] | list[str]) -> None:
+        """Have the simulated operator leave exactly ``plates`` in the beam."""
+        reply = self.query("MOUNT " + ",".join(plates))
+        if reply != "OK":
+            raise InstrumentError("operator", f"{self.resource} answered {reply!r} to MOUNT; expected OK")
 
     def load(self, slots: Mapping[int, str]) -> None:
         """Have the simulated operator put ``slots`` (slot -> mask key) into the wheel."""

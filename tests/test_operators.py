@@ -14,7 +14,7 @@ import yaml
 from labctl.bench import Bench
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
 from labctl.operators import ConsoleOperator, SimulatedOperator
-from labctl.plans.messages import LoadCassette
+from labctl.plans.messages import LoadCassette, MountPlates
 from labctl.sim.bench import SimulatedBench
 from labctl.station import OperatorConfig, load_station
 from tests import soft_drivers
@@ -152,3 +152,30 @@ def test_a_silent_control_channel_times_out():
         operator = SimulatedOperator(f"TCPIP::127.0.0.1::{port}::SOCKET", timeout_s=0.2)
         with pytest.raises(InstrumentTimeout, match="no answer"):
             operator.load({1: "mnist5k/test/3"})
+
+
+def test_the_console_operator_asks_for_plates_and_waits_for_enter(terminal):
+    stdin, keyboard = terminal
+    out = io.StringIO()
+    worker = threading.Thread(target=ConsoleOperator(stdin, out), args=(MountPlates(("L1", "L2"), "building up, plate 2 of 5"),))
+    worker.start()
+    worker.join(0.2)
+    assert worker.is_alive()
+    os.write(keyboard, b"\n")
+    worker.join(5)
+    assert not worker.is_alive()
+    text = out.getvalue()
+    assert "building up, plate 2 of 5" in text and "L1, L2" in text and "take every other one out" in text
+    with pytest.raises(ConfigError, match="the plates in the beam must change, but standard input is not a terminal"):
+        ConsoleOperator(io.StringIO("\n"), io.StringIO())(MountPlates(("L1",)))
+
+
+def test_the_simulated_operator_mounts_the_served_plates(tmp_path):
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0) as sim:
+        operator = SimulatedOperator(load_station(sim.station_path).operator.resource)
+        operator(MountPlates(("L2",)))
+        assert sim.world.mounted() == ["L2"]
+        with pytest.raises(InstrumentError, match="refused 'MOUNT L9'.*no plate L9"):
+            operator.mount(["L9"])
+        operator(MountPlates(()))
+        assert sim.world.mounted() == []

@@ -44,6 +44,7 @@ class Observation:
 
     displacement_m: np.ndarray  # (L, 3) stage readings minus nominal, per plate (x, y, z)
     signals: np.ndarray  # (P, C) dark-subtracted detector readings, one row per probe
+    mounted: tuple[bool, ...] | None = None  # which plates were in the beam (None: all)
 
 
 @dataclass
@@ -103,8 +104,20 @@ class OffsetFit:
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
         self.fit_gains = fit_gains
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
-        self.forward_passes = 0  # images pushed through the model (forward), for the report
-        self.adjoint_passes = 0
+        self.passes = {"forward": 0, "adjoint": 0}  # images pushed through the model, for the report
+
+    def restricted(self, axes: np.ndarray, fixed_m: np.ndarray) -> OffsetFit:
+        """The same model and probes fitting only ``axes``, the rest held at ``fixed_m``; the
+        pass counts stay shared with this fit."""
+        other = OffsetFit(self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m)
+        other.passes = self.passes
+        return other
+
+    def heights(self, observation: Observation) -> np.ndarray:
+        """The plates' heights as the observation saw them: zero (free space) for plates out of the beam."""
+        if observation.mounted is None:
+            return self.heights_m
+        return self.heights_m * np.asarray(observation.mounted, dtype=self.heights_m.dtype)[:, None, None]
 
     # -- parameters <-> offsets ---------------------------------------------------------------
     def mount(self, x_mm: np.ndarray) -> np.ndarray:
@@ -118,8 +131,8 @@ class OffsetFit:
     # -- model --------------------------------------------------------------------------------
     def energies(self, observations: Sequence[Observation], mount_m: np.ndarray) -> np.ndarray:
         """Model energies (K, P, C) at every observation's configuration."""
-        self.forward_passes += len(observations) * len(self.inputs)
-        return np.stack([self.model.energies(self.inputs, self.heights_m, o.displacement_m + mount_m) for o in observations])
+        self.passes["forward"] += len(observations) * len(self.inputs)
+        return np.stack([self.model.energies(self.inputs, self.heights(o), o.displacement_m + mount_m) for o in observations])
 
     def energies_and_jacobian(self, observations: Sequence[Observation], mount_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per metre (adjoint)."""
@@ -128,13 +141,14 @@ class OffsetFit:
         jacobian = np.empty(energies.shape + (int(self.axes.sum()),))
         unit = np.eye(channels)
         for k, obs in enumerate(observations):
+            heights = self.heights(obs)
             for p in range(len(self.inputs)):
-                res = self.model.forward(self.inputs[p : p + 1], self.heights_m, obs.displacement_m + mount_m, record=True)
+                res = self.model.forward(self.inputs[p : p + 1], heights, obs.displacement_m + mount_m, record=True)
                 energies[k, p] = res.energies[0]
                 for c in range(channels):
                     jacobian[k, p, c] = self.model.backward(res, unit[c : c + 1]).offsets[self.axes]
-        self.forward_passes += energies.shape[0] * energies.shape[1]
-        self.adjoint_passes += energies.size
+        self.passes["forward"] += energies.shape[0] * energies.shape[1]
+        self.passes["adjoint"] += energies.size
         return energies, jacobian
 
     def _misfit(self, observations: Sequence[Observation], energies: np.ndarray) -> tuple[np.ndarray, Scaling, float]:

@@ -8,22 +8,23 @@ sharpens; the loop stops when the fitted offsets change by less than ``tolerance
 residual stops improving.
 
 The first fit is the delicate one: the detector energies decorrelate when a plate moves by
-about one neuron (0.4 mm on the reference geometry), so the misfit landscape has many local
-minima. ``acquire`` starts from the previous alignment (or nominal), and when that fit does not
-reach ``accept_residual`` it screens random starts around it with forward passes only and
-refines the most promising ones. A fit that reaches the readings' noise level is recognisable:
-false minima leave a misfit tens of times larger.
+about one neuron (0.4 mm on the reference geometry), so the fit from the previous alignment (or
+nominal) is local. A fit that reaches the readings' noise level is recognisable: false minima
+leave a misfit tens of times larger. When the first fit is not accepted, the stack is built up
+plate by plate (``search.py``): the operator takes the plates out and puts them back one at a
+time, each new plate found by a grid search in the model, all plates so far refined together.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling
 from labctl.align.probes import Probes
+from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes, settle
 from labctl.plans import messages as m
 
@@ -36,13 +37,11 @@ class ModelOptions:
     rounds: int = 3  # measure-fit-move rounds after the first fit, at most
     tolerance_m: float = 2e-6  # stop once no fitted offset changes by more than this
     accept_residual: float = 0.02  # a fit with a larger relative misfit is a false minimum
-    screen: int = 48  # random starts screened (forward passes only) when the first fit is not accepted
-    refine: int = 3  # of those, how many best are refined by a full fit
-    spread_m: float = 0.15e-3  # standard deviation of the random starts around the first start
     max_step_m: float = 0.1e-3  # longest step of one fit iteration
-    acquire_iterations: int = 10  # iterations of each acquisition fit
+    acquire_iterations: int = 10  # iterations of the first fit (before deciding to build up)
     keep: int = 3  # observations (the most recent) the refits use
-    seed: int = 0  # of the random starts
+    build_up: bool = True  # when the first fit is not accepted, build the stack up plate by plate
+    grid: GridOptions = GridOptions()  # where each new plate of the build-up is searched
 
 
 @dataclass
@@ -52,7 +51,7 @@ class ModelOutcome:
     fit: FitResult
     history: list[float] = field(default_factory=list)  # relative residual after each fit
     observations: int = 0
-    starts_tried: int = 1
+    built_up: bool = False  # the stack was built up plate by plate
     converged: bool = False  # the last fit reached ``accept_residual``
 
     @property
@@ -64,28 +63,32 @@ class ModelOutcome:
         return self.fit.residual
 
 
-def acquire(fitter: OffsetFit, observations: Sequence[Observation], start_m: np.ndarray,
-            options: ModelOptions) -> tuple[FitResult, int]:
-    """The first fit, made robust against false minima (see the module docstring)."""
-    def fit(start: np.ndarray) -> FitResult:
-        return fitter.fit(observations, start, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
+def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
+             observe: Callable[[tuple[bool, ...]], m.Plan], options: ModelOptions) -> m.Plan:
+    """Put the plates into the beam one at a time (``search.py``); returns the fit of the full stack.
 
-    best = fit(start_m)
-    tried = 1
-    if best.residual <= options.accept_residual or options.screen <= 0:
-        return best, tried
-    rng = np.random.default_rng(options.seed)
-    candidates = [start_m + fitter.mount(rng.normal(0.0, options.spread_m / 1e-3, int(fitter.axes.sum())))
-                  for _ in range(options.screen)]
-    screened = sorted(candidates, key=lambda c: fitter.residual(observations, c))
-    for candidate in screened[: options.refine]:
-        result = fit(candidate)
-        tried += 1
-        if result.residual < best.residual:
-            best = result
-        if best.residual <= options.accept_residual:
-            break
-    return best, tried
+    ``observe(mounted)`` measures every probe with the plates ``mounted`` in the beam and returns
+    the observation list so far (each observation knows which plates it saw).
+    """
+    mount = np.array(start_m, dtype=float)
+    result = None
+    for k in range(1, len(plates) + 1):
+        mounted = tuple(i < k for i in range(len(plates)))
+        yield m.MountPlates(tuple(plates[:k]), f"alignment: building the stack up, plate {k} of {len(plates)}: "
+                                               f"{', '.join(plates[:k])} in the beam, the others out")
+        observations = yield from observe(mounted)
+        recent = [o for o in observations if o.mounted == mounted]
+        axes = fitter.axes & np.array(mounted)[:, None]
+        if not axes.any():  # no plate in the beam so far has an axis to fit
+            continue
+        sub = fitter.restricted(axes, mount)
+        mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
+        result = sub.fit(recent, mount, max_step_m=options.max_step_m)
+        mount = result.mount_m
+        yield from m.log(f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
+                         f"fit {result.residual:.3g} with {k} plate(s) in the beam)")
+        yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
+    return result
 
 
 def model_plan(
@@ -107,21 +110,29 @@ def model_plan(
     axes = fitter.axes
     observations: list[Observation] = []
 
-    def observe() -> m.Plan:
+    def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
         u = yield from displacements(plates, nominal_m)
         signals = yield from read_probes(probes, options.averages, calibrate, dark)
-        observations.append(Observation(u, signals))
+        observations.append(Observation(u, signals, mounted))
+        return observations
 
     yield from settle(plates, axes, nominal_m - start_m)
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
-    result, tried = acquire(fitter, observations, start_m, options)
-    outcome = ModelOutcome(result, [result.residual], 1, tried, result.residual <= options.accept_residual)
-    yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, starts=tried)
+    result = fitter.fit(observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
+    built = False
+    if result.residual > options.accept_residual and options.build_up:
+        yield from m.log(f"alignment: the plates are too far off for a direct fit (relative residual {result.residual:.3g} > "
+                         f"{options.accept_residual:.3g}); building the stack up plate by plate")
+        result = yield from build_up(fitter, plates, start_m, observe, options)
+        built = True
+    outcome = ModelOutcome(result, [result.residual], len(observations), built, result.residual <= options.accept_residual)
+    yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built)
     if not outcome.converged:  # do not move plates to a false minimum
         yield from m.log(f"alignment: no fit reached the readings (best relative residual {result.residual:.3g} > "
-                         f"{options.accept_residual:.3g} after {tried} starts); plates left where they were", "warning")
+                         f"{options.accept_residual:.3g}); plates left where they were", "warning")
         return outcome
+    observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
     for number in range(1, options.rounds + 1):
         yield from m.progress(number, options.rounds, "alignment rounds")
         yield from settle(plates, axes, nominal_m - result.mount_m)

@@ -185,7 +185,7 @@ def align(
     if check is not None:
         result.accuracy_before, result.accuracy_after, result.check_count = before, after, len(check)
         result.design_accuracy = float(np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels)))
-    result.model_passes = {"forward": fitter.forward_passes, "adjoint": fitter.adjoint_passes}
+    result.model_passes = dict(fitter.passes)
     records = getattr(calibration, "records", None) or {}
     result.calibration_versions = {kind: int(record["version"]) for kind, record in records.items() if "version" in record}
     if folder is not None and result.converged:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
+from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -17,6 +18,7 @@ from PyQt5.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSpinBox,
     QTableWidget,
@@ -26,7 +28,7 @@ from PyQt5.QtWidgets import (
 )
 
 from labctl.errors import ConfigError
-from labctl.gui.session import Session
+from labctl.gui.session import PlatesRequest, Session
 from labctl.gui.widgets import StatusLine
 from labctl.plans.messages import Record
 
@@ -122,6 +124,8 @@ class AlignmentView(QWidget):
         session.plan_state.connect(lambda *_: self._enable())
         session.plan_messages.connect(self._plan_messages)
         session.plan_finished.connect(self._finished)
+        session.plates_requested.connect(self._plates_requested)
+        self.prompt: QMessageBox | None = None
         self._bench_changed()
 
     def _bench_changed(self) -> None:
@@ -182,6 +186,18 @@ class AlignmentView(QWidget):
             self.status.error(exc)
             return
         self.status.info(f"aligning {', '.join(plates)} ({strategy})…")
+
+    def _plates_requested(self, request: PlatesRequest) -> None:
+        """The build-up asks the person at the bench to change the plates in the beam; the plan waits."""
+        plates = ", ".join(request.plates) or "none"
+        prompt = QMessageBox(QMessageBox.Question, "Plates in the beam",
+                             f"{request.message.message}\n\nHave exactly these plates in their holders: {plates}.\n"
+                             "Take every other plate out of the beam, then press OK.",
+                             QMessageBox.Ok | QMessageBox.Cancel, self)
+        prompt.setWindowModality(Qt.WindowModal)
+        prompt.finished.connect(lambda result: request.answer(result == QMessageBox.Ok))
+        self.prompt = prompt
+        prompt.open()
 
     def _plan_messages(self, kind: str, batch: list) -> None:
         if kind != "alignment" or self.session.bench is None:

@@ -21,21 +21,19 @@ from PyQt5.QtCore import QObject, pyqtSignal
 
 from labctl.errors import Aborted, ConfigError, LabctlError
 from labctl.gui.worker import Callback, PlanThread, Poller, Worker
-from labctl.plans.messages import LoadCassette, Show
+from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest, Show
 from labctl.plans.runner import Runner
 
 log = logging.getLogger("labctl.gui")
 
 
-class CassetteRequest:
-    """A plan's request to load masks, answered on the GUI thread, awaited on the plan thread."""
+class PlanRequest:
+    """A plan's request to the person at the bench, answered on the GUI thread, awaited on the plan thread."""
 
-    def __init__(self, message: LoadCassette, loaded_by_simulation: bool):
-        self.message = message
-        self.slots = dict(message.slots)
-        self.loaded_by_simulation = loaded_by_simulation
-        self.loaded = False
-        self.reason = "the cassette was not loaded (the operator cancelled)"
+    reason = "the operator cancelled"
+
+    def __init__(self) -> None:
+        self.loaded = False  # done as asked
         self._answered = threading.Event()
 
     def answer(self, loaded: bool, reason: str | None = None) -> None:
@@ -49,6 +47,29 @@ class CassetteRequest:
     def wait(self) -> bool:
         self._answered.wait()
         return self.loaded
+
+
+class CassetteRequest(PlanRequest):
+    """Load masks into the wheel (in simulation the simulated operator already did)."""
+
+    reason = "the cassette was not loaded (the operator cancelled)"
+
+    def __init__(self, message: LoadCassette, loaded_by_simulation: bool):
+        super().__init__()
+        self.message = message
+        self.slots = dict(message.slots)
+        self.loaded_by_simulation = loaded_by_simulation
+
+
+class PlatesRequest(PlanRequest):
+    """Have exactly ``plates`` in the beam (alignment builds the stack up plate by plate)."""
+
+    reason = "the plates were not changed (the operator cancelled)"
+
+    def __init__(self, message: MountPlates):
+        super().__init__()
+        self.message = message
+        self.plates = tuple(message.plates)
 
 
 def mask_lookup(dataset: Any) -> Callable[[str], np.ndarray]:
@@ -74,6 +95,7 @@ class Session(QObject):
     plan_messages = pyqtSignal(str, list)  # (kind, [(msg, answer), ...])
     plan_finished = pyqtSignal(str, object, object)  # (kind, result, error)
     cassette_requested = pyqtSignal(object)  # CassetteRequest
+    plates_requested = pyqtSignal(object)  # PlatesRequest (only when a person must do it)
     calibration_changed = pyqtSignal()  # a calibration or alignment file was written
     beam_changed = pyqtSignal(object)  # the mask key now in the beam, or None
 
@@ -94,7 +116,7 @@ class Session(QObject):
         self.beam_key: str | None = None
         self.plan: PlanThread | None = None
         self.plan_kind = ""
-        self._request: CassetteRequest | None = None
+        self._request: PlanRequest | None = None
         self._stop_after_plan = False
         self._calibration: Any = None
         self._twin: Any = None
@@ -293,7 +315,7 @@ class Session(QObject):
         self.plan.runner.abort()
         request = self._request
         if request is not None and not request.answered():
-            request.answer(False, "aborted by the operator while a cassette was awaited")
+            request.answer(False, "aborted while the operator's answer was awaited")
         if not self.plan.isRunning() and not self.plan.isFinished():  # aborted before it started
             self._plan_ended(None, Aborted("aborted by the operator before it started"))
 
@@ -351,8 +373,20 @@ class Session(QObject):
             return operator.load
         return self.sim.load_masks if self.sim is not None else None
 
-    def operator(self, msg: LoadCassette) -> None:
-        """Called by the runner (plan thread): have the masks loaded, or abort the plan."""
+    def simulated_mounter(self) -> Callable[[list[str]], None] | None:
+        """How plates go in and out of the beam on a simulated bench (None: a person does it)."""
+        if not self.auto_operator:
+            return None
+        operator = getattr(self.bench, "operator", None)
+        if getattr(operator, "kind", None) == "simulated":
+            return operator.mount
+        return self.sim.world.mount if self.sim is not None else None
+
+    def operator(self, msg: OperatorRequest) -> None:
+        """Called by the runner (plan thread): have the masks loaded or the plates changed, or abort the plan."""
+        if isinstance(msg, MountPlates):
+            self._mount_plates(msg)
+            return
         load = self.simulated_loader()
         if load is not None:
             load(dict(msg.slots))
@@ -361,6 +395,18 @@ class Session(QObject):
             request.answer(True)  # the dialog only confirms what the simulated operator did
         self._request = request
         self.cassette_requested.emit(request)
+        if not request.wait():
+            raise Aborted(request.reason)
+
+    def _mount_plates(self, msg: MountPlates) -> None:
+        mount = self.simulated_mounter()
+        if mount is not None:
+            mount(list(msg.plates))
+            log.info("%s (done by the simulated operator)", msg.message or "plates changed")
+            return
+        request = PlatesRequest(msg)
+        self._request = request
+        self.plates_requested.emit(request)
         if not request.wait():
             raise Aborted(request.reason)
 

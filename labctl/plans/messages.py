@@ -72,6 +72,19 @@ class LoadCassette(Msg):
 
 
 @dataclass(frozen=True)
+class MountPlates(Msg):
+    """Ask the operator to have exactly ``plates`` in their holders, the others out of the beam;
+    wait until done. Answer: None. (Alignment builds the stack up plate by plate with it.)"""
+
+    plates: tuple[str, ...]
+    message: str = ""
+
+
+#: What a plan asks of the person (or simulated operator) at the bench.
+OperatorRequest = LoadCassette | MountPlates
+
+
+@dataclass(frozen=True)
 class SetSource(Msg):
     """Change the source; ``None`` leaves a setting alone. Answer: None."""
 

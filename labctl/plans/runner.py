@@ -20,6 +20,8 @@ from labctl.plans.messages import (
     Checkpoint,
     HomeAxes,
     LoadCassette,
+    MountPlates,
+    OperatorRequest,
     Log,
     MoveAxes,
     Msg,
@@ -66,7 +68,7 @@ class Runner:
         bench: Any,
         *,
         store: Store | None = None,
-        operator: Callable[[LoadCassette], None] | None = None,
+        operator: Callable[[OperatorRequest], None] | None = None,
         progress: Callable[[Progress], None] | None = None,
     ):
         self.bench = bench
@@ -193,6 +195,10 @@ class Runner:
                 raise LabctlError("the plan needs masks loaded into the wheel, but no operator is attached")
             self.operator(msg)
             return bench.projector.load(dict(msg.slots))
+        if isinstance(msg, MountPlates):
+            if self.operator is None:
+                raise LabctlError("the plan needs plates taken out of or put into the beam, but no operator is attached")
+            return self.operator(msg)
         if isinstance(msg, Log):
             log.log(logging.getLevelName(msg.level.upper()), msg.message)
             return None

@@ -91,8 +91,9 @@ class SimulatedBench:
         self.control: TcpLink | None = None
         try:
             self._serve_instruments(plans)
-            # The simulated operator's control channel (labctl.sim.control): loads cassettes on request.
-            channel = ControlChannel(self.clock, self.load_masks, lambda: dict(self.wheel.masks), self.world.masks)
+            # The simulated operator's control channel (labctl.sim.control): loads cassettes, mounts plates.
+            channel = ControlChannel(self.clock, self.load_masks, lambda: dict(self.wheel.masks), self.world.masks,
+                                     self.world.mount, self.world.mounted)
             self.control = TcpLink(channel)
             channel.attach(self.control)
         except BaseException:

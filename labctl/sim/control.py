@@ -13,6 +13,9 @@ holding a comma, ``=`` or a space fits in a line.
   these slots (``LOAD`` alone empties it). Every slot must exist and every mask must be in the
   bench's mask library, else nothing changes and the answer is an error.
 - ``LOADED?`` -> ``<slot>=<key>,...`` in slot order (an empty line for an empty wheel).
+- ``MOUNT <plate>[,<plate>...]`` -> ``OK``: exactly these plates in their holders, every other
+  one taken out of the beam (``MOUNT`` alone empties the stack). Unknown plates: an error.
+- ``MOUNTED?`` -> ``<plate>,...`` in beam order.
 - anything else, or a refused command -> ``ERR <message>``.
 """
 
@@ -26,7 +29,7 @@ from labctl.errors import ConfigError, LabctlError
 from labctl.sim.clock import Clock
 from labctl.sim.instrument import LineInstrument
 
-COMMANDS = "LOAD <slot>=<mask>,... and LOADED?"
+COMMANDS = "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,... and MOUNTED?"
 
 
 class ControlChannel(LineInstrument):
@@ -34,7 +37,8 @@ class ControlChannel(LineInstrument):
 
     ``load(slots)`` puts masks into the wheel (raising ``LabctlError`` for a slot that does not
     exist), ``loaded()`` says what is in it, and ``lookup(key)`` finds a mask in the library
-    (raising for one that does not exist).
+    (raising for one that does not exist); ``mount(plates)`` and ``mounted()`` do the same for
+    the plates in the beam.
     """
 
     terminators = (b"\n",)
@@ -45,12 +49,16 @@ class ControlChannel(LineInstrument):
         load: Callable[[dict[int, str]], None],
         loaded: Callable[[], Mapping[int, str]],
         lookup: Callable[[str], Any],
+        mount: Callable[[list[str]], None],
+        mounted: Callable[[], list[str]],
         name: str = "control",
     ):
         super().__init__(name, clock)
         self._load = load
         self._loaded = loaded
         self._lookup = lookup
+        self._mount = mount
+        self._mounted = mounted
 
     def connected(self) -> None:
         self._buffer = b""  # a client that died mid-line must not garble the next one's first command
@@ -67,6 +75,11 @@ class ControlChannel(LineInstrument):
                 answer = "OK"
             elif keyword.upper() == "LOADED?" and not argument:
                 answer = ",".join(f"{slot}={quote(key, safe='/:')}" for slot, key in sorted(self._loaded().items()))
+            elif keyword.upper() == "MOUNT":
+                self._mount([name.strip() for name in argument.split(",") if name.strip()])
+                answer = "OK"
+            elif keyword.upper() == "MOUNTED?" and not argument:
+                answer = ",".join(self._mounted())
             else:
                 answer = f"ERR unknown command {command!r}; the commands are {COMMANDS}"
         except LabctlError as exc:

@@ -17,6 +17,7 @@ import numpy as np
 from labctl.drivers.axis import AxisBase
 from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError
+from labctl.plans.messages import MountPlates, OperatorRequest
 from labctl.sim.clock import Clock
 from labctl.sim.motion import SimAxis
 from labctl.sim.truth import TRAVEL_M, Truth, build_world
@@ -221,6 +222,12 @@ class SoftBench:
         if projector == "slm":
             world.slm_response = SlmResponse(gamma=float(np.random.default_rng([seed, 1]).uniform(1.8, 2.6)))
         return cls(world, projector=projector)
+
+    def operator(self, request: OperatorRequest) -> None:
+        """The soft bench's own hands: plates go in and out of the world's beam; a cassette
+        needs nothing here (the runner loads the soft wheel through the projector)."""
+        if isinstance(request, MountPlates):
+            self.world.mount(list(request.plates))
 
     def design_frequency_hz(self) -> float:
         return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from labctl.errors import ConfigError
 from labctl.optics import D2NN, Geometry
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimDetectors, SimDisplay, SimSource, SimWheel
@@ -38,6 +39,9 @@ class SimPlate:
     z: SimAxis | None
     nominal_m: tuple[float, float, float]  # stage readings at which the plate would sit as designed
     mount_offset_m: np.ndarray = field(default_factory=lambda: np.zeros(3))  # hidden (x, y, z)
+    # In its holder (in the beam). Taken out and put back, a plate sits with the same mounting
+    # offset again: the simulation assumes repeatable holders.
+    mounted: bool = True
 
     def true_offset_m(self) -> np.ndarray:
         """Displacement of the plate from its design position (what the optics sees)."""
@@ -157,6 +161,24 @@ class World:
             self._models[wavelength] = self._model_factory(replace(self.geometry, wavelength_m=wavelength))
         return self._models[wavelength]
 
+    def mount(self, names: Sequence[str]) -> None:
+        """Exactly the plates ``names`` in their holders, the others out of the beam."""
+        known = [p.name for p in self.plates]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise ConfigError(f"simulated bench: no plate {', '.join(unknown)} (plates: {', '.join(known)})")
+        for plate in self.plates:
+            plate.mounted = plate.name in names
+
+    def mounted(self) -> list[str]:
+        """Names of the plates in the beam, in beam order."""
+        return [p.name for p in self.plates if p.mounted]
+
+    def heights_in_beam(self) -> np.ndarray:
+        """The plates' heights as the light meets them: a plate out of the beam is free space
+        (no relief, transmission 1)."""
+        return self.heights_m * np.array([p.mounted for p in self.plates], np.float32)[:, None, None]
+
     def plate_offsets_m(self) -> np.ndarray:
         """(plates, 3) true displacements, as the optics model takes them."""
         return np.stack([p.true_offset_m() for p in self.plates])
@@ -182,7 +204,7 @@ class World:
         with self._lock:
             if key != self._cache_key:
                 inputs = self.input_amplitude()[None]
-                energies = self.model().energies(inputs, self.heights_m, offsets)[0]
+                energies = self.model().energies(inputs, self.heights_in_beam(), offsets)[0]
                 self.optics_calls += 1
                 self._cache_key, self._cache_value = key, np.asarray(energies, dtype=float) * self.signal_scale
             return self._cache_value * power
@@ -196,6 +218,7 @@ class World:
             None if image is None else np.asarray(image).tobytes(),
             round(self.wavelength_m(), 12),
             np.round(offsets, 9).tobytes(),
+            tuple(self.mounted()),
         )
 
     def detector_plane_signal(self) -> np.ndarray:
@@ -212,7 +235,7 @@ class World:
         with self._lock:
             if key != self._plane_key:
                 g = self.geometry
-                field = self.model().output_field(self.input_amplitude()[None], self.heights_m, offsets)[0]
+                field = self.model().output_field(self.input_amplitude()[None], self.heights_in_beam(), offsets)[0]
                 intensity = (np.square(field.real) + np.square(field.imag)).astype(np.float64)
                 k = g.oversample
                 per_neuron = intensity.reshape(g.n, k, g.n, k).sum(axis=(1, 3)) * g.sample_pitch_m**2

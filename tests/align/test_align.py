@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from labctl.align import ModelOptions, ScanOptions, align
+from labctl.align.search import GridOptions
 from labctl.calibration import latest_calibration
 from labctl.errors import ConfigError
+from labctl.plans.messages import MountPlates
 from labctl.plans.runner import Runner
 from labctl.twin import Twin
 from tests.align.conftest import rms_um
@@ -93,3 +95,28 @@ def test_bad_requests_are_refused_before_anything_moves(make_bench, design, prob
     with pytest.raises(ConfigError, match="calibration"):
         align(bench, design, "model", probes=probes, calibration=42, operator=no_operator)
     assert all(p.x.position_m() == 0.0 for p in bench.world.plates)
+
+
+def test_plates_too_far_off_for_a_direct_fit_are_found_by_building_the_stack_up(make_bench, design, probes):
+    bench = make_bench(sigma_m=0.6e-3, seed=4)
+    start = rms_um(np.array([p.mount_offset_m for p in bench.world.plates]))
+    runner = Runner(bench, operator=bench.operator)  # the soft bench's hands put the plates in
+    asked = []
+    runner.subscribe(lambda msg, answer: asked.append(msg.plates) if isinstance(msg, MountPlates) else None)
+    options = ModelOptions(grid=GridOptions(span_m=1.5e-3, step_m=0.25e-3))
+    result = align(bench, design, "model", runner, probes=probes, model_options=options)
+    assert start > 500  # far outside the direct fit's basin at this pitch
+    assert asked == [("L1",), ("L1", "L2"), ("L1", "L2", "L3")]
+    assert bench.world.mounted() == ["L1", "L2", "L3"]  # the full stack is back in the beam
+    assert result.converged and result.residual < 5e-3
+    assert rms_um(bench.world.plate_offsets_m()) < 2.0
+
+
+def test_without_building_up_a_far_off_stack_is_left_alone(make_bench, design, probes):
+    bench = make_bench(sigma_m=0.6e-3, seed=4)
+    mount = np.array([p.mount_offset_m for p in bench.world.plates])
+    result = align(bench, design, "model", Runner(bench, operator=bench.operator), probes=probes,
+                   model_options=ModelOptions(build_up=False))
+    assert not result.converged and result.residual > 0.02
+    # the stages went to nominal and stayed there: nothing moved to a false minimum
+    assert np.allclose(bench.world.plate_offsets_m(), mount, atol=15e-6)  # to within the stages' play
