@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import QMessageBox
 
 from labctl.calibration import latest_calibration
+from labctl.errors import Aborted
+from labctl.plans.messages import MountPlates
 from tests.gui.conftest import connect
 
 
@@ -50,3 +55,33 @@ def test_aborting_an_alignment_stops_the_stages_and_the_source(qtbot, window, si
     assert not any(a.is_moving() for p in sim.world.plates for a in (p.x, p.y))
     assert view.status.is_error and "alignment stopped" in view.status.text()
     assert latest_calibration(window.session.bench.calibration_dir, "alignment") is None
+
+
+def test_a_plate_request_is_done_by_the_simulated_operator_or_asked_of_the_person(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    view = window.show_view("alignment")
+    window.session.operator(MountPlates(("L1",), "building up"))  # simulated: done at once
+    assert sim.world.mounted() == ["L1"]
+    window.session.auto_operator = False  # a person at the bench: the plan thread waits for OK
+    worker = threading.Thread(target=window.session.operator, args=(MountPlates(("L1", "L2"), "plate 2 of 3"),))
+    worker.start()
+    qtbot.waitUntil(lambda: view.prompt is not None and view.prompt.isVisible(), timeout=5000)
+    assert "L1, L2" in view.prompt.text() and "plate 2 of 3" in view.prompt.text()
+    assert worker.is_alive()
+    view.prompt.button(QMessageBox.Ok).click()
+    worker.join(5)
+    assert not worker.is_alive()
+    failures = []
+    worker = threading.Thread(target=lambda: _catch(failures, window.session.operator, MountPlates(("L1",))))
+    worker.start()
+    qtbot.waitUntil(lambda: view.prompt.isVisible() and "L1." in view.prompt.text(), timeout=5000)
+    view.prompt.button(QMessageBox.Cancel).click()
+    worker.join(5)
+    assert len(failures) == 1 and isinstance(failures[0], Aborted)
+
+
+def _catch(failures: list, function, *args) -> None:
+    try:
+        function(*args)
+    except Exception as exc:  # noqa: BLE001 - the test inspects it
+        failures.append(exc)
