@@ -77,10 +77,13 @@ class FreshFrames:
             self._capture.release()  # the capture belongs to this thread
 
     def next_frame(self, timeout_s: float) -> np.ndarray:
-        """The second frame to arrive after this call (the first may have left the camera before)."""
+        """The second frame to arrive after this call (the first may have left the camera before).
+
+        ``timeout_s`` counts from the end of the settling after opening."""
+        settling_s = max(0.0, self._start + STREAM_SETTLE_S - time.monotonic())
         with self._ready:
             wanted = self._count + 2
-            self._ready.wait_for(lambda: self._count >= wanted or self._ended, timeout_s)
+            self._ready.wait_for(lambda: self._count >= wanted or self._ended, settling_s + timeout_s)
             if self._count >= wanted:
                 return self._frame
             if self._stop.is_set():

@@ -144,14 +144,14 @@ def test_a_busy_camera_refuses_the_connection_and_a_stalled_one_times_out(sim: S
     with pytest.raises(ConnectionLost, match="^cam: cannot open camera"):
         OpenCVCamera(url, "cam")
     camera.faults = FaultPlan()
-    driver = OpenCVCamera(url, "cam", timeout_s=0.3)
+    driver = OpenCVCamera(url, "cam", timeout_s=0.5)
     try:
         driver.grab()
         camera.faults = FaultPlan(rates={Fault.TIMEOUT: 1.0})  # frames stop coming
         start = time.monotonic()
-        with pytest.raises(InstrumentTimeout, match="^cam: no new frame from .* within 0.3 s"):
+        with pytest.raises(InstrumentTimeout, match="^cam: no new frame from .* within 0.5 s"):
             driver.grab()
-        assert time.monotonic() - start < 1.0
+        assert time.monotonic() - start < 1.5
         camera.faults = FaultPlan()
         assert driver.grab().shape == camera.frame_shape  # recovers when frames come again
     finally:

@@ -16,7 +16,7 @@ camera's gain times the detector's optical signal, as a meter would read it (wit
 
 Frames follow each other at the camera's frame period (device time, through the clock), but
 never faster than ``MIN_WALL_PERIOD_S`` of wall time: at time scale 0 a stream cannot be
-infinitely fast, and a frame period of wall time keeps the stream cheap.
+infinitely fast, and a reader that keeps up with it must be left some of the machine.
 
 Faults (``labctl.sim.faults``): every request and every frame counts as one command.
 ``error`` answers a request with ``503 Service Unavailable``; on a frame, ``error`` and
@@ -41,10 +41,11 @@ from labctl.sim.world import World
 
 STREAM_PATH = "/stream.mjpg"
 BOUNDARY = b"labctlframe"
-MIN_WALL_PERIOD_S = 0.01
-#: The frame side the camera's magnification aims at (pixels), so tiny and full grids give
-#: frames of a few hundred pixels; 8 pixels per neuron on a 40-neuron grid.
-TARGET_SIDE_PX = 320
+MIN_WALL_PERIOD_S = 0.02
+#: The frame side the camera's magnification aims at (pixels): a few neurons per pixel on a
+#: 40-neuron test grid, one on a full one; small frames keep a stream cheap (a 320-pixel frame
+#: costs ~8 ms to expose and encode, a 160-pixel one ~1.5 ms).
+TARGET_SIDE_PX = 160
 _REQUEST_TIMEOUT_S = 2.0
 
 
