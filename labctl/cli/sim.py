@@ -20,6 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--time-scale", type=float, default=1.0, help="1 realistic instrument times, 0 instant")
     serve.add_argument("--faults", default=None, help="fault spec, e.g. 'wheel:timeout=0.1;dmm:error=0.05'")
     serve.add_argument("--offset-sigma-mm", type=float, default=0.5, help="sigma of the hidden plate offsets (mm)")
+    serve.add_argument(
+        "--detectors",
+        choices=("dmm", "camera"),
+        default="dmm",
+        help="the detector array: the Keithley scanner (default), or a camera on the detector plane "
+        "streaming MJPEG over HTTP, read by CameraDetectors",
+    )
     serve.set_defaults(func=serve_command)
 
 
@@ -41,6 +48,7 @@ def serve_command(args: argparse.Namespace) -> int:
         truth=Truth(offset_sigma_m=args.offset_sigma_mm * 1e-3),
         station_file=station.name,
         design_path=design_path,
+        detectors=args.detectors,
     )
     with bench:
         print(f"labctl: simulated bench serving; station file {bench.station_path}", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ from PyQt5.QtWidgets import QWidget
 
 from labctl.bench import Bench
 from labctl.drivers.projectors import SlmProjector
+from labctl.errors import ConfigError
 from labctl.optics import embed_image
 from labctl.sim.bench import SimulatedBench
 from labctl.sim.instruments.slm_screen import VirtualSlm, aligned_geometry
@@ -80,6 +82,22 @@ def test_only_a_full_screen_window_reaches_the_panel(sim: SimulatedBench, qtbot)
     qtbot.waitExposed(small)
     small.repaint()
     assert (sim.world.display.image == 0).all()
+
+
+def test_the_panel_is_made_in_the_gui_thread(qapp) -> None:
+    world = SimpleNamespace(geometry=SimpleNamespace(n=4), display=None)
+    errors: list[BaseException] = []
+
+    def elsewhere() -> None:
+        try:
+            VirtualSlm("slm", world, 0, 1.0, (0.0, 0.0))
+        except ConfigError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=elsewhere)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and "Qt GUI thread" in str(errors[0])
 
 
 def test_the_shipped_designs_alignment_puts_every_image_pixel_on_its_neurons(qapp) -> None:

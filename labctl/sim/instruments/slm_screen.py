@@ -27,7 +27,7 @@ The screen is this process's: the driver and the simulated bench must share one 
 from __future__ import annotations
 
 import numpy as np
-from PyQt5.QtCore import QEvent, QObject
+from PyQt5.QtCore import QEvent, QObject, QThread
 from PyQt5.QtGui import QImage, QWindow
 from PyQt5.QtWidgets import QApplication, QWidget
 
@@ -77,6 +77,8 @@ class VirtualSlm(QObject):
         screens = app.screens()
         if not 0 <= screen < len(screens):
             raise ConfigError(f"virtual SLM {name}: screen {screen} does not exist ({len(screens)} screens)")
+        if QThread.currentThread() is not app.thread():
+            raise ConfigError(f"virtual SLM {name}: create it in the Qt GUI thread, where the screen's windows live")
         if not pixels_per_neuron > 0:
             raise ConfigError(f"virtual SLM {name}: pixels_per_neuron must be > 0, got {pixels_per_neuron}")
         super().__init__()
