@@ -142,7 +142,7 @@ class SimulatedBench:
             self.resources["dmm"] = self._serve(
                 "dmm", VirtualKeithley2700("dmm", clock, self.world.detectors, faults=plans.get("dmm")), "tcp"
             )
-        if self.wheel is not None:
+        if self.projector_kind == "wheel":
             wheel = VirtualFW102C("wheel", clock, self.wheel, faults=plans.get("wheel"))
             self.resources["wheel"] = self._serve("wheel", wheel, "serial")
         else:
@@ -197,7 +197,7 @@ class SimulatedBench:
             channels = list(range(1, 1 + len(regions)))
         else:
             instruments["dmm"] = {"driver": "Keithley2700", "resource": self.resources["dmm"]}
-        if self.wheel is not None:
+        if self.projector_kind == "wheel":
             instruments["wheel"] = {"driver": "FW102C", "resource": self.resources["wheel"]}
         else:
             instruments["slm"] = {"driver": "SLMWindow", "resource": self.resources["slm"]}
@@ -218,7 +218,7 @@ class SimulatedBench:
             "station": f"simulated-bench-seed-{self.seed}",
             "instruments": instruments,
             "source": "thz",
-            "projector": {"instrument": "wheel" if self.wheel is not None else "slm"},
+            "projector": {"instrument": self.projector_kind},
             "detectors": {"instrument": self.detectors_kind, "channels": channels},
             "plates": plates,
             "design": str(Path(self.design_path).resolve()) if self.design_path else None,
