@@ -1,7 +1,7 @@
 """Alignment on the simulated bench: both strategies, several seeds, measured against the truth.
 
     python benchmarks/alignment.py --json [--design mnist5k] [--seeds 0,1,2] [--sigma-m 0.5e-3]
-                                   [--check 120] [--strategies model,scan]
+                                   [--check 120] [--strategies model,scan] [--previous earlier.json]
 
 For every seed a soft bench (time scale 0) hides plate mounting offsets drawn with ``sigma_m``
 per lateral axis; each strategy runs on its own fresh bench with the same seed. Reported per
@@ -100,14 +100,23 @@ def main() -> int:
     parser.add_argument("--check", type=int, default=120)
     parser.add_argument("--strategies", default="model,scan")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="JSON output of an earlier run (same design, sigma and check set): its runs are "
+                             "reused instead of run again, e.g. the model strategy's when only the scan is new")
     args = parser.parse_args()
     design = load_design(resolve_design(args.design))
     seeds = [int(s) for s in args.seeds.split(",")]
+    previous = {}
+    if args.previous is not None:
+        earlier = json.loads(args.previous.read_text())
+        if (earlier["design"], earlier["sigma_m"], earlier["check_images"]) != (args.design, args.sigma_m, args.check):
+            sys.exit(f"{args.previous}: measured with another design, sigma or check set; run without --previous")
+        previous = {(run["strategy"], run["seed"]): run for run in earlier["runs"]}
     runs = []
     for seed in seeds:
         by_strategy = {}
         for strategy in args.strategies.split(","):
-            run = run_one(design, strategy, seed, args.sigma_m, args.check)
+            run = previous.get((strategy, seed)) or run_one(design, strategy, seed, args.sigma_m, args.check)
             by_strategy[strategy] = run
             runs.append(run)
             print(f"seed {seed} {strategy}: {run['start_rms_um']:.1f} -> {run['final_rms_um']:.2f} um, "
@@ -118,7 +127,7 @@ def main() -> int:
             scan["reads_to_reach_um"] = target
             scan["reads_to_reach"] = reads_to_reach(scan["trace"], target)
     for run in runs:
-        run["trace"] = [[reads, round(rms, 3)] for reads, rms in run["trace"]]
+        run["trace"] = [[int(reads), round(float(rms), 3)] for reads, rms in run["trace"]]
     summary = {}
     for strategy in args.strategies.split(","):
         mine = [r for r in runs if r["strategy"] == strategy]

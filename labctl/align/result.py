@@ -63,6 +63,7 @@ class AlignmentResult:
     travel_m: float = 0.0
     time_s: float = 0.0
     residual_history: list[float] = field(default_factory=list)
+    built_up: bool = False  # the model strategy built the stack up plate by plate to find it
     stderr_m: PerPlate | None = None
     probes: list[str | None] = field(default_factory=list)
     accuracy_before: float | None = None
@@ -95,6 +96,7 @@ class AlignmentResult:
             "residual": float(self.residual),
             "converged": bool(self.converged),
             "residual_history": [float(r) for r in self.residual_history],
+            "built_up": bool(self.built_up),
             "stage_positions_m": self.stage_positions_m,
             "probes": list(self.probes),
             "detector_reads": int(self.detector_reads),

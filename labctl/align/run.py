@@ -200,6 +200,7 @@ def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFi
     else:  # the scan assumes it left every plate where the design wants it
         mount, stderr, history = np.where(axes, -u_final, fitter.fixed_m), None, [outcome.residual]
     scaling = outcome.scaling
+    built_up = isinstance(outcome, ModelOutcome) and outcome.built_up
     return AlignmentResult(
         strategy=strategy,
         plates=names,
@@ -212,6 +213,7 @@ def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFi
         converged=outcome.converged,
         stage_positions_m={name: [readings.get((name, axis)) for axis in AXES] for name in names},
         residual_history=list(history),
+        built_up=built_up,
         stderr_m=None if stderr is None else per_plate(names, stderr),
         probes=list(probes.keys),
     )

@@ -55,11 +55,12 @@ def align_command(args: argparse.Namespace) -> int:
         print(json.dumps({**result.to_dict(), "file": None if result.file is None else str(result.file)}, indent=2))
         return 0 if result.converged else 1
     if result.converged:
-        print(f"{args.strategy} alignment -> {result.file}")
+        how = " (stack built up plate by plate)" if result.built_up else ""
+        print(f"{args.strategy} alignment{how} -> {result.file}")
     else:
         print(f"{args.strategy} alignment did NOT converge (residual {result.residual:.3g}); no alignment file written. "
-              "The plates are probably further off than the strategy can find (docs/alignment.md: capture range); "
-              "pre-align them or start from a previous alignment", file=sys.stderr)
+              "The plates are probably further off than the strategy can find (docs/alignment.md: acquisition); "
+              "pre-align them, start from a previous alignment, or let the model strategy build the stack up", file=sys.stderr)
     for plate in result.plates:
         if result.axes[plate]:
             offsets = ", ".join(f"{axis} {value * 1e6:+.1f}" for axis, value in zip("xyz", result.mount_m[plate]) if axis in result.axes[plate])
