@@ -125,6 +125,7 @@ def run_demo(
         "design_accuracy": design.provenance.get("test_accuracy"),
         "alignment_residual_um": residual_um,
         "alignment_converged": bool(alignment.converged),
+        "alignment_built_up": bool(alignment.built_up),
         "alignment_accuracy_before": alignment.accuracy_before,
         "alignment_accuracy_after": alignment.accuracy_after,
         "alignment_estimated_offsets_um": _offsets_um(alignment),

@@ -51,7 +51,8 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"accuracy measured on bench    {_pct(summary['accuracy_measured'])}")
     print(f"accuracy simulated (twin)     {_pct(summary['accuracy_simulated'])}")
     print(f"bench/simulation agreement    {_pct(summary['agreement'])}")
-    converged = "" if summary["alignment_converged"] else " (alignment did not converge)"
+    converged = " (stack built up plate by plate)" if summary["alignment_built_up"] else ""
+    converged = converged if summary["alignment_converged"] else " (alignment did not converge)"
     print(f"alignment residual (truth)    {summary['alignment_residual_um']:.1f} um RMS{converged}")
     print(f"check set before/after align  {_pct(summary['alignment_accuracy_before'])} -> {_pct(summary['alignment_accuracy_after'])}")
     print(f"detector reads                {summary['detector_reads']}")
