@@ -34,15 +34,16 @@ class Evaluation:
 
 
 def quantize_heights(heights_m: np.ndarray, step_m: float, period_m: float) -> np.ndarray:
-    """Heights wrapped to [0, period) and rounded to multiples of the printer step.
+    """Heights wrapped to [0, period) and rounded to the nearest multiple of the printer step.
 
-    A height that rounds up to the period itself becomes 0, which delays the same modulo 2 pi,
-    so every result is a printable multiple of the step in [0, period).
+    The same rule as the exported STL (``fabrication.plates.round_to_steps``), so that the model
+    scores what is printed: a height just under the period rounds up to a level at or just above
+    it, which delays the same modulo 2 pi (within half a step) but absorbs as much as a full
+    period of material.
     """
     if not step_m > 0:
         raise ConfigError(f"height quantization: step must be positive, got {step_m!r} m")
-    levels = np.round(np.mod(heights_m, period_m) / step_m) * step_m
-    return np.where(levels >= period_m, 0.0, levels)
+    return np.round(np.mod(heights_m, period_m) / step_m) * step_m
 
 
 def random_offsets(rng: np.random.Generator, n_layers: int, sigma_m: float, sigma_z_m: float = 0.0) -> np.ndarray:
