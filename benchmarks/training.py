@@ -89,8 +89,9 @@ def main() -> None:
         print(f"training: {result['train_images_per_s']:.1f} images/s (forward + adjoint), "
               f"forward only {result['forward_images_per_s']:.1f} images/s")
         ttt = result["time_to_target"]
-        print(f"{ttt['design']}: {ttt['final_accuracy']:.2%} after {ttt['total_train_seconds']:.0f} s; "
-              f"{args.target:.0%} reached after {ttt['seconds_to_target']} s")
+        reached = "not reached" if ttt["seconds_to_target"] is None else f"reached after {ttt['seconds_to_target']:.0f} s"
+        print(f"{ttt['design']}: {ttt['final_accuracy']:.2%} after {ttt['total_train_seconds']:.0f} s of training; "
+              f"{args.target:.0%} {reached}")
 
 
 if __name__ == "__main__":
