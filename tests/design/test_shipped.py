@@ -1,0 +1,25 @@
+"""The shipped designs load, and the optics model still scores them as recorded when they were trained."""
+
+from __future__ import annotations
+
+import pytest
+
+from labctl.design.datasets import load_dataset
+from labctl.design.designfile import load_design
+from labctl.design.evaluation import evaluate
+from labctl.design.shipped import list_designs, resolve_design
+
+#: A prefix of each test split: a few seconds per design at the reference geometry.
+PREFIX = 300
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "fashion-mnist"])
+def test_a_shipped_design_scores_as_recorded(name):
+    assert name in [path.stem for path in list_designs()]
+    design = load_design(resolve_design(name))
+    data = load_dataset(design.dataset)
+    accuracy = evaluate(design, data.test_images[:PREFIX], data.test_labels[:PREFIX]).accuracy
+    recorded = design.provenance["test_accuracy"]
+    # the same images give the same score every run; a prefix of the split is not the whole
+    # split, so allow for that, but a changed model or a damaged file falls far below
+    assert accuracy == pytest.approx(recorded, abs=0.05)
