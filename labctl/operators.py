@@ -27,7 +27,7 @@ from typing import TextIO
 from urllib.parse import quote, unquote
 
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
-from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest
+from labctl.plans.messages import MountPlates, OperatorRequest
 from labctl.station import OperatorConfig
 
 Operator = Callable[[OperatorRequest], None]
