@@ -5,9 +5,8 @@ moves by about one neuron, so Levenberg-Marquardt from nominal finds the true of
 every plate already sits within a few tenths of a millimetre of where the design wants it.
 Mounting errors of half a millimetre per axis put most five-plate stacks outside that basin,
 and no search over the ten lateral offsets of a full stack can fix it: with the other plates
-wrong, the readings hardly depend on any one plate (measured: a coordinate search of the full
-stack in the model, the scan strategy's pattern run on the twin, ended 1.8 mm RMS from the
-truth on seed 0).
+wrong, the readings hardly depend on any one plate (the scan strategy, such a search on the
+bench, walks most such stacks further off: docs/alignment.md, measured).
 
 With only the first k plates in the beam, and the first k - 1 already fitted, the readings
 depend on the k-th plate's offset alone: two unknowns, few enough for an exhaustive grid in the
