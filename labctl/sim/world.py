@@ -31,7 +31,14 @@ MaskLibrary = Callable[[str], np.ndarray]
 
 @dataclass
 class SimPlate:
-    """One plate: its stage axes, where the design wants them, and its hidden mounting error."""
+    """One plate: its stage axes, where the design wants them, and its hidden mounting errors.
+
+    Rotation is in-plane, about the plate's centre, in radians, positive counter-clockwise seen
+    from the source looking downstream (from +x towards +y). It is the sum of the hidden mounting
+    rotation, what an operator turned by hand (``World.turn_plate``) and, with a rotation stage
+    ``r`` (positions in radians), the stage's true angle relative to its nominal reading.
+    ``tilt_rad`` (about x, about y) is hidden and no stage corrects it.
+    """
 
     name: str
     x: SimAxis
@@ -42,6 +49,16 @@ class SimPlate:
     # In its holder (in the beam). Taken out and put back, a plate sits with the same mounting
     # offset again: the simulation assumes repeatable holders.
     mounted: bool = True
+    r: SimAxis | None = None  # rotation stage (radians), if the plate sits on one
+    nominal_rad: float = 0.0  # rotation-stage reading at which the plate would sit as designed
+    mount_rotation_rad: float = 0.0  # hidden
+    tilt_rad: np.ndarray = field(default_factory=lambda: np.zeros(2))  # hidden (about x, about y)
+    turned_rad: float = 0.0  # turned by hand by an operator, accumulated
+
+    def true_rotation_rad(self) -> float:
+        """In-plane rotation of the plate from its design orientation (what the optics sees)."""
+        stage = 0.0 if self.r is None else self.r.true_position_m() - self.r.home_m - self.nominal_rad
+        return float(self.mount_rotation_rad + self.turned_rad + stage)
 
     def true_offset_m(self) -> np.ndarray:
         """Displacement of the plate from its design position (what the optics sees)."""
@@ -169,6 +186,25 @@ class World:
             raise ConfigError(f"simulated bench: no plate {', '.join(unknown)} (plates: {', '.join(known)})")
         for plate in self.plates:
             plate.mounted = plate.name in names
+
+    def plate(self, name: str) -> SimPlate:
+        """The plate called ``name``; ConfigError naming the known plates otherwise."""
+        for plate in self.plates:
+            if plate.name == name:
+                return plate
+        known = ", ".join(p.name for p in self.plates)
+        raise ConfigError(f"simulated bench: no plate {name} (plates: {known})")
+
+    def turn_plate(self, name: str, angle_rad: float) -> None:
+        """The simulated operator turns plate ``name`` in its holder by ``angle_rad`` (counter-clockwise
+        seen from the source), exactly: the operator's own error is for the caller to add."""
+        if not math.isfinite(angle_rad):
+            raise ConfigError(f"simulated bench: cannot turn plate {name} by {angle_rad!r} rad; give a finite angle")
+        self.plate(name).turned_rad += float(angle_rad)
+
+    def plate_rotations_rad(self) -> np.ndarray:
+        """(plates,) true in-plane rotations."""
+        return np.array([p.true_rotation_rad() for p in self.plates])
 
     def mounted(self) -> list[str]:
         """Names of the plates in the beam, in beam order."""
