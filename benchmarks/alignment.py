@@ -8,7 +8,8 @@ per lateral axis; each strategy runs on its own fresh bench with the same seed. 
 run: the true RMS lateral offset before and after (``world.plate_offsets_m()``, which only a
 benchmark may read), whether the strategy declared convergence, detector reads (all, and
 from loading the probes to the end of the strategy), stage travel (all, and the strategy's), wall time, optics model passes, and the check set's
-measured accuracy before and after next to the design's numerical accuracy on the same images.
+measured accuracy before and after next to the design's numerical accuracy on the same images,
+each with its 95 % Wilson interval.
 For the scan the truth is followed after every axis, giving the reads it needed to reach the
 model strategy's final offset (or 20 um).
 """
@@ -33,6 +34,7 @@ from labctl.plans.messages import LoadCassette, Record  # noqa: E402
 from labctl.plans.runner import Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
 from labctl.sim.truth import Truth  # noqa: E402
+from labctl.stats import AccuracyCI  # noqa: E402
 
 TARGET_UM = 20.0
 
@@ -80,11 +82,20 @@ def run_one(design, strategy: str, seed: int, sigma_m: float, check: int) -> dic
         "time_s": result.time_s,
         "wall_s": time.perf_counter() - started,
         "model_passes": result.model_passes,
-        "accuracy_before": result.accuracy_before,
-        "accuracy_after": result.accuracy_after,
-        "design_accuracy": result.design_accuracy,
+        "check_count": result.check_count,
+        **with_ci("accuracy_before", result.accuracy_before, result.check_count),
+        **with_ci("accuracy_after", result.accuracy_after, result.check_count),
+        **with_ci("design_accuracy", result.design_accuracy, result.check_count),
         "trace": trace,
     }
+
+
+def with_ci(key: str, accuracy: float | None, n: int) -> dict:
+    """``key`` and ``key_ci`` (95 % Wilson interval) for an accuracy measured on ``n`` check images."""
+    if accuracy is None or n == 0:
+        return {key: accuracy, f"{key}_ci": None}
+    score = AccuracyCI.from_counts(round(accuracy * n), n)
+    return {key: accuracy, f"{key}_ci": [score.low, score.high]}
 
 
 def reads_to_reach(trace: list[tuple[int, float]], target_um: float) -> int | None:

@@ -24,6 +24,7 @@ from labctl.design.designfile import load_design
 from labctl.design.shipped import resolve_design
 from labctl.design.training import Trainer, TrainOptions, blank_design
 from labctl.optics import Geometry, Material
+from labctl.stats import format_accuracy, wilson_interval
 
 
 def training_throughput(batch: int, steps: int, repeats: int) -> dict:
@@ -62,6 +63,7 @@ def time_to_target(name: str, target: float) -> dict:
         "seconds_to_target": reached[0]["train_seconds"] if reached else None,
         "epochs_to_target": reached[0]["epoch"] if reached else None,
         "final_accuracy": prov["test_accuracy"],
+        "final_accuracy_ci": list(wilson_interval(round(prov["test_accuracy"] * prov["n_test"]), prov["n_test"])),
         "n_test": prov["n_test"],
         "total_train_seconds": prov["train_seconds"],
         "command": prov["command"],
@@ -90,7 +92,7 @@ def main() -> None:
               f"forward only {result['forward_images_per_s']:.1f} images/s")
         ttt = result["time_to_target"]
         reached = "not reached" if ttt["seconds_to_target"] is None else f"reached after {ttt['seconds_to_target']:.0f} s"
-        print(f"{ttt['design']}: {ttt['final_accuracy']:.2%} after {ttt['total_train_seconds']:.0f} s of training; "
+        print(f"{ttt['design']}: {format_accuracy(ttt['final_accuracy'], ttt['final_accuracy_ci'], ttt['n_test'])} after {ttt['total_train_seconds']:.0f} s of training; "
               f"{args.target:.0%} {reached}")
 
 

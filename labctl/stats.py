@@ -59,9 +59,13 @@ class McNemarResult:
     p_value: float
     exact: bool
 
-    def __str__(self) -> str:
+    def describe(self, name_a: str = "A", name_b: str = "B") -> str:
+        """One line naming the two classifiers, e.g. ``describe("bench", "twin")``."""
         method = "exact" if self.exact else "chi-square"
-        return f"McNemar p = {self.p_value:.3g} (only A right: {self.b}, only B right: {self.c}; {method})"
+        return f"McNemar p = {self.p_value:.3g} (only {name_a} right: {self.b}, only {name_b} right: {self.c}; {method})"
+
+    def __str__(self) -> str:
+        return self.describe()
 
 
 def _flags(values: np.ndarray, name: str) -> np.ndarray:
@@ -79,8 +83,13 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
         raise DataError(
             f"McNemar compares two classifiers on the same samples, got {a.size} and {b_flags.size} flags"
         )
-    b = int(np.count_nonzero(a & ~b_flags))
-    c = int(np.count_nonzero(~a & b_flags))
+    return mcnemar_counts(int(np.count_nonzero(a & ~b_flags)), int(np.count_nonzero(~a & b_flags)))
+
+
+def mcnemar_counts(b: int, c: int) -> McNemarResult:
+    """McNemar's test from the discordant counts (only A right: ``b``, only B right: ``c``)."""
+    if b < 0 or c < 0:
+        raise DataError(f"McNemar needs non-negative discordant counts, got b={b}, c={c}")
     m = b + c
     if m == 0:
         return McNemarResult(b, c, 1.0, True)
@@ -118,4 +127,9 @@ class AccuracyCI:
         return {"accuracy": self.accuracy, "ci": [self.low, self.high], "n": self.n}
 
     def __str__(self) -> str:
-        return f"{100 * self.accuracy:.1f} % [{100 * self.low:.1f}, {100 * self.high:.1f}] (n={self.n})"
+        return format_accuracy(self.accuracy, (self.low, self.high), self.n)
+
+
+def format_accuracy(accuracy: float, ci: tuple[float, float] | list[float], n: int) -> str:
+    """``94.2 % [92.0, 95.9] (n=500)``: how every accuracy is written for people."""
+    return f"{100 * accuracy:.1f} % [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}] (n={n})"

@@ -23,6 +23,9 @@ def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     for key in ("accuracy_measured", "accuracy_simulated", "agreement", "alignment_residual_um",
                 "detector_reads", "campaign_file", "report_file"):
         assert key in summary
+    low, high = summary["accuracy_measured_ci"]  # Wilson interval on the 10 samples
+    assert low <= summary["accuracy_measured"] <= high and high - low > 0.2
+    assert 0 < summary["mcnemar_p"] <= 1
     assert summary["samples"] == 10
     assert summary["alignment_converged"] is True
     assert summary["alignment_residual_um"] < 20.0  # plates drawn with sigma 0.5 mm, truth read after

@@ -7,7 +7,13 @@ import pytest
 from scipy import stats as sps
 
 from labctl.errors import DataError
-from labctl.stats import EXACT_BELOW, AccuracyCI, mcnemar, wilson_interval
+from labctl.stats import (
+    EXACT_BELOW,
+    AccuracyCI,
+    mcnemar,
+    mcnemar_counts,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +104,14 @@ def test_mcnemar_exact_agrees_with_binomial_test_and_is_symmetric() -> None:
     ref = sps.binomtest(4, EXACT_BELOW - 1, 0.5).pvalue
     assert r.p_value == pytest.approx(ref, rel=1e-9)
     assert mcnemar(b, a).p_value == pytest.approx(r.p_value, rel=1e-12)
+    assert r.describe("bench", "twin") == f"McNemar p = {r.p_value:.3g} (only bench right: 4, only twin right: 20; exact)"
 
 
-def test_mcnemar_refuses_unpaired_samples() -> None:
+def test_mcnemar_refuses_unpaired_samples_and_negative_counts() -> None:
     with pytest.raises(DataError, match="same samples"):
         mcnemar(np.ones(5, bool), np.ones(6, bool))
+    with pytest.raises(DataError, match="non-negative"):
+        mcnemar_counts(-1, 3)
 
 
 def test_accuracy_ci_from_flags_and_text() -> None:

@@ -1,6 +1,8 @@
 """Measured against simulated: accuracy, confusion, agreement, energies, drift.
 
 Pure numbers from a campaign's stored samples; the report (``report.py``) only draws them.
+Every accuracy carries its sample count and Wilson interval; the bench and its twin, scored on
+the same samples, are compared with McNemar's paired test (``labctl.stats``).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from labctl.errors import DataError
+from labctl.stats import AccuracyCI, McNemarResult, mcnemar
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> np.ndarray:
@@ -32,8 +35,9 @@ class CampaignSummary:
     """Everything the report shows, as numbers."""
 
     samples: int
-    accuracy_measured: float
-    accuracy_simulated: float
+    measured: AccuracyCI  # the bench's argmax against the labels
+    simulated: AccuracyCI  # the twin's argmax on the same samples
+    measured_vs_simulated: McNemarResult  # paired: b = only the bench right, c = only the twin right
     agreement: float
     confusion_measured: np.ndarray
     confusion_simulated: np.ndarray
@@ -47,11 +51,27 @@ class CampaignSummary:
     dark_timestamps: np.ndarray
     darks: np.ndarray  # (k, detectors)
 
+    def score_rows(self) -> list[tuple[str, str]]:
+        """(label, text) rows of the scores, the same in every view (CLI, report page)."""
+        return [
+            ("samples", str(self.samples)),
+            ("accuracy measured", str(self.measured)),
+            ("accuracy simulated", str(self.simulated)),
+            ("measured vs simulated", self.measured_vs_simulated.describe("bench", "twin")),
+            ("agreement (same class)", f"{self.agreement:.2%}"),
+            ("energy correlation r", f"{self.energy_correlation:.4f}"),
+        ]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "samples": self.samples,
-            "accuracy_measured": self.accuracy_measured,
-            "accuracy_simulated": self.accuracy_simulated,
+            "accuracy_measured": self.measured.accuracy,
+            "accuracy_measured_ci": [self.measured.low, self.measured.high],
+            "accuracy_simulated": self.simulated.accuracy,
+            "accuracy_simulated_ci": [self.simulated.low, self.simulated.high],
+            "mcnemar_p": self.measured_vs_simulated.p_value,
+            "only_measured_right": self.measured_vs_simulated.b,
+            "only_simulated_right": self.measured_vs_simulated.c,
             "agreement": self.agreement,
             "energy_correlation": self.energy_correlation,
             "confusion_measured": self.confusion_measured.tolist(),
@@ -82,8 +102,9 @@ def summarize(streams: dict[str, dict[str, np.ndarray]], source: str = "campaign
     darks = streams.get("darks") or {}
     return CampaignSummary(
         samples=len(labels),
-        accuracy_measured=float(np.mean(measured == labels)),
-        accuracy_simulated=float(np.mean(simulated == labels)),
+        measured=AccuracyCI.from_flags(measured == labels),
+        simulated=AccuracyCI.from_flags(simulated == labels),
+        measured_vs_simulated=mcnemar(measured == labels, simulated == labels),
         agreement=float(np.mean(measured == simulated)),
         confusion_measured=confusion(labels, measured, classes),
         confusion_simulated=confusion(labels, simulated, classes),

@@ -42,8 +42,8 @@ def figures(summary: CampaignSummary, out_dir: Path) -> dict[str, Path]:
     out: dict[str, Path] = {}
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    _matrix(axes[0], summary.confusion_measured, f"bench: {summary.accuracy_measured:.1%}", "d", "measured class", "true class")
-    _matrix(axes[1], summary.confusion_simulated, f"simulation: {summary.accuracy_simulated:.1%}", "d", "simulated class", "true class")
+    _matrix(axes[0], summary.confusion_measured, f"bench: {summary.measured}", "d", "measured class", "true class")
+    _matrix(axes[1], summary.confusion_simulated, f"simulation: {summary.simulated}", "d", "simulated class", "true class")
     fig.tight_layout()
     out["confusion"] = out_dir / "confusion.png"
     fig.savefig(out["confusion"], dpi=110)
@@ -102,11 +102,7 @@ def write_report(campaign_file: str | Path, out_dir: str | Path | None = None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs = figures(summary, out_dir)
     rows = {
-        "samples": summary.samples,
-        "accuracy measured": f"{summary.accuracy_measured:.2%}",
-        "accuracy simulated": f"{summary.accuracy_simulated:.2%}",
-        "agreement (same class)": f"{summary.agreement:.2%}",
-        "energy correlation r": f"{summary.energy_correlation:.4f}",
+        **dict(summary.score_rows()),
         "complete": metadata.get("complete"),
         "design": metadata.get("design", {}).get("path") if isinstance(metadata.get("design"), dict) else metadata.get("design"),
         "software": metadata.get("software_version"),

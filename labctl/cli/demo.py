@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     from labctl.demo import run_demo
     from labctl.errors import ConfigError
+    from labctl.stats import format_accuracy
 
     if args.per_class < 1:
         raise ConfigError(f"demo: --per-class must be >= 1, got {args.per_class}")
@@ -48,8 +49,11 @@ def demo_command(args: argparse.Namespace) -> int:
         return 0
     print()
     print(f"design accuracy (numerical)   {_pct(summary['design_accuracy'])}")
-    print(f"accuracy measured on bench    {_pct(summary['accuracy_measured'])}")
-    print(f"accuracy simulated (twin)     {_pct(summary['accuracy_simulated'])}")
+    n = summary["samples"]
+    print(f"accuracy measured on bench    {format_accuracy(summary['accuracy_measured'], summary['accuracy_measured_ci'], n)}")
+    print(f"accuracy simulated (twin)     {format_accuracy(summary['accuracy_simulated'], summary['accuracy_simulated_ci'], n)}")
+    print(f"bench vs twin, same samples   McNemar p = {summary['mcnemar_p']:.3g} "
+          f"(only bench right: {summary['only_measured_right']}, only twin right: {summary['only_simulated_right']})")
     print(f"bench/simulation agreement    {_pct(summary['agreement'])}")
     converged = " (stack built up plate by plate)" if summary["alignment_built_up"] else ""
     converged = converged if summary["alignment_converged"] else " (alignment did not converge)"

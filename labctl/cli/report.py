@@ -22,10 +22,6 @@ def report_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**summary.to_json(), "report_file": str(html_path)}, indent=2))
     else:
-        print(f"samples             {summary.samples}")
-        print(f"accuracy measured   {summary.accuracy_measured:.2%}")
-        print(f"accuracy simulated  {summary.accuracy_simulated:.2%}")
-        print(f"agreement           {summary.agreement:.2%}")
-        print(f"energy correlation  {summary.energy_correlation:.4f}")
-        print(f"report              {html_path}")
+        for label, text in [*summary.score_rows(), ("report", str(html_path))]:
+            print(f"{label:<24}{text}")
     return 0

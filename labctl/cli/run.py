@@ -343,10 +343,11 @@ def _report(campaign: Path, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"campaign": str(campaign), "complete": metadata["complete"], **summary.to_json()}, indent=2))
         return 0
-    print(f"campaign            {campaign} ({'complete' if metadata['complete'] else 'incomplete'})")
-    print(f"samples             {summary.samples}")
-    print(f"accuracy measured   {summary.accuracy_measured:.2%}")
-    print(f"accuracy simulated  {summary.accuracy_simulated:.2%}")
-    print(f"agreement           {summary.agreement:.2%}")
-    print(f"report              labctl report {shlex.quote(str(campaign))}")
+    rows = [
+        ("campaign", f"{campaign} ({'complete' if metadata['complete'] else 'incomplete'})"),
+        *summary.score_rows(),
+        ("report", f"labctl report {shlex.quote(str(campaign))}"),
+    ]
+    for label, text in rows:
+        print(f"{label:<24}{text}")
     return 0

@@ -37,6 +37,7 @@ from labctl.errors import Aborted, ConfigError
 from labctl.gui.session import Session
 from labctl.gui.widgets import MatrixTable, StatusLine
 from labctl.plans.messages import Progress, Record
+from labctl.stats import AccuracyCI, mcnemar_counts
 
 SELECTIONS = ("count_per_class", "count", "indices")
 log = logging.getLogger("labctl.gui")
@@ -247,15 +248,20 @@ class CampaignView(QWidget):
         self.counts_sim = np.zeros((10, 10), dtype=int)
         self.samples = 0
         self.agreed = 0
+        self.only_bench = 0  # samples only the bench classified right (McNemar's b), and only the twin (c)
+        self.only_sim = 0
         self._show_counts()
 
     def _show_counts(self) -> None:
         self.bench_matrix.set_matrix(self.counts_bench)
         self.sim_matrix.set_matrix(self.counts_sim)
         if self.samples:
+            bench = AccuracyCI.from_counts(int(np.trace(self.counts_bench)), self.samples)
+            sim = AccuracyCI.from_counts(int(np.trace(self.counts_sim)), self.samples)
+            paired = mcnemar_counts(self.only_bench, self.only_sim)
             self.accuracy.setText(
-                f"{self.samples} samples · bench accuracy {np.trace(self.counts_bench) / self.samples:.1%} · "
-                f"simulation {np.trace(self.counts_sim) / self.samples:.1%} · agreement {self.agreed / self.samples:.1%}"
+                f"bench accuracy {bench} · simulation {sim} · {paired.describe('bench', 'twin')} · "
+                f"agreement {self.agreed / self.samples:.1%}"
             )
         else:
             self.accuracy.setText("")
@@ -271,6 +277,8 @@ class CampaignView(QWidget):
                 self.counts_sim[label, simulated] += 1
                 self.samples += 1
                 self.agreed += measured == simulated
+                self.only_bench += measured == label != simulated
+                self.only_sim += simulated == label != measured
                 changed = True
             elif isinstance(msg, Progress):
                 self._progress(msg)
@@ -333,6 +341,7 @@ class CampaignView(QWidget):
             self.counts_sim = summary.confusion_simulated
             self.samples = summary.samples
             self.agreed = int(round(summary.agreement * summary.samples))
+            self.only_bench, self.only_sim = summary.measured_vs_simulated.b, summary.measured_vs_simulated.c
             self._show_counts()
             self.status.info(f"opened {path}")
             self._enable()

@@ -8,6 +8,7 @@ import pytest
 from labctl.campaign.report import write_report
 from labctl.campaign.store import CampaignStore
 from labctl.errors import DataError
+from labctl.stats import wilson_interval
 
 
 def stored_campaign(path, n=40, wrong_every=5):
@@ -34,12 +35,17 @@ def test_report_from_stored_campaign(tmp_path):
     stored_campaign(path)
     html_path, summary = write_report(path)
     assert summary.samples == 40
-    assert summary.accuracy_simulated == 1.0
-    assert summary.accuracy_measured == pytest.approx(0.8)
+    assert (summary.simulated.correct, summary.simulated.n) == (40, 40)
+    assert (summary.measured.correct, summary.measured.n) == (32, 40)
+    assert (summary.measured.low, summary.measured.high) == pytest.approx(wilson_interval(32, 40))
+    # the 8 samples the bench got wrong the twin got right: exact McNemar 2 * (1/2)^8
+    paired = summary.measured_vs_simulated
+    assert (paired.b, paired.c, paired.exact) == (0, 8, True)
+    assert paired.p_value == pytest.approx(2 / 256)
     assert summary.agreement == pytest.approx(0.8)
     assert summary.confusion_measured.sum() == 40 and summary.confusion_measured[0, 1] == 4
     text = html_path.read_text()
-    assert "80.00%" in text and text.count("data:image/png;base64,") == 4
+    assert str(summary.measured) in text and "McNemar p = 0.00781" in text and text.count("data:image/png;base64,") == 4
     for name in ("confusion.png", "class_energies.png", "measured_vs_simulated.png", "drift.png"):
         assert (html_path.parent / name).stat().st_size > 1000
 

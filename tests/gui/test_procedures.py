@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from PyQt5.QtCore import Qt
 
+from labctl.campaign.analysis import summarize
 from labctl.campaign.store import read_campaign
 from tests.gui.conftest import connect, home_all
 
@@ -56,6 +57,9 @@ def test_a_campaign_runs_to_completion_with_live_matrices_and_a_report(qtbot, wi
     assert view.progress.value() == view.progress.maximum() == 10
     assert "bench accuracy" in view.accuracy.text() and "agreement" in view.accuracy.text()
     metadata, streams = read_campaign(view.file)
+    summary = summarize(streams)  # the live text says what the stored campaign says
+    assert str(summary.measured) in view.accuracy.text() and str(summary.simulated) in view.accuracy.text()
+    assert summary.measured_vs_simulated.describe("bench", "twin") in view.accuracy.text()
     assert metadata["complete"] and len(streams["samples"]["seq"]) == 10
     labels, measured = streams["samples"]["label"], streams["samples"]["measured_class"]
     np.testing.assert_array_equal(view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0])
