@@ -55,6 +55,8 @@ class MsgId(IntEnum):
     MOT_MOVE_COMPLETED = 0x0464
     MOT_MOVE_STOP = 0x0465
     MOT_MOVE_STOPPED = 0x0466
+    MOT_REQ_STATUSUPDATE = 0x0480  # stepper controllers (K10CR1, KST101...)
+    MOT_GET_STATUSUPDATE = 0x0481
     MOT_REQ_DCSTATUSUPDATE = 0x0490
     MOT_GET_DCSTATUSUPDATE = 0x0491
     MOT_ACK_DCSTATUSUPDATE = 0x0492
@@ -173,6 +175,7 @@ def long(msgid: MsgId, data: bytes, dest: int = Endpoint.USB, source: int = Endp
 
 _POSITION = struct.Struct("<Hi")  # chan ident, position (or distance) in encoder counts
 _DC_STATUS = struct.Struct("<HiHHI")  # chan, position, velocity, reserved, status bits
+_STEPPER_STATUS = struct.Struct("<HiiI")  # chan, position, encoder count, status bits
 _RICH = struct.Struct("<HH64s")  # msg ident, code, notes
 _INFO = struct.Struct("<I8sH4B48s12sHHH")  # see HwInfo
 
@@ -211,6 +214,33 @@ class DcStatus:
 
     def moving(self) -> bool:
         return bool(self.status & StatusBits.in_motion())
+
+
+@dataclass(frozen=True)
+class StepperStatus:
+    """The 14-byte stepper status (MOT_GET_STATUSUPDATE, and a stepper's end-of-move messages):
+    channel, position, encoder count, status bits. Same size and the same position and status
+    offsets as ``DcStatus``; the middle word is an encoder count instead of a velocity."""
+
+    channel: int
+    position_counts: int
+    encoder_counts: int
+    status: StatusBits
+
+    def pack(self) -> bytes:
+        return _STEPPER_STATUS.pack(self.channel, self.position_counts, self.encoder_counts, int(self.status))
+
+    @classmethod
+    def unpack(cls, message: Message) -> StepperStatus:
+        channel, position, encoder, bits = message.payload(_STEPPER_STATUS)
+        return cls(channel, position, encoder, StatusBits(bits))
+
+    def moving(self) -> bool:
+        return bool(self.status & StatusBits.in_motion())
+
+
+#: A channel status of either kind: DC servo or stepper.
+MotorStatus = DcStatus | StepperStatus
 
 
 @dataclass(frozen=True)

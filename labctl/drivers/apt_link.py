@@ -23,7 +23,7 @@ from typing import Any
 
 import serial
 
-from labctl.drivers.apt_codec import CodecError, DcStatus, Message, MsgId, RichResponse, StreamParser, short
+from labctl.drivers.apt_codec import CodecError, DcStatus, Message, MotorStatus, MsgId, RichResponse, StreamParser, short
 from labctl.drivers.base import translate_errors
 from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout
 
@@ -32,7 +32,13 @@ READ_POLL_S = 0.05
 #: Messages the protocol counts as "status update" type: the controller stops sending them after
 #: 50 without a "server alive" (MOT_ACK_DCSTATUSUPDATE) from the host.
 STATUS_MESSAGES = frozenset(
-    {MsgId.MOT_GET_DCSTATUSUPDATE, MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED, MsgId.MOT_MOVE_HOMED}
+    {
+        MsgId.MOT_GET_DCSTATUSUPDATE,
+        MsgId.MOT_GET_STATUSUPDATE,
+        MsgId.MOT_MOVE_COMPLETED,
+        MsgId.MOT_MOVE_STOPPED,
+        MsgId.MOT_MOVE_HOMED,
+    }
 )
 #: Send "server alive" after this many status-type messages: once a second at the documented
 #: 10 Hz update rate, and far below the controller's limit of 50.
@@ -43,9 +49,10 @@ _ERROR_REPORTS = (MsgId.HW_RESPONSE, MsgId.HW_RICHRESPONSE)
 class AptLink:
     """A serial port (pyserial API) to one APT controller, read by a background thread."""
 
-    def __init__(self, port: Any, name: str):
+    def __init__(self, port: Any, name: str, status_type: type[MotorStatus] = DcStatus):
         self.port = port
         self.name = name
+        self.status_type = status_type  # how this controller's status messages are laid out
         self._parser = StreamParser()
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
@@ -54,7 +61,7 @@ class AptLink:
         self._reply: Message | None = None
         self._report: InstrumentError | None = None  # a device error report not raised yet
         self._failure: InstrumentError | None = None  # the link itself is gone
-        self._status: DcStatus | None = None
+        self._status: MotorStatus | None = None
         self._status_time = 0.0
         self._motion_ends: frozenset[int] = frozenset()  # end messages of the motion in progress
         self._motion_end: Message | None = None
@@ -134,8 +141,8 @@ class AptLink:
             return self._motion_end
 
     # -- state ---------------------------------------------------------------------------------
-    def last_status(self) -> tuple[DcStatus | None, float]:
-        """The newest DC status received and its age in seconds (inf if none yet)."""
+    def last_status(self) -> tuple[MotorStatus | None, float]:
+        """The newest status received and its age in seconds (inf if none yet)."""
         with self._cond:
             age = time.monotonic() - self._status_time if self._status is not None else float("inf")
             return self._status, age
@@ -207,7 +214,7 @@ class AptLink:
 
     def _keep_status(self, message: Message) -> None:
         try:
-            self._status = DcStatus.unpack(message)
+            self._status = self.status_type.unpack(message)
         except CodecError:
             return  # a corrupted status update: the next one comes in 100 ms
         self._status_time = time.monotonic()

@@ -22,6 +22,7 @@ DRIVERS: dict[str, tuple[str, str, str]] = {
     "FW212C": ("labctl.drivers.thorlabs_wheel", "FW212C", "wheel"),
     "ZaberAscii": ("labctl.drivers.zaber", "ZaberAscii", "stages"),
     "KDC101": ("labctl.drivers.thorlabs_apt", "KDC101", "stages"),
+    "K10CR1": ("labctl.drivers.thorlabs_apt", "K10CR1", "stages"),
     "SMC100": ("labctl.drivers.newport_smc100", "SMC100", "stages"),
     "E8257D": ("labctl.drivers.keysight_psg", "E8257D", "source"),
     "ITC4001": ("labctl.drivers.thorlabs_itc", "ITC4001", "source"),

@@ -86,6 +86,34 @@ class Axis(Protocol):
 
 
 @runtime_checkable
+class RotationAxis(Protocol):
+    """One rotation axis, in radians (counter-clockwise positive as the stage counts). See
+    ``labctl.drivers.axis.RotationBase`` for the shared logic."""
+
+    name: str
+
+    def angle_rad(self) -> float: ...
+
+    def move_to(self, angle_rad: float, wait: bool = True, timeout_s: float | None = None) -> None: ...
+
+    def move_by(self, delta_rad: float, wait: bool = True, timeout_s: float | None = None) -> None: ...
+
+    def home(self, wait: bool = True, timeout_s: float | None = None) -> None: ...
+
+    def stop(self) -> None:
+        """Stop at once. Must be safe to call at any time."""
+        ...
+
+    def is_moving(self) -> bool: ...
+
+    def wait_until_stopped(self, timeout_s: float | None = None) -> None: ...
+
+    def limits_rad(self) -> tuple[float, float]:
+        """Soft limits: a move outside them is refused before anything is sent."""
+        ...
+
+
+@runtime_checkable
 class FilterWheel(Instrument, Protocol):
     """A motorized wheel with numbered slots (1-based, as the devices count)."""
 

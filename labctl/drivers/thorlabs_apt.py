@@ -27,15 +27,29 @@ Design: unsolicited messages and the keep-alive.
     HW_RICHRESPONSE) ends the pending motion and is raised, once, as ``InstrumentError`` by the
     next call (``is_moving`` included, so an axis waiting for a refused move fails at once).
 
-Positions: Z8 actuators have 34,554.96 encoder counts per mm (option ``counts_per_m``). This
-controller has no soft limits of its own; ``axis()`` gives the Axis role with soft limits and
-backlash compensation (``labctl.drivers.axis.AxisBase``).
+Positions: the controller counts encoder counts; how many make a millimetre or a degree depends
+on the stage fitted (option ``stage``). The Thorlabs APT protocol document's table of scaling
+factors (section "Position, velocity and acceleration scaling", cited the same way by
+independent APT clients) gives 34,554.96 counts per mm for a Z8 actuator and 1,919.6418578623391
+counts per degree for the PRM1-Z8 rotation mount (a Z8 motor behind a worm gear). A translation
+stage is an Axis (``axis()``, metres); a rotation mount is a RotationAxis (``rotation()``,
+radians; degrees only in that scaling). This controller has no soft limits of its own; both
+roles get soft limits and backlash compensation from ``labctl.drivers.axis``.
+
+``K10CR1``: the Thorlabs K10CR1 motorized rotation mount is a stepper controller and mount in
+one box, on the same APT framing. It differs from a KDC101 only where the protocol says so: its
+model string, its scaling (409600/3 = 136,533.33 microsteps per degree: a 200-step motor at 2048
+microsteps per step behind a 120:1 worm, as Thorlabs gives it and as other K10CR1 drivers use,
+e.g. QMI's ``Thorlabs_K10Cr1``), and its status messages (MOT_REQ/GET_STATUSUPDATE, with an
+encoder count where a DC servo sends its velocity).
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import serial
@@ -47,19 +61,45 @@ from labctl.drivers.apt_codec import (
     DcStatus,
     HwInfo,
     Message,
+    MotorStatus,
     MsgId,
     StatusBits,
+    StepperStatus,
     StopMode,
     long,
     short,
 )
 from labctl.drivers.apt_link import READ_POLL_S, AptLink
-from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase
+from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase, RotationBase
 from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
 
 #: Z8 actuator on a KDC101/TDC001: 34,554.96 encoder counts per mm (instruments.md, Thorlabs manual).
 Z8_COUNTS_PER_M = 34_554_960.0
+#: PRM1-Z8 rotation mount on a KDC101/TDC001: encoder counts per degree (APT protocol document).
+PRM1Z8_COUNTS_PER_DEG = 1919.6418578623391
+#: K10CR1 rotation mount: microsteps per degree (200 steps x 2048 microsteps x 120:1 / 360).
+K10CR1_COUNTS_PER_DEG = 409600.0 / 3.0
+DEGREE = math.pi / 180.0
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage a controller may drive: rotary or linear, and its counts per SI unit (m or rad)."""
+
+    rotary: bool
+    counts_per_unit: float
+
+    @property
+    def unit(self) -> str:
+        return "rad" if self.rotary else "m"
+
+
+STAGES = {
+    "Z8": Stage(False, Z8_COUNTS_PER_M),
+    "PRM1Z8": Stage(True, PRM1Z8_COUNTS_PER_DEG / DEGREE),
+    "K10CR1": Stage(True, K10CR1_COUNTS_PER_DEG / DEGREE),
+}
 CHANNEL = 1  # single-channel controllers
 _MOVE_ENDS = frozenset({MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED})
 _HOME_ENDS = frozenset({MsgId.MOT_MOVE_HOMED, MsgId.MOT_MOVE_STOPPED})
@@ -67,9 +107,21 @@ _INT32 = (-(2**31), 2**31 - 1)
 
 
 class KDC101(LabInstrument):
-    """One KDC101 or TDC001 with its actuator, on a serial port (see the module docstring)."""
+    """One KDC101 or TDC001 with its stage, on a serial port (see the module docstring).
+
+    ``stage`` names what is fitted: ``"Z8"`` (a translation actuator, the default) or
+    ``"PRM1Z8"`` (a rotation mount). ``counts_per_m`` / ``counts_per_deg`` override the
+    stage's scaling (for a translation or a rotation stage respectively).
+    """
 
     identity_markers: ClassVar[tuple[str, ...]] = ("KDC101", "TDC001")
+    #: The stages this controller drives, and the one fitted when the station names none.
+    stages: ClassVar[tuple[str, ...]] = ("Z8", "PRM1Z8")
+    default_stage: ClassVar[str] = "Z8"
+    #: How this controller reports its channel status.
+    status_request: ClassVar[MsgId] = MsgId.MOT_REQ_DCSTATUSUPDATE
+    status_reply: ClassVar[MsgId] = MsgId.MOT_GET_DCSTATUSUPDATE
+    status_type: ClassVar[type[MotorStatus]] = DcStatus
     #: Pauses around the purge at open, from the protocol document's FTDI set-up.
     purge_dwell_s: ClassVar[float] = 0.05
 
@@ -79,15 +131,15 @@ class KDC101(LabInstrument):
         name: str = "kdc101",
         *,
         timeout_s: float = 1.0,
-        counts_per_m: float = Z8_COUNTS_PER_M,
+        stage: str | None = None,
+        counts_per_m: float | None = None,
+        counts_per_deg: float | None = None,
         status_updates: bool = True,
     ):
         if not timeout_s > 0:
             raise ConfigError(f"{name}: timeout_s must be > 0, got {timeout_s}")
-        if not counts_per_m > 0:
-            raise ConfigError(f"{name}: counts_per_m must be > 0 (Z8: {Z8_COUNTS_PER_M:.0f}), got {counts_per_m}")
+        self.stage = self._stage(name, stage, counts_per_m, counts_per_deg)
         self.timeout_s = float(timeout_s)
-        self.counts_per_m = float(counts_per_m)
         self.status_updates = bool(status_updates)
         self.hw_info: HwInfo | None = None
         self._stop_requested = False
@@ -110,7 +162,7 @@ class KDC101(LabInstrument):
         except ConnectionLost:
             self.adapter.close()
             raise
-        self._link = AptLink(port, name)
+        self._link = AptLink(port, name, self.status_type)
         try:
             self._link.send(short(MsgId.HW_NO_FLASH_PROGRAMMING))
             self.check_identity()
@@ -123,10 +175,30 @@ class KDC101(LabInstrument):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> KDC101:
-        """Options: ``timeout_s`` (reply timeout, default 1 s), ``counts_per_m`` (default Z8),
-        ``status_updates`` (ask for 10 Hz status messages, default true)."""
-        reject_unknown_options(cls.__name__, options, ("timeout_s", "counts_per_m", "status_updates"))
+        """Options: ``timeout_s`` (reply timeout, default 1 s), ``stage`` (what is fitted),
+        ``counts_per_m`` / ``counts_per_deg`` (override the stage's scaling), ``status_updates``
+        (ask for 10 Hz status messages, default true)."""
+        known = ("timeout_s", "stage", "counts_per_m", "counts_per_deg", "status_updates")
+        reject_unknown_options(cls.__name__, options, known)
         return cls(resource, name, **options)
+
+    @classmethod
+    def _stage(cls, name: str, stage: str | None, counts_per_m: float | None, counts_per_deg: float | None) -> Stage:
+        """The fitted stage, with its scaling overridden if asked; a ConfigError says what fits."""
+        stage = cls.default_stage if stage is None else str(stage)
+        if stage not in cls.stages:
+            raise ConfigError(f"{name}: stage {stage!r} is not one a {cls.__name__} drives; the stages are {list(cls.stages)}")
+        fitted = STAGES[stage]
+        for option, value, rotary, scale in (("counts_per_m", counts_per_m, False, 1.0), ("counts_per_deg", counts_per_deg, True, DEGREE)):
+            if value is None:
+                continue
+            if rotary != fitted.rotary:
+                kind = "rotation" if rotary else "translation"
+                raise ConfigError(f"{name}: option {option} is for a {kind} stage, but the stage is {stage}; remove it")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{name}: {option} must be a number > 0, got {value!r}")
+            fitted = Stage(fitted.rotary, float(value) / scale)
+        return fitted
 
     def _prepare_port(self, port: serial.SerialBase) -> None:
         """The FTDI set-up of the protocol document: RTS low, purge between dwells, RTS high."""
@@ -151,29 +223,40 @@ class KDC101(LabInstrument):
         return f"{info.model} serial {info.serial_number} firmware {info.firmware_text()}"
 
     # -- position and status -------------------------------------------------------------------
-    def position_m(self) -> float:
-        """The position counter, in metres (MOT_REQ_POSCOUNTER)."""
+    def position(self) -> float:
+        """The position counter in the stage's SI unit, metres or radians (MOT_REQ_POSCOUNTER)."""
         reply = self._link.request(short(MsgId.MOT_REQ_POSCOUNTER, CHANNEL), MsgId.MOT_GET_POSCOUNTER, self.timeout_s)
-        return self._decode(ChannelPosition, reply).counts / self.counts_per_m
+        return self._decode(ChannelPosition, reply).counts / self.stage.counts_per_unit
 
-    def dc_status(self) -> DcStatus:
-        """Ask for the channel's status now (MOT_REQ_DCSTATUSUPDATE)."""
-        request = short(MsgId.MOT_REQ_DCSTATUSUPDATE, CHANNEL)
-        return self._decode(DcStatus, self._link.request(request, MsgId.MOT_GET_DCSTATUSUPDATE, self.timeout_s))
+    def position_m(self) -> float:
+        """The position of a translation stage, in metres."""
+        self._require(rotary=False)
+        return self.position()
 
-    def last_status(self) -> tuple[DcStatus | None, float]:
+    def angle_rad(self) -> float:
+        """The angle of a rotation stage, in radians."""
+        self._require(rotary=True)
+        return self.position()
+
+    def channel_status(self) -> MotorStatus:
+        """Ask for the channel's status now (MOT_REQ_DCSTATUSUPDATE, or a stepper's MOT_REQ_STATUSUPDATE)."""
+        request = short(self.status_request, CHANNEL)
+        return self._decode(self.status_type, self._link.request(request, self.status_reply, self.timeout_s))
+
+    def last_status(self) -> tuple[MotorStatus | None, float]:
         """The newest status the controller sent (updates, end of moves) and its age in seconds. No I/O."""
         return self._link.last_status()
 
     # -- motion --------------------------------------------------------------------------------
-    def start_move_to(self, position_m: float) -> None:
-        """Start an absolute move (MOT_MOVE_ABSOLUTE); ends with MOT_MOVE_COMPLETED."""
-        data = ChannelPosition(CHANNEL, self._counts(position_m, "target")).pack()
+    def start_move_to(self, target: float) -> None:
+        """Start an absolute move to ``target`` in the stage's SI unit (MOT_MOVE_ABSOLUTE); ends
+        with MOT_MOVE_COMPLETED."""
+        data = ChannelPosition(CHANNEL, self._counts(target, "target")).pack()
         self._start(long(MsgId.MOT_MOVE_ABSOLUTE, data), _MOVE_ENDS)
 
-    def start_move_by(self, distance_m: float) -> None:
-        """Start a relative move (MOT_MOVE_RELATIVE); ends with MOT_MOVE_COMPLETED."""
-        data = ChannelPosition(CHANNEL, self._counts(distance_m, "distance")).pack()
+    def start_move_by(self, distance: float) -> None:
+        """Start a relative move in the stage's SI unit (MOT_MOVE_RELATIVE); ends with MOT_MOVE_COMPLETED."""
+        data = ChannelPosition(CHANNEL, self._counts(distance, "distance")).pack()
         self._start(long(MsgId.MOT_MOVE_RELATIVE, data), _MOVE_ENDS)
 
     def start_home(self) -> None:
@@ -225,17 +308,44 @@ class KDC101(LabInstrument):
             raise InstrumentError(
                 self.name, "the move was stopped before its target (limit switch or front-panel stop). Check the stage"
             )
-        if end.msgid != MsgId.MOT_MOVE_HOMED and self._decode(DcStatus, end).status & StatusBits.MOTION_ERROR:
+        if end.msgid != MsgId.MOT_MOVE_HOMED and self._decode(self.status_type, end).status & StatusBits.MOTION_ERROR:
             raise InstrumentError(self.name, "the controller flags a motion error (excessive position error). Home the stage")
 
-    # -- the Axis role -------------------------------------------------------------------------
+    # -- the roles -----------------------------------------------------------------------------
     def axis(
         self, address: str, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0
     ) -> KDC101Axis:
-        """The actuator as an Axis. A single-channel controller has one address: ``"1"``."""
+        """A translation stage as an Axis. A single-channel controller has one address: ``"1"``."""
+        self._check_address(address)
+        self._require(rotary=False)
+        return KDC101Axis(self, name, limits_m, backlash_m)
+
+    def rotation(
+        self, address: str, name: str, limits_rad: tuple[float, float], backlash_rad: float = 0.0
+    ) -> KDC101Rotation:
+        """A rotation mount as a RotationAxis. A single-channel controller has one address: ``"1"``."""
+        self._check_address(address)
+        self._require(rotary=True)
+        return KDC101Rotation(self, name, limits_rad, backlash_rad)
+
+    def _check_address(self, address: str) -> None:
         if str(address).strip() != str(CHANNEL):
             raise ConfigError(f"{self.name}: a {type(self).__name__} has one channel, address '1'; got {address!r}")
-        return KDC101Axis(self, name, limits_m, backlash_m)
+
+    def _require(self, rotary: bool) -> None:
+        """Refuse to use a translation stage as a rotation stage or the other way round."""
+        if self.stage.rotary != rotary:
+            have, want = ("rotation", "translation") if self.stage.rotary else ("translation", "rotation")
+            rotary_stages = [s for s in self.stages if STAGES[s].rotary == rotary]
+            fix = (
+                f"set its option stage to one of {rotary_stages}"
+                if rotary_stages
+                else "move this axis to a controller that drives one"
+            )
+            raise ConfigError(
+                f"{self.name}: the {type(self).__name__} drives a {have} stage, but a {want} axis was asked of it; "
+                f"if a {want} stage is fitted, {fix}"
+            )
 
     def close(self) -> None:
         """Stop status updates, the reader thread and the port. Safe to call twice."""
@@ -250,10 +360,12 @@ class KDC101(LabInstrument):
         super().close()
 
     # -- helpers -------------------------------------------------------------------------------
-    def _counts(self, metres: float, what: str) -> int:
-        counts = round(float(metres) * self.counts_per_m)
+    def _counts(self, value: float, what: str) -> int:
+        counts = round(float(value) * self.stage.counts_per_unit)
         if not _INT32[0] <= counts <= _INT32[1]:
-            raise LimitError(self.name, f"{what} {metres} m is beyond what the controller can represent; nothing was moved")
+            raise LimitError(
+                self.name, f"{what} {value} {self.stage.unit} is beyond what the controller can represent; nothing was moved"
+            )
         return counts
 
     def _decode(self, payload: Any, message: Message) -> Any:
@@ -263,18 +375,14 @@ class KDC101(LabInstrument):
             raise InstrumentError(self.name, f"garbled {message}: {exc}. Check the cable") from exc
 
 
-class KDC101Axis(AxisBase):
-    """The actuator of one KDC101/TDC001 as an Axis (soft limits, backlash; see ``AxisBase``)."""
+class _ControllerMotion:
+    """The hardware calls of a stage on one single-channel APT controller, in the stage's SI
+    unit; mixed into an ``AxisBase`` or a ``RotationBase``, which hold the limits."""
 
-    def __init__(self, controller: KDC101, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0):
-        super().__init__(name, limits_m, backlash_m)
-        self.controller = controller
+    controller: KDC101
 
-    def _hw_position_m(self) -> float:
-        return self.controller.position_m()
-
-    def _hw_move_to(self, position_m: float) -> None:
-        self.controller.start_move_to(position_m)
+    def _hw_move_to(self, position: float) -> None:
+        self.controller.start_move_to(position)
 
     def _hw_is_moving(self) -> bool:
         return self.controller.is_moving()
@@ -287,3 +395,37 @@ class KDC101Axis(AxisBase):
 
     def _hw_check(self) -> None:
         self.controller.check_motion()
+
+
+class KDC101Axis(_ControllerMotion, AxisBase):
+    """The actuator of one KDC101/TDC001 as an Axis (soft limits, backlash; see ``AxisBase``)."""
+
+    def __init__(self, controller: KDC101, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0):
+        AxisBase.__init__(self, name, limits_m, backlash_m)
+        self.controller = controller
+
+    def _hw_position_m(self) -> float:
+        return self.controller.position()
+
+
+class KDC101Rotation(_ControllerMotion, RotationBase):
+    """The rotation mount of one KDC101/TDC001 (or a K10CR1) as a RotationAxis, in radians."""
+
+    def __init__(self, controller: KDC101, name: str, limits_rad: tuple[float, float], backlash_rad: float = 0.0):
+        RotationBase.__init__(self, name, limits_rad, backlash_rad)
+        self.controller = controller
+
+    def _hw_angle_rad(self) -> float:
+        return self.controller.position()
+
+
+class K10CR1(KDC101):
+    """A Thorlabs K10CR1 rotation mount (see the module docstring): a KDC101 in all but model,
+    scaling and status messages."""
+
+    identity_markers: ClassVar[tuple[str, ...]] = ("K10CR1",)
+    stages: ClassVar[tuple[str, ...]] = ("K10CR1",)
+    default_stage: ClassVar[str] = "K10CR1"
+    status_request: ClassVar[MsgId] = MsgId.MOT_REQ_STATUSUPDATE
+    status_reply: ClassVar[MsgId] = MsgId.MOT_GET_STATUSUPDATE
+    status_type: ClassVar[type[MotorStatus]] = StepperStatus

@@ -12,13 +12,17 @@ Wire format (Zaber ASCII Protocol Manual, firmware 6 and 7; zaber.com/protocol-m
   clears the flags that need acknowledging.
 
 Positions are microsteps on the wire and metres outside; the size of a microstep is per product
-(a station option, per controller or per axis). A move is refused with a "home first" error while
+(a station option, per controller or per axis). A rotary stage (``rotation()``) is a
+RotationAxis in radians; its microstep size comes from the device itself: ``get
+limit.cycle.dist`` answers how many microsteps make one full turn (the manual's setting for
+rotary devices; a linear device rejects it or answers 0, and is then refused as a rotation axis). A move is refused with a "home first" error while
 an axis has no reference position (WR, WH), and stall or limit warnings after a move (FS, WL, ...)
 raise ``InstrumentError`` from ``_hw_check``.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -27,7 +31,7 @@ from typing import Any
 
 from pymeasure.adapters import Adapter
 
-from labctl.drivers.axis import AxisBase
+from labctl.drivers.axis import AxisBase, RotationBase
 from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options, translate_errors
 from labctl.errors import ConfigError, InstrumentError, WrongInstrument
 
@@ -246,6 +250,35 @@ class ZaberAscii(LabInstrument):
         step = self.microstep_m(address) if microstep_m is None else _positive(name, microstep_m)
         return ZaberAxis(self, device, axis, step, name, limits_m, backlash_m)
 
+    def rotation(
+        self,
+        address: str,
+        name: str,
+        limits_rad: tuple[float, float] = (-math.pi, math.pi),
+        backlash_rad: float = 0.0,
+    ) -> ZaberRotation:
+        """The rotary stage at ``address`` as a RotationAxis in radians; its microstep is
+        360 degrees over the device's ``limit.cycle.dist``."""
+        device, axis = parse_address(address)
+        where = f"{self.name}: device {device} axis {axis}"
+        refusal = (
+            f"{where} does not report limit.cycle.dist, so it is not a rotary stage; give this plate's r axis "
+            "the address of a rotary device, or remove the r entry"
+        )
+        try:
+            data = self.query(device, axis, "get limit.cycle.dist").data.strip()
+        except InstrumentError as exc:
+            if "BADCOMMAND" in str(exc):
+                raise ConfigError(refusal) from None
+            raise
+        try:
+            cycle = int(data)
+        except ValueError:
+            raise InstrumentError(self.name, f"{where} answered {data!r} to 'get limit.cycle.dist', not a number") from None
+        if cycle <= 0:
+            raise ConfigError(refusal)
+        return ZaberRotation(self, device, axis, 2 * math.pi / cycle, name, limits_rad, backlash_rad)
+
 
 def _positive(owner: str, value: Any) -> float:
     try:
@@ -269,24 +302,17 @@ def _microstep_table(owner: str, microstep_m: float | Mapping[str, float]) -> di
     return {"": _positive(owner, microstep_m)}
 
 
-class ZaberAxis(AxisBase):
-    """One axis of a Zaber device; positions in metres, microsteps on the wire."""
+class _ZaberMotion:
+    """The Zaber side of one axis, linear or rotary: microsteps on the wire, warnings and
+    refusals. Mixed into an ``AxisBase`` or a ``RotationBase``, which hold the limits."""
 
-    def __init__(
-        self,
-        controller: ZaberAscii,
-        device: int,
-        axis: int,
-        microstep_m: float,
-        name: str,
-        limits_m: tuple[float, float],
-        backlash_m: float,
-    ):
-        super().__init__(name, limits_m, backlash_m)
+    name: str
+
+    def _bind(self, controller: ZaberAscii, device: int, axis: int, microstep: float) -> None:
         self.controller = controller
         self.device = device
         self.axis = axis
-        self.microstep_m = microstep_m
+        self._microstep = microstep  # in the axis' SI unit: metres or radians
 
     def _query(self, command: str) -> ZaberReply:
         return self.controller.query(self.device, self.axis, command)
@@ -299,17 +325,17 @@ class ZaberAxis(AxisBase):
         fields = self._query("warnings").data.split()
         return fields[1:]
 
-    # -- the hardware calls of AxisBase ------------------------------------------------------------
-    def _hw_position_m(self) -> float:
+    # -- the hardware calls of the axis bases ----------------------------------------------------
+    def _position(self) -> float:
         data = self._query("get pos").data.strip()
         try:
-            return int(data) * self.microstep_m
+            return int(data) * self._microstep
         except ValueError:
             raise InstrumentError(
                 self.name, f"{self._where()} answered {data!r} to 'get pos', not a position"
             ) from None
 
-    def _hw_move_to(self, position_m: float) -> None:
+    def _hw_move_to(self, position: float) -> None:
         flags = self.warnings()
         unreferenced = [f for f in flags if f in NEEDS_HOME]
         if unreferenced:
@@ -319,7 +345,7 @@ class ZaberAxis(AxisBase):
             )
         if flags:  # warnings of an earlier move or from before we connected: acknowledge them
             self._query("warnings clear")
-        self._query(f"move abs {round(position_m / self.microstep_m)}")
+        self._query(f"move abs {round(position / self._microstep)}")
 
     def _hw_is_moving(self) -> bool:
         return self._query("").busy
@@ -339,3 +365,51 @@ class ZaberAxis(AxisBase):
                 f"{self._where()} reports {describe_flags(faults)} after the move; the stage may not be where "
                 "it was sent. Check for obstructions and the limit settings, then home it",
             )
+
+
+class ZaberAxis(_ZaberMotion, AxisBase):
+    """One linear axis of a Zaber device; positions in metres, microsteps on the wire."""
+
+    def __init__(
+        self,
+        controller: ZaberAscii,
+        device: int,
+        axis: int,
+        microstep_m: float,
+        name: str,
+        limits_m: tuple[float, float],
+        backlash_m: float,
+    ):
+        AxisBase.__init__(self, name, limits_m, backlash_m)
+        self._bind(controller, device, axis, microstep_m)
+
+    @property
+    def microstep_m(self) -> float:
+        return self._microstep
+
+    def _hw_position_m(self) -> float:
+        return self._position()
+
+
+class ZaberRotation(_ZaberMotion, RotationBase):
+    """One rotary axis of a Zaber device; angles in radians, microsteps on the wire."""
+
+    def __init__(
+        self,
+        controller: ZaberAscii,
+        device: int,
+        axis: int,
+        microstep_rad: float,
+        name: str,
+        limits_rad: tuple[float, float],
+        backlash_rad: float,
+    ):
+        RotationBase.__init__(self, name, limits_rad, backlash_rad)
+        self._bind(controller, device, axis, microstep_rad)
+
+    @property
+    def microstep_rad(self) -> float:
+        return self._microstep
+
+    def _hw_angle_rad(self) -> float:
+        return self._position()

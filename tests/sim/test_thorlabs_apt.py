@@ -65,7 +65,7 @@ def test_home_absolute_and_relative_moves_complete(bench: Bench, kdc: KDC101) ->
     kdc.start_move_by(-0.0023)
     kdc.wait_until_stopped(2)
     assert axis.position_m() == pytest.approx(0.0100, abs=2 / Z8_COUNTS_PER_M)
-    status = kdc.dc_status()
+    status = kdc.channel_status()
     assert status.status & StatusBits.HOMED and not status.moving()
     assert status.position_counts == round(0.0100 * Z8_COUNTS_PER_M)
 

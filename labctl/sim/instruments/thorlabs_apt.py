@@ -27,12 +27,19 @@ at the travel ends (0x1 forward, 0x2 reverse), motor connected and channel enabl
 velocity word has no documented scale; it is sent in 0.1 mm/s, as a public client (qpit's
 ``thorlabs_apt``) measured on a TDC001.
 
+Rotation mounts: the same controller driving a PRM1-Z8 counts encoder counts per radian of the
+``SimAxis`` (whose positions are then radians), ``counts_per_unit`` set from the driver's
+``STAGES``. ``VirtualK10CR1`` is the K10CR1 rotation mount: model "K10CR1", a stepper's status
+messages (MOT_REQ/GET_STATUSUPDATE; updates are MOT_GET_STATUSUPDATE, and the end-of-move
+messages carry that layout, the encoder count equal to the position).
+
 Fault injection (per message received): ``timeout`` and ``disconnect`` lose the message; ``error``
 answers HW_RESPONSE instead of executing it; ``garble`` and ``drop`` corrupt its reply.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -43,11 +50,14 @@ from labctl.drivers.apt_codec import (
     Endpoint,
     HwInfo,
     Message,
+    MotorStatus,
     MsgId,
     RichResponse,
     StatusBits,
+    StepperStatus,
     StreamParser,
 )
+from labctl.drivers.thorlabs_apt import STAGES
 from labctl.sim.clock import Clock
 from labctl.sim.faults import Fault, FaultPlan
 from labctl.sim.instrument import VirtualInstrument
@@ -62,14 +72,23 @@ UNACKED_LIMIT = 50
 #: Code of the HW_RICHRESPONSE that refuses a move beyond the travel (ours: the document lists none).
 REFUSED_CODE = 1
 CHANNEL = 1
-Z8_COUNTS_PER_M = 34_554_960.0
 
 
 class VirtualKDC101(VirtualInstrument):
-    """One single-channel DC servo controller driving ``axis`` (see the module docstring)."""
+    """One single-channel DC servo controller driving ``axis`` (see the module docstring).
+
+    ``stage`` names what the axis is (a key of the driver's ``STAGES``: ``"Z8"`` in metres,
+    ``"PRM1Z8"`` in radians); ``counts_per_unit`` overrides its scaling.
+    """
 
     #: Shortest wall time between status updates (tests may lower it on an instance).
     min_update_wall_s = MIN_UPDATE_WALL_S
+    #: How this controller reports its channel status (a stepper overrides these).
+    status_request = MsgId.MOT_REQ_DCSTATUSUPDATE
+    status_reply = MsgId.MOT_GET_DCSTATUSUPDATE
+    default_model = "KDC101"
+    default_stage = "Z8"
+    notes = "DC servo controller"
 
     def __init__(
         self,
@@ -78,14 +97,18 @@ class VirtualKDC101(VirtualInstrument):
         axis: SimAxis,
         faults: FaultPlan | None = None,
         *,
-        model: str = "KDC101",
+        model: str | None = None,
         serial_number: int = 27000001,
-        counts_per_m: float = Z8_COUNTS_PER_M,
+        stage: str | None = None,
+        counts_per_unit: float | None = None,
     ):
         super().__init__(name, clock, faults)
         self.axis = axis
-        self.counts_per_m = counts_per_m
-        self.info = HwInfo(serial_number, model, hw_type=44, firmware=(3, 0, 10), notes="DC servo controller")
+        fitted = STAGES[stage or self.default_stage]
+        self.rotary = fitted.rotary
+        self.counts_per_unit = counts_per_unit or fitted.counts_per_unit
+        model = model or self.default_model
+        self.info = HwInfo(serial_number, model, hw_type=44, firmware=(3, 0, 10), notes=self.notes)
         self._parser = StreamParser()
         self.updates_enabled = False
         self.unacked = 0  # status-type messages sent since the last "server alive"
@@ -103,7 +126,7 @@ class VirtualKDC101(VirtualInstrument):
             MsgId.MOT_REQ_POSCOUNTER: lambda m: self._answer(
                 m, MsgId.MOT_GET_POSCOUNTER, ChannelPosition(CHANNEL, self._position_counts()).pack()
             ),
-            MsgId.MOT_REQ_DCSTATUSUPDATE: lambda m: self._answer(m, MsgId.MOT_GET_DCSTATUSUPDATE, self._status().pack()),
+            self.status_request: lambda m: self._answer(m, self.status_reply, self._status().pack()),
             MsgId.MOT_MOVE_HOME: self._home,
             MsgId.MOT_MOVE_ABSOLUTE: self._move,
             MsgId.MOT_MOVE_RELATIVE: self._move,
@@ -169,13 +192,14 @@ class VirtualKDC101(VirtualInstrument):
         if channel != CHANNEL:
             return None
         if message.msgid == MsgId.MOT_MOVE_RELATIVE:
-            counts += round(self.axis.target_m() * self.counts_per_m) if self._motion else self._position_counts()
-        target_m = counts / self.counts_per_m
-        if not self.axis.within_travel(target_m):
+            counts += round(self.axis.target_m() * self.counts_per_unit) if self._motion else self._position_counts()
+        target = counts / self.counts_per_unit
+        if not self.axis.within_travel(target):
             lo, hi = self.axis.travel_m
-            notes = f"Target {target_m * 1e3:.3f} mm outside travel {lo * 1e3:.3f}..{hi * 1e3:.3f} mm"
+            symbol, size = ("deg", math.pi / 180) if self.rotary else ("mm", 1e-3)
+            notes = f"Target {target / size:.3f} {symbol} outside travel {lo / size:.3f}..{hi / size:.3f} {symbol}"
             return self._answer(message, MsgId.HW_RICHRESPONSE, RichResponse(message.msgid, REFUSED_CODE, notes).pack())
-        self.axis.move_to(target_m)
+        self.axis.move_to(target)
         self._motion = MsgId.MOT_MOVE_COMPLETED
         self._kick()
         return None
@@ -227,7 +251,7 @@ class VirtualKDC101(VirtualInstrument):
         if self.updates_enabled and self.unacked < UNACKED_LIMIT:
             now = self.clock.now()
             if now >= self._next_update:
-                self._send_status_type(MsgId.MOT_GET_DCSTATUSUPDATE)
+                self._send_status_type(self.status_reply)
                 self._next_update = now + max(self.clock.wall(UPDATE_PERIOD_S), self.min_update_wall_s)
             waits.append(max(self._next_update - now, 0.0))
         return min(waits) if waits else None
@@ -245,9 +269,15 @@ class VirtualKDC101(VirtualInstrument):
 
     # -- state ---------------------------------------------------------------------------------
     def _position_counts(self) -> int:
-        return round(self.axis.position_m() * self.counts_per_m)
+        return round(self.axis.position_m() * self.counts_per_unit)
 
-    def _status(self) -> DcStatus:
+    def _status(self) -> MotorStatus:
+        status = self._dc_status()
+        if self.status_reply == MsgId.MOT_GET_DCSTATUSUPDATE:
+            return status
+        return StepperStatus(CHANNEL, status.position_counts, status.position_counts, status.status)
+
+    def _dc_status(self) -> DcStatus:
         axis = self.axis
         bits = StatusBits.MOTOR_CONNECTED | StatusBits.CHANNEL_ENABLED
         moving = self._motion is not None and axis.is_moving()
@@ -255,12 +285,12 @@ class VirtualKDC101(VirtualInstrument):
         if moving:
             forward = axis.target_m() > axis.position_m()
             bits |= StatusBits.MOVING_FORWARD if forward else StatusBits.MOVING_REVERSE
-            velocity = round(axis.profile.speed_m_s * 1e4)  # 0.1 mm/s units
+            velocity = round(axis.profile.speed_m_s * 1e4)  # 0.1 mm/s (or 0.1 mrad/s) units
         if self._motion is MsgId.MOT_MOVE_HOMED:
             bits |= StatusBits.HOMING
         elif axis.homed:
             bits |= StatusBits.HOMED
-        half_count = 0.5 / self.counts_per_m
+        half_count = 0.5 / self.counts_per_unit
         position = axis.position_m()
         if not axis.within_travel(position + half_count):
             bits |= StatusBits.FORWARD_LIMIT
@@ -269,3 +299,13 @@ class VirtualKDC101(VirtualInstrument):
         if axis.stalled:
             bits |= StatusBits.MOTION_ERROR
         return DcStatus(CHANNEL, self._position_counts(), velocity, bits)
+
+
+class VirtualK10CR1(VirtualKDC101):
+    """A K10CR1 rotation mount: a stepper's status messages, the K10CR1's model and scaling; ``axis`` in radians."""
+
+    status_request = MsgId.MOT_REQ_STATUSUPDATE
+    status_reply = MsgId.MOT_GET_STATUSUPDATE
+    default_model = "K10CR1"
+    default_stage = "K10CR1"
+    notes = "stepper rotation mount"

@@ -20,11 +20,18 @@ firmware 6 name of the device id setting), not from labctl's driver. Any ASCII c
   also go with the next movement command sent to an idle axis.
 - BUSY while the ``SimAxis`` moves; a reply to a command that started motion says BUSY.
 
-Not modelled: checksums, alerts (``comm.alert``), streams, lockstep, ``set pos``, speeds.
+Rotary devices (``rotary``: device number -> microstep in radians; their ``SimAxis`` counts
+radians) answer ``get limit.cycle.dist`` with the microsteps in one full turn; linear devices
+reject it with BADCOMMAND, as the manual has it for devices without cyclic motion.
+
+Not modelled: checksums, alerts (``comm.alert``), streams, lockstep, ``set pos``, speeds, and
+the wrapping of a rotary device's position into one turn (the simulated travel is less than one).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from labctl.errors import ConfigError
@@ -35,6 +42,9 @@ from labctl.sim.motion import SimAxis
 
 #: Microstep of the simulated stages (6.35 mm lead screw / 12800 microsteps per turn).
 MICROSTEP_M = 0.49609375e-6
+#: Microstep of the simulated rotary stages: 0.000234375 degree (1.8 degree steps, 64
+#: microsteps, 120:1 worm; the value Qudi's Zaber rotation-stage module takes for an X-RSW60A).
+ROTARY_MICROSTEP_RAD = math.radians(0.000234375)
 FIRMWARE = "7.38"
 #: A device.id value as listed in Zaber's device database; real values are per product.
 DEVICE_ID = 50081
@@ -51,6 +61,8 @@ class _Axis:
     """Controller-side state of one axis; the carriage itself is the ``SimAxis``."""
 
     sim: SimAxis
+    step: float  # one microstep in the SimAxis' unit (metres, or radians on a rotary device)
+    rotary: bool
     limit_min: int
     limit_max: int
     referenced: bool
@@ -98,21 +110,27 @@ class VirtualZaber(LineInstrument):
         microstep_m: float = MICROSTEP_M,
         firmware: str = FIRMWARE,
         device_id: int = DEVICE_ID,
+        rotary: Mapping[int, float] | None = None,
     ):
         super().__init__(name, clock, faults)
         if not chain or any(not 1 <= n <= 99 or not 1 <= len(axes) <= 9 for n, axes in chain.items()):
             raise ConfigError(f"virtual Zaber {name}: devices must be numbered 1..99 with 1..9 axes each, got {chain}")
         self.microstep_m = float(microstep_m)
         self.firmware = firmware
+        rotary = dict(rotary or {})
         self.devices = {
-            number: _Device(number, device_id, SERIAL_BASE + number, [self._new_axis(a) for a in axes])
+            number: _Device(
+                number, device_id, SERIAL_BASE + number,
+                [self._new_axis(a, rotary.get(number, self.microstep_m), number in rotary) for a in axes],
+            )
             for number, axes in sorted(chain.items())
-        }
+        }  # fmt: skip
 
-    def _new_axis(self, sim: SimAxis) -> _Axis:
-        low = round((sim.travel_m[0] - sim.home_m) / self.microstep_m)
-        high = round((sim.travel_m[1] - sim.home_m) / self.microstep_m)
-        return _Axis(sim, low, high, referenced=sim.homed)
+    @staticmethod
+    def _new_axis(sim: SimAxis, step: float, rotary: bool) -> _Axis:
+        low = round((sim.travel_m[0] - sim.home_m) / step)
+        high = round((sim.travel_m[1] - sim.home_m) / step)
+        return _Axis(sim, step, rotary, low, high, referenced=sim.homed)
 
     # -- framing ---------------------------------------------------------------------------------
     def _command(self, raw: bytes, term: bytes) -> None:
@@ -183,7 +201,7 @@ class VirtualZaber(LineInstrument):
         return [f for f in WARNING_ORDER if f in active]
 
     def _position(self, a: _Axis) -> int:
-        return round(a.sim.position_m() / self.microstep_m)
+        return round(a.sim.position_m() / a.step)
 
     def _begin_motion(self, a: _Axis) -> bool:
         """Bookkeeping of a movement command; False if the axis is stalled and cannot move."""
@@ -252,11 +270,15 @@ class VirtualZaber(LineInstrument):
                 return _rejected("BADDATA")
         for a, target in zip(axes, targets):
             if self._begin_motion(a):
-                a.sim.move_to(target * self.microstep_m)
+                a.sim.move_to(target * a.step)
         return _Outcome("OK", "0", started_motion=True)
 
     def _get(self, dev: _Device, axis: int, axes: list[_Axis], setting: str) -> _Outcome:
         per_axis = {"pos": self._position, "limit.min": lambda a: a.limit_min, "limit.max": lambda a: a.limit_max}
+        if setting == "limit.cycle.dist":
+            if not all(a.rotary for a in axes):
+                return _rejected("BADCOMMAND")
+            return _Outcome("OK", " ".join(str(round(2 * math.pi / a.step)) for a in axes))
         if setting in per_axis:
             return _Outcome("OK", " ".join(str(per_axis[setting](a)) for a in axes))
         id_setting = "deviceid" if self.firmware.split(".")[0] == "6" else "device.id"
