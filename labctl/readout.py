@@ -31,6 +31,7 @@ from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from labctl.errors import DataError
+from labctl.stats import AccuracyCI, McNemarResult, mcnemar
 
 #: Penalties tried by cross-validation (per unit of mean cross-entropy), strongest last.
 DEFAULT_PENALTIES = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 10.0)
@@ -90,6 +91,12 @@ class ReadoutFit:
     cv_plain_accuracy: float  # the plain argmax on the same samples
     samples: int
     folds: int
+    cv_right: np.ndarray  # (N,) held-out right/wrong of the chosen penalty's readout
+    plain_right: np.ndarray  # (N,) right/wrong of the plain argmax
+
+    def cross_validated(self) -> tuple[AccuracyCI, AccuracyCI, McNemarResult]:
+        """Plain argmax and readout on held-out folds (Wilson), and McNemar between them."""
+        return AccuracyCI.from_flags(self.plain_right), AccuracyCI.from_flags(self.cv_right), mcnemar(self.cv_right, self.plain_right)
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -173,20 +180,21 @@ def fit_readout(
     folds = int(max(2, min(folds, len(y) // 2)))
     order = np.random.default_rng(seed).permutation(len(y))
     parts = np.array_split(order, folds)
-    losses, accuracies = [], []
+    losses, accuracies, rights = [], [], []
     plain_right = np.argmax(x, axis=1) == y  # detector k stands for class k
     warm = [start] * folds  # each fold starts from its solution at the previous penalty
     for penalty in penalties:
-        loss_sum, right = 0.0, 0
+        loss_sum, right = 0.0, np.zeros(len(y), dtype=bool)
         for f, held in enumerate(parts):
             train = np.setdiff1d(order, held)
             theta = warm[f] = _fit_one(x[train], onehot[train], penalty, warm[f])
             z = x[held] @ theta[: k * c_in].reshape(k, c_in).T + theta[k * c_in : k * c_in + k]
             lse = logsumexp(z, axis=1)
             loss_sum += float(np.sum(lse - z[np.arange(len(held)), y[held]]))
-            right += int(np.sum(np.argmax(z, axis=1) == y[held]))
+            right[held] = np.argmax(z, axis=1) == y[held]
         losses.append(loss_sum / len(y))
-        accuracies.append(right / len(y))
+        accuracies.append(float(np.mean(right)))
+        rights.append(right)
     best = int(np.argmin(losses))
     theta = _fit_one(x, onehot, penalties[best], start)  # refit on every sample
     return ReadoutFit(
@@ -198,4 +206,6 @@ def fit_readout(
         cv_plain_accuracy=float(np.mean(plain_right)),
         samples=len(y),
         folds=folds,
+        cv_right=rights[best],
+        plain_right=plain_right,
     )

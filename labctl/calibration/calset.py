@@ -5,7 +5,7 @@
     cal.configure(bench)                         # backlash compensation, SLM lookup table
     metadata["calibration"] = cal.to_dict()      # what a campaign records
 
-Every kind is optional: without ``detectors`` a dark must be passed and gains are 1; without
+``cal.readout()`` is the readout trained on the bench (None: the plain argmax). Every kind is optional: without ``detectors`` a dark must be passed and gains are 1; without
 ``source`` readings stay in volts (the reference signal is taken as 1 V).
 """
 
@@ -20,6 +20,7 @@ import numpy as np
 from labctl.calibration.files import KINDS, latest_calibration
 from labctl.calibration.source import DriftPoint, DriftTracker
 from labctl.errors import DataError
+from labctl.readout import Readout
 
 
 class CalibrationSet:
@@ -70,6 +71,11 @@ class CalibrationSet:
         """The 256-entry gray-level table for ``SlmProjector``, or None."""
         lut = self._data("slm").get("lut")
         return None if lut is None else np.asarray(lut, dtype=np.uint8)
+
+    def readout(self) -> Readout | None:
+        """The readout trained on the bench (``labctl calibrate --only readout``), or None."""
+        record = self.records.get("readout")
+        return None if record is None else Readout.from_data(record["data"], str(record.get("path", "readout")))
 
     # -- use -------------------------------------------------------------------------------------
     def apply(self, raw_values: np.ndarray, dark: np.ndarray | None = None, *, timestamp: float | None = None) -> np.ndarray:

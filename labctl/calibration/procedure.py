@@ -1,13 +1,14 @@
 """``calibrate``: run the chosen calibration plans in their necessary order and write the files.
 
 Order (each step uses what the earlier ones found, in this run or in the latest files):
-darks -> stages -> slm -> gains -> source. Darks need nothing. Stages home the axes, so that
+darks -> stages -> slm -> gains -> source -> readout. Darks need nothing. Stages home the axes, so that
 the plates sit at known positions (the gain model needs that, and the SLM sweep needs the
 light to reach the detectors). The SLM table needs darks only (a uniform frame's total
 signal does not depend on gains or on where exactly the plates are). Gains need darks and the plate
 offsets of the latest alignment (run ``labctl align`` between stages and gains; without an
 alignment the plates are assumed where the design puts them, which the file says). The source
-reference needs darks and gains.
+reference needs darks and gains. The readout (only when asked for: it reads a few hundred images)
+needs all of them and an alignment: it is fitted to calibrated readings of the aligned bench.
 
 Each result is written as soon as it is measured, so a failure later loses nothing.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.calibration import detectors, slm, source, stages
+from labctl.calibration import detectors, readout, slm, source, stages
 from labctl.calibration.calset import CalibrationSet
 from labctl.calibration.detectors import Darks, Probe
 from labctl.calibration.files import latest_calibration, write_calibration
@@ -29,7 +30,9 @@ from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 
-STEPS = ("darks", "stages", "slm", "gains", "source")
+STEPS = ("darks", "stages", "slm", "gains", "source", "readout")
+#: Steps run only when named (``--only``): they take long or need an aligned bench.
+ON_REQUEST = ("readout",)
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Settings:
     stage_points: int = 13
     slm_averages: int = 32
     slm_levels: tuple[int, ...] = slm.DEFAULT_LEVELS
+    readout_samples: int = readout.DEFAULT_SAMPLES
+    readout_averages: int = 4
+    readout_seed: int = 0
 
 
 @dataclass
@@ -129,14 +135,16 @@ def calibrate(
     """
     steps = parse_steps(kinds)
     uses_slm = bench.projector.capacity() is None
-    if kinds is None and not uses_slm:
-        steps = tuple(step for step in steps if step != "slm")
+    if kinds is None:
+        steps = tuple(step for step in steps if step not in ON_REQUEST and (uses_slm or step != "slm"))
     if "slm" in steps and not uses_slm:
         raise ConfigError("calibrate slm: this station's projector is a mask wheel, not an SLM")
     if set(steps) & {"stages", "gains", "source"} and not probes:
         raise ConfigError("calibrate: stages, gains and source need probe masks (key, image); none were given")
     if "gains" in steps and design is None:
         raise ConfigError("calibrate gains: the optics model of the design is needed; give the station a design")
+    if "readout" in steps and design is None:
+        raise ConfigError("calibrate readout: the design's data set is needed; give the station a design")
     capacity = bench.projector.capacity()
     if capacity is not None and len(probes) > capacity:
         raise ConfigError(f"calibrate: {len(probes)} probe masks do not fit the {capacity}-slot wheel")
@@ -255,4 +263,26 @@ def _source(run: _Calibration, design: Any, probes: list[Probe], power_w: float 
     run.write("source", "source", result.to_data(), "reference mask at fractions of the set power, line through zero", assumptions, result)
 
 
-_STEP_FUNCTIONS = {"darks": _darks, "slm": _slm, "stages": _stages, "gains": _gains, "source": _source}
+def _readout(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    from labctl.readout import fit_readout
+
+    in_force = CalibrationSet.load_latest(run.folder)
+    if in_force.dark_v is None:
+        raise ConfigError("calibrate readout: no dark offsets measured yet; run `labctl calibrate` (darks) first")
+    training = readout.training_set(design, run.settings.readout_samples, run.settings.readout_seed)
+    plan = readout.readout_plan(training, run.bench.projector.capacity(), run.settings.readout_averages, in_force.apply)
+    readings = run.runner.run(plan)
+    fit = fit_readout(readings, training.labels, readings.shape[1], seed=run.settings.readout_seed)
+    alignment = in_force.records.get("alignment")
+    versions = ", ".join(f"{kind}-v{record['version']:03d}" for kind, record in sorted(in_force.records.items()) if kind != "readout")
+    assumptions = [
+        f"plates as aligned in alignment-v{alignment['version']:03d}" if alignment is not None
+        else "NO alignment file: fitted on the bench as it stands (re-fit after aligning)",
+        f"readings calibrated with {versions or 'nothing but a fresh dark'}; a campaign must use the same",
+        "the bench does not change until the readout is used (re-fit after re-aligning or re-mounting a plate)",
+        f"the {len(training)} training images come from the {readout.SPLIT} split: test-split campaigns are held out",
+    ]
+    run.write("readout", "readout", readout.readout_data(fit, training, run.settings.readout_averages), readout.METHOD, assumptions, fit)
+
+
+_STEP_FUNCTIONS = {"darks": _darks, "slm": _slm, "stages": _stages, "gains": _gains, "source": _source, "readout": _readout}

@@ -1,4 +1,4 @@
-"""``labctl calibrate --station FILE [--only darks,stages,slm,gains,source] [--json]``.
+"""``labctl calibrate --station FILE [--only darks,stages,slm,gains,source,readout] [--json]``.
 
 Connects the station's bench, runs the calibration procedures in their necessary order
 (see docs/calibration.md) and writes a new version of each calibration file into the station's
@@ -28,8 +28,11 @@ def register(subparsers: Any) -> None:
         description=__doc__,
     )
     parser.add_argument("--station", required=True, type=Path, help="the station file (YAML)")
-    parser.add_argument("--only", default=None, help="comma-separated steps: darks, stages, slm, gains, source (default: all)")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated steps: darks, stages, slm, gains, source, readout (default: all but readout)")
     parser.add_argument("--probes", type=int, default=6, help="probe masks to use (at most the wheel's slots; default 6)")
+    parser.add_argument("--readout-samples", type=int, default=None,
+                        help="training images the readout is fitted on (default 300; after alignment)")
     parser.add_argument("--json", action="store_true", help="print what was measured as JSON")
     parser.set_defaults(func=calibrate_command)
 
@@ -37,21 +40,24 @@ def register(subparsers: Any) -> None:
 def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
     from labctl.calibration.detectors import default_probes
-    from labctl.calibration.procedure import calibrate, parse_steps
+    from labctl.calibration.procedure import Settings, calibrate, parse_steps
     from labctl.plans.runner import Runner
 
     steps = parse_steps(args.only)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     with Bench.from_station(args.station) as bench:
-        design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source"} else None
+        design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source", "readout"} else None
         capacity = bench.projector.capacity()
-        probes = default_probes(design, min(args.probes, capacity or args.probes)) if design is not None else []
+        needs_probes = set(steps) & {"gains", "stages", "source"}
+        probes = default_probes(design, min(args.probes, capacity or args.probes)) if needs_probes else []
         if design is not None and capacity is not None:  # a wheel holds printed stencils: predict those
             from labctl.design.fabrication import as_printed
 
             design = as_printed(design)
         runner = Runner(bench, operator=bench.operator, progress=None)
-        report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes, progress=say)
+        settings = Settings() if args.readout_samples is None else Settings(readout_samples=args.readout_samples)
+        report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes,
+                           settings=settings, progress=say)
     summary = {step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])} for step in report.files}
     if args.json:
         print(json.dumps({"calibration_dir": str(bench.calibration_dir), "steps": summary, "applied": report.applied}, indent=2))
@@ -87,6 +93,14 @@ def _summary(step: str, result: Any) -> dict[str, Any]:
         }
     if step == "slm":
         return {"amplitude_at_gray_64_128_192": np.round(result.table.amplitude[[64, 128, 192]], 4).tolist()}
+    if step == "readout":
+        plain, trained, paired = result.cross_validated()
+        return {
+            "penalty": result.penalty,
+            "plain_argmax_cv": str(plain),
+            "readout_cv": str(trained),
+            "readout_vs_plain": paired.describe("readout", "plain"),
+        }
     if step == "gains":
         return {"gains": np.round(result.fit.gains, 4).tolist(), "model_misfit": round(result.fit.residual, 5)}
     return {"signal_per_w": round(result.signal_per_w, 6), "power_w": result.power_w, "nonlinearity": round(result.linearity, 6)}

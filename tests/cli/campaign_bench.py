@@ -44,9 +44,11 @@ def write_design(folder: Path) -> tuple[Design, Path]:
 def served_bench(folder: Path, time_scale: float = 0.0, seed: int = 3) -> SimulatedBench:
     """The served simulated bench for the tiny design (its station file names the design)."""
     design, path = write_design(folder)
-    test_images = load_dataset(design.dataset).test_images
+    data = load_dataset(design.dataset)
+    splits = {"train": data.train_images, "test": data.test_images}
 
-    def stencil(key: str):
-        return printed_input(test_images[int(key.rsplit("/", 1)[1])], design)
+    def stencil(key: str):  # <dataset>/<split>/<index>
+        _, split, index = key.rsplit("/", 2)
+        return printed_input(splits[split][int(index)], design)
 
     return SimulatedBench(design, folder, time_scale=time_scale, masks=stencil, design_path=path, seed=seed)

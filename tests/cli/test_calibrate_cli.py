@@ -36,3 +36,28 @@ def test_steps_that_need_a_design_say_so(tmp_path, capsys):
         assert "design" in capsys.readouterr().err
         assert main(["calibrate", "--station", str(sim.station_path), "--only", "darks,focus"]) == 2
         assert "unknown step" in capsys.readouterr().err
+
+
+def test_readout_is_fitted_on_training_images_and_refuses_too_few(tmp_path, capsys):
+    from labctl.calibration import CalibrationSet, latest_calibration
+    from tests.cli.campaign_bench import served_bench
+
+    with served_bench(tmp_path) as sim:
+        station = str(sim.station_path)
+        assert main(["calibrate", "--station", station, "--only", "darks"]) == 0
+        capsys.readouterr()
+        assert main(["calibrate", "--station", station, "--only", "readout", "--readout-samples", "20", "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)["steps"]["readout"]
+        assert main(["calibrate", "--station", station, "--only", "readout", "--readout-samples", "5"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+    folder = tmp_path / "calibration"
+    assert out["files"] == [str(folder / "readout-v001.json")]
+    assert "(n=20)" in out["readout_cv"] and "McNemar" in out["readout_vs_plain"]
+    record = latest_calibration(folder, "readout")
+    keys = record["data"]["training"]["keys"]
+    assert len(keys) == 20 and all("/train/" in key for key in keys)  # campaigns score the test split: held out
+    assert sorted(int(k.rsplit("/", 1)[1]) for k in keys) == list(range(20))  # the whole tiny training split
+    readout = CalibrationSet.load_latest(folder).readout()
+    assert readout is not None and readout.weights.shape == (10, 10)
+    assert len(err) == 1 and "5 training samples for 10 classes" in err[0]
+    assert sorted(p.name for p in folder.iterdir()) == ["detectors-v001.json", "readout-v001.json"]
