@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 from pathlib import Path
 
@@ -38,6 +39,8 @@ _OPTION_FLAGS = [
     ("--quantize-step-m", "quantize_step_m", float, None, "train with relief rounded to this printer step"),
     ("--vaccinate-sigma-m", "vaccination_sigma_m", float, 0.0, "random lateral plate offsets per batch (std)"),
     ("--vaccinate-sigma-z-m", "vaccination_sigma_z_m", float, 0.0, "random axial plate offsets per batch (std)"),
+    ("--vaccinate-sigma-rotation-deg", "vaccination_sigma_rotation_deg", float, 0.0,
+     "random in-plane plate rotations per batch (std, degrees)"),
     ("--max-train", "max_train", int, None, "train on a seeded subset of this many images"),
     ("--max-test", "max_test", int, None, "score each epoch on this many test images only"),
 ]
@@ -143,6 +146,8 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="round the relief to this printer step (metres) first")
     p.add_argument("--misalign-sigma-m", type=float, help="Monte Carlo: random lateral plate offsets (std, metres)")
     p.add_argument("--misalign-sigma-z-m", type=float, default=0.0, help="Monte Carlo: random axial offsets (std)")
+    p.add_argument("--misalign-sigma-rotation-deg", type=float, default=0.0,
+                   help="Monte Carlo: random in-plane plate rotations (std, degrees)")
     p.add_argument("--trials", type=int, default=20, help="Monte Carlo trials (default 20)")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--max-test", type=int, help="only the first this many test images")
@@ -166,11 +171,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     perturbations = {"absorption": absorption, "quantize_step_m": args.quantize_step_m}
     settings = dict(perturbations)
     misaligned = None
-    if args.misalign_sigma_m is not None or args.misalign_sigma_z_m:
+    if args.misalign_sigma_m is not None or args.misalign_sigma_z_m or args.misalign_sigma_rotation_deg:
         sigma_m = args.misalign_sigma_m or 0.0
         misaligned = misalignment_trials(design, images, labels, sigma_m, args.trials, args.seed,
-                                         args.misalign_sigma_z_m, **perturbations)
-        settings.update(misalign_sigma_m=sigma_m, misalign_sigma_z_m=args.misalign_sigma_z_m, seed=args.seed)
+                                         args.misalign_sigma_z_m, math.radians(args.misalign_sigma_rotation_deg),
+                                         **perturbations)
+        settings.update(misalign_sigma_m=sigma_m, misalign_sigma_z_m=args.misalign_sigma_z_m,
+                        misalign_sigma_rotation_deg=args.misalign_sigma_rotation_deg, seed=args.seed)
     result = evaluate(design, images, labels, **perturbations)
     report = evaluation_dict(args.design, design, data.name, result, settings, misaligned)
     if args.printed_inputs:

@@ -1,8 +1,8 @@
 """How well a design classifies: accuracy and confusion matrix, ideal or perturbed.
 
 The perturbations are the ones the experimenters named as the gap between simulation and bench
-(Lin et al. 2018): plate misalignment (random lateral, optionally axial, offsets of every plate,
-Monte Carlo over trials), absorption in the plate material, and the printer's height steps.
+(Lin et al. 2018): plate misalignment (random lateral, optionally axial, offsets and in-plane
+rotations of every plate, Monte Carlo over trials), absorption in the plate material, and the printer's height steps.
 ``input_transform`` maps the test images before they are encoded (e.g. what a printed stencil
 really lets through), so that each of those effects is measured by the same code.
 """
@@ -16,6 +16,7 @@ import numpy as np
 
 from labctl.design.designfile import Design, relief_period_m
 from labctl.errors import ConfigError
+from labctl.optics import BenchParams
 
 InputTransform = Callable[[np.ndarray], np.ndarray]
 
@@ -54,6 +55,19 @@ def random_offsets(rng: np.random.Generator, n_layers: int, sigma_m: float, sigm
     return offsets
 
 
+def random_bench(
+    rng: np.random.Generator, n_layers: int, sigma_m: float, sigma_z_m: float = 0.0, sigma_rotation_rad: float = 0.0
+) -> BenchParams:
+    """A misaligned bench: ``random_offsets`` and then in-plane rotations ~ N(0, sigma_rotation_rad).
+
+    The offsets are drawn first and exactly as ``random_offsets`` draws them, so that a seed gives
+    the same offsets with and without rotations.
+    """
+    offsets = random_offsets(rng, n_layers, sigma_m, sigma_z_m)
+    rotations = rng.normal(0.0, sigma_rotation_rad, n_layers) if sigma_rotation_rad > 0 else np.zeros(n_layers)
+    return BenchParams(offsets, rotations)
+
+
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:
     """counts[true, predicted]."""
     counts = np.zeros((classes, classes), dtype=np.int64)
@@ -70,12 +84,13 @@ def evaluate(
     absorption: bool | None = None,
     quantize_step_m: float | None = None,
     offsets_m: np.ndarray | None = None,
+    rotations_rad: np.ndarray | None = None,
     batch_size: int = 64,
 ) -> Evaluation:
     """Classify ``images`` (B, h, w) with the design's simulated network and score against ``labels``.
 
     ``absorption`` None means as trained; ``quantize_step_m`` rounds the relief to a printer step;
-    ``offsets_m`` (L, 3) displaces the plates.
+    ``offsets_m`` (L, 3) displaces the plates and ``rotations_rad`` (L,) turns them.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(images) != len(labels) or len(labels) == 0:
@@ -85,12 +100,16 @@ def evaluate(
     if quantize_step_m is not None:
         period = relief_period_m(design.geometry.wavelength_m, design.material)
         heights = quantize_heights(heights, quantize_step_m, period)
+    params = None
+    if rotations_rad is not None:
+        params = BenchParams(model.nominal_params(offsets_m).offsets_m, rotations_rad)
+        offsets_m = None
     energies = np.empty((len(labels), len(design.layout)))
     for start in range(0, len(labels), batch_size):
         batch = images[start : start + batch_size]
         if input_transform is not None:
             batch = input_transform(batch)
-        energies[start : start + batch_size] = model.energies(design.inputs(batch), heights, offsets_m)
+        energies[start : start + batch_size] = model.energies(design.inputs(batch), heights, offsets_m, params)
     predictions = np.argmax(energies, axis=1)
     return Evaluation(
         accuracy=float(np.mean(predictions == labels)),
@@ -107,17 +126,23 @@ def misalignment_trials(
     trials: int,
     seed: int = 0,
     sigma_z_m: float = 0.0,
+    sigma_rotation_rad: float = 0.0,
     **options,
 ) -> np.ndarray:
-    """Accuracy (trials,) under independent random plate offsets drawn afresh for each trial.
+    """Accuracy (trials,) under independent random plate offsets (and rotations) drawn afresh for each trial.
 
     ``options`` are passed on to ``evaluate`` (input_transform, absorption, quantize_step_m).
     """
     if trials < 1:
         raise ConfigError(f"misalignment: trials must be >= 1, got {trials}")
+    if min(sigma_m, sigma_z_m, sigma_rotation_rad) < 0:
+        raise ConfigError("misalignment: sigmas must be >= 0")
     rng = np.random.default_rng(seed)
     n_layers = design.geometry.n_layers
-    return np.array([
-        evaluate(design, images, labels, offsets_m=random_offsets(rng, n_layers, sigma_m, sigma_z_m), **options).accuracy
-        for _ in range(trials)
-    ])
+    accuracies = []
+    for _ in range(trials):
+        bench = random_bench(rng, n_layers, sigma_m, sigma_z_m, sigma_rotation_rad)
+        rotations = bench.rotations_rad if sigma_rotation_rad > 0 else None
+        accuracies.append(evaluate(design, images, labels, offsets_m=bench.offsets_m, rotations_rad=rotations,
+                                   **options).accuracy)
+    return np.array(accuracies)

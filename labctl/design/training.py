@@ -9,8 +9,10 @@ moves phi freely; the modulo has derivative 1 almost everywhere. Optional, per b
   passed straight through to the continuous phases (straight-through estimator);
 - "vaccination" (Mengu et al., "Misalignment resilient diffractive optical networks",
   Nanophotonics 9, 4207 (2020)): every batch sees the plates displaced by fresh random offsets,
-  here normal with standard deviation sigma laterally (and sigma_z axially), so the design learns
-  to tolerate misalignment.
+  here normal with standard deviation sigma laterally (and sigma_z axially), and turned in their
+  plane by fresh random angles (sigma_rotation), so the design learns to tolerate misalignment.
+  The height gradient of a turned plate goes back through the adjoint of the rotation's
+  interpolation (labctl/optics/rotation.py).
 
 Reproducible: the initial phases, the order of the images and every random offset come from
 generators seeded by (seed, epoch), so a run resumed from a checkpoint after epoch k gives the
@@ -32,10 +34,10 @@ from tqdm import tqdm
 from labctl import __version__
 from labctl.design.datasets import Dataset
 from labctl.design.designfile import Design, TrainingState, relief_period_m
-from labctl.design.evaluation import evaluate, quantize_heights, random_offsets
+from labctl.design.evaluation import evaluate, quantize_heights, random_bench
 from labctl.design.objective import Adam, LossResult, softmax_cross_entropy
 from labctl.errors import ConfigError, DataError
-from labctl.optics import DetectorLayout, Geometry, Material, phase_to_height
+from labctl.optics import BenchParams, DetectorLayout, Geometry, Material, phase_to_height
 
 Checkpoint = Callable[[Design], None]
 
@@ -54,6 +56,7 @@ class TrainOptions:
     quantize_step_m: float | None = None
     vaccination_sigma_m: float = 0.0
     vaccination_sigma_z_m: float = 0.0
+    vaccination_sigma_rotation_deg: float = 0.0
     max_train: int | None = None  # use a seeded subset of the training images (quick runs, tests)
     max_test: int | None = None  # score each epoch on the first images of the test split only
 
@@ -66,7 +69,7 @@ class TrainOptions:
                 raise ConfigError(f"design training: {name} must be positive, got {getattr(self, name)}")
         if not 0 < self.lr_decay <= 1:
             raise ConfigError(f"design training: lr_decay must be in (0, 1], got {self.lr_decay}")
-        if self.vaccination_sigma_m < 0 or self.vaccination_sigma_z_m < 0:
+        if min(self.vaccination_sigma_m, self.vaccination_sigma_z_m, self.vaccination_sigma_rotation_deg) < 0:
             raise ConfigError("design training: vaccination sigmas must be >= 0")
         if self.quantize_step_m is not None and not self.quantize_step_m > 0:
             raise ConfigError(f"design training: quantize_step_m must be positive, got {self.quantize_step_m}")
@@ -136,10 +139,11 @@ class Trainer:
         self.tally = replace(state, phases_rad=None, adam_m=None, adam_v=None)  # counters only
 
     def step(self, images: np.ndarray, labels: np.ndarray, learning_rate: float,
-             offsets_m: np.ndarray | None = None) -> LossResult:
-        """Forward, loss, adjoint and Adam update for one batch of images (B, h, w) and labels."""
+             bench: BenchParams | None = None) -> LossResult:
+        """Forward, loss, adjoint and Adam update for one batch of images (B, h, w) and labels,
+        on the bench ``bench`` (None: as designed)."""
         started = time.perf_counter()
-        res = self.model.forward(self.design.inputs(images), self.heights(), offsets_m)
+        res = self.model.forward(self.design.inputs(images), self.heights(), params=bench)
         loss = softmax_cross_entropy(res.energies, labels, self.options.temperature)
         grad = self.model.backward(res, loss.dL_dE, offsets=False).heights * self.relief.dh_dphi
         self.adam.step(self.phases, grad, learning_rate)
@@ -190,7 +194,8 @@ def train(
     train_idx = _subset(len(data.train_labels), options.max_train, options.seed)
     test_count = len(data.test_labels) if options.max_test is None else min(options.max_test, len(data.test_labels))
     steps_per_epoch = math.ceil(len(train_idx) / options.batch_size)
-    vaccinate = options.vaccination_sigma_m > 0 or options.vaccination_sigma_z_m > 0
+    sigma_rotation_rad = math.radians(options.vaccination_sigma_rotation_deg)
+    vaccinate = options.vaccination_sigma_m > 0 or options.vaccination_sigma_z_m > 0 or sigma_rotation_rad > 0
     history = list(design.provenance.get("history", []))
     before = history[-1]["train_seconds"] if history else 0.0
     record = _Recorder(design, data, options, len(train_idx), test_count, command)
@@ -202,15 +207,15 @@ def train(
         bar = tqdm(total=steps_per_epoch, initial=tally.batches_done, desc=f"epoch {epoch + 1}/{options.epochs}",
                    file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
         for number, start in enumerate(range(0, len(order), options.batch_size)):
-            offsets = None
+            bench = None
             if vaccinate:  # drawn for skipped batches too, so a resumed epoch sees the same offsets
-                offsets = random_offsets(rng, design.geometry.n_layers, options.vaccination_sigma_m,
-                                         options.vaccination_sigma_z_m)
+                bench = random_bench(rng, design.geometry.n_layers, options.vaccination_sigma_m,
+                                     options.vaccination_sigma_z_m, sigma_rotation_rad)
             if number < tally.batches_done:
                 continue
             batch = order[start : start + options.batch_size]
             lr = options.learning_rate * options.lr_decay ** (trainer.adam.step_count / steps_per_epoch)
-            trainer.step(data.train_images[batch], data.train_labels[batch], lr, offsets)
+            trainer.step(data.train_images[batch], data.train_labels[batch], lr, bench)
             seen = min(tally.batches_done * options.batch_size, len(order))
             bar.update()
             bar.set_postfix(loss=f"{tally.epoch_loss_sum / seen:.3f}", acc=f"{tally.epoch_correct / seen:.3f}",
@@ -276,7 +281,8 @@ def check_resumable(checkpoint: Design, blank: Design, options: TrainOptions) ->
     """
     if checkpoint.training is None:
         raise DataError("design checkpoint: holds no training state (a final design file?); cannot resume from it")
-    recorded = dict(checkpoint.provenance.get("train_options", {}))
+    defaults = asdict(TrainOptions())  # an option added since the checkpoint was made had its default
+    recorded = defaults | dict(checkpoint.provenance.get("train_options", {}))
     wanted = asdict(options)
     recorded.pop("epochs", None)
     wanted.pop("epochs")

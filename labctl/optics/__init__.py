@@ -6,6 +6,7 @@ batched forward model of the whole network with its hand-derived adjoint. See do
 """
 
 from labctl.optics.adjoint import Gradients
+from labctl.optics.bench_params import BenchParams
 from labctl.optics.detectors import DetectorLayout
 from labctl.optics.elements import Material, height_to_phase, phase_to_height, plate_transmission
 from labctl.optics.geometry import Geometry
@@ -15,6 +16,7 @@ from labctl.optics.propagation import fourier_shift, propagate, transfer_functio
 from labctl.optics.sources import gaussian_beam, illumination_field, plane_wave
 
 __all__ = [
+    "BenchParams",
     "D2NN",
     "DetectorLayout",
     "ForwardResult",

@@ -53,9 +53,13 @@ class Material:
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"optics material: need refractive_index (and extinction), got {d!r}") from exc
 
-    def propagation_constants(self, wavelength_m: float) -> complex:
-        """c such that t = exp(c * h): c = (i 2 pi (n - 1) - 2 pi kappa) / lambda (per metre)."""
-        return (2j * math.pi * (self.refractive_index - 1.0) - 2.0 * math.pi * self.extinction) / wavelength_m
+    def propagation_constants(self, wavelength_m: float, phase_scale: float = 1.0) -> complex:
+        """c such that t = exp(c * h): c = (i 2 pi (n - 1) s - 2 pi kappa) / lambda (per metre).
+
+        s = ``phase_scale`` scales the phase delay only (1 = the material as given).
+        """
+        phase = (self.refractive_index - 1.0) * phase_scale
+        return (2j * math.pi * phase - 2.0 * math.pi * self.extinction) / wavelength_m
 
 
 def phase_to_height(phases: np.ndarray, wavelength_m: float, material: Material) -> np.ndarray:
@@ -69,11 +73,14 @@ def height_to_phase(heights_m: np.ndarray, wavelength_m: float, material: Materi
 
 
 def plate_transmission(
-    heights_m: np.ndarray, wavelength_m: float, material: Material, dtype: str = "complex64"
+    heights_m: np.ndarray, wavelength_m: float, material: Material, dtype: str = "complex64",
+    phase_scale: float = 1.0,
 ) -> np.ndarray:
-    """Complex transmission of a plate: exp(-2 pi kappa h / lambda) exp(i 2 pi (n - 1) h / lambda).
+    """Complex transmission of a plate: exp(-2 pi kappa h / lambda) exp(i s 2 pi (n - 1) h / lambda).
 
-    Computed in double precision and then cast, so that large heights keep their phase.
+    ``phase_scale`` s multiplies the phase delay only (an index or global print scale error of
+    the bench; 1 = as designed). Computed in double precision and then cast, so that large
+    heights keep their phase.
     """
-    c = material.propagation_constants(wavelength_m)
+    c = material.propagation_constants(wavelength_m, phase_scale)
     return np.exp(c * np.asarray(heights_m, dtype=np.float64)).astype(dtype)

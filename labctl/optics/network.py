@@ -6,12 +6,17 @@ angular-spectrum operator P(z, s) (propagation over z and lateral move by s, see
     p_0 = P(z_0, s_0) u,   w_l = t_l * p_l,   p_{l+1} = P(z_{l+1}, s_{l+1}) w_l,
     q = P(z_L, s_L) w_{L-1},   E_r = dx^2 * sum over region r of |q|^2.
 
-Every plate l may be displaced by (dx_l, dy_l, dz_l). Each field p_l, w_l lives in its plate's
-own frame (moved with the plate; the plate's n x n aperture is the computation window), the input
-and detector planes in the lab frame. Going from plate l-1's frame to plate l's is a move by
-s_l = d_{l-1} - d_l (d = lateral displacement, 0 for input and detector) which is the linear phase
-exp(-i 2 pi f.s_l) inside the transfer function, exact and free of extra FFTs; dz changes
-the distances: z_l = z_l^nominal + dz_l - dz_{l-1}.
+Every plate l may be displaced by (dx_l, dy_l, dz_l), and so may the detector plane. Each field
+p_l, w_l lives in its plate's own frame (moved with the plate; the plate's n x n aperture is the
+computation window), the input plane in the lab frame, the detector field in the detector's frame.
+Going from plate l-1's frame to plate l's is a move by s_l = d_{l-1} - d_l (d = lateral
+displacement, 0 for the input) which is the linear phase exp(-i 2 pi f.s_l) inside the transfer
+function, exact and free of extra FFTs; dz changes the distances: z_l = z_l^nominal + dz_l - dz_{l-1}.
+
+With ``params`` (a ``BenchParams``) the model also turns each plate about its centre
+(t_l = B(a_l) upsample(exp(c_s h_l)), rotation.py), scales the plates' phase delay (c_s) and
+illuminates with the given Gaussian beam (or a plane wave); without, it computes exactly as the
+bench was designed, with no extra cost.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ import numpy as np
 
 from labctl.errors import ConfigError
 from labctl.optics.adjoint import Gradients, backward
+from labctl.optics.bench_params import BenchParams
 from labctl.optics.detectors import DetectorLayout
 from labctl.optics.elements import Material, plate_transmission
 from labctl.optics.geometry import Geometry
 from labctl.optics.parallel import over_cores
 from labctl.optics.propagation import propagate_in_place, transfer_function
-from labctl.optics.sources import illumination_field
+from labctl.optics.rotation import rotate
+from labctl.optics.sources import gaussian_beam, illumination_field, plane_wave
 
 
 @dataclass
@@ -39,10 +46,13 @@ class ForwardResult:
     field: np.ndarray | None = None  # (B, M, M) detector-plane field
     input_field: np.ndarray | None = None  # (B, M, M) mask times illumination
     plate_fields: list[np.ndarray] | None = None  # L x (B, M, M) field arriving at plate l (plate frame)
-    transmissions: np.ndarray | None = None  # (L, M, M)
+    transmissions: np.ndarray | None = None  # (L, M, M) as the light sees them (turned)
     transfer: list[np.ndarray] | None = None  # L + 1 transfer functions (2M, 2M)
     distances_m: np.ndarray | None = None  # (L + 1,) propagation distances used
     shifts_m: np.ndarray | None = None  # (L + 1, 2) frame-to-frame moves used
+    params: BenchParams | None = None  # the bench computed (nominal if forward had none)
+    heights: np.ndarray | None = None  # (L, n, n) metres
+    unturned: np.ndarray | None = None  # (L, M, M) transmissions before the plates' rotation
 
 
 def upsample(array: np.ndarray, k: int) -> np.ndarray:
@@ -52,15 +62,19 @@ def upsample(array: np.ndarray, k: int) -> np.ndarray:
     return np.repeat(np.repeat(array, k, axis=-2), k, axis=-1)
 
 
-def frame_moves(offsets_m: np.ndarray, geom: Geometry) -> tuple[np.ndarray, np.ndarray]:
-    """Distances z_j (L+1,) and moves s_j (L+1, 2) of the propagations for plate offsets (L, 3)."""
-    dz = np.concatenate([[0.0], offsets_m[:, 2], [0.0]])
-    lateral = np.concatenate([np.zeros((1, 2)), offsets_m[:, :2], np.zeros((1, 2))])
+def frame_moves(
+    offsets_m: np.ndarray, geom: Geometry, detector_offset_m: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances z_j (L+1,) and moves s_j (L+1, 2) of the propagations for plate offsets (L, 3)
+    and the detector plane's offset (3,)."""
+    detector = np.zeros(3) if detector_offset_m is None else detector_offset_m
+    dz = np.concatenate([[0.0], offsets_m[:, 2], [detector[2]]])
+    lateral = np.concatenate([np.zeros((1, 2)), offsets_m[:, :2], [detector[:2]]])
     distances = geom.distances_m() + dz[1:] - dz[:-1]
     if np.any(distances <= 0):
         raise ConfigError(
-            f"optics model: plate offsets {offsets_m[:, 2].tolist()} (dz) make a propagation "
-            f"distance non-positive ({distances.tolist()} m); plates would touch or cross"
+            f"optics model: plate offsets {offsets_m[:, 2].tolist()} and detector offset {float(detector[2])} "
+            f"(dz) make a propagation distance non-positive ({distances.tolist()} m); planes would touch or cross"
         )
     return distances, lateral[:-1] - lateral[1:]
 
@@ -104,21 +118,38 @@ class D2NN:
             )
         return inputs
 
-    def input_field(self, inputs: np.ndarray) -> np.ndarray:
+    def input_field(self, inputs: np.ndarray, illumination: np.ndarray | None = None) -> np.ndarray:
         """Mask (B, n, n) or (B, M, M), real or complex -> field (B, M, M) just after it."""
         k = self.geom.oversample if inputs.shape[-1] == self.geom.n else 1
-        return np.multiply(upsample(inputs, k), self.illumination, dtype=self.geom.complex_dtype)
+        light = self.illumination if illumination is None else illumination
+        return np.multiply(upsample(inputs, k), light, dtype=self.geom.complex_dtype)
 
-    def transmissions(self, heights: np.ndarray) -> np.ndarray:
-        """Plate transmissions (L, M, M) for heights (L, n, n) in metres."""
+    def beam(self, params: BenchParams) -> np.ndarray:
+        """The illumination (M, M) that ``params`` describe: Gaussian beam or plane wave."""
+        if params.beam_waist_m is None:
+            return plane_wave(self.geom)
+        return gaussian_beam(self.geom, params.beam_waist_m, tuple(params.beam_center_m))
+
+    def _heights(self, heights: np.ndarray) -> np.ndarray:
         g = self.geom
         heights = np.asarray(heights)
         if heights.shape != (g.n_layers, g.n, g.n):
             raise ConfigError(
                 f"optics model: heights must be ({g.n_layers}, {g.n}, {g.n}) metres, got {heights.shape}"
             )
-        t = plate_transmission(heights, g.wavelength_m, self.material, g.dtype)
+        return heights
+
+    def transmissions(self, heights: np.ndarray, phase_scale: float = 1.0) -> np.ndarray:
+        """Plate transmissions (L, M, M) for heights (L, n, n) in metres, phase delay times ``phase_scale``."""
+        g = self.geom
+        t = plate_transmission(self._heights(heights), g.wavelength_m, self.material, g.dtype, phase_scale)
         return upsample(t, g.oversample)
+
+    def turned(self, unturned: np.ndarray, rotations_rad: np.ndarray) -> np.ndarray:
+        """Transmissions (L, M, M) of the plates turned by ``rotations_rad`` (L,) (rotation.py)."""
+        if not np.any(rotations_rad):
+            return unturned
+        return np.stack([rotate(t, float(a)) for t, a in zip(unturned, rotations_rad)])
 
     def _offsets(self, offsets: np.ndarray | None) -> np.ndarray:
         n_layers = self.geom.n_layers
@@ -130,6 +161,10 @@ class D2NN:
                 f"optics model: offsets must be finite ({n_layers}, 3) (dx, dy, dz) metres, got {offsets.shape}"
             )
         return offsets
+
+    def nominal_params(self, offsets: np.ndarray | None = None) -> BenchParams:
+        """The bench as designed (plates displaced by ``offsets``, if given), as ``BenchParams``."""
+        return BenchParams.nominal(self.geom, self._offsets(offsets))
 
     def transfer_functions(self, distances_m: np.ndarray, shifts_m: np.ndarray) -> list[np.ndarray]:
         g = self.geom
@@ -145,19 +180,34 @@ class D2NN:
         heights: np.ndarray,
         offsets: np.ndarray | None = None,
         record: bool = True,
+        params: BenchParams | None = None,
     ) -> ForwardResult:
         """Detector energies (B, R) for input masks (B, n, n), plate heights (L, n, n), offsets (L, 3).
 
-        With ``record`` the intermediate fields are kept for ``backward``.
+        ``params`` (a ``BenchParams``, instead of ``offsets``) describes the whole bench: plate
+        offsets and rotations, beam, detector plane, phase scale. With ``record`` the
+        intermediate fields are kept for ``backward``.
         """
         g = self.geom
         inputs = self._check_inputs(inputs)
-        t = self.transmissions(heights)
-        distances, shifts = frame_moves(self._offsets(offsets), g)
+        heights = self._heights(heights)
+        illumination = None
+        if params is None:
+            bench = self.nominal_params(offsets)
+            unturned = t = self.transmissions(heights)
+        else:
+            if offsets is not None:
+                raise ConfigError("optics model: give the plate offsets either as offsets or in params, not both")
+            bench = params.check(g.n_layers)
+            unturned = self.transmissions(heights, bench.phase_scale)
+            t = self.turned(unturned, bench.rotations_rad)
+            illumination = self.beam(bench)
+        distances, shifts = frame_moves(bench.offsets_m, g, bench.detector_offset_m)
         transfer = self.transfer_functions(distances, shifts)
         batch, m, dtype = inputs.shape[0], g.samples, g.complex_dtype
         energies = np.empty((batch, len(self.layout)))
-        res = ForwardResult(energies, transmissions=t, transfer=transfer, distances_m=distances, shifts_m=shifts)
+        res = ForwardResult(energies, transmissions=t, transfer=transfer, distances_m=distances, shifts_m=shifts,
+                            params=bench, heights=heights, unturned=unturned)
         if record:
             res.field = np.empty((batch, m, m), dtype)
             res.input_field = np.empty((batch, m, m), dtype)
@@ -168,7 +218,7 @@ class D2NN:
                 sl = slice(start, min(start + self.batch_chunk, part.stop))
                 work = self.work_array(0, sl.stop - sl.start)
                 field = work[:, :m, :m]
-                field[...] = self.input_field(inputs[sl])
+                field[...] = self.input_field(inputs[sl], illumination)
                 if record:
                     res.input_field[sl] = field
                 for j, h in enumerate(transfer):
@@ -185,19 +235,25 @@ class D2NN:
         over_cores(batch, run)
         return res
 
-    def energies(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+    def energies(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None,
+                 params: BenchParams | None = None) -> np.ndarray:
         """Detector energies (B, R) float64: intensity (input plane wave = 1) times area in m^2."""
-        return self.forward(inputs, heights, offsets, record=False).energies
+        return self.forward(inputs, heights, offsets, record=False, params=params).energies
 
-    def output_field(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
-        """Complex field (B, M, M) in the detector plane."""
-        return self.forward(inputs, heights, offsets, record=True).field
+    def output_field(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None,
+                     params: BenchParams | None = None) -> np.ndarray:
+        """Complex field (B, M, M) in the detector plane (the detector's frame)."""
+        return self.forward(inputs, heights, offsets, record=True, params=params).field
 
     # --- adjoint ------------------------------------------------------------------------------
-    def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True) -> Gradients:
-        """Exact gradients of a loss L given dL/dE (B, R): ``.heights`` (L, n, n) and ``.offsets`` (L, 3).
+    def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True,
+                 input_field: bool = False) -> Gradients:
+        """Exact gradients of a loss L given dL/dE (B, R): ``.heights`` (L, n, n), ``.offsets`` (L, 3)
+        and ``.params`` (a ``BenchParams`` of dL/d every bench parameter).
 
-        ``offsets=False`` skips the offset gradient (about a third of the backward pass's
-        FFT work; use it in training); ``.offsets`` is then None. See adjoint.py.
+        ``offsets=False`` skips the bench parameters' gradient (about a third of the backward
+        pass's FFT work; use it in training); ``.offsets`` and ``.params`` are then None.
+        ``input_field=True`` also gives ``.input_field`` (B, M, M), the Wirtinger gradient
+        2 dL/d conj(u) of the field just after the input mask. See adjoint.py.
         """
-        return backward(self, res, dL_dE, offsets)
+        return backward(self, res, dL_dE, offsets, input_field)

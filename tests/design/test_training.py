@@ -35,7 +35,8 @@ def test_same_seed_same_heights_other_seed_other_heights(tiny_data, tiny_geometr
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(tiny_data, tiny_geometry, tmp_path):
-    vaccinated = dict(vaccination_sigma_m=0.2e-3, vaccination_sigma_z_m=0.1e-3, **FAST)
+    vaccinated = dict(vaccination_sigma_m=0.2e-3, vaccination_sigma_z_m=0.1e-3, vaccination_sigma_rotation_deg=1.0,
+                      **FAST)
     full = train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=2, **vaccinated), progress=False)
     path = tmp_path / "ckpt.h5"
     train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=1, **vaccinated),

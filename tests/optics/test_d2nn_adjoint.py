@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.optics import D2NN, Material
+from labctl.optics import D2NN, BenchParams, Material
 
 
 def setup(small_geometry, small_layout, rng, material, oversample=1, dtype="complex128"):
@@ -19,6 +19,9 @@ def setup(small_geometry, small_layout, rng, material, oversample=1, dtype="comp
 
 
 def loss(model, inputs, heights, offsets, weights):
+    """L = sum(weights * E); ``offsets`` may also be a whole BenchParams."""
+    if isinstance(offsets, BenchParams):
+        return float(np.sum(weights * model.energies(inputs, heights, params=offsets)))
     return float(np.sum(weights * model.energies(inputs, heights, offsets)))
 
 
@@ -26,11 +29,17 @@ def assert_close(fd, adjoint, scale):
     assert abs(fd - adjoint) <= 1e-6 * abs(adjoint) + 1e-7 * scale, (fd, adjoint)
 
 
+@pytest.mark.parametrize("turned", [False, True], ids=["offsets", "turned-plates"])
 @pytest.mark.parametrize("oversample", [1, 2])
 @pytest.mark.parametrize("material", [Material(1.7227, 0.031), Material.lossless(1.5)], ids=["absorbing", "lossless"])
-def test_height_gradient_matches_central_differences(small_geometry, small_layout, rng, material, oversample):
+def test_height_gradient_matches_central_differences(small_geometry, small_layout, rng, material, oversample, turned):
+    """Also through turned plates with a scaled phase (the adjoint of the rotation's interpolation)."""
     model, inputs, heights, offsets, weights = setup(small_geometry, small_layout, rng, material, oversample)
-    grad = model.backward(model.forward(inputs, heights, offsets), weights)
+    if turned:
+        offsets = BenchParams(offsets, rng.normal(scale=0.05, size=3), phase_scale=0.97)
+        grad = model.backward(model.forward(inputs, heights, params=offsets), weights)
+    else:
+        grad = model.backward(model.forward(inputs, heights, offsets), weights)
     assert grad.heights.shape == heights.shape
     scale = np.abs(grad.heights).max()
     eps = 1e-8  # metres of relief: 6e-5 rad of phase
@@ -63,7 +72,7 @@ def test_offset_gradient_can_be_skipped_and_complex64_agrees(small_geometry, sma
     model, inputs, heights, offsets, weights = setup(small_geometry, small_layout, rng, absorbing)
     full = model.backward(model.forward(inputs, heights, offsets), weights)
     only_heights = model.backward(model.forward(inputs, heights, offsets), weights, offsets=False)
-    assert only_heights.offsets is None
+    assert only_heights.offsets is None and only_heights.params is None
     np.testing.assert_allclose(only_heights.heights, full.heights, rtol=1e-12, atol=0)
     single = D2NN(small_geometry(n=16, n_layers=3), model.layout, absorbing)
     g32 = single.backward(single.forward(inputs, heights, offsets), weights)
