@@ -146,9 +146,23 @@ class Bench:
         return f"{entry.driver} on {entry.resource}"  # a display or camera has no identity query
 
     def _make_axis(self, plate: PlateConfig, axis_name: str) -> Axis:
+        """The axis, asked where it is: an address no controller answers is refused now, by name,
+        not halfway through a campaign or at shutdown."""
         axis = plate.axes()[axis_name]
         controller = self.instruments[axis.instrument]
-        return controller.axis(axis.address, f"{plate.name}.{axis_name}", axis.limits_m, axis.backlash_m)
+        made = controller.axis(axis.address, f"{plate.name}.{axis_name}", axis.limits_m, axis.backlash_m)
+        try:
+            made.position_m()
+        except InstrumentError as exc:
+            index = [p.name for p in self.config.plates].index(plate.name)
+            where = self.config.where(f"plates[{index}].{axis_name}.address")
+            kind = type(exc) if type(exc).__module__ == InstrumentError.__module__ else InstrumentError
+            raise kind(
+                axis.instrument,
+                f"axis {plate.name}.{axis_name} (address {axis.address!r}, {where}) did not answer where it is: "
+                f"{str(exc).removeprefix(exc.instrument + ': ')}. Check the address and that the controller is on",
+            ) from exc
+        return made
 
     def _make_projector(self) -> InputProjector:
         from labctl.drivers.projectors import SlmProjector, WheelProjector

@@ -60,11 +60,11 @@ def run_demo(
 
     started = time.monotonic()
     out_dir = Path(out_dir).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
     design_path = resolve_design(design_name)
     design = load_design(design_path)
     printed = as_printed(design)  # the wheel holds printed stencils: predict what they transmit
     dataset = load_dataset(design.dataset)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once nothing can be refused
     sim_dir = out_dir / "bench"
     sim_dir.mkdir(exist_ok=True)
     say(f"starting the simulated bench (seed {seed}, time scale {time_scale:g}) in {sim_dir}")

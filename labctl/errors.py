@@ -29,7 +29,9 @@ class InstrumentError(LabctlError):
 
 
 class InstrumentTimeout(InstrumentError):
-    """An instrument did not answer in time."""
+    """An instrument did not answer in time; ``received`` holds a partial answer, if one came."""
+
+    received: bytes | None = None
 
 
 class ConnectionLost(InstrumentError):

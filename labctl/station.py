@@ -119,6 +119,22 @@ class StationConfig:
     calibration_dir: Path
     path: Path | None = None  # the station file, if it came from one
     operator: OperatorConfig = OperatorConfig()
+    lines: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)  # key path -> line
+
+    def where(self, key: str) -> str:
+        """``bench.yaml:27``: the file and line of ``key`` (as far as known), for later checks' errors."""
+        origin = str(self.path) if self.path is not None else f"station {self.name}"
+        line = self.lines.get(key)
+        return f"{origin}:{line}" if line else origin
+
+    def check_design(self, design: Any, design_path: str | Path) -> None:
+        """Refuse a design whose detector count differs from the channel map (class i reads channels[i])."""
+        detectors, channels = len(design.layout), len(self.detectors.channels)
+        if detectors != channels:
+            raise ConfigError(
+                f"{self.where('detectors.channels')}: detectors.channels lists {channels} channels, but design "
+                f"{design_path} has {detectors} detectors; list one channel per detector (class i is read on channels[i])"
+            )
 
     def plate(self, name: str) -> PlateConfig:
         """The plate called ``name``, or a ConfigError listing the plates there are."""
@@ -216,6 +232,10 @@ def _read(path: Path) -> tuple[Any, dict[str, int]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the station file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); a station file is YAML text, see docs/station.md"
+        ) from None
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -460,4 +480,4 @@ def load_station(path: str | Path) -> StationConfig:
     path = Path(path)
     data, lines = _read(path)
     config = parse_station(data, base_dir=path.parent, origin=str(path), lines=lines)
-    return replace(config, path=path.resolve())
+    return replace(config, path=path.resolve(), lines=lines)

@@ -53,7 +53,6 @@ def write_calibration(
     if not method.strip():
         raise ConfigError(f"calibration {kind}: say how it was measured (method is empty)")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     record = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
@@ -66,12 +65,19 @@ def write_calibration(
         "assumptions": [str(a) for a in assumptions],
         "data": jsonable(dict(data), f"calibration {kind}: data"),
     }
-    while True:
-        version = _next_version(folder, kind)
-        record["version"] = version
-        path = folder / f"{kind}-v{version:03d}.json"
-        if _publish(folder, path, json.dumps(record, indent=1, allow_nan=False) + "\n"):
-            return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        while True:
+            version = _next_version(folder, kind)
+            record["version"] = version
+            path = folder / f"{kind}-v{version:03d}.json"
+            if _publish(folder, path, json.dumps(record, indent=1, allow_nan=False) + "\n"):
+                return path
+    except OSError as exc:
+        raise DataError(
+            f"calibration folder {folder}: cannot write the {kind} calibration ({exc.strerror or exc}); "
+            "make the folder writable (or set `calibration:` in the station file) and calibrate again"
+        ) from None
 
 
 def read_calibration(path: str | Path) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from labctl.campaign.analysis import CampaignSummary, summarize  # noqa: E402
 from labctl.campaign.store import read_campaign  # noqa: E402
 from labctl.errors import DataError  # noqa: E402
+from labctl.paths import made_folders  # noqa: E402
 
 
 def _matrix(ax: Any, matrix: np.ndarray, title: str, fmt: str, xlabel: str, ylabel: str) -> None:
@@ -99,7 +100,12 @@ def write_report(campaign_file: str | Path, out_dir: str | Path | None = None) -
     metadata, streams = read_campaign(campaign_file)
     summary = summarize(streams, source=str(campaign_file))
     out_dir = Path(out_dir) if out_dir else campaign_file.with_name(campaign_file.stem + "_report")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with made_folders(out_dir):  # a report that fails leaves no empty folder behind
+        return _write_page(campaign_file, metadata, summary, out_dir), summary
+
+
+def _write_page(campaign_file: Path, metadata: dict, summary: CampaignSummary, out_dir: Path) -> Path:
+    """Figures, summary.json and the self-contained report.html in ``out_dir``; the page's path."""
     pngs = figures(summary, out_dir)
     rows = {
         **dict(summary.score_rows()),
@@ -124,4 +130,4 @@ img{{max-width:100%}} pre{{background:#f4f4f4;padding:1em;overflow:auto;font-siz
     html_path = out_dir / "report.html"
     html_path.write_text(page)
     (out_dir / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
-    return html_path, summary
+    return html_path

@@ -3,7 +3,9 @@
 Each module in this package is one group of subcommands and exposes
 ``register(subparsers)``, which adds its parsers and sets ``func`` on each. Handlers import
 what they need when they run, so ``labctl --help`` stays fast. Every ``LabctlError`` becomes
-one line on stderr and exit status 2; Ctrl-C becomes exit status 130.
+one line on stderr and exit status 2; an incomplete command prints its usage on stderr and exits
+2 (argparse's rule); Ctrl-C exits 130 and SIGTERM 143, after the same safe stop
+(``labctl.plans.interrupts``).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from labctl import __version__
-from labctl.errors import LabctlError
+from labctl.errors import Aborted, LabctlError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Design, drive, align and measure diffractive optical neural networks.",
     )
     parser.add_argument("--version", action="version", version=f"labctl {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(subparsers)
@@ -34,19 +36,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``labctl`` console script."""
+    from labctl.plans import interrupts
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
+    args = parser.parse_args(argv)  # an incomplete command: usage on stderr, exit 2
     try:
-        result = args.func(args)
+        with interrupts.terminate_like_interrupt():
+            result = args.func(args)
     except LabctlError as exc:
+        if isinstance(exc, Aborted) and interrupts.received():
+            print(f"labctl: {exc}; source off, stages stopped", file=sys.stderr)
+            return interrupts.exit_status()
         print(f"labctl: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("labctl: interrupted", file=sys.stderr)
-        return 130
+        interrupts.note_interrupt()
+        print(f"labctl: interrupted ({interrupts.signal_name(interrupts.received())})", file=sys.stderr)
+        return interrupts.exit_status()
     return int(result or 0)
 
 

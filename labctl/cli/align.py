@@ -39,6 +39,7 @@ def align_command(args: argparse.Namespace) -> int:
     from labctl.align import align
     from labctl.bench import Bench
     from labctl.calibration import CalibrationSet
+    from labctl.plans.interrupts import stop_on_signals
     from labctl.plans.runner import Runner
 
     plates = [p.strip() for p in args.plates.split(",") if p.strip()] if args.plates else None
@@ -49,8 +50,9 @@ def align_command(args: argparse.Namespace) -> int:
         for line in calibration.configure(bench):
             say(f"applied   {line}")
         runner = Runner(bench, operator=bench.operator, progress=None)
-        result = align(bench, design, args.strategy, runner, calibration, plates, args.probes, args.check or None,
-                       folder=bench.calibration_dir, station=bench.config.name, home=not args.no_home)
+        with stop_on_signals(runner, bench.operator):
+            result = align(bench, design, args.strategy, runner, calibration, plates, args.probes, args.check or None,
+                           folder=bench.calibration_dir, station=bench.config.name, home=not args.no_home)
     if args.json:
         print(json.dumps({**result.to_dict(), "file": None if result.file is None else str(result.file)}, indent=2))
         return 0 if result.converged else 1

@@ -41,11 +41,16 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
     from labctl.calibration.detectors import default_probes
     from labctl.calibration.procedure import Settings, calibrate, parse_steps
+    from labctl.paths import check_writable
+    from labctl.plans.interrupts import stop_on_signals
     from labctl.plans.runner import Runner
+    from labctl.station import load_station
 
     steps = parse_steps(args.only)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    with Bench.from_station(args.station) as bench:
+    station = load_station(args.station)
+    check_writable(station.calibration_dir, f"{args.station}: calibration folder")  # before anything is measured
+    with Bench(station) as bench:
         design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source", "readout"} else None
         capacity = bench.projector.capacity()
         needs_probes = set(steps) & {"gains", "stages", "source"}
@@ -56,8 +61,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
             design = as_printed(design)
         runner = Runner(bench, operator=bench.operator, progress=None)
         settings = Settings() if args.readout_samples is None else Settings(readout_samples=args.readout_samples)
-        report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes,
-                           settings=settings, progress=say)
+        with stop_on_signals(runner, bench.operator):
+            report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes,
+                               settings=settings, progress=say)
     summary = {step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])} for step in report.files}
     if args.json:
         print(json.dumps({"calibration_dir": str(bench.calibration_dir), "steps": summary, "applied": report.applied}, indent=2))

@@ -62,7 +62,7 @@ _STENCIL_FLAGS = [
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``labctl design`` and its subcommands."""
     parser = subparsers.add_parser("design", help="train, evaluate and list D2NN designs")
-    sub = parser.add_subparsers(dest="design_command", metavar="SUBCOMMAND")
+    sub = parser.add_subparsers(dest="design_command", metavar="SUBCOMMAND", required=True)
     _register_train(sub)
     _register_evaluate(sub)
     _register_list(sub)

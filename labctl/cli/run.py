@@ -15,19 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from labctl.errors import Aborted, ConfigError, DataError, LabctlError
+from labctl.errors import ConfigError, DataError, LabctlError
 
 
 def register(subparsers: Any) -> None:
@@ -59,6 +54,7 @@ def run_command(args: argparse.Namespace) -> int:
     if job.get("design_path") is None:
         job["design_path"], job["design_name"] = _station_design(station, args.design)
     design = load_design(job["design_path"])
+    station.check_design(design, job["design_path"])
     job["dataset"] = job.get("dataset") or job["spec"].dataset or design.dataset
     data = load_dataset(job["dataset"])
     split = job["spec"].split
@@ -97,27 +93,30 @@ def _measure(bench: Any, args: argparse.Namespace, job: dict[str, Any], images: 
     """Run the campaign; None when it completed, else the exit status after saying how to resume."""
     from labctl.campaign.run import run_campaign
     from labctl.campaign.store import journal_path
+    from labctl.plans import interrupts
     from labctl.plans.runner import Runner
 
     campaign = job["campaign"]
     bar = _ProgressBar()
     runner = Runner(bench, operator=bench.operator, progress=bar)
-    pressed: list[bool] = []
     try:
-        with _ctrl_c_aborts(runner, bench.operator, pressed):
+        with interrupts.stop_on_signals(runner, bench.operator):
             run_campaign(bench, campaign, spec=job["spec"], images=images, labels=labels, dataset=job["dataset"],
                          predict=predict, calibrate=calset.apply, metadata=metadata, resume=args.resume is not None,
                          runner=runner)
-    except (Aborted, KeyboardInterrupt, LabctlError) as exc:
+    except (KeyboardInterrupt, LabctlError) as exc:
         bar.close()
         if not journal_path(campaign).exists():  # nothing was stored: there is nothing to resume
             raise
+        if isinstance(exc, KeyboardInterrupt):
+            interrupts.note_interrupt()
         resume = _resume_command(args.station, campaign)
         stored = _stored(campaign, bar.total)
-        if pressed or isinstance(exc, KeyboardInterrupt) or isinstance(exc.__cause__, KeyboardInterrupt):
-            print(f"labctl: campaign interrupted (Ctrl-C) with {stored}; source off, stages stopped. Resume with: {resume}",
+        if interrupts.received() is not None:
+            name = interrupts.signal_name(interrupts.received())
+            print(f"labctl: campaign interrupted ({name}) with {stored}; source off, stages stopped. Resume with: {resume}",
                   file=sys.stderr, flush=True)
-            return 130
+            return interrupts.exit_status()
         print(f"labctl: error: {exc}", file=sys.stderr)
         print(f"labctl: campaign stopped with {stored}; source off, stages stopped. After fixing the cause, "
               f"resume with: {resume}", file=sys.stderr, flush=True)
@@ -125,36 +124,6 @@ def _measure(bench: Any, args: argparse.Namespace, job: dict[str, Any], images: 
     finally:
         bar.close()
     return None
-
-
-@contextmanager
-def _ctrl_c_aborts(runner: Any, operator: Any, pressed: list[bool]) -> Iterator[None]:
-    """The first Ctrl-C asks the runner to abort; the second interrupts at once.
-
-    Python's own KeyboardInterrupt can be lost (raised inside a garbage-collection callback it is
-    ignored) and can land anywhere; the abort request cannot be lost, and the runner acts on it
-    before the next step (a read or a wheel turn takes seconds at most) and during moves. Only
-    an operator waiting for Enter, which can wait for ever, is interrupted at the first Ctrl-C.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        first = not pressed
-        pressed.append(True)
-        runner.abort()
-        if first and not getattr(operator, "waiting", False):
-            # os.write, not print: the interrupted code may be in the middle of writing to stderr
-            os.write(2, b"\nlabctl: Ctrl-C: stopping safely after the current step (Ctrl-C again: at once)\n")
-            return
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 # -- what the job is ------------------------------------------------------------------------------

@@ -50,17 +50,52 @@ def check_station(args: argparse.Namespace) -> int:
         f"{len(detectors.channels)} classes on channels {_channels(detectors.channels)}"
     )
     print(f"  plates       {', '.join(p.name for p in config.plates)} ({axes} axes)")
-    print(f"  design       {config.design_path or 'none'}")
-    print(f"  calibration  {config.calibration_dir}")
+    print(f"  design       {_design(config)}")
+    print(f"  calibration  {_calibration(config)}")
     if not args.connect:
         return 0
 
     from labctl.bench import Bench
 
     width = max(len(name) for name in instruments)
-    with Bench(config) as bench:
+    with Bench(config) as bench:  # connecting asks every instrument who it is and every axis where it is
         for name, state in bench.connection_state().items():
             entry = instruments[name]
             print(f"  {name:<{width}}  {entry.driver:<14} {entry.resource}  ->  {state.identity}")
-    print(f"all {len(instruments)} instruments answered; the bench is shut down (source output off)")
+        for plate in config.plates:
+            for axis_name, axis in plate.axes().items():
+                where = bench.plates[plate.name].axes()[axis_name].position_m()
+                print(f"  {plate.name}.{axis_name:<{width - len(plate.name) - 1}}  {axis.instrument} address "
+                      f"{axis.address}  ->  at {where * 1e3:.4f} mm")
+    print(f"all {len(instruments)} instruments and {axes} axes answered; the bench is shut down (source output off)")
     return 0
+
+
+def _design(config: Any) -> str:
+    """The design file, read whole and checked against the channel map (refused with its line)."""
+    if config.design_path is None:
+        return "none (labctl run and calibrate will need --design or `design:`)"
+    from labctl.design.designfile import geometry_summary, load_design
+    from labctl.errors import DataError
+
+    try:
+        design = load_design(config.design_path)
+    except DataError as exc:
+        raise DataError(f"{config.where('design')}: design: {exc}") from None
+    config.check_design(design, config.design_path)
+    return f"{config.design_path} ({len(design.layout)} detectors, {geometry_summary(design)})"
+
+
+def _calibration(config: Any) -> str:
+    """The calibration folder: the versions in force (each file read and checked), and whether it is writable."""
+    from labctl.calibration import CalibrationSet
+    from labctl.errors import DataError
+    from labctl.paths import check_writable
+
+    calset = CalibrationSet.load_latest(config.calibration_dir)
+    versions = ", ".join(f"{kind} v{record['version']}" for kind, record in calset.records.items()) or "no calibration yet"
+    try:
+        check_writable(config.calibration_dir, "calibration folder")
+    except DataError as exc:
+        versions += f"; NOT WRITABLE, labctl calibrate will refuse: {exc}"
+    return f"{config.calibration_dir} ({versions})"

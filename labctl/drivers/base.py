@@ -32,7 +32,9 @@ class _TimedSerialAdapter(SerialAdapter):
         raw = self._read_bytes(-1, break_on_termchar=True, **kwargs)
         term = self.read_termination.encode()
         if term and not raw.endswith(term):
-            raise TimeoutError(f"read timed out after {self.connection.timeout} s (got {raw!r})")
+            error = TimeoutError(f"read timed out after {self.connection.timeout} s (got {raw!r})")
+            error.received = raw  # type: ignore[attr-defined]  # what the port did send: see check_identity
+            raise error
         text = raw.decode("ascii", errors="replace")
         return text[: -len(self.read_termination)] if term else text
 
@@ -86,13 +88,30 @@ def translate_errors(instrument: str, command: str | bytes | None) -> Iterator[N
     except InstrumentError:
         raise
     except TimeoutError as exc:
-        raise InstrumentTimeout(instrument, f"no complete answer in time{what}: {exc}. Check power and cable") from exc
+        error = InstrumentTimeout(instrument, f"no complete answer in time{what}: {exc}. Check power and cable")
+        error.received = getattr(exc, "received", None)
+        raise error from exc
     except pyvisa.errors.VisaIOError as exc:
         if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
             raise InstrumentTimeout(instrument, f"no answer in time{what}. Check power and cable") from exc
         raise ConnectionLost(instrument, f"link failed{what}: {exc}. Reconnect the instrument") from exc
     except (serial.SerialException, OSError, ConnectionError) as exc:
         raise ConnectionLost(instrument, f"link failed{what}: {exc}. Reconnect the instrument") from exc
+
+
+def another_device(name: str, driver: str, query: str | bytes | None, exc: InstrumentTimeout) -> WrongInstrument:
+    """The error for an identity query that got no proper answer: say what the port did send,
+    and that the resource may be another instrument's port (the usual cause when it sent something)."""
+    received = getattr(exc, "received", None)
+    if received:
+        heard = f"the port answered {bytes(received)[:40]!r}, which is not how a {driver} answers"
+    else:
+        heard = "nothing answered"
+    return WrongInstrument(
+        name,
+        f"no answer to the identity query {query!r} ({heard}). If the {driver} is on and cabled, the resource "
+        f"may be another instrument's port: check the station file's resource for {name}",
+    )
 
 
 class LabInstrument(Instrument):
@@ -141,7 +160,10 @@ class LabInstrument(Instrument):
 
     def check_identity(self) -> str:
         """Ask the device who it is; refuse it by name if it is not what this driver drives."""
-        identity = self.identify()
+        try:
+            identity = self.identify()
+        except InstrumentTimeout as exc:
+            raise another_device(self.name, type(self).__name__, self._last_command, exc) from exc
         if self.identity_markers and not any(m.lower() in identity.lower() for m in self.identity_markers):
             raise WrongInstrument(
                 self.name,

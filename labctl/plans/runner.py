@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from labctl.errors import Aborted, LabctlError, LimitError
+from labctl.plans import interrupts
 from labctl.plans.messages import (
     Checkpoint,
     HomeAxes,
@@ -79,6 +80,7 @@ class Runner:
         self._resume = threading.Event()
         self._resume.set()
         self._abort = threading.Event()
+        self._abort_reason = "aborted by the operator"
         self.state = "idle"
         self.detector_reads = 0  # reads of the detector array, counting averages as one read each
         self.travel_m = 0.0  # total stage travel commanded
@@ -95,8 +97,9 @@ class Runner:
     def resume(self) -> None:
         self._resume.set()
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "aborted by the operator") -> None:
         """Abort as soon as possible: between messages, or during a move."""
+        self._abort_reason = reason
         self._abort.set()
         self._resume.set()
 
@@ -110,7 +113,7 @@ class Runner:
             msg = next(plan)
             while True:
                 if self._abort.is_set():
-                    raise Aborted("aborted by the operator")
+                    raise Aborted(self._abort_reason)
                 answer = self._execute(msg)
                 for listener in self._listeners:
                     listener(msg, answer)
@@ -123,7 +126,9 @@ class Runner:
             self._shutdown_plan(plan, exc)
             self.safe_shutdown()
             if isinstance(exc, KeyboardInterrupt):
-                raise Aborted("interrupted (Ctrl-C); source switched off and stages stopped") from exc
+                interrupts.note_interrupt()
+                name = interrupts.signal_name(interrupts.received())
+                raise Aborted(f"interrupted ({name})") from exc
             raise
 
     def _shutdown_plan(self, plan: Plan, exc: BaseException) -> None:
@@ -246,7 +251,7 @@ class Runner:
             if self._abort.is_set():
                 for axis in axes:
                     axis.stop()
-                raise Aborted("aborted by the operator during a move")
+                raise Aborted(f"{self._abort_reason} during a move")
             if deadline is not None and time.monotonic() > deadline:
                 for axis in axes:
                     axis.stop()

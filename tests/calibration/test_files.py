@@ -53,3 +53,11 @@ def test_bad_input_and_foreign_files_are_refused(tmp_path):
     (tmp_path / "source-v002.json").write_text("not json")
     with pytest.raises(DataError, match="source-v002.json"):
         read_calibration(tmp_path / "source-v002.json")
+
+
+def test_a_folder_that_cannot_be_written_is_one_error_naming_it(tmp_path):
+    from labctl.errors import DataError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(DataError, match=r"calibration folder .*afile/cal: cannot write the detectors calibration"):
+        write_calibration(tmp_path / "afile" / "cal", "detectors", {"dark_v": [0.0]}, "test", [], "bench")

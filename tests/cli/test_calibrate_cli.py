@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from labctl.cli import main
 from tests.tiny import tiny_design
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_darks_through_the_served_bench_are_written_as_versions(tmp_path, capsys):
@@ -61,3 +69,36 @@ def test_readout_is_fitted_on_training_images_and_refuses_too_few(tmp_path, caps
     assert readout is not None and readout.weights.shape == (10, 10)
     assert len(err) == 1 and "5 training samples for 10 classes" in err[0]
     assert sorted(p.name for p in folder.iterdir()) == ["detectors-v001.json", "readout-v001.json"]
+
+
+def moving_axes(world) -> list[str]:
+    return [f"{p.name}.{a}" for p in world.plates for a in ("x", "y") if getattr(p, a).is_moving()]
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_during_stage_moves_stops_them_turns_the_source_off_and_exits_promptly(tmp_path, signum, status):
+    """At realistic instrument speed: the stage calibration moves for seconds; SIGTERM (what ``kill``
+    and service managers send) and Ctrl-C both stop it safely, with 128 + the signal number."""
+    from tests.cli.campaign_bench import served_bench
+
+    with served_bench(tmp_path, time_scale=0.0) as sim:
+        proc = subprocess.Popen([sys.executable, "-m", "labctl", "calibrate", "--station", str(sim.station_path),
+                                 "--only", "darks,stages"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "calibration" / "detectors-v001.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        sim.clock.time_scale = 1.0  # darks instantly; the stage moves at realistic speed
+        while not moving_axes(sim.world) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        assert moving_axes(sim.world), proc.communicate()
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+        took = time.monotonic() - sent
+        assert proc.returncode == status, err
+        assert moving_axes(sim.world) == [] and not sim.world.source.output_on
+        assert took < 5, f"{took:.1f} s from the signal to the exit"
+    name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
+    assert f"labctl: {name}: stopping safely" in err and err.strip().splitlines()[-1].startswith(f"labctl: stopped by {name}")
+    assert "Traceback" not in err

@@ -177,6 +177,25 @@ def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capfd):  # fd leve
     assert sorted(streams["samples"]["seq"]) == list(range(80))
 
 
+def test_sigterm_stops_like_ctrl_c_and_the_campaign_resumes(tmp_path):
+    with served_bench(tmp_path) as sim:
+        out = tmp_path / "c.h5"
+        proc = start(sim.station_path, "--plan", str(plan(tmp_path, "count: 40\naverages: 1\n")), "--out", str(out))
+        assert wait_for_samples(proc, out, 3) >= 3
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143, err
+        assert not sim.world.source.output_on
+        lines = [line for line in err.splitlines() if line.startswith("labctl:")]
+        assert lines[0] == "labctl: SIGTERM: stopping safely after the current step (Ctrl-C again: at once)", err
+        stored = samples_in_journal(out)
+        assert lines[-1].startswith(f"labctl: campaign interrupted (SIGTERM) with {stored} of 40 samples stored; "
+                                    "source off, stages stopped. Resume with: labctl run --station")
+        assert main(lines[-1].split("Resume with: ")[1].split()[1:]) == 0
+    _, streams = read_campaign(out)
+    assert sorted(streams["samples"]["seq"]) == list(range(40))
+
+
 def test_ctrl_c_while_the_console_operator_waits_stops_at_once(tmp_path, capfd, monkeypatch):
     with served_bench(tmp_path) as sim:
         station = tmp_path / "console.yaml"

@@ -43,7 +43,8 @@ def test_connect_identifies_every_instrument_and_shuts_down(journal, tmp_path, c
     for name in ("thz", "stages_a", "stages_b", "wheel", "dmm"):
         assert f"({name})" in out
     assert "GPIB0::16::INSTR  ->  SOFT detectors (dmm)" in out
-    assert "all 5 instruments answered" in out
+    assert "all 5 instruments and 4 axes answered" in out
+    assert any(line.split() == ["L2.y", "stages_b", "address", "2.2", "->", "at", "0.0000", "mm"] for line in out.splitlines())
     assert "thz.output_off" in journal.events
     assert journal.events[-5:] == [f"{n}.close" for n in ("dmm", "wheel", "stages_b", "stages_a", "thz")]
 
@@ -99,3 +100,53 @@ def test_a_wrong_device_on_the_simulated_bench_is_one_line(tmp_path, capsys):
         assert err.startswith("labctl: error: thz: the device on this port says 'KEITHLEY") and err.count("\n") == 1
         status, out, err = run(capsys, sim.station_path, "--connect")
         assert status == 0 and "->  Keysight Technologies, E8257D" in out
+
+
+def test_a_file_that_is_not_text_is_one_line(journal, tmp_path, capsys):
+    path = tmp_path / "photo.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    status, out, err = run(capsys, path)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"labctl: error: {path}: not a text file")
+
+
+def test_the_design_file_is_read_and_must_fit_the_channel_map(journal, tmp_path, capsys):
+    """Refused without hardware, at the line: a truncated design, and a channel map of another length."""
+    from tests.cli.campaign_bench import write_design
+
+    _, design = write_design(tmp_path)
+    data = soft_drivers.station()  # three channels; the tiny design has ten detectors
+    data["design"] = str(design)
+    status, out, err = run(capsys, write(tmp_path, data))
+    lines = write(tmp_path, data).read_text().splitlines()
+    channels_line = 1 + next(i for i, line in enumerate(lines) if line.startswith("  channels:"))
+    assert status == 2 and err.count("\n") == 1
+    assert f"station.yaml:{channels_line}: detectors.channels lists 3 channels, but design {design} has 10 detectors" in err
+
+    data["detectors"]["channels"] = list(range(101, 111))
+    status, out, err = run(capsys, write(tmp_path, data))
+    assert status == 0 and "(10 detectors, 3 x 40x40" in out
+
+    truncated = tmp_path / "cut.h5"
+    truncated.write_bytes(design.read_bytes()[:2000])
+    data["design"] = str(truncated)
+    status, out, err = run(capsys, write(tmp_path, data))
+    assert status == 2 and err.count("\n") == 1 and f"design: design file {truncated}: not a readable HDF5 file" in err
+
+
+def test_connect_asks_every_axis_where_it_is(tmp_path, capsys):
+    """An axis the controller lacks is refused at connection, naming the plate axis and the line."""
+    from labctl.sim.bench import SimulatedBench
+    from tests.tiny import tiny_design
+
+    with SimulatedBench(tiny_design(), tmp_path, time_scale=0) as sim:
+        data = yaml.safe_load(sim.station_path.read_text())
+        zaber_axes = [(p["name"], a) for p in data["plates"] for a in ("x", "y") if p[a]["instrument"] == "zaber"]
+        plate, axis = zaber_axes[-1]
+        entry = next(p for p in data["plates"] if p["name"] == plate)[axis]
+        entry["address"] = entry["address"].split(".")[0] + ".3"  # the device has two axes
+        path = write(tmp_path, data, "bad_axis.yaml")
+        status, out, err = run(capsys, path, "--connect")
+        assert status == 2 and err.count("\n") == 1, err
+        assert f"zaber: axis {plate}.{axis} (address '{entry['address']}', {path}:" in err and "BADAXIS" in err
+        assert not sim.world.source.output_on
