@@ -25,6 +25,8 @@ SCORE_KEYS = (
 
 #: Default simulated time scale: instrument times at 1/20 of real, so the demo takes minutes.
 DEFAULT_TIME_SCALE = 0.05
+#: What the demo's simulated bench hides unless told otherwise: a printed-plate bench (docs/world.md).
+DEFAULT_TRUTH = "realistic"
 
 
 def run_demo(
@@ -36,7 +38,7 @@ def run_demo(
     per_class: int = 5,
     strategy: str = "model",
     check_count: int = 12,
-    offset_sigma_m: float = 0.5e-3,
+    truth: Any = DEFAULT_TRUTH,
     say: Callable[[str], None] = print,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def run_demo(
     from labctl.design.shipped import resolve_design
     from labctl.plans.runner import Runner
     from labctl.sim.bench import SimulatedBench
-    from labctl.sim.truth import Truth
+    from labctl.sim.truth import load_truth
     from labctl.twin import Twin
 
     started = time.monotonic()
@@ -69,7 +71,7 @@ def run_demo(
     sim_dir.mkdir(exist_ok=True)
     say(f"starting the simulated bench (seed {seed}, time scale {time_scale:g}) in {sim_dir}")
     with SimulatedBench(
-        design, sim_dir, seed=seed, time_scale=time_scale, truth=Truth(offset_sigma_m=offset_sigma_m), design_path=design_path
+        design, sim_dir, seed=seed, time_scale=time_scale, truth=load_truth(truth), design_path=design_path
     ) as sim, Bench.from_station(sim.station_path) as bench:
         say(f"connected {len(bench.instruments)} instruments through station file {sim.station_path}")
         folder = bench.calibration_dir

@@ -17,7 +17,8 @@ def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     assert main(train) == 0
     capsys.readouterr()
     out = tmp_path / "demo"
-    args = ["demo", "--design", str(design), "--time-scale", "0", "--per-class", "1", "--json", "--out", str(out)]
+    args = ["demo", "--design", str(design), "--truth", "ideal", "--time-scale", "0", "--per-class", "1", "--json",
+            "--out", str(out)]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     for key in ("accuracy_measured", "accuracy_simulated", "agreement", "alignment_residual_um",

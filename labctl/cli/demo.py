@@ -9,7 +9,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from labctl.demo import DEFAULT_TIME_SCALE
+    from labctl.demo import DEFAULT_TIME_SCALE, DEFAULT_TRUTH
+    from labctl.sim.truth import TRUTH_HELP
 
     parser = subparsers.add_parser(
         "demo",
@@ -21,14 +22,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE, help=f"instrument time factor (default {DEFAULT_TIME_SCALE})")
     parser.add_argument("--per-class", type=int, default=5, help="test samples per class in the campaign (default 5)")
     parser.add_argument("--strategy", choices=("model", "scan"), default="model", help="alignment strategy")
-    parser.add_argument("--offset-sigma-mm", type=float, default=0.5, help="sigma of the hidden plate offsets (mm)")
+    parser.add_argument("--truth", default=DEFAULT_TRUTH, help=TRUTH_HELP.replace("default ideal", f"default {DEFAULT_TRUTH}"))
+    parser.add_argument("--offset-sigma-mm", type=float, default=None, help="sigma of the hidden plate offsets (mm), overrides the truth's")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (progress goes to stderr)")
     parser.set_defaults(func=demo_command)
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from labctl.demo import run_demo
+    from labctl.demo import DEFAULT_TRUTH, run_demo
     from labctl.errors import ConfigError
+    from labctl.sim.truth import truth_option
     from labctl.stats import format_accuracy
 
     if args.per_class < 1:
@@ -41,7 +44,7 @@ def demo_command(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         per_class=args.per_class,
         strategy=args.strategy,
-        offset_sigma_m=args.offset_sigma_mm * 1e-3,
+        truth=truth_option(args.truth, DEFAULT_TRUTH, args.offset_sigma_mm),
         say=say,
     )
     if args.json:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from labctl.sim.truth import TRUTH_HELP
+
     parser = subparsers.add_parser("gui", help="open the operator's window (a station file, or --sim)", description=__doc__)
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--station", type=Path, help="connect this station file")
@@ -15,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--design", default="mnist5k", help="--sim: shipped design name or design file (default: mnist5k)")
     parser.add_argument("--seed", type=int, default=0, help="--sim: seed of the hidden truths (plate offsets, darks, gains)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="--sim: 1 realistic instrument times, 0 instant")
-    parser.add_argument("--offset-sigma-mm", type=float, default=0.5, help="--sim: sigma of the hidden plate offsets (mm)")
+    parser.add_argument("--truth", default=None, help="--sim: " + TRUTH_HELP)
+    parser.add_argument("--offset-sigma-mm", type=float, default=None, help="--sim: sigma of the hidden plate offsets (mm), overrides the truth's")
     parser.add_argument("--settings", type=Path, default=None, help="settings file (INI); default: the user's labctl settings")
     parser.set_defaults(func=gui_command)
 
@@ -32,10 +35,10 @@ def gui_command(args: argparse.Namespace) -> int:
 
     from labctl.design.designfile import load_design
     from labctl.design.shipped import resolve_design
-    from labctl.sim.truth import Truth
+    from labctl.sim.truth import truth_option
 
     design_path = resolve_design(args.design)
     design = load_design(design_path)
-    truth = Truth(offset_sigma_m=args.offset_sigma_mm * 1e-3)
+    truth = truth_option(args.truth, "ideal", args.offset_sigma_mm)
     sim = {"seed": args.seed, "time_scale": args.time_scale, "design_path": design_path, "truth": truth}
     return run(sim=sim, design=design, settings_path=args.settings)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from labctl.sim.truth import TRUTH_HELP
+
     sim = subparsers.add_parser("sim", help="the simulated bench")
     commands = sim.add_subparsers(dest="sim_command", metavar="SUBCOMMAND", required=True)
     serve = commands.add_parser(
@@ -19,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--seed", type=int, default=0, help="seed of the hidden truths (plate offsets, darks, gains)")
     serve.add_argument("--time-scale", type=float, default=1.0, help="1 realistic instrument times, 0 instant")
     serve.add_argument("--faults", default=None, help="fault spec, e.g. 'wheel:timeout=0.1;dmm:error=0.05'")
-    serve.add_argument("--offset-sigma-mm", type=float, default=0.5, help="sigma of the hidden plate offsets (mm)")
+    serve.add_argument("--truth", default=None, help=TRUTH_HELP)
+    serve.add_argument("--offset-sigma-mm", type=float, default=None, help="sigma of the hidden plate offsets (mm), overrides the truth's")
     serve.add_argument(
         "--detectors",
         choices=("dmm", "camera"),
@@ -34,7 +37,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from labctl.design.designfile import load_design
     from labctl.design.shipped import resolve_design
     from labctl.sim.bench import SimulatedBench
-    from labctl.sim.truth import Truth
+    from labctl.sim.truth import truth_option
 
     design_path = resolve_design(args.design)
     design = load_design(design_path)
@@ -45,7 +48,7 @@ def serve_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         time_scale=args.time_scale,
         faults=args.faults,
-        truth=Truth(offset_sigma_m=args.offset_sigma_mm * 1e-3),
+        truth=truth_option(args.truth, "ideal", args.offset_sigma_mm),
         station_file=station.name,
         design_path=design_path,
         detectors=args.detectors,

@@ -32,8 +32,8 @@ from labctl.sim.faults import FaultPlan, parse_faults
 from labctl.sim.layout import plate_axes
 from labctl.sim.link import Link, PtyLink, TcpLink
 from labctl.sim.motion import SimAxis
-from labctl.sim.truth import NOMINAL_M, TRAVEL_M, Truth, build_world
-from labctl.sim.world import MaskLibrary, SlmResponse
+from labctl.sim.truth import NOMINAL_M, TRAVEL_M, Truth, build_world, slm_response
+from labctl.sim.world import MaskLibrary
 
 PROJECTORS = ("wheel", "slm")
 DETECTORS = ("dmm", "camera")
@@ -82,7 +82,7 @@ class SimulatedBench:
         self.source = self.world.source
         if projector == "slm":  # the SLM replaces the wheel, with a hidden gamma drawn from the seed
             self.world.wheel = None
-            self.world.slm_response = SlmResponse(gamma=float(np.random.default_rng([seed, 1]).uniform(1.8, 2.6)))
+            self.world.slm_response = slm_response(self.truth, seed)
         self.wheel = self.world.wheel
         self.slm: Any = None
         self._axis_slots = [plate_axes(i, with_z=with_z) for i in range(len(self.world.plates))]
@@ -191,7 +191,7 @@ class SimulatedBench:
         channels = list(range(101, 101 + self.world.detectors.channel_count))
         if self.detectors_kind == "camera":
             camera = self.instruments["camera"]
-            regions = self.world.model().layout.regions
+            regions = self.world.layout.regions
             options = {"rois": [camera.roi(r) for r in regions], "frame_period_s": camera.truth.frame_period_s}
             instruments["camera"] = {"driver": "CameraDetectors", "resource": self.resources["camera"], "options": options}
             channels = list(range(1, 1 + len(regions)))

@@ -20,9 +20,9 @@ from labctl.errors import ConfigError
 from labctl.plans.messages import MountPlates, OperatorRequest
 from labctl.sim.clock import Clock
 from labctl.sim.motion import SimAxis
-from labctl.sim.truth import TRAVEL_M, Truth, build_world
+from labctl.sim.truth import TRAVEL_M, Truth, build_world, slm_response
 from labctl.sim.devices import SimDisplay
-from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, SlmResponse, World
+from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
 
 
 class SoftAxis(AxisBase):
@@ -220,7 +220,7 @@ class SoftBench:
         """
         world = build_world(design, clock=Clock(time_scale), seed=seed, truth=truth, masks=masks, with_z=with_z)
         if projector == "slm":
-            world.slm_response = SlmResponse(gamma=float(np.random.default_rng([seed, 1]).uniform(1.8, 2.6)))
+            world.slm_response = slm_response(truth or Truth(), seed)
         return cls(world, projector=projector)
 
     def operator(self, request: OperatorRequest) -> None:

@@ -2,9 +2,11 @@
 
 The world knows what no driver can: each plate's true displacement from where the design
 assumes it (its stages' true carriage positions relative to their nominal positions, plus a
-hidden mounting error), every detector's dark level, gain and noise, the source's drift, which
-mask sits in which wheel slot and what the SLM shows. Detector readings come from the same
-optics model that trains the plates (``labctl.optics``), evaluated for the bench's current state.
+hidden mounting error, rotation and tilt), every detector's dark level, gain, noise and stray
+light, the source's drift and true frequency, which mask sits in which wheel slot and what the SLM
+shows. Detector readings come from the world's own light path (``light.py``: the printed plates on
+a finer grid than the design's, with every hidden error of ``truth.Truth``), never from the twin's
+model, evaluated for the bench's current state.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from labctl.errors import ConfigError
-from labctl.optics import D2NN, Geometry
+from labctl.optics import DetectorLayout, Geometry
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimDetectors, SimDisplay, SimSource, SimWheel
+from labctl.sim.light import LightPath, Pose
 from labctl.sim.motion import SimAxis
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
@@ -91,6 +94,7 @@ class SourceTruth:
     multiplier: int = 12  # output frequency = synthesizer frequency x multiplier
     drift_fraction: float = 0.01  # peak relative power drift
     drift_period_s: float = 600.0  # device seconds
+    frequency_error: float = 0.0  # relative: true output frequency = set-point x multiplier x (1 + this)
 
 
 class World:
@@ -101,8 +105,7 @@ class World:
         *,
         clock: Clock,
         geometry: Geometry,
-        model_factory: Callable[[Geometry], D2NN],
-        heights_m: np.ndarray,
+        light: LightPath,
         input_scale: int,
         plates: Sequence[SimPlate],
         source: SimSource,
@@ -114,14 +117,13 @@ class World:
         gain_v: np.ndarray,
         noise_v: np.ndarray,
         signal_scale: float,
+        stray_v: np.ndarray | None = None,
         seed: int = 0,
         slm_response: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
         self.clock = clock
         self.geometry = geometry
-        self._model_factory = model_factory
-        self._models: dict[float, D2NN] = {}
-        self.heights_m = np.asarray(heights_m, dtype=np.float32)
+        self.light = light
         self.input_scale = int(input_scale)
         self.plates = list(plates)
         self.source = source
@@ -131,6 +133,7 @@ class World:
         self.masks = masks
         self.slm_response = slm_response  # gray (uint8) -> amplitude; None: linear (gray / 255)
         self.signal_scale = float(signal_scale)
+        self.stray_v = np.zeros(len(dark_v)) if stray_v is None else np.asarray(stray_v, dtype=float)
         self._t0 = clock.now()
         self._lock = threading.Lock()
         self._cache_key: tuple | None = None
@@ -165,18 +168,15 @@ class World:
         return embed_image(image[None], self.geometry, scale=self.input_scale)[0]
 
     # -- optics -------------------------------------------------------------------------------
-    def wavelength_m(self) -> float:
-        frequency = self.source.frequency_hz * self.source_truth.multiplier
-        return SPEED_OF_LIGHT_M_S / frequency
+    @property
+    def layout(self) -> DetectorLayout:
+        """The detector regions as designed (where each detector really sits is hidden)."""
+        return self.light.layout
 
-    def model(self) -> D2NN:
-        """The optics model at the source's current wavelength (a detuned source changes it)."""
-        wavelength = round(self.wavelength_m(), 12)
-        if wavelength not in self._models:
-            if len(self._models) > 4:
-                self._models.clear()
-            self._models[wavelength] = self._model_factory(replace(self.geometry, wavelength_m=wavelength))
-        return self._models[wavelength]
+    def wavelength_m(self) -> float:
+        """The source's true wavelength: its set-point within the source's frequency error."""
+        frequency = self.source.frequency_hz * self.source_truth.multiplier * (1.0 + self.source_truth.frequency_error)
+        return SPEED_OF_LIGHT_M_S / frequency
 
     def mount(self, names: Sequence[str]) -> None:
         """Exactly the plates ``names`` in their holders, the others out of the beam."""
@@ -210,14 +210,24 @@ class World:
         """Names of the plates in the beam, in beam order."""
         return [p.name for p in self.plates if p.mounted]
 
-    def heights_in_beam(self) -> np.ndarray:
-        """The plates' heights as the light meets them: a plate out of the beam is free space
-        (no relief, transmission 1)."""
-        return self.heights_m * np.array([p.mounted for p in self.plates], np.float32)[:, None, None]
-
     def plate_offsets_m(self) -> np.ndarray:
-        """(plates, 3) true displacements, as the optics model takes them."""
+        """(plates, 3) true displacements dx, dy, dz."""
         return np.stack([p.true_offset_m() for p in self.plates])
+
+    def pose(self) -> Pose:
+        """The bench's state as the light sees it now."""
+        return Pose(
+            self.plate_offsets_m(),
+            self.plate_rotations_rad(),
+            np.stack([np.asarray(p.tilt_rad, dtype=float) for p in self.plates]),
+            tuple(p.mounted for p in self.plates),
+            self.wavelength_m(),
+        )
+
+    def energies(self, inputs: np.ndarray) -> np.ndarray:
+        """Noise-free detector signal (B, R) in volts before gain, at 1 mW, for input amplitudes
+        (B, n, n) in the bench's state now, stray light included (what tests compare a wire with)."""
+        return self.light.energies(inputs, self.pose()) * self.signal_scale + self.stray_v
 
     def power_factor(self) -> float:
         """Relative optical power now: set-point (1 mW = 1) with slow drift; 0 when off."""
@@ -235,46 +245,35 @@ class World:
         power = self.power_factor()
         if power == 0.0:
             return np.zeros_like(self._cache_value)
-        offsets = self.plate_offsets_m()
-        key = self._optics_key(offsets)
+        pose = self.pose()
+        key = self._optics_key(pose)
         with self._lock:
             if key != self._cache_key:
-                inputs = self.input_amplitude()[None]
-                energies = self.model().energies(inputs, self.heights_in_beam(), offsets)[0]
+                energies = self.light.energies(self.input_amplitude()[None], pose)[0]
                 self.optics_calls += 1
-                self._cache_key, self._cache_value = key, np.asarray(energies, dtype=float) * self.signal_scale
+                self._cache_key, self._cache_value = key, energies * self.signal_scale + self.stray_v
             return self._cache_value * power
 
-    def _optics_key(self, offsets: np.ndarray) -> tuple:
+    def _optics_key(self, pose: Pose) -> tuple:
         """What the optics depends on now. The SLM image goes in by content: an ``id`` could be
         reused by a new image once the old one is freed."""
         image = None if self.display is None else self.display.image
-        return (
-            self.input_key(),
-            None if image is None else np.asarray(image).tobytes(),
-            round(self.wavelength_m(), 12),
-            np.round(offsets, 9).tobytes(),
-            tuple(self.mounted()),
-        )
+        return (self.input_key(), None if image is None else np.asarray(image).tobytes(), pose.key())
 
     def detector_plane_signal(self) -> np.ndarray:
         """Noise-free signal (volts before gain) falling on each neuron of the detector plane, (n, n).
 
-        What a camera looking at the detector plane sees; summed over a detector region it is
-        that detector's ``optical_signal``.
+        What a camera looking at the detector plane sees (in the plane's own frame; stray light is
+        the photodiodes' and not added here).
         """
         power = self.power_factor()
         if power == 0.0:
             return np.zeros_like(self._plane_value)
-        offsets = self.plate_offsets_m()
-        key = self._optics_key(offsets)
+        pose = self.pose()
+        key = self._optics_key(pose)
         with self._lock:
             if key != self._plane_key:
-                g = self.geometry
-                field = self.model().output_field(self.input_amplitude()[None], self.heights_in_beam(), offsets)[0]
-                intensity = (np.square(field.real) + np.square(field.imag)).astype(np.float64)
-                k = g.oversample
-                per_neuron = intensity.reshape(g.n, k, g.n, k).sum(axis=(1, 3)) * g.sample_pitch_m**2
+                per_neuron = self.light.detector_plane(self.input_amplitude()[None], pose)[0]
                 self.optics_calls += 1
                 self._plane_key, self._plane_value = key, per_neuron * self.signal_scale
             return self._plane_value * power

@@ -84,7 +84,7 @@ class VirtualCamera:
         n = world.geometry.n
         self.pixels_per_neuron = p = max(1, TARGET_SIDE_PX // n)
         self.frame_shape = (n * p, n * p)  # rows, cols
-        regions = world.model().layout.regions
+        regions = world.layout.regions
         area = float(np.mean((regions[:, 1] - regions[:, 0]) * (regions[:, 3] - regions[:, 2])))
         #: counts a pixel gains per volt of signal falling on it (the camera's fixed exposure)
         self.gain_counts_per_v = self.truth.mean_counts_at_1v * area * p * p
