@@ -59,7 +59,7 @@ def run_one(design, strategy: str, seed: int, sigma_m: float, check: int) -> dic
             trace.append((runner.detector_reads - marks["start"], rms_um(bench.world.plate_offsets_m())))
 
     runner.subscribe(follow)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = align(bench, design, strategy, runner, probes=None, check=check or None,
                    model_options=ModelOptions(), scan_options=ScanOptions())
     truth_after = bench.world.plate_offsets_m()
@@ -81,7 +81,10 @@ def run_one(design, strategy: str, seed: int, sigma_m: float, check: int) -> dic
         "alignment_travel_mm": (end_travel - marks["travel"]) * 1e3,
         "time_s": result.time_s,
         "wall_s": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu,
         "model_passes": result.model_passes,
+        "model_seconds": result.model_seconds,
+        "verdict": result.verdict,
         "check_count": result.check_count,
         **with_ci("accuracy_before", result.accuracy_before, result.check_count),
         **with_ci("accuracy_after", result.accuracy_after, result.check_count),
@@ -149,6 +152,7 @@ def main() -> int:
             "alignment_reads_median": float(np.median([r["alignment_reads"] for r in mine])),
             "alignment_travel_mm_median": float(np.median([r["alignment_travel_mm"] for r in mine])),
             "time_s_median": float(np.median([r["time_s"] for r in mine])),
+            "model_seconds_median": float(np.median([sum(r.get("model_seconds", {}).values()) for r in mine])),
         }
     report = {
         "design": args.design,

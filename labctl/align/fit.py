@@ -26,16 +26,31 @@ The Jacobian also gives the offsets' standard errors.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from labctl.align.identify import Identification, identify
 from labctl.errors import ConfigError
 from labctl.optics import D2NN
 
 #: The optimiser works in millimetres: offsets of order 1.
 MM = 1e-3
+AXES = ("x", "y", "z")
+#: Standard errors (mm) beyond which a fitted offset says nothing: a quarter neuron laterally, 1 mm along z.
+PLAUSIBLE_MM = (0.1, 0.1, 1.0)
+
+
+def noise_floor(observations: Sequence[Observation]) -> float | None:
+    """The relative RMS misfit that the readings' noise alone leaves, sqrt(sum sigma^2) / |y|
+    (None when some observation does not know its noise)."""
+    if not observations or any(o.noise is None for o in observations):
+        return None
+    variance = sum(float(np.sum(np.square(o.noise))) for o in observations)
+    norm = sum(float(np.sum(np.square(o.signals))) for o in observations)
+    return float(np.sqrt(variance / max(norm, 1e-300)))
 
 
 @dataclass(frozen=True)
@@ -45,6 +60,7 @@ class Observation:
     displacement_m: np.ndarray  # (L, 3) stage readings minus nominal, per plate (x, y, z)
     signals: np.ndarray  # (P, C) dark-subtracted detector readings, one row per probe
     mounted: tuple[bool, ...] | None = None  # which plates were in the beam (None: all)
+    noise: np.ndarray | None = None  # (P, C) standard error of each reading (spread / sqrt(averages)), if known
 
 
 @dataclass
@@ -64,6 +80,12 @@ class FitResult:
     scaling: Scaling
     residual: float  # relative RMS misfit |a g E - y| / |y| over every reading used
     iterations: int
+    identification: Identification | None = None  # per fitted axis: stderr, and whether it is identified
+    noise_floor: float | None = None  # the residual the readings' own noise alone would leave (None: unknown)
+
+    def unidentified(self) -> dict[str, str]:
+        """Fitted parameters the readings do not pin down -> why."""
+        return {} if self.identification is None else self.identification.unidentified()
 
 
 def fit_scaling(signals: np.ndarray, energies: np.ndarray, fit_gains: bool = True, sweeps: int = 30) -> Scaling:
@@ -95,8 +117,9 @@ class OffsetFit:
     """
 
     def __init__(self, model: D2NN, heights_m: np.ndarray, inputs: np.ndarray, axes: np.ndarray,
-                 fit_gains: bool = True, fixed_m: np.ndarray | None = None):
+                 fit_gains: bool = True, fixed_m: np.ndarray | None = None, plates: Sequence[str] | None = None):
         self.model = model
+        self.plates = tuple(plates) if plates is not None else tuple(f"L{i + 1}" for i in range(model.geom.n_layers))
         self.heights_m = np.asarray(heights_m)
         self.inputs = np.asarray(inputs)
         self.axes = np.asarray(axes, dtype=bool)
@@ -104,13 +127,14 @@ class OffsetFit:
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
         self.fit_gains = fit_gains
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
-        self.passes = {"forward": 0, "adjoint": 0}  # images pushed through the model, for the report
+        self.passes = {"forward": 0, "adjoint": 0, "grid": 0}  # images (grid: plate-to-detector pushes) pushed through the model, for the report
+        self.seconds = {"forward": 0.0, "jacobian": 0.0, "grid": 0.0}  # compute time by kind, for the report
 
     def restricted(self, axes: np.ndarray, fixed_m: np.ndarray) -> OffsetFit:
         """The same model and probes fitting only ``axes``, the rest held at ``fixed_m``; the
         pass counts stay shared with this fit."""
-        other = OffsetFit(self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m)
-        other.passes = self.passes
+        other = OffsetFit(self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m, self.plates)
+        other.passes, other.seconds = self.passes, self.seconds
         return other
 
     def heights(self, observation: Observation) -> np.ndarray:
@@ -128,14 +152,22 @@ class OffsetFit:
     def vector(self, mount_m: np.ndarray) -> np.ndarray:
         return np.asarray(mount_m, dtype=float)[self.axes] / MM
 
+    def names(self) -> list[str]:
+        """``plate.axis`` of every fitted offset, in vector order."""
+        return [f"{self.plates[i]}.{AXES[a]}" for i, a in zip(*np.nonzero(self.axes))]
+
     # -- model --------------------------------------------------------------------------------
     def energies(self, observations: Sequence[Observation], mount_m: np.ndarray) -> np.ndarray:
         """Model energies (K, P, C) at every observation's configuration."""
+        started = time.perf_counter()
         self.passes["forward"] += len(observations) * len(self.inputs)
-        return np.stack([self.model.energies(self.inputs, self.heights(o), o.displacement_m + mount_m) for o in observations])
+        energies = np.stack([self.model.energies(self.inputs, self.heights(o), o.displacement_m + mount_m) for o in observations])
+        self.seconds["forward"] += time.perf_counter() - started
+        return energies
 
     def energies_and_jacobian(self, observations: Sequence[Observation], mount_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per metre (adjoint)."""
+        started = time.perf_counter()
         channels = len(self.model.layout)
         energies = np.empty((len(observations), len(self.inputs), channels))
         jacobian = np.empty(energies.shape + (int(self.axes.sum()),))
@@ -149,6 +181,7 @@ class OffsetFit:
                     jacobian[k, p, c] = self.model.backward(res, unit[c : c + 1]).offsets[self.axes]
         self.passes["forward"] += energies.shape[0] * energies.shape[1]
         self.passes["adjoint"] += energies.size
+        self.seconds["jacobian"] += time.perf_counter() - started
         return energies, jacobian
 
     def _misfit(self, observations: Sequence[Observation], energies: np.ndarray) -> tuple[np.ndarray, Scaling, float]:
@@ -232,8 +265,9 @@ class OffsetFit:
                 if np.any(x != x_jac):  # a stale Jacobian may be why: take a fresh one first
                     r, jac, scaling = self._linearise(observations, self.mount(x))
                     x_jac = x.copy()
-        dof = max(r.size - jac.shape[1] - scaling.scales.size - (scaling.gains.size - 1) * self.fit_gains, 1)
-        covariance = np.linalg.pinv(jac.T @ jac) * cost / dof
+        separable = scaling.scales.size + (scaling.gains.size - 1) * self.fit_gains
+        plausible = np.array([PLAUSIBLE_MM[a] for _, a in zip(*np.nonzero(self.axes))])
+        report = identify(jac, r, separable, self.names(), plausible)
         stderr = np.zeros(self.axes.shape)
-        stderr[self.axes] = np.sqrt(np.maximum(np.diag(covariance), 0.0)) * MM
-        return FitResult(self.mount(x), stderr, scaling, float(np.sqrt(cost)), iterations)
+        stderr[self.axes] = report.stderr * MM
+        return FitResult(self.mount(x), stderr, scaling, float(np.sqrt(cost)), iterations, report, noise_floor(observations))

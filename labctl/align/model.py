@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labctl.align.accept import NOT_FOUND, Acceptance, Verdict, judge
 from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling
 from labctl.align.probes import Probes
 from labctl.align.search import GridOptions, grid_search
-from labctl.align.steps import Calibrate, displacements, read_probes, settle
+from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
 from labctl.plans import messages as m
 
 
@@ -36,7 +37,7 @@ class ModelOptions:
     averages: int = 8  # detector averages per probe read (reads are cheap next to a scan's; noise is not)
     rounds: int = 3  # measure-fit-move rounds after the first fit, at most
     tolerance_m: float = 2e-6  # stop once no fitted offset changes by more than this
-    accept_residual: float = 0.02  # a fit with a larger relative misfit is a false minimum
+    acceptance: Acceptance = Acceptance()  # how a fit is told from a false minimum (accept.py)
     max_step_m: float = 0.1e-3  # longest step of one fit iteration
     acquire_iterations: int = 10  # iterations of the first fit (before deciding to build up)
     keep: int = 3  # observations (the most recent) the refits use
@@ -52,7 +53,12 @@ class ModelOutcome:
     history: list[float] = field(default_factory=list)  # relative residual after each fit
     observations: int = 0
     built_up: bool = False  # the stack was built up plate by plate
-    converged: bool = False  # the last fit reached ``accept_residual``
+    verdict: Verdict | None = None  # what the last fit is (accept.py)
+
+    @property
+    def converged(self) -> bool:
+        """The plates were found (at the noise floor, or by a model that lacks something)."""
+        return self.verdict is not None and self.verdict.accepted
 
     @property
     def scaling(self) -> Scaling:
@@ -112,25 +118,27 @@ def model_plan(
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
         u = yield from displacements(plates, nominal_m)
-        signals = yield from read_probes(probes, options.averages, calibrate, dark)
-        observations.append(Observation(u, signals, mounted))
+        signals, noise = yield from read_probes_and_noise(probes, options.averages, calibrate, dark)
+        observations.append(Observation(u, signals, mounted, noise))
         return observations
 
     yield from settle(plates, axes, nominal_m - start_m)
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
     result = fitter.fit(observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
+    verdict = judge(fitter, observations, result, options.acceptance)
     built = False
-    if result.residual > options.accept_residual and options.build_up:
-        yield from m.log(f"alignment: the plates are too far off for a direct fit (relative residual {result.residual:.3g} > "
-                         f"{options.accept_residual:.3g}); building the stack up plate by plate")
+    if not verdict.accepted and options.build_up:
+        yield from m.log(f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
+                         "building the stack up plate by plate")
         result = yield from build_up(fitter, plates, start_m, observe, options)
         built = True
-    outcome = ModelOutcome(result, [result.residual], len(observations), built, result.residual <= options.accept_residual)
-    yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built)
+        verdict = judge(fitter, observations[-1:], result, options.acceptance)  # what the last fit saw
+    outcome = ModelOutcome(result, [result.residual], len(observations), built, verdict)
+    yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built,
+                        verdict=verdict.kind)
     if not outcome.converged:  # do not move plates to a false minimum
-        yield from m.log(f"alignment: no fit reached the readings (best relative residual {result.residual:.3g} > "
-                         f"{options.accept_residual:.3g}); plates left where they were", "warning")
+        yield from m.log(f"alignment: the plates were not found ({verdict.reason}); plates left where they were", "warning")
         return outcome
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
     for number in range(1, options.rounds + 1):
@@ -139,10 +147,15 @@ def model_plan(
         yield from observe()
         previous = result
         result = fitter.fit(observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
-        outcome.fit, outcome.observations = result, len(observations)
+        verdict = judge(fitter, observations[-options.keep :], result, options.acceptance)
+        if verdict.kind == NOT_FOUND:  # keep the last accepted fit: never move to a false minimum
+            yield from m.log(f"alignment: round {number} lost the plates ({verdict.reason}); keeping the previous fit", "warning")
+            result = previous
+            break
+        outcome.fit, outcome.observations, outcome.verdict = result, len(observations), verdict
         outcome.history.append(result.residual)
-        outcome.converged = result.residual <= options.accept_residual
-        yield from m.record("alignment_fit", round=number, mount_m=result.mount_m, residual=result.residual)
+        yield from m.record("alignment_fit", round=number, mount_m=result.mount_m, residual=result.residual,
+                            verdict=verdict.kind)
         change = float(np.max(np.abs(result.mount_m - previous.mount_m)))
         if change < options.tolerance_m or result.residual > previous.residual * 1.5:
             break

@@ -57,7 +57,7 @@ class AlignmentResult:
     gains: np.ndarray  # (C,) relative detector gains, mean 1, as fitted
     scale: float  # calibrated units per unit of model energy
     residual: float  # relative RMS misfit between readings and the model at the end
-    converged: bool  # the residual reached the strategy's accept_residual; only then is a file written
+    converged: bool  # the plates were found (model: verdict accepted; scan: residual accepted); only then is a file written
     stage_positions_m: dict[str, list[float | None]]  # final readings per plate (x, y, z)
     detector_reads: int = 0
     travel_m: float = 0.0
@@ -65,12 +65,15 @@ class AlignmentResult:
     residual_history: list[float] = field(default_factory=list)
     built_up: bool = False  # the model strategy built the stack up plate by plate to find it
     stderr_m: PerPlate | None = None
+    verdict: dict[str, Any] | None = None  # model strategy: aligned / model incomplete / not found, and why (accept.py)
+    unidentified: dict[str, str] = field(default_factory=dict)  # fitted parameters the readings do not pin down -> why
     probes: list[str | None] = field(default_factory=list)
     accuracy_before: float | None = None
     accuracy_after: float | None = None
     design_accuracy: float | None = None  # the design's numerical accuracy on the same check images
     check_count: int = 0
     model_passes: dict[str, int] = field(default_factory=dict)
+    model_seconds: dict[str, float] = field(default_factory=dict)  # compute time of the model by kind (grid, forward, jacobian)
     calibration_versions: dict[str, int] = field(default_factory=dict)  # kind -> version applied to the readings
     file: Path | None = None
 
@@ -91,6 +94,8 @@ class AlignmentResult:
             "offsets_m": self.offsets_m,
             "mount_m": self.mount_m,
             "stderr_m": self.stderr_m,
+            "verdict": self.verdict,
+            "unidentified": dict(self.unidentified),
             "gains": [float(g) for g in self.gains],
             "scale": float(self.scale),
             "residual": float(self.residual),
@@ -107,6 +112,7 @@ class AlignmentResult:
             "design_accuracy": self.design_accuracy,
             "check_count": int(self.check_count),
             "model_passes": dict(self.model_passes),
+            "model_seconds": dict(self.model_seconds),
             "calibration_versions": dict(self.calibration_versions),
         }
 

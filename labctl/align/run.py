@@ -146,7 +146,7 @@ def align(
     model_options = model_options or ModelOptions()
     scan_options = scan_options or ScanOptions()
     averages = model_options.averages if strategy == "model" else scan_options.averages
-    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, axes, fixed_m=start_m)
+    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, axes, fixed_m=start_m, plates=names)
     limits = {(name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
               for i, name in enumerate(names) for a in range(3) if axes[i, a]}
 
@@ -186,6 +186,7 @@ def align(
         result.accuracy_before, result.accuracy_after, result.check_count = before, after, len(check)
         result.design_accuracy = float(np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels)))
     result.model_passes = dict(fitter.passes)
+    result.model_seconds = {kind: round(seconds, 3) for kind, seconds in fitter.seconds.items()}
     records = getattr(calibration, "records", None) or {}
     result.calibration_versions = {kind: int(record["version"]) for kind, record in records.items() if "version" in record}
     if folder is not None and result.converged:
@@ -215,5 +216,7 @@ def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFi
         residual_history=list(history),
         built_up=built_up,
         stderr_m=None if stderr is None else per_plate(names, stderr),
+        verdict=outcome.verdict.to_dict() if isinstance(outcome, ModelOutcome) and outcome.verdict else None,
+        unidentified=outcome.fit.unidentified() if isinstance(outcome, ModelOutcome) else {},
         probes=list(probes.keys),
     )

@@ -37,12 +37,24 @@ def measure_dark(averages: int) -> m.Plan:
 
 def read_probes(probes: Probes, averages: int, calibrate: Calibrate, dark: np.ndarray | None) -> m.Plan:
     """Show every probe and read the detectors. Returns calibrated signals (P, C)."""
-    rows = []
+    signals, _ = yield from read_probes_and_noise(probes, averages, calibrate, dark)
+    return signals
+
+
+def read_probes_and_noise(probes: Probes, averages: int, calibrate: Calibrate, dark: np.ndarray | None) -> m.Plan:
+    """Show every probe and read the detectors. Returns calibrated signals (P, C) and the standard
+    error of each (the spread over the averages / sqrt(averages), through the calibration's slope;
+    None when a single sample per read gives no spread)."""
+    rows, noise = [], []
     for key, image in zip(probes.keys, probes.images):
         yield m.Show(key, image)
         reading = yield from m.read(averages)
-        rows.append(calibrate(np.asarray(reading.values, dtype=float), dark))
-    return np.array(rows)
+        values = np.asarray(reading.values, dtype=float)
+        signal = calibrate(values, dark)
+        error = np.asarray(reading.spread, dtype=float) / np.sqrt(max(int(reading.averages), 1))
+        rows.append(signal)
+        noise.append(np.abs(calibrate(values + error, dark) - signal) if reading.averages > 1 else None)
+    return np.array(rows), None if any(n is None for n in noise) else np.array(noise)
 
 
 def displacements(plates: Sequence[str], nominal_m: np.ndarray) -> m.Plan:
