@@ -78,8 +78,9 @@ def parse_steps(only: str | Iterable[str] | None) -> tuple[str, ...]:
 class _Calibration:
     """One run's shared state: the bench, the runner, the folder, and what is known so far."""
 
-    def __init__(self, bench: Any, folder: Path, runner: Runner, station: str, settings: Settings):
+    def __init__(self, bench: Any, folder: Path, runner: Runner, station: str, settings: Settings, dataset: Any = None):
         self.bench, self.folder, self.runner, self.station, self.settings = bench, folder, runner, station, settings
+        self.dataset = dataset  # the readout's training images (default: the design's data set)
         self.report = CalibrationReport()
         existing = CalibrationSet.load_latest(folder)
         self.previous = existing.records.get("detectors")
@@ -126,12 +127,14 @@ def calibrate(
     settings: Settings | None = None,
     power_w: float | None = None,
     progress: Callable[[str], None] | None = None,
+    dataset: Any = None,
 ) -> CalibrationReport:
     """Run the calibration ``kinds`` (steps, see ``STEPS``; None: every one this bench has).
 
     ``design`` (its optics model) is needed for gains; ``probes`` ((key, image) masks, the
     first also the source reference) for stages, gains and source; on a wheel they are loaded
     as one cassette. ``power_w``: the source set-point to normalise at (default: its current).
+    ``dataset``: where the readout's training images come from (default: the design's data set).
     """
     steps = parse_steps(kinds)
     uses_slm = bench.projector.capacity() is None
@@ -143,13 +146,13 @@ def calibrate(
         raise ConfigError("calibrate: stages, gains and source need probe masks (key, image); none were given")
     if "gains" in steps and design is None:
         raise ConfigError("calibrate gains: the optics model of the design is needed; give the station a design")
-    if "readout" in steps and design is None:
+    if "readout" in steps and design is None and dataset is None:
         raise ConfigError("calibrate readout: the design's data set is needed; give the station a design")
     capacity = bench.projector.capacity()
     if capacity is not None and len(probes) > capacity:
         raise ConfigError(f"calibrate: {len(probes)} probe masks do not fit the {capacity}-slot wheel")
     station = station or getattr(getattr(bench, "config", None), "name", None) or "unknown station"
-    run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings())
+    run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset)
     say = progress or (lambda line: None)
     try:
         if run.uses_wheel and set(steps) & {"stages", "gains", "source"}:
@@ -269,7 +272,10 @@ def _readout(run: _Calibration, design: Any, probes: list[Probe], power_w: float
     in_force = CalibrationSet.load_latest(run.folder)
     if in_force.dark_v is None:
         raise ConfigError("calibrate readout: no dark offsets measured yet; run `labctl calibrate` (darks) first")
-    training = readout.training_set(design, run.settings.readout_samples, run.settings.readout_seed)
+    from labctl.design.datasets import load_dataset
+
+    data = run.dataset if run.dataset is not None else load_dataset(design.dataset)
+    training = readout.training_set(data, run.settings.readout_samples, run.settings.readout_seed)
     plan = readout.readout_plan(training, run.bench.projector.capacity(), run.settings.readout_averages, in_force.apply)
     readings = run.runner.run(plan)
     fit = fit_readout(readings, training.labels, readings.shape[1], seed=run.settings.readout_seed)

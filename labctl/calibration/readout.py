@@ -45,12 +45,9 @@ class TrainingSet:
         return [list(range(start, min(start + size, len(self)))) for start in range(0, len(self), size)]
 
 
-def training_set(design: Any, count: int = DEFAULT_SAMPLES, seed: int = 0) -> TrainingSet:
-    """``count`` training images of the design's data set, as even over the classes as it goes."""
-    from labctl.design.datasets import load_dataset
-
-    data = load_dataset(design.dataset)
-    labels = np.asarray(data.train_labels, dtype=int)
+def training_set(dataset: Any, count: int = DEFAULT_SAMPLES, seed: int = 0) -> TrainingSet:
+    """``count`` training images of ``dataset`` (a ``Dataset``), as even over the classes as it goes."""
+    labels = np.asarray(dataset.train_labels, dtype=int)
     classes = int(labels.max()) + 1
     if count < classes:
         raise ConfigError(
@@ -58,13 +55,13 @@ def training_set(design: Any, count: int = DEFAULT_SAMPLES, seed: int = 0) -> Tr
             f"(--readout-samples, default {DEFAULT_SAMPLES})"
         )
     if count > len(labels):
-        raise ConfigError(f"readout: the {design.dataset} training split has {len(labels)} images, asked for {count}")
+        raise ConfigError(f"readout: the {dataset.name} training split has {len(labels)} images, asked for {count}")
     rng = np.random.default_rng(seed)
     by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in range(classes)]
     share = [count // classes + (c < count % classes) for c in range(classes)]
     chosen = np.sort(np.concatenate([idx[:k] for idx, k in zip(by_class, share, strict=True)]))
-    keys = tuple(f"{design.dataset}/{SPLIT}/{int(i)}" for i in chosen)
-    return TrainingSet(keys, chosen, data.train_images[chosen], labels[chosen])
+    keys = tuple(f"{dataset.name}/{SPLIT}/{int(i)}" for i in chosen)
+    return TrainingSet(keys, chosen, dataset.train_images[chosen], labels[chosen])
 
 
 def readout_plan(

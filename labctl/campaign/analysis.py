@@ -50,9 +50,13 @@ class CampaignSummary:
     total_signal: np.ndarray  # calibrated sum per sample (drift of source and bench)
     dark_timestamps: np.ndarray
     darks: np.ndarray  # (k, detectors)
+    readout: ReadoutComparison | None = None  # when the campaign applied a readout trained on the bench
 
     def score_rows(self) -> list[tuple[str, str]]:
         """(label, text) rows of the scores, the same in every view (CLI, report page)."""
+        return [*self._plain_rows(), *(self.readout.rows() if self.readout is not None else [])]
+
+    def _plain_rows(self) -> list[tuple[str, str]]:
         return [
             ("samples", str(self.samples)),
             ("accuracy measured", str(self.measured)),
@@ -76,11 +80,66 @@ class CampaignSummary:
             "energy_correlation": self.energy_correlation,
             "confusion_measured": self.confusion_measured.tolist(),
             "confusion_simulated": self.confusion_simulated.tolist(),
+            **({} if self.readout is None else {"readout": self.readout.to_json()}),
         }
 
 
-def summarize(streams: dict[str, dict[str, np.ndarray]], source: str = "campaign") -> CampaignSummary:
-    """Compute the summary of a campaign's streams (as ``read_campaign`` returns them)."""
+@dataclass
+class ReadoutComparison:
+    """Plain argmax against the trained readout, on the campaign's samples it was not fitted on."""
+
+    plain: AccuracyCI
+    trained: AccuracyCI
+    paired: McNemarResult  # b = only the readout right, c = only the plain argmax right
+    excluded: int  # samples left out because the readout was fitted on them
+
+    def rows(self) -> list[tuple[str, str]]:
+        rows = [
+            ("plain argmax (held out)", str(self.plain)),
+            ("trained readout (held out)", str(self.trained)),
+            ("readout vs plain", self.paired.describe("readout", "plain")),
+        ]
+        return rows + ([("left out (fitted on them)", str(self.excluded))] if self.excluded else [])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "plain": self.plain.as_dict(),
+            "trained": self.trained.as_dict(),
+            "mcnemar_p": self.paired.p_value,
+            "only_readout_right": self.paired.b,
+            "only_plain_right": self.paired.c,
+            "excluded_fitted_samples": self.excluded,
+        }
+
+
+def readout_training_keys(metadata: dict[str, Any] | None) -> set[str]:
+    """Mask keys the recorded readout was fitted on (never scored as held out)."""
+    record = ((metadata or {}).get("calibration") or {}).get("readout") or {}
+    return set((record.get("data") or {}).get("training", {}).get("keys", []))
+
+
+def compare_readout(samples: dict[str, np.ndarray], metadata: dict[str, Any] | None) -> ReadoutComparison | None:
+    """The readout comparison, or None when the campaign applied no readout (or scored only fitted samples)."""
+    if "readout_class" not in samples:
+        return None
+    fitted = readout_training_keys(metadata)
+    keys = [k.decode() if isinstance(k, bytes) else str(k) for k in samples.get("key", [])]
+    held = np.array([k not in fitted for k in keys], dtype=bool) if keys else np.ones(len(samples["label"]), bool)
+    if not held.any():
+        return None
+    labels = samples["label"].astype(int)[held]
+    plain = samples["measured_class"].astype(int)[held] == labels
+    trained = samples["readout_class"].astype(int)[held] == labels
+    return ReadoutComparison(AccuracyCI.from_flags(plain), AccuracyCI.from_flags(trained), mcnemar(trained, plain), int((~held).sum()))
+
+
+def summarize(
+    streams: dict[str, dict[str, np.ndarray]], source: str = "campaign", metadata: dict[str, Any] | None = None
+) -> CampaignSummary:
+    """Compute the summary of a campaign's streams (as ``read_campaign`` returns them).
+
+    ``metadata`` (the campaign's) names the readout's training samples, left out of its score.
+    """
     samples = streams.get("samples") or {}
     if not samples or len(samples.get("label", [])) == 0:
         raise DataError(f"{source}: the campaign has no samples yet; run or resume it first")
@@ -117,4 +176,5 @@ def summarize(streams: dict[str, dict[str, np.ndarray]], source: str = "campaign
         total_signal=np.asarray(samples["calibrated"], dtype=float).sum(axis=1),
         dark_timestamps=np.asarray(darks.get("timestamp", np.zeros(0)), dtype=float),
         darks=np.asarray(darks.get("values", np.zeros((0, classes))), dtype=float),
+        readout=compare_readout(samples, metadata),
     )

@@ -3,7 +3,8 @@
 For a wheel of ``capacity`` slots the masks are split into cassettes; each is loaded once (the
 operator is asked; the simulated bench loads it itself) and measured ``repeats`` times before
 the next. Every sample stores the raw and calibrated readings, timestamps, the stage positions
-and the simulated prediction for the same input on the fitted bench. Samples already in the
+and the simulated prediction for the same input on the fitted bench; with a readout trained on
+the bench, its class too, next to the plain argmax (``measured_class``). Samples already in the
 campaign file (``done``) are skipped, so a resumed campaign records none twice.
 """
 
@@ -82,6 +83,7 @@ def campaign_plan(
     dark_every: int,
     done: set[int],
     uses_wheel: bool,
+    readout: Callable[[np.ndarray], int] | None = None,
 ) -> m.Plan:
     """Measure every sample not in ``done`` (see the module docstring)."""
     total = len(samples)
@@ -123,6 +125,7 @@ def campaign_plan(
             predicted=predicted,
             measured_class=int(np.argmax(calibrated)),
             predicted_class=int(np.argmax(predicted)),
+            **({} if readout is None else {"readout_class": int(readout(calibrated))}),
         )
         finished += 1
         since_dark += 1

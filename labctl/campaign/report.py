@@ -98,7 +98,7 @@ def write_report(campaign_file: str | Path, out_dir: str | Path | None = None) -
     if not campaign_file.exists():
         raise DataError(f"{campaign_file}: no such campaign file")
     metadata, streams = read_campaign(campaign_file)
-    summary = summarize(streams, source=str(campaign_file))
+    summary = summarize(streams, source=str(campaign_file), metadata=metadata)
     out_dir = Path(out_dir) if out_dir else campaign_file.with_name(campaign_file.stem + "_report")
     with made_folders(out_dir):  # a report that fails leaves no empty folder behind
         return _write_page(campaign_file, metadata, summary, out_dir), summary

@@ -3,7 +3,8 @@
 Everything a later reader needs goes into the campaign file's metadata: the spec, the station,
 the calibration applied, the design and its hash, the software version and the command. A
 resumed campaign takes its spec from the file, never from the command line, so it continues
-exactly the schedule it started.
+exactly the schedule it started. A readout trained on the bench is applied when the calibration the
+campaign records has one (``labctl calibrate --only readout``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from labctl.campaign.store import CampaignStore
 from labctl.errors import ConfigError
 from labctl.plans.messages import LoadCassette, Progress
 from labctl.plans.runner import Runner
+from labctl.readout import Readout
 
 
 def file_sha256(path: str | Path) -> str:
@@ -32,6 +34,12 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def recorded_readout(metadata: dict[str, Any], source: str) -> Readout | None:
+    """The readout in the calibration a campaign recorded (the one it applies, also on resume)."""
+    record = (metadata.get("calibration") or {}).get("readout")
+    return None if record is None else Readout.from_data(record["data"], f"{source}: recorded readout")
 
 
 def run_campaign(
@@ -74,6 +82,7 @@ def run_campaign(
         }
         store = CampaignStore.create(out_path, meta)
         done = set()
+    readout = recorded_readout(store.metadata, str(out_path))
     try:
         indices = spec.select(labels)
         capacity = bench.projector.capacity()
@@ -94,6 +103,7 @@ def run_campaign(
             dark_every=spec.dark_every,
             done=done,
             uses_wheel=capacity is not None,
+            readout=None if readout is None else readout.predict,
         )
         runner = runner or Runner(bench, operator=operator, progress=progress)
         runner.store = store

@@ -308,7 +308,7 @@ def _report(campaign: Path, as_json: bool) -> int:
     from labctl.campaign.store import read_campaign
 
     metadata, streams = read_campaign(campaign)
-    summary = summarize(streams, source=str(campaign))
+    summary = summarize(streams, source=str(campaign), metadata=metadata)
     if as_json:
         print(json.dumps({"campaign": str(campaign), "complete": metadata["complete"], **summary.to_json()}, indent=2))
         return 0

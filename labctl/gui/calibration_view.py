@@ -58,10 +58,10 @@ def in_force(folder: Path) -> list[str]:
 class CalibrationView(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
-        from labctl.calibration import STEPS
+        from labctl.calibration.procedure import ON_REQUEST, STEPS
 
         self.session = session
-        self.steps = {step: QCheckBox(step) for step in STEPS}
+        self.steps = {step: QCheckBox(step) for step in STEPS if step not in ON_REQUEST}  # the readout has its own view
         self.probes = QSpinBox()
         self.probes.setRange(1, 64)
         self.probes.setValue(6)

@@ -346,7 +346,11 @@ class CampaignView(QWidget):
             self.status.info(f"opened {path}")
             self._enable()
 
-        self.session.compute.submit(lambda: summarize(read_campaign(path)[1], str(path)), shown, self.status.error)
+        def summary() -> Any:
+            metadata, streams = read_campaign(path)
+            return summarize(streams, str(path), metadata)
+
+        self.session.compute.submit(summary, shown, self.status.error)
 
     def make_report(self) -> None:
         """Write the HTML report of the campaign shown (compute worker), then ``report_ready``."""

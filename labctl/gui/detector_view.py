@@ -3,7 +3,9 @@ bar the twin's prediction for the mask in the beam on the fitted bench.
 
 Readings come from polling the detector array on the instrument worker (as fast as it answers,
 up to 50 a second) or, while a plan runs, from the plan's own reads. Raw volts or calibrated
-(``CalibrationSet.apply``), absolute or normalized (share of the total).
+(``CalibrationSet.apply``), absolute or normalized (share of the total). With calibrated readings
+and a readout trained on the bench (``labctl calibrate --only readout``) the readout's class is
+shown next to the plain argmax.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class DetectorView(QWidget):
         self.updates = 0
         self._times: deque[float] = deque(maxlen=100)
         self._calibration: Any = None
+        self.readout: Any = None  # the readout trained on the bench, once the calibration is loaded
         self._predictions: dict[str, np.ndarray] = {}
         self._predicting = False
         self._generation = 0
@@ -119,6 +122,7 @@ class DetectorView(QWidget):
     # -- calibration and prediction ----------------------------------------------------------
     def _reset(self) -> None:
         self._calibration = None
+        self.readout = None
         self._predictions.clear()
         self._generation += 1  # predictions still being computed belong to the old twin
         self._units_changed(self.units.currentText())
@@ -130,6 +134,11 @@ class DetectorView(QWidget):
 
     def _calibration_loaded(self, calibration: Any) -> None:
         self._calibration = calibration
+        try:
+            self.readout = calibration.readout()
+        except Exception as exc:  # a broken readout file must not cost the calibrated view
+            self.readout = None
+            self.status.error(f"trained readout unavailable: {exc}")
         self.redraw()
 
     def _calibration_failed(self, exc: Exception) -> None:
@@ -186,6 +195,8 @@ class DetectorView(QWidget):
         brushes = [pg.mkBrush(WINNER if c == win else MEASURED) for c in channels]
         self.measured_bars.setOpts(x=channels - 0.2, height=values, brushes=brushes)
         text = f"bench: class {win}"
+        if self.readout is not None and self.units.currentText() == "calibrated" and self._calibration is not None:
+            text += f" · trained readout: class {int(self.readout.predict(self._calibration.apply(self.raw)))}"
         predicted = None
         if self.predicted is not None and len(self.predicted) == len(values):
             predicted = self.predicted

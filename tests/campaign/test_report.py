@@ -56,3 +56,25 @@ def test_report_errors_name_the_file(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"not hdf5")
     with pytest.raises(DataError, match="x.h5"):
         write_report(tmp_path / "x.h5")
+
+
+def test_report_shows_plain_and_trained_readout_side_by_side_on_held_out_samples(tmp_path):
+    path = tmp_path / "c.h5"
+    fitted = [f"x/test/{i}" for i in range(10)]  # the readout was fitted on the first ten samples
+    store = CampaignStore.create(path, {"calibration": {"readout": {"data": {"training": {"keys": fitted}}}}})
+    for i in range(40):
+        label = i % 10
+        calibrated = np.eye(10)[(label + 1) % 10 if i % 4 == 0 else label]  # plain argmax wrong on every 4th
+        store.record("samples", {
+            "seq": i, "index": i, "key": f"x/test/{i}", "label": label, "calibrated": calibrated, "predicted": np.eye(10)[label],
+            "measured_class": int(np.argmax(calibrated)), "predicted_class": label, "readout_class": label, "timestamp": float(i),
+        })  # fmt: skip
+    store.finish()
+    html_path, summary = write_report(path)
+    comparison = summary.readout
+    assert comparison.excluded == 10
+    assert (comparison.plain.correct, comparison.plain.n) == (23, 30)  # samples 12, 16, ..., 36 wrong
+    assert (comparison.trained.correct, comparison.paired.b, comparison.paired.c) == (30, 7, 0)
+    text = html_path.read_text()
+    assert f"trained readout (held out)</th><td>{comparison.trained}" in text and str(comparison.paired.p_value)[:4] in text
+    assert summary.to_json()["readout"]["excluded_fitted_samples"] == 10

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from labctl.calibration.files import jsonable
 from labctl.campaign.run import run_campaign
 from labctl.campaign.spec import CampaignSpec
 from labctl.campaign.store import read_campaign
@@ -12,6 +13,7 @@ from labctl.errors import Aborted
 from labctl.optics import embed_image
 from labctl.plans.messages import Progress
 from labctl.plans.runner import Runner
+from labctl.readout import Readout
 from labctl.sim.soft import SoftBench
 from tests.tiny import tiny_design, tiny_images
 
@@ -66,3 +68,28 @@ def test_abort_midway_then_resume_records_each_sample_once(tmp_path):
     _, streams = read_campaign(path)
     assert sorted(streams["samples"]["seq"]) == list(range(12))
     assert len(streams["samples"]["seq"]) == 12
+
+
+def test_a_recorded_readout_is_applied_next_to_the_plain_argmax_also_on_resume(tmp_path):
+    from labctl.campaign.analysis import summarize
+
+    bench, predict = setup()
+    rng = np.random.default_rng(5)
+    readout = Readout(rng.normal(size=(10, 10)), rng.normal(size=10), 0.01)  # any readout: it must be the one used
+    fitted_on = ["tiny/test/0", "tiny/test/1"]  # pretend it was fitted on two of the campaign's samples
+    record = {"version": 1, "data": {**readout.to_data(), "training": {"split": "test", "keys": fitted_on}}}
+    metadata = {"calibration": {"readout": jsonable(record, "test")}}
+    path = tmp_path / "c.h5"
+    runner = Runner(bench, operator=lambda msg: None)
+    runner.progress = lambda msg: runner.abort() if msg.done == 4 else None
+    with pytest.raises(Aborted):
+        run_campaign(bench, path, spec=CampaignSpec(count=10, averages=1), runner=runner, metadata=metadata, **kwargs(predict))
+    run_campaign(bench, path, resume=True, **kwargs(predict))  # the readout comes from the file, not the caller
+    meta, streams = read_campaign(path)
+    samples = streams["samples"]
+    np.testing.assert_array_equal(samples["readout_class"], readout.predict(samples["calibrated"]))
+    np.testing.assert_array_equal(samples["measured_class"], np.argmax(samples["calibrated"], axis=1))
+    comparison = summarize(streams, str(path), meta).readout
+    assert comparison.excluded == 2 and comparison.trained.n == comparison.plain.n == 8
+    held = ~np.isin([k.decode() if isinstance(k, bytes) else k for k in samples["key"]], fitted_on)
+    assert comparison.trained.correct == int(np.sum(samples["readout_class"][held] == samples["label"][held]))
