@@ -60,8 +60,16 @@ def test_unknown_name_and_missing_fashion_say_how_to_get_them(tmp_path, monkeypa
         load_dataset("no-such-set")
     assert "\n" not in str(err.value)
     monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", tmp_path / "absent")
+    assert datasets.missing_install_step("fashion-mnist") == "apt-get install dataset-fashion-mnist"
     with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist")
+
+
+def test_only_an_absent_system_data_set_is_missing(idx_dir, monkeypatch):
+    monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", idx_dir)
+    assert datasets.missing_install_step("fashion-mnist") is None
+    assert datasets.missing_install_step("mnist5k") is None
+    assert datasets.missing_install_step(str(idx_dir)) is None
 
 
 def test_fashion_uses_its_class_names(idx_dir, monkeypatch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labctl.design.datasets import load_dataset
+from labctl.design.datasets import load_dataset, missing_install_step
 from labctl.design.designfile import load_design
 from labctl.design.evaluation import evaluate
 from labctl.design.shipped import list_designs, resolve_design
@@ -17,6 +17,9 @@ PREFIX = 300
 def test_a_shipped_design_scores_as_recorded(name):
     assert name in [path.stem for path in list_designs()]
     design = load_design(resolve_design(name))
+    step = missing_install_step(design.dataset)
+    if step is not None:
+        pytest.skip(f"data set {design.dataset} is not installed on this machine; install it with `{step}`")
     data = load_dataset(design.dataset)
     accuracy = evaluate(design, data.test_images[:PREFIX], data.test_labels[:PREFIX]).accuracy
     recorded = design.provenance["test_accuracy"]
