@@ -93,8 +93,16 @@ def test_kill_minus_nine_at_random_points_loses_nothing_and_records_nothing_twic
     rng = np.random.default_rng(1)
     interrupted = 0
     for _ in range(10):
+        before = journal_path(path).stat().st_size if journal_path(path).exists() else 0
         proc = subprocess.Popen([sys.executable, str(script), str(path), str(total)])
-        time.sleep(float(rng.uniform(0.5, 1.0)))
+        # kill while records are being written, however long the interpreter takes to start on a
+        # loaded machine: once the journal has grown, at a random point within the next records
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            if journal_path(path).exists() and journal_path(path).stat().st_size > before:
+                break
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             interrupted += journal_path(path).exists()
