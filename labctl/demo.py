@@ -49,22 +49,21 @@ def run_demo(
     from labctl.calibration.detectors import default_probes
     from labctl.calibration.procedure import calibrate
     from labctl.campaign.report import write_report
-    from labctl.campaign.run import file_sha256, run_campaign
+    from labctl.campaign.setup import new_campaign
     from labctl.campaign.spec import CampaignSpec
+    from labctl.campaign.store import journal_path
     from labctl.design.datasets import load_dataset
     from labctl.design.designfile import load_design
-    from labctl.design.fabrication import as_printed
     from labctl.design.shipped import resolve_design
     from labctl.plans.runner import Runner
     from labctl.sim.bench import SimulatedBench
     from labctl.sim.truth import load_truth
-    from labctl.twin import Twin
+    from labctl.twin import seen_design
 
     started = time.monotonic()
     out_dir = Path(out_dir).resolve()
     design_path = resolve_design(design_name)
     design = load_design(design_path)
-    printed = as_printed(design)  # the wheel holds printed stencils: predict what they transmit
     dataset = load_dataset(design.dataset)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once nothing can be refused
     sim_dir = out_dir / "bench"
@@ -75,6 +74,7 @@ def run_demo(
     ) as sim, Bench.from_station(sim.station_path) as bench:
         say(f"connected {len(bench.instruments)} instruments through station file {sim.station_path}")
         folder = bench.calibration_dir
+        printed = seen_design(design, bench)  # the wheel holds printed stencils: model what they transmit
         probes = default_probes(design, bench.projector.capacity() or 6)
         tick = _progress_printer(say) if progress else None
 
@@ -98,30 +98,17 @@ def run_demo(
             say(f"alignment did not converge (model misfit {alignment.residual:.3f}); calibrating the source only")
             steps = "source"
         calibrate(bench, folder, steps, runner(), design=printed, probes=probes, progress=say)
-        calset = CalibrationSet.load_latest(folder)
-        calset.configure(bench)
-        twin = Twin.from_calibration(printed, calset)
         spec = CampaignSpec(count_per_class=per_class, averages=4, dark_every=20, seed=seed)
         campaign_file = out_dir / "campaign.h5"
-        if campaign_file.exists():
-            campaign_file.unlink()
-        say(f"measuring {10 * per_class} test samples through the mask wheel")
-        run_campaign(
-            bench,
-            campaign_file,
-            spec=spec,
-            images=dataset.test_images,
-            labels=dataset.test_labels,
-            dataset=design.dataset,
-            predict=lambda image: twin.predict(image[None])[0],
-            calibrate=calset.apply,
-            metadata={
-                "station": sim.station_path.read_text(),
-                "calibration": calset.to_dict(),
-                "design": {"name": design_name, "path": str(design_path), "sha256": file_sha256(design_path)},
-            },
-            runner=runner(),
-        )
+        for leftover in (campaign_file, journal_path(campaign_file)):  # an earlier demo's, in the same folder
+            leftover.unlink(missing_ok=True)
+        job = new_campaign(
+            campaign_file, spec, design, design_path=design_path, design_name=design_name, dataset=dataset,
+            command=f"labctl demo --seed {seed}",
+        )  # fmt: skip
+        campaign = job.on_bench(bench, sim.station_path)
+        say(f"measuring {len(campaign.predict)} test samples through the mask wheel")
+        campaign.run(runner())
         reads = sum(r.detector_reads for r in runners)
         truth = sim.world.plate_offsets_m()  # the hidden truth: only the summary looks
     html, summary = write_report(campaign_file)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError, DataError
 from labctl.optics import D2NN, Material, embed_image
 
@@ -33,6 +33,22 @@ def design_inputs(design: Any, images: np.ndarray) -> np.ndarray:
     if callable(encode):
         return encode(images)
     return embed_image(images, design.geometry, scale=int(design.input_scale))
+
+
+def seen_design(design: Any, bench: Any) -> Any:
+    """The design as the bench's inputs reach it: the one rule for what the twin must model.
+
+    A mask wheel holds printed stencils, so for a design file it is ``as_printed`` (what the
+    stencils transmit, ``labctl.design.fabrication``); an SLM shows the images themselves, and a
+    bare design-like object (tests) has no print model: both as they are.
+    """
+    from labctl.design.designfile import Design
+    from labctl.design.fabrication import PrintedDesign, as_printed
+
+    on_wheel = bench.projector.capacity() is not None
+    if on_wheel and isinstance(design, Design) and not isinstance(design, PrintedDesign):
+        return as_printed(design)
+    return design
 
 
 @dataclass
@@ -107,44 +123,28 @@ class Twin:
         }
 
     @classmethod
-    def from_alignment(cls, design: Any, record: Mapping[str, Any], material: Material | None = None,
+    def from_alignment(cls, design: Any, alignment: AlignmentRecord, material: Material | None = None,
                        detectors_version: int | None = None) -> Twin:
-        """A twin from an ``alignment`` calibration record (``labctl.calibration.read_calibration``).
-
-        The fitted gains are relative to the detector calibration the alignment's readings went
-        through; when ``detectors_version`` (the one in force now) is another, they are dropped.
-        """
-        source = record.get("path", "alignment record")
-        try:
-            data = record["data"]
-            plates = list(data["plates"])
-            offsets = np.zeros((design.geometry.n_layers, 3))
-            if len(plates) != design.geometry.n_layers:
-                raise ValueError(f"{len(plates)} plates, the design has {design.geometry.n_layers}")
-            for index, name in enumerate(plates):
-                offsets[index] = data["offsets_m"][name]
-            gains = data.get("gains")
-            if data.get("calibration_versions", {}).get("detectors") != detectors_version:
-                gains = None
-            return cls(design, offsets, None if gains is None else np.asarray(gains, float), float(data.get("scale", 1.0)), material)
-        except (KeyError, TypeError, ValueError, ConfigError) as exc:
-            raise DataError(f"{source}: not a usable alignment for this design ({exc}); re-run `labctl align`") from exc
+        """A twin with an alignment's offsets, scale and (if fitted under ``detectors_version``,
+        the detector calibration in force now) gains."""
+        if len(alignment.plates) != design.geometry.n_layers:
+            raise DataError(
+                f"{alignment.source}: {len(alignment.plates)} plates, the design has {design.geometry.n_layers}; "
+                "re-run `labctl align` for this design"
+            )
+        return cls(design, alignment.offsets_array(), alignment.gains_under(detectors_version), alignment.scale, material)
 
     @classmethod
     def from_calibration(cls, design: Any, calibration: Any, material: Material | None = None) -> Twin:
-        """A twin from the latest ``alignment`` file of a calibration folder or set.
+        """A twin from the ``alignment`` record of a calibration set (its ``records``, kind -> record).
 
-        ``calibration`` is a folder path or a calibration set (its ``records``, kind -> record).
         Without an alignment the twin is the design as designed (no offsets, unit gains and scale).
         """
-        from labctl.calibration import latest_calibration
-
         records = getattr(calibration, "records", None)
-        if isinstance(calibration, (str, Path)):
-            records = {kind: latest_calibration(calibration, kind) for kind in ("alignment", "detectors")}
-        elif not isinstance(records, Mapping):
-            raise ConfigError(f"twin: cannot read an alignment from a {type(calibration).__name__}")
+        if not isinstance(records, Mapping):
+            raise ConfigError(f"twin: cannot read an alignment from a {type(calibration).__name__}; pass a calibration set")
         record, detectors = records.get("alignment"), records.get("detectors")
         if record is None:
             return cls(design, material=material)
-        return cls.from_alignment(design, record, material, None if detectors is None else int(detectors["version"]))
+        version = None if detectors is None else int(detectors["version"])
+        return cls.from_alignment(design, AlignmentRecord.from_record(record), material, version)

@@ -57,17 +57,17 @@ def test_bad_state_is_refused(design):
 
 def test_from_calibration_reads_the_latest_alignment(design, tmp_path):
     images, _ = tiny_images(2)
-    assert np.allclose(Twin.from_calibration(design, tmp_path).predict(images), Twin(design).predict(images))
+    assert np.allclose(Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).predict(images), Twin(design).predict(images))
     offsets = {"L1": [1e-4, 0.0, 0.0], "L2": [0.0, -1e-4, 0.0], "L3": [0.0, 0.0, 0.0]}
     data = {"plates": ["L1", "L2", "L3"], "offsets_m": offsets, "gains": [1.0] * 10, "scale": 2.0}
     write_calibration(tmp_path, "alignment", data, "test", [], "tiny")
     expected = Twin(design, np.array(list(offsets.values())), np.ones(10), 2.0).predict(images)
-    assert np.allclose(Twin.from_calibration(design, tmp_path).predict(images), expected)
+    assert np.allclose(Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).predict(images), expected)
     calset = CalibrationSet.load_latest(tmp_path)
     assert np.allclose(Twin.from_calibration(design, calset).predict(images), expected)
     write_calibration(tmp_path, "alignment", {"plates": ["L1"], "offsets_m": {}}, "test", [], "tiny")
     with pytest.raises(DataError, match="alignment-v002"):
-        Twin.from_calibration(design, tmp_path)
+        Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path))
 
 
 def test_fitted_gains_are_dropped_under_another_detector_calibration(design, tmp_path):
@@ -76,6 +76,6 @@ def test_fitted_gains_are_dropped_under_another_detector_calibration(design, tmp
             "gains": [2.0] * 10, "scale": 1.0, "calibration_versions": {"detectors": 1}}
     write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")
     write_calibration(tmp_path, "alignment", data, "test", [], "tiny")
-    assert np.allclose(Twin.from_calibration(design, tmp_path).gains, 2.0)  # made under detectors-v001
+    assert np.allclose(Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).gains, 2.0)  # made under detectors-v001
     write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")
-    assert Twin.from_calibration(design, tmp_path).gains is None  # detectors-v002 is in force now
+    assert Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).gains is None  # detectors-v002 is in force now

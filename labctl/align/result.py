@@ -1,4 +1,8 @@
-"""What an alignment found and used, and its calibration file (``alignment-vNNN.json``)."""
+"""What an alignment found and used, and its calibration file (``alignment-vNNN.json``).
+
+``AlignmentResult`` writes the file; ``AlignmentRecord`` (defined in ``labctl.alignment_record``,
+below the twin and the calibration that read it, and re-exported here) reads it back.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import write_calibration
 from labctl.twin import Twin
 
@@ -31,6 +36,8 @@ ASSUMPTIONS = [
     "plate order along the beam is the order of the station's plates",
 ]
 
+
+__all__ = ["ASSUMPTIONS", "METHODS", "AlignmentRecord", "AlignmentResult", "PerPlate", "per_plate"]
 
 PerPlate = dict[str, list[float]]
 

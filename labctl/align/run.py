@@ -17,14 +17,14 @@ import numpy as np
 from labctl.align.fit import OffsetFit
 from labctl.align.model import ModelOptions, ModelOutcome, model_plan
 from labctl.align.probes import DEFAULT_CAPACITY, CheckSet, Probes, default_check, default_probes
-from labctl.align.result import AlignmentResult, per_plate
+from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
 from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
 from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
 from labctl.calibration import latest_calibration
-from labctl.errors import ConfigError, DataError
+from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
-from labctl.twin import Twin
+from labctl.twin import Twin, seen_design
 
 STRATEGIES = ("model", "scan")
 
@@ -68,29 +68,12 @@ def _select_axes(names: Sequence[str], present: np.ndarray, plates: Sequence[str
     return present & chosen[:, None]
 
 
-def seen_design(design: Any, bench: Any) -> Any:
-    """The design as the bench shows it inputs: a wheel holds printed stencils of a design file's
-    images (``labctl.design.fabrication.as_printed``); an SLM shows the images themselves."""
-    from labctl.design.designfile import Design
-    from labctl.design.fabrication import PrintedDesign, as_printed
-
-    if isinstance(design, Design) and not isinstance(design, PrintedDesign) and bench.projector.capacity() is not None:
-        return as_printed(design)
-    return design
-
-
 def previous_mount(folder: str | Path | None, names: Sequence[str]) -> np.ndarray:
     """Mounting offsets of the latest alignment file in ``folder`` (zeros if there is none)."""
-    mount = np.zeros((len(names), 3))
     record = latest_calibration(folder, "alignment") if folder is not None else None
     if record is None:
-        return mount
-    try:
-        for i, name in enumerate(names):
-            mount[i] = record["data"]["mount_m"].get(name, [0.0, 0.0, 0.0])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise DataError(f"{record['path']}: no usable mount_m ({exc}); remove it or re-run the alignment") from exc
-    return mount
+        return np.zeros((len(names), 3))
+    return AlignmentRecord.from_record(record).mount_array(names)
 
 
 def align(

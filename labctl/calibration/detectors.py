@@ -102,25 +102,6 @@ class Gains:
         }
 
 
-def aligned_targets(alignment: Mapping[str, Any] | None, nominal: Mapping[tuple[str, str], float]) -> dict[tuple[str, str], float]:
-    """``MoveAxes`` targets that put every plate where the latest alignment left it.
-
-    The alignment's plate offsets (which the twin predicts with) hold at the stage readings it
-    ended on; moving to the nominal readings instead would undo the alignment. Axes the
-    alignment did not record stay at ``nominal``.
-    """
-    targets = dict(nominal)
-    if alignment is None:
-        return targets
-    positions = alignment.get("data", {}).get("stage_positions_m", {})
-    for plate, axis in nominal:
-        recorded = positions.get(plate)
-        value = None if recorded is None else recorded[("x", "y", "z").index(axis)]
-        if value is not None:
-            targets[(plate, axis)] = float(value)
-    return targets
-
-
 def gain_plan(
     probes: Sequence[Probe],
     predicted: np.ndarray,

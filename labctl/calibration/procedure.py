@@ -25,10 +25,12 @@ import numpy as np
 from labctl.calibration import detectors, readout, slm, source, stages
 from labctl.calibration.calset import CalibrationSet
 from labctl.calibration.detectors import Darks, Probe
-from labctl.calibration.files import latest_calibration, write_calibration
+from labctl.calibration.files import write_calibration
+from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
+from labctl.twin import Twin, design_inputs
 
 STEPS = ("darks", "stages", "slm", "gains", "source", "readout")
 #: Steps run only when named (``--only``): they take long or need an aligned bench.
@@ -227,19 +229,21 @@ def _stages(run: _Calibration, design: Any, probes: list[Probe], power_w: float 
 
 
 def _gains(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
-    from labctl.twin import Twin, design_inputs
-
     darks = run.need_darks("gains")
-    alignment = latest_calibration(run.folder, "alignment")
-    twin = Twin.from_calibration(design, run.folder)
+    calset = CalibrationSet.load_latest(run.folder)
+    record = calset.records.get("alignment")
+    alignment = None if record is None else AlignmentRecord.from_record(record)
+    twin = Twin.from_calibration(design, calset)
     predicted = twin.energies(design_inputs(design, np.stack([image for _, image in probes])))
-    targets = detectors.aligned_targets(alignment, detectors.nominal_targets(run.bench.plates))
+    nominal = detectors.nominal_targets(run.bench.plates)
+    # the plates go back where the alignment left them: its offsets (the twin's) hold there
+    targets = nominal if alignment is None else alignment.stage_targets(nominal)
     plan = detectors.gain_plan(probes, predicted, darks, targets, run.settings.gain_averages, load=False)
     result = run.runner.run(plan)
     run.gains = result.fit.gains
     run.gain_data = result.to_data()
     where = (
-        f"plate offsets from alignment-v{alignment['version']:03d}"
+        f"plate offsets from alignment-v{alignment.version:03d}"
         if alignment is not None
         else "NO alignment file: plates assumed exactly where the design puts them (gains are biased by any misalignment; re-run after labctl align)"
     )

@@ -55,10 +55,10 @@ def calibrate_command(args: argparse.Namespace) -> int:
         capacity = bench.projector.capacity()
         needs_probes = set(steps) & {"gains", "stages", "source"}
         probes = default_probes(design, min(args.probes, capacity or args.probes)) if needs_probes else []
-        if design is not None and capacity is not None:  # a wheel holds printed stencils: predict those
-            from labctl.design.fabrication import as_printed
+        if design is not None:
+            from labctl.twin import seen_design
 
-            design = as_printed(design)
+            design = seen_design(design, bench)  # a wheel holds printed stencils: predict those
         runner = Runner(bench, operator=bench.operator, progress=None)
         settings = Settings() if args.readout_samples is None else Settings(readout_samples=args.readout_samples)
         with stop_on_signals(runner, bench.operator):

@@ -50,18 +50,6 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     return box
 
 
-def recorded_calibration(path: Path) -> Any:
-    """The calibration an interrupted campaign was started with (its samples must match)."""
-    from labctl.calibration import KINDS, CalibrationSet
-    from labctl.campaign.store import CampaignStore
-
-    store = CampaignStore.resume(path)  # replays the journal; refuses a complete or foreign file
-    metadata = store.metadata
-    store.close()
-    recorded = metadata.get("calibration") or {}
-    return CalibrationSet({kind: record for kind, record in recorded.items() if kind in KINDS})
-
-
 class CampaignView(QWidget):
     report_ready = pyqtSignal(str)  # the HTML report's path, just written
 
@@ -185,48 +173,38 @@ class CampaignView(QWidget):
         return path
 
     def _start(self, resume: bool) -> None:
-        from labctl.campaign.run import run_campaign
+        """Start (or resume) a campaign: the one set-up of ``labctl.campaign.setup``, measured by a plan."""
+        from labctl.campaign.setup import new_campaign, resumed_campaign
 
         session = self.session
+        bench, station = session.bench, session.station_path
         try:
-            spec = None if resume else self.spec()
             if session.dataset is None:
                 raise ConfigError("no data set loaded: the campaign has no images to show")
-            if resume and not self.out.text().strip():
-                raise ConfigError("give the campaign file to resume")
-            out = self._out_path()
+            if resume:
+                if not self.out.text().strip():
+                    raise ConfigError("give the campaign file to resume")
+                job = resumed_campaign(self._out_path(), design=session.design, dataset=session.dataset)
+            else:
+                spec = self.spec()
+                if session.design is None:
+                    raise ConfigError("no design: the station names none; a campaign predicts with one")
+                job = new_campaign(
+                    self._out_path(), spec, session.design, design_path=bench.design_path or session.design_path,
+                    dataset=session.dataset, command="labctl gui",
+                )  # fmt: skip
         except Exception as exc:
             self.status.error(exc)
             return
         self._save_fields()
-        split = spec.split if spec is not None else "test"
-        images = getattr(session.dataset, f"{split}_images")
-        labels = getattr(session.dataset, f"{split}_labels")
-        bench, station = session.bench, session.station_path
 
         def call(runner: Any) -> Any:
-            calibration = recorded_calibration(out) if resume else session.calibration()
-            twin = session.make_twin(calibration) if resume else session.twin()
-            for line in calibration.configure(bench):  # backlash compensation, SLM table
-                log.info("applied %s", line)
-            metadata = {
-                "station": station.read_text(encoding="utf-8") if station is not None else None,
-                "station_name": bench.config.name,
-                "calibration": calibration.to_dict(),
-                "twin": {**twin.to_dict(), "printed_inputs": session.predicts_printed()},
-                "command": "labctl gui",
-            }
-            if bench.design_path is not None:
-                from labctl.campaign.run import file_sha256
+            campaign = job.on_bench(bench, station)
+            for line in campaign.describe():
+                log.info("%s", line)
+            return campaign.run(runner)
 
-                metadata["design"] = {"path": str(bench.design_path), "sha256": file_sha256(bench.design_path)}
-            return run_campaign(
-                bench, out, spec=spec, images=images, labels=labels, dataset=session.dataset.name,
-                predict=twin.predict_one, calibrate=calibration.apply, metadata=None if resume else metadata,
-                resume=resume, runner=runner,
-            )  # fmt: skip
-
-        self.file = out
+        self.file = job.campaign
         self._reset_counts()
         self._pace = None
         try:
@@ -234,7 +212,7 @@ class CampaignView(QWidget):
         except Exception as exc:
             self.status.error(exc)
             return
-        self.status.info(f"campaign {'resumed' if resume else 'started'}: {out}")
+        self.status.info(f"campaign {'resumed' if resume else 'started'}: {job.campaign}")
 
     def _pause_clicked(self) -> None:
         if self.pause.text() == "Pause":

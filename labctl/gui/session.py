@@ -247,33 +247,20 @@ class Session(QObject):
         return self._calibration
 
     def twin(self) -> Any:
-        """The design's twin with the station's latest alignment, cached (see ``predicts_printed``)."""
+        """The twin of the design as the bench sees it (``model_design``) with the station's latest alignment, cached."""
         if self._twin is None:
-            self._twin = self.make_twin(self.calibration())
+            from labctl.twin import Twin
+
+            self._twin = Twin.from_calibration(self.model_design(), self.calibration())
         return self._twin
 
-    def make_twin(self, calibration: Any) -> Any:
-        """The design's twin with the alignment of ``calibration`` (a calibration set)."""
-        from labctl.twin import Twin
-
-        return Twin.from_calibration(self.model_design(), calibration)
-
     def model_design(self) -> Any:
-        """The design as the bench's inputs reach it: printed stencils on a wheel (``predicts_printed``)."""
+        """The design as the bench's inputs reach it (``labctl.twin.seen_design``: printed stencils on a wheel)."""
+        from labctl.twin import seen_design
+
         if self.design is None:
             raise ConfigError("no design: the station names none; predictions and alignment need one")
-        if self.predicts_printed():
-            from labctl.design.fabrication import as_printed
-
-            return as_printed(self.design)
-        return self.design
-
-    def predicts_printed(self) -> bool:
-        """A wheel holds printed stencils, so the twin predicts those (a design file knows how
-        they print); an SLM shows the images themselves."""
-        from labctl.design.designfile import Design
-
-        return isinstance(self.design, Design) and self.bench.projector.capacity() is not None
+        return seen_design(self.design, self.bench)
 
     def calibration_written(self) -> None:
         self._calibration = self._twin = None

@@ -9,7 +9,7 @@ import pytest
 
 from labctl.align import ModelOptions, ScanOptions, align
 from labctl.align.search import GridOptions
-from labctl.calibration import latest_calibration
+from labctl.calibration import CalibrationSet, latest_calibration
 from labctl.errors import ConfigError
 from labctl.plans.messages import MountPlates
 from labctl.plans.runner import Runner
@@ -48,7 +48,7 @@ def test_alignment_file_round_trip(make_bench, design, probes, tmp_path):
     assert record["data"]["offsets_m"] == json.loads(json.dumps(result.offsets_m))
     assert set(record["data"]) >= {"mount_m", "residual", "gains", "scale", "detector_reads", "travel_m", "time_s"}
     images = probes.images[:3]
-    from_file = Twin.from_calibration(design, tmp_path).predict(images)
+    from_file = Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).predict(images)
     assert np.allclose(from_file, result.twin(design).predict(images), rtol=1e-6)
     # a second run starts from the first one's mounting offsets and writes the next version
     again = align(bench, design, "model", probes=probes, folder=tmp_path, operator=no_operator)

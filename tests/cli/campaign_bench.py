@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from labctl.calibration import write_calibration
 from labctl.design.datasets import load_dataset
 from labctl.design.designfile import Design, save_design
 from labctl.design.fabrication import printed_input
@@ -52,3 +55,18 @@ def served_bench(folder: Path, time_scale: float = 0.0, seed: int = 3) -> Simula
         return printed_input(splits[split][int(index)], design)
 
     return SimulatedBench(design, folder, time_scale=time_scale, masks=stencil, design_path=path, seed=seed)
+
+
+def write_alignment_then_move(world, folder: Path, shift_m=(0.2e-3, -0.1e-3, 0.0)) -> None:
+    """An alignment file that found the world's true plate offsets, written as if every stage then
+    read ``shift_m`` more than now: the stages have moved since, and the file's offsets are
+    ``truth + shift`` at the readings it records. A twin that accounts for the move predicts
+    at the true offsets."""
+    truth, shift = world.plate_offsets_m(), np.asarray(shift_m, dtype=float)
+    data = {
+        "plates": [p.name for p in world.plates],
+        "offsets_m": {p.name: (truth[i] + shift).tolist() for i, p in enumerate(world.plates)},
+        "stage_positions_m": {p.name: [p.x.position_m() + shift[0], p.y.position_m() + shift[1], None] for p in world.plates},
+        "scale": 1.0,
+    }
+    write_calibration(folder, "alignment", data, "the simulator's truth (test)", [], "sim")

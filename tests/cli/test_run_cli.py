@@ -23,7 +23,7 @@ from labctl.cli import main
 from labctl.design.datasets import load_dataset
 from labctl.design.fabrication import as_printed
 from labctl.optics import D2NN
-from tests.cli.campaign_bench import served_bench
+from tests.cli.campaign_bench import served_bench, write_alignment_then_move
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,22 +77,10 @@ def test_a_campaign_through_the_served_bench_is_measured_recorded_and_predicted(
 
 
 def test_the_twin_predicts_for_where_the_plates_are_now(tmp_path, capsys):
-    from labctl.calibration import write_calibration
-
     with served_bench(tmp_path) as sim:
         world = sim.world
         truth = world.plate_offsets_m()
-        # An alignment that found the true offsets, written when every stage read 0.2 mm more in x
-        # and 0.1 mm less in y than now (the stages have been moved since).
-        shift = np.array([0.2e-3, -0.1e-3, 0.0])
-        plates = [p.name for p in world.plates]
-        data = {
-            "plates": plates,
-            "offsets_m": {p.name: (truth[i] + shift).tolist() for i, p in enumerate(world.plates)},
-            "stage_positions_m": {p.name: [p.x.position_m() + shift[0], p.y.position_m() + shift[1], None] for p in world.plates},
-            "scale": 1.0,
-        }
-        write_calibration(tmp_path / "calibration", "alignment", data, "the simulator's truth (test)", [], "sim")
+        write_alignment_then_move(world, tmp_path / "calibration")  # the stages moved 0.2 mm in x since
         out = tmp_path / "c.h5"
         args = ["run", "--station", str(sim.station_path), "--plan", str(plan(tmp_path, "count: 3\naverages: 1\n"))]
         assert main([*args, "--out", str(out)]) == 0

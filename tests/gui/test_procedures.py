@@ -35,8 +35,9 @@ def test_a_dark_calibration_shows_its_result_and_file_and_calibrates_the_detecto
     assert abs(detectors.shown).max() < 2e-3  # source off: calibrated darks are noise around zero
 
 
-def start_campaign(qtbot, window, per_class: int = 1):
+def start_campaign(qtbot, window, per_class: int = 1, split: str = "test"):
     view = window.show_view("campaign")
+    view.split.setCurrentText(split)
     view.selection.setCurrentText("count_per_class")
     view.selection_value.clear()
     qtbot.keyClicks(view.selection_value, str(per_class))
