@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from labctl.errors import ConfigError, LabctlError
 
 
