@@ -20,13 +20,14 @@ from labctl.gui.campaign_view import CampaignView
 from labctl.gui.detector_view import DetectorView
 from labctl.gui.input_view import InputView
 from labctl.gui.log_view import LogView
+from labctl.gui.readout_view import ReadoutView
 from labctl.gui.session import Session
 from labctl.gui.source_view import SourceView
 from labctl.gui.stages_view import StagesView
 from labctl.gui.station_view import StationView
 
 LEFT = ("station", "source", "stages", "input")
-RIGHT = ("detectors", "alignment", "campaign", "calibration")
+RIGHT = ("detectors", "alignment", "readout", "campaign", "calibration")
 ESTOP_STYLE = (
     "QToolButton { background: #c62828; color: white; font-weight: bold; padding: 6px 14px; border-radius: 4px; }"
     "QToolButton:pressed { background: #8e0000; }"
@@ -49,6 +50,7 @@ class MainWindow(QMainWindow):
             "input": InputView(session),
             "detectors": DetectorView(session, settings),
             "alignment": AlignmentView(session),
+            "readout": ReadoutView(session),
             "campaign": CampaignView(session, settings),
             "calibration": CalibrationView(session),
             "log": self.log_view,

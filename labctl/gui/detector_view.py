@@ -20,6 +20,7 @@ from PyQt5.QtCore import QSettings
 from PyQt5.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from labctl.campaign.analysis import normalized
+from labctl.errors import LabctlError
 from labctl.gui.session import Session
 from labctl.gui.widgets import StatusLine
 from labctl.plans.messages import ReadDetectors, Record
@@ -136,7 +137,7 @@ class DetectorView(QWidget):
         self._calibration = calibration
         try:
             self.readout = calibration.readout()
-        except Exception as exc:  # a broken readout file must not cost the calibrated view
+        except LabctlError as exc:  # a broken readout file must not cost the calibrated view
             self.readout = None
             self.status.error(f"trained readout unavailable: {exc}")
         self.redraw()
