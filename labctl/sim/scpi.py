@@ -263,7 +263,7 @@ def format_channel_list(channels: list[int]) -> str:
 
 
 # -- the device ----------------------------------------------------------------------------------
-class ScpiInstrument(LineInstrument):
+class VirtualScpiInstrument(LineInstrument):
     """A virtual SCPI instrument on a newline-terminated link (LAN socket, USBTMC)."""
 
     terminators = (b"\n",)

@@ -9,7 +9,7 @@ from labctl.sim.scpi import (
     Call,
     ErrorQueue,
     ScpiError,
-    ScpiInstrument,
+    VirtualScpiInstrument,
     boolean,
     channel_list,
     choice,
@@ -73,7 +73,7 @@ def test_error_queue_order_and_overflow() -> None:
     assert [queue.pop(), queue.pop(), queue.pop()] == ['-113,"Undefined header"', '-350,"Queue overflow"', '0,"No error"']
 
 
-class Box(ScpiInstrument):
+class Box(VirtualScpiInstrument):
     """A minimal device: one numeric setting under a two-level path."""
 
     def __init__(self) -> None:

@@ -41,7 +41,7 @@ from labctl.sim.scpi import (
     Call,
     ErrorQueue,
     ScpiError,
-    ScpiInstrument,
+    VirtualScpiInstrument,
     boolean,
     channel_list,
     choice,
@@ -58,7 +58,7 @@ TRIGGER_SOURCES = ("IMMediate", "TIMer", "MANual", "BUS", "EXTernal")
 SCAN_STARTS = ("IMMediate", "HLIMit1", "HLIMit2", "LLIMit1", "LLIMit2")
 
 
-class _ScanningMeter(ScpiInstrument):
+class _ScanningMeter(VirtualScpiInstrument):
     """What both meters share: the 7700 channels, per-channel DCV and NPLC, timed scans."""
 
     nplc_min: float

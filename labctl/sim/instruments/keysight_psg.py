@@ -19,7 +19,16 @@ import math
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimSource
 from labctl.sim.faults import FaultPlan
-from labctl.sim.scpi import Call, ErrorQueue, ScpiInstrument, boolean, choice, flag, number, short_form
+from labctl.sim.scpi import (
+    Call,
+    ErrorQueue,
+    VirtualScpiInstrument,
+    boolean,
+    choice,
+    flag,
+    number,
+    short_form,
+)
 
 AM_RATE_HZ = (0.5, 1e6)  # internal AM rate (pymeasure Agilent8257D, from the PSG guide)
 PULSE_RATE_HZ = (0.1, 10e6)  # internal square pulse rate
@@ -32,7 +41,7 @@ def _nr3(value: float) -> str:
     return f"{value:+.8E}"
 
 
-class VirtualE8257D(ScpiInstrument):
+class VirtualE8257D(VirtualScpiInstrument):
     """The PSG's SCPI front end over a ``SimSource`` (the synthesizer before any multiplier)."""
 
     def __init__(

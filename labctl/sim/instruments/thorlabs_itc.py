@@ -28,7 +28,7 @@ from labctl.sim.scpi import (
     Call,
     ErrorQueue,
     ScpiError,
-    ScpiInstrument,
+    VirtualScpiInstrument,
     boolean,
     choice,
     flag,
@@ -48,7 +48,7 @@ def _reading(value: float) -> str:
     return f"{value:.6E}"
 
 
-class VirtualITC4001(ScpiInstrument):
+class VirtualITC4001(VirtualScpiInstrument):
     """LD driver + TEC with a hidden diode: P = slope x (I - I_threshold) above threshold."""
 
     def __init__(
