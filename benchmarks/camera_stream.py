@@ -28,7 +28,7 @@ from labctl.drivers.camera import CameraDetectors
 from labctl.sim.bench import SimulatedBench
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.tiny import tiny_design  # noqa: E402  (the benchmark runs from a checkout)
+from tests.tiny import tiny_design
 
 
 def measure(reads: int) -> dict[str, object]:

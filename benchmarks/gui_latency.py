@@ -30,11 +30,11 @@ import numpy as np
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PyQt5.QtCore import QEventLoop, Qt, QTimer  # noqa: E402
-from PyQt5.QtWidgets import QApplication  # noqa: E402
+from PyQt5.QtCore import QEventLoop, Qt, QTimer
+from PyQt5.QtWidgets import QApplication
 
-from labctl.gui.app import MainWindow, settings_at  # noqa: E402
-from labctl.gui.session import Session, mask_lookup  # noqa: E402
+from labctl.gui.app import MainWindow, settings_at
+from labctl.gui.session import Session, mask_lookup
 
 TICK_MS = 5
 GOAL_P99_MS = 50.0

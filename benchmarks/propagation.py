@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import time
-
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -87,7 +86,7 @@ def main() -> None:
     forward()  # warm-up: transfer functions, work arrays
     cores = os.cpu_count() or 1
     ways = [(b, t) for b in FLOOR_BATCHES for t in sorted({1, cores}) if b >= t]
-    floors = {way: 0.0 for way in ways}
+    floors = dict.fromkeys(ways, 0.0)
     ours = trained = 0.0
     for _ in range(args.repeats):
         for way in ways:

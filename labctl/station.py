@@ -311,7 +311,21 @@ def _instrument(check: _Checker, name: str, value: Any, path: str, base: Path) -
     options = entry.get("options") or {}
     if not isinstance(options, dict):
         raise check.fail(f"{path}.options", f"expected a mapping of driver options, got {options!r}")
+    if "channels" in options and role == "detectors":
+        raise check.fail(
+            f"{path}.options.channels",
+            "the channel map is written once, under detectors.channels (the bench passes it to the driver)",
+        )
+    _driver_options(check, driver, options, f"{path}.options")
     return InstrumentConfig(name=name, driver=driver, role=role, resource=resource, options=dict(options))
+
+
+def _driver_options(check: _Checker, driver: str, options: Mapping[str, Any], path: str) -> None:
+    """Refuse options the driver's declaration does not accept, at the option's own line."""
+    problem = registry.driver_options(driver).problem(options)
+    if problem is not None:
+        key, message = problem
+        raise check.fail(_path_of(path, key) if key else path, f"{message} (driver {driver}; see docs/station.md)")
 
 
 def _axis(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> AxisConfig:
@@ -443,11 +457,6 @@ def parse_station(
 
     detectors_entry = check.mapping(top["detectors"], "detectors", ("instrument", "channels"))
     detectors_name = check.in_role(detectors_entry["instrument"], "detectors.instrument", instruments, ("detectors",))
-    if "channels" in instruments[detectors_name].options:
-        raise check.fail(
-            f"instruments.{detectors_name}.options.channels",
-            "the channel map is written once, under detectors.channels (the bench passes it to the driver)",
-        )
     channels: list[int] = []
     for index, channel in enumerate(check.sequence(detectors_entry["channels"], "detectors.channels")):
         if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:
@@ -455,6 +464,10 @@ def parse_station(
         if channel in channels:
             raise check.fail(f"detectors.channels[{index}]", f"channel {channel} is listed twice; class i reads channels[i]")
         channels.append(channel)
+    detector = instruments[detectors_name]  # the map is the driver's scan list: its declaration judges it
+    problem = registry.driver_options(detector.driver).problem({**detector.options, "channels": channels})
+    if problem is not None:
+        raise check.fail("detectors.channels", f"{problem[1]} (driver {detector.driver})")
 
     plates = _plates(check, top["plates"], instruments)
     design, design_path = _design(check, top.get("design"), base)

@@ -21,14 +21,14 @@ from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PyQt5.QtWidgets import QApplication  # noqa: E402
+from PyQt5.QtWidgets import QApplication
 
-from labctl.design.datasets import load_dataset  # noqa: E402
-from labctl.design.designfile import load_design  # noqa: E402
-from labctl.design.shipped import resolve_design  # noqa: E402
-from labctl.gui.app import MainWindow, settings_at  # noqa: E402
-from labctl.gui.session import Session  # noqa: E402
-from labctl.sim.truth import Truth  # noqa: E402
+from labctl.design.datasets import load_dataset
+from labctl.design.designfile import load_design
+from labctl.design.shipped import resolve_design
+from labctl.gui.app import MainWindow, settings_at
+from labctl.gui.session import Session
+from labctl.sim.truth import Truth
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,9 +12,11 @@ import time
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from labctl.drivers import registry
 from labctl.drivers.axis import AxisBase
+from labctl.drivers.options import DriverOptions
 from labctl.drivers.roles import Reading
 
 
@@ -177,12 +179,24 @@ class SoftDetectors(SoftInstrument):
         self.integration_s = seconds
 
 
-#: Soft driver name -> class and role, as a station file names them.
+class NoOptions(DriverOptions):
+    """A soft instrument takes no station options."""
+
+
+class SoftStagesOptions(DriverOptions):
+    move_s: float = Field(0.0, ge=0, description="wall seconds each move takes")
+
+
+class SoftDetectorsOptions(DriverOptions):
+    channels: list[int] | None = Field(None, description="the scan list (the bench passes detectors.channels)")
+
+
+#: Soft driver name -> class, role and options, as a station file names them.
 SOFT = {
-    "SoftSource": ("SoftSource", "source"),
-    "SoftStages": ("SoftStages", "stages"),
-    "SoftWheel": ("SoftWheel", "wheel"),
-    "SoftDetectors": ("SoftDetectors", "detectors"),
+    "SoftSource": ("SoftSource", "source", NoOptions),
+    "SoftStages": ("SoftStages", "stages", SoftStagesOptions),
+    "SoftWheel": ("SoftWheel", "wheel", NoOptions),
+    "SoftDetectors": ("SoftDetectors", "detectors", SoftDetectorsOptions),
 }
 
 
@@ -190,7 +204,8 @@ def install(monkeypatch: Any) -> Journal:
     """Make the registry know only the soft drivers; return a fresh journal."""
     global JOURNAL
     JOURNAL = Journal()
-    monkeypatch.setattr(registry, "DRIVERS", {name: (__name__, cls, role) for name, (cls, role) in SOFT.items()})
+    entries = {name: registry.DriverEntry(__name__, cls, role, options) for name, (cls, role, options) in SOFT.items()}
+    monkeypatch.setattr(registry, "DRIVERS", entries)
     return JOURNAL
 
 

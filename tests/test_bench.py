@@ -77,7 +77,9 @@ def test_an_slm_projector_gets_its_lookup_table(journal, monkeypatch, tmp_path):
             self.shown = image
 
     monkeypatch.setattr(soft_drivers, "SoftDisplay", SoftDisplay, raising=False)
-    soft_drivers.registry.DRIVERS["SoftDisplay"] = (soft_drivers.__name__, "SoftDisplay", "display")
+    soft_drivers.registry.DRIVERS["SoftDisplay"] = soft_drivers.registry.DriverEntry(
+        soft_drivers.__name__, "SoftDisplay", "display", soft_drivers.NoOptions
+    )
     (tmp_path / "lut.csv").write_text("\n".join(str(255 - level) for level in range(256)))
     data = soft_drivers.station()
     data["instruments"]["slm"] = {"driver": "SoftDisplay", "resource": "1"}

@@ -36,6 +36,13 @@ calibration: ./calibration
 """
 
 
+def good_data() -> dict:
+    """GOOD as data built in memory (plain YAML 1.1 reads 1e-6 as text; the station loader does not)."""
+    data = yaml.safe_load(GOOD)
+    data["instruments"]["stages"]["options"]["microstep_m"] = 1e-6
+    return data
+
+
 def write(tmp_path: Path, text: str, name: str = "station.yaml") -> Path:
     (tmp_path / "designs").mkdir(exist_ok=True)
     (tmp_path / "designs" / "d.h5").write_bytes(b"")
@@ -86,7 +93,7 @@ def test_good_file_becomes_config_in_si_units(tmp_path):
 
 
 def test_parse_accepts_data_built_in_memory(tmp_path):
-    data = yaml.safe_load(GOOD)
+    data = good_data()
     data["design"] = None
     del data["calibration"]
     config = parse_station(data, base_dir=tmp_path)
@@ -190,7 +197,7 @@ BAD = [
 
 @pytest.mark.parametrize("edits, key, words", [case[1:] for case in BAD], ids=[case[0] for case in BAD])
 def test_bad_station_is_one_config_error_naming_file_and_key(tmp_path, edits, key, words):
-    data = yaml.safe_load(GOOD)
+    data = good_data()
     for path, value in edits:
         _set(data, path, value if value is DELETE else copy.deepcopy(value))
     text = yaml.safe_dump(data, sort_keys=False)
@@ -200,7 +207,7 @@ def test_bad_station_is_one_config_error_naming_file_and_key(tmp_path, edits, ke
 
 
 def test_same_address_on_different_controllers_is_fine(tmp_path):
-    data = yaml.safe_load(GOOD)
+    data = good_data()
     data["plates"][1]["y"] = dict(AXIS, instrument="kdc", address="2")
     data["design"] = None
     config = parse_station(data, base_dir=tmp_path, origin="mem")
@@ -240,3 +247,57 @@ def test_a_design_name_is_resolved_among_the_shipped_designs(tmp_path, monkeypat
     assert (config.design, config.design_path, asked) == ("mnist5k", tmp_path / "shipped" / "mnist5k.h5", ["mnist5k"])
     message = error_of(tmp_path, GOOD.replace("design: designs/d.h5", "design: mnist6k"))
     assert f"bad.yaml:{_line_of(GOOD, 'design:')}: design: design 'mnist6k': not a shipped design" in message
+
+
+# -- driver options, checked against each driver's declaration ----------------------------------------
+WHEEL = "  wheel:  {driver: FW102C, resource: /dev/ttyUSB1}"
+THZ = '  thz:    {driver: E8257D, resource: "TCPIP::192.168.1.20::5025::SOCKET", options: {multiplier: 12}}'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "at", "expected"),
+    [
+        pytest.param(
+            WHEEL, WHEEL[:-1] + ",\n           options: {sped: fast}}", "sped",
+            "instruments.wheel.options.sped: unknown option; did you mean 'speed'?", id="misspelt-option",
+        ),
+        pytest.param(
+            WHEEL, "  wheel:\n    driver: FW102C\n    resource: /dev/ttyUSB1\n    options:\n      timeout_s: soon", "soon",
+            "instruments.wheel.options.timeout_s: expected number > 0, got 'soon'", id="timeout-soon",
+        ),
+        pytest.param(
+            "channels: [101, 102, 103,", "channels: [101, 102, 303,", "303",
+            "detectors.channels: channels must be 2 or more distinct 7700 channels", id="channel-map-of-the-meter",
+        ),
+        pytest.param(
+            THZ, THZ.replace("E8257D", "ITC4001").replace("{multiplier: 12}", "{wavelength_m: 633e-9}"), "ITC4001",
+            "instruments.thz.options.current_limit_a: this driver needs it: the diode's current limit", id="required",
+        ),
+    ],
+)
+def test_driver_option_refusals_name_the_file_and_line(tmp_path, old, new, at, expected):
+    text = GOOD.replace(old, new)
+    assert text != GOOD
+    assert f"bad.yaml:{_line_of(text, at)}: {expected}" in error_of(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("instrument", "options", "key", "expected"),
+    [
+        ("thz", "{multiplier: -12}", "multiplier", "expected number > 0, got -12"),
+        ("thz", "{synth_min_hz: 5e9, synth_max_hz: 1e9}", "options", "synth_min_hz (5e+09) must be below synth_max_hz"),
+        ("thz", "{modulation: fm}", "modulation", "expected one of 'pulse', 'am', got 'fm'"),
+        ("thz", "{timeout_s: true}", "timeout_s", "expected number > 0, got True"),
+        ("stages", "{microstep_m: {'1.x': 1e-6}}", "microstep_m", "expected number > 0 or mapping of axis address"),
+        ("dmm", "{line_frequency_hz: 55}", "line_frequency_hz", "expected one of 50, 60, got 55"),
+        ("kdc", "{status_updates: 1}", "status_updates", "expected true or false, got 1"),
+    ],
+)
+def test_driver_options_are_checked_against_the_declaration(tmp_path, instrument, options, key, expected):
+    lines = GOOD.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith(f"  {instrument}:"))
+    entry = yaml.safe_load(lines[index].split(":", 1)[1])
+    lines[index] = f"  {instrument}: {{driver: {entry['driver']}, resource: '{entry['resource']}', options: {options}}}"
+    message = error_of(tmp_path, "\n".join(lines) + "\n")
+    path = f"instruments.{instrument}.options" + ("" if key == "options" else f".{key}")
+    assert f"bad.yaml:{index + 1}: {path}: {expected}" in message

@@ -71,7 +71,7 @@ def test_from_calibration_reads_the_latest_alignment(design, tmp_path):
 
 
 def test_fitted_gains_are_dropped_under_another_detector_calibration(design, tmp_path):
-    images, _ = tiny_images(2)
+    _images, _ = tiny_images(2)
     data = {"plates": ["L1", "L2", "L3"], "offsets_m": {f"L{i}": [0.0, 0.0, 0.0] for i in (1, 2, 3)},
             "gains": [2.0] * 10, "scale": 1.0, "calibration_versions": {"detectors": 1}}
     write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")

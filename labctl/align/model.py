@@ -42,7 +42,7 @@ class ModelOptions:
     acquire_iterations: int = 10  # iterations of the first fit (before deciding to build up)
     keep: int = 3  # observations (the most recent) the refits use
     build_up: bool = True  # when the first fit is not accepted, build the stack up plate by plate
-    grid: GridOptions = GridOptions()  # where each new plate of the build-up is searched
+    grid: GridOptions = field(default_factory=GridOptions)  # where each new plate of the build-up is searched
 
 
 @dataclass

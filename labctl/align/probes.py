@@ -40,7 +40,7 @@ class Probes:
 
     def cassette(self) -> dict[int, str | None]:
         """Slot -> key for loading every probe at once (slots from 1)."""
-        return {slot: key for slot, key in enumerate(self.keys, start=1)}
+        return dict(enumerate(self.keys, start=1))
 
     @classmethod
     def from_images(cls, design: object, keys: list[str], images: np.ndarray, open_slot: bool = False) -> Probes:

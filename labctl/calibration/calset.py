@@ -119,7 +119,7 @@ class CalibrationSet:
                     done.append(f"{name} backlash compensation {compensation[name] * 1e6:.2f} um")
         lut = self.slm_lut()
         projector = getattr(bench, "projector", None)
-        if lut is not None and hasattr(projector, "table"):
+        if lut is not None and projector is not None and hasattr(projector, "table"):
             projector.table = lut
             done.append(f"{getattr(projector, 'name', 'SLM')} lookup table from slm-v{self.records['slm']['version']:03d}")
         return done

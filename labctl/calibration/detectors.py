@@ -72,7 +72,7 @@ def load_steps(probes: Sequence[Probe], load: bool) -> m.Plan:
         yield m.LoadCassette(slots, f"load the calibration masks: {listing}")
 
 
-def nominal_targets(plates: Mapping[str, object]) -> dict[tuple[str, str], float]:
+def nominal_targets(plates: Mapping[str, Any]) -> dict[tuple[str, str], float]:
     """``MoveAxes`` targets that put every plate axis at its nominal stage reading."""
     targets = {}
     for name, plate in plates.items():

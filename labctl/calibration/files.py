@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ def write_calibration(
         "schema_version": SCHEMA_VERSION,
         "kind": kind,
         "version": 0,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "station": str(station),
         "software": _software_version(),
         "method": method,
@@ -153,7 +153,8 @@ def _check_kind(kind: str) -> None:
 
 def _next_version(folder: Path, kind: str) -> int:
     versions = calibration_versions(folder, kind)
-    return int(_NAME.match(versions[-1].name)["version"]) + 1 if versions else 1
+    last = _NAME.match(versions[-1].name) if versions else None  # the listed files all match
+    return int(last["version"]) + 1 if last else 1
 
 
 def _publish(folder: Path, path: Path, text: str) -> bool:

@@ -59,7 +59,7 @@ def fit_gains(
             break
     scales = np.sum(y * gains * e, axis=1) / np.maximum(np.sum((gains * e) ** 2, axis=1), 1e-300)
     model = scales[:, None] * gains * e
-    residual = float(np.linalg.norm(y - model) / max(np.linalg.norm(y), 1e-300))
+    residual = float(np.linalg.norm(y - model)) / max(float(np.linalg.norm(y)), 1e-300)
     # Propagated noise: the probe reads' own (independent per read) and the dark's (the same
     # error in every read of a channel, so it adds coherently).
     weights = scales[:, None] * e

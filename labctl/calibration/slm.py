@@ -58,7 +58,7 @@ def slm_lut_plan(
         raise ConfigError(f"SLM calibration: gray levels must lie in 0..255 and include 0 and 255, got {levels[:3]}...")
     yield m.SetSource(output_on=True)
     full: list[tuple[int, float]] = []  # (read index, full-gray signal)
-    raw: list[float] = []
+    raw: list[tuple[int, float]] = []  # (read index, signal at the level)
     reads = 0
 
     def measure(level: int) -> m.Plan:

@@ -28,7 +28,7 @@ _STREAM_KEY = "__stream__"
 
 def encode(stream: str, data: dict[str, Any]) -> bytes:
     """One journal entry for a record of ``stream``."""
-    arrays = {key: np.asarray(value) for key, value in data.items()}
+    arrays: dict[str, Any] = {key: np.asarray(value) for key, value in data.items()}
     arrays[_STREAM_KEY] = np.asarray(stream)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -48,7 +48,7 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self._file = open(self.path, "ab")
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the journal's life, closed by close()
 
     def append(self, stream: str, data: dict[str, Any]) -> None:
         """Write one entry and force it to disk before returning."""

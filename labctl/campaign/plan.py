@@ -32,7 +32,12 @@ class Sample:
 
 
 def schedule(
-    indices: Sequence[int], labels: Sequence[int], dataset: str, split: str, repeats: int, capacity: int | None
+    indices: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    dataset: str,
+    split: str,
+    repeats: int,
+    capacity: int | None,
 ) -> list[Sample]:
     """Every sample in measuring order: cassette by cassette, each repeated in place."""
     size = capacity or len(indices)

@@ -16,13 +16,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from labctl.campaign.analysis import CampaignSummary, summarize  # noqa: E402
-from labctl.campaign.store import read_campaign  # noqa: E402
-from labctl.errors import DataError  # noqa: E402
-from labctl.paths import made_folders  # noqa: E402
+from labctl.campaign.analysis import CampaignSummary, summarize
+from labctl.campaign.store import read_campaign
+from labctl.errors import DataError
+from labctl.paths import made_folders
 
 
 def _matrix(ax: Any, matrix: np.ndarray, title: str, fmt: str, xlabel: str, ylabel: str) -> None:

@@ -23,7 +23,7 @@ from labctl.campaign.plan import Calibrator, campaign_plan, schedule
 from labctl.campaign.spec import CampaignSpec
 from labctl.campaign.store import CampaignStore
 from labctl.errors import ConfigError
-from labctl.plans.messages import LoadCassette, Progress
+from labctl.plans.messages import OperatorRequest, Progress
 from labctl.plans.runner import Runner
 from labctl.readout import Readout
 
@@ -54,7 +54,7 @@ def run_campaign(
     calibrate: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     metadata: dict[str, Any] | None = None,
     resume: bool = False,
-    operator: Callable[[LoadCassette], None] | None = None,
+    operator: Callable[[OperatorRequest], None] | None = None,
     progress: Callable[[Progress], None] | None = None,
     runner: Runner | None = None,
 ) -> Path:
@@ -77,7 +77,7 @@ def run_campaign(
             "dataset": dataset,
             "software_version": __version__,
             "command": " ".join(sys.argv),
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "created": dt.datetime.now(dt.UTC).isoformat(),
             **(metadata or {}),
         }
         store = CampaignStore.create(out_path, meta)

@@ -104,10 +104,12 @@ class CampaignSpec:
             if self.count > len(labels):
                 raise ConfigError(f"campaign plan: count {self.count} exceeds the {len(labels)} images of the split")
             return np.sort(rng.choice(len(labels), size=self.count, replace=False))
+        per_class = self.count_per_class
+        assert per_class is not None  # __post_init__: exactly one of the three is given
         chosen = []
         for cls in np.unique(labels):
             members = np.flatnonzero(labels == cls)
-            if self.count_per_class > len(members):
-                raise ConfigError(f"campaign plan: class {cls} has only {len(members)} images, asked for {self.count_per_class}")
-            chosen.append(rng.choice(members, size=self.count_per_class, replace=False))
+            if per_class > len(members):
+                raise ConfigError(f"campaign plan: class {cls} has only {len(members)} images, asked for {per_class}")
+            chosen.append(rng.choice(members, size=per_class, replace=False))
         return np.sort(np.concatenate(chosen))

@@ -195,5 +195,5 @@ def read_campaign(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[st
     path = Path(path)
     metadata = read_metadata(path)
     with h5py.File(path, "r") as h5:
-        streams = {name: _read_stream(h5, name) for name in h5.keys()}
+        streams = {name: _read_stream(h5, name) for name in h5}
     return metadata, streams

@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from tqdm import tqdm
@@ -261,7 +261,7 @@ class _Recorder:
             "seed": self.options.seed,
             "command": self.command,
             "software": f"labctl {__version__}",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "test_accuracy": history[-1]["test_accuracy"] if history else None,
             "n_train": self.n_train,
             "n_test": self.n_test,

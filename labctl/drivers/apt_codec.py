@@ -329,7 +329,7 @@ class StreamParser:
     def feed(self, data: bytes) -> list[Message]:
         """Add bytes; return every message now complete, in order."""
         self._buffer += data
-        messages = []
+        messages: list[Message] = []
         while True:
             length = frame_length(self._buffer)
             if length is None or len(self._buffer) < length:

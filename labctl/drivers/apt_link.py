@@ -23,7 +23,16 @@ from typing import Any
 
 import serial
 
-from labctl.drivers.apt_codec import CodecError, DcStatus, Message, MotorStatus, MsgId, RichResponse, StreamParser, short
+from labctl.drivers.apt_codec import (
+    CodecError,
+    DcStatus,
+    Message,
+    MotorStatus,
+    MsgId,
+    RichResponse,
+    StreamParser,
+    short,
+)
 from labctl.drivers.base import translate_errors
 from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout
 

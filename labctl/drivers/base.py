@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any
 
 import pyvisa
 import serial
 from pymeasure.adapters import Adapter, SerialAdapter, VISAAdapter
 from pymeasure.instruments import Instrument
 
-from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
+from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
 
 
 class _TimedSerialAdapter(SerialAdapter):
@@ -122,7 +122,7 @@ class LabInstrument(Instrument):
     device on a port is refused before anything is commanded.
     """
 
-    identity_markers: ClassVar[Sequence[str]] = ()
+    identity_markers: Sequence[str] = ()  # per class; the SCPI option `identity` replaces it per instance
 
     def __init__(self, adapter: str | Adapter, name: str, check_identity: bool = True, **kwargs: Any):
         super().__init__(adapter, name, includeSCPI=False, **kwargs)
@@ -179,11 +179,3 @@ class LabInstrument(Instrument):
         except Exception:  # closing a dead link must never raise during shutdown
             pass
 
-
-def reject_unknown_options(driver: str, options: dict[str, Any], known: Sequence[str]) -> None:
-    """Refuse a station-file option this driver does not understand, naming it and the known ones."""
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"driver {driver}: unknown option(s) {unknown}; known options are {sorted(known)}"
-        )

@@ -24,16 +24,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 
-from labctl.drivers.base import reject_unknown_options
+from labctl.drivers.options import CameraDetectorsOptions, CameraOptions
 from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
 
-_CAMERA_OPTIONS = ("index", "exposure", "frame_size", "timeout_s")
 #: Frames of a stream that arrive this soon after opening are dropped: FFmpeg read them ahead
 #: while it probed the stream, so they show the bench as it was then.
 STREAM_SETTLE_S = 0.2
@@ -84,7 +83,7 @@ class FreshFrames:
         with self._ready:
             wanted = self._count + 2
             self._ready.wait_for(lambda: self._count >= wanted or self._ended, settling_s + timeout_s)
-            if self._count >= wanted:
+            if self._count >= wanted and self._frame is not None:
                 return self._frame
             if self._stop.is_set():
                 raise InstrumentError(self.name, f"camera {self.source} was closed; connect it again")
@@ -103,6 +102,8 @@ class FreshFrames:
 
 class OpenCVCamera:
     """One OpenCV capture source; ``grab`` returns a (rows, cols) float64 grayscale frame."""
+
+    Options: ClassVar[type[CameraOptions]] = CameraOptions
 
     def __init__(
         self,
@@ -143,14 +144,11 @@ class OpenCVCamera:
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> OpenCVCamera:
-        """``resource``: a device index ("0"), a video file or a URL; options ``index`` (overrides
-        the resource), ``exposure`` (backend units), ``frame_size`` ([width, height]), ``timeout_s``
-        (seconds a stream may stall before a grab fails)."""
-        reject_unknown_options(cls.__name__, options, _CAMERA_OPTIONS)
-        options = dict(options)
-        index = options.pop("index", None)
+        """``resource``: a device index ("0"), a video file or a URL; options as ``CameraOptions``."""
+        values = cls.Options.checked(name, options).values()
+        index = values.pop("index")
         source = index if index is not None else int(resource) if resource.strip().isdigit() else resource
-        return cls(source, name, **options)
+        return cls(source, name, **values)
 
     def _set_frame_size(self, frame_size: Sequence[int]) -> None:
         width, height = (int(v) for v in frame_size)
@@ -209,6 +207,8 @@ class OpenCVCamera:
 class CameraDetectors:
     """A detector array made of rectangular regions of a camera image, integrated per frame."""
 
+    Options: ClassVar[type[CameraDetectorsOptions]] = CameraDetectorsOptions
+
     def __init__(
         self,
         camera: OpenCVCamera,
@@ -240,15 +240,12 @@ class CameraDetectors:
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> CameraDetectors:
-        """Camera options as for ``OpenCVCamera``, plus ``rois`` ([[x, y, width, height], ...],
-        required), ``channels``, ``exposure_unit_s``, ``frame_period_s`` and ``integration_time_s``."""
-        own = ("rois", "channels", "exposure_unit_s", "frame_period_s", "integration_time_s")
-        reject_unknown_options(cls.__name__, options, own + _CAMERA_OPTIONS)
-        if "rois" not in options:
-            raise ConfigError(f"driver {cls.__name__} ({name}): option rois ([[x, y, width, height], ...]) is required")
-        camera = OpenCVCamera.from_station(name, resource, {k: v for k, v in options.items() if k in _CAMERA_OPTIONS})
+        """Options as ``CameraDetectorsOptions``: the camera's, plus the regions and their timing."""
+        values = cls.Options.checked(name, options).values()
+        camera_keys = CameraOptions.model_fields
+        camera = OpenCVCamera.from_station(name, resource, {k: v for k, v in values.items() if k in camera_keys})
         try:
-            return cls(camera, name=name, **{k: v for k, v in options.items() if k in own})
+            return cls(camera, name=name, **{k: v for k, v in values.items() if k not in camera_keys})
         except ConfigError:
             camera.close()
             raise
@@ -300,7 +297,7 @@ class CameraDetectors:
             raise ConfigError(f"{self.name}: averages must be an integer >= 1, got {averages!r}")
         samples = np.empty((averages, len(self.rois)))
         for i in range(averages):
-            frame = sum(self.camera.grab() for _ in range(self._frames)) / self._frames
+            frame = np.mean([self.camera.grab() for _ in range(self._frames)], axis=0)
             samples[i] = [frame[y : y + h, x : x + w].sum() for x, y, w, h in self.rois]
         spread = samples.std(axis=0, ddof=1) if averages > 1 else np.zeros(len(self.rois))
         return Reading(samples.mean(axis=0), spread, time.time(), averages, samples)

@@ -33,13 +33,13 @@ from typing import Any, ClassVar
 import numpy as np
 from pymeasure.adapters import Adapter
 
+from labctl.drivers.options import ScanOptions
 from labctl.drivers.roles import Reading
-from labctl.drivers.scpi import ScpiInstrument, open_scpi, positive
+from labctl.drivers.scpi import ScpiInstrument, open_scpi
 from labctl.errors import ConfigError, InstrumentError, LimitError
 
 OVERFLOW_V = 9.9e37  # what both meters return for an overflow (and for invalid data)
 DEFAULT_CHANNELS = tuple(range(101, 111))
-OPTIONS = ("channels", "line_frequency_hz", "integration_time_s", "identity")
 
 
 def channel_list(channels: Sequence[int]) -> str:
@@ -56,6 +56,7 @@ class _ScanDetectors:
     identity_markers: ClassVar[tuple[str, ...]]
     nplc_limits: ClassVar[dict[int, tuple[float, float]]]  # line frequency -> (min, max) NPLC
     function_quote: ClassVar[str]
+    Options: ClassVar[type[ScanOptions]] = ScanOptions
 
     def __init__(
         self,
@@ -68,11 +69,15 @@ class _ScanDetectors:
         identity: Sequence[str] | None = None,
         **kwargs: Any,
     ):
-        self.channels = self._check_channels(name, channels)
-        if line_frequency_hz not in (50, 60):
-            raise ConfigError(f"{name}: option line_frequency_hz must be 50 or 60, got {line_frequency_hz!r}")
-        self.line_frequency_hz = line_frequency_hz
-        seconds = 1.0 / line_frequency_hz if integration_time_s is None else positive(name, "integration_time_s", integration_time_s)
+        if isinstance(channels, (str, bytes)):
+            raise ConfigError(f"{name}: option channels must be a list of channel numbers like 101, got {channels!r}")
+        settings = self.Options.checked(
+            name,
+            {"channels": list(channels), "line_frequency_hz": line_frequency_hz, "integration_time_s": integration_time_s},
+        )
+        self.channels = tuple(settings.channels)
+        self.line_frequency_hz = settings.line_frequency_hz
+        seconds = 1.0 / self.line_frequency_hz if settings.integration_time_s is None else settings.integration_time_s
         self._nplc = self._nplc_for(name, seconds)
         self._clist = channel_list(self.channels)
         self.name = name
@@ -82,18 +87,7 @@ class _ScanDetectors:
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> _ScanDetectors:
-        return open_scpi(cls, name, resource, options, OPTIONS)
-
-    @staticmethod
-    def _check_channels(name: str, channels: Sequence[int]) -> tuple[int, ...]:
-        if isinstance(channels, (str, bytes)) or not all(isinstance(c, int) and not isinstance(c, bool) for c in channels):
-            raise ConfigError(f"{name}: option channels must be a list of channel numbers like 101, got {channels!r}")
-        valid = all(divmod(c, 100)[0] in (1, 2) and 1 <= divmod(c, 100)[1] <= 20 for c in channels)
-        if len(channels) < 2 or len(set(channels)) != len(channels) or not valid:
-            raise ConfigError(
-                f"{name}: option channels must be 2 or more distinct 7700 channels (101-120, 201-220), got {list(channels)}"
-            )
-        return tuple(channels)
+        return open_scpi(cls, name, resource, options, cls.Options)
 
     def _nplc_for(self, name: str, seconds: float) -> float:
         nplc = seconds * self.line_frequency_hz
@@ -171,7 +165,7 @@ class _ScanDetectors:
         """Lengthen the VISA timeout by the time the scans take (long integrations, many averages)."""
         connection = getattr(self.scpi.adapter, "connection", None)
         timeout_ms = getattr(connection, "timeout", None)
-        if not isinstance(timeout_ms, (int, float)):
+        if connection is None or not isinstance(timeout_ms, (int, float)):
             yield
             return
         scan_ms = 1e3 * scans * len(self.channels) * self.get_integration_time_s()
@@ -186,7 +180,7 @@ class Keithley2700Scan(_ScanDetectors):
     """Keithley 2700 (or 2701/2750 via ``identity``) scanning the detectors with ``READ?``."""
 
     identity_markers = ("MODEL 2700",)
-    nplc_limits = {50: (0.01, 50.0), 60: (0.01, 60.0)}
+    nplc_limits: ClassVar[dict[int, tuple[float, float]]] = {50: (0.01, 50.0), 60: (0.01, 60.0)}
     function_quote = "'"
 
     def __init__(self, adapter: str | Adapter, name: str = "Keithley2700", **kwargs: Any):
@@ -210,7 +204,7 @@ class DAQ6510Scan(_ScanDetectors):
     """Keithley DAQ6510 scanning the detectors into its reading buffer."""
 
     identity_markers = ("MODEL DAQ6510",)
-    nplc_limits = {50: (0.0005, 12.0), 60: (0.0005, 15.0)}
+    nplc_limits: ClassVar[dict[int, tuple[float, float]]] = {50: (0.0005, 12.0), 60: (0.0005, 15.0)}
     function_quote = '"'
 
     def __init__(self, adapter: str | Adapter, name: str = "DAQ6510", **kwargs: Any):

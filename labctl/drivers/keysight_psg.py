@@ -20,25 +20,26 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pymeasure.adapters import Adapter
 from pymeasure.instruments import Instrument
 from pymeasure.instruments.agilent import Agilent8257D
 
-from labctl.drivers.scpi import ScpiInstrument, open_scpi, positive
-from labctl.errors import ConfigError, LimitError
+from labctl.drivers.options import E8257DOptions
+from labctl.drivers.scpi import ScpiInstrument, open_scpi
+from labctl.errors import LimitError
 
 # Internal modulation rates (pymeasure's Agilent8257D, from the PSG programming guide).
 AM_RATE_HZ = (0.5, 1e6)
 PULSE_RATE_HZ = (0.1, 10e6)
-OPTIONS = ("multiplier", "synth_min_hz", "synth_max_hz", "max_power_w", "modulation", "identity")
 
 
 class E8257D(ScpiInstrument, Agilent8257D):
     """E8257D + multiplier chain as a ``Source``; frequencies are at the chain's output."""
 
     identity_markers = ("E8257D",)
+    Options: ClassVar[type[E8257DOptions]] = E8257DOptions
 
     # pymeasure sends ":FREQ %e Hz;" (7 significant digits: kHz steps at 30 GHz, times the factor at
     # the output); the PSG resolves 1 mHz, so the setting keeps 13 digits.
@@ -59,14 +60,15 @@ class E8257D(ScpiInstrument, Agilent8257D):
         identity: Sequence[str] | None = None,
         **kwargs: Any,
     ):
-        self.multiplier = positive(name, "multiplier", multiplier)
-        self.synth_range_hz = (positive(name, "synth_min_hz", synth_min_hz), positive(name, "synth_max_hz", synth_max_hz))
-        if self.synth_range_hz[0] >= self.synth_range_hz[1]:
-            raise ConfigError(f"{name}: synth_min_hz must be below synth_max_hz, got {self.synth_range_hz}")
-        self.max_power_w = positive(name, "max_power_w", max_power_w)
-        if modulation not in ("pulse", "am"):
-            raise ConfigError(f"{name}: option modulation must be 'pulse' or 'am', got {modulation!r}")
-        self.modulation = modulation
+        settings = self.Options.checked(
+            name,
+            {"multiplier": multiplier, "synth_min_hz": synth_min_hz, "synth_max_hz": synth_max_hz,
+             "max_power_w": max_power_w, "modulation": modulation},
+        )
+        self.multiplier = settings.multiplier
+        self.synth_range_hz = (settings.synth_min_hz, settings.synth_max_hz)
+        self.max_power_w = settings.max_power_w
+        self.modulation = settings.modulation
         with warnings.catch_warnings():
             # pymeasure warns that it does not know whether the 8257D speaks SCPI; it does (PSG guide).
             warnings.filterwarnings("ignore", message="It is not known whether this device support SCPI", category=FutureWarning)
@@ -74,7 +76,7 @@ class E8257D(ScpiInstrument, Agilent8257D):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> E8257D:
-        return open_scpi(cls, name, resource, options, OPTIONS)
+        return open_scpi(cls, name, resource, options, cls.Options)
 
     # -- frequency and power ----------------------------------------------------------------------
     def get_frequency_hz(self) -> float:

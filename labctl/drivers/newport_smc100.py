@@ -20,14 +20,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pyvisa
 import serial
 from pymeasure.adapters import Adapter
 
 from labctl.drivers.axis import AxisBase
-from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options, translate_errors
+from labctl.drivers.base import LabInstrument, make_adapter, translate_errors
+from labctl.drivers.options import SMC100Options
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
 
 BAUD_RATE = 57_600
@@ -139,7 +140,7 @@ class SMC100(LabInstrument):
     """
 
     identity_markers = ("SMC",)
-    OPTIONS = ("timeout_s", "baud_rate", "identity_address", "reset_timeout_s", "scan_timeout_s")
+    Options: ClassVar[type[SMC100Options]] = SMC100Options
 
     def __init__(
         self,
@@ -169,8 +170,7 @@ class SMC100(LabInstrument):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> SMC100:
-        reject_unknown_options("SMC100", options, cls.OPTIONS)
-        return cls(resource, name, **options)
+        return cls(resource, name, **cls.Options.checked(name, options).values())
 
     # -- the protocol ----------------------------------------------------------------------------
     def send(self, address: int, command: str) -> None:

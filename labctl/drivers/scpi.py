@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 
 from pymeasure.adapters import Adapter
 
-from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options
+from labctl.drivers.base import LabInstrument, make_adapter
+from labctl.drivers.options import ScpiOptions
 from labctl.errors import ConfigError, InstrumentError, InstrumentTimeout
 
 T = TypeVar("T")
@@ -151,23 +152,14 @@ class ScpiInstrument(LabInstrument):
         return value == 1.0
 
 
-def open_scpi(cls: type[T], name: str, resource: str, options: dict[str, Any], known: Sequence[str]) -> T:
-    """``from_station`` for a SCPI driver: options become constructor keywords, plus ``timeout_s``."""
-    reject_unknown_options(cls.__name__, options, (*known, "timeout_s"))
-    kwargs = dict(options)
-    timeout_s = kwargs.pop("timeout_s", 2.0)
-    if not isinstance(timeout_s, (int, float)) or timeout_s <= 0:
-        raise ConfigError(f"{name}: option timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    adapter = make_adapter(resource, timeout_s=float(timeout_s))
+def open_scpi(cls: type[T], name: str, resource: str, options: dict[str, Any], declaration: type[ScpiOptions]) -> T:
+    """``from_station`` for a SCPI driver: the declared options become constructor keywords,
+    except ``timeout_s``, which is the link's."""
+    kwargs = declaration.checked(name, options).values()
+    adapter = make_adapter(resource, timeout_s=kwargs.pop("timeout_s"))
     try:
         return cls(adapter, name=name, **kwargs)  # type: ignore[call-arg]
     except BaseException:
         adapter.close()  # a refused or misconfigured device must not keep its port
         raise
 
-
-def positive(name: str, option: str, value: Any) -> float:
-    """A station option that must be a positive number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{name}: option {option} must be a positive number, got {value!r}")
-    return float(value)

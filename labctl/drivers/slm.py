@@ -17,14 +17,14 @@ it): a repaint before that reaches no screen. Works with ``QT_QPA_PLATFORM=offsc
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
-from PyQt5.QtCore import QEventLoop, QThread, Qt
+from PyQt5.QtCore import QEventLoop, Qt, QThread
 from PyQt5.QtGui import QImage, QPainter, QPaintEvent
 from PyQt5.QtWidgets import QApplication, QWidget
 
-from labctl.drivers.base import reject_unknown_options
+from labctl.drivers.options import SLMOptions
 from labctl.errors import ConfigError, InstrumentError
 
 _app: QApplication | None = None  # the QApplication this module created, kept alive
@@ -35,13 +35,18 @@ def qt_application() -> QApplication:
     """The running QApplication, created (and kept) if there is none."""
     global _app
     app = QApplication.instance()
-    if app is None:
-        _app = app = QApplication(["labctl"])
-    return app
+    if isinstance(app, QApplication):
+        return app
+    if app is not None:
+        raise InstrumentError("SLM", "a non-GUI Qt application is running; an SLM window needs a QApplication")
+    _app = QApplication(["labctl"])
+    return _app
 
 
 class SLMWindow(QWidget):
     """A frameless full-screen window on screen ``screen`` that shows 8-bit grayscale images."""
+
+    Options: ClassVar[type[SLMOptions]] = SLMOptions
 
     def __init__(self, name: str = "slm", screen: int = 0):
         app = qt_application()
@@ -49,34 +54,37 @@ class SLMWindow(QWidget):
         if isinstance(screen, bool) or not isinstance(screen, int) or not 0 <= screen < len(screens):
             names = [f"{i}: {s.name()} {s.geometry().width()}x{s.geometry().height()}" for i, s in enumerate(screens)]
             raise ConfigError(f"SLM {name}: screen {screen!r} does not exist; screens are {names}")
-        super().__init__(None, Qt.FramelessWindowHint | Qt.WindowStaysOnTopHint)
+        super().__init__(None, Qt.WindowFlags(Qt.WindowType.FramelessWindowHint) | Qt.WindowType.WindowStaysOnTopHint)
         self.name = name
         self.screen_index = screen
         self.setWindowTitle(f"labctl SLM {name}")
-        self.setCursor(Qt.BlankCursor)
+        self.setCursor(Qt.CursorShape.BlankCursor)
         self._image: QImage | None = None
         self._shown: np.ndarray | None = None
         target = screens[screen]
         self.setGeometry(target.geometry())
         self.create()  # a native window exists now, so it can be put on the chosen screen
-        self.windowHandle().setScreen(target)
+        window = self.windowHandle()
+        if window is None:
+            raise InstrumentError(name, "Qt created no native window for the SLM; check the display (QT_QPA_PLATFORM)")
+        window.setScreen(target)
         self.showFullScreen()
         deadline = time.monotonic() + EXPOSE_TIMEOUT_S
-        while not self.windowHandle().isExposed():
+        while not window.isExposed():
             if time.monotonic() > deadline:
                 self.close()
                 raise InstrumentError(
                     name, f"the window did not appear on screen {screen} within {EXPOSE_TIMEOUT_S:g} s; check that display"
                 )
-            app.processEvents(QEventLoop.AllEvents, 20)
+            app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> SLMWindow:
         """``resource`` is the screen number the SLM is connected as ("1"); the option ``screen``
         (an int) may give it instead."""
-        reject_unknown_options(cls.__name__, options, ("screen",))
-        if "screen" in options:
-            return cls(name, options["screen"])
+        screen = cls.Options.checked(name, options).screen
+        if screen is not None:
+            return cls(name, screen)
         if not resource.strip().isdigit():
             raise ConfigError(f"SLM {name}: resource {resource!r} must be a screen number (0, 1, ...)")
         return cls(name, int(resource))
@@ -97,7 +105,7 @@ class SLMWindow(QWidget):
             raise ConfigError(f"SLM {self.name}: show_gray needs a 2-D uint8 image, got {gray.dtype} {gray.shape}")
         gray = np.ascontiguousarray(gray)
         rows, cols = gray.shape
-        self._image = QImage(gray.data, cols, rows, cols, QImage.Format_Grayscale8).copy()
+        self._image = QImage(gray.tobytes(), cols, rows, cols, QImage.Format.Format_Grayscale8).copy()
         self._shown = gray.copy()
         self.repaint()
 
@@ -105,10 +113,10 @@ class SLMWindow(QWidget):
         """The image last passed to ``show_gray`` (None before the first)."""
         return None if self._shown is None else self._shown.copy()
 
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
+    def paintEvent(self, event: QPaintEvent | None) -> None:  # noqa: N802 - Qt's name
         painter = QPainter(self)
-        painter.fillRect(self.rect(), Qt.black)
+        painter.fillRect(self.rect(), Qt.GlobalColor.black)
         if self._image is not None:
-            painter.setRenderHint(QPainter.SmoothPixmapTransform, False)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             painter.drawImage(self.rect(), self._image)
         painter.end()

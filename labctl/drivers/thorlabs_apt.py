@@ -49,6 +49,7 @@ from __future__ import annotations
 import errno
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -71,7 +72,8 @@ from labctl.drivers.apt_codec import (
 )
 from labctl.drivers.apt_link import READ_POLL_S, AptLink
 from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase, RotationBase
-from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options
+from labctl.drivers.base import LabInstrument, make_adapter
+from labctl.drivers.options import K10CR1Options, KDC101Options
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
 
 #: Z8 actuator on a KDC101/TDC001: 34,554.96 encoder counts per mm (instruments.md, Thorlabs manual).
@@ -114,7 +116,8 @@ class KDC101(LabInstrument):
     stage's scaling (for a translation or a rotation stage respectively).
     """
 
-    identity_markers: ClassVar[tuple[str, ...]] = ("KDC101", "TDC001")
+    identity_markers: Sequence[str] = ("KDC101", "TDC001")
+    Options: ClassVar[type[KDC101Options]] = KDC101Options
     #: The stages this controller drives, and the one fitted when the station names none.
     stages: ClassVar[tuple[str, ...]] = ("Z8", "PRM1Z8")
     default_stage: ClassVar[str] = "Z8"
@@ -175,12 +178,8 @@ class KDC101(LabInstrument):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> KDC101:
-        """Options: ``timeout_s`` (reply timeout, default 1 s), ``stage`` (what is fitted),
-        ``counts_per_m`` / ``counts_per_deg`` (override the stage's scaling), ``status_updates``
-        (ask for 10 Hz status messages, default true)."""
-        known = ("timeout_s", "stage", "counts_per_m", "counts_per_deg", "status_updates")
-        reject_unknown_options(cls.__name__, options, known)
-        return cls(resource, name, **options)
+        """Options as ``KDC101Options`` declares them."""
+        return cls(resource, name, **cls.Options.checked(name, options).values())
 
     @classmethod
     def _stage(cls, name: str, stage: str | None, counts_per_m: float | None, counts_per_deg: float | None) -> Stage:
@@ -423,7 +422,8 @@ class K10CR1(KDC101):
     """A Thorlabs K10CR1 rotation mount (see the module docstring): a KDC101 in all but model,
     scaling and status messages."""
 
-    identity_markers: ClassVar[tuple[str, ...]] = ("K10CR1",)
+    identity_markers: Sequence[str] = ("K10CR1",)
+    Options: ClassVar[type[K10CR1Options]] = K10CR1Options
     stages: ClassVar[tuple[str, ...]] = ("K10CR1",)
     default_stage: ClassVar[str] = "K10CR1"
     status_request: ClassVar[MsgId] = MsgId.MOT_REQ_STATUSUPDATE

@@ -18,23 +18,22 @@ sets the TEC set point and switches the TEC on; the ITC will not switch the lase
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from pymeasure.adapters import Adapter
 
-from labctl.drivers.scpi import ScpiInstrument, open_scpi, positive
+from labctl.drivers.options import ITC4001Options
+from labctl.drivers.scpi import ScpiInstrument, open_scpi
 from labctl.errors import ConfigError, LimitError
 
 SPEED_OF_LIGHT_M_S = 299_792_458.0
-OPTIONS = (
-    "wavelength_m", "current_limit_a", "control", "threshold_a", "slope_w_per_a", "tec_temperature_k", "identity",
-)
 
 
 class ITC4001(ScpiInstrument):
     """A fixed-wavelength laser diode on an ITC4001 (or another ITC4000-series controller)."""
 
     identity_markers = ("ITC4001",)
+    Options: ClassVar[type[ITC4001Options]] = ITC4001Options
 
     def __init__(
         self,
@@ -50,22 +49,23 @@ class ITC4001(ScpiInstrument):
         identity: Sequence[str] | None = None,
         **kwargs: Any,
     ):
-        self.wavelength_m = positive(name, "wavelength_m", wavelength_m)
-        self.current_limit_a = positive(name, "current_limit_a", current_limit_a)
-        if control not in ("current", "power"):
-            raise ConfigError(f"{name}: option control must be 'current' or 'power', got {control!r}")
-        self.control = control
-        if control == "current" and (threshold_a is None or slope_w_per_a is None):
-            raise ConfigError(f"{name}: control 'current' needs threshold_a and slope_w_per_a (the diode's L-I curve)")
-        self.threshold_a = 0.0 if threshold_a is None else positive(name, "threshold_a", threshold_a)
-        self.slope_w_per_a = 0.0 if slope_w_per_a is None else positive(name, "slope_w_per_a", slope_w_per_a)
-        self.tec_temperature_k = None if tec_temperature_k is None else positive(name, "tec_temperature_k", tec_temperature_k)
+        settings = self.Options.checked(
+            name,
+            {"wavelength_m": wavelength_m, "current_limit_a": current_limit_a, "control": control,
+             "threshold_a": threshold_a, "slope_w_per_a": slope_w_per_a, "tec_temperature_k": tec_temperature_k},
+        )
+        self.wavelength_m = settings.wavelength_m
+        self.current_limit_a = settings.current_limit_a
+        self.control = settings.control
+        self.threshold_a = settings.threshold_a or 0.0  # unset only in power control, where it is unused
+        self.slope_w_per_a = settings.slope_w_per_a or 0.0
+        self.tec_temperature_k = settings.tec_temperature_k
         super().__init__(adapter, name, identity=identity, **kwargs)
         self._configure()
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> ITC4001:
-        return open_scpi(cls, name, resource, options, OPTIONS)
+        return open_scpi(cls, name, resource, options, cls.Options)
 
     def _configure(self) -> None:
         self.write_checked(f"SOUR:CURR:LIM {self.current_limit_a:.6g}")

@@ -13,14 +13,15 @@ query.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from numbers import Integral
 from typing import Any, ClassVar
 
 from pymeasure.adapters import Adapter, VISAAdapter
 
-from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options, translate_errors
+from labctl.drivers.base import LabInstrument, make_adapter, translate_errors
+from labctl.drivers.options import FilterWheelOptions
 from labctl.errors import ConfigError, InstrumentError, LimitError, WrongInstrument
 
 PROMPT = "> "
@@ -35,9 +36,10 @@ _ERROR = re.compile(r"Command error (\S+)")
 class FW102C(LabInstrument):
     """A six-slot Thorlabs filter wheel on a serial port (or any pymeasure adapter)."""
 
-    identity_markers: ClassVar[tuple[str, ...]] = ("FW102C", "FW212C")
+    identity_markers: Sequence[str] = ("FW102C", "FW212C")
     #: The position count the model has; ``pcount?`` must report it.
     slots: ClassVar[int] = 6
+    Options: ClassVar[type[FilterWheelOptions]] = FilterWheelOptions
 
     def __init__(
         self,
@@ -65,9 +67,8 @@ class FW102C(LabInstrument):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> FW102C:
-        """Options: ``timeout_s`` (query timeout, default 1 s), ``speed`` ("fast" or "slow")."""
-        reject_unknown_options(cls.__name__, options, ("timeout_s", "speed"))
-        return cls(resource, name, **options)
+        """Options as ``FilterWheelOptions`` declares them."""
+        return cls(resource, name, **cls.Options.checked(name, options).values())
 
     def _check_position_count(self) -> None:
         count = self._number("pcount?", valid=(6, 12))

@@ -27,12 +27,13 @@ import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from pymeasure.adapters import Adapter
 
 from labctl.drivers.axis import AxisBase, RotationBase
-from labctl.drivers.base import LabInstrument, make_adapter, reject_unknown_options, translate_errors
+from labctl.drivers.base import LabInstrument, make_adapter, translate_errors
+from labctl.drivers.options import ZaberOptions
 from labctl.errors import ConfigError, InstrumentError, WrongInstrument
 
 BAUD_RATE = 115_200
@@ -149,7 +150,7 @@ class ZaberAscii(LabInstrument):
     7) or ``get deviceid`` (firmware 6) of that device.
     """
 
-    OPTIONS = ("microstep_m", "timeout_s", "baud_rate", "identity_device")
+    Options: ClassVar[type[ZaberOptions]] = ZaberOptions
 
     def __init__(
         self,
@@ -172,8 +173,7 @@ class ZaberAscii(LabInstrument):
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> ZaberAscii:
-        reject_unknown_options("ZaberAscii", options, cls.OPTIONS)
-        return cls(resource, name, **options)
+        return cls(resource, name, **cls.Options.checked(name, options).values())
 
     # -- the protocol ----------------------------------------------------------------------------
     def query(self, device: int, axis: int, command: str) -> ZaberReply:

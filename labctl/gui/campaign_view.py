@@ -318,7 +318,7 @@ class CampaignView(QWidget):
             self.counts_bench = summary.confusion_measured
             self.counts_sim = summary.confusion_simulated
             self.samples = summary.samples
-            self.agreed = int(round(summary.agreement * summary.samples))
+            self.agreed = round(summary.agreement * summary.samples)
             self.only_bench, self.only_sim = summary.measured_vs_simulated.b, summary.measured_vs_simulated.c
             self._show_counts()
             self.status.info(f"opened {path}")

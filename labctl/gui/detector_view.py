@@ -109,7 +109,7 @@ class DetectorView(QWidget):
 
     def _plan_messages(self, kind: str, batch: list) -> None:
         """While a plan runs, show its last detector read (and a campaign's stored prediction)."""
-        for msg, answer in reversed(batch):
+        for msg, _answer in reversed(batch):
             if isinstance(msg, Record) and msg.stream == "samples" and "predicted" in msg.data:
                 if len(self._predictions) >= CACHE:
                     self._predictions.clear()

@@ -259,7 +259,7 @@ class InputView(QWidget):
         if not keys:
             self.status.error("type the mask keys for slots 1, 2, … (comma separated)")
             return
-        slots = {slot: key for slot, key in enumerate(keys, start=1)}
+        slots = dict(enumerate(keys, start=1))
         simulated = self.session.simulated_loader() is not None
         self._open_dialog(slots, "", simulated, lambda ok: ok and self._record_cassette(slots))
 

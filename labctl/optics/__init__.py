@@ -16,8 +16,8 @@ from labctl.optics.propagation import fourier_shift, propagate, transfer_functio
 from labctl.optics.sources import gaussian_beam, illumination_field, plane_wave
 
 __all__ = [
-    "BenchParams",
     "D2NN",
+    "BenchParams",
     "DetectorLayout",
     "ForwardResult",
     "Geometry",

@@ -60,7 +60,7 @@ class DetectorLayout:
             y = centre + row * step
             for i in range(count):
                 x = centre + (i - (count - 1) / 2) * step
-                r0, c0 = int(round(y - s / 2)), int(round(x - s / 2))
+                r0, c0 = round(y - s / 2), round(x - s / 2)
                 regions.append([r0, r0 + s, c0, c0 + s])
         return cls(np.array(regions), geom.n)
 

@@ -26,10 +26,11 @@ _DTYPES = ("complex64", "complex128")
 
 def _positive(name: str, value: object) -> float:
     """``value`` as a float, or ConfigError if it is not a positive finite number."""
-    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-    if not (ok and math.isfinite(value) and value > 0):
-        raise ConfigError(f"optics geometry: {name} must be a positive finite number, got {value!r}")
-    return float(value)
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        number = float(value)
+        if math.isfinite(number) and number > 0:
+            return number
+    raise ConfigError(f"optics geometry: {name} must be a positive finite number, got {value!r}")
 
 
 @dataclass(frozen=True)

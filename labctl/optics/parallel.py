@@ -10,6 +10,7 @@ inside one of these threads) runs in the caller's thread with FFTs on all cores.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections.abc import Callable
@@ -43,7 +44,7 @@ def split_batch(batch: int, parts: int) -> list[range]:
     """``range(batch)`` cut into at most ``parts`` contiguous, near-equal, non-empty ranges."""
     parts = max(1, min(parts, batch))
     bounds = [batch * i // parts for i in range(parts + 1)]
-    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [range(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def over_cores(batch: int, task: Callable[[range, int], T]) -> list[T]:

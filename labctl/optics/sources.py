@@ -33,4 +33,4 @@ def illumination_field(geom: Geometry) -> np.ndarray:
     """The field the geometry's ``illumination`` setting describes, (M, M)."""
     if geom.illumination == "plane":
         return plane_wave(geom)
-    return gaussian_beam(geom, geom.illumination[1])
+    return gaussian_beam(geom, float(geom.illumination[1]))

@@ -158,7 +158,7 @@ class SimulatedBench:
             if driver == "ZaberAscii":
                 chain: dict[int, list[SimAxis]] = {}
                 for address, axis in sorted(axes.items()):
-                    device, _, number = address.partition(".")
+                    device, _, _number = address.partition(".")
                     chain.setdefault(int(device), []).append(axis)
                 vi = VirtualZaber(name, clock, chain, faults=plans.get(name))
             elif driver == "KDC101":

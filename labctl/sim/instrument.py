@@ -87,10 +87,7 @@ class LineInstrument(VirtualInstrument):
         if fault in (Fault.TIMEOUT, Fault.DISCONNECT):
             return
         with self.lock:
-            if fault is Fault.ERROR:
-                out = self.error_reply(text)
-            else:
-                out = self.handle(text, term)
+            out = self.error_reply(text) if fault is Fault.ERROR else self.handle(text, term)
         self.reply(out, fault)
 
     @abstractmethod

@@ -19,9 +19,9 @@ from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError
 from labctl.plans.messages import MountPlates, OperatorRequest
 from labctl.sim.clock import Clock
+from labctl.sim.devices import SimDisplay
 from labctl.sim.motion import SimAxis
 from labctl.sim.truth import TRAVEL_M, Truth, build_world, slm_response
-from labctl.sim.devices import SimDisplay
 from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
 
 

@@ -20,8 +20,8 @@ from labctl.errors import ConfigError
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimSource, SimWheel
 from labctl.sim.layout import plate_axes
-from labctl.sim.motion import MotionProfile, SimAxis
 from labctl.sim.light import LightPath, Pose
+from labctl.sim.motion import MotionProfile, SimAxis
 from labctl.sim.relief import printed_heights
 from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, SimPlate, SlmResponse, SourceTruth, World
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from labctl.calibration import CalibrationSet, calibrate, latest_calibration
+from labctl.calibration.detectors import nominal_targets
 from labctl.calibration.procedure import Settings
 from labctl.calibration.stages import stage_plan
-from labctl.calibration.detectors import nominal_targets
 from labctl.errors import ConfigError, DataError
 from tests.calibration.conftest import runner, soft_bench, write_true_alignment
 
@@ -97,7 +97,7 @@ def test_source_reference_per_watt_matches_the_world(calibrated):
 
 
 def test_calibration_set_applies_and_records_everything(calibrated):
-    bench, folder, _, _ = calibrated
+    _bench, folder, _, _ = calibrated
     cal = CalibrationSet.load_latest(folder)
     assert set(cal.to_dict()) == {"detectors", "source", "stages", "alignment"}
     json.dumps(cal.to_dict())  # goes into campaign metadata as JSON

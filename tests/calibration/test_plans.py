@@ -11,7 +11,16 @@ from labctl.calibration.source import DriftTracker, drift_reference_plan, source
 from labctl.calibration.stages import stage_plan
 from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError
-from labctl.plans.messages import HomeAxes, LoadCassette, MoveAxes, ReadDetectors, ReadPositions, Record, SetSource, Show
+from labctl.plans.messages import (
+    HomeAxes,
+    LoadCassette,
+    MoveAxes,
+    ReadDetectors,
+    ReadPositions,
+    Record,
+    SetSource,
+    Show,
+)
 from labctl.plans.testing import collect
 
 DARK = np.linspace(1e-3, 2e-3, 10)
@@ -114,7 +123,7 @@ def test_stage_plan_homes_first_and_scans_each_axis_up_then_down():
 
 def test_slm_plan_sweeps_uniform_frames_and_rereads_full_gray():
     shown = []
-    steps, result = collect(
+    _steps, result = collect(
         slm_lut_plan(DARK, levels=range(0, 256, 5), averages=2, reference_every=10),
         {Show: lambda msg: shown.append(msg), ReadDetectors: lambda msg: reading(DARK + (int(shown[-1].key.split("/")[1]) / 255) ** 4)},
     )

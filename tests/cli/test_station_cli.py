@@ -79,7 +79,7 @@ def test_malformed_yaml_and_a_missing_file(journal, tmp_path, capsys):
 
 def test_a_wrong_device_on_a_port_is_one_line(journal, tmp_path, capsys):
     journal.faults[("wheel", "connect")] = WrongInstrument("wheel", "the device on this port says 'Zaber', expected FW102C")
-    status, out, err = run(capsys, write(tmp_path, soft_drivers.station()), "--connect")
+    status, _out, err = run(capsys, write(tmp_path, soft_drivers.station()), "--connect")
     assert status == 2
     assert err == "labctl: error: wheel: the device on this port says 'Zaber', expected FW102C\n"
     assert {"thz.close", "stages_a.close", "stages_b.close"} <= set(journal.events)
@@ -150,3 +150,16 @@ def test_connect_asks_every_axis_where_it_is(tmp_path, capsys):
         assert status == 2 and err.count("\n") == 1, err
         assert f"zaber: axis {plate}.{axis} (address '{entry['address']}', {path}:" in err and "BADAXIS" in err
         assert not sim.world.source.output_on
+
+
+def test_a_bad_driver_option_is_one_line_with_file_line_and_exit_2(tmp_path, capsys):
+    from tests.test_station import GOOD
+    from tests.test_station import write as write_good
+
+    text = GOOD.replace("  wheel:  {driver: FW102C, resource: /dev/ttyUSB1}", "  wheel:  {driver: FW102C, resource: /dev/ttyUSB1, options: {sped: fast}}")
+    path = write_good(tmp_path, text)
+    status, out, err = run(capsys, path)
+    line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "sped" in text_line)
+    assert status == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{path}:{line}: instruments.wheel.options.sped: unknown option; did you mean 'speed'?" in err

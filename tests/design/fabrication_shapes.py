@@ -28,7 +28,7 @@ HAND_DRAWN_SIX = """
 
 def drawing(text: str) -> np.ndarray:
     """'#' -> 1.0, '.' -> 0.0, one row per line."""
-    rows = [line for line in text.strip("\n").splitlines()]
+    rows = list(text.strip("\n").splitlines())
     return np.array([[1.0 if ch == "#" else 0.0 for ch in row] for row in rows])
 
 

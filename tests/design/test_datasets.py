@@ -6,7 +6,6 @@ import pytest
 from labctl.design import datasets
 from labctl.design.datasets import load_dataset, read_idx
 from labctl.errors import DataError
-
 from tests.design.tinydata import synthetic_images, write_idx
 
 
@@ -18,7 +17,7 @@ def test_idx_directory_gzipped_and_plain(idx_dir):
     np.testing.assert_array_equal(ds.train_labels, expected_y)
     assert ds.test_images.shape == (40, 28, 28) and ds.test_labels.dtype == np.int64
     assert ds.classes == [str(c) for c in range(10)]
-    assert 0.0 <= ds.test_images.min() and ds.test_images.max() <= 1.0
+    assert ds.test_images.min() >= 0.0 and ds.test_images.max() <= 1.0
 
 
 def test_original_dotted_file_names(tmp_path):

@@ -59,7 +59,7 @@ def test_camera_errors(video: str, tmp_path: Path) -> None:
         OpenCVCamera(video, "cam", exposure=10)
     with pytest.raises(ConfigError, match="asked for 640x480.*gives 96x48"):
         OpenCVCamera(video, "cam", frame_size=(640, 480))
-    with pytest.raises(ConfigError, match="unknown option.*'gain'"):
+    with pytest.raises(ConfigError, match="option gain: unknown option"):
         OpenCVCamera.from_station("cam", video, {"gain": 2})
     camera = OpenCVCamera.from_station("cam", video, {})
     for _ in range(FRAMES):
@@ -134,7 +134,7 @@ def test_detectors_from_station(video: str) -> None:
     detectors = CameraDetectors.from_station("det", video, options)
     assert detectors.frames_per_sample() == 3 and detectors.channel_count() == 10
     detectors.close()
-    with pytest.raises(ConfigError, match="option rois .* is required"):
+    with pytest.raises(ConfigError, match="option rois: this driver needs it"):
         CameraDetectors.from_station("det", video, {})
     with pytest.raises(ConfigError, match="region 0"):
         CameraDetectors.from_station("det", video, {"rois": [[0, 0, 500, 8]]})

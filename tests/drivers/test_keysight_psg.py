@@ -16,7 +16,7 @@ OK = '+0,"No error"'
 CONNECT = [("*IDN?", IDN), ("*CLS;:SYST:ERR?", OK)]
 
 
-def psg(*pairs: tuple[str, str | None], **options: object):  # noqa: ANN201 - pymeasure's context manager
+def psg(*pairs: tuple[str, str | None], **options: object):
     return expected_protocol(E8257D, [*CONNECT, *pairs], **options)
 
 

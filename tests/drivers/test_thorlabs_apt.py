@@ -15,7 +15,7 @@ import pytest
 import serial
 from pymeasure.adapters import SerialAdapter
 
-from labctl.drivers.thorlabs_apt import KDC101, KDC101Axis, Z8_COUNTS_PER_M
+from labctl.drivers.thorlabs_apt import KDC101, Z8_COUNTS_PER_M, KDC101Axis
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, LimitError, WrongInstrument
 
 

@@ -87,9 +87,9 @@ def test_garbled_replies_are_errors(command: str, reply: str) -> None:
 
 
 def test_station_options() -> None:
-    with pytest.raises(ConfigError, match="unknown option.*'baud'"):
+    with pytest.raises(ConfigError, match="option baud: unknown option"):
         FW102C.from_station("wheel", "/dev/null", {"baud": 9600})
-    with pytest.raises(ConfigError, match="speed must be 'fast' or 'slow'"):
+    with pytest.raises(ConfigError, match="option speed: expected one of 'fast', 'slow', got 'turbo'"):
         FW102C.from_station("wheel", "/dev/null", {"speed": "turbo"})
 
 
@@ -158,7 +158,7 @@ def test_a_stale_prompt_before_the_echo_is_skipped() -> None:
 
 
 def test_a_reply_without_the_prompt_is_a_timeout() -> None:
-    port, adapter = scripted([(b"pos?\r", b"pos?\r2\r")])
+    _port, adapter = scripted([(b"pos?\r", b"pos?\r2\r")])
     wheel = FW102C(adapter, "wheel")
     with pytest.raises(InstrumentTimeout, match="wheel.*'pos\\?'"):
         wheel.get_slot()

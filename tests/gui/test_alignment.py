@@ -83,5 +83,5 @@ def test_a_plate_request_is_done_by_the_simulated_operator_or_asked_of_the_perso
 def _catch(failures: list, function, *args) -> None:
     try:
         function(*args)
-    except Exception as exc:  # noqa: BLE001 - the test inspects it
+    except Exception as exc:
         failures.append(exc)

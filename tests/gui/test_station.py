@@ -17,7 +17,7 @@ def test_connect_shows_every_instrument_with_its_identity(qtbot, window, sim):
     qtbot.waitUntil(lambda: view.table.rowCount() == len(sim.resources))
     names = {view.table.item(row, 0).text(): row for row in range(view.table.rowCount())}
     assert set(names) == set(sim.resources)
-    for name, row in names.items():
+    for row in names.values():
         assert view.table.item(row, 3).text() == "connected"
         assert view.table.item(row, 4).text()  # identity as the instrument reported it
     assert "E8257D" in view.table.item(names["thz"], 4).text() or "Keysight" in view.table.item(names["thz"], 4).text()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 
 import numpy as np
-
 import pytest
 
 from labctl.sim.bench import SimulatedBench

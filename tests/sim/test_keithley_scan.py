@@ -38,7 +38,7 @@ class Meter:
     def truth(self) -> np.ndarray:
         return DARK + GAIN * self.signal
 
-    def driver(self, name: str, **options: object):  # noqa: ANN201 - either driver class
+    def driver(self, name: str, **options: object):
         return registry.driver_class(name).from_station("dmm", self.link.resource, {"timeout_s": 0.2, **options})
 
 

@@ -137,7 +137,7 @@ def export_design(design: Design, out_dir: Path, images: np.ndarray, labels: np.
             bar.update()
     manifest = {
         "format": "labctl-fabrication", "schema_version": 1, "software": f"labctl {__version__}",
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "design": {
             "n": geometry.n, "pitch_m": geometry.pitch_m, "layers": len(heights),
             "input_scale": design.input_scale, "dataset": getattr(design, "dataset", None),

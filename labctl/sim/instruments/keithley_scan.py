@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from abc import abstractmethod
 from collections.abc import Callable
+from typing import ClassVar
 
 import numpy as np
 
@@ -168,7 +169,7 @@ class VirtualKeithley2700(_ScanningMeter):
     """Keithley 2700 multimeter/switch system with a 7700 card in slot 1."""
 
     nplc_min = 0.01
-    nplc_max_per_plc_hz = {50: 50.0, 60: 60.0}
+    nplc_max_per_plc_hz: ClassVar[dict[int, float]] = {50: 50.0, 60: 60.0}
     nplc_default = 5.0  # manual table 4-5
     ELEMENTS = ("READing", "CHANnel", "UNITs", "RNUMber", "TSTamp", "LIMits")
 
@@ -255,7 +256,7 @@ class VirtualDAQ6510(_ScanningMeter):
     """Keithley DAQ6510 data acquisition multimeter with a 7700 card in slot 1 (SCPI command set)."""
 
     nplc_min = 0.0005
-    nplc_max_per_plc_hz = {50: 12.0, 60: 15.0}
+    nplc_max_per_plc_hz: ClassVar[dict[int, float]] = {50: 12.0, 60: 15.0}
     nplc_default = 1.0
     BUFFERS = ("defbuffer1", "defbuffer2")
     DATA_ELEMENTS = ("READing", "CHANnel", "UNIT", "RELative")
