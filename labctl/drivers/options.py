@@ -139,19 +139,24 @@ class ZaberOptions(DriverOptions):
     )
 
 
-class KDC101Options(DriverOptions):
-    """Thorlabs KDC101 / TDC001 over APT, with a Z8 actuator or a PRM1-Z8 rotation mount;
-    ``counts_per_m`` is for a translation stage, ``counts_per_deg`` for a rotation stage."""
+class AptOptions(DriverOptions):
+    """What every APT motor controller takes."""
 
     timeout_s: Positive = Field(1.0, description="how long a reply may take")
-    stage: Literal["Z8", "PRM1Z8"] | None = Field(None, description="what is fitted; unset: Z8")
     counts_per_m: Positive | None = Field(None, description="encoder counts per metre; unset: the stage's own (Z8: 34,554,960)")
     counts_per_deg: Positive | None = Field(None, description="encoder counts per degree; unset: the stage's own")
     status_updates: bool = Field(True, description="ask for the 10 Hz status messages (keeps the link alive)")
 
 
-class K10CR1Options(KDC101Options):
-    """Thorlabs K10CR1 rotation mount over APT."""
+class KDC101Options(AptOptions):
+    """Thorlabs KDC101 / TDC001 over APT, with a Z8 actuator or a PRM1-Z8 rotation mount;
+    ``counts_per_m`` is for a translation stage, ``counts_per_deg`` for a rotation stage."""
+
+    stage: Literal["Z8", "PRM1Z8"] | None = Field(None, description="what is fitted; unset: Z8")
+
+
+class K10CR1Options(AptOptions):
+    """Thorlabs K10CR1 rotation mount over APT (``counts_per_deg`` only)."""
 
     stage: Literal["K10CR1"] | None = Field(None, description="what is fitted; unset: K10CR1")
 

@@ -73,7 +73,7 @@ from labctl.drivers.apt_codec import (
 from labctl.drivers.apt_link import READ_POLL_S, AptLink
 from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase, RotationBase
 from labctl.drivers.base import LabInstrument, make_adapter
-from labctl.drivers.options import K10CR1Options, KDC101Options
+from labctl.drivers.options import AptOptions, K10CR1Options, KDC101Options
 from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
 
 #: Z8 actuator on a KDC101/TDC001: 34,554.96 encoder counts per mm (instruments.md, Thorlabs manual).
@@ -117,7 +117,7 @@ class KDC101(LabInstrument):
     """
 
     identity_markers: Sequence[str] = ("KDC101", "TDC001")
-    Options: ClassVar[type[KDC101Options]] = KDC101Options
+    Options: ClassVar[type[AptOptions]] = KDC101Options
     #: The stages this controller drives, and the one fitted when the station names none.
     stages: ClassVar[tuple[str, ...]] = ("Z8", "PRM1Z8")
     default_stage: ClassVar[str] = "Z8"
@@ -423,7 +423,7 @@ class K10CR1(KDC101):
     scaling and status messages."""
 
     identity_markers: Sequence[str] = ("K10CR1",)
-    Options: ClassVar[type[K10CR1Options]] = K10CR1Options
+    Options: ClassVar[type[AptOptions]] = K10CR1Options
     stages: ClassVar[tuple[str, ...]] = ("K10CR1",)
     default_stage: ClassVar[str] = "K10CR1"
     status_request: ClassVar[MsgId] = MsgId.MOT_REQ_STATUSUPDATE

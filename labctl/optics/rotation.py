@@ -52,10 +52,10 @@ def _cells(coord: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _sparse(m: int, cols_y: list, cols_x: list, values: list) -> sp.csr_matrix:
     """CSR matrix with one entry per tap and output sample (taps off the grid carry 0)."""
-    cy, cx, values = (np.stack(a, axis=1) for a in (cols_y, cols_x, values))  # (M^2, taps)
+    cy, cx, weights = (np.stack(a, axis=1) for a in (cols_y, cols_x, values))  # (M^2, taps)
     inside = (cy >= 0) & (cy < m) & (cx >= 0) & (cx < m)
     columns = np.where(inside, cy * m + cx, 0)
-    data = np.where(inside, values, 0.0)
+    data = np.where(inside, weights, 0.0)
     taps = columns.shape[1]
     indptr = np.arange(0, m * m * taps + 1, taps)
     return sp.csr_matrix((data.ravel(), columns.ravel(), indptr), shape=(m * m, m * m))
@@ -85,10 +85,14 @@ def rotation_derivative(m: int, angle_rad: float) -> sp.csr_matrix:
     cy, cx, w = [], [], []
     for dy, wy in ((0, 1 - fy), (1, fy)):  # d/du at the two rows of the cell
         for col, sign in ((jx + 1, 1.0), (lo_x, -1.0)):
-            cy.append(iy + dy), cx.append(col), w.append(sign * half_x * wy * du)
+            cy.append(iy + dy)
+            cx.append(col)
+            w.append(sign * half_x * wy * du)
     for dx, wx in ((0, 1 - fx), (1, fx)):  # d/dv at the two columns of the cell
         for row, sign in ((iy + 1, 1.0), (lo_y, -1.0)):
-            cy.append(row), cx.append(jx + dx), w.append(sign * half_y * wx * dv)
+            cy.append(row)
+            cx.append(jx + dx)
+            w.append(sign * half_y * wx * dv)
     return _sparse(m, cy, cx, w)
 
 

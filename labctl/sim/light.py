@@ -110,7 +110,7 @@ class LightPath:
         self.material = material
         self.k = int(oversample)
         self.supersample = int(supersample)
-        self.frame_neurons = int(math.ceil(frame_m / g.pitch_m - 1e-9)) if frame_m > 0 else 0
+        self.frame_neurons = math.ceil(frame_m / g.pitch_m - 1e-9) if frame_m > 0 else 0
         self.window = window_neurons(g.n, self.frame_neurons, self.k)
         self.pad_neurons = (self.window - g.n) // 2
         self.m = self.window * self.k

@@ -146,7 +146,7 @@ def test_connect_asks_every_axis_where_it_is(tmp_path, capsys):
         entry = next(p for p in data["plates"] if p["name"] == plate)[axis]
         entry["address"] = entry["address"].split(".")[0] + ".3"  # the device has two axes
         path = write(tmp_path, data, "bad_axis.yaml")
-        status, out, err = run(capsys, path, "--connect")
+        status, _out, err = run(capsys, path, "--connect")
         assert status == 2 and err.count("\n") == 1, err
         assert f"zaber: axis {plate}.{axis} (address '{entry['address']}', {path}:" in err and "BADAXIS" in err
         assert not sim.world.source.output_on

@@ -9,8 +9,10 @@ from labctl.errors import ConfigError
 from labctl.optics import D2NN, BenchParams, DetectorLayout, Material
 from labctl.optics.rotation import rotate, rotate_adjoint, rotate_derivative
 
+RESIN = Material(1.7227, 0.031)
 
-def bench(small_geometry, small_layout, rng, oversample=1, waist=3e-3, material=Material(1.7227, 0.031)):
+
+def bench(small_geometry, small_layout, rng, oversample=1, waist=3e-3, material=RESIN):
     geom = small_geometry(n=16, n_layers=3, dtype="complex128", oversample=oversample)
     model = D2NN(geom, small_layout(geom), material, batch_chunk=2)
     inputs = 0.5 + 0.5 * rng.random((3, 16, 16))
