@@ -37,7 +37,7 @@ class ModelOptions:
     averages: int = 8  # detector averages per probe read (reads are cheap next to a scan's; noise is not)
     rounds: int = 3  # measure-fit-move rounds after the first fit, at most
     tolerance_m: float = 2e-6  # stop once no fitted offset changes by more than this
-    acceptance: Acceptance = Acceptance()  # how a fit is told from a false minimum (accept.py)
+    acceptance: Acceptance = field(default_factory=Acceptance)  # how a fit is told from a false minimum (accept.py)
     max_step_m: float = 0.1e-3  # longest step of one fit iteration
     acquire_iterations: int = 10  # iterations of the first fit (before deciding to build up)
     keep: int = 3  # observations (the most recent) the refits use

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import detectors, readout, slm, source, stages
 from labctl.calibration.calset import CalibrationSet
 from labctl.calibration.detectors import Darks, Probe
 from labctl.calibration.files import write_calibration
-from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner

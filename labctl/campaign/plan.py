@@ -88,7 +88,7 @@ def campaign_plan(
     dark_every: int,
     done: set[int],
     uses_wheel: bool,
-    readout: Callable[[np.ndarray], int] | None = None,
+    readout: Callable[[np.ndarray], int | np.ndarray] | None = None,
 ) -> m.Plan:
     """Measure every sample not in ``done`` (see the module docstring)."""
     total = len(samples)

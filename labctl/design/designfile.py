@@ -201,8 +201,8 @@ def _read(f: h5py.File, path: Path) -> Design:
 
 
 def _read_training(group: h5py.Group) -> TrainingState:
-    arrays = {name: np.asarray(group[name][...], dtype=np.float64) for name in ("phases_rad", "adam_m", "adam_v")}
-    counters = {name: kind(group.attrs[name]) for name, kind in _TRAINING_COUNTERS.items()}
+    arrays: dict[str, Any] = {name: np.asarray(group[name][...], dtype=np.float64) for name in ("phases_rad", "adam_m", "adam_v")}
+    counters: dict[str, Any] = {name: kind(group.attrs[name]) for name, kind in _TRAINING_COUNTERS.items()}
     return TrainingState(**arrays, **counters)
 
 

@@ -82,7 +82,7 @@ def _write_part(out: Path, name: str, grid: FramedGrid, z_m: np.ndarray, expecte
 def _plate(out: Path, layer: int, heights_m: np.ndarray, pitch_m: float, params: FabricationParams) -> dict[str, Any]:
     grid, z = plate_heightfield(heights_m, pitch_m, params)
     name = f"plate_{layer}"
-    entry = {"kind": "plate", "layer": layer, "preview": f"{name}.png"}
+    entry: dict[str, Any] = {"kind": "plate", "layer": layer, "preview": f"{name}.png"}
     entry |= _write_part(out, name, grid, z, params.base_m + np.asarray(heights_m, dtype=np.float64), pitch_m)
     entry["heights_within_half_step"] = entry["max_height_error_m"] <= params.step_m / 2 * (1 + 1e-6) + 1e-9
     entry["ok"] = entry["watertight"] and entry["oriented"] and entry["heights_within_half_step"]
@@ -95,7 +95,7 @@ def _stencil(out: Path, index: int, label: int, image: np.ndarray, design: Desig
     grid, z = stencil_heightfield(stencil, design.geometry.pitch_m, params)
     name = f"stencil_{index}_{label}"
     expected = np.where(stencil.open, np.nan, params.stencil_thickness_m)
-    entry = {"kind": "stencil", "index": index, "label": label, "preview": f"{name}.png"}
+    entry: dict[str, Any] = {"kind": "stencil", "index": index, "label": label, "preview": f"{name}.png"}
     entry |= _write_part(out, name, grid, z, expected, design.geometry.pitch_m)
     entry |= {
         "solid_pieces": solid_pieces(stencil.open),
@@ -141,7 +141,7 @@ def export_design(design: Design, out_dir: Path, images: np.ndarray, labels: np.
         "design": {
             "n": geometry.n, "pitch_m": geometry.pitch_m, "layers": len(heights),
             "input_scale": design.input_scale, "dataset": getattr(design, "dataset", None),
-            "heights_sha256": hashlib.sha256(np.ascontiguousarray(heights, dtype=np.float32)).hexdigest(),
+            "heights_sha256": hashlib.sha256(np.ascontiguousarray(heights, dtype=np.float32).tobytes()).hexdigest(),
         },
         "parameters": params.to_dict() | {"saddle_offset_m": SADDLE_OFFSET_M},
         "conventions": {

@@ -136,14 +136,14 @@ def _caps(v: _Vertices, z_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Top and bottom triangles (T, 3, 3) of every column with material, and their outward z (T,)."""
     r, c = np.nonzero(z_m > 0)
     # counter-clockwise corners SW, SE, NE, NW; each gives the point entering it and the one leaving it
-    ring = [
+    corners_in_out = [
         v.point(r, c, "+y"), v.point(r, c, "+x"),
         v.point(r, c + 1, "-x"), v.point(r, c + 1, "+y"),
         v.point(r + 1, c + 1, "-y"), v.point(r + 1, c + 1, "-x"),
         v.point(r + 1, c, "+x"), v.point(r + 1, c, "-y"),
     ]
-    ring = np.stack(ring, axis=1)
-    present = np.ones(ring.shape, bool)
+    ring = np.stack(corners_in_out, axis=1)
+    present = np.ones(ring.shape, dtype=np.bool_)
     present[:, 1::2] = ring[:, 1::2] != ring[:, 0::2]
     order = np.argsort(~present, axis=1, kind="stable")
     ring = np.take_along_axis(ring, order, axis=1)

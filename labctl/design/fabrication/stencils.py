@@ -111,6 +111,7 @@ def _cheapest_bar(solid: np.ndarray, a: np.ndarray, b: np.ndarray, width: float)
         cost = int(np.count_nonzero(bar & ~solid))
         if best is None or cost < best[0]:
             best = (cost, bar, np.array(shift))
+    assert best is not None  # nine shifts were tried
     return best[1], best[2]
 
 
