@@ -204,7 +204,7 @@ def save_truth(truth: Truth, path: str | Path) -> Path:
 
 
 def dataset_masks(design: Any, printed: bool = True) -> MaskLibrary:
-    """Masks named ``"<dataset>/<split>/<index>"`` from the design's data set.
+    """Masks named ``"<dataset>/<split>/<index>"`` from the design's data set (a name, or a folder path).
 
     With ``printed`` the wheel holds what a printer makes of each image: the stencil with its
     bridges (``labctl.design.fabrication.printed_input``), as an amplitude on the neuron grid.
@@ -217,8 +217,7 @@ def dataset_masks(design: Any, printed: bool = True) -> MaskLibrary:
     def lookup(key: str) -> np.ndarray:
         if key in cache:
             return cache[key]
-        name, _, rest = key.partition("/")
-        split, _, index = rest.partition("/")
+        name, split, index = (["", "", ""] + key.rsplit("/", 2))[-3:]  # a data set may be a path with slashes
         if name not in loaded:
             loaded[name] = load_dataset(name)
         data = loaded[name]
