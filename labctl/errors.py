@@ -34,6 +34,10 @@ class InstrumentTimeout(InstrumentError):
     received: bytes | None = None
 
 
+class GarbledReply(InstrumentError):
+    """An answer arrived but cannot be read as one (bytes corrupted or lost on the way)."""
+
+
 class ConnectionLost(InstrumentError):
     """The link to an instrument closed or failed."""
 

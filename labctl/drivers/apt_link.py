@@ -137,6 +137,12 @@ class AptLink:
             self._raise_problems(raise_reports)
             return bool(self._motion_ends)
 
+    def forget_motion(self) -> None:
+        """The controller says it stands still although no end message came: the end was lost."""
+        with self._cond:
+            self._motion_ends, self._motion_end = frozenset(), None
+            self._cond.notify_all()
+
     def wait_motion(self, timeout_s: float) -> bool:
         """Block until the pending motion ends (True) or ``timeout_s`` passes (False)."""
         with self._cond:

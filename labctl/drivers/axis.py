@@ -4,6 +4,11 @@ Template method (as slmsuite's ``SLM.set_phase``): the public methods validate, 
 compensate; a vendor driver implements only the ``_hw_*`` calls, in SI units. A move outside the
 soft limits raises ``LimitError`` before a single byte is sent.
 
+Faults on the link are handled here once for every vendor: a position or status question whose
+answer is lost or garbled is asked again (``labctl.drivers.retry``); a move whose reply is lost is
+never sent again blindly: the stage is asked whether it moves or is already there, and only a
+stage that did neither gets the command (for the first time, as far as it is concerned).
+
 Two kinds of axis share that logic (``_LimitedMotion``): a translation axis in metres
 (``AxisBase``) and a rotation axis in radians (``RotationBase``). Their public methods carry
 the unit in their names (``position_m``, ``angle_rad``), so that a rotation stage can never be
@@ -18,6 +23,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from labctl.drivers.retry import RETRYABLE, asked, retries
+from labctl.drivers.retry import log as retry_log
 from labctl.errors import ConfigError, InstrumentTimeout, LimitError
 
 #: Default time to wait for a move, when the caller gives none.
@@ -81,12 +88,30 @@ class _LimitedMotion(ABC):
     def _hw_check(self) -> None:
         """Raise if the device reports a fault after a move (stall, limit). Optional."""
 
+    #: How close to its target a stage counts as there when asked after a lost move reply (SI units).
+    arrival_tolerance: ClassVar[float]
+
     # -- shared logic ----------------------------------------------------------------------------
     def is_moving(self) -> bool:
-        return self._hw_is_moving()
+        return asked(self.name, self._hw_is_moving)
+
+    def _position_now(self) -> float:
+        return asked(self.name, self._read)
 
     def stop(self) -> None:
-        self._hw_stop()
+        asked(self.name, self._hw_stop)  # stopping twice is harmless
+
+    def _start(self, position: float) -> None:
+        """Start a move; if its reply is lost, ask the stage before anything is sent again."""
+        try:
+            self._hw_move_to(position)
+        except RETRYABLE as exc:
+            if self.is_moving() or abs(self._position_now() - position) <= self.arrival_tolerance:
+                retry_log.info("%s; the stage moves or is there: the move was received", exc)
+                return
+            retries[self.name] += 1
+            retry_log.info("%s; the stage neither moves nor is there: sending the move once more", exc)
+            self._hw_move_to(position)
 
     def check_target(self, position: float) -> None:
         """Refuse a target outside the soft limits, naming the axis and the limits."""
@@ -102,16 +127,16 @@ class _LimitedMotion(ABC):
     def move_to(self, position: float, wait: bool = True, timeout_s: float | None = None) -> None:
         position = float(position)
         self.check_target(position)
-        if self._backlash > 0 and position < self._read():
+        if self._backlash > 0 and position < self._position_now():
             overshoot = max(position - self._backlash, self._limits[0])
-            self._hw_move_to(overshoot)
+            self._start(overshoot)
             self.wait_until_stopped(timeout_s)
-        self._hw_move_to(position)
+        self._start(position)
         if wait:
             self.wait_until_stopped(timeout_s)
 
     def move_by(self, distance: float, wait: bool = True, timeout_s: float | None = None) -> None:
-        self.move_to(self._read() + float(distance), wait=wait, timeout_s=timeout_s)
+        self.move_to(self._position_now() + float(distance), wait=wait, timeout_s=timeout_s)
 
     def home(self, wait: bool = True, timeout_s: float | None = None) -> None:
         self._hw_home()
@@ -122,9 +147,9 @@ class _LimitedMotion(ABC):
         """Poll until the axis stops; stop it and raise ``InstrumentTimeout`` if it takes too long."""
         limit = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
         deadline = time.monotonic() + limit
-        while self._hw_is_moving():
+        while self.is_moving():
             if time.monotonic() > deadline:
-                self._hw_stop()
+                self.stop()
                 raise InstrumentTimeout(
                     self.name, f"still moving after {limit:g} s; stopped it. Check the stage and its limits"
                 )
@@ -136,6 +161,7 @@ class AxisBase(_LimitedMotion):
     """One translation axis in metres, with soft limits and optional backlash compensation."""
 
     display_unit = ("mm", 1e-3)
+    arrival_tolerance = 1e-6
 
     def __init__(
         self,
@@ -169,7 +195,7 @@ class AxisBase(_LimitedMotion):
         self._limits = (float(low), float(high))
 
     def position_m(self) -> float:
-        return self._hw_position_m()
+        return self._position_now()
 
 
 class RotationBase(_LimitedMotion):
@@ -178,6 +204,7 @@ class RotationBase(_LimitedMotion):
     protocol counts in them) and in messages for people."""
 
     display_unit = ("deg", math.pi / 180.0)
+    arrival_tolerance = 1e-4
 
     def __init__(
         self,
@@ -206,4 +233,4 @@ class RotationBase(_LimitedMotion):
         return self._limits
 
     def angle_rad(self) -> float:
-        return self._hw_angle_rad()
+        return self._position_now()

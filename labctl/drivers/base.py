@@ -18,6 +18,7 @@ import serial
 from pymeasure.adapters import Adapter, SerialAdapter, VISAAdapter
 from pymeasure.instruments import Instrument
 
+from labctl.drivers.retry import asked
 from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
 
 
@@ -154,6 +155,11 @@ class LabInstrument(Instrument):
             )
         return data
 
+    def drop_input(self) -> None:
+        """Drop whatever has arrived unasked (the rest of a garbled or late answer)."""
+        with translate_errors(self.name, None):
+            self.adapter.flush_read_buffer()
+
     # -- identity ------------------------------------------------------------------------------
     def identify(self) -> str:  # pragma: no cover - every driver overrides
         raise NotImplementedError
@@ -161,7 +167,7 @@ class LabInstrument(Instrument):
     def check_identity(self) -> str:
         """Ask the device who it is; refuse it by name if it is not what this driver drives."""
         try:
-            identity = self.identify()
+            identity = asked(self.name, self.identify, self.drop_input)
         except InstrumentTimeout as exc:
             raise another_device(self.name, type(self).__name__, self._last_command, exc) from exc
         if self.identity_markers and not any(m.lower() in identity.lower() for m in self.identity_markers):

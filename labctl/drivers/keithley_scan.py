@@ -34,9 +34,10 @@ import numpy as np
 from pymeasure.adapters import Adapter
 
 from labctl.drivers.options import ScanOptions
+from labctl.drivers.retry import asked
 from labctl.drivers.roles import Reading
 from labctl.drivers.scpi import ScpiInstrument, open_scpi
-from labctl.errors import ConfigError, InstrumentError, LimitError
+from labctl.errors import ConfigError, GarbledReply, InstrumentError, LimitError
 
 OVERFLOW_V = 9.9e37  # what both meters return for an overflow (and for invalid data)
 DEFAULT_CHANNELS = tuple(range(101, 111))
@@ -127,8 +128,8 @@ class _ScanDetectors:
         """``averages`` scans of every channel: per-channel mean, spread (sample std) and the raw scans."""
         if isinstance(averages, bool) or not isinstance(averages, int) or averages < 1:
             raise ConfigError(f"{self.name}: averages must be a whole number >= 1, got {averages!r}")
-        with self._patience(averages):
-            samples = self._scan(averages)
+        with self._patience(averages):  # a reading changes nothing: asked again if its answer is lost or garbled
+            samples = asked(self.name, lambda: self._scan(averages), self.scpi.drop_input)
         over = np.argwhere(np.abs(samples) >= OVERFLOW_V)
         if over.size:
             channel = self.channels[over[0][1]]
@@ -153,7 +154,7 @@ class _ScanDetectors:
         except ValueError:
             got, values = [], []
         if len(fields) != 2 * len(expected) or got != expected:
-            raise InstrumentError(
+            raise GarbledReply(
                 self.name,
                 f"answer to {command!r} does not hold readings of channels {list(self.channels)} x{scans}: {reply[:120]!r}. "
                 "Check the link and that nothing else reconfigured the meter",

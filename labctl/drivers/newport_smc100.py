@@ -29,7 +29,7 @@ from pymeasure.adapters import Adapter
 from labctl.drivers.axis import AxisBase
 from labctl.drivers.base import LabInstrument, make_adapter, translate_errors
 from labctl.drivers.options import SMC100Options
-from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
+from labctl.errors import ConfigError, ConnectionLost, GarbledReply, InstrumentError, InstrumentTimeout, WrongInstrument
 
 BAUD_RATE = 57_600
 
@@ -87,7 +87,7 @@ _TS_VALUE = re.compile(r"^([0-9A-Fa-f]{4})([0-9A-Fa-f]{2})$")
 MAX_SKIPPED_LINES = 8
 
 
-class _Unreadable(InstrumentError):
+class _Unreadable(GarbledReply):
     """A line that is not an SMC100 answer arrived where an answer was expected."""
 
 
@@ -308,7 +308,7 @@ class SMC100Axis(AxisBase):
         try:
             return float(value) * 1e-3
         except ValueError:
-            raise InstrumentError(self.name, f"{self._where()} answered TP with {value!r}, not a position") from None
+            raise GarbledReply(self.name, f"{self._where()} answered TP with {value!r}, not a position") from None
 
     def _hw_move_to(self, position_m: float) -> None:
         state = self.state()

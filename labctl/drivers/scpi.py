@@ -16,7 +16,8 @@ from pymeasure.adapters import Adapter
 
 from labctl.drivers.base import LabInstrument, make_adapter
 from labctl.drivers.options import ScpiOptions
-from labctl.errors import ConfigError, InstrumentError, InstrumentTimeout
+from labctl.drivers.retry import asked
+from labctl.errors import ConfigError, GarbledReply, InstrumentError, InstrumentTimeout
 
 T = TypeVar("T")
 
@@ -97,12 +98,20 @@ class ScpiInstrument(LabInstrument):
             )
 
     def write_checked(self, command: str) -> None:
-        """Send one setting and make sure the instrument accepted it."""
-        with self.checked():
-            self.write(command)
+        """Send one setting and make sure the instrument accepted it.
+
+        A setting is absolute (a power, a frequency, output on), so sending it again after its
+        check was lost or garbled leaves the instrument as one send would.
+        """
+
+        def send() -> None:
+            with self.checked():
+                self.write(command)
+
+        asked(self.name, send, self.drop_input)
 
     def query(self, command: str) -> str:
-        return self.ask(command).strip()
+        return asked(self.name, lambda: self.ask(command).strip(), self.drop_input)
 
     # -- the error queue ---------------------------------------------------------------------------
     def _error_code(self, reply: str) -> int:
@@ -112,7 +121,7 @@ class ScpiInstrument(LabInstrument):
                 return int(code)
         except ValueError:
             pass
-        raise InstrumentError(self.name, f"unreadable answer {reply!r} to {self.error_query}. Check the link")
+        raise GarbledReply(self.name, f"unreadable answer {reply!r} to {self.error_query}. Check the link")
 
     def device_errors(self) -> list[str]:
         """Read the error queue until it reports no error; the entries, oldest first."""
@@ -142,7 +151,7 @@ class ScpiInstrument(LabInstrument):
         try:
             return float(reply)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            raise InstrumentError(self.name, f"unreadable answer {reply!r} to {command!r}. Check the link") from None
+            raise GarbledReply(self.name, f"unreadable answer {reply!r} to {command!r}. Check the link") from None
 
     def as_flag(self, reply: object, command: str) -> bool:
         """A SCPI boolean reply (0 or 1)."""

@@ -74,7 +74,9 @@ from labctl.drivers.apt_link import READ_POLL_S, AptLink
 from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase, RotationBase
 from labctl.drivers.base import LabInstrument, make_adapter
 from labctl.drivers.options import AptOptions, K10CR1Options, KDC101Options
-from labctl.errors import ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
+from labctl.drivers.retry import log as retry_log
+from labctl.drivers.retry import retries
+from labctl.errors import ConfigError, ConnectionLost, GarbledReply, InstrumentError, InstrumentTimeout, LimitError
 
 #: Z8 actuator on a KDC101/TDC001: 34,554.96 encoder counts per mm (instruments.md, Thorlabs manual).
 Z8_COUNTS_PER_M = 34_554_960.0
@@ -105,6 +107,10 @@ STAGES = {
 CHANNEL = 1  # single-channel controllers
 _MOVE_ENDS = frozenset({MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED})
 _HOME_ENDS = frozenset({MsgId.MOT_MOVE_HOMED, MsgId.MOT_MOVE_STOPPED})
+#: Status bits of a channel in motion.
+_IN_MOTION = StatusBits.MOVING_FORWARD | StatusBits.MOVING_REVERSE | StatusBits.JOGGING_FORWARD | StatusBits.JOGGING_REVERSE | StatusBits.HOMING
+#: A motion pending this long (and again after as long) makes the driver ask the channel whether it still moves.
+END_CHECK_S = 0.25
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -146,6 +152,7 @@ class KDC101(LabInstrument):
         self.status_updates = bool(status_updates)
         self.hw_info: HwInfo | None = None
         self._stop_requested = False
+        self._motion_started = self._status_asked = 0.0
         self._updates_started = False
         adapter = make_adapter(
             adapter,
@@ -264,11 +271,28 @@ class KDC101(LabInstrument):
 
     def _start(self, message: Message, ends: frozenset[int]) -> None:
         self._stop_requested = False
+        self._motion_started = self._status_asked = time.monotonic()
         self._link.start_motion(message, ends)
 
     def is_moving(self) -> bool:
-        """Whether a motion awaits its end message; raises a device error report."""
-        return self._link.motion_pending()
+        """Whether a motion awaits its end message; raises a device error report.
+
+        An end message can be lost on the link; then the motion would pend for ever. So a motion
+        pending for more than ``END_CHECK_S`` makes the driver ask the channel's status (at most
+        every ``END_CHECK_S``): a controller that reports no motion has ended it.
+        """
+        if not self._link.motion_pending():
+            return False
+        now = time.monotonic()
+        if now - self._status_asked < END_CHECK_S:
+            return True
+        self._status_asked = now
+        if self.channel_status().status & _IN_MOTION:
+            return True
+        retries[self.name] += 1
+        retry_log.info("%s: no end-of-move message, but the controller reports no motion: the move ended", self.name)
+        self._link.forget_motion()
+        return False
 
     def wait_until_stopped(self, timeout_s: float | None = None) -> None:
         """Block until the motion ends, then check how it ended; stop and raise after ``timeout_s``."""
@@ -371,7 +395,7 @@ class KDC101(LabInstrument):
         try:
             return payload.unpack(message)
         except CodecError as exc:
-            raise InstrumentError(self.name, f"garbled {message}: {exc}. Check the cable") from exc
+            raise GarbledReply(self.name, f"garbled {message}: {exc}. Check the cable") from exc
 
 
 class _ControllerMotion:

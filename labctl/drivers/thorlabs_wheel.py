@@ -22,7 +22,9 @@ from pymeasure.adapters import Adapter, VISAAdapter
 
 from labctl.drivers.base import LabInstrument, make_adapter, translate_errors
 from labctl.drivers.options import FilterWheelOptions
-from labctl.errors import ConfigError, InstrumentError, LimitError, WrongInstrument
+from labctl.drivers.retry import RETRYABLE, asked, retries
+from labctl.drivers.retry import log as retry_log
+from labctl.errors import ConfigError, GarbledReply, InstrumentError, LimitError, WrongInstrument
 
 PROMPT = "> "
 #: Device seconds per slot (manual: about 1 s in high-speed mode, 2 s in slow mode).
@@ -89,13 +91,21 @@ class FW102C(LabInstrument):
         return self.slots
 
     def get_slot(self) -> int:
-        return self._number("pos?")
+        return asked(self.name, lambda: self._number("pos?"))
 
     def set_slot(self, slot: int) -> None:
         """Turn to ``slot`` (1-based) and return when the wheel has stopped there."""
         if isinstance(slot, bool) or not isinstance(slot, Integral) or not 1 <= slot <= self.slots:
             raise LimitError(self.name, f"slot {slot!r} does not exist; this wheel has slots 1..{self.slots}")
-        self.exchange(f"pos={int(slot)}", timeout_s=self.move_timeout_s())
+        try:
+            self.exchange(f"pos={int(slot)}", timeout_s=self.move_timeout_s())
+        except RETRYABLE as exc:  # the turn may have happened: ask before anything is sent again
+            if self.get_slot() == slot:
+                retry_log.info("%s; the wheel is at slot %d: the turn was received", exc, slot)
+                return
+            retries[self.name] += 1
+            retry_log.info("%s; the wheel is not at slot %d: sending the turn once more", exc, slot)
+            self.exchange(f"pos={int(slot)}", timeout_s=self.move_timeout_s())
 
     # -- settings ------------------------------------------------------------------------------
     def set_speed(self, speed: str) -> None:
@@ -144,7 +154,7 @@ class FW102C(LabInstrument):
         query = command.endswith("?")
         if len(lines) != (2 if query else 1) or lines[0] != command:
             shape = "its echo and one value line" if query else "only its echo"
-            raise InstrumentError(
+            raise GarbledReply(
                 self.name,
                 f"garbled reply to {command!r}: expected {shape} before the prompt, got {reply!r}. "
                 "Check the cable and that the wheel runs at 115200 baud",

@@ -34,7 +34,8 @@ from pymeasure.adapters import Adapter
 from labctl.drivers.axis import AxisBase, RotationBase
 from labctl.drivers.base import LabInstrument, make_adapter, translate_errors
 from labctl.drivers.options import ZaberOptions
-from labctl.errors import ConfigError, InstrumentError, WrongInstrument
+from labctl.drivers.retry import asked
+from labctl.errors import ConfigError, GarbledReply, InstrumentError, WrongInstrument
 
 BAUD_RATE = 115_200
 #: 6.35 mm per lead-screw turn / (200 full steps x 64 microsteps), the microstep of many Zaber
@@ -136,7 +137,7 @@ def describe_flags(flags: list[str]) -> str:
     return ", ".join(f"{f} ({WARNINGS.get(f, 'unknown flag')})" for f in flags)
 
 
-class _Unreadable(InstrumentError):
+class _Unreadable(GarbledReply):
     """A line that is not a Zaber reply arrived where a reply was expected."""
 
 
@@ -218,11 +219,11 @@ class ZaberAscii(LabInstrument):
     # -- identity --------------------------------------------------------------------------------
     def identify(self) -> str:
         try:
-            reply = self.query(self.identity_device or 0, 0, "get version")
+            reply = asked(self.name, lambda: self.query(self.identity_device or 0, 0, "get version"))
             device, version = reply.device, reply.data.strip()
             setting = "deviceid" if version.split(".")[0] in ("5", "6") else "device.id"
-            device_id = self.query(device, 0, f"get {setting}").data.strip()
-        except _Unreadable as exc:
+            device_id = asked(self.name, lambda: self.query(device, 0, f"get {setting}")).data.strip()
+        except _Unreadable as exc:  # asked three times: this is no Zaber device
             raise WrongInstrument(
                 self.name, f"the device on this port does not speak the Zaber ASCII protocol: {exc}"
             ) from exc
@@ -331,7 +332,7 @@ class _ZaberMotion:
         try:
             return int(data) * self._microstep
         except ValueError:
-            raise InstrumentError(
+            raise GarbledReply(
                 self.name, f"{self._where()} answered {data!r} to 'get pos', not a position"
             ) from None
 

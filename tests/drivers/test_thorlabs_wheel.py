@@ -69,16 +69,16 @@ def test_a_slot_that_does_not_exist_is_refused_before_sending() -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "reply"),
+    ("command", "reply", "asked"),
     [
-        ("pos?", "pos!\r3\r"),  # echo corrupted
-        ("pos?", "pos?3\r"),  # CR between echo and value lost
-        ("pos?", "pos?\r9\r"),  # no such slot
-        ("speed=1", "speed=1\rX\r"),  # a command has no value line
+        ("pos?", "pos!\r3\r", 3),  # echo corrupted: a question, asked three times (labctl.drivers.retry)
+        ("pos?", "pos?3\r", 3),  # CR between echo and value lost
+        ("pos?", "pos?\r9\r", 1),  # no such slot: a readable answer, not asked again
+        ("speed=1", "speed=1\rX\r", 1),  # a command has no value line; a setting is not asked again
     ],
 )
-def test_garbled_replies_are_errors(command: str, reply: str) -> None:
-    with expected_protocol(FW102C, connect() + [(command, reply)], name="wheel") as wheel:
+def test_garbled_replies_are_errors(command: str, reply: str, asked: int) -> None:
+    with expected_protocol(FW102C, connect() + [(command, reply)] * asked, name="wheel") as wheel:
         with pytest.raises(InstrumentError, match="wheel: (garbled reply|unexpected answer)"):
             if command == "pos?":
                 wheel.get_slot()
@@ -158,7 +158,7 @@ def test_a_stale_prompt_before_the_echo_is_skipped() -> None:
 
 
 def test_a_reply_without_the_prompt_is_a_timeout() -> None:
-    _port, adapter = scripted([(b"pos?\r", b"pos?\r2\r")])
+    _port, adapter = scripted([(b"pos?\r", b"pos?\r2\r")] * 3)  # asked three times
     wheel = FW102C(adapter, "wheel")
     with pytest.raises(InstrumentTimeout, match="wheel.*'pos\\?'"):
         wheel.get_slot()

@@ -48,7 +48,7 @@ def test_info_messages_and_alerts_are_skipped():
 
 def test_a_device_that_is_not_zaber_is_refused_by_name():
     with pytest.raises(WrongInstrument, match="zaber.*does not speak the Zaber ASCII protocol"):
-        with expected_protocol(ZaberAscii, [("/0 0 get version", "THORLABS FW102C")], name="zaber"):
+        with expected_protocol(ZaberAscii, [("/0 0 get version", "THORLABS FW102C")] * 3, name="zaber"):  # asked 3 times
             pass
 
 
@@ -189,8 +189,8 @@ def test_late_reply_of_another_axis_is_skipped_and_garbage_refused():
     pairs = [
         ("/1 2 get pos", "@01 1 OK IDLE -- 5"),
         (None, "@01 2 OK IDLE -- 7"),
-        ("/1 2 get pos", "@01 2 OK IDLE -- 7x"),
-        ("/1 2 get pos", "@0\x01 2 OK IDLE -- 7"),
+        *[("/1 2 get pos", "@01 2 OK IDLE -- 7x")] * 3,
+        *[("/1 2 get pos", "@0\x01 2 OK IDLE -- 7")] * 3,  # unreadable: asked three times
     ]
     with zaber(pairs) as z:
         axis = z.axis("1.2", "y")
