@@ -130,6 +130,7 @@ class LightPath:
         else:
             self.illumination = np.ones((self.m, self.m), np.complex64)
         self._rasters: list[dict[tuple, np.ndarray]] = [{} for _ in range(g.n_layers)]
+        self._trail: list[tuple[tuple, np.ndarray]] = []  # (state key, field) after each step, last single image
 
     # -- pieces -------------------------------------------------------------------------------
     def raster(self, plate: int, rotation_rad: float, tilt_rad: tuple[float, float], wavelength_m: float) -> np.ndarray:
@@ -176,7 +177,12 @@ class LightPath:
 
     # -- the forward pass ---------------------------------------------------------------------
     def detector_fields(self, inputs: np.ndarray, pose: Pose) -> np.ndarray:
-        """Complex field (B, M, M) in the detector plane's frame for masks (B, n, n)."""
+        """Complex field (B, M, M) in the detector plane's frame for masks (B, n, n).
+
+        One image (an instrument read) keeps the field after every plane: the next read of the same
+        mask starts after the last plate whose state did not change (an alignment moves one plate
+        at a time).
+        """
         inputs = np.asarray(inputs, dtype=np.float32)
         g = self.geometry
         if inputs.ndim != 3 or inputs.shape[1:] != (g.n, g.n):
@@ -188,19 +194,50 @@ class LightPath:
         ]
         transfer = self._transfer(pose)
         m = self.m
+        if len(inputs) == 1:
+            return self._single(inputs, pose, rasters, transfer)[None]
         out = np.empty((inputs.shape[0], m, m), np.complex64)
         work = np.empty((min(CHUNK, len(inputs)), 2 * m, 2 * m), np.complex64)
         for start in range(0, len(inputs), CHUNK):
             chunk = inputs[start : start + CHUNK]
             w = work[: len(chunk)]
-            field = w[:, :m, :m]
-            field[...] = self.input_field(chunk)
-            for j, h in enumerate(transfer):
-                field = propagate_in_place(w, m, h)
-                if j < g.n_layers and rasters[j] is not None:
-                    np.multiply(field, rasters[j], out=field)
-            out[start : start + len(chunk)] = field
+            w[:, :m, :m] = self.input_field(chunk)
+            out[start : start + len(chunk)] = self._run(w, range(len(transfer)), rasters, transfer)
         return out
+
+    def _run(self, work: np.ndarray, steps: range, rasters: list, transfer: list, keep: list | None = None) -> np.ndarray:
+        """Propagate the field in the corner of ``work`` through ``steps`` (propagation j, then plate j's
+        relief); ``keep`` receives a copy of the field after each step."""
+        m = self.m
+        field = work[..., :m, :m]
+        for j in steps:
+            field = propagate_in_place(work, m, transfer[j])
+            if j < len(rasters) and rasters[j] is not None:
+                np.multiply(field, rasters[j], out=field)
+            if keep is not None:
+                keep.append(field[0].copy())
+        return field
+
+    def _single(self, inputs: np.ndarray, pose: Pose, rasters: list, transfer: list) -> np.ndarray:
+        n_layers = self.geometry.n_layers
+        plates = [
+            (np.round(pose.offsets_m[i], 9).tobytes(), round(float(pose.rotations_rad[i]), 12),
+             np.round(pose.tilts_rad[i], 12).tobytes(), pose.mounted[i])
+            for i in range(n_layers)
+        ]
+        head = (inputs.tobytes(), round(pose.wavelength_m, 15))
+        keys = [(head, tuple(plates[: min(j, n_layers - 1) + 1])) for j in range(n_layers + 1)]
+        done = 0  # steps whose field after them is kept and still valid
+        while done < len(self._trail) and self._trail[done][0] == keys[done]:
+            done += 1
+        if done == n_layers + 1:
+            return self._trail[-1][1]
+        work = np.empty((1, 2 * self.m, 2 * self.m), np.complex64)
+        work[0, : self.m, : self.m] = self.input_field(inputs)[0] if done == 0 else self._trail[done - 1][1]
+        kept: list[np.ndarray] = []
+        field = self._run(work, range(done, n_layers + 1), rasters, transfer, kept)
+        self._trail = self._trail[:done] + list(zip(keys[done:], kept))
+        return field[0].copy()
 
     def energies(self, inputs: np.ndarray, pose: Pose) -> np.ndarray:
         """Detector energies (B, R) float64 (intensity of a unit plane wave times m^2)."""

@@ -234,3 +234,14 @@ def replace_layout(design, layout: DetectorLayout):
     other.layout = layout
     other.heights_m = design.heights_m
     return other
+
+
+def test_a_read_after_a_move_starts_after_the_plates_that_did_not_move():
+    path = light(oversample=2)
+    first = pose([[0, 0, 0], [1e-4, 0, 0], [0, 0, 0]], rotations=[0.0, 0.0, 0.01])
+    moved = pose([[0, 0, 0], [1e-4, 0, 0], [0, 2e-4, 1e-4]], rotations=[0.0, 0.0, 0.01])
+    path.energies(IMAGES[:1], first)
+    again = path.energies(IMAGES[:1], moved)  # from the field leaving plate 2
+    fresh = light(oversample=2).energies(np.concatenate([IMAGES[:1], IMAGES[:1]]), moved)[:1]  # batch: no trail
+    np.testing.assert_allclose(again, fresh, rtol=1e-5)
+    np.testing.assert_allclose(path.energies(IMAGES[1:2], moved), light(oversample=2).energies(IMAGES[1:3], moved)[:1], rtol=1e-5)
