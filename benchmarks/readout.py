@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labctl.calibration import CalibrationSet, calibrate  # noqa: E402
+from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.detectors import default_probes  # noqa: E402
 from labctl.calibration.procedure import Settings  # noqa: E402
 from labctl.campaign.analysis import summarize  # noqa: E402
