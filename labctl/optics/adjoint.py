@@ -23,6 +23,8 @@ every complex field x (g = 2 dL/d(conj x), the Wirtinger gradient). Then, backwa
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,6 +63,12 @@ def _propagation_derivatives(
     return d_z, d_sx, d_sy
 
 
+def _total(parts: Iterable[np.ndarray | None]) -> np.ndarray:
+    """The sum of the cores' partial sums (each present when the sum was asked for)."""
+    arrays = [part for part in parts if part is not None]
+    return functools.reduce(np.add, arrays)
+
+
 def _batch_cross(adjoint: np.ndarray, forward: np.ndarray) -> np.ndarray:
     """sum over the batch of conj(adjoint) * forward; ``adjoint`` is left untouched."""
     product = np.conj(adjoint)
@@ -72,6 +80,7 @@ def _beam_derivatives(model: D2NN, bench: BenchParams, beam: np.ndarray) -> tupl
     """(dL/dcx, dL/dcy) and dL/dw of the Gaussian beam from S = sum_batch conj(g_u) u."""
     c = model.geom.coordinates_m()
     w = bench.beam_waist_m
+    assert w is not None  # only a Gaussian beam has these derivatives
     dx, dy = c - bench.beam_center_m[0], c - bench.beam_center_m[1]
     along_x, along_y = beam.sum(axis=0), beam.sum(axis=1)
     center = np.array([np.sum(along_x * dx).real, np.sum(along_y * dy).real]) * (2.0 / w**2)
@@ -84,7 +93,8 @@ def backward(
 ) -> Gradients:
     """Gradients of L w.r.t. heights and the bench parameters from a recorded forward pass."""
     g = model.geom
-    if res.plate_fields is None:
+    output, first, at_plates = res.field, res.input_field, res.plate_fields
+    if output is None or first is None or at_plates is None:
         raise ConfigError("optics model: backward needs a forward pass run with record=True")
     dL_dE = np.asarray(dL_dE, dtype=np.float64)
     if dL_dE.shape != res.energies.shape:
@@ -98,7 +108,7 @@ def backward(
     weights = model.layout.weight_map(dL_dE, k) * (2.0 * g.sample_pitch_m**2)
     gaussian = offsets and bench.beam_waist_m is not None
     to_input = gaussian or input_field
-    input_grad = np.empty_like(res.input_field) if input_field else None
+    input_grad = np.empty_like(first) if input_field else None
 
     def run(part: range, workers: int) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """This part of the batch's sums: sum conj(adjoint after plate) * field before each plate,
@@ -110,13 +120,13 @@ def backward(
             sl = slice(start, min(start + model.batch_chunk, part.stop))
             work = model.work_array(0, sl.stop - sl.start)
             adj = work[:, :m, :m]
-            np.multiply(res.field[sl], weights[sl], out=adj)
+            np.multiply(output[sl], weights[sl], out=adj)
             for j in range(n_layers, -1, -1):
                 if j == 0 and not (offsets or to_input):
                     break
                 to_spectrum(work, m, workers)
-                if offsets:
-                    before = res.input_field[sl] if j == 0 else np.multiply(res.plate_fields[j - 1][sl], t[j - 1])
+                if cross is not None:
+                    before = first[sl] if j == 0 else np.multiply(at_plates[j - 1][sl], t[j - 1])
                     work_before = model.work_array(1, len(before))
                     work_before[:, :m, :m] = before
                     cross[j] += _batch_cross(work, to_spectrum(work_before, m, workers))
@@ -125,17 +135,17 @@ def backward(
                 np.multiply(work, transfer_conj[j], out=work)
                 adj = to_field(work, m, workers)
                 if j == 0:
-                    if gaussian:
-                        beam += _batch_cross(adj, res.input_field[sl])
-                    if input_field:
+                    if beam is not None:
+                        beam += _batch_cross(adj, first[sl])
+                    if input_grad is not None:
                         input_grad[sl] = adj
                     break
-                plate[j - 1] += _batch_cross(adj, res.plate_fields[j - 1][sl])
+                plate[j - 1] += _batch_cross(adj, at_plates[j - 1][sl])
                 np.multiply(adj, t_conj[j - 1], out=adj)
         return plate, cross, beam
 
     parts = over_cores(dL_dE.shape[0], run)
-    plate = sum(part[0] for part in parts)
+    plate = _total(part[0] for part in parts)
     rotations = bench.rotations_rad
     unturned_grad = np.stack([  # t B^T A, per sample of the unturned plate
         rotate_adjoint(plate[layer], float(rotations[layer])) * res.unturned[layer] for layer in range(n_layers)
@@ -144,7 +154,7 @@ def backward(
     heights = (c * per_neuron).real
     if not offsets:
         return Gradients(heights, None, input_field=input_grad)
-    cross = sum(part[1] for part in parts)
+    cross = _total(part[1] for part in parts)
     f = frequencies(padded, g.sample_pitch_m)
     grad_prop = np.array([  # dL/dz_j, dL/dsx_j, dL/dsy_j
         _propagation_derivatives(
@@ -164,6 +174,6 @@ def backward(
     grad_scale = float((1j * phase_per_m * np.sum(res.heights * per_neuron)).real)
     center, waist = np.zeros(2), None
     if gaussian:
-        center, waist = _beam_derivatives(model, bench, sum(part[2] for part in parts))
+        center, waist = _beam_derivatives(model, bench, _total(part[2] for part in parts))
     params = BenchParams(grad_off, grad_rot, center, waist, detector, grad_scale)
     return Gradients(heights, grad_off, params, input_grad)

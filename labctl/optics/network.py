@@ -43,16 +43,17 @@ class ForwardResult:
     """What ``D2NN.forward`` computed; with ``record=True`` also what ``backward`` needs."""
 
     energies: np.ndarray  # (B, R) float64
+    transmissions: np.ndarray  # (L, M, M) as the light sees them (turned)
+    transfer: list[np.ndarray]  # L + 1 transfer functions (2M, 2M)
+    distances_m: np.ndarray  # (L + 1,) propagation distances used
+    shifts_m: np.ndarray  # (L + 1, 2) frame-to-frame moves used
+    params: BenchParams  # the bench computed (nominal if forward had none)
+    heights: np.ndarray  # (L, n, n) metres
+    unturned: np.ndarray  # (L, M, M) transmissions before the plates' rotation
+    # Only with record=True:
     field: np.ndarray | None = None  # (B, M, M) detector-plane field
     input_field: np.ndarray | None = None  # (B, M, M) mask times illumination
     plate_fields: list[np.ndarray] | None = None  # L x (B, M, M) field arriving at plate l (plate frame)
-    transmissions: np.ndarray | None = None  # (L, M, M) as the light sees them (turned)
-    transfer: list[np.ndarray] | None = None  # L + 1 transfer functions (2M, 2M)
-    distances_m: np.ndarray | None = None  # (L + 1,) propagation distances used
-    shifts_m: np.ndarray | None = None  # (L + 1, 2) frame-to-frame moves used
-    params: BenchParams | None = None  # the bench computed (nominal if forward had none)
-    heights: np.ndarray | None = None  # (L, n, n) metres
-    unturned: np.ndarray | None = None  # (L, M, M) transmissions before the plates' rotation
 
 
 def upsample(array: np.ndarray, k: int) -> np.ndarray:
@@ -212,6 +213,7 @@ class D2NN:
             res.field = np.empty((batch, m, m), dtype)
             res.input_field = np.empty((batch, m, m), dtype)
             res.plate_fields = [np.empty((batch, m, m), dtype) for _ in range(g.n_layers)]
+        output, first, at_plates = res.field, res.input_field, res.plate_fields  # None without record
 
         def run(part: range, workers: int) -> None:
             for start in range(part.start, part.stop, self.batch_chunk):
@@ -219,18 +221,18 @@ class D2NN:
                 work = self.work_array(0, sl.stop - sl.start)
                 field = work[:, :m, :m]
                 field[...] = self.input_field(inputs[sl], illumination)
-                if record:
-                    res.input_field[sl] = field
+                if first is not None:
+                    first[sl] = field
                 for j, h in enumerate(transfer):
                     field = propagate_in_place(work, m, h, workers)
                     if j < g.n_layers:
-                        if record:
-                            res.plate_fields[j][sl] = field
+                        if at_plates is not None:
+                            at_plates[j][sl] = field
                         np.multiply(field, t[j], out=field)
                 intensity = np.square(field.real) + np.square(field.imag)
                 energies[sl] = self.layout.integrate(intensity) * g.sample_pitch_m**2
-                if record:
-                    res.field[sl] = field
+                if output is not None:
+                    output[sl] = field
 
         over_cores(batch, run)
         return res
@@ -243,7 +245,9 @@ class D2NN:
     def output_field(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None,
                      params: BenchParams | None = None) -> np.ndarray:
         """Complex field (B, M, M) in the detector plane (the detector's frame)."""
-        return self.forward(inputs, heights, offsets, record=True, params=params).field
+        field = self.forward(inputs, heights, offsets, record=True, params=params).field
+        assert field is not None  # recorded
+        return field
 
     # --- adjoint ------------------------------------------------------------------------------
     def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True,
