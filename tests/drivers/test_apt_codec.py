@@ -14,6 +14,7 @@ from labctl.drivers.apt_codec import (
     MsgId,
     RichResponse,
     StatusBits,
+    StepperStatus,
     StopMode,
     StreamParser,
     long,
@@ -194,3 +195,75 @@ def test_parser_refuses_an_absurd_length() -> None:
     parser = StreamParser()
     # long form claiming 0xffff data bytes: not a plausible header, skipped byte by byte
     assert parser.feed(h("64 04 ff ff 81 50") + h("05 00 00 00 50 01")) == [short(MsgId.HW_REQ_INFO)]
+
+
+# -- an independent check: the thorlabs-apt-protocol package (a test dependency) ------------------
+# Its encoders and decoders were written from the same Thorlabs document by other people; where
+# the two agree byte for byte, neither misread the layout in the same way by accident.
+apt = pytest.importorskip("thorlabs_apt_protocol", reason="pip install -e '.[test]' installs thorlabs-apt-protocol")
+
+HOST, USB = int(Endpoint.HOST), int(Endpoint.USB)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [  # every message our KDC101 / K10CR1 drivers send
+        (short(MsgId.HW_REQ_INFO), lambda: apt.hw_req_info(USB, HOST)),
+        (short(MsgId.HW_NO_FLASH_PROGRAMMING), lambda: apt.hw_no_flash_programming(USB, HOST)),
+        (short(MsgId.HW_START_UPDATEMSGS), lambda: apt.hw_start_updatemsgs(USB, HOST)),
+        (short(MsgId.HW_STOP_UPDATEMSGS), lambda: apt.hw_stop_updatemsgs(USB, HOST)),
+        (short(MsgId.MOT_MOVE_HOME, 1), lambda: apt.mot_move_home(USB, HOST, 1)),
+        (short(MsgId.MOT_MOVE_STOP, 1, StopMode.PROFILED), lambda: apt.mot_move_stop(USB, HOST, 1, 2)),
+        (short(MsgId.MOT_MOVE_STOP, 1, StopMode.IMMEDIATE), lambda: apt.mot_move_stop(USB, HOST, 1, 1)),
+        (short(MsgId.MOT_REQ_POSCOUNTER, 1), lambda: apt.mot_req_poscounter(USB, HOST, 1)),
+        (short(MsgId.MOT_REQ_DCSTATUSUPDATE, 1), lambda: apt.mot_req_dcstatusupdate(USB, HOST, 1)),
+        (short(MsgId.MOT_REQ_STATUSUPDATE, 1), lambda: apt.mot_req_statusupdate(USB, HOST, 1)),
+        (short(MsgId.MOT_ACK_DCSTATUSUPDATE), lambda: apt.mot_ack_dcstatusupdate(USB, HOST)),
+        (long(MsgId.MOT_MOVE_ABSOLUTE, ChannelPosition(1, 1_234_567).pack()), lambda: apt.mot_move_absolute(USB, HOST, 1, 1_234_567)),
+        (long(MsgId.MOT_MOVE_ABSOLUTE, ChannelPosition(1, -70_000).pack()), lambda: apt.mot_move_absolute(USB, HOST, 1, -70_000)),
+        (long(MsgId.MOT_MOVE_RELATIVE, ChannelPosition(1, -2**31).pack()), lambda: apt.mot_move_relative(USB, HOST, 1, -2**31)),
+        (long(MsgId.MOT_MOVE_RELATIVE, ChannelPosition(1, 2**31 - 1).pack()), lambda: apt.mot_move_relative(USB, HOST, 1, 2**31 - 1)),
+    ],
+    ids=lambda value: value.kind.name if isinstance(value, Message) and value.kind else None,
+)
+def test_host_messages_match_thorlabs_apt_protocol(ours, theirs):
+    expected = theirs()
+    assert ours.encode() == expected
+    assert Message.decode(expected) == ours
+
+
+def _unpack_with_theirs(raw: bytes) -> dict:
+    unpacker = apt.Unpacker(on_error="raise")
+    unpacker.feed(raw)
+    (parsed,) = list(unpacker)
+    return parsed._asdict() if hasattr(parsed, "_asdict") else dict(parsed)
+
+
+@pytest.mark.parametrize("bits", [StatusBits(0), StatusBits.MOVING_FORWARD | StatusBits.HOMED, StatusBits.in_motion() | StatusBits.CHANNEL_ENABLED, StatusBits.MOTION_ERROR | StatusBits.REVERSE_LIMIT])
+@pytest.mark.parametrize("msgid", [MsgId.MOT_GET_DCSTATUSUPDATE, MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED])
+def test_dc_status_we_encode_reads_the_same_with_thorlabs_apt_protocol(msgid, bits):
+    # velocity: the document says an unsigned word, thorlabs-apt-protocol reads a signed short;
+    # below 2**15 the two agree (we never use the velocity)
+    status = DcStatus(1, -123_456, 42, bits)
+    theirs = _unpack_with_theirs(long(msgid, status.pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
+    assert (theirs["chan_ident"], theirs["position"], theirs["velocity"]) == (1, -123_456, 42)
+    assert theirs["moving_forward"] == bool(bits & StatusBits.MOVING_FORWARD)
+    assert theirs["homed"] == bool(bits & StatusBits.HOMED)
+    assert theirs["motion_error"] == bool(bits & StatusBits.MOTION_ERROR)
+    assert theirs["reverse_limit_switch"] == bool(bits & StatusBits.REVERSE_LIMIT)
+    assert theirs["channel_enabled"] == bool(bits & StatusBits.CHANNEL_ENABLED)
+
+
+def test_stepper_status_position_counter_and_info_read_the_same_with_thorlabs_apt_protocol():
+    stepper = StepperStatus(1, 2_000_000, -17, StatusBits.MOVING_REVERSE | StatusBits.HOMED)
+    theirs = _unpack_with_theirs(long(MsgId.MOT_GET_STATUSUPDATE, stepper.pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
+    assert (theirs["chan_ident"], theirs["position"], theirs["enc_count"]) == (1, 2_000_000, -17)
+    assert theirs["moving_reverse"] and theirs["homed"] and not theirs["moving_forward"]
+
+    counter = _unpack_with_theirs(long(MsgId.MOT_GET_POSCOUNTER, ChannelPosition(1, -5).pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
+    assert (counter["chan_ident"], counter["position"]) == (1, -5)
+
+    info = HwInfo(83123456, "KDC101", 44, (3, 1, 2), "Brushed DC Motor Controller", 2, 5, 1)
+    theirs = _unpack_with_theirs(long(MsgId.HW_GET_INFO, info.pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
+    assert theirs["serial_number"] == 83123456 and theirs["model_number"].rstrip(b"\0") == b"KDC101"
+    assert (theirs["type"], tuple(theirs["firmware_version"]), theirs["hw_version"], theirs["mod_state"], theirs["nchs"]) == (44, (3, 1, 2), 2, 5, 1)
