@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from pymeasure.adapters import Adapter
+from pymeasure.instruments import Instrument
 
 from labctl.drivers.options import ScanOptions
 from labctl.drivers.retry import asked
@@ -51,13 +52,44 @@ def channel_list(channels: Sequence[int]) -> str:
     return "(@" + ",".join(str(c) for c in channels) + ")"
 
 
+class _MeterLink(ScpiInstrument):
+    """The settings both meters share, as pymeasure declarations. Those that apply to channels
+    take ``(value, channel list)``: ``meter.nplc = (1, "(@101:110)")``."""
+
+    function = Instrument.setting("FUNC %s,%s", "Measurement function of the channels: (quoted function, channel list).")
+    nplc = Instrument.setting("VOLT:DC:NPLC %g,%s", "DC-volts integration time in power-line cycles: (nplc, channel list).")
+
+
+class _Keithley2700Link(_MeterLink):
+    """The 2700's scan settings (Model 2700 User's Manual, section 7 "Scanning")."""
+
+    trigger_source = Instrument.setting(
+        "TRIG:SOUR %s", "What starts a measurement.", values={"immediate": "IMM", "external": "EXT", "bus": "BUS"},
+        map_values=True,
+    )
+    scan_list = Instrument.setting("ROUT:SCAN %s", "The internal scan list, a SCPI channel list.")
+    scan_selected = Instrument.setting(
+        "ROUT:SCAN:LSEL %s", "Whether the internal scan list runs.", values={True: "INT", False: "NONE"}, map_values=True
+    )
+    sample_count = Instrument.setting("SAMP:COUN %d", "Readings per trigger (one scan: one per channel).")
+    reading_elements = Instrument.setting("FORM:ELEM %s", "What each reading carries, e.g. READ,CHAN.")
+
+
+class _DAQ6510Link(_MeterLink):
+    """The DAQ6510's scan settings (DAQ6510 Reference Manual, SCPI scanning)."""
+
+    scan_create = Instrument.setting("ROUT:SCAN:CRE %s", "Create the scan from a SCPI channel list.")
+    scan_count = Instrument.setting("ROUT:SCAN:COUN:SCAN %d", "Scans per trigger.")
+
+
 class _ScanDetectors:
-    """The scan layer both meters share; subclasses give the commands."""
+    """The scan layer both meters share; subclasses give the settings."""
 
     identity_markers: ClassVar[tuple[str, ...]]
     nplc_limits: ClassVar[dict[int, tuple[float, float]]]  # line frequency -> (min, max) NPLC
     function_quote: ClassVar[str]
     Options: ClassVar[type[ScanOptions]] = ScanOptions
+    link: ClassVar[type[_MeterLink]]
 
     def __init__(
         self,
@@ -82,9 +114,10 @@ class _ScanDetectors:
         self._nplc = self._nplc_for(name, seconds)
         self._clist = channel_list(self.channels)
         self.name = name
-        self.scpi = ScpiInstrument(adapter, name, identity=identity or self.identity_markers, **kwargs)
-        for command in self._setup_commands():
-            self.scpi.write_checked(command)
+        self.scpi = self.link(adapter, name, identity=identity or self.identity_markers, **kwargs)
+        self.scpi.write_checked("*RST")
+        for setting, value in self._setup():
+            self.scpi.set_checked(setting, value)
 
     @classmethod
     def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> _ScanDetectors:
@@ -101,9 +134,10 @@ class _ScanDetectors:
             )
         return nplc
 
-    def _setup_commands(self) -> list[str]:
+    def _setup(self) -> list[tuple[str, Any]]:
+        """The settings made at connection, after ``*RST``, in order."""
         q = self.function_quote
-        return ["*RST", f"FUNC {q}VOLT:DC{q},{self._clist}", f"VOLT:DC:NPLC {self._nplc:g},{self._clist}"]
+        return [("function", (f"{q}VOLT:DC{q}", self._clist)), ("nplc", (self._nplc, self._clist))]
 
     # -- DetectorArray ------------------------------------------------------------------------------
     def identify(self) -> str:
@@ -121,7 +155,7 @@ class _ScanDetectors:
 
     def set_integration_time_s(self, seconds: float) -> None:
         nplc = self._nplc_for(self.name, seconds)
-        self.scpi.write_checked(f"VOLT:DC:NPLC {nplc:g},{self._clist}")
+        self.scpi.set_checked("nplc", (nplc, self._clist))
         self._nplc = nplc
 
     def read(self, averages: int = 1) -> Reading:
@@ -183,18 +217,19 @@ class Keithley2700Scan(_ScanDetectors):
     identity_markers = ("MODEL 2700",)
     nplc_limits: ClassVar[dict[int, tuple[float, float]]] = {50: (0.01, 50.0), 60: (0.01, 60.0)}
     function_quote = "'"
+    link = _Keithley2700Link
 
     def __init__(self, adapter: str | Adapter, name: str = "Keithley2700", **kwargs: Any):
         super().__init__(adapter, name, **kwargs)
 
-    def _setup_commands(self) -> list[str]:
+    def _setup(self) -> list[tuple[str, Any]]:
         return [
-            *super()._setup_commands(),
-            "TRIG:SOUR IMM",
-            f"ROUT:SCAN {self._clist}",
-            "ROUT:SCAN:LSEL INT",
-            f"SAMP:COUN {len(self.channels)}",
-            "FORM:ELEM READ,CHAN",
+            *super()._setup(),
+            ("trigger_source", "immediate"),
+            ("scan_list", self._clist),
+            ("scan_selected", True),
+            ("sample_count", len(self.channels)),
+            ("reading_elements", "READ,CHAN"),
         ]
 
     def _scan(self, scans: int) -> np.ndarray:
@@ -207,17 +242,18 @@ class DAQ6510Scan(_ScanDetectors):
     identity_markers = ("MODEL DAQ6510",)
     nplc_limits: ClassVar[dict[int, tuple[float, float]]] = {50: (0.0005, 12.0), 60: (0.0005, 15.0)}
     function_quote = '"'
+    link = _DAQ6510Link
 
     def __init__(self, adapter: str | Adapter, name: str = "DAQ6510", **kwargs: Any):
         self._scan_count = 1  # ROUT:SCAN:COUN:SCAN after *RST
         super().__init__(adapter, name, **kwargs)
 
-    def _setup_commands(self) -> list[str]:
-        return [*super()._setup_commands(), f"ROUT:SCAN:CRE {self._clist}"]
+    def _setup(self) -> list[tuple[str, Any]]:
+        return [*super()._setup(), ("scan_create", self._clist)]
 
     def _scan(self, scans: int) -> np.ndarray:
         if scans != self._scan_count:
-            self.scpi.write_checked(f"ROUT:SCAN:COUN:SCAN {scans}")
+            self.scpi.set_checked("scan_count", scans)
             self._scan_count = scans
         start = 'TRAC:CLE "defbuffer1";:INIT;*OPC?'  # one message: *OPC? answers when the scan is done
         done = self.scpi.query(start)

@@ -46,6 +46,14 @@ class E8257D(ScpiInstrument, Agilent8257D):
     frequency = Instrument.control(
         ":FREQ?;", ":FREQ %.12e Hz;", """Control the CW frequency of the synthesizer in Hz."""
     )
+    # pymeasure's is_enabled reads any non-zero answer as on; the PSG answers 0 or 1, anything else is wrong.
+    output_enabled = Instrument.measurement(
+        ":OUTPUT?", "Whether the RF output is on.", values={False: 0, True: 1}, map_values=True
+    )
+    modulation_enabled = Instrument.setting(
+        ":OUTP:MOD %s", "Whether the modulations (pulse, AM) act on the output.", values={True: "ON", False: "OFF"},
+        map_values=True,
+    )
 
     def __init__(
         self,
@@ -118,7 +126,7 @@ class E8257D(ScpiInstrument, Agilent8257D):
             self.disable()
 
     def is_output_on(self) -> bool:
-        return self.as_flag(self.query(":OUTPUT?"), ":OUTPUT?")  # pymeasure's is_enabled reads "2" as on
+        return bool(self.get_checked("output_enabled"))
 
     # -- modulation for lock-in detection --------------------------------------------------------
     def set_modulation_hz(self, frequency_hz: float | None) -> None:
@@ -126,7 +134,7 @@ class E8257D(ScpiInstrument, Agilent8257D):
         if frequency_hz is None:
             with self.checked():
                 (self.disable_pulse_modulation if self.modulation == "pulse" else self.disable_amplitude_modulation)()
-            self.write_checked(":OUTP:MOD OFF")
+            self.set_checked("modulation_enabled", False)
             return
         low, high = PULSE_RATE_HZ if self.modulation == "pulse" else AM_RATE_HZ
         if not low <= frequency_hz <= high:
@@ -143,4 +151,4 @@ class E8257D(ScpiInstrument, Agilent8257D):
                 setattr(self, attribute, value)
         with self.checked():
             enable()
-        self.write_checked(":OUTP:MOD ON")
+        self.set_checked("modulation_enabled", True)

@@ -110,6 +110,22 @@ class ScpiInstrument(LabInstrument):
 
         asked(self.name, send, self.drop_input)
 
+    def get_checked(self, setting: str) -> Any:
+        """Read the pymeasure ``control``/``measurement`` called ``setting``; an answer it cannot
+        parse or map is an InstrumentError naming the query, not a bare ValueError."""
+        try:
+            return getattr(self, setting)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InstrumentError(
+                self.name, f"unexpected answer to {self._last_command!r} ({setting}): {exc}. Check the link"
+            ) from None
+
+    def set_checked(self, setting: str, value: Any) -> None:
+        """Set the pymeasure ``control``/``setting`` called ``setting`` and make sure the
+        instrument accepted the value."""
+        with self.checked():
+            setattr(self, setting, value)
+
     def query(self, command: str) -> str:
         return asked(self.name, lambda: self.ask(command).strip(), self.drop_input)
 

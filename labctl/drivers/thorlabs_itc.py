@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pymeasure.adapters import Adapter
+from pymeasure.instruments import Instrument
 
 from labctl.drivers.options import ITC4001Options
 from labctl.drivers.scpi import ScpiInstrument, open_scpi
@@ -34,6 +35,28 @@ class ITC4001(ScpiInstrument):
 
     identity_markers = ("ITC4001",)
     Options: ClassVar[type[ITC4001Options]] = ITC4001Options
+
+    # The ITC's settings, declared once (Series 4000 SCPI Programmer's Reference); each is written
+    # inside ``self.checked()`` so that a refused value is an error naming the command.
+    current_limit = Instrument.control("SOUR:CURR:LIM?", "SOUR:CURR:LIM %.6g", "Laser-diode current limit, A.")
+    mode = Instrument.control(
+        "SOUR:FUNC:MODE?", "SOUR:FUNC:MODE %s", "Constant current or constant power regulation.",
+        values={"current": "CURR", "power": "POW"}, map_values=True, cast=str,
+    )
+    current = Instrument.control("SOUR:CURR?", "SOUR:CURR %.6g", "Laser-diode current set point, A.")
+    power = Instrument.control("SOUR:POW?", "SOUR:POW %.6g", "Optical power set point (constant-power mode), W.")
+    photodiode_power = Instrument.measurement("MEAS:POW2?", "Optical power at the monitor photodiode input, W.")
+    tec_temperature = Instrument.setting("SOUR2:TEMP %.3fC", "TEC temperature set point, degrees Celsius.")
+    tec_enabled = Instrument.setting(
+        "OUTP2:STAT %s", "Whether the TEC regulates.", values={True: "ON", False: "OFF"}, map_values=True
+    )
+    am_shape = Instrument.setting(
+        "SOUR:AM:INT:SHAP %s", "Internal modulation waveform.", values={"square": "SQU", "sine": "SIN"}, map_values=True
+    )
+    am_frequency = Instrument.control("SOUR:AM:INT:FREQ?", "SOUR:AM:INT:FREQ %.6g", "Internal modulation rate, Hz.")
+    am_enabled = Instrument.setting(
+        "SOUR:AM %s", "Whether the current is amplitude-modulated.", values={True: "ON", False: "OFF"}, map_values=True
+    )
 
     def __init__(
         self,
@@ -68,14 +91,13 @@ class ITC4001(ScpiInstrument):
         return open_scpi(cls, name, resource, options, cls.Options)
 
     def _configure(self) -> None:
-        self.write_checked(f"SOUR:CURR:LIM {self.current_limit_a:.6g}")
-        mode = "CURR" if self.control == "current" else "POW"
-        if self.query("SOUR:FUNC:MODE?").upper() != mode:
+        self.set_checked("current_limit", self.current_limit_a)
+        if self.get_checked("mode") != self.control:
             self.write_checked("OUTP OFF")  # the ITC changes mode only with the laser off
-            self.write_checked(f"SOUR:FUNC:MODE {mode}")
+            self.set_checked("mode", self.control)
         if self.tec_temperature_k is not None:
-            self.write_checked(f"SOUR2:TEMP {self.tec_temperature_k - 273.15:.3f}C")
-            self.write_checked("OUTP2:STAT ON")
+            self.set_checked("tec_temperature", self.tec_temperature_k - 273.15)
+            self.set_checked("tec_enabled", True)
 
     # -- frequency: fixed by the diode -----------------------------------------------------------
     def get_frequency_hz(self) -> float:
@@ -95,7 +117,7 @@ class ITC4001(ScpiInstrument):
         if not power_w >= 0:
             raise LimitError(self.name, f"power {power_w} W refused: it must be 0 or more")
         if self.control == "power":
-            self.write_checked(f"SOUR:POW {power_w:.6g}")
+            self.set_checked("power", power_w)
             return
         current_a = self.threshold_a + power_w / self.slope_w_per_a if power_w > 0 else 0.0
         if current_a > self.current_limit_a:
@@ -104,17 +126,17 @@ class ITC4001(ScpiInstrument):
                 f"{power_w} W needs {current_a * 1e3:.4g} mA, above current_limit_a = {self.current_limit_a * 1e3:.4g} mA. "
                 "Ask for less power or raise the limit if the diode allows it",
             )
-        self.write_checked(f"SOUR:CURR {current_a:.6g}")
+        self.set_checked("current", current_a)
 
     def get_power_w(self) -> float:
         if self.control == "power":
-            return self.query_float("SOUR:POW?")
-        current_a = self.query_float("SOUR:CURR?")
+            return self.as_float(self.get_checked("power"), "SOUR:POW?")
+        current_a = self.as_float(self.get_checked("current"), "SOUR:CURR?")
         return max(0.0, self.slope_w_per_a * (current_a - self.threshold_a))
 
     def measured_power_w(self) -> float:
         """Optical power read by the controller's photodiode input (needs its responsivity set)."""
-        return self.query_float("MEAS:POW2?")
+        return self.as_float(self.get_checked("photodiode_power"), "MEAS:POW2?")
 
     # -- output and modulation --------------------------------------------------------------------
     def output_on(self) -> None:
@@ -129,10 +151,10 @@ class ITC4001(ScpiInstrument):
     def set_modulation_hz(self, frequency_hz: float | None) -> None:
         """Internal square amplitude modulation of the diode current; ``None`` switches it off."""
         if frequency_hz is None:
-            self.write_checked("SOUR:AM OFF")
+            self.set_checked("am_enabled", False)
             return
         if not frequency_hz > 0:
             raise LimitError(self.name, f"modulation frequency must be positive, got {frequency_hz}")
-        self.write_checked("SOUR:AM:INT:SHAP SQU")
-        self.write_checked(f"SOUR:AM:INT:FREQ {frequency_hz:.6g}")
-        self.write_checked("SOUR:AM ON")
+        self.set_checked("am_shape", "square")
+        self.set_checked("am_frequency", frequency_hz)
+        self.set_checked("am_enabled", True)

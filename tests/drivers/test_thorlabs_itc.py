@@ -111,3 +111,10 @@ def test_wrong_instrument_and_options() -> None:
             pass
     with pytest.raises(ConfigError, match="unknown option"):
         ITC4001.from_station("laser", "TCPIP::127.0.0.1::1::SOCKET", {**DIODE, "wavelength_nm": 635})
+
+
+def test_an_unknown_mode_answer_is_an_instrument_error() -> None:
+    connect = [*CONNECT[:3], ("SOUR:FUNC:MODE?", "VOLT")]
+    with pytest.raises(InstrumentError, match=r"unexpected answer to 'SOUR:FUNC:MODE\?' \(mode\)"):
+        with itc(connect=connect):
+            pass
