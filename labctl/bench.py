@@ -24,8 +24,8 @@ from types import TracebackType
 from typing import Any
 
 from labctl.drivers import registry
-from labctl.drivers.roles import Axis, DetectorArray, InputProjector, Source
-from labctl.errors import ConfigError, ConnectionLost, InstrumentError, LabctlError, LimitError
+from labctl.drivers.roles import Axis, DetectorArray, InputProjector, RotationAxis, Source
+from labctl.errors import ConfigError, ConnectionLost, InstrumentError, LabctlError
 from labctl.operators import Operator, operator_from_config
 from labctl.station import PlateConfig, StationConfig, load_station, present_axes
 
@@ -34,17 +34,23 @@ log = logging.getLogger("labctl.bench")
 
 @dataclass
 class PlateAxes:
-    """The axes that move one plate, and where the design wants it (metres)."""
+    """The axes that move one plate, and where the design wants it (metres; radians for ``r``)."""
 
     name: str
     x: Axis
     y: Axis
     z: Axis | None
     nominal_m: tuple[float, float, float | None]
+    r: RotationAxis | None = None  # in-plane rotation about the plate's centre
+    nominal_rad: float | None = None
 
     def axes(self) -> dict[str, Axis]:
-        """The axes this plate has, by axis name."""
+        """The translation axes this plate has, by axis name."""
         return present_axes(self)
+
+    def stages(self) -> list[Axis | RotationAxis]:
+        """Every stage that moves this plate, translation and rotation (to stop them all)."""
+        return [*self.axes().values(), *([self.r] if self.r is not None else [])]
 
 
 @dataclass(frozen=True)
@@ -82,7 +88,8 @@ class Bench:
                 axes = {axis_name: self._make_axis(plate, axis_name) for axis_name in plate.axes()}
                 z = plate.z.nominal_m if plate.z is not None else None
                 self.plates[plate.name] = PlateAxes(
-                    plate.name, axes["x"], axes["y"], axes.get("z"), (plate.x.nominal_m, plate.y.nominal_m, z)
+                    plate.name, axes["x"], axes["y"], axes.get("z"), (plate.x.nominal_m, plate.y.nominal_m, z),
+                    self._make_rotation(plate), plate.r.nominal_rad if plate.r is not None else None,
                 )
         except BaseException:
             self._close_instruments()
@@ -164,6 +171,24 @@ class Bench:
             ) from exc
         return made
 
+    def _make_rotation(self, plate: PlateConfig) -> RotationAxis | None:
+        """The plate's rotation axis, or None; a controller that drives no rotation stage there
+        is refused with the file, line and key of the ``r`` entry."""
+        if plate.r is None:
+            return None
+        r = plate.r
+        controller = self.instruments[r.instrument]
+        if not hasattr(controller, "rotation"):
+            driver = self.config.instruments[r.instrument].driver
+            raise ConfigError(
+                f"{r.where}: instrument {r.instrument!r} ({driver}) drives no rotation stage; give this plate's r axis "
+                "a rotation stage (K10CR1, KDC101 with stage PRM1Z8, a Zaber rotary device) or remove the r entry"
+            )
+        try:
+            return controller.rotation(r.address, f"{plate.name}.r", r.limits_rad, r.backlash_rad)
+        except ConfigError as exc:
+            raise ConfigError(f"{r.where}: {exc}") from exc
+
     def _make_projector(self) -> InputProjector:
         from labctl.drivers.projectors import SlmProjector, WheelProjector
 
@@ -202,6 +227,8 @@ class Bench:
                 for axis_name, axis in plate.axes().items():
                     if axis.instrument == name:
                         setattr(self.plates[plate.name], axis_name, self._make_axis(plate, axis_name))
+                if plate.r is not None and plate.r.instrument == name:
+                    self.plates[plate.name].r = self._make_rotation(plate)
         except Exception as exc:
             self._state[name] = replace(self._state[name], last_error=str(exc))
             raise
@@ -265,23 +292,19 @@ class Bench:
         self._move_together(targets, timeout_s)
 
     def move_to_nominal(self, timeout_s: float | None = None) -> None:
-        """Move every plate axis to its nominal (design) position, all at once, and wait."""
-        targets = []
+        """Move every plate axis (rotation axes too) to its nominal (design) position, all at once, and wait."""
+        targets: list[tuple[Axis | RotationAxis, float]] = []
         for plate in self.plates.values():
             for axis, nominal in zip((plate.x, plate.y, plate.z), plate.nominal_m):
                 if axis is not None and nominal is not None:
                     targets.append((axis, nominal))
+            if plate.r is not None and plate.nominal_rad is not None:
+                targets.append((plate.r, plate.nominal_rad))
         self._move_together(targets, timeout_s)
 
-    def _move_together(self, targets: list[tuple[Axis, float]], timeout_s: float | None) -> None:
+    def _move_together(self, targets: list[tuple[Axis | RotationAxis, float]], timeout_s: float | None) -> None:
         for axis, target in targets:
-            low, high = axis.limits_m()
-            if not low <= target <= high:
-                raise LimitError(
-                    axis.name,
-                    f"target {target * 1e3:.4f} mm is outside the soft limits [{low * 1e3:.4f}, {high * 1e3:.4f}] mm; "
-                    "nothing was moved",
-                )
+            axis.check_target(target)
         with self._stopping([axis for axis, _ in targets]):
             for axis, target in targets:
                 axis.move_to(target, wait=False)
@@ -289,7 +312,7 @@ class Bench:
                 axis.wait_until_stopped(timeout_s)
 
     @contextmanager
-    def _stopping(self, axes: list[Axis]) -> Iterator[None]:
+    def _stopping(self, axes: list[Axis | RotationAxis]) -> Iterator[None]:
         """Stop ``axes`` if the block fails or is interrupted, then let the error through."""
         try:
             yield
@@ -317,7 +340,7 @@ class Bench:
         errors: list[Exception] = []
         interrupt: KeyboardInterrupt | None = None
         steps: list[tuple[str, Callable[[], Any]]] = [(f"switch source {self.config.source} off", self.source.output_off)]
-        steps += [(f"stop axis {axis.name}", axis.stop) for plate in self.plates.values() for axis in plate.axes().values()]
+        steps += [(f"stop axis {axis.name}", axis.stop) for plate in self.plates.values() for axis in plate.stages()]
         steps += [(f"close {name}", partial(self._close, name)) for name in reversed(list(self.instruments))]
         for what, call in steps:
             try:

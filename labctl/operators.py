@@ -4,22 +4,25 @@ A mask wheel shows only the printed masks someone put into its slots. When a cam
 calibration reaches a new cassette, the runner calls the bench's operator with the
 ``LoadCassette`` message and goes on only when it returns (then it records the cassette on the
 projector). Alignment may likewise ask for plates to be taken out of or put back into their
-holders (``MountPlates``) to build the stack up one plate at a time. The station file's optional
-``operator`` entry chooses who does it:
+holders (``MountPlates``) to build the stack up one plate at a time, and for a plate without a
+rotation axis to be turned by hand in its holder (``TurnPlate``: by a stated angle, to within a
+stated tolerance). The station file's optional ``operator`` entry chooses who does it:
 
 - ``{kind: console}`` (the default): ``ConsoleOperator`` prints the slots to fill on the terminal
   and waits for Enter;
 - ``{kind: simulated, resource: "TCPIP::127.0.0.1::PORT::SOCKET"}``: ``SimulatedOperator`` asks a
   served simulated bench (``labctl sim serve``) to load them, over its control channel
-  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>`` or ``MOUNT L1,L2`` answered ``OK``
-  or ``ERR <why>``).
+  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>``, ``MOUNT L1,L2`` or ``TURN L2,-20.05``
+  (degrees, counter-clockwise seen from the source) answered ``OK`` or ``ERR <why>``).
 
-An operator is a callable ``operator(request: LoadCassette | MountPlates) -> None``, which is what
-``Runner`` takes; it raises when the request could not be done, and the runner then shuts down safely.
+An operator is a callable ``operator(request: LoadCassette | MountPlates | TurnPlate) -> None``, which
+is what ``Runner`` takes; it raises when the request could not be done, and the runner then shuts
+down safely.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -27,7 +30,7 @@ from typing import TextIO
 from urllib.parse import quote, unquote
 
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
-from labctl.plans.messages import MountPlates, OperatorRequest
+from labctl.plans.messages import MountPlates, OperatorRequest, TurnPlate
 from labctl.station import OperatorConfig
 
 Operator = Callable[[OperatorRequest], None]
@@ -57,7 +60,11 @@ class ConsoleOperator:
         self.waiting = False  # True while waiting for Enter (a Ctrl-C handler may interrupt at once)
 
     def __call__(self, request: OperatorRequest) -> None:
-        if isinstance(request, MountPlates):
+        if isinstance(request, TurnPlate):
+            what = f"plate {request.plate} must be turned by hand"
+            lines = [f"operator: {request.message or what}", *turn_instructions(request),
+                     "  press Enter when done (Ctrl-C aborts)"]
+        elif isinstance(request, MountPlates):
             what = "the plates in the beam must change"
             lines = [f"operator: {request.message or 'change the plates in the beam'}",
                      "  have exactly these plates in their holders (take every other one out of the beam):",
@@ -101,10 +108,18 @@ class SimulatedOperator:
         self.timeout_s = timeout_s
 
     def __call__(self, request: OperatorRequest) -> None:
-        if isinstance(request, MountPlates):
+        if isinstance(request, TurnPlate):
+            self.turn(request.plate, request.angle_rad)
+        elif isinstance(request, MountPlates):
             self.mount(request.plates)
         else:
             self.load(dict(request.slots))
+
+    def turn(self, plate: str, angle_rad: float) -> None:
+        """Have the simulated operator turn ``plate`` in its holder by ``angle_rad`` (degrees on the wire)."""
+        reply = self.query(f"TURN {plate},{math.degrees(angle_rad):.6f}")
+        if reply != "OK":
+            raise InstrumentError("operator", f"{self.resource} answered {reply!r} to TURN; expected OK")
 
     def mount(self, plates: tuple[str, ...] | list[str]) -> None:
         """Have the simulated operator leave exactly ``plates`` in the beam."""
@@ -150,6 +165,16 @@ class SimulatedOperator:
         if reply.startswith("ERR"):
             raise InstrumentError("operator", f"the simulated bench refused {line!r}: {reply[3:].strip()}")
         return reply
+
+
+def turn_instructions(request: TurnPlate) -> list[str]:
+    """What a person reads to turn a plate by hand: the angle and sense, in degrees, with the tolerance."""
+    sense = "counter-clockwise" if request.angle_rad > 0 else "clockwise"
+    return [
+        f"  turn plate {request.plate} in its holder by {abs(math.degrees(request.angle_rad)):.3f} degrees {sense}",
+        "  (seen from the source, looking downstream along the beam),",
+        f"  to within +-{math.degrees(request.tolerance_rad):.3f} degrees; do not shift it sideways",
+    ]
 
 
 def _read_line(conn: socket.socket) -> str:

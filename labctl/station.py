@@ -5,13 +5,16 @@ plays the source, the input projector and the detector array, and which stage ax
 plate. ``load_station`` refuses a bad file with one ``ConfigError`` that names the file, the line
 and the key (``bench.yaml:14: plates[2].x.limts_mm: unknown key ...``), so a typo is caught at
 the desk, not halfway through a campaign. Lengths are millimetres in the file (the keys say so:
-``limits_mm``) and metres in the configuration. The format reference is ``docs/station.md``.
+``limits_mm``) and metres in the configuration; a plate's rotation axis (``r``) is in degrees in
+the file (``limits_deg``) and radians in the configuration. The format reference is
+``docs/station.md``.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -58,13 +61,27 @@ class AxisConfig:
 
 
 @dataclass(frozen=True)
+class RotationConfig:
+    """A plate's rotation axis (in-plane, about the plate's centre): the stage controller, the
+    address on it, soft limits and nominal angle in radians, and where the file says so."""
+
+    instrument: str
+    address: str
+    limits_rad: tuple[float, float]
+    nominal_rad: float
+    backlash_rad: float = 0.0
+    where: str = ""  # "bench.yaml:23: plates[1].r", for errors found when it connects
+
+
+@dataclass(frozen=True)
 class PlateConfig:
-    """One plate and the axes that move it (x and y always, z optionally)."""
+    """One plate and the axes that move it (x and y always, z and a rotation r optionally)."""
 
     name: str
     x: AxisConfig
     y: AxisConfig
     z: AxisConfig | None = None
+    r: RotationConfig | None = None
 
     def axes(self) -> dict[str, AxisConfig]:
         """The axes this plate has, by axis name (``"x"``, ``"y"``, maybe ``"z"``)."""
@@ -169,15 +186,19 @@ class _Checker:
         self.origin = origin
         self.lines = lines
 
-    def fail(self, path: str, message: str) -> ConfigError:
-        """A ConfigError for ``path``, located at its line (or its nearest parent's)."""
+    def locate(self, path: str) -> str:
+        """``file:line: path`` for ``path``, at its line (or its nearest parent's)."""
         probe = path
         while probe and probe not in self.lines:
             shorter = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", probe)
             probe = shorter if shorter != probe else ""
         line = self.lines.get(probe)
         where = f"{self.origin}:{line}" if line else self.origin
-        return ConfigError(f"{where}: {path or 'top level'}: {message}")
+        return f"{where}: {path or 'top level'}"
+
+    def fail(self, path: str, message: str) -> ConfigError:
+        """A ConfigError for ``path``, located at its line (or its nearest parent's)."""
+        return ConfigError(f"{self.locate(path)}: {message}")
 
     def mapping(
         self, value: Any, path: str, required: Iterable[str], optional: Iterable[str] = ()
@@ -328,26 +349,43 @@ def _driver_options(check: _Checker, driver: str, options: Mapping[str, Any], pa
         raise check.fail(_path_of(path, key) if key else path, f"{message} (driver {driver}; see docs/station.md)")
 
 
-def _axis(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> AxisConfig:
-    entry = check.mapping(value, path, ("instrument", "address", "limits_mm", "nominal_mm"), ("backlash_mm",))
+def _stage_entry(
+    check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig], unit: str, unit_name: str
+) -> tuple[str, str, tuple[float, float], float, float]:
+    """instrument, address, limits, nominal and backlash of one plate axis, in the file's ``unit``."""
+    limits_key, nominal_key, backlash_key = f"limits_{unit}", f"nominal_{unit}", f"backlash_{unit}"
+    entry = check.mapping(value, path, ("instrument", "address", limits_key, nominal_key), (backlash_key,))
     instrument = check.in_role(entry["instrument"], f"{path}.instrument", instruments, ("stages",))
     address = entry["address"]
     if isinstance(address, float):
         raise check.fail(f"{path}.address", f"write the address as a string in quotes (\"{address}\"), not a number")
     address = check.text(address, f"{path}.address")
-    limits = entry["limits_mm"]
+    limits = entry[limits_key]
     if not isinstance(limits, list) or len(limits) != 2:
-        raise check.fail(f"{path}.limits_mm", f"expected [low, high] in millimetres, got {limits!r}")
-    low, high = (check.number(v, f"{path}.limits_mm[{i}]") for i, v in enumerate(limits))
+        raise check.fail(f"{path}.{limits_key}", f"expected [low, high] in {unit_name}, got {limits!r}")
+    low, high = (check.number(v, f"{path}.{limits_key}[{i}]") for i, v in enumerate(limits))
     if not low < high:
-        raise check.fail(f"{path}.limits_mm", f"low {low:g} mm must be below high {high:g} mm")
-    nominal = check.number(entry["nominal_mm"], f"{path}.nominal_mm")
+        raise check.fail(f"{path}.{limits_key}", f"low {low:g} {unit} must be below high {high:g} {unit}")
+    nominal = check.number(entry[nominal_key], f"{path}.{nominal_key}")
     if not low <= nominal <= high:
-        raise check.fail(f"{path}.nominal_mm", f"{nominal:g} mm is outside the limits [{low:g}, {high:g}] mm")
-    backlash = check.number(entry.get("backlash_mm", 0.0), f"{path}.backlash_mm")
+        raise check.fail(f"{path}.{nominal_key}", f"{nominal:g} {unit} is outside the limits [{low:g}, {high:g}] {unit}")
+    backlash = check.number(entry.get(backlash_key, 0.0), f"{path}.{backlash_key}")
     if backlash < 0:
-        raise check.fail(f"{path}.backlash_mm", f"must be >= 0, got {backlash:g} mm")
+        raise check.fail(f"{path}.{backlash_key}", f"must be >= 0, got {backlash:g} {unit}")
+    return instrument, address, (low, high), nominal, backlash
+
+
+def _axis(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> AxisConfig:
+    instrument, address, (low, high), nominal, backlash = _stage_entry(check, value, path, instruments, "mm", "millimetres")
     return AxisConfig(instrument, address, (low * 1e-3, high * 1e-3), nominal * 1e-3, backlash * 1e-3)
+
+
+def _rotation(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> RotationConfig:
+    instrument, address, (low, high), nominal, backlash = _stage_entry(check, value, path, instruments, "deg", "degrees")
+    if high - low > 360:
+        raise check.fail(f"{path}.limits_deg", f"[{low:g}, {high:g}] deg spans more than one turn; give at most 360 degrees")
+    rad = math.radians
+    return RotationConfig(instrument, address, (rad(low), rad(high)), rad(nominal), rad(backlash), check.locate(path))
 
 
 def _plates(check: _Checker, value: Any, instruments: Mapping[str, InstrumentConfig]) -> tuple[PlateConfig, ...]:
@@ -355,12 +393,14 @@ def _plates(check: _Checker, value: Any, instruments: Mapping[str, InstrumentCon
     first_use: dict[tuple[str, str], str] = {}
     for index, item in enumerate(check.sequence(value, "plates")):
         path = f"plates[{index}]"
-        entry = check.mapping(item, path, ("name", "x", "y"), ("z",))
+        entry = check.mapping(item, path, ("name", "x", "y"), ("z", "r"))
         name = check.text(entry["name"], f"{path}.name")
         if any(p.name == name for p in plates):
             raise check.fail(f"{path}.name", f"plate name {name!r} is used twice; plate names must be unique")
         present = [a for a in AXIS_NAMES if a != "z" or entry.get("z") is not None]
-        axes = {a: _axis(check, entry[a], f"{path}.{a}", instruments) for a in present}
+        axes: dict[str, AxisConfig | RotationConfig] = {a: _axis(check, entry[a], f"{path}.{a}", instruments) for a in present}
+        if entry.get("r") is not None:
+            axes["r"] = _rotation(check, entry["r"], f"{path}.r", instruments)
         for axis_name, axis in axes.items():
             key = (axis.instrument, axis.address)
             here = f"{path}.{axis_name}"
@@ -371,7 +411,7 @@ def _plates(check: _Checker, value: Any, instruments: Mapping[str, InstrumentCon
                     "each axis can move one plate direction only",
                 )
             first_use[key] = f"{name}.{axis_name} ({here})"
-        plates.append(PlateConfig(name=name, **axes))
+        plates.append(PlateConfig(name=name, **axes))  # type: ignore[arg-type]
     return tuple(plates)
 
 

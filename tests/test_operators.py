@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 import socket
 import threading
@@ -14,7 +15,7 @@ import yaml
 from labctl.bench import Bench
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
 from labctl.operators import ConsoleOperator, SimulatedOperator
-from labctl.plans.messages import LoadCassette, MountPlates
+from labctl.plans.messages import LoadCassette, MountPlates, TurnPlate
 from labctl.sim.bench import SimulatedBench
 from labctl.station import OperatorConfig, load_station
 from tests import soft_drivers
@@ -179,3 +180,21 @@ def test_the_simulated_operator_mounts_the_served_plates(tmp_path):
             operator.mount(["L9"])
         operator(MountPlates(()))
         assert sim.world.mounted() == []
+
+
+def test_the_console_operator_asks_for_a_turn_in_degrees_with_its_tolerance(terminal):
+    stdin, keyboard = terminal
+    out = io.StringIO()
+    request = TurnPlate("L3", math.radians(-0.35), math.radians(0.05), "alignment: plate L3 is rotated")
+    worker = threading.Thread(target=ConsoleOperator(stdin, out), args=(request,))
+    worker.start()
+    worker.join(0.2)
+    assert worker.is_alive()
+    os.write(keyboard, b"\n")
+    worker.join(5)
+    assert not worker.is_alive()
+    text = out.getvalue()
+    assert "plate L3 is rotated" in text and "by 0.350 degrees clockwise" in text and "+-0.050 degrees" in text
+    assert "seen from the source" in text
+    with pytest.raises(ConfigError, match="plate L3 must be turned by hand, but standard input is not a terminal"):
+        ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)

@@ -301,3 +301,40 @@ def test_driver_options_are_checked_against_the_declaration(tmp_path, instrument
     message = error_of(tmp_path, "\n".join(lines) + "\n")
     path = f"instruments.{instrument}.options" + ("" if key == "options" else f".{key}")
     assert f"bad.yaml:{index + 1}: {path}: {expected}" in message
+
+ROTATION = GOOD.replace(
+    "    z: {instrument: kdc, address: 1, limits_mm: [0, 12], nominal_mm: 6}\n",
+    "    z: {instrument: kdc, address: 1, limits_mm: [0, 12], nominal_mm: 6}\n"
+    '    r: {instrument: stages, address: "3", limits_deg: [-10, 10], nominal_deg: 1.5, backlash_deg: 0.01}\n',
+)
+
+
+def test_a_rotation_axis_is_degrees_in_the_file_and_radians_in_the_config(tmp_path):
+    config = load_station(write(tmp_path, ROTATION))
+    l1, l2 = config.plates
+    assert l1.r is None
+    assert (l2.r.instrument, l2.r.address) == ("stages", "3")
+    assert l2.r.limits_rad == pytest.approx((-0.17453292519943295, 0.17453292519943295))
+    assert l2.r.nominal_rad == pytest.approx(0.02617993877991494)
+    assert l2.r.backlash_rad == pytest.approx(1.7453292519943296e-4)
+    assert l2.r.where == f"{tmp_path / 'station.yaml'}:{_line_of(ROTATION, '    r: {')}: plates[1].r"
+    assert list(l2.axes()) == ["x", "y", "z"]  # the translation axes; r stands apart
+
+
+@pytest.mark.parametrize(
+    "old, new, words",
+    [
+        ("limits_deg: [-10, 10]", "limits_mm: [-10, 10]", "plates[1].r.limits_mm: unknown key; did you mean 'limits_deg'"),
+        ("limits_deg: [-10, 10]", "limits_deg: [10, -10]", "plates[1].r.limits_deg: low 10 deg must be below high -10 deg"),
+        ("limits_deg: [-10, 10]", "limits_deg: [-200, 200]", "spans more than one turn; give at most 360 degrees"),
+        ("nominal_deg: 1.5", "nominal_deg: 12", "plates[1].r.nominal_deg: 12 deg is outside the limits [-10, 10] deg"),
+        ("backlash_deg: 0.01", "backlash_deg: -1", "plates[1].r.backlash_deg: must be >= 0"),
+        ('address: "3", limits_deg', 'address: "1.1", limits_deg', "axis '1.1' on 'stages' is already used by L1.x"),
+        ("r: {instrument: stages", "r: {instrument: wheel", "instrument 'wheel' is a wheel (FW102C); this needs a stages"),
+    ],
+)
+def test_a_bad_rotation_axis_is_one_line_with_its_key(tmp_path, old, new, words):
+    text = ROTATION.replace(old, new)
+    message = error_of(tmp_path, text)
+    assert words in message
+    assert f"bad.yaml:{_line_of(text, '    r: {')}:" in message

@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the detector array: the Keithley scanner (default), or a camera on the detector plane "
         "streaming MJPEG over HTTP, read by CameraDetectors",
     )
+    serve.add_argument(
+        "--rotation-stages",
+        action="store_true",
+        help="every plate on a rotation stage (K10CR1, PRM1-Z8 on a KDC101, Zaber rotary, in turn) with an r axis "
+        "in the station file; without, the simulated operator turns plates by hand when alignment asks",
+    )
     serve.set_defaults(func=serve_command)
 
 
@@ -52,12 +58,13 @@ def serve_command(args: argparse.Namespace) -> int:
         station_file=station.name,
         design_path=design_path,
         detectors=args.detectors,
+        rotation_stages=args.rotation_stages,
     )
     with bench:
         print(f"labctl: simulated bench serving; station file {bench.station_path}", flush=True)
         for name, resource in sorted(bench.resources.items()):
             print(f"  {name:10s} {resource}", flush=True)
-        print(f"  {'operator':10s} {bench.control.resource} (loads the wheel when a plan asks)", flush=True)
+        print(f"  {'operator':10s} {bench.control.resource} (loads the wheel, mounts and turns plates when a plan asks)", flush=True)
         print("labctl: Ctrl-C to stop", flush=True)
         try:
             threading.Event().wait()

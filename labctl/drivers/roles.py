@@ -84,6 +84,10 @@ class Axis(Protocol):
         """Soft limits: a move outside them is refused before anything is sent."""
         ...
 
+    def check_target(self, position_m: float) -> None:
+        """Raise ``LimitError`` (naming the axis and its limits) for a target outside the soft limits; sends nothing."""
+        ...
+
 
 @runtime_checkable
 class RotationAxis(Protocol):
@@ -110,6 +114,10 @@ class RotationAxis(Protocol):
 
     def limits_rad(self) -> tuple[float, float]:
         """Soft limits: a move outside them is refused before anything is sent."""
+        ...
+
+    def check_target(self, angle_rad: float) -> None:
+        """Raise ``LimitError`` (naming the axis and its limits) for a target outside the soft limits; sends nothing."""
         ...
 
 

@@ -28,7 +28,8 @@ from PyQt5.QtWidgets import (
 )
 
 from labctl.errors import ConfigError
-from labctl.gui.session import PlatesRequest, Session
+from labctl.gui.session import PlatesRequest, Session, TurnRequest
+from labctl.operators import turn_instructions
 from labctl.gui.widgets import StatusLine
 from labctl.plans.messages import Record
 
@@ -187,13 +188,19 @@ class AlignmentView(QWidget):
             return
         self.status.info(f"aligning {', '.join(plates)} ({strategy})…")
 
-    def _plates_requested(self, request: PlatesRequest) -> None:
-        """The build-up asks the person at the bench to change the plates in the beam; the plan waits."""
-        plates = ", ".join(request.plates) or "none"
-        prompt = QMessageBox(QMessageBox.Question, "Plates in the beam",
-                             f"{request.message.message}\n\nHave exactly these plates in their holders: {plates}.\n"
-                             "Take every other plate out of the beam, then press OK.",
-                             QMessageBox.Ok | QMessageBox.Cancel, self)
+    def _plates_requested(self, request: PlatesRequest | TurnRequest) -> None:
+        """The alignment asks the person at the bench to change the plates in the beam, or to turn
+        one in its holder; the plan waits."""
+        if isinstance(request, TurnRequest):
+            title = f"Turn plate {request.message.plate}"
+            steps = " ".join(line.strip() for line in turn_instructions(request.message))
+            text = f"{request.message.message}\n\n{steps[0].upper()}{steps[1:]}.\nPress OK when it is done."
+        else:
+            plates = ", ".join(request.plates) or "none"
+            title = "Plates in the beam"
+            text = (f"{request.message.message}\n\nHave exactly these plates in their holders: {plates}.\n"
+                    "Take every other plate out of the beam, then press OK.")
+        prompt = QMessageBox(QMessageBox.Question, title, text, QMessageBox.Ok | QMessageBox.Cancel, self)
         prompt.setWindowModality(Qt.WindowModal)
         prompt.finished.connect(lambda result: request.answer(result == QMessageBox.Ok))
         self.prompt = prompt

@@ -21,7 +21,7 @@ from PyQt5.QtCore import QObject, pyqtSignal
 
 from labctl.errors import Aborted, ConfigError, LabctlError
 from labctl.gui.worker import Callback, PlanThread, Poller, Worker
-from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest, Show
+from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest, Show, TurnPlate
 from labctl.plans.runner import Runner
 
 log = logging.getLogger("labctl.gui")
@@ -72,6 +72,16 @@ class PlatesRequest(PlanRequest):
         self.plates = tuple(message.plates)
 
 
+class TurnRequest(PlanRequest):
+    """Turn one plate in its holder by hand (alignment, for a plate without a rotation stage)."""
+
+    reason = "the plate was not turned (the operator cancelled)"
+
+    def __init__(self, message: TurnPlate):
+        super().__init__()
+        self.message = message
+
+
 def mask_lookup(dataset: Any) -> Callable[[str], np.ndarray]:
     """``"<dataset>/<split>/<index>"`` -> image, from ``dataset`` (a ``labctl.design.datasets.Dataset``)."""
 
@@ -95,7 +105,7 @@ class Session(QObject):
     plan_messages = pyqtSignal(str, list)  # (kind, [(msg, answer), ...])
     plan_finished = pyqtSignal(str, object, object)  # (kind, result, error)
     cassette_requested = pyqtSignal(object)  # CassetteRequest
-    plates_requested = pyqtSignal(object)  # PlatesRequest (only when a person must do it)
+    plates_requested = pyqtSignal(object)  # PlatesRequest or TurnRequest (only when a person must do it)
     calibration_changed = pyqtSignal()  # a calibration or alignment file was written
     beam_changed = pyqtSignal(object)  # the mask key now in the beam, or None
 
@@ -369,10 +379,22 @@ class Session(QObject):
             return operator.mount
         return self.sim.world.mount if self.sim is not None else None
 
+    def simulated_turner(self) -> Callable[[str, float], None] | None:
+        """How plates are turned by hand on a simulated bench (None: a person does it)."""
+        if not self.auto_operator:
+            return None
+        operator = getattr(self.bench, "operator", None)
+        if getattr(operator, "kind", None) == "simulated":
+            return operator.turn
+        return self.sim.hands.turn if self.sim is not None else None
+
     def operator(self, msg: OperatorRequest) -> None:
-        """Called by the runner (plan thread): have the masks loaded or the plates changed, or abort the plan."""
+        """Called by the runner (plan thread): have the masks loaded or the plates changed or turned, or abort the plan."""
         if isinstance(msg, MountPlates):
             self._mount_plates(msg)
+            return
+        if isinstance(msg, TurnPlate):
+            self._turn_plate(msg)
             return
         load = self.simulated_loader()
         if load is not None:
@@ -391,7 +413,18 @@ class Session(QObject):
             mount(list(msg.plates))
             log.info("%s (done by the simulated operator)", msg.message or "plates changed")
             return
-        request = PlatesRequest(msg)
+        self._ask(PlatesRequest(msg))
+
+    def _turn_plate(self, msg: TurnPlate) -> None:
+        turn = self.simulated_turner()
+        if turn is not None:
+            turn(msg.plate, msg.angle_rad)
+            log.info("%s (turned by the simulated operator)", msg.message or f"plate {msg.plate} turned")
+            return
+        self._ask(TurnRequest(msg))
+
+    def _ask(self, request: PlatesRequest | TurnRequest) -> None:
+        """Show ``request`` to the person at the bench and wait; abort the plan if they cancel."""
         self._request = request
         self.plates_requested.emit(request)
         if not request.wait():

@@ -30,8 +30,25 @@ class MoveAxes(Msg):
 
 
 @dataclass(frozen=True)
+class RotatePlates(Msg):
+    """Turn plate rotation axes to absolute angles (radians), all started together, then wait.
+
+    ``targets`` maps a plate name to its rotation axis' angle. Answer: None.
+    """
+
+    targets: Mapping[str, float]
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ReadAngles(Msg):
+    """Answer: ``{plate: angle_rad}`` for every plate with a rotation axis (empty if none has one)."""
+
+
+@dataclass(frozen=True)
 class HomeAxes(Msg):
-    """Home the named ``(plate, axis)`` pairs (all if empty). Answer: None."""
+    """Home the named ``(plate, axis)`` pairs, ``(plate, "r")`` for a rotation axis (all, rotation
+    axes included, if empty). Answer: None."""
 
     axes: tuple[tuple[str, str], ...] = ()
 
@@ -80,8 +97,20 @@ class MountPlates(Msg):
     message: str = ""
 
 
+@dataclass(frozen=True)
+class TurnPlate(Msg):
+    """Ask the operator to turn ``plate`` in its holder by ``angle_rad`` (in-plane, positive
+    counter-clockwise seen from the source looking downstream), to within ``tolerance_rad``;
+    wait until done. Answer: None. (Alignment asks it for a plate without a rotation axis.)"""
+
+    plate: str
+    angle_rad: float
+    tolerance_rad: float
+    message: str = ""
+
+
 #: What a plan asks of the person (or simulated operator) at the bench.
-OperatorRequest = LoadCassette | MountPlates
+OperatorRequest = LoadCassette | MountPlates | TurnPlate
 
 
 @dataclass(frozen=True)
@@ -137,6 +166,14 @@ def move(targets: Mapping[tuple[str, str], float], timeout_s: float | None = Non
 
 def positions() -> Plan:
     return (yield ReadPositions())
+
+
+def rotate(targets: Mapping[str, float], timeout_s: float | None = None) -> Plan:
+    return (yield RotatePlates(dict(targets), timeout_s))
+
+
+def angles() -> Plan:
+    return (yield ReadAngles())
 
 
 def show(key: str, image: np.ndarray) -> Plan:

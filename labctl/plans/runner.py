@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from labctl.errors import Aborted, LabctlError, LimitError
+from labctl.errors import Aborted, LabctlError
 from labctl.plans import interrupts
 from labctl.plans.messages import (
     Checkpoint,
@@ -28,12 +28,15 @@ from labctl.plans.messages import (
     OperatorRequest,
     Plan,
     Progress,
+    ReadAngles,
     ReadDetectors,
     ReadPositions,
     Record,
+    RotatePlates,
     SetIntegration,
     SetSource,
     Show,
+    TurnPlate,
 )
 
 log = logging.getLogger("labctl.runner")
@@ -150,7 +153,7 @@ class Runner:
                 source.output_off()
             except Exception as exc:
                 log.error("could not switch the source off: %s", exc)
-        for axis in self._all_axes().values():
+        for axis in [*self._all_axes().values(), *self._rotations().values()]:
             try:
                 axis.stop()
             except Exception as exc:
@@ -165,6 +168,11 @@ class Runner:
                 if axis is not None:
                     axes[(plate_name, axis_name)] = axis
         return axes
+
+    def _rotations(self) -> dict[str, Any]:
+        """Plate name -> rotation axis, for the plates that have one."""
+        plates = getattr(self.bench, "plates", {})
+        return {name: plate.r for name, plate in plates.items() if getattr(plate, "r", None) is not None}
 
     def _axis(self, key: tuple[str, str]) -> Any:
         axes = self._all_axes()
@@ -200,10 +208,15 @@ class Runner:
                 raise LabctlError("the plan needs masks loaded into the wheel, but no operator is attached")
             self.operator(msg)
             return bench.projector.load(dict(msg.slots))
-        if isinstance(msg, MountPlates):
+        if isinstance(msg, (MountPlates, TurnPlate)):
             if self.operator is None:
-                raise LabctlError("the plan needs plates taken out of or put into the beam, but no operator is attached")
+                what = "plates taken out of or put into the beam" if isinstance(msg, MountPlates) else "a plate turned by hand"
+                raise LabctlError(f"the plan needs {what}, but no operator is attached")
             return self.operator(msg)
+        if isinstance(msg, RotatePlates):
+            return self._rotate(msg)
+        if isinstance(msg, ReadAngles):
+            return {name: axis.angle_rad() for name, axis in self._rotations().items()}
         if isinstance(msg, Log):
             log.log(logging.getLevelName(msg.level.upper()), msg.message)
             return None
@@ -219,26 +232,31 @@ class Runner:
 
     def safe_pause(self) -> None:
         """While paused nothing moves; the source stays as the plan set it."""
-        for axis in self._all_axes().values():
+        for axis in [*self._all_axes().values(), *self._rotations().values()]:
             axis.stop()
+
+    def _rotate(self, msg: RotatePlates) -> None:
+        rotations = self._rotations()
+        missing = [name for name in msg.targets if name not in rotations]
+        if missing:
+            raise LabctlError(f"plan asked to turn plate(s) {', '.join(missing)}, which have no rotation axis in the station")
+        for name, target in msg.targets.items():  # refuse the whole turn before anything starts
+            rotations[name].check_target(target)
+        for name, target in msg.targets.items():
+            rotations[name].move_to(target, wait=False)
+        self._wait_axes([rotations[name] for name in msg.targets], msg.timeout_s)
 
     def _move(self, msg: MoveAxes) -> None:
         axes = {key: self._axis(key) for key in msg.targets}
         for key, target in msg.targets.items():  # refuse the whole move before anything starts
-            low, high = axes[key].limits_m()
-            if not low <= target <= high:
-                raise LimitError(
-                    f"{key[0]}.{key[1]}",
-                    f"target {target * 1e3:.4f} mm is outside the soft limits "
-                    f"[{low * 1e3:.4f}, {high * 1e3:.4f}] mm; nothing was moved",
-                )
+            axes[key].check_target(target)
         for key, target in msg.targets.items():
             self.travel_m += abs(target - axes[key].position_m())
             axes[key].move_to(target, wait=False)
         self._wait_axes(list(axes.values()), msg.timeout_s)
 
     def _home(self, msg: HomeAxes) -> None:
-        axes = self._all_axes()
+        axes: dict[tuple[str, str], Any] = {**self._all_axes(), **{(name, "r"): r for name, r in self._rotations().items()}}
         chosen = [axes[key] if key in axes else self._axis(key) for key in msg.axes] or list(axes.values())
         for axis in chosen:
             axis.home(wait=False)

@@ -10,7 +10,10 @@ Options swap the input projector and the detector array: ``projector="slm"`` put
 between gray level and amplitude) in place of the mask wheel, for the ``SLMWindow`` driver;
 ``detectors="camera"`` puts a camera looking at the detector plane (``instruments/camera_stream.py``:
 MJPEG over HTTP on a loopback port) in place of the Keithley, for ``CameraDetectors`` with one
-region of interest per detector. Point ``Bench.from_station``
+region of interest per detector. ``rotation_stages=True`` puts every plate on a rotation stage
+(a K10CR1, a PRM1-Z8 on a KDC101 or a Zaber rotary device, in turn; ``layout.plate_rotation``)
+and gives each plate an ``r`` axis in the station file; without, the simulated operator turns
+plates by hand when asked (``TURN`` on the control channel). Point ``Bench.from_station``
 (or any third-party client) at that file and it cannot tell this bench from a real one.
 
 It is what ``labctl sim serve`` runs, and what tests use in-process as a fixture.
@@ -28,9 +31,12 @@ from labctl.errors import ConfigError
 from labctl.sim.clock import Clock
 from labctl.sim.control import ControlChannel
 from labctl.sim.faults import FaultPlan, parse_faults
-from labctl.sim.layout import plate_axes
+from labctl.sim.hands import Hands
+from labctl.sim.layout import plate_axes, plate_rotation
 from labctl.sim.link import Link, PtyLink, TcpLink
 from labctl.sim.motion import SimAxis
+from labctl.sim.rotation_stages import LIMITS_DEG as ROTATION_LIMITS_DEG
+from labctl.sim.rotation_stages import fit_rotation_stages
 from labctl.sim.truth import NOMINAL_M, TRAVEL_M, Truth, build_world, slm_response
 from labctl.sim.world import MaskLibrary
 
@@ -57,6 +63,7 @@ class SimulatedBench:
         design_path: str | Path | None = None,
         projector: str = "wheel",
         detectors: str = "dmm",
+        rotation_stages: bool = False,
     ):
         if projector not in PROJECTORS:
             raise ConfigError(f"simulated bench: projector must be one of {PROJECTORS}, got {projector!r}")
@@ -78,6 +85,10 @@ class SimulatedBench:
         plans = parse_faults(faults, seed=seed) if isinstance(faults, str) or faults is None else dict(faults)
         self.clock = Clock(time_scale)
         self.world = build_world(design, clock=self.clock, seed=seed, truth=self.truth, masks=masks, with_z=with_z)
+        self.rotation_stages = rotation_stages
+        if rotation_stages:
+            fit_rotation_stages(self.world, seed)
+        self.hands = Hands(self.world, self.truth.operator_turn_sigma_rad, seed)
         self.source = self.world.source
         if projector == "slm":  # the SLM replaces the wheel, with a hidden gamma drawn from the seed
             self.world.wheel = None
@@ -92,7 +103,7 @@ class SimulatedBench:
             self._serve_instruments(plans)
             # The simulated operator's control channel (labctl.sim.control): loads cassettes, mounts plates.
             channel = ControlChannel(self.clock, self.load_masks, lambda: dict(self.wheel.masks), self.world.masks,
-                                     self.world.mount, self.world.mounted)
+                                     self.world.mount, self.world.mounted, self.hands.turn)
             self.control = TcpLink(channel)
             channel.attach(self.control)
         except BaseException:
@@ -125,9 +136,9 @@ class SimulatedBench:
         from labctl.sim.instruments.keithley_scan import VirtualKeithley2700
         from labctl.sim.instruments.keysight_psg import VirtualE8257D
         from labctl.sim.instruments.newport_smc100 import VirtualSMC100
-        from labctl.sim.instruments.thorlabs_apt import VirtualKDC101
+        from labctl.sim.instruments.thorlabs_apt import VirtualK10CR1, VirtualKDC101
         from labctl.sim.instruments.thorlabs_wheel import VirtualFW102C
-        from labctl.sim.instruments.zaber import VirtualZaber
+        from labctl.sim.instruments.zaber import ROTARY_MICROSTEP_RAD, VirtualZaber
 
         clock = self.clock
         self.resources: dict[str, str] = {}
@@ -153,6 +164,14 @@ class SimulatedBench:
             for axis_name, slot in slots.items():
                 groups.setdefault(slot.instrument, {})[slot.address] = getattr(plate, axis_name)
                 drivers[slot.instrument] = slot.driver
+        rotary: set[str] = set()
+        if self.rotation_stages:
+            for index, plate in enumerate(self.world.plates):
+                slot = plate_rotation(index)
+                groups.setdefault(slot.instrument, {})[slot.address] = plate.r
+                drivers[slot.instrument] = slot.driver
+                rotary.add(slot.instrument)
+        self.stage_options: dict[str, dict[str, Any]] = {}
         for name, axes in groups.items():
             driver = drivers[name]
             if driver == "ZaberAscii":
@@ -160,9 +179,15 @@ class SimulatedBench:
                 for address, axis in sorted(axes.items()):
                     device, _, _number = address.partition(".")
                     chain.setdefault(int(device), []).append(axis)
-                vi = VirtualZaber(name, clock, chain, faults=plans.get(name))
+                steps = {device: ROTARY_MICROSTEP_RAD for device in chain} if name in rotary else None
+                vi = VirtualZaber(name, clock, chain, faults=plans.get(name), rotary=steps)
+            elif driver == "K10CR1":
+                vi = VirtualK10CR1(name, clock, axes["1"], faults=plans.get(name))
             elif driver == "KDC101":
-                vi = VirtualKDC101(name, clock, axes["1"], faults=plans.get(name))
+                stage = "PRM1Z8" if name in rotary else "Z8"
+                vi = VirtualKDC101(name, clock, axes["1"], faults=plans.get(name), stage=stage)
+                if name in rotary:
+                    self.stage_options[name] = {"stage": stage}
             else:
                 vi = VirtualSMC100(name, clock, {int(a): ax for a, ax in axes.items()}, faults=plans.get(name))
             self.resources[name] = self._serve(name, vi, "serial")
@@ -202,6 +227,8 @@ class SimulatedBench:
             instruments["slm"] = {"driver": "SLMWindow", "resource": self.resources["slm"]}
         for name, driver in self.stage_drivers.items():
             instruments[name] = {"driver": driver, "resource": self.resources[name]}
+            if name in self.stage_options:
+                instruments[name]["options"] = dict(self.stage_options[name])
         plates = []
         for index, slots in enumerate(self._axis_slots):
             entry: dict[str, Any] = {"name": f"L{index + 1}"}
@@ -212,6 +239,10 @@ class SimulatedBench:
                     "limits_mm": [TRAVEL_M[0] * 1e3, TRAVEL_M[1] * 1e3],
                     "nominal_mm": NOMINAL_M * 1e3,
                 }
+            if self.rotation_stages:
+                slot = plate_rotation(index)
+                entry["r"] = {"instrument": slot.instrument, "address": slot.address,
+                              "limits_deg": list(ROTATION_LIMITS_DEG), "nominal_deg": 0.0}
             plates.append(entry)
         return {
             "station": f"simulated-bench-seed-{self.seed}",

@@ -16,11 +16,15 @@ holding a comma, ``=`` or a space fits in a line.
 - ``MOUNT <plate>[,<plate>...]`` -> ``OK``: exactly these plates in their holders, every other
   one taken out of the beam (``MOUNT`` alone empties the stack). Unknown plates: an error.
 - ``MOUNTED?`` -> ``<plate>,...`` in beam order.
+- ``TURN <plate>,<degrees>`` -> ``OK``: the simulated operator turns the plate in its holder by
+  that angle (counter-clockwise seen from the source looking downstream), as well as a hand can
+  (``labctl.sim.hands``). Unknown plates or an angle that is not a finite number: an error.
 - anything else, or a refused command -> ``ERR <message>``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, unquote
@@ -29,7 +33,7 @@ from labctl.errors import ConfigError, LabctlError
 from labctl.sim.clock import Clock
 from labctl.sim.instrument import LineInstrument
 
-COMMANDS = "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,... and MOUNTED?"
+COMMANDS = "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,..., MOUNTED? and TURN <plate>,<degrees>"
 
 
 class ControlChannel(LineInstrument):
@@ -38,7 +42,8 @@ class ControlChannel(LineInstrument):
     ``load(slots)`` puts masks into the wheel (raising ``LabctlError`` for a slot that does not
     exist), ``loaded()`` says what is in it, and ``lookup(key)`` finds a mask in the library
     (raising for one that does not exist); ``mount(plates)`` and ``mounted()`` do the same for
-    the plates in the beam.
+    the plates in the beam; ``turn(plate, angle_rad)`` turns a plate by hand (None: this bench's
+    operator cannot).
     """
 
     terminators = (b"\n",)
@@ -51,9 +56,11 @@ class ControlChannel(LineInstrument):
         lookup: Callable[[str], Any],
         mount: Callable[[list[str]], None],
         mounted: Callable[[], list[str]],
+        turn: Callable[[str, float], None] | None = None,
         name: str = "control",
     ):
         super().__init__(name, clock)
+        self._turn = turn
         self._load = load
         self._loaded = loaded
         self._lookup = lookup
@@ -80,6 +87,9 @@ class ControlChannel(LineInstrument):
                 answer = "OK"
             elif keyword.upper() == "MOUNTED?" and not argument:
                 answer = ",".join(self._mounted())
+            elif keyword.upper() == "TURN":
+                self._turn_plate(argument)
+                answer = "OK"
             else:
                 answer = f"ERR unknown command {command!r}; the commands are {COMMANDS}"
         except LabctlError as exc:
@@ -87,6 +97,19 @@ class ControlChannel(LineInstrument):
         except Exception as exc:  # the mask library's own failure: the client must get an answer, the server must live
             answer = f"ERR {type(exc).__name__}: {exc}"
         return answer.replace("\n", " ").encode("ascii", errors="replace") + b"\n"
+
+    def _turn_plate(self, argument: str) -> None:
+        """``L2,-20.05`` -> turn plate L2 by -20.05 degrees; a ConfigError says what is wrong."""
+        plate, sep, degrees = (part.strip() for part in argument.partition(","))
+        try:
+            angle = float(degrees)
+        except ValueError:
+            angle = math.nan
+        if not sep or not plate or not math.isfinite(angle):
+            raise ConfigError(f"{argument!r} is not <plate>,<degrees>, e.g. TURN L2,-0.35")
+        if self._turn is None:
+            raise ConfigError("this simulated bench's operator does not turn plates")
+        self._turn(plate, math.radians(angle))
 
     def _parse(self, argument: str) -> dict[int, str]:
         """``1=a,2=b`` -> {1: "a", 2: "b"}, every mask looked up first; a ConfigError says what is wrong."""

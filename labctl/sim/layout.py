@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 #: Stage families in the order plates are assigned to them, two plates per family.
 STAGE_FAMILIES = ("ZaberAscii", "KDC101", "SMC100")
+#: Rotation-stage families (with ``rotation_stages``), in turn per plate: a K10CR1, a PRM1-Z8 on
+#: a KDC101, a rotary device on a second Zaber chain.
+ROTATION_FAMILIES = ("K10CR1", "KDC101", "ZaberAscii")
 
 
 @dataclass(frozen=True)
@@ -40,3 +43,13 @@ def plate_axes(plate_index: int, with_z: bool = False) -> dict[str, AxisSlot]:
             chain_position = (plate_index // (2 * len(STAGE_FAMILIES))) * 2 + plate_index % 2
             slots[axis] = AxisSlot("smc", family, str(chain_position * len(names) + k + 1))
     return slots
+
+
+def plate_rotation(plate_index: int) -> AxisSlot:
+    """Where plate ``plate_index``'s (0-based) rotation stage lives."""
+    family = ROTATION_FAMILIES[plate_index % len(ROTATION_FAMILIES)]
+    if family == "K10CR1":
+        return AxisSlot(f"k10_p{plate_index + 1}", family, "1")  # a mount with its own controller and port
+    if family == "KDC101":
+        return AxisSlot(f"kdc_p{plate_index + 1}r", family, "1")  # PRM1-Z8 on its own KDC101
+    return AxisSlot("zaber_r", family, str(plate_index + 1))  # one rotary device per plate on the chain

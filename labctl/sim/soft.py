@@ -14,29 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from labctl.drivers.axis import AxisBase
+from labctl.drivers.axis import AxisBase, RotationBase
 from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError
-from labctl.plans.messages import MountPlates, OperatorRequest
+from labctl.plans.messages import MountPlates, OperatorRequest, TurnPlate
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimDisplay
+from labctl.sim.hands import Hands
 from labctl.sim.motion import SimAxis
+from labctl.sim.rotation_stages import fit_rotation_stages
 from labctl.sim.truth import TRAVEL_M, Truth, build_world, slm_response
 from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
 
 
-class SoftAxis(AxisBase):
-    """An Axis role straight on a ``SimAxis``."""
+class _SimMotion:
+    """The hardware calls of a stage straight on a ``SimAxis`` (metres or radians)."""
 
-    def __init__(self, sim: SimAxis, limits_m: tuple[float, float] = TRAVEL_M, backlash_m: float = 0.0):
-        super().__init__(sim.name, limits_m=limits_m, backlash_m=backlash_m, poll_interval_s=0.0)
-        self.sim = sim
+    sim: SimAxis
 
-    def _hw_position_m(self) -> float:
-        return self.sim.position_m()
-
-    def _hw_move_to(self, position_m: float) -> None:
-        self.sim.move_to(position_m)
+    def _hw_move_to(self, position: float) -> None:
+        self.sim.move_to(position)
 
     def _hw_is_moving(self) -> bool:
         return self.sim.is_moving()
@@ -46,6 +43,29 @@ class SoftAxis(AxisBase):
 
     def _hw_stop(self) -> None:
         self.sim.stop()
+
+
+class SoftAxis(_SimMotion, AxisBase):
+    """An Axis role straight on a ``SimAxis``."""
+
+    def __init__(self, sim: SimAxis, limits_m: tuple[float, float] = TRAVEL_M, backlash_m: float = 0.0):
+        AxisBase.__init__(self, sim.name, limits_m=limits_m, backlash_m=backlash_m, poll_interval_s=0.0)
+        self.sim = sim
+
+    def _hw_position_m(self) -> float:
+        return self.sim.position_m()
+
+
+class SoftRotation(_SimMotion, RotationBase):
+    """A RotationAxis role straight on a ``SimAxis`` whose positions are radians; soft limits
+    are the mount's travel."""
+
+    def __init__(self, sim: SimAxis):
+        RotationBase.__init__(self, sim.name, limits_rad=sim.travel_m, poll_interval_s=0.0)
+        self.sim = sim
+
+    def _hw_angle_rad(self) -> float:
+        return self.sim.position_m()
 
 
 class SoftSource:
@@ -178,12 +198,18 @@ class SoftPlate:
     y: SoftAxis
     z: SoftAxis | None
     nominal_m: tuple[float, float, float]
+    r: SoftRotation | None = None
+    nominal_rad: float | None = None
+
+    def stages(self) -> list[SoftAxis | SoftRotation]:
+        """Every stage that moves this plate, translation and rotation."""
+        return [axis for axis in (self.x, self.y, self.z, self.r) if axis is not None]
 
 
 class SoftBench:
     """The roles of a bench, on a simulated world (see the module docstring)."""
 
-    def __init__(self, world: World, projector: str = "wheel"):
+    def __init__(self, world: World, projector: str = "wheel", hand_sigma_rad: float = 0.0, seed: int = 0):
         from labctl.drivers.projectors import SlmProjector
 
         self.world = world
@@ -197,9 +223,13 @@ class SoftBench:
         else:
             raise ConfigError(f"soft bench: projector must be 'wheel' or 'slm', got {projector!r}")
         self.plates = {
-            p.name: SoftPlate(p.name, SoftAxis(p.x), SoftAxis(p.y), SoftAxis(p.z) if p.z else None, p.nominal_m)
+            p.name: SoftPlate(
+                p.name, SoftAxis(p.x), SoftAxis(p.y), SoftAxis(p.z) if p.z else None, p.nominal_m,
+                SoftRotation(p.r) if p.r else None, p.nominal_rad if p.r else None,
+            )
             for p in world.plates
-        }
+        }  # fmt: skip
+        self.hands = Hands(world, hand_sigma_rad, seed)
 
     @classmethod
     def create(
@@ -212,22 +242,30 @@ class SoftBench:
         masks: MaskLibrary | None = None,
         with_z: bool = False,
         projector: str = "wheel",
+        rotation_stages: bool = False,
     ) -> SoftBench:
         """A soft bench for ``design`` with hidden truths drawn from ``seed``.
 
         ``projector="slm"`` puts an SLM in place of the mask wheel, with a hidden gamma curve
-        (drawn from ``seed``) between gray level and field amplitude.
+        (drawn from ``seed``) between gray level and field amplitude. ``rotation_stages`` puts
+        every plate on a rotation stage; without, the operator turns plates by hand.
         """
+        truth = truth or Truth()
         world = build_world(design, clock=Clock(time_scale), seed=seed, truth=truth, masks=masks, with_z=with_z)
+        if rotation_stages:
+            fit_rotation_stages(world, seed)
         if projector == "slm":
-            world.slm_response = slm_response(truth or Truth(), seed)
-        return cls(world, projector=projector)
+            world.slm_response = slm_response(truth, seed)
+        return cls(world, projector=projector, hand_sigma_rad=truth.operator_turn_sigma_rad, seed=seed)
 
     def operator(self, request: OperatorRequest) -> None:
-        """The soft bench's own hands: plates go in and out of the world's beam; a cassette
-        needs nothing here (the runner loads the soft wheel through the projector)."""
+        """The soft bench's own hands: plates go in and out of the world's beam or are turned in
+        their holders (with a hand error, ``labctl.sim.hands``); a cassette needs nothing here
+        (the runner loads the soft wheel through the projector)."""
         if isinstance(request, MountPlates):
             self.world.mount(list(request.plates))
+        elif isinstance(request, TurnPlate):
+            self.hands.turn(request.plate, request.angle_rad)
 
     def design_frequency_hz(self) -> float:
         return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m
@@ -235,9 +273,8 @@ class SoftBench:
     def shutdown(self) -> None:
         self.source.output_off()
         for plate in self.plates.values():
-            for axis in (plate.x, plate.y, plate.z):
-                if axis is not None:
-                    axis.stop()
+            for axis in plate.stages():
+                axis.stop()
 
     def __enter__(self) -> SoftBench:
         return self

@@ -76,6 +76,7 @@ class Truth:
     noise_v: float = 2e-4
     peak_signal_v: float = 1.0  # brightest detector for an open aperture at 1 mW, before gain
     slm_gamma: tuple[float, float] = (1.8, 2.6)  # uniform range of an SLM's hidden gamma
+    operator_turn_sigma_rad: float = 0.0  # hand error of the simulated operator turning a plate (labctl.sim.hands)
     # how finely the world computes the light (samples per neuron side)
     oversample: int = 1
 
@@ -135,6 +136,7 @@ PRESETS: dict[str, Truth] = {
         detector_z_sigma_m=0.3e-3,
         detector_xy_sigma_m=0.3e-3,
         detector_position_sigma_m=0.1e-3,
+        operator_turn_sigma_rad=0.03 * _DEG,
         oversample=2,
     ),
 }

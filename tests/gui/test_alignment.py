@@ -11,7 +11,7 @@ from PyQt5.QtWidgets import QMessageBox
 
 from labctl.calibration import latest_calibration
 from labctl.errors import Aborted
-from labctl.plans.messages import MountPlates
+from labctl.plans.messages import MountPlates, TurnPlate
 from tests.gui.conftest import connect
 
 
@@ -78,6 +78,25 @@ def test_a_plate_request_is_done_by_the_simulated_operator_or_asked_of_the_perso
     view.prompt.button(QMessageBox.Cancel).click()
     worker.join(5)
     assert len(failures) == 1 and isinstance(failures[0], Aborted)
+
+
+def test_a_turn_request_is_done_by_the_simulated_operator_or_shown_in_a_dialog(qtbot, window, sim):
+    connect(qtbot, window, sim)
+    view = window.show_view("alignment")
+    window.session.operator(TurnPlate("L2", np.radians(-0.35), np.radians(0.05), "turning back"))  # simulated: over TURN
+    assert sim.world.plates[1].turned_rad == pytest.approx(np.radians(-0.35), abs=1e-8)
+    window.session.auto_operator = False  # a person at the bench: the plan thread waits for OK
+    worker = threading.Thread(target=window.session.operator, args=(TurnPlate("L3", np.radians(0.2), np.radians(0.05), "L3 is off"),))
+    worker.start()
+    qtbot.waitUntil(lambda: view.prompt is not None and view.prompt.isVisible(), timeout=5000)
+    text = view.prompt.text()
+    assert view.prompt.windowTitle() == "Turn plate L3" and "L3 is off" in text
+    assert "0.200 degrees counter-clockwise" in text and "+-0.050 degrees" in text
+    assert worker.is_alive()
+    view.prompt.button(QMessageBox.Ok).click()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert sim.world.plates[2].turned_rad == 0.0  # a person turned it: the simulation did not
 
 
 def _catch(failures: list, function, *args) -> None:

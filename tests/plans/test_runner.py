@@ -9,45 +9,58 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from labctl.drivers.axis import AxisBase, RotationBase
 from labctl.drivers.roles import Reading
-from labctl.errors import Aborted, LimitError
+from labctl.errors import Aborted, LabctlError, LimitError
 from labctl.plans import messages as m
 from labctl.plans.runner import MemoryStore, Runner
 from labctl.plans.testing import collect
 
 
-class SoftAxis:
-    """An in-memory axis that takes ``move_s`` wall seconds per move."""
+class _SoftMotion:
+    """In-memory hardware calls: a move takes ``move_s`` wall seconds."""
 
-    def __init__(self, name: str, move_s: float = 0.0):
-        self.name = name
+    def _setup(self, move_s: float) -> None:
         self.pos = 0.0
         self.move_s = move_s
         self.until = 0.0
         self.stops = 0
 
-    def limits_m(self):
-        return (-0.01, 0.01)
-
-    def position_m(self):
-        return self.pos
-
-    def move_to(self, target, wait=True, timeout_s=None):
-        self.pos = target
+    def _hw_move_to(self, position):
+        self.pos = position
         self.until = time.monotonic() + self.move_s
 
-    def home(self, wait=True, timeout_s=None):
-        self.move_to(0.0)
+    def _hw_home(self):
+        self._hw_move_to(0.0)
 
-    def is_moving(self):
+    def _hw_is_moving(self):
         return time.monotonic() < self.until
 
-    def wait_until_stopped(self, timeout_s=None):
-        pass
-
-    def stop(self):
+    def _hw_stop(self):
         self.stops += 1
         self.until = 0.0
+
+
+class SoftAxis(_SoftMotion, AxisBase):
+    """An in-memory translation axis, soft limits +-10 mm."""
+
+    def __init__(self, name: str, move_s: float = 0.0):
+        AxisBase.__init__(self, name, (-0.01, 0.01), poll_interval_s=0.001)
+        self._setup(move_s)
+
+    def _hw_position_m(self):
+        return self.pos
+
+
+class SoftRotation(_SoftMotion, RotationBase):
+    """An in-memory rotation axis, soft limits +-0.5 rad."""
+
+    def __init__(self, name: str, move_s: float = 0.0):
+        RotationBase.__init__(self, name, (-0.5, 0.5), poll_interval_s=0.001)
+        self._setup(move_s)
+
+    def _hw_angle_rad(self):
+        return self.pos
 
 
 class SoftSource:
@@ -71,7 +84,10 @@ class SoftDetectors:
 
 
 def soft_bench(move_s: float = 0.0):
-    plates = {"L1": SimpleNamespace(x=SoftAxis("L1.x", move_s), y=SoftAxis("L1.y", move_s), z=None)}
+    plates = {
+        "L1": SimpleNamespace(x=SoftAxis("L1.x", move_s), y=SoftAxis("L1.y", move_s), z=None, r=SoftRotation("L1.r", move_s)),
+        "L2": SimpleNamespace(x=SoftAxis("L2.x", move_s), y=SoftAxis("L2.y", move_s), z=None, r=None),
+    }
     return SimpleNamespace(plates=plates, source=SoftSource(), detectors=SoftDetectors(), projector=None)
 
 
@@ -163,3 +179,57 @@ def test_error_in_plan_still_shuts_down_safely():
     with pytest.raises(ValueError):
         Runner(bench).run(plan())
     assert bench.source.on is False
+
+
+def test_rotation_axes_turn_together_and_read_back_in_radians():
+    bench = soft_bench()
+
+    def plan():
+        yield from m.rotate({"L1": -0.3})
+        return (yield from m.angles())
+
+    assert Runner(bench).run(plan()) == {"L1": pytest.approx(-0.3)}
+
+
+def test_a_turn_outside_the_limits_or_of_a_plate_without_rotation_axis_moves_nothing():
+    bench = soft_bench()
+    with pytest.raises(LimitError, match=r"L1\.r: target 45\.8366 deg is outside the soft limits"):
+        Runner(bench).run(m.rotate({"L1": 0.8}))
+    with pytest.raises(LabctlError, match="turn plate.*L2, which have no rotation axis"):
+        Runner(bench).run(m.rotate({"L1": 0.1, "L2": 0.1}))
+    assert bench.plates["L1"].r.pos == 0.0
+
+
+def test_abort_stops_rotation_axes_too():
+    bench = soft_bench(move_s=5.0)
+    runner = Runner(bench)
+    threading.Timer(0.1, runner.abort).start()
+    with pytest.raises(Aborted):
+        runner.run(m.rotate({"L1": 0.2}))
+    assert bench.plates["L1"].r.stops >= 1 and not bench.source.on
+
+
+def test_turn_plate_goes_to_the_operator_and_without_one_is_refused():
+    asked = []
+
+    def plan():
+        yield m.TurnPlate("L2", -0.01, 0.001, "turn L2")
+
+    Runner(soft_bench(), operator=asked.append).run(plan())
+    assert asked == [m.TurnPlate("L2", -0.01, 0.001, "turn L2")]
+    with pytest.raises(LabctlError, match="needs a plate turned by hand, but no operator is attached"):
+        Runner(soft_bench()).run(plan())
+
+
+def test_home_reaches_rotation_axes_by_name_and_when_homing_all():
+    bench = soft_bench()
+    bench.plates["L1"].r.pos = 0.2
+    Runner(bench).run(home_plan((("L1", "r"),)))
+    assert bench.plates["L1"].r.pos == 0.0
+    bench.plates["L1"].r.pos = bench.plates["L1"].x.pos = 0.003
+    Runner(bench).run(home_plan(()))
+    assert bench.plates["L1"].r.pos == 0.0 and bench.plates["L1"].x.pos == 0.0
+
+
+def home_plan(axes):
+    yield m.HomeAxes(axes)
