@@ -156,16 +156,7 @@ def test_a_silent_control_channel_times_out():
 
 
 def test_the_console_operator_asks_for_plates_and_waits_for_enter(terminal):
-    stdin, keyboard = terminal
-    out = io.StringIO()
-    worker = threading.Thread(target=ConsoleOperator(stdin, out), args=(MountPlates(("L1", "L2"), "building up, plate 2 of 5"),))
-    worker.start()
-    worker.join(0.2)
-    assert worker.is_alive()
-    os.write(keyboard, b"\n")
-    worker.join(5)
-    assert not worker.is_alive()
-    text = out.getvalue()
+    text = enter_after_waiting(terminal, MountPlates(("L1", "L2"), "building up, plate 2 of 5"))
     assert "building up, plate 2 of 5" in text and "L1, L2" in text and "take every other one out" in text
     with pytest.raises(ConfigError, match="the plates in the beam must change, but standard input is not a terminal"):
         ConsoleOperator(io.StringIO("\n"), io.StringIO())(MountPlates(("L1",)))
@@ -183,9 +174,18 @@ def test_the_simulated_operator_mounts_the_served_plates(tmp_path):
 
 
 def test_the_console_operator_asks_for_a_turn_in_degrees_with_its_tolerance(terminal):
+    request = TurnPlate("L3", math.radians(-0.35), math.radians(0.05), "alignment: plate L3 is rotated")
+    text = enter_after_waiting(terminal, request)
+    assert "plate L3 is rotated" in text and "by 0.350 degrees clockwise" in text and "+-0.050 degrees" in text
+    assert "seen from the source" in text
+    with pytest.raises(ConfigError, match="plate L3 must be turned by hand, but standard input is not a terminal"):
+        ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)
+
+
+def enter_after_waiting(terminal, request) -> str:
+    """Give ``request`` to a console operator on ``terminal``; check it waits, press Enter; return what it printed."""
     stdin, keyboard = terminal
     out = io.StringIO()
-    request = TurnPlate("L3", math.radians(-0.35), math.radians(0.05), "alignment: plate L3 is rotated")
     worker = threading.Thread(target=ConsoleOperator(stdin, out), args=(request,))
     worker.start()
     worker.join(0.2)
@@ -193,8 +193,4 @@ def test_the_console_operator_asks_for_a_turn_in_degrees_with_its_tolerance(term
     os.write(keyboard, b"\n")
     worker.join(5)
     assert not worker.is_alive()
-    text = out.getvalue()
-    assert "plate L3 is rotated" in text and "by 0.350 degrees clockwise" in text and "+-0.050 degrees" in text
-    assert "seen from the source" in text
-    with pytest.raises(ConfigError, match="plate L3 must be turned by hand, but standard input is not a terminal"):
-        ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)
+    return out.getvalue()

@@ -7,6 +7,7 @@ connected, asked who it is, and the bench is shut down again (which leaves the s
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def check_station(args: argparse.Namespace) -> int:
 
     config = load_station(args.file)
     instruments = config.instruments
-    axes = sum(len(plate.axes()) for plate in config.plates)
+    axes = sum(len(plate.axes()) + (plate.r is not None) for plate in config.plates)
     print(f"{args.file}: station {config.name} is valid")
     print(f"  source       {config.source} ({instruments[config.source].driver})")
     projector = config.projector
@@ -67,6 +68,10 @@ def check_station(args: argparse.Namespace) -> int:
                 where = bench.plates[plate.name].axes()[axis_name].position_m()
                 print(f"  {plate.name}.{axis_name:<{width - len(plate.name) - 1}}  {axis.instrument} address "
                       f"{axis.address}  ->  at {where * 1e3:.4f} mm")
+            rotation = bench.plates[plate.name].r
+            if plate.r is not None and rotation is not None:
+                print(f"  {plate.name}.r{'':<{width - len(plate.name) - 2}}  {plate.r.instrument} address "
+                      f"{plate.r.address}  ->  at {math.degrees(rotation.angle_rad()):.4f} deg")
     print(f"all {len(instruments)} instruments and {axes} axes answered; the bench is shut down (source output off)")
     return 0
 

@@ -357,36 +357,31 @@ class Session(QObject):
         self.plan_finished.emit(kind, result, error)
 
     # -- the operator -------------------------------------------------------------------------
-    def simulated_loader(self) -> Callable[[dict[int, str]], None] | None:
-        """How cassettes load themselves on a simulated bench (None: a person loads them).
+    def _simulated_hand(self, over_channel: str, in_process: Callable[[Any], Callable[..., None]]) -> Callable[..., None] | None:
+        """What does an operator's job on a simulated bench (None: a person does it).
 
         The station's simulated operator (``bench.operator`` of kind ``simulated``, reached over
-        the simulated bench's control channel), else the in-process ``SimulatedBench``'s.
+        the simulated bench's control channel): its method ``over_channel``; else what
+        ``in_process`` takes from the in-process ``SimulatedBench``.
         """
         if not self.auto_operator:
             return None
         operator = getattr(self.bench, "operator", None)
         if getattr(operator, "kind", None) == "simulated":
-            return operator.load
-        return self.sim.load_masks if self.sim is not None else None
+            return getattr(operator, over_channel)
+        return in_process(self.sim) if self.sim is not None else None
+
+    def simulated_loader(self) -> Callable[[dict[int, str]], None] | None:
+        """How cassettes load themselves on a simulated bench (None: a person loads them)."""
+        return self._simulated_hand("load", lambda sim: sim.load_masks)
 
     def simulated_mounter(self) -> Callable[[list[str]], None] | None:
         """How plates go in and out of the beam on a simulated bench (None: a person does it)."""
-        if not self.auto_operator:
-            return None
-        operator = getattr(self.bench, "operator", None)
-        if getattr(operator, "kind", None) == "simulated":
-            return operator.mount
-        return self.sim.world.mount if self.sim is not None else None
+        return self._simulated_hand("mount", lambda sim: sim.world.mount)
 
     def simulated_turner(self) -> Callable[[str, float], None] | None:
         """How plates are turned by hand on a simulated bench (None: a person does it)."""
-        if not self.auto_operator:
-            return None
-        operator = getattr(self.bench, "operator", None)
-        if getattr(operator, "kind", None) == "simulated":
-            return operator.turn
-        return self.sim.hands.turn if self.sim is not None else None
+        return self._simulated_hand("turn", lambda sim: sim.hands.turn)
 
     def operator(self, msg: OperatorRequest) -> None:
         """Called by the runner (plan thread): have the masks loaded or the plates changed or turned, or abort the plan."""

@@ -42,13 +42,16 @@ def rotate_mounts(sim: SimulatedBench) -> dict[str, float]:
     return {p.name: p.true_rotation_rad() for p in sim.world.plates}
 
 
-def test_rotation_stages_of_every_family_turn_the_plates_back(tmp_path) -> None:
+def test_rotation_stages_of_every_family_turn_the_plates_back(tmp_path, capsys) -> None:
     with SimulatedBench(tiny_design(), tmp_path, time_scale=0, rotation_stages=True) as sim:
         station = load_station(sim.station_path)
         assert [(p.r.instrument, station.instruments[p.r.instrument].driver) for p in station.plates] == [
             ("k10_p1", "K10CR1"), ("kdc_p2r", "KDC101"), ("zaber_r", "ZaberAscii")
         ]
         assert station.instruments["kdc_p2r"].options == {"stage": "PRM1Z8"}
+        assert main(["station", "check", str(sim.station_path), "--connect"]) == 0
+        out = capsys.readouterr().out
+        assert "L2.r" in out and "kdc_p2r address 1  ->  at 0.0000 deg" in out and "9 axes answered" in out
         with Bench.from_station(station) as bench:
             assert isinstance(bench.instruments["k10_p1"], K10CR1)
             runner = Runner(bench, store=MemoryStore(), operator=bench.operator)
