@@ -6,7 +6,7 @@ import pytest
 import serial
 
 from labctl.drivers.newport_smc100 import SMC100
-from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, LimitError
+from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, LimitError, WrongInstrument
 from labctl.sim.clock import Clock
 from labctl.sim.faults import Fault, FaultPlan
 from labctl.sim.instruments.newport_smc100 import VirtualSMC100
@@ -61,8 +61,9 @@ def test_identity_scans_a_chain_that_does_not_start_at_address_1(tmp_path):
         assert s.adapter.connection.timeout == 2.0  # the scan's short timeout is undone
         s.close()
         vi.faults = FaultPlan(rates={Fault.TIMEOUT: 1.0})
-        with pytest.raises(InstrumentTimeout, match="no controller answered VE at addresses 1..31"):
+        with pytest.raises(WrongInstrument, match="nothing answered") as refused:  # after asking 1..31
             SMC100(str(link.path), "smc", scan_timeout_s=0.005)
+        assert "no controller answered VE at addresses 1..31" in str(refused.value.__cause__)
     finally:
         link.close()
 
