@@ -136,7 +136,9 @@ def align(
     def procedure() -> m.Plan:
         yield m.SetSource(output_on=True)
         if home:
-            yield m.HomeAxes(tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if axes[i, a]))
+            rotations = tuple((name, "r") for i, name in enumerate(names)
+                              if axes[i].any() and getattr(bench.plates[name], "r", None) is not None)
+            yield m.HomeAxes(tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if axes[i, a]) + rotations)
         dark = yield from measure_dark(averages)
         yield from settle(names, axes, nominal - start_m)
         before = None

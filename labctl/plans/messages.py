@@ -47,8 +47,9 @@ class ReadAngles(Msg):
 
 @dataclass(frozen=True)
 class HomeAxes(Msg):
-    """Home the named ``(plate, axis)`` pairs, ``(plate, "r")`` for a rotation axis (all, rotation
-    axes included, if empty). Answer: None."""
+    """Home the named ``(plate, axis)`` pairs, ``(plate, "r")`` for a rotation axis; if empty,
+    every translation axis (a rotation axis only when named: homing it would undo a rotation
+    the alignment corrected). Answer: None."""
 
     axes: tuple[tuple[str, str], ...] = ()
 

@@ -256,8 +256,10 @@ class Runner:
         self._wait_axes(list(axes.values()), msg.timeout_s)
 
     def _home(self, msg: HomeAxes) -> None:
-        axes: dict[tuple[str, str], Any] = {**self._all_axes(), **{(name, "r"): r for name, r in self._rotations().items()}}
-        chosen = [axes[key] if key in axes else self._axis(key) for key in msg.axes] or list(axes.values())
+        axes = self._all_axes()
+        rotations = {(name, "r"): r for name, r in self._rotations().items()}
+        chosen = [rotations[key] if key in rotations else axes[key] if key in axes else self._axis(key) for key in msg.axes]
+        chosen = chosen or list(axes.values())
         for axis in chosen:
             axis.home(wait=False)
         self._wait_axes(chosen, None)

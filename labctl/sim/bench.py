@@ -87,7 +87,7 @@ class SimulatedBench:
         self.world = build_world(design, clock=self.clock, seed=seed, truth=self.truth, masks=masks, with_z=with_z)
         self.rotation_stages = rotation_stages
         if rotation_stages:
-            fit_rotation_stages(self.world, seed)
+            fit_rotation_stages(self.world)
         self.hands = Hands(self.world, self.truth.operator_turn_sigma_rad, seed)
         self.source = self.world.source
         if projector == "slm":  # the SLM replaces the wheel, with a hidden gamma drawn from the seed

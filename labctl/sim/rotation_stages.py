@@ -1,16 +1,15 @@
 """Rotation stages under the simulated plates, when a bench is asked for them.
 
 Each plate's ``SimPlate.r`` becomes a ``SimAxis`` counting radians (counter-clockwise seen from
-the source, the plate's own sign), nominal reading 0: homed and at 0, the plate sits as the stage
-found it, with its hidden mounting rotation. Before homing, the reading starts at zero wherever the
-mount was at power-on (a reference error, drawn from the seed), as on a real mount.
+the source, the plate's own sign), nominal reading 0. The mount powers on where the bench was
+set up, at its home position, so the plate's rotation is its hidden mounting rotation alone;
+correcting it is a relative move from wherever the stage reads, and nothing needs to home it
+first. (A random power-on angle would only add to that hidden rotation: the fit sees the sum.)
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
 
 from labctl.sim.layout import plate_rotation
 from labctl.sim.motion import MotionProfile, SimAxis
@@ -29,19 +28,15 @@ PROFILES = {
     "KDC101": MotionProfile(speed_m_s=25 * DEG, accel_m_s2=25 * DEG),
     "ZaberAscii": MotionProfile(speed_m_s=40 * DEG, accel_m_s2=200 * DEG),
 }
-#: Largest power-on angle (the reference error before homing).
-POWER_ON_MAX_RAD = 10 * DEG
 
 
-def fit_rotation_stages(world: World, seed: int = 0) -> None:
+def fit_rotation_stages(world: World) -> None:
     """Put every plate of ``world`` on a rotation stage (``SimPlate.r``), nominal reading 0."""
-    rng = np.random.default_rng([seed, 4])
     for index, plate in enumerate(world.plates):
         plate.r = SimAxis(
             f"{plate.name}.r",
             world.clock,
             travel_m=TRAVEL_RAD,
             profile=PROFILES[plate_rotation(index).driver],
-            power_on_m=float(rng.uniform(-POWER_ON_MAX_RAD, POWER_ON_MAX_RAD)),
         )
         plate.nominal_rad = 0.0

@@ -253,7 +253,7 @@ class SoftBench:
         truth = truth or Truth()
         world = build_world(design, clock=Clock(time_scale), seed=seed, truth=truth, masks=masks, with_z=with_z)
         if rotation_stages:
-            fit_rotation_stages(world, seed)
+            fit_rotation_stages(world)
         if projector == "slm":
             world.slm_response = slm_response(truth, seed)
         return cls(world, projector=projector, hand_sigma_rad=truth.operator_turn_sigma_rad, seed=seed)

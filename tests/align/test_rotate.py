@@ -101,3 +101,18 @@ def test_a_correction_beyond_a_stage_soft_limit_moves_nothing() -> None:
     with pytest.raises(LimitError, match=r"L2\.r: target 190\.0000 deg is outside the soft limits"):
         Runner(bench, operator=bench.operator).run(correct_rotations({"L1": 0.4 * DEG, "L2": -190 * DEG}))
     assert np.array_equal(bench.world.plate_rotations_rad(), before)
+
+
+def test_alignment_homes_the_rotation_axes_of_the_plates_it_aligns(design, probes):
+    from labctl.align import align
+
+    bench = SoftBench.create(design, seed=3, truth=Truth(offset_sigma_m=0.05e-3), rotation_stages=True,
+                             masks=lambda key: probes.inputs[0])
+    for plate in bench.plates.values():
+        plate.r.move_to(0.1)
+    homed = []
+    runner = Runner(bench, operator=bench.operator)
+    runner.subscribe(lambda msg, answer: homed.extend(msg.axes) if isinstance(msg, m.HomeAxes) else None)
+    align(bench, design, "model", runner=runner, probes=probes, plates=["L2"])
+    assert ("L2", "r") in homed and ("L1", "r") not in homed
+    assert bench.plates["L2"].r.angle_rad() == 0.0 and bench.plates["L1"].r.angle_rad() == pytest.approx(0.1)

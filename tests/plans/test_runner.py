@@ -221,14 +221,13 @@ def test_turn_plate_goes_to_the_operator_and_without_one_is_refused():
         Runner(soft_bench()).run(plan())
 
 
-def test_home_reaches_rotation_axes_by_name_and_when_homing_all():
+def test_home_reaches_a_rotation_axis_by_name_only():
     bench = soft_bench()
-    bench.plates["L1"].r.pos = 0.2
+    bench.plates["L1"].r.pos = bench.plates["L1"].x.pos = 0.003
+    Runner(bench).run(home_plan(()))  # all: the translation axes; a corrected rotation stays
+    assert bench.plates["L1"].x.pos == 0.0 and bench.plates["L1"].r.pos == 0.003
     Runner(bench).run(home_plan((("L1", "r"),)))
     assert bench.plates["L1"].r.pos == 0.0
-    bench.plates["L1"].r.pos = bench.plates["L1"].x.pos = 0.003
-    Runner(bench).run(home_plan(()))
-    assert bench.plates["L1"].r.pos == 0.0 and bench.plates["L1"].x.pos == 0.0
 
 
 def home_plan(axes):
