@@ -54,6 +54,10 @@ def test_evaluate_json_and_table(trained_file, idx_dir, capsys):
     assert report["n_test"] == 40 and len(report["confusion"]) == 10
     assert report["absorption"] is True and report["quantize_step_m"] == 3e-5
     assert len(report["misalignment_accuracy"]["trials"]) == 2
+    assert main(["design", "evaluate", "--design", str(trained_file), "--json", "--misalign-sigma-rotation-deg", "2",
+                 "--trials", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["misalign_sigma_rotation_deg"] == 2 and len(report["misalignment_accuracy"]["trials"]) == 2
     assert main(["design", "evaluate", "--design", str(trained_file), "--max-test", "20"]) == 0
     text = capsys.readouterr().out
     assert "accuracy" in text and "(20 test images)" in text and "confusion" in text

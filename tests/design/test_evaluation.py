@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from labctl.design.evaluation import evaluate, misalignment_trials, random_offsets
+from labctl.design.evaluation import evaluate, misalignment_trials, random_bench, random_offsets
 from labctl.design.training import TrainOptions, blank_design, train
 from labctl.errors import ConfigError
 from labctl.optics import Material
@@ -47,6 +47,9 @@ def test_perturbations_change_the_energies(trained):
     assert not np.allclose(evaluate(design, x, y, quantize_step_m=0.2e-3).energies, ideal)
     shifted = evaluate(design, x, y, offsets_m=np.array([[0.8e-3, 0, 0], [0, -0.8e-3, 0]])).energies
     assert not np.allclose(shifted, ideal)
+    turned = evaluate(design, x, y, rotations_rad=np.array([0.05, -0.05])).energies
+    assert not np.allclose(turned, ideal)
+    np.testing.assert_array_equal(evaluate(design, x, y, rotations_rad=np.zeros(2)).energies, ideal)
 
 
 def test_misalignment_trials(trained):
@@ -60,6 +63,13 @@ def test_misalignment_trials(trained):
     assert a.shape == (3,) and np.all((a >= 0) & (a <= 1))
     with pytest.raises(ConfigError, match="trials"):
         misalignment_trials(design, data.test_images, data.test_labels, 1e-3, trials=0)
+    turned = misalignment_trials(design, data.test_images, data.test_labels, 1e-3, trials=1, seed=4,
+                                 sigma_rotation_rad=0.2)
+    bench = random_bench(np.random.default_rng(4), 2, 1e-3, 0.0, 0.2)  # what trial 1 drew
+    assert turned[0] == evaluate(design, data.test_images, data.test_labels, offsets_m=bench.offsets_m,
+                                 rotations_rad=bench.rotations_rad).accuracy
+    with pytest.raises(ConfigError, match="sigmas"):
+        misalignment_trials(design, data.test_images, data.test_labels, 0.0, trials=1, sigma_rotation_rad=-1.0)
 
 
 def test_random_offsets_statistics():
@@ -67,3 +77,6 @@ def test_random_offsets_statistics():
     assert offsets.shape == (20000, 3)
     np.testing.assert_allclose(offsets.std(axis=0), [0.1e-3, 0.1e-3, 0.05e-3], rtol=0.03)
     assert np.all(random_offsets(np.random.default_rng(0), 3, 0.0) == 0)
+    bench = random_bench(np.random.default_rng(0), 20000, 0.1e-3, 0.05e-3, 0.01)
+    np.testing.assert_array_equal(bench.offsets_m, offsets)  # the same offsets for the same seed
+    assert bench.rotations_rad.std() == pytest.approx(0.01, rel=0.03)
