@@ -1,4 +1,4 @@
-"""Soft (in-memory) drivers for station and bench tests: they implement the roles and keep a journal.
+"""Journaling (in-memory) drivers for station and bench tests: they implement the roles and keep a journal.
 
 ``install(monkeypatch)`` puts them in ``labctl.drivers.registry.DRIVERS`` (only them) and returns a
 fresh ``Journal``: every connect, identify, output change, move, stop and close is appended to
@@ -35,7 +35,7 @@ class Journal:
 JOURNAL = Journal()
 
 
-class SoftInstrument:
+class JournalingInstrument:
     identity = "SOFT instrument"
 
     def __init__(self, name: str, resource: str, options: dict[str, Any]):
@@ -45,7 +45,7 @@ class SoftInstrument:
         self.closed = False
 
     @classmethod
-    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> SoftInstrument:
+    def from_station(cls, name: str, resource: str, options: dict[str, Any]) -> JournalingInstrument:
         JOURNAL.act(name, "connect")
         return cls(name, resource, options)
 
@@ -58,7 +58,7 @@ class SoftInstrument:
         JOURNAL.act(self.name, "close")
 
 
-class SoftSource(SoftInstrument):
+class JournalingSource(JournalingInstrument):
     identity = "SOFT source"
 
     def __init__(self, name: str, resource: str, options: dict[str, Any]):
@@ -94,7 +94,7 @@ class SoftSource(SoftInstrument):
         self.modulation_hz = frequency_hz
 
 
-class SoftAxis(AxisBase):
+class JournalingAxis(AxisBase):
     """A stage axis whose moves take ``move_s`` wall seconds (0: instant)."""
 
     def __init__(self, name: str, limits_m: tuple[float, float], backlash_m: float, address: str, move_s: float = 0.0):
@@ -123,21 +123,21 @@ class SoftAxis(AxisBase):
         self.until = 0.0
 
 
-class SoftStages(SoftInstrument):
+class JournalingStages(JournalingInstrument):
     identity = "SOFT stages"
 
     def __init__(self, name: str, resource: str, options: dict[str, Any]):
         super().__init__(name, resource, options)
-        self.axes: dict[str, SoftAxis] = {}
+        self.axes: dict[str, JournalingAxis] = {}
 
-    def axis(self, address: str, name: str, limits_m: tuple[float, float], backlash_m: float) -> SoftAxis:
+    def axis(self, address: str, name: str, limits_m: tuple[float, float], backlash_m: float) -> JournalingAxis:
         JOURNAL.act(self.name, f"axis {address}")
-        axis = SoftAxis(name, limits_m, backlash_m, address, move_s=float(self.options.get("move_s", 0.0)))
+        axis = JournalingAxis(name, limits_m, backlash_m, address, move_s=float(self.options.get("move_s", 0.0)))
         self.axes[address] = axis
         return axis
 
 
-class SoftWheel(SoftInstrument):
+class JournalingWheel(JournalingInstrument):
     identity = "SOFT wheel"
 
     def __init__(self, name: str, resource: str, options: dict[str, Any]):
@@ -155,7 +155,7 @@ class SoftWheel(SoftInstrument):
         self.slot = slot
 
 
-class SoftDetectors(SoftInstrument):
+class JournalingDetectors(JournalingInstrument):
     """Reads channel ``c`` as ``c`` millivolts, so a test sees which channel each class reads."""
 
     identity = "SOFT detectors"
@@ -180,28 +180,28 @@ class SoftDetectors(SoftInstrument):
 
 
 class NoOptions(DriverOptions):
-    """A soft instrument takes no station options."""
+    """A journaling instrument takes no station options."""
 
 
-class SoftStagesOptions(DriverOptions):
+class JournalingStagesOptions(DriverOptions):
     move_s: float = Field(0.0, ge=0, description="wall seconds each move takes")
 
 
-class SoftDetectorsOptions(DriverOptions):
+class JournalingDetectorsOptions(DriverOptions):
     channels: list[int] | None = Field(None, description="the scan list (the bench passes detectors.channels)")
 
 
 #: Soft driver name -> class, role and options, as a station file names them.
 SOFT = {
-    "SoftSource": ("SoftSource", "source", NoOptions),
-    "SoftStages": ("SoftStages", "stages", SoftStagesOptions),
-    "SoftWheel": ("SoftWheel", "wheel", NoOptions),
-    "SoftDetectors": ("SoftDetectors", "detectors", SoftDetectorsOptions),
+    "JournalingSource": ("JournalingSource", "source", NoOptions),
+    "JournalingStages": ("JournalingStages", "stages", JournalingStagesOptions),
+    "JournalingWheel": ("JournalingWheel", "wheel", NoOptions),
+    "JournalingDetectors": ("JournalingDetectors", "detectors", JournalingDetectorsOptions),
 }
 
 
 def install(monkeypatch: Any) -> Journal:
-    """Make the registry know only the soft drivers; return a fresh journal."""
+    """Make the registry know only the journaling drivers; return a fresh journal."""
     global JOURNAL
     JOURNAL = Journal()
     entries = {name: registry.DriverEntry(__name__, cls, role, options) for name, (cls, role, options) in SOFT.items()}
@@ -210,7 +210,7 @@ def install(monkeypatch: Any) -> Journal:
 
 
 def station(plates: int = 2, with_z: bool = False) -> dict[str, Any]:
-    """A good station description that uses the soft drivers: two stage controllers, x/y(/z) per plate."""
+    """A good station description that uses the journaling drivers: two stage controllers, x/y(/z) per plate."""
     axis_names = ("x", "y", "z") if with_z else ("x", "y")
     plate_list = []
     for index in range(plates):
@@ -226,11 +226,11 @@ def station(plates: int = 2, with_z: bool = False) -> dict[str, Any]:
     return {
         "station": "soft-bench",
         "instruments": {
-            "thz": {"driver": "SoftSource", "resource": "TCPIP::127.0.0.1::5025::SOCKET"},
-            "stages_a": {"driver": "SoftStages", "resource": "/dev/ttyUSB0"},
-            "stages_b": {"driver": "SoftStages", "resource": "/dev/ttyUSB1"},
-            "wheel": {"driver": "SoftWheel", "resource": "/dev/ttyUSB2"},
-            "dmm": {"driver": "SoftDetectors", "resource": "GPIB0::16::INSTR"},
+            "thz": {"driver": "JournalingSource", "resource": "TCPIP::127.0.0.1::5025::SOCKET"},
+            "stages_a": {"driver": "JournalingStages", "resource": "/dev/ttyUSB0"},
+            "stages_b": {"driver": "JournalingStages", "resource": "/dev/ttyUSB1"},
+            "wheel": {"driver": "JournalingWheel", "resource": "/dev/ttyUSB2"},
+            "dmm": {"driver": "JournalingDetectors", "resource": "GPIB0::16::INSTR"},
         },
         "source": "thz",
         "projector": {"instrument": "wheel"},

@@ -69,20 +69,20 @@ def test_a_validated_config_is_accepted_too(journal, tmp_path):
 
 
 def test_an_slm_projector_gets_its_lookup_table(journal, monkeypatch, tmp_path):
-    class SoftDisplay(soft_drivers.SoftInstrument):
+    class JournalingDisplay(soft_drivers.JournalingInstrument):
         def shape(self):
             return (4, 6)
 
         def show_gray(self, image):
             self.shown = image
 
-    monkeypatch.setattr(soft_drivers, "SoftDisplay", SoftDisplay, raising=False)
-    soft_drivers.registry.DRIVERS["SoftDisplay"] = soft_drivers.registry.DriverEntry(
-        soft_drivers.__name__, "SoftDisplay", "display", soft_drivers.NoOptions
+    monkeypatch.setattr(soft_drivers, "JournalingDisplay", JournalingDisplay, raising=False)
+    soft_drivers.registry.DRIVERS["JournalingDisplay"] = soft_drivers.registry.DriverEntry(
+        soft_drivers.__name__, "JournalingDisplay", "display", soft_drivers.NoOptions
     )
     (tmp_path / "lut.csv").write_text("\n".join(str(255 - level) for level in range(256)))
     data = soft_drivers.station()
-    data["instruments"]["slm"] = {"driver": "SoftDisplay", "resource": "1"}
+    data["instruments"]["slm"] = {"driver": "JournalingDisplay", "resource": "1"}
     data["projector"] = {"instrument": "slm", "lut": "lut.csv"}
     with Bench.from_station(write_station(tmp_path, data)) as bench:
         assert isinstance(bench.projector, SlmProjector)
@@ -93,7 +93,7 @@ def test_an_slm_projector_gets_its_lookup_table(journal, monkeypatch, tmp_path):
 
 def test_a_failed_connect_closes_the_others_and_names_the_instrument(journal, tmp_path):
     journal.faults[("stages_b", "connect")] = OSError("[Errno 2] No such file or directory: '/dev/ttyUSB1'")
-    with pytest.raises(ConnectionLost, match=r"^stages_b: cannot connect to /dev/ttyUSB1 \(SoftStages\)"):
+    with pytest.raises(ConnectionLost, match=r"^stages_b: cannot connect to /dev/ttyUSB1 \(JournalingStages\)"):
         Bench.from_station(write_station(tmp_path))
     assert journal.events == [
         "thz.connect", "thz.identify", "stages_a.connect", "stages_a.identify", "stages_b.connect",
@@ -117,9 +117,9 @@ def test_errors_naming_the_resource_are_renamed_to_the_instrument(journal, tmp_p
 
 
 def test_a_driver_option_error_names_the_file_and_instrument(journal, tmp_path):
-    journal.faults[("thz", "connect")] = ConfigError("driver SoftSource: unknown option(s) ['multiplyer']")
+    journal.faults[("thz", "connect")] = ConfigError("driver JournalingSource: unknown option(s) ['multiplyer']")
     path = write_station(tmp_path)
-    with pytest.raises(ConfigError, match=rf"^{path}: instruments.thz: driver SoftSource: unknown option"):
+    with pytest.raises(ConfigError, match=rf"^{path}: instruments.thz: driver JournalingSource: unknown option"):
         Bench.from_station(path)
 
 

@@ -87,6 +87,26 @@ class Runner:
         self.state = "idle"
         self.detector_reads = 0  # reads of the detector array, counting averages as one read each
         self.travel_m = 0.0  # total stage travel commanded
+        #: How each plan step is answered: message type -> handler (a subclass finds its base's),
+        #: one table, as bluesky's RunEngine keeps its command registry.
+        self.handlers: dict[type[Msg], Callable[[Any], Any]] = {
+            ReadDetectors: self._read,
+            MoveAxes: self._move,
+            Show: self._show,
+            Checkpoint: self._checkpoint,
+            Progress: self._progress,
+            Record: self._record,
+            ReadPositions: self._positions,
+            SetSource: self._set_source,
+            HomeAxes: self._home,
+            SetIntegration: self._integration,
+            LoadCassette: self._load,
+            MountPlates: self._by_hand,
+            TurnPlate: self._by_hand,
+            RotatePlates: self._rotate,
+            ReadAngles: self._angles,
+            Log: self._log,
+        }
 
     # -- control from any thread --------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
@@ -181,48 +201,52 @@ class Runner:
         return axes[key]
 
     def _execute(self, msg: Msg) -> Any:
-        bench = self.bench
-        if isinstance(msg, ReadDetectors):
-            self.detector_reads += max(1, msg.averages)
-            return bench.detectors.read(msg.averages)
-        if isinstance(msg, MoveAxes):
-            return self._move(msg)
-        if isinstance(msg, Show):
-            return bench.projector.show(msg.key, msg.image)
-        if isinstance(msg, (Checkpoint, Progress)):
-            if isinstance(msg, Progress) and self.progress is not None:
-                self.progress(msg)
-            return self._checkpoint() if isinstance(msg, Checkpoint) else None
-        if isinstance(msg, Record):
-            return self.store.record(msg.stream, dict(msg.data))
-        if isinstance(msg, ReadPositions):
-            return {key: axis.position_m() for key, axis in self._all_axes().items()}
-        if isinstance(msg, SetSource):
-            return self._set_source(msg)
-        if isinstance(msg, HomeAxes):
-            return self._home(msg)
-        if isinstance(msg, SetIntegration):
-            return bench.detectors.set_integration_time_s(msg.seconds)
-        if isinstance(msg, LoadCassette):
-            if self.operator is None:
-                raise LabctlError("the plan needs masks loaded into the wheel, but no operator is attached")
-            self.operator(msg)
-            return bench.projector.load(dict(msg.slots))
-        if isinstance(msg, (MountPlates, TurnPlate)):
-            if self.operator is None:
-                what = "plates taken out of or put into the beam" if isinstance(msg, MountPlates) else "a plate turned by hand"
-                raise LabctlError(f"the plan needs {what}, but no operator is attached")
-            return self.operator(msg)
-        if isinstance(msg, RotatePlates):
-            return self._rotate(msg)
-        if isinstance(msg, ReadAngles):
-            return {name: axis.angle_rad() for name, axis in self._rotations().items()}
-        if isinstance(msg, Log):
-            log.log(logging.getLevelName(msg.level.upper()), msg.message)
-            return None
+        """Answer one message with its handler (``handlers``: message type -> method)."""
+        for kind in type(msg).__mro__:
+            handler = self.handlers.get(kind)
+            if handler is not None:
+                return handler(msg)
         raise LabctlError(f"the runner does not know the plan step {type(msg).__name__}")
 
-    def _checkpoint(self) -> None:
+    def _read(self, msg: ReadDetectors) -> Any:
+        self.detector_reads += max(1, msg.averages)
+        return self.bench.detectors.read(msg.averages)
+
+    def _show(self, msg: Show) -> None:
+        return self.bench.projector.show(msg.key, msg.image)
+
+    def _progress(self, msg: Progress) -> None:
+        if self.progress is not None:
+            self.progress(msg)
+
+    def _record(self, msg: Record) -> None:
+        return self.store.record(msg.stream, dict(msg.data))
+
+    def _positions(self, msg: ReadPositions) -> dict[tuple[str, str], float]:
+        return {key: axis.position_m() for key, axis in self._all_axes().items()}
+
+    def _integration(self, msg: SetIntegration) -> None:
+        return self.bench.detectors.set_integration_time_s(msg.seconds)
+
+    def _load(self, msg: LoadCassette) -> None:
+        if self.operator is None:
+            raise LabctlError("the plan needs masks loaded into the wheel, but no operator is attached")
+        self.operator(msg)
+        return self.bench.projector.load(dict(msg.slots))
+
+    def _by_hand(self, msg: MountPlates | TurnPlate) -> None:
+        if self.operator is None:
+            what = "plates taken out of or put into the beam" if isinstance(msg, MountPlates) else "a plate turned by hand"
+            raise LabctlError(f"the plan needs {what}, but no operator is attached")
+        return self.operator(msg)
+
+    def _angles(self, msg: ReadAngles) -> dict[str, float]:
+        return {name: axis.angle_rad() for name, axis in self._rotations().items()}
+
+    def _log(self, msg: Log) -> None:
+        log.log(logging.getLevelName(msg.level.upper()), msg.message)
+
+    def _checkpoint(self, msg: Checkpoint | None = None) -> None:
         if not self._resume.is_set():
             self.state = "paused"
             self.safe_pause()

@@ -32,7 +32,7 @@ def test_a_good_file_is_summarised_without_connecting(journal, tmp_path, capsys)
     status, out, err = run(capsys, path)
     assert status == 0 and err == ""
     assert f"{path}: station soft-bench is valid" in out
-    assert "dmm (SoftDetectors), 3 classes on channels 103, 101, 102" in out
+    assert "dmm (JournalingDetectors), 3 classes on channels 103, 101, 102" in out
     assert "L1, L2 (4 axes)" in out
     assert journal.events == []
 

@@ -12,7 +12,7 @@ from labctl.drivers.roles import InputProjector
 from labctl.errors import ConfigError, DataError, InstrumentError
 
 
-class SoftWheel:
+class RecordingWheel:
     """An in-memory FilterWheel."""
 
     name = "wheel"
@@ -40,7 +40,7 @@ class SoftWheel:
         self.closed = True
 
 
-class SoftDisplay:
+class RecordingDisplay:
     """An in-memory Display that keeps what it was shown."""
 
     name = "slm"
@@ -56,7 +56,7 @@ class SoftDisplay:
 
 
 def test_wheel_shows_loaded_masks() -> None:
-    wheel = SoftWheel()
+    wheel = RecordingWheel()
     projector = WheelProjector(wheel, "masks")
     assert isinstance(projector, InputProjector)
     assert projector.capacity() == 6 and projector.loaded() == {}
@@ -70,7 +70,7 @@ def test_wheel_shows_loaded_masks() -> None:
 
 
 def test_wheel_names_the_mask_it_needs() -> None:
-    wheel = SoftWheel()
+    wheel = RecordingWheel()
     projector = WheelProjector(wheel, "masks")
     projector.load({1: "mnist/test/0"})
     with pytest.raises(InstrumentError, match=r"masks: mask 'mnist/test/3' is not in the wheel \(loaded: 1: mnist/test/0\)"):
@@ -83,7 +83,7 @@ def test_wheel_names_the_mask_it_needs() -> None:
 
 
 def test_wheel_refuses_impossible_cassettes() -> None:
-    projector = WheelProjector(SoftWheel(6), "masks")
+    projector = WheelProjector(RecordingWheel(6), "masks")
     with pytest.raises(ConfigError, match=r"slot\(s\) \[0, 7\] do not exist.*1..6"):
         projector.load({0: "a", 7: "b", 2: "c"})
     with pytest.raises(ConfigError, match="'a' is listed for slots 1 and 4"):
@@ -92,7 +92,7 @@ def test_wheel_refuses_impossible_cassettes() -> None:
 
 
 def test_slm_identity_table_and_centring() -> None:
-    display = SoftDisplay()
+    display = RecordingDisplay()
     projector = SlmProjector(display, shape=(12, 16), name="slm")
     assert isinstance(projector, InputProjector)
     assert projector.capacity() is None and projector.loaded() == {}
@@ -109,7 +109,7 @@ def test_slm_identity_table_and_centring() -> None:
 
 
 def test_slm_lut_as_array_or_callable_and_fixed_scale() -> None:
-    display = SoftDisplay()
+    display = RecordingDisplay()
     measured = np.clip(np.arange(256) * 0.5 + 20, 0, 255)  # a calibration's table
     projector = SlmProjector(display, lut=measured, shape=(8, 8), scale=2)
     projector.show("k", np.ones((2, 2)))
@@ -136,7 +136,7 @@ def test_lut_from_a_calibration_file(tmp_path: Path) -> None:
 
 
 def test_slm_shape_from_the_display() -> None:
-    class SizedDisplay(SoftDisplay):
+    class SizedDisplay(RecordingDisplay):
         def shape(self) -> tuple[int, int]:
             return (6, 4)
 
@@ -144,7 +144,7 @@ def test_slm_shape_from_the_display() -> None:
     SlmProjector(display).show("k", np.ones((3, 2)))
     assert display.frames[-1].shape == (6, 4) and (display.frames[-1] == 255).all()
     with pytest.raises(ConfigError, match="give the display shape"):
-        SlmProjector(SoftDisplay())
+        SlmProjector(RecordingDisplay())
 
 
 @pytest.mark.parametrize(
@@ -161,4 +161,4 @@ def test_slm_shape_from_the_display() -> None:
 )
 def test_slm_refusals(kwargs: dict, image: np.ndarray, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
-        SlmProjector(SoftDisplay(), shape=(8, 8), **kwargs).show("k", image)
+        SlmProjector(RecordingDisplay(), shape=(8, 8), **kwargs).show("k", image)

@@ -17,7 +17,7 @@ from labctl.plans.runner import MemoryStore, Runner
 from labctl.plans.testing import collect
 
 
-class _SoftMotion:
+class _TimedMotion:
     """In-memory hardware calls: a move takes ``move_s`` wall seconds."""
 
     def _setup(self, move_s: float) -> None:
@@ -41,7 +41,7 @@ class _SoftMotion:
         self.until = 0.0
 
 
-class SoftAxis(_SoftMotion, AxisBase):
+class TimedAxis(_TimedMotion, AxisBase):
     """An in-memory translation axis, soft limits +-10 mm."""
 
     def __init__(self, name: str, move_s: float = 0.0):
@@ -52,7 +52,7 @@ class SoftAxis(_SoftMotion, AxisBase):
         return self.pos
 
 
-class SoftRotation(_SoftMotion, RotationBase):
+class TimedRotation(_TimedMotion, RotationBase):
     """An in-memory rotation axis, soft limits +-0.5 rad."""
 
     def __init__(self, name: str, move_s: float = 0.0):
@@ -63,7 +63,7 @@ class SoftRotation(_SoftMotion, RotationBase):
         return self.pos
 
 
-class SoftSource:
+class SwitchSource:
     def __init__(self):
         self.on = False
 
@@ -74,7 +74,7 @@ class SoftSource:
         self.on = False
 
 
-class SoftDetectors:
+class CountingDetectors:
     def __init__(self):
         self.count = 0
 
@@ -83,12 +83,12 @@ class SoftDetectors:
         return Reading(values=np.full(10, float(self.count)), spread=np.zeros(10), timestamp=time.time(), averages=averages)
 
 
-def soft_bench(move_s: float = 0.0):
+def memory_bench(move_s: float = 0.0):
     plates = {
-        "L1": SimpleNamespace(x=SoftAxis("L1.x", move_s), y=SoftAxis("L1.y", move_s), z=None, r=SoftRotation("L1.r", move_s)),
-        "L2": SimpleNamespace(x=SoftAxis("L2.x", move_s), y=SoftAxis("L2.y", move_s), z=None, r=None),
+        "L1": SimpleNamespace(x=TimedAxis("L1.x", move_s), y=TimedAxis("L1.y", move_s), z=None, r=TimedRotation("L1.r", move_s)),
+        "L2": SimpleNamespace(x=TimedAxis("L2.x", move_s), y=TimedAxis("L2.y", move_s), z=None, r=None),
     }
-    return SimpleNamespace(plates=plates, source=SoftSource(), detectors=SoftDetectors(), projector=None)
+    return SimpleNamespace(plates=plates, source=SwitchSource(), detectors=CountingDetectors(), projector=None)
 
 
 def scan_plan(points):
@@ -111,7 +111,7 @@ def test_plan_as_data_lists_its_steps():
 
 
 def test_runner_answers_and_stores():
-    bench = soft_bench()
+    bench = memory_bench()
     store = MemoryStore()
     runner = Runner(bench, store=store)
     total = runner.run(scan_plan([1e-3, 2e-3, 3e-3]))
@@ -124,7 +124,7 @@ def test_runner_answers_and_stores():
 
 
 def test_move_outside_limits_is_refused_before_anything_moves():
-    bench = soft_bench()
+    bench = memory_bench()
     plan = m.move({("L1", "y"): 1e-3, ("L1", "x"): 0.5})
     with pytest.raises(LimitError, match="L1.x"):
         Runner(bench).run(plan)
@@ -132,7 +132,7 @@ def test_move_outside_limits_is_refused_before_anything_moves():
 
 
 def test_abort_during_move_stops_axes_switches_source_off_and_runs_plan_cleanup():
-    bench = soft_bench(move_s=5.0)
+    bench = memory_bench(move_s=5.0)
     cleaned = []
 
     def plan():
@@ -155,7 +155,7 @@ def test_abort_during_move_stops_axes_switches_source_off_and_runs_plan_cleanup(
 
 
 def test_pause_holds_at_checkpoint_until_resumed():
-    bench = soft_bench()
+    bench = memory_bench()
     runner = Runner(bench)
     runner.pause()
     done = threading.Event()
@@ -170,7 +170,7 @@ def test_pause_holds_at_checkpoint_until_resumed():
 
 
 def test_error_in_plan_still_shuts_down_safely():
-    bench = soft_bench()
+    bench = memory_bench()
 
     def plan():
         yield m.SetSource(output_on=True)
@@ -182,7 +182,7 @@ def test_error_in_plan_still_shuts_down_safely():
 
 
 def test_rotation_axes_turn_together_and_read_back_in_radians():
-    bench = soft_bench()
+    bench = memory_bench()
 
     def plan():
         yield from m.rotate({"L1": -0.3})
@@ -192,7 +192,7 @@ def test_rotation_axes_turn_together_and_read_back_in_radians():
 
 
 def test_a_turn_outside_the_limits_or_of_a_plate_without_rotation_axis_moves_nothing():
-    bench = soft_bench()
+    bench = memory_bench()
     with pytest.raises(LimitError, match=r"L1\.r: target 45\.8366 deg is outside the soft limits"):
         Runner(bench).run(m.rotate({"L1": 0.8}))
     with pytest.raises(LabctlError, match="turn plate.*L2, which have no rotation axis"):
@@ -201,7 +201,7 @@ def test_a_turn_outside_the_limits_or_of_a_plate_without_rotation_axis_moves_not
 
 
 def test_abort_stops_rotation_axes_too():
-    bench = soft_bench(move_s=5.0)
+    bench = memory_bench(move_s=5.0)
     runner = Runner(bench)
     threading.Timer(0.1, runner.abort).start()
     with pytest.raises(Aborted):
@@ -215,14 +215,14 @@ def test_turn_plate_goes_to_the_operator_and_without_one_is_refused():
     def plan():
         yield m.TurnPlate("L2", -0.01, 0.001, "turn L2")
 
-    Runner(soft_bench(), operator=asked.append).run(plan())
+    Runner(memory_bench(), operator=asked.append).run(plan())
     assert asked == [m.TurnPlate("L2", -0.01, 0.001, "turn L2")]
     with pytest.raises(LabctlError, match="needs a plate turned by hand, but no operator is attached"):
-        Runner(soft_bench()).run(plan())
+        Runner(memory_bench()).run(plan())
 
 
 def test_home_reaches_a_rotation_axis_by_name_only():
-    bench = soft_bench()
+    bench = memory_bench()
     bench.plates["L1"].r.pos = bench.plates["L1"].x.pos = 0.003
     Runner(bench).run(home_plan(()))  # all: the translation axes; a corrected rotation stays
     assert bench.plates["L1"].x.pos == 0.0 and bench.plates["L1"].r.pos == 0.003
@@ -232,3 +232,21 @@ def test_home_reaches_a_rotation_axis_by_name_only():
 
 def home_plan(axes):
     yield m.HomeAxes(axes)
+
+
+def test_steps_are_answered_from_one_table_and_an_unknown_one_is_named():
+    class Note(m.Log):  # a subclass is answered by its base's handler
+        pass
+
+    runner = Runner(memory_bench())
+    seen = []
+    runner.handlers[m.Checkpoint] = lambda msg: seen.append("checkpoint")
+
+    def plan():
+        yield Note("a note")
+        yield m.Checkpoint()
+        yield m.Msg()
+
+    with pytest.raises(LabctlError, match="does not know the plan step Msg"):
+        runner.run(plan())
+    assert seen == ["checkpoint"]
