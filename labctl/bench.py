@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import atexit
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
@@ -302,7 +302,7 @@ class Bench:
                 targets.append((plate.r, plate.nominal_rad))
         self._move_together(targets, timeout_s)
 
-    def _move_together(self, targets: list[tuple[Axis | RotationAxis, float]], timeout_s: float | None) -> None:
+    def _move_together(self, targets: Sequence[tuple[Axis | RotationAxis, float]], timeout_s: float | None) -> None:
         for axis, target in targets:
             axis.check_target(target)
         with self._stopping([axis for axis, _ in targets]):

@@ -13,8 +13,8 @@ the file (``limits_deg``) and radians in the configuration. The format reference
 from __future__ import annotations
 
 import difflib
-import re
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path

@@ -29,8 +29,8 @@ from PyQt5.QtWidgets import (
 
 from labctl.errors import ConfigError
 from labctl.gui.session import PlatesRequest, Session, TurnRequest
-from labctl.operators import turn_instructions
 from labctl.gui.widgets import StatusLine
+from labctl.operators import turn_instructions
 from labctl.plans.messages import Record
 
 STRATEGIES = ("model", "scan")

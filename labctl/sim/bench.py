@@ -179,7 +179,7 @@ class SimulatedBench:
                 for address, axis in sorted(axes.items()):
                     device, _, _number = address.partition(".")
                     chain.setdefault(int(device), []).append(axis)
-                steps = {device: ROTARY_MICROSTEP_RAD for device in chain} if name in rotary else None
+                steps = dict.fromkeys(chain, ROTARY_MICROSTEP_RAD) if name in rotary else None
                 vi = VirtualZaber(name, clock, chain, faults=plans.get(name), rotary=steps)
             elif driver == "K10CR1":
                 vi = VirtualK10CR1(name, clock, axes["1"], faults=plans.get(name))
