@@ -74,6 +74,13 @@ def _describe(model: type[DriverOptions], error: ErrorDetails, options: Mapping[
     return key, f"expected {describe_type(field.annotation, field.metadata)}, got {options[key]!r}"
 
 
+def choices(model: type[DriverOptions], name: str) -> tuple[Any, ...]:
+    """The values a ``Literal`` option of ``model`` allows, in declared order (``None`` left out)."""
+    annotation = model.model_fields[name].annotation
+    members = get_args(annotation) if _is_union(annotation) else (annotation,)
+    return tuple(value for member in members if get_origin(member) is Literal for value in get_args(member))
+
+
 def _is_union(annotation: Any) -> bool:
     return get_origin(annotation) in (Union, types.UnionType)
 
@@ -142,6 +149,7 @@ class ZaberOptions(DriverOptions):
 class AptOptions(DriverOptions):
     """What every APT motor controller takes."""
 
+    stage: str | None = None  # which stages: each controller's declaration says
     timeout_s: Positive = Field(1.0, description="how long a reply may take")
     counts_per_m: Positive | None = Field(None, description="encoder counts per metre; unset: the stage's own (Z8: 34,554,960)")
     counts_per_deg: Positive | None = Field(None, description="encoder counts per degree; unset: the stage's own")

@@ -73,7 +73,7 @@ from labctl.drivers.apt_codec import (
 from labctl.drivers.apt_link import READ_POLL_S, AptLink
 from labctl.drivers.axis import DEFAULT_MOVE_TIMEOUT_S, AxisBase, RotationBase
 from labctl.drivers.base import LabInstrument, make_adapter
-from labctl.drivers.options import AptOptions, K10CR1Options, KDC101Options
+from labctl.drivers.options import AptOptions, K10CR1Options, KDC101Options, choices
 from labctl.drivers.retry import log as retry_log
 from labctl.drivers.retry import retries
 from labctl.errors import ConfigError, ConnectionLost, GarbledReply, InstrumentError, InstrumentTimeout, LimitError
@@ -125,7 +125,7 @@ class KDC101(LabInstrument):
     identity_markers: Sequence[str] = ("KDC101", "TDC001")
     Options: ClassVar[type[AptOptions]] = KDC101Options
     #: The stages this controller drives, and the one fitted when the station names none.
-    stages: ClassVar[tuple[str, ...]] = ("Z8", "PRM1Z8")
+    stages: ClassVar[tuple[str, ...]] = choices(KDC101Options, "stage")
     default_stage: ClassVar[str] = "Z8"
     #: How this controller reports its channel status.
     status_request: ClassVar[MsgId] = MsgId.MOT_REQ_DCSTATUSUPDATE
@@ -145,11 +145,14 @@ class KDC101(LabInstrument):
         counts_per_deg: float | None = None,
         status_updates: bool = True,
     ):
-        if not timeout_s > 0:
-            raise ConfigError(f"{name}: timeout_s must be > 0, got {timeout_s}")
-        self.stage = self._stage(name, stage, counts_per_m, counts_per_deg)
-        self.timeout_s = float(timeout_s)
-        self.status_updates = bool(status_updates)
+        settings = self.Options.checked(
+            name,
+            {"timeout_s": timeout_s, "stage": stage, "counts_per_m": counts_per_m, "counts_per_deg": counts_per_deg,
+             "status_updates": status_updates},
+        )
+        self.stage = self._stage(name, settings.stage, settings.counts_per_m, settings.counts_per_deg)
+        self.timeout_s = settings.timeout_s
+        self.status_updates = settings.status_updates
         self.hw_info: HwInfo | None = None
         self._stop_requested = False
         self._motion_started = self._status_asked = 0.0
@@ -191,9 +194,7 @@ class KDC101(LabInstrument):
     @classmethod
     def _stage(cls, name: str, stage: str | None, counts_per_m: float | None, counts_per_deg: float | None) -> Stage:
         """The fitted stage, with its scaling overridden if asked; a ConfigError says what fits."""
-        stage = cls.default_stage if stage is None else str(stage)
-        if stage not in cls.stages:
-            raise ConfigError(f"{name}: stage {stage!r} is not one a {cls.__name__} drives; the stages are {list(cls.stages)}")
+        stage = cls.default_stage if stage is None else stage  # one of cls.stages: the declaration checked it
         fitted = STAGES[stage]
         for option, value, rotary, scale in (("counts_per_m", counts_per_m, False, 1.0), ("counts_per_deg", counts_per_deg, True, DEGREE)):
             if value is None:
@@ -201,8 +202,6 @@ class KDC101(LabInstrument):
             if rotary != fitted.rotary:
                 kind = "rotation" if rotary else "translation"
                 raise ConfigError(f"{name}: option {option} is for a {kind} stage, but the stage is {stage}; remove it")
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name}: {option} must be a number > 0, got {value!r}")
             fitted = Stage(fitted.rotary, float(value) / scale)
         return fitted
 
@@ -448,7 +447,7 @@ class K10CR1(KDC101):
 
     identity_markers: Sequence[str] = ("K10CR1",)
     Options: ClassVar[type[AptOptions]] = K10CR1Options
-    stages: ClassVar[tuple[str, ...]] = ("K10CR1",)
+    stages: ClassVar[tuple[str, ...]] = choices(K10CR1Options, "stage")
     default_stage: ClassVar[str] = "K10CR1"
     status_request: ClassVar[MsgId] = MsgId.MOT_REQ_STATUSUPDATE
     status_reply: ClassVar[MsgId] = MsgId.MOT_GET_STATUSUPDATE

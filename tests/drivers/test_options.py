@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from labctl.drivers import registry
-from labctl.drivers.options import DriverOptions, FilterWheelOptions, ScanOptions, describe_type
+from labctl.drivers.options import DriverOptions, FilterWheelOptions, ScanOptions, choices, describe_type
 from labctl.drivers.options_doc import options_markdown, with_options
 from labctl.errors import ConfigError
 
@@ -63,6 +63,12 @@ def test_checked_names_the_instrument_and_the_option():
         FilterWheelOptions.checked("wheel", {"sped": "fast"})
     with pytest.raises(ConfigError, match=r"^dmm: options: channels must be 2 or more distinct 7700 channels"):
         ScanOptions.checked("dmm", {"channels": [101, 101]})
+
+
+def test_choices_come_from_the_declaration():
+    kdc, k10 = registry.driver_class("KDC101"), registry.driver_class("K10CR1")
+    assert (kdc.stages, k10.stages) == (("Z8", "PRM1Z8"), ("K10CR1",))
+    assert choices(ScanOptions, "line_frequency_hz") == (50, 60)
 
 
 def test_types_are_described_in_words():

@@ -89,11 +89,11 @@ def connect_z8() -> tuple[KDC101, ScriptedPort]:
 
 
 def test_stage_options_are_checked() -> None:
-    with pytest.raises(ConfigError, match=r"stage 'K10CR1' is not one a KDC101 drives; the stages are \['Z8', 'PRM1Z8'\]"):
+    with pytest.raises(ConfigError, match=r"kdc: option stage: expected one of 'Z8', 'PRM1Z8', got 'K10CR1'"):
         KDC101(SerialAdapter(ScriptedPort([])), "kdc", stage="K10CR1")
     with pytest.raises(ConfigError, match="counts_per_deg is for a rotation stage, but the stage is Z8"):
         KDC101(SerialAdapter(ScriptedPort([])), "kdc", counts_per_deg=2000.0)
-    with pytest.raises(ConfigError, match="counts_per_deg must be a number > 0"):
+    with pytest.raises(ConfigError, match="option counts_per_deg: expected number > 0, got 0"):
         KDC101(SerialAdapter(ScriptedPort([])), "kdc", stage="PRM1Z8", counts_per_deg=0)
 
 
