@@ -268,6 +268,7 @@ def build_world(
     n_layers, channels = geometry.n_layers, len(design.layout.regions)
     rotations = _normal(seed, "rotation", truth.rotation_sigma_rad, (n_layers,))
     tilts = _normal(seed, "tilt", truth.tilt_sigma_rad, (n_layers, 2))
+    spacing = _normal(seed, "plate z", truth.z_offset_sigma_m, (n_layers,))
     plates = []
     for index in range(n_layers):
         axes = {}
@@ -280,13 +281,7 @@ def build_world(
                 backlash_m=float(rng.uniform(0, truth.backlash_max_m)),
                 power_on_m=float(rng.uniform(*TRAVEL_M)),
             )
-        mount = np.array(
-            [
-                rng.normal(0, truth.offset_sigma_m),
-                rng.normal(0, truth.offset_sigma_m),
-                rng.normal(0, truth.z_offset_sigma_m) if truth.z_offset_sigma_m > 0 else 0.0,
-            ]
-        )
+        mount = np.array([rng.normal(0, truth.offset_sigma_m), rng.normal(0, truth.offset_sigma_m), spacing[index]])
         plates.append(
             SimPlate(f"L{index + 1}", axes["x"], axes["y"], axes.get("z"), (NOMINAL_M,) * 3, mount_offset_m=mount,
                      mount_rotation_rad=float(rotations[index]), tilt_rad=tilts[index])

@@ -226,6 +226,10 @@ def test_realistic_draws_are_seeded_and_independent_per_error():
     assert np.allclose(a.plate_rotations_rad(), b.plate_rotations_rad()) and np.any(a.plate_rotations_rad() != 0)
     assert np.all(b.pose().tilts_rad == 0) and np.any(a.pose().tilts_rad != 0)
     assert np.allclose(a.plate_offsets_m(), b.plate_offsets_m())
+    flat = build_world(DESIGN, clock=Clock(0), seed=4, truth=replace(PRESETS["realistic"], z_offset_sigma_m=0.0))
+    assert np.all(flat.plate_offsets_m()[:, 2] == 0) and np.all(a.plate_offsets_m()[:, 2] != 0)
+    assert np.allclose(flat.plate_offsets_m()[:, :2], a.plate_offsets_m()[:, :2])
+    assert np.allclose(flat.detectors.dark_v, a.detectors.dark_v)
 
 
 def replace_layout(design, layout: DetectorLayout):
