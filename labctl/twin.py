@@ -18,6 +18,7 @@ import numpy as np
 from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError, DataError
 from labctl.optics import D2NN, Material, embed_image
+from labctl.plans.surface import BenchSurface
 
 
 def design_inputs(design: Any, images: np.ndarray) -> np.ndarray:
@@ -35,7 +36,7 @@ def design_inputs(design: Any, images: np.ndarray) -> np.ndarray:
     return embed_image(images, design.geometry, scale=int(design.input_scale))
 
 
-def seen_design(design: Any, bench: Any) -> Any:
+def seen_design(design: Any, bench: BenchSurface) -> Any:
     """The design as the bench's inputs reach it: the one rule for what the twin must model.
 
     A mask wheel holds printed stencils, so for a design file it is ``as_printed`` (what the

@@ -24,6 +24,7 @@ from labctl.calibration import latest_calibration
 from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
+from labctl.plans.surface import BenchSurface
 from labctl.twin import Twin, seen_design
 
 STRATEGIES = ("model", "scan")
@@ -77,7 +78,7 @@ def previous_mount(folder: str | Path | None, names: Sequence[str]) -> np.ndarra
 
 
 def align(
-    bench: Any,
+    bench: BenchSurface,
     design: Any,
     strategy: str = "model",
     runner: Runner | None = None,

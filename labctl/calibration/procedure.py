@@ -30,6 +30,7 @@ from labctl.calibration.files import write_calibration
 from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
+from labctl.plans.surface import BenchSurface
 from labctl.twin import Twin, design_inputs
 
 STEPS = ("darks", "stages", "slm", "gains", "source", "readout")
@@ -80,7 +81,7 @@ def parse_steps(only: str | Iterable[str] | None) -> tuple[str, ...]:
 class _Calibration:
     """One run's shared state: the bench, the runner, the folder, and what is known so far."""
 
-    def __init__(self, bench: Any, folder: Path, runner: Runner, station: str, settings: Settings, dataset: Any = None):
+    def __init__(self, bench: BenchSurface, folder: Path, runner: Runner, station: str, settings: Settings, dataset: Any = None):
         self.bench, self.folder, self.runner, self.station, self.settings = bench, folder, runner, station, settings
         self.dataset = dataset  # the readout's training images (default: the design's data set)
         self.report = CalibrationReport()
@@ -118,7 +119,7 @@ class _Calibration:
 
 
 def calibrate(
-    bench: Any,
+    bench: BenchSurface,
     folder: str | Path,
     kinds: str | Iterable[str] | None = None,
     runner: Runner | None = None,

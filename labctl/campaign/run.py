@@ -25,6 +25,7 @@ from labctl.campaign.store import CampaignStore
 from labctl.errors import ConfigError
 from labctl.plans.messages import OperatorRequest, Progress
 from labctl.plans.runner import Runner
+from labctl.plans.surface import BenchSurface
 from labctl.readout import Readout
 
 
@@ -43,7 +44,7 @@ def recorded_readout(metadata: dict[str, Any], source: str) -> Readout | None:
 
 
 def run_campaign(
-    bench: Any,
+    bench: BenchSurface,
     out_path: str | Path,
     *,
     spec: CampaignSpec | None = None,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
+from labctl.bench import Bench
 from labctl.calibration import KINDS, CalibrationSet
 from labctl.campaign.run import file_sha256, run_campaign
 from labctl.campaign.spec import CampaignSpec
@@ -65,7 +66,7 @@ class CampaignJob:
         except ConfigError as exc:
             raise ConfigError(f"{exc} (data set {self.dataset.name}, {self.spec.split} split)") from None
 
-    def on_bench(self, bench: Any, station_path: Path | None = None) -> BenchCampaign:
+    def on_bench(self, bench: Bench, station_path: Path | None = None) -> BenchCampaign:
         """Configure the calibration on ``bench`` and build the twin that predicts this campaign."""
         calibration = self.calibration or CalibrationSet.load_latest(bench.calibration_dir)
         applied = list(calibration.configure(bench))
@@ -93,7 +94,7 @@ class BenchCampaign:
     """A campaign job on a bench: what it will measure with (see ``CampaignJob.on_bench``)."""
 
     job: CampaignJob
-    bench: Any
+    bench: Bench
     calibration: CalibrationSet
     twin: Twin
     printed: bool  # the twin predicts printed stencils (a wheel), not ideal images (an SLM)
@@ -205,7 +206,7 @@ def design_record(design: Any, path: str | Path | None, name: str | None = None)
     }
 
 
-def twin_here(twin: Twin, calibration: CalibrationSet, bench: Any) -> tuple[Twin, float]:
+def twin_here(twin: Twin, calibration: CalibrationSet, bench: Bench) -> tuple[Twin, float]:
     """The twin with its plate offsets moved to where the stages are now, and the largest move.
 
     A campaign does not move the stages: it measures where they are (``AlignmentRecord.offsets_at``).

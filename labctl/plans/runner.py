@@ -38,6 +38,7 @@ from labctl.plans.messages import (
     Show,
     TurnPlate,
 )
+from labctl.plans.surface import BenchSurface
 
 log = logging.getLogger("labctl.runner")
 
@@ -69,7 +70,7 @@ class Runner:
 
     def __init__(
         self,
-        bench: Any,
+        bench: BenchSurface,
         *,
         store: Store | None = None,
         operator: Callable[[OperatorRequest], None] | None = None,
