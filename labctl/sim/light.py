@@ -117,6 +117,8 @@ class LightPath:
         self.dx = g.pitch_m / self.k
         self.detector_offset_m = np.zeros(3) if detector_offset_m is None else np.asarray(detector_offset_m, float)
         errors = np.zeros((len(layout), 2)) if detector_errors_m is None else np.asarray(detector_errors_m, float)
+        self.detector_errors_m = errors
+        self.beam_waist_m, self.beam_center_m = float(beam_waist_m), (float(beam_center_m[0]), float(beam_center_m[1]))
         centres = (np.arange(self.m) - (self.m - 1) / 2) * self.dx
         # regions [row0, row1, col0, col1] in neuron edges -> metres; errors are (dx, dy) per detector
         edges_m = (layout.regions.astype(float) - g.n / 2) * g.pitch_m

@@ -337,5 +337,7 @@ def build_world(
         noise_v=np.full(channels, truth.noise_v),
         signal_scale=truth.peak_signal_v / max(reference, 1e-30),
         stray_v=stray,
+        height_scale=scale,
+        phase_scale=scale * (material.refractive_index - 1.0) / (design.material.refractive_index - 1.0),
         seed=seed,
     )

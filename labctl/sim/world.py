@@ -15,6 +15,7 @@ import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -118,6 +119,8 @@ class World:
         noise_v: np.ndarray,
         signal_scale: float,
         stray_v: np.ndarray | None = None,
+        height_scale: float = 1.0,
+        phase_scale: float = 1.0,
         seed: int = 0,
         slm_response: Callable[[np.ndarray], np.ndarray] | None = None,
     ):
@@ -134,6 +137,8 @@ class World:
         self.slm_response = slm_response  # gray (uint8) -> amplitude; None: linear (gray / 255)
         self.signal_scale = float(signal_scale)
         self.stray_v = np.zeros(len(dark_v)) if stray_v is None else np.asarray(stray_v, dtype=float)
+        # the print's relief scale, and the phase delay (n - 1) h it makes relative to the design's
+        self.height_scale, self.phase_scale = float(height_scale), float(phase_scale)
         self._t0 = clock.now()
         self._lock = threading.Lock()
         self._cache_key: tuple | None = None
@@ -213,6 +218,28 @@ class World:
     def plate_offsets_m(self) -> np.ndarray:
         """(plates, 3) true displacements dx, dy, dz."""
         return np.stack([p.true_offset_m() for p in self.plates])
+
+    def hidden(self) -> dict[str, Any]:
+        """Every hidden value of the bench now, by name, for the tests and benchmarks that score an
+        identification against the truth (nothing that drives the bench may read it)."""
+        light = self.light
+        pose = self.pose()
+        return {
+            "offsets_m": pose.offsets_m,
+            "rotations_rad": pose.rotations_rad,
+            "tilts_rad": pose.tilts_rad,
+            "beam_waist_m": light.beam_waist_m,  # 0: a plane wave
+            "beam_center_m": np.array(light.beam_center_m),
+            "detector_offset_m": light.detector_offset_m.copy(),
+            "detector_errors_m": light.detector_errors_m.copy(),
+            "height_scale": self.height_scale,
+            "refractive_index": light.material.refractive_index,
+            "phase_scale": self.phase_scale,
+            "wavelength_m": pose.wavelength_m,
+            "stray_v": self.stray_v.copy(),
+            "dark_v": self.detectors.dark_v.copy(),
+            "gain_v": self.detectors.gain_v.copy(),
+        }
 
     def pose(self) -> Pose:
         """The bench's state as the light sees it now."""

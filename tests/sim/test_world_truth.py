@@ -249,3 +249,14 @@ def test_a_read_after_a_move_starts_after_the_plates_that_did_not_move():
     fresh = light(oversample=2).energies(np.concatenate([IMAGES[:1], IMAGES[:1]]), moved)[:1]  # batch: no trail
     np.testing.assert_allclose(again, fresh, rtol=1e-5)
     np.testing.assert_allclose(path.energies(IMAGES[1:2], moved), light(oversample=2).energies(IMAGES[1:3], moved)[:1], rtol=1e-5)
+
+
+def test_the_hidden_values_are_the_ones_the_light_uses():
+    world = build_world(DESIGN, clock=Clock(0), seed=2, truth=PRESETS["realistic"])
+    hidden = world.hidden()
+    assert hidden["phase_scale"] == pytest.approx(
+        hidden["height_scale"] * (hidden["refractive_index"] - 1) / (DESIGN.material.refractive_index - 1)
+    )
+    assert 30e-3 <= hidden["beam_waist_m"] <= 50e-3 and np.any(hidden["beam_center_m"] != 0)
+    np.testing.assert_allclose(hidden["rotations_rad"], world.plate_rotations_rad())
+    assert hidden["detector_errors_m"].shape == (len(DESIGN.layout), 2) and hidden["detector_offset_m"].shape == (3,)
