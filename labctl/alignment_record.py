@@ -32,7 +32,8 @@ class AlignmentRecord:
     ``offsets_m``: the plates' offsets from where the design wants them, at ``stage_positions_m``;
     ``mount_m``: mounting offsets (plate offset = stage reading - nominal + mount); ``gains``:
     relative detector gains fitted under the detector calibration ``calibration_versions
-    ["detectors"]``; ``scale``: calibrated units per unit of model energy.
+    ["detectors"]``; ``scale``: calibrated units per unit of model energy; ``bench``: what else
+    the alignment identified and no stage corrects (``labctl.twin.bench_record``; None: as designed).
     """
 
     plates: list[str]
@@ -46,6 +47,7 @@ class AlignmentRecord:
     converged: bool | None = None
     version: int | None = None
     path: str | None = None
+    bench: dict[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AlignmentRecord:
@@ -73,12 +75,15 @@ class AlignmentRecord:
             versions = {str(k): int(v) for k, v in (data.get("calibration_versions") or {}).items()}
             version = record.get("version")
             converged = data.get("converged")
+            bench = data.get("bench")
+            if bench is not None and (not isinstance(bench, dict) or set(bench.get("rotations_rad", {})) != set(plates)):
+                raise ValueError(f"bench must name the rotation of every plate, got {bench}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"{source}: not a usable alignment ({_reason(exc)}); re-run `labctl align`") from exc
         return cls(
             plates, offsets, positions, mount, gains, scale, versions, data.get("strategy"),
             None if converged is None else bool(converged), None if version is None else int(version),
-            None if record.get("path") is None else str(record["path"]),
+            None if record.get("path") is None else str(record["path"]), bench,
         )  # fmt: skip
 
     @property

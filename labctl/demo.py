@@ -123,6 +123,12 @@ def run_demo(
         "alignment_accuracy_before": alignment.accuracy_before,
         "alignment_accuracy_after": alignment.accuracy_after,
         "alignment_estimated_offsets_um": _offsets_um(alignment),
+        "alignment_verdict": alignment.verdict,
+        "alignment_check_before_ci": _check_ci(alignment.accuracy_before, alignment.check_count),
+        "alignment_check_after_ci": _check_ci(alignment.accuracy_after, alignment.check_count),
+        "identified_parameters": {name: {"value": p["value"], "stderr": p["stderr"]}
+                                  for name, p in alignment.parameters.items() if p["identified"]},
+        "not_identifiable": {name: p["reason"] for name, p in alignment.parameters.items() if not p["identified"]},
         "detector_reads": reads,
         "samples": summary.samples,
         "campaign_file": str(campaign_file),
@@ -131,6 +137,15 @@ def run_demo(
         "time_scale": time_scale,
         "wall_s": round(time.monotonic() - started, 1),
     }
+
+
+def _check_ci(accuracy: float | None, n: int) -> str | None:
+    """An alignment check accuracy with its 95 % Wilson interval and sample count."""
+    from labctl.stats import AccuracyCI
+
+    if accuracy is None or n <= 0:
+        return None
+    return str(AccuracyCI.from_counts(round(accuracy * n), n))
 
 
 def _offsets_um(alignment: Any) -> dict[str, list[float]] | None:

@@ -17,7 +17,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError, DataError
-from labctl.optics import D2NN, Material, embed_image
+from labctl.optics import D2NN, BenchParams, Material, embed_image
 from labctl.plans.surface import BenchSurface
 
 
@@ -52,6 +52,27 @@ def seen_design(design: Any, bench: BenchSurface) -> Any:
     return design
 
 
+def bench_record(plates: list[str], bench: BenchParams | None) -> dict[str, Any] | None:
+    """The fitted bench beyond the plate offsets, JSON-ready (None: as designed)."""
+    if bench is None:
+        return None
+    return {
+        "rotations_rad": {plate: float(r) for plate, r in zip(plates, bench.rotations_rad)},
+        "beam_center_m": [float(v) for v in bench.beam_center_m],
+        "beam_waist_m": None if bench.beam_waist_m is None else float(bench.beam_waist_m),
+        "detector_offset_m": [float(v) for v in bench.detector_offset_m],
+        "phase_scale": float(bench.phase_scale),
+    }
+
+
+def bench_params(record: dict[str, Any] | None, plates: list[str]) -> BenchParams | None:
+    """``bench_record`` back to ``BenchParams`` (plate offsets zero: the twin holds them apart)."""
+    if record is None:
+        return None
+    return BenchParams(np.zeros((len(plates), 3)), [record["rotations_rad"][plate] for plate in plates],
+                       record["beam_center_m"], record["beam_waist_m"], record["detector_offset_m"], record["phase_scale"])
+
+
 @dataclass
 class Twin:
     """The design's optics model plus the fitted bench state (see the module docstring).
@@ -59,7 +80,9 @@ class Twin:
     ``offsets_m`` (L, 3) plate displacements from the design position (None: as designed),
     ``gains`` (C,) relative detector gains (None: all 1), ``scale`` calibrated units per unit of
     model energy, ``material`` the plates' material (None: the design's, with its absorption,
-    which is what printed plates have).
+    which is what printed plates have), ``bench`` what else the alignment identified and no stage
+    corrects (plate rotations, the beam, the detector plane, the phase scale; its offsets are
+    ignored: ``offsets_m`` holds them; None: as designed): the errors this bench keeps.
     """
 
     design: Any
@@ -67,6 +90,7 @@ class Twin:
     gains: np.ndarray | None = None
     scale: float = 1.0
     material: Material | None = None
+    bench: BenchParams | None = None
     _model: D2NN | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +118,11 @@ class Twin:
 
     def energies(self, inputs: np.ndarray) -> np.ndarray:
         """Model energies (B, C) for input amplitudes (B, n, n) on the fitted bench (no gains/scale)."""
-        return self.model.energies(inputs, self.design.heights_m, self.offsets_m)
+        if self.bench is None:
+            return self.model.energies(inputs, self.design.heights_m, self.offsets_m)
+        params = self.bench.copy()
+        params.offsets_m = np.zeros_like(params.offsets_m) if self.offsets_m is None else self.offsets_m
+        return self.model.energies(inputs, self.design.heights_m, params=params)
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """What the calibrated detectors should read (B, C) for images (B, h, w) in [0, 1]."""
@@ -121,6 +149,8 @@ class Twin:
             "offsets_m": None if self.offsets_m is None else self.offsets_m.tolist(),
             "gains": None if self.gains is None else self.gains.tolist(),
             "scale": float(self.scale),
+            "bench": None if self.bench is None else {name: float(v) for name, v in zip(self.bench.names(), self.bench.to_vector())
+                                                     if not name.endswith((".dx", ".dy", ".dz")) or name.startswith("detector")},
         }
 
     @classmethod
@@ -133,7 +163,8 @@ class Twin:
                 f"{alignment.source}: {len(alignment.plates)} plates, the design has {design.geometry.n_layers}; "
                 "re-run `labctl align` for this design"
             )
-        return cls(design, alignment.offsets_array(), alignment.gains_under(detectors_version), alignment.scale, material)
+        return cls(design, alignment.offsets_array(), alignment.gains_under(detectors_version), alignment.scale, material,
+                   bench_params(alignment.bench, alignment.plates))
 
     @classmethod
     def from_calibration(cls, design: Any, calibration: Any, material: Material | None = None) -> Twin:

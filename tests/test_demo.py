@@ -31,6 +31,11 @@ def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     assert summary["alignment_converged"] is True
     assert summary["alignment_residual_um"] < 20.0  # plates drawn with sigma 0.5 mm, truth read after
     assert summary["agreement"] >= 0.8  # the bench and its twin pick the same class
+    assert summary["alignment_verdict"]["kind"] == "aligned"  # the ideal world is the twin's own model
+    identified = summary["identified_parameters"]
+    assert {"L1.dx", "L1.dy", "L3.dy"} <= set(identified)  # every plate's lateral offset, with its error bar
+    assert all(p["stderr"] > 0 for p in identified.values())
+    assert set(identified).isdisjoint(summary["not_identifiable"])
     assert (out / "campaign.h5").exists() and (out / "campaign_report" / "report.html").exists()
 
 

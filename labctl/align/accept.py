@@ -82,13 +82,15 @@ def decorrelated_misfit(fitter: OffsetFit, observations: Sequence[Observation], 
 def judge(fitter: OffsetFit, observations: Sequence[Observation], result: FitResult,
           options: Acceptance = Acceptance()) -> Verdict:
     """The verdict on ``result`` fitted to ``observations`` (module docstring)."""
+    if result.bench is not None:  # the wrong stacks on the fitted bench
+        fitter = fitter.anchored(result.bench)
     floor = result.noise_floor
     limit = options.accept_residual if floor is None else options.noise_factor * floor
     if result.residual <= limit:
         what = "the noise floor" if floor is None else f"{options.noise_factor:g} x the noise floor {floor:.3g}"
         return Verdict(ALIGNED, result.residual, floor, None, f"misfit {result.residual:.3g} within {what}")
     contrast = result.residual / max(decorrelated_misfit(fitter, observations, result.mount_m, options), 1e-300)
-    lateral = [name for name in result.unidentified() if name.rsplit(".", 1)[-1] in ("x", "y")]
+    lateral = [name for name in result.unidentified() if name.rsplit(".", 1)[-1] in ("dx", "dy")]
     above = f"misfit {result.residual:.3g} above {'the acceptance' if floor is None else 'the noise floor'} {limit:.3g}"
     if contrast <= options.max_contrast and not lateral:
         return Verdict(INCOMPLETE, result.residual, floor, contrast,

@@ -28,19 +28,68 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from labctl.align.identify import Identification, identify
 from labctl.errors import ConfigError
-from labctl.optics import D2NN
+from labctl.optics import D2NN, BenchParams
 
 #: The optimiser works in millimetres: offsets of order 1.
 MM = 1e-3
 AXES = ("x", "y", "z")
 #: Standard errors (mm) beyond which a fitted offset says nothing: a quarter neuron laterally, 1 mm along z.
 PLAUSIBLE_MM = (0.1, 0.1, 1.0)
+#: Per kind of extra bench parameter (SI): the optimiser's unit, the longest step of one iteration,
+#: and the standard error beyond which the number says nothing. The waist is fitted as (1/w)^2 (1/m^2).
+UNITS = {"rot": 1e-3, "beam.x": MM, "beam.y": MM, "beam.waist": 100.0, "detector.dx": MM, "detector.dy": MM,
+         "detector.dz": MM, "phase_scale": 1e-3}
+MAX_STEP = {"rot": 2e-3, "beam.x": 0.5e-3, "beam.y": 0.5e-3, "beam.waist": 100.0, "detector.dx": 0.2e-3,
+            "detector.dy": 0.2e-3, "detector.dz": 0.3e-3, "phase_scale": 5e-3}
+PLAUSIBLE = {"rot": np.radians(0.5), "beam.x": 5e-3, "beam.y": 5e-3, "beam.waist": 1000.0, "detector.dx": 1e-3,
+             "detector.dy": 1e-3, "detector.dz": 3e-3, "phase_scale": 0.05}
+#: The widest beam the fit considers, (1/w)^2 in 1/m^2 (w = 1 m: a plane wave across any plate).
+MIN_INVERSE_WAIST2 = 1.0
+
+
+#: What ``identified_parameters`` can add to a fit (ModelOptions.identify).
+IDENTIFIABLE = ("z", "rot", "beam", "detector", "phase_scale")
+
+
+def identified_parameters(model: D2NN, axes: np.ndarray, plates: np.ndarray, kinds: Sequence[str]
+                          ) -> tuple[np.ndarray, BenchParams | None, tuple[str, ...]]:
+    """What a fit identifies: offsets (L, 3), the bench to start from and the extra parameters.
+
+    ``axes`` (L, 3) the movable offsets; ``plates`` (L,) bool the plates being aligned; ``kinds``
+    from ``IDENTIFIABLE``. A plane-wave design starts the beam as a 1 m Gaussian (flat across any
+    plate) so that its waist can be fitted at all.
+    """
+    unknown = sorted(set(kinds) - set(IDENTIFIABLE))
+    if unknown:
+        raise ConfigError(f"alignment: cannot identify {unknown}; choose from {', '.join(IDENTIFIABLE)}")
+    fit_axes = np.array(axes, dtype=bool)
+    if "z" in kinds:
+        fit_axes[:, 2] |= np.asarray(plates, dtype=bool)
+    extras = [f"L{i + 1}.rot" for i in np.nonzero(plates)[0]] if "rot" in kinds else []
+    if set(kinds) - {"z"}:
+        bench = model.nominal_params()
+    else:
+        return fit_axes, None, ()
+    if "beam" in kinds:
+        if bench.beam_waist_m is None:
+            bench.beam_waist_m = 1.0 / np.sqrt(MIN_INVERSE_WAIST2)
+        extras += ["beam.x", "beam.y", "beam.waist"]
+    if "detector" in kinds:
+        extras += ["detector.dx", "detector.dy", "detector.dz"]
+    if "phase_scale" in kinds:
+        extras.append("phase_scale")
+    return fit_axes, bench, tuple(extras)
+
+
+def _kind(name: str) -> str:
+    """``L3.rot`` -> ``rot``; other names are their own kind."""
+    return "rot" if name.endswith(".rot") else name
 
 
 def noise_floor(observations: Sequence[Observation]) -> float | None:
@@ -61,6 +110,7 @@ class Observation:
     signals: np.ndarray  # (P, C) dark-subtracted detector readings, one row per probe
     mounted: tuple[bool, ...] | None = None  # which plates were in the beam (None: all)
     noise: np.ndarray | None = None  # (P, C) standard error of each reading (spread / sqrt(averages)), if known
+    rotation_rad: np.ndarray | None = None  # (L,) rotation-stage readings minus nominal, per plate (None: no turns)
 
 
 @dataclass
@@ -80,8 +130,10 @@ class FitResult:
     scaling: Scaling
     residual: float  # relative RMS misfit |a g E - y| / |y| over every reading used
     iterations: int
-    identification: Identification | None = None  # per fitted axis: stderr, and whether it is identified
+    identification: Identification | None = None  # per fitted parameter: stderr, and whether it is identified
     noise_floor: float | None = None  # the residual the readings' own noise alone would leave (None: unknown)
+    bench: BenchParams | None = None  # the fitted bench beyond the offsets (None: offsets only, as designed)
+    extras: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, stderr), SI
 
     def unidentified(self) -> dict[str, str]:
         """Fitted parameters the readings do not pin down -> why."""
@@ -109,31 +161,54 @@ def fit_scaling(signals: np.ndarray, energies: np.ndarray, fit_gains: bool = Tru
 
 
 class OffsetFit:
-    """The model side of the fit: the probe inputs through the design's plates at trial offsets.
+    """The model side of the fit: the probe inputs through the design's plates on a trial bench.
 
     ``inputs`` (P, n, n) probe amplitudes; ``axes`` (L, 3) bool marks the mounting offsets to fit;
     the others are held at ``fixed_m`` (L, 3; default zero: e.g. a previous alignment's values for
     plates not being aligned). ``fit_gains`` whether relative detector gains are free.
+
+    Beyond the offsets, ``extras`` names further bench parameters to identify (``BenchParams``
+    names: ``L2.rot``, ``beam.x``, ``beam.waist``, ``detector.dz``, ``phase_scale``, ...), held
+    otherwise at their values in ``bench`` (None: the bench as designed). The waist is fitted as
+    ``(1 / waist)^2``, so that a plane wave (zero) is a point of the search, not infinitely far.
     """
 
     def __init__(self, model: D2NN, heights_m: np.ndarray, inputs: np.ndarray, axes: np.ndarray,
-                 fit_gains: bool = True, fixed_m: np.ndarray | None = None, plates: Sequence[str] | None = None):
+                 fit_gains: bool = True, fixed_m: np.ndarray | None = None, plates: Sequence[str] | None = None,
+                 bench: BenchParams | None = None, extras: Sequence[str] = ()):
         self.model = model
         self.plates = tuple(plates) if plates is not None else tuple(f"L{i + 1}" for i in range(model.geom.n_layers))
         self.heights_m = np.asarray(heights_m)
         self.inputs = np.asarray(inputs)
         self.axes = np.asarray(axes, dtype=bool)
-        if self.axes.shape != (model.geom.n_layers, 3) or not self.axes.any():
+        if self.axes.shape != (model.geom.n_layers, 3) or not (self.axes.any() or extras):
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
         self.fit_gains = fit_gains
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
-        self.passes = {"forward": 0, "adjoint": 0, "grid": 0}  # images (grid: plate-to-detector pushes) pushed through the model, for the report
+        self.bench = bench
+        template = bench if bench is not None else model.nominal_params()
+        names = template.names()
+        unknown = [e for e in extras if e not in names or e.split(".")[-1] in ("dx", "dy", "dz") and e.startswith("L")]
+        if unknown:
+            raise ConfigError(f"offset fit: cannot identify {unknown}; bench parameters are {names} "
+                              "(plate offsets go in axes; beam.x, beam.y, beam.waist need a Gaussian beam)")
+        self.extras = tuple(extras)
+        self._extra_index = [names.index(e) for e in self.extras]
+        self.passes = {"forward": 0, "adjoint": 0, "grid": 0}  # images pushed through the model (grid: plate to detector)
         self.seconds = {"forward": 0.0, "jacobian": 0.0, "grid": 0.0}  # compute time by kind, for the report
 
-    def restricted(self, axes: np.ndarray, fixed_m: np.ndarray) -> OffsetFit:
-        """The same model and probes fitting only ``axes``, the rest held at ``fixed_m``; the
-        pass counts stay shared with this fit."""
-        other = OffsetFit(self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m, self.plates)
+    def restricted(self, axes: np.ndarray, fixed_m: np.ndarray, extras: Sequence[str] = ()) -> OffsetFit:
+        """The same model, probes and bench fitting only ``axes`` (and ``extras``), the rest held
+        at ``fixed_m``; the pass counts stay shared with this fit."""
+        other = OffsetFit(self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m, self.plates,
+                          self.bench, extras)
+        other.passes, other.seconds = self.passes, self.seconds
+        return other
+
+    def anchored(self, bench: BenchParams | None, extras: Sequence[str] | None = None) -> OffsetFit:
+        """The same fit on another bench (e.g. a fit's result), fitting ``extras`` (default: the same)."""
+        other = OffsetFit(self.model, self.heights_m, self.inputs, self.axes, self.fit_gains, self.fixed_m, self.plates,
+                          bench, self.extras if extras is None else extras)
         other.passes, other.seconds = self.passes, self.seconds
         return other
 
@@ -143,42 +218,115 @@ class OffsetFit:
             return self.heights_m
         return self.heights_m * np.asarray(observation.mounted, dtype=self.heights_m.dtype)[:, None, None]
 
-    # -- parameters <-> offsets ---------------------------------------------------------------
-    def mount(self, x_mm: np.ndarray) -> np.ndarray:
+    # -- parameters <-> vector ----------------------------------------------------------------
+    # The vector: fitted offsets in mm, then the extras in their units (UNITS), the waist as (1/w)^2.
+    def _template(self) -> BenchParams:
+        return self.bench if self.bench is not None else self.model.nominal_params()
+
+    def _extra_values(self, bench: BenchParams) -> np.ndarray:
+        full = bench.to_vector()
+        values = np.array([full[i] for i in self._extra_index], dtype=float)
+        for j, name in enumerate(self.extras):
+            if name == "beam.waist":
+                values[j] = 1.0 / values[j] ** 2
+        return values / np.array([UNITS[_kind(e)] for e in self.extras]) if self.extras else values
+
+    def start_vector(self, start_m: np.ndarray) -> np.ndarray:
+        """The vector at offsets ``start_m`` and the bench's extras."""
+        return np.concatenate([self.vector(start_m), self._extra_values(self._template())])
+
+    def mount(self, x: np.ndarray) -> np.ndarray:
+        """Mounting offsets (L, 3) of vector ``x``."""
         mount = self.fixed_m.copy()
-        mount[self.axes] = np.asarray(x_mm) * MM
+        mount[self.axes] = np.asarray(x)[: int(self.axes.sum())] * MM
         return mount
 
     def vector(self, mount_m: np.ndarray) -> np.ndarray:
         return np.asarray(mount_m, dtype=float)[self.axes] / MM
 
+    def bench_at(self, x: np.ndarray | None) -> BenchParams | None:
+        """The bench (offsets as held: the observations add theirs) of vector ``x`` (None: no extras
+        and no bench given, the model's plain offsets path)."""
+        if self.bench is None and not self.extras:
+            return None
+        template = self._template()
+        full = template.to_vector()
+        if x is not None and self.extras:
+            values = np.asarray(x)[int(self.axes.sum()):] * np.array([UNITS[_kind(e)] for e in self.extras])
+            for j, (name, i) in enumerate(zip(self.extras, self._extra_index)):
+                full[i] = 1.0 / np.sqrt(max(values[j], MIN_INVERSE_WAIST2)) if name == "beam.waist" else values[j]
+        return template.from_vector(full)
+
     def names(self) -> list[str]:
-        """``plate.axis`` of every fitted offset, in vector order."""
-        return [f"{self.plates[i]}.{AXES[a]}" for i, a in zip(*np.nonzero(self.axes))]
+        """Every fitted parameter, in vector order: ``plate.dx`` (dy, dz) and the extras."""
+        offsets = [f"{self.plates[i]}.d{AXES[a]}" for i, a in zip(*np.nonzero(self.axes))]
+        extras = [self._plate_name(e) for e in self.extras]
+        return offsets + extras
+
+    def _plate_name(self, name: str) -> str:
+        head, _, tail = name.partition(".")
+        if head.startswith("L") and head[1:].isdigit():
+            return f"{self.plates[int(head[1:]) - 1]}.{tail}"
+        return name
+
+    def _units(self) -> np.ndarray:
+        return np.array([MM] * int(self.axes.sum()) + [UNITS[_kind(e)] for e in self.extras])
+
+    def _max_steps(self, max_step_m: float) -> np.ndarray:
+        """Longest step per vector entry, in vector units."""
+        return np.array([max_step_m / MM] * int(self.axes.sum()) + [MAX_STEP[_kind(e)] / UNITS[_kind(e)] for e in self.extras])
+
+    def _plausible(self) -> np.ndarray:
+        """Standard errors (vector units) beyond which a fitted number says nothing."""
+        offsets = [PLAUSIBLE_MM[a] for _, a in zip(*np.nonzero(self.axes))]
+        return np.array(offsets + [PLAUSIBLE[_kind(e)] / UNITS[_kind(e)] for e in self.extras])
 
     # -- model --------------------------------------------------------------------------------
-    def energies(self, observations: Sequence[Observation], mount_m: np.ndarray) -> np.ndarray:
-        """Model energies (K, P, C) at every observation's configuration."""
+    def model_arguments(self, observation: Observation, mount_m: np.ndarray, bench: BenchParams | None) -> dict:
+        """The model's keyword arguments for ``observation`` on this bench (offsets or params)."""
+        offsets = observation.displacement_m + mount_m
+        if bench is None:
+            return {"offsets": offsets}
+        seen = bench.copy()
+        seen.offsets_m = offsets
+        if observation.rotation_rad is not None:
+            seen.rotations_rad = seen.rotations_rad + observation.rotation_rad
+        return {"params": seen}
+
+    def energies(self, observations: Sequence[Observation], mount_m: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """Model energies (K, P, C) at every observation's configuration (extras of vector ``x``,
+        None: the bench's)."""
         started = time.perf_counter()
+        bench = self.bench_at(x)
         self.passes["forward"] += len(observations) * len(self.inputs)
-        energies = np.stack([self.model.energies(self.inputs, self.heights(o), o.displacement_m + mount_m) for o in observations])
+        energies = np.stack([self.model.energies(self.inputs, self.heights(o), **self.model_arguments(o, mount_m, bench))
+                             for o in observations])
         self.seconds["forward"] += time.perf_counter() - started
         return energies
 
-    def energies_and_jacobian(self, observations: Sequence[Observation], mount_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per metre (adjoint)."""
+    def energies_and_jacobian(self, observations: Sequence[Observation], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per SI unit (adjoint)."""
         started = time.perf_counter()
+        mount, bench = self.mount(x), self.bench_at(x)
         channels = len(self.model.layout)
         energies = np.empty((len(observations), len(self.inputs), channels))
-        jacobian = np.empty(energies.shape + (int(self.axes.sum()),))
+        jacobian = np.empty(energies.shape + (len(x),))
         unit = np.eye(channels)
+        waist = bench.beam_waist_m if bench is not None else None
         for k, obs in enumerate(observations):
-            heights = self.heights(obs)
+            heights, seen = self.heights(obs), self.model_arguments(obs, mount, bench)
             for p in range(len(self.inputs)):
-                res = self.model.forward(self.inputs[p : p + 1], heights, obs.displacement_m + mount_m, record=True)
+                res = self.model.forward(self.inputs[p : p + 1], heights, record=True, **seen)
                 energies[k, p] = res.energies[0]
                 for c in range(channels):
-                    jacobian[k, p, c] = self.model.backward(res, unit[c : c + 1]).offsets[self.axes]
+                    grads = self.model.backward(res, unit[c : c + 1])
+                    row = list(grads.offsets[self.axes])
+                    if self.extras:
+                        full = grads.params.to_vector()
+                        for name, i in zip(self.extras, self._extra_index):
+                            # d/d(1/w^2) = d/dw * dw/d(1/w^2) = d/dw * (-w^3 / 2)
+                            row.append(full[i] * (-(waist**3) / 2) if name == "beam.waist" else full[i])
+                    jacobian[k, p, c] = row
         self.passes["forward"] += energies.shape[0] * energies.shape[1]
         self.passes["adjoint"] += energies.size
         self.seconds["jacobian"] += time.perf_counter() - started
@@ -193,17 +341,17 @@ class OffsetFit:
         return misfit.ravel() / norm, scaling, norm
 
     def residual(self, observations: Sequence[Observation], mount_m: np.ndarray) -> float:
-        """The relative RMS misfit at ``mount_m`` (forward passes only: cheap screening)."""
+        """The relative RMS misfit at ``mount_m`` on the bench (forward passes only: cheap screening)."""
         r, _, _ = self._misfit(observations, self.energies(observations, mount_m))
         return float(np.sqrt(r @ r))
 
-    def _linearise(self, observations: Sequence[Observation], mount_m: np.ndarray) -> tuple[np.ndarray, np.ndarray, Scaling]:
-        """Residual vector r and Kaufman Jacobian dr/dx (x in mm), both normalised by |y|."""
-        energies, d_energies = self.energies_and_jacobian(observations, mount_m)
+    def _linearise(self, observations: Sequence[Observation], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Scaling]:
+        """Residual vector r and Kaufman Jacobian dr/dx (x in vector units), both normalised by |y|."""
+        energies, d_energies = self.energies_and_jacobian(observations, x)
         r, scaling, norm = self._misfit(observations, energies)
         weight = scaling.scales[..., None] * scaling.gains  # (K, P, C)
         model = weight * energies
-        jac = (weight[..., None] * d_energies * MM / norm).reshape(r.size, -1)
+        jac = (weight[..., None] * d_energies * self._units() / norm).reshape(r.size, -1)
         # What a change of the scales (and gains) would produce: that span is projected out.
         reads, channels = model.shape[0] * model.shape[1], model.shape[2]
         flat = model.reshape(reads, channels)
@@ -225,37 +373,46 @@ class OffsetFit:
         tolerance_m: float = 0.1e-6,
         refresh_m: float = 5e-6,
     ) -> FitResult:
-        """Levenberg-Marquardt from ``start_m`` (L, 3); no step longer than ``max_step_m``.
+        """Levenberg-Marquardt from offsets ``start_m`` (L, 3) and the bench's extras; no offset
+        step longer than ``max_step_m`` (extras: ``MAX_STEP``).
 
         The Jacobian (the expensive part: one adjoint pass per probe and detector) is recomputed
-        only once the offsets have moved more than ``refresh_m`` since it was taken; closer to
-        the optimum the old one serves (a chord step), which costs one forward pass. Stops when
-        a step moves no offset by more than ``tolerance_m`` or after ``max_iterations``.
+        only once an offset has moved more than ``refresh_m`` (extras: the same fraction of their
+        longest step) since it was taken, or when a step fails; in between the old one serves (a
+        chord step), which costs one forward pass. Stops when a step moves no offset by more than
+        ``tolerance_m`` (extras: the same fraction of their step) or after ``max_iterations``.
+        The reported uncertainties come from a Jacobian taken where the fit ended.
         """
         if not observations:
             raise ConfigError("offset fit: needs at least one observation")
-        x = self.vector(start_m)
-        r, jac, scaling = self._linearise(observations, self.mount(x))
+        limits = self._max_steps(max_step_m)  # vector units
+        x = self.start_vector(start_m)
+        r, jac, scaling = self._linearise(observations, x)
         x_jac = x.copy()
         cost = float(r @ r)
         damping = 1e-3
         iterations = 0
+
+        def moved(a: np.ndarray, b: np.ndarray) -> float:
+            """Largest move as a fraction of the longest step allowed."""
+            return float(np.max(np.abs(a - b) / limits)) if len(a) else 0.0
+
         while iterations < max_iterations:
             iterations += 1
             hessian, gradient = jac.T @ jac, jac.T @ r
             scale = np.maximum(np.diag(hessian), 1e-30)
             step = np.linalg.solve(hessian + damping * np.diag(scale), -gradient)
-            longest = np.max(np.abs(step)) * MM
-            if longest > max_step_m:
-                step *= max_step_m / longest
-            trial_r, trial_scaling, _ = self._misfit(observations, self.energies(observations, self.mount(x + step)))
+            longest = np.max(np.abs(step) / limits)
+            if longest > 1:
+                step /= longest
+            trial_r, trial_scaling, _ = self._misfit(observations, self.energies(observations, self.mount(x + step), x + step))
             trial_cost = float(trial_r @ trial_r)
             if trial_cost < cost:
                 x, cost, r, scaling = x + step, trial_cost, trial_r, trial_scaling
-                if np.max(np.abs(step)) * MM < tolerance_m:
+                if moved(step, 0 * step) * max_step_m < tolerance_m:
                     break
-                if np.max(np.abs(x - x_jac)) * MM > refresh_m:
-                    r, jac, scaling = self._linearise(observations, self.mount(x))
+                if moved(x, x_jac) * max_step_m > refresh_m:
+                    r, jac, scaling = self._linearise(observations, x)
                     x_jac = x.copy()
                 damping = max(damping / 5, 1e-9)
             else:
@@ -263,11 +420,29 @@ class OffsetFit:
                 if damping > 1e6:
                     break
                 if np.any(x != x_jac):  # a stale Jacobian may be why: take a fresh one first
-                    r, jac, scaling = self._linearise(observations, self.mount(x))
+                    r, jac, scaling = self._linearise(observations, x)
                     x_jac = x.copy()
+        if moved(x, x_jac) * max_step_m > tolerance_m * 10:  # uncertainties from where the fit ended
+            r, jac, scaling = self._linearise(observations, x)
+            cost = float(r @ r)
         separable = scaling.scales.size + (scaling.gains.size - 1) * self.fit_gains
-        plausible = np.array([PLAUSIBLE_MM[a] for _, a in zip(*np.nonzero(self.axes))])
-        report = identify(jac, r, separable, self.names(), plausible)
+        report = identify(jac, r, separable, self.names(), self._plausible())
         stderr = np.zeros(self.axes.shape)
-        stderr[self.axes] = report.stderr * MM
-        return FitResult(self.mount(x), stderr, scaling, float(np.sqrt(cost)), iterations, report, noise_floor(observations))
+        n_offsets = int(self.axes.sum())
+        stderr[self.axes] = report.stderr[:n_offsets] * MM
+        extras = self._extra_estimates(x[n_offsets:], report.stderr[n_offsets:])
+        return FitResult(self.mount(x), stderr, scaling, float(np.sqrt(cost)), iterations, report, noise_floor(observations),
+                         self.bench_at(x), extras)
+
+    def _extra_estimates(self, values: np.ndarray, stderr: np.ndarray) -> dict[str, tuple[float, float]]:
+        """Name -> (value, standard error) in SI units of every fitted extra (the waist back from 1/w^2)."""
+        out = {}
+        for name, value, sigma in zip(self.extras, values, stderr):
+            unit = UNITS[_kind(name)]
+            if name == "beam.waist":
+                q = max(value * unit, MIN_INVERSE_WAIST2)
+                waist = 1.0 / np.sqrt(q)
+                out[name] = (float(waist), float(sigma * unit * waist**3 / 2))
+            else:
+                out[self._plate_name(name)] = (float(value * unit), float(sigma * unit))
+        return out

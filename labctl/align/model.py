@@ -43,6 +43,9 @@ class ModelOptions:
     keep: int = 3  # observations (the most recent) the refits use
     build_up: bool = True  # when the first fit is not accepted, build the stack up plate by plate
     grid: GridOptions = field(default_factory=GridOptions)  # where each new plate of the build-up is searched
+    # what is identified beyond the movable offsets (``identified_parameters``): plate z without a
+    # z stage, plate rotations, the beam's centre and waist, the detector plane, the phase scale
+    identify: tuple[str, ...] = ("z", "rot", "beam", "detector", "phase_scale")
 
 
 @dataclass
@@ -106,15 +109,26 @@ def model_plan(
     calibrate: Calibrate,
     dark: np.ndarray | None,
     options: ModelOptions = ModelOptions(),
+    movable: np.ndarray | None = None,
 ) -> m.Plan:
     """The model-based alignment rounds (probes already loaded). Returns a ``ModelOutcome``.
 
-    ``fitter`` holds the model and the fitted axes (``fitter.axes``, (L, 3)); ``nominal_m``
-    (L, 3) stage readings at the design position; ``start_m`` the mounting offsets to start
-    from (a previous alignment, or zeros).
+    ``fitter`` holds the model, the fitted offsets (``fitter.axes``, (L, 3)) and any further
+    bench parameters to identify (``fitter.extras``); ``movable`` (L, 3, default
+    ``fitter.axes``) the offsets a stage can correct: the plates are found with those alone
+    (acquisition), then everything is identified on the full stack, and what cannot be moved
+    stays in the fit as a known error of the bench. ``nominal_m`` (L, 3) stage readings at the
+    design position; ``start_m`` the mounting offsets to start from (a previous alignment, or zeros).
     """
-    axes = fitter.axes
+    axes = fitter.axes if movable is None else np.asarray(movable, dtype=bool)
+    acquire = fitter.restricted(axes, fitter.fixed_m)
+    identifying = bool(fitter.extras) or not np.array_equal(axes, fitter.axes)
     observations: list[Observation] = []
+
+    def refit(fit_observations: Sequence[Observation], previous: FitResult, iterations: int = 30) -> FitResult:
+        """Everything ``fitter`` identifies, from ``previous``."""
+        on = fitter if previous.bench is None else fitter.anchored(previous.bench)
+        return on.fit(fit_observations, previous.mount_m, max_step_m=options.max_step_m, max_iterations=iterations)
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
         u = yield from displacements(plates, nominal_m)
@@ -125,15 +139,23 @@ def model_plan(
     yield from settle(plates, axes, nominal_m - start_m)
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
-    result = fitter.fit(observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
-    verdict = judge(fitter, observations, result, options.acceptance)
+    result = acquire.fit(observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
+    verdict = judge(acquire, observations, result, options.acceptance)
     built = False
     if not verdict.accepted and options.build_up:
         yield from m.log(f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
                          "building the stack up plate by plate")
-        result = yield from build_up(fitter, plates, start_m, observe, options)
+        result = yield from build_up(acquire, plates, start_m, observe, options)
         built = True
-        verdict = judge(fitter, observations[-1:], result, options.acceptance)  # what the last fit saw
+        verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
+    if identifying:
+        seen = [o for o in observations if o.mounted is None or all(o.mounted)][-options.keep:]
+        yield from m.log(f"alignment: identifying {len(fitter.names())} bench parameters "
+                         f"({', '.join(fitter.extras) or 'offsets'}) from {len(seen)} reading(s) of the full stack")
+        identified = refit(seen, result)
+        identified_verdict = judge(fitter, seen, identified, options.acceptance)
+        if identified_verdict.accepted or not verdict.accepted:
+            result, verdict = identified, identified_verdict
     outcome = ModelOutcome(result, [result.residual], len(observations), built, verdict)
     yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built,
                         verdict=verdict.kind)
@@ -146,8 +168,9 @@ def model_plan(
         yield from settle(plates, axes, nominal_m - result.mount_m)
         yield from observe()
         previous = result
-        result = fitter.fit(observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
-        verdict = judge(fitter, observations[-options.keep :], result, options.acceptance)
+        result = refit(observations[-options.keep :], previous) if identifying else acquire.fit(
+            observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
+        verdict = judge(fitter if identifying else acquire, observations[-options.keep :], result, options.acceptance)
         if verdict.kind == NOT_FOUND:  # keep the last accepted fit: never move to a false minimum
             yield from m.log(f"alignment: round {number} lost the plates ({verdict.reason}); keeping the previous fit", "warning")
             result = previous

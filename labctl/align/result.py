@@ -14,7 +14,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import write_calibration
-from labctl.twin import Twin
+from labctl.twin import Twin, bench_params
 
 METHODS = {
     "model": (
@@ -74,6 +74,8 @@ class AlignmentResult:
     stderr_m: PerPlate | None = None
     verdict: dict[str, Any] | None = None  # model strategy: aligned / model incomplete / not found, and why (accept.py)
     unidentified: dict[str, str] = field(default_factory=dict)  # fitted parameters the readings do not pin down -> why
+    bench: dict[str, Any] | None = None  # the fitted bench beyond the offsets (bench_record), the twin carries it
+    parameters: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> value, stderr, identified, reason
     probes: list[str | None] = field(default_factory=list)
     accuracy_before: float | None = None
     accuracy_after: float | None = None
@@ -89,8 +91,8 @@ class AlignmentResult:
         return np.array([self.offsets_m[plate] for plate in self.plates], dtype=float)
 
     def twin(self, design: Any) -> Twin:
-        """The design's model with this alignment's offsets, gains and scale."""
-        return Twin(design, self.offsets_array(), self.gains, self.scale)
+        """The design's model with this alignment's offsets, gains, scale and fitted bench."""
+        return Twin(design, self.offsets_array(), self.gains, self.scale, bench=bench_params(self.bench, self.plates))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (also the ``data`` of the alignment calibration file)."""
@@ -103,6 +105,8 @@ class AlignmentResult:
             "stderr_m": self.stderr_m,
             "verdict": self.verdict,
             "unidentified": dict(self.unidentified),
+            "bench": self.bench,
+            "parameters": self.parameters,
             "gains": [float(g) for g in self.gains],
             "scale": float(self.scale),
             "residual": float(self.residual),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from labctl.align.fit import OffsetFit
+from labctl.align.fit import FitResult, OffsetFit, identified_parameters
 from labctl.align.model import ModelOptions, ModelOutcome, model_plan
 from labctl.align.probes import DEFAULT_CAPACITY, CheckSet, Probes, default_check, default_probes
 from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
@@ -25,7 +25,7 @@ from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
-from labctl.twin import Twin, seen_design
+from labctl.twin import Twin, bench_record, seen_design
 
 STRATEGIES = ("model", "scan")
 
@@ -130,7 +130,10 @@ def align(
     model_options = model_options or ModelOptions()
     scan_options = scan_options or ScanOptions()
     averages = model_options.averages if strategy == "model" else scan_options.averages
-    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, axes, fixed_m=start_m, plates=names)
+    chosen = np.array([plates is None or name in plates for name in names])
+    fit_axes, start_bench, extras = identified_parameters(twin.model, axes, chosen, model_options.identify if strategy == "model" else ())
+    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, fit_axes, fixed_m=start_m, plates=names,
+                       bench=start_bench, extras=extras)
     limits = {(name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
               for i, name in enumerate(names) for a in range(3) if axes[i, a]}
 
@@ -147,7 +150,7 @@ def align(
             before, _ = yield from measure_accuracy(check, capacity, averages, calibrate, dark, "before alignment")
         yield m.LoadCassette(probes.cassette(), "alignment probes: " + ", ".join(f"slot {s}: {k or 'empty (open)'}" for s, k in probes.cassette().items()))
         if strategy == "model":
-            outcome = yield from model_plan(fitter, probes, names, nominal, start_m, calibrate, dark, model_options)
+            outcome = yield from model_plan(fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes)
         else:
             designed = twin.energies(probes.inputs)
             outcome = yield from scan_plan(probes, designed, names, axes, limits, calibrate, dark, scan_options)
@@ -204,5 +207,24 @@ def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFi
         stderr_m=None if stderr is None else per_plate(names, stderr),
         verdict=outcome.verdict.to_dict() if isinstance(outcome, ModelOutcome) and outcome.verdict else None,
         unidentified=outcome.fit.unidentified() if isinstance(outcome, ModelOutcome) else {},
+        bench=bench_record(names, outcome.fit.bench) if isinstance(outcome, ModelOutcome) else None,
+        parameters=_parameters(outcome.fit, names, u_final) if isinstance(outcome, ModelOutcome) else {},
         probes=list(probes.keys),
     )
+
+
+def _parameters(fit: FitResult, names: list[str], u_final: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Every fitted parameter: value (SI; plate offsets where the stages were left), standard error,
+    and whether the readings pin it down (if not, why)."""
+    reasons = dict(zip(fit.identification.names, fit.identification.reasons)) if fit.identification else {}
+    out: dict[str, dict[str, Any]] = {}
+    for name in reasons:
+        plate, _, what = name.rpartition(".")
+        if plate in names and what in ("dx", "dy", "dz"):
+            i, a = names.index(plate), "xyz".index(what[1])
+            value, sigma = u_final[i, a] + fit.mount_m[i, a], fit.stderr_m[i, a]
+        else:
+            value, sigma = fit.extras[name]
+        out[name] = {"value": float(value), "stderr": float(sigma), "identified": reasons[name] is None,
+                     "reason": reasons[name]}
+    return out

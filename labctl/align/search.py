@@ -56,7 +56,8 @@ class PlateGrid:
     def __init__(self, fitter: OffsetFit, observation: Observation, mount_m: np.ndarray, plate: int):
         model, g = fitter.model, fitter.model.geom
         heights = fitter.heights(observation)
-        res = model.forward(fitter.inputs, heights, observation.displacement_m + mount_m, record=True)
+        res = model.forward(fitter.inputs, heights, record=True,
+                            **fitter.model_arguments(observation, mount_m, fitter.bench_at(None)))
         fitter.passes["forward"] += len(fitter.inputs)
         self.model, self.plate = model, plate
         mounted = np.ones(g.n_layers, bool) if observation.mounted is None else np.asarray(observation.mounted, bool)

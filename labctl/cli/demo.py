@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from labctl.demo import DEFAULT_TIME_SCALE, DEFAULT_TRUTH
@@ -61,12 +63,30 @@ def demo_command(args: argparse.Namespace) -> int:
     converged = " (stack built up plate by plate)" if summary["alignment_built_up"] else ""
     converged = converged if summary["alignment_converged"] else " (alignment did not converge)"
     print(f"alignment residual (truth)    {summary['alignment_residual_um']:.1f} um RMS{converged}")
-    print(f"check set before/after align  {_pct(summary['alignment_accuracy_before'])} -> {_pct(summary['alignment_accuracy_after'])}")
+    print(f"check set before/after align  {summary['alignment_check_before_ci'] or 'n/a'} -> {summary['alignment_check_after_ci'] or 'n/a'}")
+    verdict = summary.get("alignment_verdict") or {}
+    if verdict:
+        print(f"alignment verdict             {verdict['kind']}: {verdict['reason']}")
+    for name, p in summary["identified_parameters"].items():
+        print(f"  identified {name:<18} {_quantity(name, p['value'], p['stderr'])}")
+    for name, reason in summary["not_identifiable"].items():
+        print(f"  not identifiable {name:<12} {reason}")
     print(f"detector reads                {summary['detector_reads']}")
     print(f"campaign                      {summary['campaign_file']}")
     print(f"report                        {summary['report_file']}")
     print(f"wall time                     {summary['wall_s']} s")
     return 0
+
+
+def _quantity(name: str, value: float, sigma: float) -> str:
+    """A fitted parameter in the unit people read it in (um, mm, degrees, plain)."""
+    if name.endswith(".rot"):
+        return f"{np.degrees(value):+.3f} +- {np.degrees(sigma):.3f} deg"
+    if name == "phase_scale":
+        return f"{value:.4f} +- {sigma:.4f}"
+    if name == "beam.waist":
+        return f"{value * 1e3:.1f} +- {sigma * 1e3:.1f} mm"
+    return f"{value * 1e6:+.1f} +- {sigma * 1e6:.1f} um"
 
 
 def _pct(value: float | None) -> str:

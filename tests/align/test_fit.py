@@ -49,7 +49,7 @@ def test_projected_jacobian_matches_finite_differences_of_the_residual(fitter):
     truth = fitter.mount(rng.normal(0, 0.1, int(fitter.axes.sum())))
     observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
     point = truth + fitter.mount(rng.normal(0, 0.05, int(fitter.axes.sum())))  # away from the optimum
-    r, jac, _ = fitter._linearise(observations, point)
+    r, jac, _ = fitter._linearise(observations, fitter.vector(point))
     step_mm = 1e-4
     for j in range(jac.shape[1]):
         delta = np.zeros(jac.shape[1])

@@ -113,3 +113,103 @@ def test_verdict_tells_an_incomplete_model_from_plates_not_found(fitter, design)
     wrong = fitter.fit(lost, np.zeros((3, 3)), max_iterations=10)
     assert np.max(np.abs(wrong.mount_m - far)[fitter.axes]) > 100e-6  # it did not find them...
     assert judge(fitter, lost, wrong).kind == NOT_FOUND  # ...and says so
+
+
+# -- the whole bench: every parameter alone, recovered by the fit ---------------------------------
+from labctl.align.fit import identified_parameters  # noqa: E402
+from labctl.optics import BenchParams  # noqa: E402
+
+CHANGES = {  # name -> (true value, tolerance): each one switched on alone in the data
+    "L2.rot": (np.radians(0.5), np.radians(0.05)),
+    "L1.dz": (0.3e-3, 0.05e-3),
+    "detector.dz": (0.4e-3, 0.1e-3),
+    "detector.dx": (0.15e-3, 0.02e-3),
+    "phase_scale": (1.03, 0.005),
+    "beam.x": (0.8e-3, 0.1e-3),
+}
+
+
+def bench_fitter(design, probes, kinds=("z", "rot", "beam", "detector", "phase_scale")):
+    model = D2NN(design.geometry, design.layout, design.material)
+    axes, bench, extras = identified_parameters(model, lateral_axes(3), np.ones(3, bool), kinds)
+    bench.beam_waist_m = 12e-3  # a Gaussian beam across the 16 mm plates
+    return OffsetFit(model, design.heights_m, probes.inputs, axes, bench=bench, extras=extras)
+
+
+def readings_of(fitter, truth: BenchParams, moves, rng, noise=1e-4):
+    """What a bench with ``truth`` reads (gains, per-read scales, noise of ``noise`` x the peak) at stage moves."""
+    gains = 1 + rng.uniform(-0.1, 0.1, len(fitter.model.layout))
+    out = []
+    for u in moves:
+        seen = truth.copy()
+        seen.offsets_m = truth.offsets_m + u
+        energies = fitter.model.energies(fitter.inputs, fitter.heights_m, params=seen)
+        signals = gains * energies * rng.uniform(0.5, 1.5, (len(energies), 1)) / energies.max()
+        sigma = noise * signals.max()
+        out.append(Observation(u, signals + rng.normal(0, sigma, signals.shape), noise=np.full(signals.shape, sigma)))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_each_bench_parameter_alone_is_recovered(design, probes, name):
+    fitter = bench_fitter(design, probes)
+    rng = np.random.default_rng(11)
+    value, tolerance = CHANGES[name]
+    names = fitter.bench.names()
+    vector = fitter.bench.to_vector()
+    vector[names.index(name)] = value
+    truth = fitter.bench.from_vector(vector)
+    moves = [np.zeros((3, 3)), np.pad(rng.normal(0, 0.1e-3, (3, 2)), ((0, 0), (0, 1)))]
+    observations = readings_of(fitter, truth, moves, rng)
+    result = fitter.fit(observations, np.zeros((3, 3)), max_iterations=40)
+    estimates = dict(result.extras)
+    for i, plate in enumerate(fitter.plates):
+        estimates[f"{plate}.dz"] = (result.mount_m[i, 2], result.stderr_m[i, 2])
+    got, sigma = estimates[name]
+    assert abs(got - value) < tolerance, (name, got, value)
+    assert abs(got - value) < 4 * sigma + 1e-12  # the error bar covers the error
+    assert np.max(np.abs(result.mount_m[:, :2])) < 20e-6  # and nothing else moved to explain it
+    assert result.residual < 3 * result.noise_floor
+
+
+def test_bench_jacobian_matches_finite_differences(design, probes):
+    """The Kaufman Jacobian over every bench parameter, against central differences of the residual."""
+    fitter = bench_fitter(design, probes)
+    rng = np.random.default_rng(12)
+    truth = fitter.bench.copy()
+    truth.rotations_rad = np.radians([0.3, -0.2, 0.1])
+    observations = readings_of(fitter, truth, [np.zeros((3, 3))], rng, noise=0.0)
+    x = fitter.start_vector(np.full((3, 3), 0.02e-3)) + rng.normal(0, 0.05, len(fitter.names()))
+    r, jac, _ = fitter._linearise(observations, x)
+    for j in range(len(x)):
+        delta = np.zeros(len(x))
+        delta[j] = 1e-3
+        plus, _, _ = fitter._misfit(observations, fitter.energies(observations, fitter.mount(x + delta), x + delta))
+        minus, _, _ = fitter._misfit(observations, fitter.energies(observations, fitter.mount(x - delta), x - delta))
+        numeric = (plus - minus) / 2e-3
+        assert np.dot(r, jac[:, j]) == pytest.approx(np.dot(r, numeric), rel=0.05, abs=1e-3 * np.abs(r @ jac).max()), fitter.names()[j]
+
+
+def test_rotations_are_identified_against_the_worlds_own_light_path(design, images):
+    """The world turns the relief area-weighted on its own supersampled grid; the twin turns its
+    model's plates by interpolation. Alignment with identification finds the plates and reports
+    each plate's rotation."""
+    from labctl.align import ModelOptions, Probes, align
+    from labctl.sim.soft import SoftBench
+    from labctl.sim.truth import Truth
+
+    pictures = images[0]
+    truth = Truth(offset_sigma_m=0.1e-3, rotation_sigma_rad=np.radians(1.0))
+    bench = SoftBench.create(design, seed=2, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    result = align(bench, design, "model", probes=probes, operator=lambda msg: None,
+                   model_options=ModelOptions(identify=("rot",)))
+    assert result.converged, result.verdict
+    assert result.verdict["kind"] in ("aligned", "model incomplete")
+    true = bench.world.plate_rotations_rad()
+    fitted = np.array([result.parameters[f"L{i + 1}.rot"]["value"] for i in range(3)])
+    sigma = np.array([result.parameters[f"L{i + 1}.rot"]["stderr"] for i in range(3)])
+    assert np.max(np.abs(true)) > np.radians(0.5)  # turned enough to matter
+    assert np.max(np.abs(fitted - true)) < np.radians(0.15)
+    assert np.max(np.abs(bench.world.plate_offsets_m()[:, :2])) < 15e-6
+    assert np.all(sigma > 0)

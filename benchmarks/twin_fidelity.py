@@ -1,0 +1,192 @@
+"""Does the twin predict the bench? Realistic simulated benches, aligned and identified, against the hidden truth.
+
+    python benchmarks/twin_fidelity.py --json [--design mnist5k] [--seeds 0,1,2] [--samples 500]
+                                       [--truth realistic] [--probes 6] [--no-ablation]
+
+Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; darks, stages and
+the SLM's lookup table calibrated; the model alignment with the full identification (offsets,
+z, rotations, beam, detector plane, phase scale). Measured on ``samples`` test images after the
+probes, before and after alignment: the bench's accuracy, the design's numerical accuracy on the
+same images and the aligned twin's predicted accuracy, each with its 95 % Wilson interval, and
+McNemar's paired test of measured against twin and against the design. Every identified
+parameter is compared with the hidden truth (which only a benchmark reads) in units of its
+reported standard error. The ablation aligns the same bench (same seed, fresh) with today's
+x/y-only twin. The reference for the run time is one forward pass of the probes through the
+design's model, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labctl.align import ModelOptions, align  # noqa: E402
+from labctl.align.probes import CheckSet, dataset_split, default_probes  # noqa: E402
+from labctl.calibration.calset import CalibrationSet  # noqa: E402
+from labctl.calibration.procedure import calibrate  # noqa: E402
+from labctl.design.designfile import load_design  # noqa: E402
+from labctl.design.shipped import resolve_design  # noqa: E402
+from labctl.plans.messages import Record  # noqa: E402
+from labctl.plans.runner import Runner  # noqa: E402
+from labctl.sim.soft import SoftBench  # noqa: E402
+from labctl.sim.truth import _normal, _stream, load_truth  # noqa: E402
+from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
+from labctl.twin import Twin  # noqa: E402
+
+
+def hidden_truth(bench: SoftBench, truth, seed: int, design) -> dict[str, float]:
+    """The world's hidden values under the names the fit reports (drawn as labctl.sim.truth draws them)."""
+    world = bench.world
+    out: dict[str, float] = {}
+    offsets, rotations = world.plate_offsets_m(), world.plate_rotations_rad()
+    for i, plate in enumerate(world.plates):
+        for a, axis in enumerate(("dx", "dy", "dz")):
+            out[f"{plate.name}.{axis}"] = float(offsets[i, a])
+        out[f"{plate.name}.rot"] = float(rotations[i])
+    centre = _normal(seed, "beam centre", truth.beam_center_sigma_m, (2,))
+    out["beam.x"], out["beam.y"] = float(centre[0]), float(centre[1])
+    if truth.beam_waist_m > 0:
+        spread = truth.beam_waist_spread
+        out["beam.waist"] = float(truth.beam_waist_m * (1.0 + _stream(seed, "waist").uniform(-spread, spread)))
+    xy = _normal(seed, "detector xy", truth.detector_xy_sigma_m, (2,))
+    z = _normal(seed, "detector z", truth.detector_z_sigma_m, (1,))
+    out["detector.dx"], out["detector.dy"], out["detector.dz"] = float(xy[0]), float(xy[1]), float(z[0])
+    n = design.material.refractive_index
+    index = float(_normal(seed, "index", truth.index_error_sigma))
+    scale = 1.0 + float(_normal(seed, "height scale", truth.height_scale_sigma))
+    out["phase_scale"] = scale * (n + index - 1.0) / (n - 1.0)
+    return out
+
+
+#: Goals of issue 9 per kind of parameter (SI).
+GOALS = {"dx": 20e-6, "dy": 20e-6, "dz": 100e-6, "rot": np.radians(0.05)}
+
+
+def kind(name: str) -> str:
+    return name.rsplit(".", 1)[-1] if name.startswith("L") else name
+
+
+def accuracy(flags: np.ndarray) -> dict:
+    ci = AccuracyCI.from_flags(flags)
+    return {"accuracy": ci.accuracy, "low": ci.low, "high": ci.high, "n": ci.n, "text": str(ci)}
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> dict:
+    test = mcnemar(a, b)
+    return {"b": int(test.b), "c": int(test.c), "p_value": float(test.p_value)}
+
+
+def run_one(design, seed: int, truth, samples: int, probes_count: int, identify: bool) -> dict:
+    started = time.perf_counter()
+    bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
+    runner = Runner(bench, operator=bench.operator)
+    probes = default_probes(design, probes_count)
+    keys, images, labels = dataset_split(design, samples, skip=probes_count)
+    check = CheckSet(tuple(keys), images, labels)
+    checks: dict[str, np.ndarray] = {}
+    runner.subscribe(lambda msg, answer: checks.__setitem__(msg.data["label"], np.asarray(msg.data["signals"]))
+                     if isinstance(msg, Record) and msg.stream == "alignment_check" else None)
+    with TemporaryDirectory() as folder:
+        calibrate(bench, folder, "darks,stages,slm", runner, design=design,
+                  probes=list(zip(probes.keys, probes.images)))
+        calset = CalibrationSet.load_latest(folder)
+        calset.configure(bench)
+        options = ModelOptions() if identify else ModelOptions(identify=())
+        result = align(bench, design, "model", runner, calibration=calset, probes=probes, check=check,
+                       folder=folder, model_options=options, home=False)
+    aligned_s = time.perf_counter() - started
+    labels = np.asarray(labels)
+    before = np.argmax(checks["before alignment"], axis=1) == labels
+    after = np.argmax(checks["after alignment"], axis=1) == labels
+    design_flags = np.argmax(Twin(design).predict(images), axis=1) == labels
+    twin_flags = np.argmax(result.twin(design).predict(images), axis=1) == labels
+    agreement = float(np.mean(np.argmax(result.twin(design).predict(images), axis=1) == np.argmax(checks["after alignment"], axis=1)))
+    hidden = hidden_truth(bench, truth, seed, design)
+    parameters = {}
+    for name, p in result.parameters.items():
+        true = hidden.get(name)
+        entry = dict(p, truth=true)
+        if true is not None:
+            error = p["value"] - true
+            entry["error"] = error
+            entry["error_sigmas"] = error / p["stderr"] if p["stderr"] > 0 else None
+            goal = GOALS.get(kind(name))
+            entry["within_goal"] = None if goal is None else bool(abs(error) <= goal)
+        parameters[name] = entry
+    identified = [p for p in parameters.values() if p["identified"] and p.get("error_sigmas") is not None]
+    return {
+        "seed": seed,
+        "identify": identify,
+        "converged": result.converged,
+        "verdict": result.verdict,
+        "residual": result.residual,
+        "measured_before": accuracy(before),
+        "measured_after": accuracy(after),
+        "design": accuracy(design_flags),
+        "twin": accuracy(twin_flags),
+        "measured_vs_twin": paired(after, twin_flags),
+        "measured_vs_design": paired(after, design_flags),
+        "class_agreement_twin_bench": agreement,
+        "parameters": parameters,
+        "identified_within_3_sigma": (sum(abs(p["error_sigmas"]) <= 3 for p in identified), len(identified)),
+        "goals_met": {k: [n for n, p in parameters.items() if kind(n) == k and p.get("within_goal") is not None
+                          and not p["within_goal"]] for k in GOALS},
+        "model_seconds": result.model_seconds,
+        "model_passes": result.model_passes,
+        "alignment_s": result.time_s,
+        "wall_s": time.perf_counter() - started,
+        "wall_to_aligned_s": aligned_s,
+    }
+
+
+def reference_forward_s(design, probes: int) -> float:
+    """One forward pass of the probes through the design's model (the run's time unit)."""
+    twin = Twin(design)
+    inputs = default_probes(design, probes).inputs
+    twin.energies(inputs)
+    started = time.perf_counter()
+    for _ in range(3):
+        twin.energies(inputs)
+    return (time.perf_counter() - started) / 3
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--design", default="mnist5k")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--samples", type=int, default=500)
+    parser.add_argument("--probes", type=int, default=6)
+    parser.add_argument("--truth", default="realistic")
+    parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    design = load_design(resolve_design(args.design))
+    truth = load_truth(args.truth)
+    reference = reference_forward_s(design, args.probes)
+    runs = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for identify in (True,) if args.no_ablation else (True, False):
+            run = run_one(design, seed, truth, args.samples, args.probes, identify)
+            run["model_seconds_per_reference"] = sum(run["model_seconds"].values()) / reference
+            runs.append(run)
+            print(f"seed {seed} {'identified' if identify else 'x/y only'}: measured {run['measured_after']['text']}, "
+                  f"twin {run['twin']['text']}, design {run['design']['text']}, McNemar p "
+                  f"{run['measured_vs_twin']['p_value']:.3g}, {run['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    report = {"design": args.design, "truth": args.truth, "samples": args.samples, "probes": args.probes,
+              "reference_forward_s": reference, "runs": runs}
+    print(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
