@@ -39,32 +39,25 @@ from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.plans.messages import Record  # noqa: E402
 from labctl.plans.runner import Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
-from labctl.sim.truth import _normal, _stream, load_truth  # noqa: E402
+from labctl.sim.truth import load_truth  # noqa: E402
 from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
 from labctl.twin import Twin  # noqa: E402
 
 
-def hidden_truth(bench: SoftBench, truth, seed: int, design) -> dict[str, float]:
-    """The world's hidden values under the names the fit reports (drawn as labctl.sim.truth draws them)."""
+def hidden_truth(bench: SoftBench) -> dict[str, float]:
+    """The world's hidden values (``World.hidden``) under the names the fit reports."""
     world = bench.world
+    hidden = world.hidden()
     out: dict[str, float] = {}
-    offsets, rotations = world.plate_offsets_m(), world.plate_rotations_rad()
     for i, plate in enumerate(world.plates):
         for a, axis in enumerate(("dx", "dy", "dz")):
-            out[f"{plate.name}.{axis}"] = float(offsets[i, a])
-        out[f"{plate.name}.rot"] = float(rotations[i])
-    centre = _normal(seed, "beam centre", truth.beam_center_sigma_m, (2,))
-    out["beam.x"], out["beam.y"] = float(centre[0]), float(centre[1])
-    if truth.beam_waist_m > 0:
-        spread = truth.beam_waist_spread
-        out["beam.waist"] = float(truth.beam_waist_m * (1.0 + _stream(seed, "waist").uniform(-spread, spread)))
-    xy = _normal(seed, "detector xy", truth.detector_xy_sigma_m, (2,))
-    z = _normal(seed, "detector z", truth.detector_z_sigma_m, (1,))
-    out["detector.dx"], out["detector.dy"], out["detector.dz"] = float(xy[0]), float(xy[1]), float(z[0])
-    n = design.material.refractive_index
-    index = float(_normal(seed, "index", truth.index_error_sigma))
-    scale = 1.0 + float(_normal(seed, "height scale", truth.height_scale_sigma))
-    out["phase_scale"] = scale * (n + index - 1.0) / (n - 1.0)
+            out[f"{plate.name}.{axis}"] = float(hidden["offsets_m"][i, a])
+        out[f"{plate.name}.rot"] = float(hidden["rotations_rad"][i])
+    out["beam.x"], out["beam.y"] = (float(v) for v in hidden["beam_center_m"])
+    if hidden["beam_waist_m"] > 0:
+        out["beam.waist"] = float(hidden["beam_waist_m"])
+    out["detector.dx"], out["detector.dy"], out["detector.dz"] = (float(v) for v in hidden["detector_offset_m"])
+    out["phase_scale"] = float(hidden["phase_scale"])
     return out
 
 
@@ -111,7 +104,7 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     design_flags = np.argmax(Twin(design).predict(images), axis=1) == labels
     twin_flags = np.argmax(result.twin(design).predict(images), axis=1) == labels
     agreement = float(np.mean(np.argmax(result.twin(design).predict(images), axis=1) == np.argmax(checks["after alignment"], axis=1)))
-    hidden = hidden_truth(bench, truth, seed, design)
+    hidden = hidden_truth(bench)
     parameters = {}
     for name, p in result.parameters.items():
         true = hidden.get(name)

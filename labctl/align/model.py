@@ -18,13 +18,14 @@ time, each new plate found by a grid search in the model, all plates so far refi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from labctl.align.accept import NOT_FOUND, Acceptance, Verdict, judge
 from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling
 from labctl.align.probes import Probes
+from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
 from labctl.plans import messages as m
@@ -46,6 +47,9 @@ class ModelOptions:
     # what is identified beyond the movable offsets (``identified_parameters``): plate z without a
     # z stage, plate rotations, the beam's centre and waist, the detector plane, the phase scale
     identify: tuple[str, ...] = ("z", "rot", "beam", "detector", "phase_scale")
+    # identified plate rotations are undone between rounds (rotation stage, else the operator's hand:
+    # rotate.py); None leaves them in the twin as known errors
+    rotation: RotationOptions | None = field(default_factory=RotationOptions)
 
 
 @dataclass
@@ -98,6 +102,22 @@ def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
                          f"fit {result.residual:.3g} with {k} plate(s) in the beam)")
         yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
     return result
+
+
+def _turn_plates(fitter: OffsetFit, plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
+    """Undo the identified plate rotations (rotate.py); returns ``result`` with the rotations the
+    plates should now have (where the next fit starts), and whether any plate was turned (then the
+    readings before the turn saw another bench and no longer count)."""
+    turned = [i for i in range(len(plates)) if f"L{i + 1}.rot" in fitter.extras]
+    if options is None or result.bench is None or not turned:
+        return result, False
+    fitted = {plates[i]: float(result.bench.rotations_rad[i]) for i in turned}
+    sigma = {plates[i]: result.extras[f"{plates[i]}.rot"][1] for i in turned}
+    outcome = yield from correct_rotations(fitted, sigma, options)
+    expected = outcome.expected_rad()
+    bench = result.bench.copy()
+    bench.rotations_rad = np.array([expected.get(name, r) for name, r in zip(plates, bench.rotations_rad)])
+    return replace(result, bench=bench), bool(outcome.by("stage") or outcome.by("operator"))
 
 
 def model_plan(
@@ -165,6 +185,10 @@ def model_plan(
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
     for number in range(1, options.rounds + 1):
         yield from m.progress(number, options.rounds, "alignment rounds")
+        result, turned = yield from _turn_plates(fitter, plates, result, options.rotation)
+        if turned:
+            del observations[:]
+            outcome.fit = result
         yield from settle(plates, axes, nominal_m - result.mount_m)
         yield from observe()
         previous = result
