@@ -1,12 +1,12 @@
 """Does the twin predict the bench? Realistic simulated benches, aligned and identified, against the hidden truth.
 
     python benchmarks/twin_fidelity.py --json [--design mnist5k] [--seeds 0,1,2] [--samples 500]
-                                       [--truth realistic] [--probes 6] [--no-ablation]
+                                       [--truth realistic] [--probes 6] [--no-ablation] [--runs-file runs.jsonl]
 
 Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; darks, stages and
 the SLM's lookup table calibrated; the model alignment with the full identification (offsets,
-z, rotations, beam, detector plane, phase scale). Measured on ``samples`` test images after the
-probes, before and after alignment: the bench's accuracy, the design's numerical accuracy on the
+z, rotations, beam, detector plane, phase scale), probes from the training split. Measured on
+the first ``samples`` test images (mnist5k has 500), before and after alignment: the bench's accuracy, the design's numerical accuracy on the
 same images and the aligned twin's predicted accuracy, each with its 95 % Wilson interval, and
 McNemar's paired test of measured against twin and against the design. Every identified
 parameter is compared with the hidden truth (which only a benchmark reads) in units of its
@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labctl.align import ModelOptions, align  # noqa: E402
-from labctl.align.probes import CheckSet, dataset_split, default_probes  # noqa: E402
+from labctl.align.probes import CheckSet, Probes, dataset_split  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
 from labctl.calibration.procedure import calibrate  # noqa: E402
+from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.plans.messages import Record  # noqa: E402
@@ -83,8 +84,8 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     started = time.perf_counter()
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     runner = Runner(bench, operator=bench.operator)
-    probes = default_probes(design, probes_count)
-    keys, images, labels = dataset_split(design, samples, skip=probes_count)
+    probes = training_probes(design, probes_count)
+    keys, images, labels = dataset_split(design, samples)
     check = CheckSet(tuple(keys), images, labels)
     checks: dict[str, np.ndarray] = {}
     runner.subscribe(lambda msg, answer: checks.__setitem__(msg.data["label"], np.asarray(msg.data["signals"]))
@@ -142,10 +143,17 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     }
 
 
+def training_probes(design, count: int) -> Probes:
+    """Probes from the training split, so that the whole test split is left to measure on."""
+    data = load_dataset(design.dataset)
+    keys = [f"{design.dataset}/train/{i}" for i in range(count)]
+    return Probes.from_images(design, keys, data.train_images[:count])
+
+
 def reference_forward_s(design, probes: int) -> float:
     """One forward pass of the probes through the design's model (the run's time unit)."""
     twin = Twin(design)
-    inputs = default_probes(design, probes).inputs
+    inputs = training_probes(design, probes).inputs
     twin.energies(inputs)
     started = time.perf_counter()
     for _ in range(3):
@@ -162,6 +170,8 @@ def main() -> int:
     parser.add_argument("--truth", default="realistic")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--runs-file", type=Path, default=None,
+                        help="also append every finished run to this file as one JSON line (long runs keep what they measured)")
     args = parser.parse_args()
     design = load_design(resolve_design(args.design))
     truth = load_truth(args.truth)
@@ -172,6 +182,9 @@ def main() -> int:
             run = run_one(design, seed, truth, args.samples, args.probes, identify)
             run["model_seconds_per_reference"] = sum(run["model_seconds"].values()) / reference
             runs.append(run)
+            if args.runs_file is not None:
+                with args.runs_file.open("a") as out:
+                    out.write(json.dumps(run, default=float) + "\n")
             print(f"seed {seed} {'identified' if identify else 'x/y only'}: measured {run['measured_after']['text']}, "
                   f"twin {run['twin']['text']}, design {run['design']['text']}, McNemar p "
                   f"{run['measured_vs_twin']['p_value']:.3g}, {run['wall_s']:.0f} s", file=sys.stderr, flush=True)

@@ -77,13 +77,17 @@ class ModelOutcome:
 
 
 def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
-             observe: Callable[[tuple[bool, ...]], m.Plan], options: ModelOptions) -> m.Plan:
+             observe: Callable[[tuple[bool, ...]], m.Plan], options: ModelOptions, extras: Sequence[str] = ()) -> m.Plan:
     """Put the plates into the beam one at a time (``search.py``); returns the fit of the full stack.
 
     ``observe(mounted)`` measures every probe with the plates ``mounted`` in the beam and returns
-    the observation list so far (each observation knows which plates it saw).
+    the observation list so far (each observation knows which plates it saw). ``extras``: bench
+    parameters every plate sees (the beam, the detector plane, the phase scale), fitted from the
+    first plate on and carried from one plate to the next, so that each grid search compares the
+    readings with a model that already has the beam the bench has.
     """
     mount = np.array(start_m, dtype=float)
+    bench = fitter.bench
     result = None
     for k in range(1, len(plates) + 1):
         mounted = tuple(i < k for i in range(len(plates)))
@@ -94,10 +98,11 @@ def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
         axes = fitter.axes & np.array(mounted)[:, None]
         if not axes.any():  # no plate in the beam so far has an axis to fit
             continue
-        sub = fitter.restricted(axes, mount)
+        sub = fitter.restricted(axes, mount, extras)
+        sub = sub if bench is None else sub.anchored(bench)
         mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
         result = sub.fit(recent, mount, max_step_m=options.max_step_m)
-        mount = result.mount_m
+        mount, bench = result.mount_m, result.bench if result.bench is not None else bench
         yield from m.log(f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
                          f"fit {result.residual:.3g} with {k} plate(s) in the beam)")
         yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
@@ -165,7 +170,8 @@ def model_plan(
     if not verdict.accepted and options.build_up:
         yield from m.log(f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
                          "building the stack up plate by plate")
-        result = yield from build_up(acquire, plates, start_m, observe, options)
+        shared = [e for e in fitter.extras if not e.endswith(".rot")]  # what every plate sees
+        result = yield from build_up(acquire, plates, start_m, observe, options, shared)
         built = True
         verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
     if identifying:
