@@ -69,8 +69,9 @@ def bench_params(record: dict[str, Any] | None, plates: list[str]) -> BenchParam
     """``bench_record`` back to ``BenchParams`` (plate offsets zero: the twin holds them apart)."""
     if record is None:
         return None
-    return BenchParams(np.zeros((len(plates), 3)), [record["rotations_rad"][plate] for plate in plates],
-                       record["beam_center_m"], record["beam_waist_m"], record["detector_offset_m"], record["phase_scale"])
+    rotations = np.array([record["rotations_rad"][plate] for plate in plates], dtype=float)
+    return BenchParams(np.zeros((len(plates), 3)), rotations, np.asarray(record["beam_center_m"], dtype=float),
+                       record["beam_waist_m"], np.asarray(record["detector_offset_m"], dtype=float), record["phase_scale"])
 
 
 @dataclass

@@ -188,7 +188,7 @@ class OffsetFit:
         self.bench = bench
         template = bench if bench is not None else model.nominal_params()
         names = template.names()
-        unknown = [e for e in extras if e not in names or e.split(".")[-1] in ("dx", "dy", "dz") and e.startswith("L")]
+        unknown = [e for e in extras if e not in names or (e.split(".")[-1] in ("dx", "dy", "dz") and e.startswith("L"))]
         if unknown:
             raise ConfigError(f"offset fit: cannot identify {unknown}; bench parameters are {names} "
                               "(plate offsets go in axes; beam.x, beam.y, beam.waist need a Gaussian beam)")

@@ -42,6 +42,17 @@ __all__ = ["ASSUMPTIONS", "METHODS", "AlignmentRecord", "AlignmentResult", "PerP
 PerPlate = dict[str, list[float]]
 
 
+def describe_parameter(name: str, value: float, sigma: float) -> str:
+    """A fitted bench parameter in the unit people read it in (um, mm, degrees, plain), with its sigma."""
+    if name.endswith(".rot"):
+        return f"{np.degrees(value):+.3f} +- {np.degrees(sigma):.3f} deg"
+    if name == "phase_scale":
+        return f"{value:.4f} +- {sigma:.4f}"
+    if name == "beam.waist":
+        return f"{value * 1e3:.1f} +- {sigma * 1e3:.1f} mm"
+    return f"{value * 1e6:+.1f} +- {sigma * 1e6:.1f} um"
+
+
 def per_plate(plates: list[str], array: np.ndarray) -> PerPlate:
     """(L, 3) array -> plate name -> [x, y, z]."""
     return {plate: [float(v) for v in array[i]] for i, plate in enumerate(plates)}

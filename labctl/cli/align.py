@@ -37,6 +37,7 @@ def register(subparsers: Any) -> None:
 
 def align_command(args: argparse.Namespace) -> int:
     from labctl.align import align
+    from labctl.align.result import describe_parameter
     from labctl.bench import Bench
     from labctl.calibration import CalibrationSet
     from labctl.plans.interrupts import stop_on_signals
@@ -67,6 +68,12 @@ def align_command(args: argparse.Namespace) -> int:
         if result.axes[plate]:
             offsets = ", ".join(f"{axis} {value * 1e6:+.1f}" for axis, value in zip("xyz", result.mount_m[plate]) if axis in result.axes[plate])
             print(f"  {plate}: mounting offset {offsets} um")
+    if result.verdict:
+        print(f"  verdict: {result.verdict['kind']} ({result.verdict['reason']})")
+    for name, p in result.parameters.items():
+        if not name.endswith((".dx", ".dy")):  # the lateral offsets are above
+            what = describe_parameter(name, p["value"], p["stderr"]) if p["identified"] else f"not identifiable: {p['reason']}"
+            print(f"  {name}: {what}")
     print(f"  residual {result.residual:.2e} (relative), {result.detector_reads} detector reads, "
           f"{result.travel_m * 1e3:.2f} mm stage travel, {result.time_s:.1f} s")
     if result.accuracy_before is not None:

@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from labctl.demo import DEFAULT_TIME_SCALE, DEFAULT_TRUTH
@@ -31,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    from labctl.align.result import describe_parameter
     from labctl.demo import DEFAULT_TRUTH, run_demo
     from labctl.errors import ConfigError
     from labctl.sim.truth import truth_option
@@ -68,7 +67,7 @@ def demo_command(args: argparse.Namespace) -> int:
     if verdict:
         print(f"alignment verdict             {verdict['kind']}: {verdict['reason']}")
     for name, p in summary["identified_parameters"].items():
-        print(f"  identified {name:<18} {_quantity(name, p['value'], p['stderr'])}")
+        print(f"  identified {name:<18} {describe_parameter(name, p['value'], p['stderr'])}")
     for name, reason in summary["not_identifiable"].items():
         print(f"  not identifiable {name:<12} {reason}")
     print(f"detector reads                {summary['detector_reads']}")
@@ -76,17 +75,6 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"report                        {summary['report_file']}")
     print(f"wall time                     {summary['wall_s']} s")
     return 0
-
-
-def _quantity(name: str, value: float, sigma: float) -> str:
-    """A fitted parameter in the unit people read it in (um, mm, degrees, plain)."""
-    if name.endswith(".rot"):
-        return f"{np.degrees(value):+.3f} +- {np.degrees(sigma):.3f} deg"
-    if name == "phase_scale":
-        return f"{value:.4f} +- {sigma:.4f}"
-    if name == "beam.waist":
-        return f"{value * 1e3:.1f} +- {sigma * 1e3:.1f} mm"
-    return f"{value * 1e6:+.1f} +- {sigma * 1e6:.1f} um"
 
 
 def _pct(value: float | None) -> str:

@@ -213,3 +213,12 @@ def test_rotations_are_identified_against_the_worlds_own_light_path(design, imag
     assert np.max(np.abs(fitted - true)) < np.radians(0.15)
     assert np.max(np.abs(bench.world.plate_offsets_m()[:, :2])) < 15e-6
     assert np.all(sigma > 0)
+
+
+def test_parameters_are_described_in_the_units_people_read():
+    from labctl.align.result import describe_parameter
+
+    assert describe_parameter("L2.rot", np.radians(0.25), np.radians(0.01)) == "+0.250 +- 0.010 deg"
+    assert describe_parameter("L1.dz", 31.4e-6, 2e-6) == "+31.4 +- 2.0 um"
+    assert describe_parameter("beam.waist", 0.0405, 0.002) == "40.5 +- 2.0 mm"
+    assert describe_parameter("phase_scale", 1.0123, 0.0004) == "1.0123 +- 0.0004"
