@@ -9,6 +9,7 @@ instrument and the command, and refuses the wrong device on a port by name.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -157,6 +158,10 @@ class LabInstrument(Instrument):
 
     def drop_input(self) -> None:
         """Drop whatever has arrived unasked (the rest of a garbled or late answer)."""
+        connection = getattr(self.adapter, "connection", None)
+        if str(getattr(connection, "resource_name", "")).upper().endswith("::SOCKET"):
+            _drain_socket(connection)
+            return
         with translate_errors(self.name, None):
             self.adapter.flush_read_buffer()
 
@@ -185,3 +190,26 @@ class LabInstrument(Instrument):
         except Exception:  # closing a dead link must never raise during shutdown
             pass
 
+
+#: Longest a socket is drained before the next question is asked again.
+DRAIN_S = 0.5
+
+
+def _drain_socket(connection: Any) -> None:
+    """Read and drop what a VISA SOCKET resource holds, for at most ``DRAIN_S``.
+
+    Not pyvisa-py's ``flush``: on a socket whose peer has closed it reads empty answers for ever
+    (pyvisa-py 0.7 ``TCPIPSocketSession.clear``). A closed or failed link is left for the next
+    question to report.
+    """
+    deadline = time.monotonic() + DRAIN_S
+    timeout = connection.timeout
+    connection.timeout = 10  # ms: what has arrived is there at once
+    try:
+        while time.monotonic() < deadline:
+            if not connection.read_raw():
+                return
+    except pyvisa.errors.VisaIOError:
+        return  # nothing more arrived (timeout), or the link failed: the question asked next says which
+    finally:
+        connection.timeout = timeout
