@@ -25,7 +25,7 @@ from typing import Any
 
 from labctl.drivers import registry
 from labctl.drivers.roles import Axis, DetectorArray, InputProjector, RotationAxis, Source
-from labctl.errors import ConfigError, ConnectionLost, InstrumentError, LabctlError
+from labctl.errors import ConfigError, ConnectionLost, InstrumentError, LabctlError, failure_lines
 from labctl.operators import Operator, operator_from_config
 from labctl.station import PlateConfig, StationConfig, load_station, present_axes
 
@@ -210,7 +210,9 @@ class Bench:
             known = sorted(self.config.instruments)
             raise ConfigError(f"{self._origin()}: no instrument called {name!r}; the instruments are {known}")
         if name in self.instruments:
-            self._attempt(f"close {name} before reconnecting", partial(self._close, name), [])
+            failures: list[tuple[str, Exception]] = []
+            self._attempt(f"close {name} before reconnecting", partial(self._close, name), failures)
+            _log(failures)
         self._connect(name)
         driver = self.instruments[name]
         if name == self.config.source:
@@ -317,19 +319,22 @@ class Bench:
         try:
             yield
         except BaseException:
-            errors: list[Exception] = []
+            failures: list[tuple[str, Exception]] = []
             for axis in axes:
-                self._attempt(f"stop axis {axis.name}", axis.stop, errors)
+                self._attempt(f"stop axis {axis.name}", axis.stop, failures)
+            _log(failures)
             raise
 
     # -- shutdown -----------------------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Source off, every axis stopped, every instrument closed; then raise the first failure.
+    def shutdown(self, raise_first: bool = True) -> None:
+        """Source off, every axis stopped, every instrument closed; then raise the first failure
+        (all are logged, one line per cause; ``raise_first=False``: only logged, for a command that
+        has already reported why it stopped).
 
         Each step is tried even if an earlier one failed. Calling it again does nothing.
         """
         errors = self._shutdown()
-        if errors:
+        if errors and raise_first:
             raise errors[0]
 
     def _shutdown(self) -> list[Exception]:
@@ -337,20 +342,21 @@ class Bench:
             return []
         self._shut_down = True
         atexit.unregister(self._shutdown_at_exit)
-        errors: list[Exception] = []
+        failures: list[tuple[str, Exception]] = []
         interrupt: KeyboardInterrupt | None = None
         steps: list[tuple[str, Callable[[], Any]]] = [(f"switch source {self.config.source} off", self.source.output_off)]
         steps += [(f"stop axis {axis.name}", axis.stop) for plate in self.plates.values() for axis in plate.stages()]
         steps += [(f"close {name}", partial(self._close, name)) for name in reversed(list(self.instruments))]
         for what, call in steps:
             try:
-                self._attempt(what, call, errors)
+                self._attempt(what, call, failures)
             except KeyboardInterrupt as exc:  # a second Ctrl-C must not leave the source on
                 log.warning("interrupted while shutting down; finishing the shutdown first")
                 interrupt = exc
+        _log(failures)
         if interrupt is not None:
             raise interrupt
-        return errors
+        return [exc for _, exc in failures]
 
     def _close(self, name: str) -> None:
         driver = self.instruments.pop(name)
@@ -359,16 +365,17 @@ class Bench:
 
     def _close_instruments(self) -> None:
         """Close every open instrument, last opened first (after a failed connect)."""
+        failures: list[tuple[str, Exception]] = []
         for name in reversed(list(self.instruments)):
-            self._attempt(f"close {name}", partial(self._close, name), [])
+            self._attempt(f"close {name}", partial(self._close, name), failures)
+        _log(failures)
 
     @staticmethod
-    def _attempt(what: str, call: Callable[[], Any], errors: list[Exception]) -> None:
+    def _attempt(what: str, call: Callable[[], Any], failures: list[tuple[str, Exception]]) -> None:
         try:
             call()
         except Exception as exc:
-            log.error("could not %s: %s", what, exc)
-            errors.append(exc)
+            failures.append((what, exc))
 
     def _shutdown_at_exit(self) -> None:
         self._shutdown()  # failures are logged; nothing is left to raise them to
@@ -382,3 +389,8 @@ class Bench:
         errors = self._shutdown()
         if errors and exc_type is None:
             raise errors[0]
+
+
+def _log(failures: list[tuple[str, Exception]]) -> None:
+    for line in failure_lines(failures):
+        log.error(line)

@@ -52,3 +52,16 @@ class LimitError(InstrumentError):
 
 class Aborted(LabctlError):
     """A procedure was aborted by the operator (Ctrl-C, GUI abort)."""
+
+
+def failure_lines(failures: list[tuple[str, Exception]]) -> list[str]:
+    """``could not stop axis L1.x, stop axis L1.y: zaber: link failed ...``: one line per cause.
+
+    Shutdown tries every step even when a link is gone, so one pulled cable fails every axis on
+    it; the operator needs to read that once. ``failures``: (what was tried, what it raised).
+    """
+    groups: dict[tuple[str, str], list[tuple[str, Exception]]] = {}
+    for what, exc in failures:
+        key = (exc.instrument, "lost") if isinstance(exc, ConnectionLost) else (what, str(exc))
+        groups.setdefault(key, []).append((what, exc))
+    return [f"could not {', '.join(what for what, _ in items)}: {items[0][1]}" for items in groups.values()]

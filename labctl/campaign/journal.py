@@ -57,7 +57,11 @@ class Journal:
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
-        self._file.close()
+        """Close; a write the disk refused is not retried (a torn last entry is cut off on resume)."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
 
     @staticmethod
     def entries(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:

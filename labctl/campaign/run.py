@@ -58,18 +58,22 @@ def run_campaign(
     operator: Callable[[OperatorRequest], None] | None = None,
     progress: Callable[[Progress], None] | None = None,
     runner: Runner | None = None,
+    resume_note: dict[str, Any] | None = None,
 ) -> Path:
     """Measure (or finish measuring) a campaign into ``out_path``; return the path.
 
     ``images``/``labels`` are the split the spec selects from; ``predict`` maps one image to the
     simulated detector energies on the fitted bench; ``calibrate(raw, dark)`` turns raw volts into
     calibrated signals. ``runner`` may be given to control the run from elsewhere (the GUI).
+    ``resume_note``: what differed on an accepted resume, stored in the ``resumes`` stream.
     """
     out_path = Path(out_path)
     if resume:
         store = CampaignStore.resume(out_path)
         spec = CampaignSpec.from_dict(store.metadata["spec"], source=str(out_path))
         done = {int(s) for s in store.read("samples").get("seq", [])}
+        if resume_note is not None:
+            store.record("resumes", resume_note)
     else:
         if spec is None:
             raise ConfigError("a new campaign needs a plan (spec)")

@@ -16,6 +16,7 @@ A campaign is measured in two steps, each decided here once:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 from labctl.alignment_record import AlignmentRecord
 from labctl.bench import Bench
 from labctl.calibration import KINDS, CalibrationSet
+from labctl.campaign.provenance import bench_record, calibration_versions, differences, refuse_changes, resume_entry
 from labctl.campaign.run import file_sha256, run_campaign
 from labctl.campaign.spec import CampaignSpec
 from labctl.campaign.store import CampaignStore, journal_path
@@ -49,6 +51,7 @@ class CampaignJob:
     dataset: Any  # labctl.design.datasets.Dataset
     command: str
     calibration: CalibrationSet | None = None
+    recorded: dict[str, Any] | None = None  # a resumed campaign's metadata: the bench it started on
 
     @property
     def images(self) -> np.ndarray:
@@ -66,8 +69,20 @@ class CampaignJob:
         except ConfigError as exc:
             raise ConfigError(f"{exc} (data set {self.dataset.name}, {self.spec.split} split)") from None
 
-    def on_bench(self, bench: Bench, station_path: Path | None = None) -> BenchCampaign:
-        """Configure the calibration on ``bench`` and build the twin that predicts this campaign."""
+    def on_bench(self, bench: Bench, station_path: Path | None = None, accept_changes: bool = False) -> BenchCampaign:
+        """Configure the calibration on ``bench`` and build the twin that predicts this campaign.
+
+        A resumed campaign is refused, before anything is configured, on a bench that differs from
+        the one it started on, unless ``accept_changes`` (``labctl.campaign.provenance``).
+        """
+        now = bench_record(bench)
+        note = None
+        if self.resume:
+            latest = calibration_versions(CalibrationSet.load_latest(bench.calibration_dir).to_dict())
+            found = differences(self.recorded or {}, now, latest)
+            if not accept_changes:
+                refuse_changes(self.campaign, found)
+            note = resume_entry(found, now) if found else None
         calibration = self.calibration or CalibrationSet.load_latest(bench.calibration_dir)
         applied = list(calibration.configure(bench))
         seen = seen_design(self.design, bench)
@@ -81,12 +96,13 @@ class CampaignJob:
             metadata = {
                 "station": station_path.read_text(encoding="utf-8") if station_path is not None else None,
                 "station_name": bench.config.name,
+                "bench": now,
                 "calibration": calibration.to_dict(),
                 "design": self.design_record,
                 "twin": {**twin.to_dict(), "printed_inputs": printed, "moved_since_alignment_m": moved_m},
                 "command": self.command,
             }
-        return BenchCampaign(self, bench, calibration, twin, printed, moved_m, applied, predictions, metadata)
+        return BenchCampaign(self, bench, calibration, twin, printed, moved_m, applied, predictions, metadata, note)
 
 
 @dataclass
@@ -102,10 +118,14 @@ class BenchCampaign:
     applied: list[str]  # what configuring the calibration did to the bench
     predict: Predictions
     metadata: dict[str, Any] | None  # a new campaign file's metadata (None when resuming)
+    resume_note: dict[str, Any] | None = None  # what differs on a resume the operator accepted
 
     def describe(self) -> list[str]:
         """Lines an operator wants before the campaign starts."""
         lines = [f"applied   {line}" for line in self.applied]
+        if self.resume_note is not None:
+            changes = "; ".join(json.loads(self.resume_note["differences"]))
+            lines.append(f"resuming on a changed bench, as accepted (stored in the file): {changes}")
         if self.moved_m > 0:
             lines.append(
                 f"the plates moved up to {self.moved_m * 1e6:.1f} um since the alignment; "
@@ -121,7 +141,7 @@ class BenchCampaign:
         return run_campaign(
             self.bench, job.campaign, spec=job.spec, images=job.images, labels=job.labels, dataset=job.dataset.name,
             predict=self.predict, calibrate=self.calibration.apply, metadata=self.metadata, resume=job.resume,
-            runner=runner,
+            runner=runner, resume_note=self.resume_note,
         )  # fmt: skip
 
 
@@ -185,7 +205,7 @@ def resumed_campaign(path: str | Path, *, design: Any = None, dataset: Any = Non
     elif design is None:
         raise DataError(f"{path}: the campaign's design was no file; resume it where it was started (the GUI)")
     command = str(metadata.get("command", ""))
-    job = CampaignJob(path, spec, True, design, record, _dataset(name, dataset), command, CalibrationSet(recorded))
+    job = CampaignJob(path, spec, True, design, record, _dataset(name, dataset), command, CalibrationSet(recorded), metadata)
     try:
         job.selected()
     except ConfigError as exc:

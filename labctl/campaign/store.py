@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import resource
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,8 @@ from labctl.errors import DataError
 FORMAT = "labctl-campaign"
 SCHEMA_VERSION = 1
 _META_STREAM = "__metadata__"
+#: Free space below which the store stops (a record is a few KiB; HDF5 grows a chunk at a time).
+RESERVE_BYTES = 256 * 1024
 
 
 def journal_path(path: Path) -> Path:
@@ -62,9 +67,15 @@ class CampaignStore:
             raise DataError(f"{path}: a campaign file is already there; resume it with --resume or choose another name")
         if not path.parent.is_dir():
             raise DataError(f"{path}: folder {path.parent} does not exist")
-        journal = Journal(journal_path(path))
-        journal.append(_META_STREAM, {"json": json.dumps(metadata)})
-        h5 = _new_file(path, metadata)
+        check_room(path)
+        try:
+            journal = Journal(journal_path(path))
+            journal.append(_META_STREAM, {"json": json.dumps(metadata)})
+            h5 = _new_file(path, metadata)
+        except OSError as exc:  # nothing was measured: leave nothing behind
+            journal_path(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            raise DataError(f"{path}: cannot create the campaign file ({_reason(exc)}); free space or choose another folder") from None
         return cls(path, h5, journal, metadata)
 
     @classmethod
@@ -85,23 +96,45 @@ class CampaignStore:
         # next write fails (seen: "bad heap index" appending a string). The journal is the record:
         # rebuild HDF5 from it beside the old file, then swap it in.
         rebuilt = path.with_name(path.name + ".rebuild")
-        rebuilt.unlink(missing_ok=True)
-        h5 = _new_file(rebuilt, metadata)
-        replay = cls(rebuilt, h5, Journal(jpath), metadata)
-        for stream, data in entries[1:]:
-            replay._append_h5(stream, data)
-        replay.close()
-        os.replace(rebuilt, path)
-        return cls(path, h5py.File(path, "r+"), Journal(jpath), metadata)
+        check_room(path)
+        try:
+            rebuilt.unlink(missing_ok=True)
+            h5 = _new_file(rebuilt, metadata)
+            replay = cls(rebuilt, h5, Journal(jpath), metadata)
+            for stream, data in entries[1:]:
+                replay._append_h5(stream, data)
+            replay._h5.close()
+            replay._journal.close()
+            os.replace(rebuilt, path)
+            return cls(path, h5py.File(path, "r+"), Journal(jpath), metadata)
+        except OSError as exc:
+            rebuilt.unlink(missing_ok=True)
+            raise DataError(
+                f"{path}: cannot rebuild the campaign file from its journal ({_reason(exc)}); the journal is "
+                "untouched. Free space on the disk, then resume again"
+            ) from None
 
     # -- writing ------------------------------------------------------------------------------
     def record(self, stream: str, data: dict[str, Any]) -> None:
         """Append one record to ``stream``; durable (journal fsync'd, HDF5 flushed) on return."""
         if stream == _META_STREAM or "/" in stream:
             raise DataError(f"{self.path}: {stream!r} is not a valid stream name")
-        self._journal.append(stream, data)
-        self._append_h5(stream, data)
-        self._h5.flush()
+        check_room(self.path)
+        try:
+            self._journal.append(stream, data)
+        except OSError as exc:
+            raise DataError(
+                f"{journal_path(self.path)}: cannot write the campaign journal ({_reason(exc)}); this record was not "
+                "stored, those before it are. Free space on the disk, then resume"
+            ) from None
+        try:
+            self._append_h5(stream, data)
+            self._h5.flush()
+        except OSError as exc:  # the journal holds the record; resuming rebuilds the HDF5 file from it
+            raise DataError(
+                f"{self.path}: cannot write ({_reason(exc)}); every record so far, this one too, is safe in the "
+                f"journal {journal_path(self.path).name}. Free space on the disk, then resume"
+            ) from None
 
     def _append_h5(self, stream: str, data: dict[str, Any]) -> None:
         group = self._h5.require_group(stream)
@@ -130,10 +163,14 @@ class CampaignStore:
         journal_path(self.path).unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Close without finishing (the campaign can be resumed)."""
-        if self._h5.id.valid:
-            self._h5.flush()
-            self._h5.close()
+        """Close without finishing (the campaign can be resumed). A disk that is full or gone does
+        not stop it: the journal is the record, and resuming rebuilds the HDF5 file from it."""
+        try:
+            if self._h5.id.valid:
+                self._h5.flush()
+                self._h5.close()
+        except OSError:
+            pass
         self._journal.close()
 
     # -- reading ------------------------------------------------------------------------------
@@ -143,6 +180,42 @@ class CampaignStore:
 
     def read(self, stream: str) -> dict[str, np.ndarray]:
         return _read_stream(self._h5, stream)
+
+
+def room_bytes(path: Path) -> tuple[int, str]:
+    """How many more bytes the campaign's files may grow, and what limits them: free disk space, or
+    the process's file-size limit (RLIMIT_FSIZE, ``ulimit -f``) beyond the larger of the two files."""
+    room, what = shutil.disk_usage(path.parent).free, "the disk is nearly full"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        largest = max((p.stat().st_size for p in (path, journal_path(path)) if p.exists()), default=0)
+        if limit - largest < room:
+            room, what = limit - largest, "the file-size limit (ulimit -f) is nearly reached"
+    return room, what
+
+
+def check_room(path: Path) -> None:
+    """Stop before the disk is full, while every write still succeeds.
+
+    A write refused mid-way is caught too (the journal keeps what HDF5 lost), but the HDF5 library
+    has been seen to crash, not raise, when the file-size limit stops a write; so the store stops
+    with ``RESERVE_BYTES`` still free.
+    """
+    room, what = room_bytes(path)
+    if room < RESERVE_BYTES:
+        raise DataError(
+            f"{path}: {what} ({max(room, 0) / 1024:.0f} KiB left; the campaign stops at "
+            f"{RESERVE_BYTES // 1024} KiB so that nothing is half written). Every record so far is stored. "
+            "Make room, then resume"
+        )
+
+
+def _reason(exc: OSError) -> str:
+    """What the OS said (h5py puts it inside a longer message)."""
+    if exc.errno:
+        return os.strerror(exc.errno)
+    found = re.search(r"error message = '([^']+)'", str(exc))
+    return found.group(1) if found else str(exc)[:200]
 
 
 def _new_file(path: Path, metadata: dict[str, Any]) -> h5py.File:

@@ -1,14 +1,16 @@
 """``labctl run``: measure a campaign on a bench, or finish an interrupted one.
 
     labctl run --station bench.yaml --plan plan.yaml --out campaign.h5 [--design D] [--json]
-    labctl run --station bench.yaml --resume campaign.h5 [--json]
+    labctl run --station bench.yaml --resume campaign.h5 [--accept-changes] [--json]
 
 A new campaign uses the design the station names (or ``--design``), the calibration in force in
 the station's calibration folder, and the twin of the latest alignment (predicting the printed
 stencils on a mask wheel). A resumed campaign takes its plan, data set, design (checked against
 its SHA-256) and calibration from its own file, so the samples it adds are taken, calibrated and
-predicted like those already there. The station's operator loads the wheel. Ctrl-C stops safely
-(source off, stages stopped) and says how to resume. See docs/campaigns.md.
+predicted like those already there; it is refused on a bench that differs from the one it started
+on (station, channels, stages, instruments, design, calibration versions) unless --accept-changes.
+The station's operator loads the wheel. Ctrl-C or SIGTERM stops safely (source off, stages
+stopped), as does a full disk or a lost instrument, and says how to resume. See docs/campaigns.md.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", type=Path, help="the campaign file to create (.h5)")
     parser.add_argument("--resume", type=Path, metavar="CAMPAIGN", help="finish an interrupted campaign file")
     parser.add_argument("--design", default=None, help="design file or shipped name (default: the station's design)")
+    parser.add_argument(
+        "--accept-changes", action="store_true",
+        help="with --resume: continue although the bench differs from the one the campaign started on "
+        "(channels, stages, instruments, design, calibration versions); the differences are stored in the file",
+    )
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     parser.set_defaults(func=run_command)
 
@@ -50,10 +57,12 @@ def run_command(args: argparse.Namespace) -> int:
     station.check_design(job.design, job.design_record["path"])
     say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
     with Bench.from_station(station) as bench:
-        campaign = job.on_bench(bench, station.path)
+        campaign = job.on_bench(bench, station.path, accept_changes=args.accept_changes)
         for line in campaign.describe():
             say(line)
         status = _measure(bench, args, campaign)
+        if status is not None:  # stopped and said why: shutdown failures (a lost link again) are only logged
+            bench.shutdown(raise_first=False)
     return status if status is not None else _report(job.campaign, args.json)
 
 
@@ -97,6 +106,8 @@ def _new(args: argparse.Namespace, station: Any) -> Any:
     from labctl.campaign.spec import CampaignSpec
     from labctl.design.designfile import load_design
 
+    if args.accept_changes:
+        raise ConfigError("labctl run: --accept-changes is for --resume (a new campaign records the bench it starts on)")
     if args.plan is None or args.out is None:
         raise ConfigError("labctl run: a new campaign needs --plan PLAN.yaml and --out CAMPAIGN.h5 (or --resume CAMPAIGN.h5)")
     spec = CampaignSpec.from_yaml(args.plan)

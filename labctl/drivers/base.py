@@ -9,6 +9,7 @@ instrument and the command, and refuses the wrong device on a port by name.
 
 from __future__ import annotations
 
+import termios
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,6 @@ from pymeasure.instruments import Instrument
 
 from labctl.drivers.retry import asked
 from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
-
 
 class _TimedSerialAdapter(SerialAdapter):
     """pymeasure's serial adapter, but a read that ends without its terminator is a timeout.
@@ -97,7 +97,7 @@ def translate_errors(instrument: str, command: str | bytes | None) -> Iterator[N
         if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
             raise InstrumentTimeout(instrument, f"no answer in time{what}. Check power and cable") from exc
         raise ConnectionLost(instrument, f"link failed{what}: {exc}. Reconnect the instrument") from exc
-    except (serial.SerialException, OSError, ConnectionError) as exc:
+    except (serial.SerialException, OSError, ConnectionError, termios.error) as exc:  # termios: a serial port gone
         raise ConnectionLost(instrument, f"link failed{what}: {exc}. Reconnect the instrument") from exc
 
 

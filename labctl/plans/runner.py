@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from labctl.errors import Aborted, LabctlError
+from labctl.errors import Aborted, LabctlError, failure_lines
 from labctl.plans import interrupts
 from labctl.plans.messages import (
     Checkpoint,
@@ -174,11 +174,14 @@ class Runner:
                 source.output_off()
             except Exception as exc:
                 log.error("could not switch the source off: %s", exc)
+        failures: list[tuple[str, Exception]] = []
         for axis in [*self._all_axes().values(), *self._rotations().values()]:
             try:
                 axis.stop()
             except Exception as exc:
-                log.error("could not stop axis %s: %s", getattr(axis, "name", "?"), exc)
+                failures.append((f"stop axis {getattr(axis, 'name', '?')}", exc))
+        for line in failure_lines(failures):
+            log.error(line)
 
     # -- message handlers ---------------------------------------------------------------------
     def _all_axes(self) -> dict[tuple[str, str], Any]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,111 @@ def test_command_line_mistakes_are_refused(sim, tmp_path, capsys):
     assert "complete" in capsys.readouterr().err
     assert main(["run", "--station", station, "--resume", str(out), "--plan", good]) == 2
     assert "drop --plan" in capsys.readouterr().err
+
+
+def test_resume_on_a_bench_that_differs_is_refused_naming_the_difference_unless_accepted(tmp_path, capsys):
+    with served_bench(tmp_path) as sim:
+        station = sim.station_path
+        assert main(["calibrate", "--station", str(station), "--only", "darks"]) == 0
+        out = tmp_path / "c.h5"
+        proc = start(station, "--plan", str(plan(tmp_path, "count: 12\naverages: 1\n")), "--out", str(out))
+        wait_for_samples(proc, out, 2)
+        proc.kill()
+        proc.communicate(timeout=30)
+        meta = read_campaign_journal_metadata(out)
+        assert meta["bench"]["channels"] == list(range(101, 111)) and meta["bench"]["axes"]["L1.x"] == "zaber 1.1"
+
+        other = tmp_path / "other.yaml"  # another bench's wiring: two detector channels swapped
+        data = yaml.safe_load(station.read_text())
+        data["detectors"]["channels"][:2] = [102, 101]
+        other.write_text(yaml.safe_dump(data))
+        capsys.readouterr()
+        assert main(["run", "--station", str(other), "--resume", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"labctl: error: {out}: this bench differs")
+        assert "detector channels [101, 102, ..., 110] (10) -> [102, 101, ..., 110] (10)" in err and "--accept-changes" in err
+
+        assert main(["calibrate", "--station", str(station), "--only", "darks"]) == 0  # recalibrated meanwhile
+        capsys.readouterr()
+        assert main(["run", "--station", str(station), "--resume", str(out)]) == 2
+        assert "detectors calibration v1 -> v2 in the station's folder" in capsys.readouterr().err
+
+        assert main(["run", "--station", str(station), "--resume", str(out), "--accept-changes"]) == 0
+        assert "resuming on a changed bench, as accepted" in capsys.readouterr().out
+    meta, streams = read_campaign(out)
+    assert meta["complete"] and sorted(streams["samples"]["seq"]) == list(range(12))
+    assert json.loads(streams["resumes"]["differences"][0]) == ["detectors calibration v1 -> v2 in the station's folder"]
+
+
+def read_campaign_journal_metadata(campaign: Path) -> dict:
+    _, data = next(iter(Journal.entries(journal_path(campaign))))
+    return json.loads(str(data["json"]))
+
+
+@contextmanager
+def small_disk(folder: Path, size_kb: int):
+    """A folder on a tiny tmpfs, or None where mounting needs privileges this machine lacks."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True).returncode:
+        yield None
+        return
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_full_disk_stops_the_campaign_cleanly_and_it_resumes_once_there_is_room(tmp_path):
+    """On a 512 KiB tmpfs (or, without mount rights, under a 320 KiB file-size limit): the store stops
+    with 256 KiB to spare (labctl.campaign.store.RESERVE_BYTES)."""
+    import resource
+
+    with served_bench(tmp_path) as sim, small_disk(tmp_path / "disk", 512) as disk:
+        folder = disk or tmp_path
+        limit = None if disk else (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (320 * 1024, 320 * 1024)))
+        out = folder / "c.h5"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labctl", "run", "--station", str(sim.station_path), "--plan",
+             str(plan(tmp_path, "count: 40\naverages: 1\n")), "--out", str(out)],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=limit,
+        )
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, err
+        lines = [line for line in err.splitlines() if line.startswith("labctl:")]
+        assert "Traceback" not in err and len(lines) == 2, err
+        what = "the disk is nearly full" if disk else "the file-size limit (ulimit -f) is nearly reached"
+        assert lines[0].startswith(f"labctl: error: {out}: {what} (") and "Make room, then resume" in lines[0]
+        assert lines[1].startswith("labctl: campaign stopped with ") and "source off, stages stopped" in lines[1]
+        assert not sim.world.source.output_on
+        stored = samples_in_journal(out)
+        assert 0 < stored < 40
+        if disk:
+            subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+        resume = lines[1].split("resume with: ")[1].split()
+        assert resume == ["labctl", "run", "--station", str(sim.station_path), "--resume", str(out)]
+        assert main(resume[1:]) == 0
+        meta, streams = read_campaign(out)
+    assert meta["complete"] and sorted(streams["samples"]["seq"]) == list(range(40))
+
+
+@pytest.mark.parametrize("instrument", ["zaber", "dmm"])  # a serial link (pty) and a LAN one (TCP)
+def test_a_link_closed_under_a_running_campaign_stops_it_cleanly_and_it_resumes(tmp_path, instrument):
+    with served_bench(tmp_path) as sim:
+        out = tmp_path / "c.h5"
+        proc = start(sim.station_path, "--plan", str(plan(tmp_path, "count: 40\naverages: 1\n")), "--out", str(out))
+        assert wait_for_samples(proc, out, 3) >= 3
+        sim.links[instrument].drop()  # the cable is pulled
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2, err
+        lines = [line for line in err.splitlines() if line.startswith("labctl:")]
+        assert "Traceback" not in err and len(lines) == 2, err
+        assert lines[0].startswith("labctl: error: ") and instrument in lines[0]
+        assert lines[1].startswith("labctl: campaign stopped with ") and "resume with: labctl run" in lines[1]
+        assert not sim.world.source.output_on
+        link = sim.links[instrument]
+        if hasattr(link, "reconnect"):
+            link.reconnect()  # plugged in again (a TCP instrument simply accepts the next connection)
+        assert main(lines[1].split("resume with: ")[1].split()[1:]) == 0
+        meta, streams = read_campaign(out)
+    assert meta["complete"] and sorted(streams["samples"]["seq"]) == list(range(40))
