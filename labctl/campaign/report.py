@@ -110,6 +110,7 @@ def _write_page(campaign_file: Path, metadata: dict, summary: CampaignSummary, o
     rows = {
         **dict(summary.score_rows()),
         "complete": metadata.get("complete"),
+        "partial": "yes: read from the journal (a campaign was writing the file, or was interrupted)" if metadata.get("partial") else "no",
         "design": metadata.get("design", {}).get("path") if isinstance(metadata.get("design"), dict) else metadata.get("design"),
         "software": metadata.get("software_version"),
         "command": metadata.get("command"),

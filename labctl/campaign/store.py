@@ -264,9 +264,41 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def read_campaign(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
-    """(metadata, {stream: {field: array}}) of a campaign file, read-only."""
+    """(metadata, {stream: {field: array}}) of a campaign file, read-only.
+
+    A campaign still being written holds its HDF5 file open (HDF5 locks it), and one that was
+    killed may have left it damaged; its journal holds every committed record either way, so then
+    the records are read from the journal (``metadata["partial"]`` is true, ``complete`` false).
+    """
     path = Path(path)
-    metadata = read_metadata(path)
-    with h5py.File(path, "r") as h5:
-        streams = {name: _read_stream(h5, name) for name in h5}
+    try:
+        metadata = read_metadata(path)
+        with h5py.File(path, "r") as h5:
+            streams = {name: _read_stream(h5, name) for name in h5}
+        metadata["partial"] = False
+        return metadata, streams
+    except (DataError, OSError):
+        if not journal_path(path).exists():
+            raise
+    return _read_journal(path)
+
+
+def _read_journal(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """The committed records of a campaign's journal, without touching the journal or the file."""
+    entries = list(Journal.entries(journal_path(path)))
+    if not entries or entries[0][0] != _META_STREAM:
+        raise DataError(f"{journal_path(path)}: not a labctl campaign journal (no metadata record)")
+    metadata = json.loads(str(entries[0][1]["json"]))
+    metadata.update(complete=False, partial=True)
+    rows: dict[str, list[dict[str, np.ndarray]]] = {}
+    for stream, data in entries[1:]:
+        rows.setdefault(stream, []).append(data)
+    streams = {
+        stream: {key: np.stack([np.asarray(row[key]) for row in records]) for key in records[0]}
+        for stream, records in rows.items()
+    }
+    for fields in streams.values():
+        for key, values in fields.items():
+            if values.dtype.kind == "U":
+                fields[key] = values.astype(str)
     return metadata, streams

@@ -412,3 +412,21 @@ def test_a_link_closed_under_a_running_campaign_stops_it_cleanly_and_it_resumes(
         assert main(lines[1].split("resume with: ")[1].split()[1:]) == 0
         meta, streams = read_campaign(out)
     assert meta["complete"] and sorted(streams["samples"]["seq"]) == list(range(40))
+
+
+def test_a_report_on_a_campaign_still_being_written_is_partial_and_says_so(tmp_path, capsys):
+    with served_bench(tmp_path) as sim:
+        out = tmp_path / "c.h5"
+        proc = start(sim.station_path, "--plan", str(plan(tmp_path, "count: 40\nrepeats: 5\naverages: 1\n")), "--out", str(out))
+        try:
+            assert wait_for_samples(proc, out, 3) >= 3
+            assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0
+            printed = capsys.readouterr().out
+            assert main(["report", str(out), "--out", str(tmp_path / "report2"), "--json"]) == 0
+            summary = json.loads(capsys.readouterr().out)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    assert printed.startswith(f"partial report: {out} is not complete (a campaign may still be writing it")
+    assert summary["partial"] is True and 3 <= summary["samples"] < 200
+    assert (tmp_path / "report" / "report.html").exists()
