@@ -73,7 +73,7 @@ def measure(folder: Path, samples: int, faults: str | None, time_scale: float, s
         "faults": faults,
         "complete": bool(metadata["complete"]),
         "samples_expected": samples,
-        "samples_stored": int(len(seq)),
+        "samples_stored": len(seq),
         "missing": int(sum(1 for s in range(samples) if s not in counts)),
         "stored_twice": int(sum(1 for c in counts.values() if c > 1)),
         "retries": {name: n for name, n in sorted(made.items()) if n > 0},

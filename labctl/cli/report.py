@@ -17,7 +17,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def report_command(args: argparse.Namespace) -> int:
     from labctl.campaign.report import write_report
-
     from labctl.campaign.store import journal_path
 
     html_path, summary = write_report(args.campaign, args.out)
