@@ -23,6 +23,7 @@ from pymeasure.instruments import Instrument
 from labctl.drivers.retry import asked
 from labctl.errors import ConnectionLost, InstrumentError, InstrumentTimeout, WrongInstrument
 
+
 class _TimedSerialAdapter(SerialAdapter):
     """pymeasure's serial adapter, but a read that ends without its terminator is a timeout.
 
