@@ -81,6 +81,8 @@ def design_row(name: str, design: Design) -> dict[str, Any]:
         "n_test": prov.get("n_test"),
         "geometry": geometry_summary(design),
         "vaccination_sigma_m": prov.get("train_options", {}).get("vaccination_sigma_m", 0.0),
+        "vaccination_sigma_z_m": prov.get("train_options", {}).get("vaccination_sigma_z_m", 0.0),
+        "vaccination_sigma_rotation_deg": prov.get("train_options", {}).get("vaccination_sigma_rotation_deg", 0.0),
         "epochs": len(prov.get("history", [])),
         "train_seconds": prov.get("train_seconds"),
         "command": prov.get("command", ""),

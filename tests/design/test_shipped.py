@@ -13,7 +13,7 @@ from labctl.design.shipped import list_designs, resolve_design
 PREFIX = 300
 
 
-@pytest.mark.parametrize("name", ["mnist5k", "mnist5k-vaccinated", "fashion-mnist"])
+@pytest.mark.parametrize("name", ["mnist5k", "mnist5k-vaccinated", "mnist5k-vaccinated-xyzr", "fashion-mnist"])
 def test_a_shipped_design_scores_as_recorded(name):
     assert name in [path.stem for path in list_designs()]
     design = load_design(resolve_design(name))
