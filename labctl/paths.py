@@ -13,7 +13,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from labctl.errors import DataError
+from labctl.errors import ConfigError, DataError
+
+
+def read_text_file(path: str | os.PathLike[str], what: str) -> str:
+    """A file the user wrote (a station file, a plan, a truth file) as text; a ConfigError naming it
+    and ``what`` it should be when it cannot be read or is not UTF-8 text (a picture renamed .yaml)."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a text file (byte {exc.start} is not UTF-8); a {what} is YAML text"
+        ) from None
 
 
 def _nearest_existing(folder: Path) -> Path:

@@ -24,6 +24,7 @@ import yaml
 
 from labctl.drivers import registry
 from labctl.errors import ConfigError, LabctlError
+from labctl.paths import read_text_file
 
 #: Roles whose instrument is reached by a screen or camera number rather than a link.
 INDEX_RESOURCE_ROLES = ("display", "camera")
@@ -249,14 +250,7 @@ class _Checker:
 
 def _read(path: Path) -> tuple[Any, dict[str, int]]:
     """Parse the file; return the data and a map from key path to line number (1-based)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the station file: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not a text file (byte {exc.start} is not UTF-8); a station file is YAML text, see docs/station.md"
-        ) from None
+    text = read_text_file(path, "station file (see docs/station.md)")
     loader = _Loader(text)
     try:
         node = loader.get_single_node()

@@ -45,3 +45,17 @@ def test_a_failed_block_removes_the_folders_it_made_and_only_those(tmp_path):
     with made_folders(tmp_path / "ok") as folder:
         pass
     assert folder.is_dir()
+
+
+def test_a_file_the_user_wrote_is_text_or_one_error_naming_it(tmp_path):
+    from labctl.errors import ConfigError
+    from labctl.paths import read_text_file
+
+    picture = tmp_path / "plan.yaml"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match=r"plan.yaml: not a text file \(byte 0 is not UTF-8\); a campaign plan is YAML text"):
+        read_text_file(picture, "campaign plan")
+    with pytest.raises(ConfigError, match=r"cannot read the truth file: Is a directory"):
+        read_text_file(tmp_path, "truth file")
+    (tmp_path / "ok.yaml").write_text("count: 3\n")
+    assert read_text_file(tmp_path / "ok.yaml", "campaign plan") == "count: 3\n"

@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 
 from labctl.errors import ConfigError
+from labctl.paths import read_text_file
 
 
 @dataclass(frozen=True)
@@ -73,10 +74,9 @@ class CampaignSpec:
     @classmethod
     def from_yaml(cls, path: str | Path) -> CampaignSpec:
         path = Path(path)
+        text = read_text_file(path, "campaign plan")
         try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the campaign plan ({exc.strerror})") from exc
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:  # one line: the line number and the problem, not PyYAML's excerpt
             mark = getattr(exc, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

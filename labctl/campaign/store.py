@@ -260,7 +260,11 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             meta["complete"] = bool(h5.attrs.get("complete", False))
             return meta
     except OSError as exc:
-        raise DataError(f"{path}: cannot read as a campaign file ({exc}); if the campaign was interrupted, resume it") from exc
+        if journal_path(path).exists():
+            hint = "a campaign may still be writing it; wait for it, or resume it if it was interrupted"
+        else:
+            hint = "is it a campaign file written by labctl run?"
+        raise DataError(f"{path}: cannot read as a campaign file ({_reason(exc)}); {hint}") from exc
 
 
 def read_campaign(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, dict[str, np.ndarray]]]:

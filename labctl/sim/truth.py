@@ -17,6 +17,7 @@ import yaml
 
 from labctl.design.fabrication.params import FabricationParams
 from labctl.errors import ConfigError
+from labctl.paths import read_text_file
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimSource, SimWheel
 from labctl.sim.layout import plate_axes
@@ -155,10 +156,9 @@ def load_truth(spec: str | Path | Truth | None, default: str = "ideal") -> Truth
         raise ConfigError(
             f"truth {spec!r}: neither a preset ({', '.join(PRESETS)}) nor a YAML file; name a preset or a file"
         )
+    text = read_text_file(path, "truth file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"truth file {path}: cannot be read ({exc.strerror}); check the path") from exc
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark else ""
