@@ -1,4 +1,5 @@
-"""Stages: every plate's x/y(/z) position, soft limits, jog by a chosen step, go to, home, stop.
+"""Stages: every plate's x/y(/z) position and rotation (r, in degrees), soft limits, jog by a
+chosen step, go to, home, stop.
 
 Moves are started without waiting (``move_to(..., wait=False)``): the instrument worker stays
 free, positions keep updating while the stage travels, and the emergency stop is never queued
@@ -8,6 +9,7 @@ plate's own box.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from PyQt5.QtCore import QSettings
@@ -27,33 +29,44 @@ from labctl.gui.session import Session
 from labctl.gui.widgets import StatusLine
 from labctl.plans.messages import ReadPositions
 
+#: Jog steps: translation axes in metres and, at the same choice, rotation axes in radians.
 STEPS_M = (1e-6, 10e-6, 100e-6, 1e-3)
+STEPS_DEG = (0.001, 0.01, 0.1, 1.0)
+#: How each kind of axis shows: unit symbol and its size in SI units.
+MM = ("mm", 1e-3)
+DEG = ("deg", math.pi / 180)
 
 
 def read_axes(bench: Any) -> dict[tuple[str, str], tuple[float, bool]]:
-    """(plate, axis) -> (position_m, moving) for every plate axis."""
-    return {
+    """(plate, axis) -> (position in m, or in rad for ``"r"``; moving) for every plate axis."""
+    positions = {
         (name, axis_name): (axis.position_m(), axis.is_moving())
         for name, plate in bench.plates.items()
         for axis_name, axis in plate.axes().items()
     }
+    for name, plate in bench.plates.items():
+        if getattr(plate, "r", None) is not None:
+            positions[(name, "r")] = (plate.r.angle_rad(), plate.r.is_moving())
+    return positions
 
 
 class AxisRow:
-    """The widgets of one axis in its plate's grid."""
+    """The widgets of one axis in its plate's grid, in ``unit`` (``MM`` or ``DEG``)."""
 
-    def __init__(self, grid: QGridLayout, row: int, axis_name: str, limits_m: tuple[float, float]):
+    def __init__(self, grid: QGridLayout, row: int, axis_name: str, limits: tuple[float, float], unit: tuple[str, float]):
+        self.unit = unit
+        symbol, size = unit
         self.position = QLabel("–")
-        self.position.setMinimumWidth(self.position.fontMetrics().horizontalAdvance("-00.0000 mm ↔") + 8)
+        self.position.setMinimumWidth(self.position.fontMetrics().horizontalAdvance("-000.0000 deg ↔") + 8)
         self.minus = QPushButton("−")
         self.plus = QPushButton("+")
         self.target = QDoubleSpinBox()
         self.target.setDecimals(4)
-        self.target.setSuffix(" mm")
+        self.target.setSuffix(f" {symbol}")
         self.target.setRange(-1e6, 1e6)  # the soft limits are checked by the axis, with an error
         self.go = QPushButton("Go")
-        low, high = limits_m
-        self.limits = QLabel(f"[{low * 1e3:.3f}, {high * 1e3:.3f}] mm")
+        low, high = limits
+        self.limits = QLabel(f"[{low / size:.3f}, {high / size:.3f}] {symbol}")
         for col, widget in enumerate(
             (QLabel(axis_name), self.position, self.minus, self.plus, self.target, self.go, self.limits)
         ):
@@ -72,8 +85,11 @@ class PlateBox(QGroupBox):
         self.name = name
         grid = QGridLayout()
         self.rows: dict[str, AxisRow] = {}
-        for row, (axis_name, axis) in enumerate(plate.axes().items()):
-            self.rows[axis_name] = AxisRow(grid, row, axis_name, axis.limits_m())
+        axes = [(axis_name, axis.limits_m(), MM) for axis_name, axis in plate.axes().items()]
+        if getattr(plate, "r", None) is not None:
+            axes.append(("r", plate.r.limits_rad(), DEG))
+        for row, (axis_name, limits, unit) in enumerate(axes):
+            self.rows[axis_name] = AxisRow(grid, row, axis_name, limits, unit)
             axis_row = self.rows[axis_name]
             axis_row.minus.clicked.connect(lambda _=False, a=axis_name: self.jog(a, -1))
             axis_row.plus.clicked.connect(lambda _=False, a=axis_name: self.jog(a, +1))
@@ -91,7 +107,7 @@ class PlateBox(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.status)
         self.home.clicked.connect(lambda: self.act(lambda p: [a.home(wait=False) for a in p.axes().values()], "homing"))
-        self.stop.clicked.connect(lambda: self.act(lambda p: [a.stop() for a in p.axes().values()], "stopped"))
+        self.stop.clicked.connect(lambda: self.act(lambda p: [a.stop() for a in p.stages()], "stopped"))
         self.nominal.clicked.connect(self.go_nominal)
 
     def act(self, fn: Any, done: str) -> None:
@@ -100,12 +116,17 @@ class PlateBox(QGroupBox):
         self.view.session.call(lambda bench: fn(bench.plates[name]), lambda _: self.status.info(done), self.status.error)
 
     def jog(self, axis_name: str, sign: int) -> None:
-        step = sign * self.view.step_m()
-        self.act(lambda p: getattr(p, axis_name).move_by(step, wait=False), f"{axis_name} jog {step * 1e6:+.0f} µm")
+        if self.rows[axis_name].unit is DEG:
+            step, said = sign * math.radians(self.view.step_deg()), f"{sign * self.view.step_deg():+g} deg"
+        else:
+            step, said = sign * self.view.step_m(), f"{sign * self.view.step_m() * 1e6:+.0f} µm"
+        self.act(lambda p: getattr(p, axis_name).move_by(step, wait=False), f"{axis_name} jog {said}")
 
     def go_to(self, axis_name: str) -> None:
-        target = self.rows[axis_name].target.value() * 1e-3
-        self.act(lambda p: getattr(p, axis_name).move_to(target, wait=False), f"{axis_name} to {target * 1e3:.4f} mm")
+        row = self.rows[axis_name]
+        symbol, size = row.unit
+        target = row.target.value() * size
+        self.act(lambda p: getattr(p, axis_name).move_to(target, wait=False), f"{axis_name} to {target / size:.4f} {symbol}")
 
     def go_nominal(self) -> None:
         def move(plate: Any) -> None:
@@ -119,8 +140,11 @@ class PlateBox(QGroupBox):
 
     def show_positions(self, positions: dict[tuple[str, str], tuple[float, bool]]) -> None:
         for axis_name, row in self.rows.items():
-            position_m, moving = positions[(self.name, axis_name)]
-            row.position.setText(f"{position_m * 1e3:.4f} mm" + (" ↔" if moving else ""))
+            if (self.name, axis_name) not in positions:  # a plan's ReadPositions carries no rotation
+                continue
+            position, moving = positions[(self.name, axis_name)]
+            symbol, size = row.unit
+            row.position.setText(f"{position / size:.4f} {symbol}" + (" ↔" if moving else ""))
 
     def set_enabled(self, free: bool) -> None:
         for row in self.rows.values():
@@ -136,8 +160,9 @@ class StagesView(QWidget):
         self.session = session
         self.settings = settings
         self.step = QComboBox()
-        for step in STEPS_M:
-            self.step.addItem(f"{step * 1e6:g} µm" if step < 1e-3 else f"{step * 1e3:g} mm", step)
+        for step, degrees in zip(STEPS_M, STEPS_DEG):
+            length = f"{step * 1e6:g} µm" if step < 1e-3 else f"{step * 1e3:g} mm"
+            self.step.addItem(f"{length} / {degrees:g} deg", step)
         self.step.setCurrentIndex(int(settings.value("stages/step_index", 1)))
         self.step.currentIndexChanged.connect(lambda i: settings.setValue("stages/step_index", i))
         top = QHBoxLayout()
@@ -161,6 +186,10 @@ class StagesView(QWidget):
 
     def step_m(self) -> float:
         return float(self.step.currentData())
+
+    def step_deg(self) -> float:
+        """The jog step of a rotation axis, at the same choice as the translation step."""
+        return STEPS_DEG[self.step.currentIndex()]
 
     def _rebuild(self) -> None:
         bench = self.session.bench

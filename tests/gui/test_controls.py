@@ -177,3 +177,30 @@ def test_an_slm_shows_any_data_set_image_picked_in_the_input_view(qtbot, design,
     assert view.beam_label.text() == "in the beam: tiny/test/7" and view.beam_image.pixmap() is not None
     session.bench = None
     session.close()
+
+
+def test_a_rotation_stage_jogs_and_goes_to_an_angle_in_degrees(qtbot, tmp_path, window, design, dataset):
+    from labctl.gui.session import mask_lookup
+    from labctl.sim.bench import SimulatedBench
+
+    with SimulatedBench(design, tmp_path, time_scale=0, masks=mask_lookup(dataset), rotation_stages=True) as sim:
+        connect(qtbot, window, sim)
+        stages = window.views["stages"]
+        box = stages.boxes["L2"]  # a PRM1-Z8 on a KDC101
+        assert box.rows["r"].limits.text() == "[-20.000, 20.000] deg"
+        qtbot.waitUntil(lambda: numbers(box.rows["r"].position.text()) == pytest.approx(0.0, abs=1e-4))
+        stages.step.setCurrentIndex(2)  # 100 um / 0.1 deg
+        qtbot.mouseClick(box.rows["r"].plus, Qt.LeftButton)
+        qtbot.waitUntil(lambda: numbers(box.rows["r"].position.text()) == pytest.approx(0.1, abs=1e-3))
+        box.rows["r"].target.clear()
+        qtbot.keyClicks(box.rows["r"].target, "-1.5")
+        qtbot.mouseClick(box.rows["r"].go, Qt.LeftButton)
+        qtbot.waitUntil(lambda: numbers(box.rows["r"].position.text()) == pytest.approx(-1.5, abs=1e-3))
+        hidden = sim.world.plates[1]
+        assert hidden.r.true_position_m() == pytest.approx(np.radians(-1.5), abs=np.radians(1 / 1919.64))
+        box.rows["r"].target.clear()
+        qtbot.keyClicks(box.rows["r"].target, "25")
+        qtbot.mouseClick(box.rows["r"].go, Qt.LeftButton)
+        qtbot.waitUntil(lambda: box.status.is_error)
+        assert "L2.r" in box.status.text() and "deg" in box.status.text()
+        window.close()  # shut the bench down before the simulated bench goes

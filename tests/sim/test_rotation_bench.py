@@ -64,6 +64,10 @@ def test_rotation_stages_of_every_family_turn_the_plates_back(tmp_path, capsys) 
             resolution = np.array([1 / 136533.3, 1 / 1919.64, 0.000234375]) * DEG
             assert np.all(np.abs(sim.world.plate_rotations_rad()) <= resolution)
             assert sim.hands.turns == []  # no hand touched a plate
+            before = bench.plates["L1"].r
+            bench.reconnect("k10_p1")  # the rotation axis is rewired to the new driver, where the stage still is
+            assert bench.plates["L1"].r is not before
+            assert bench.plates["L1"].r.angle_rad() == pytest.approx(-MOUNT_DEG[0] * DEG, abs=resolution[0])
 
 
 def home_rotations(names):
