@@ -55,13 +55,25 @@ def run_one(design, strategy: str, seed: int, sigma_m: float, check: int) -> dic
             marks["start"], marks["travel"] = runner.detector_reads, runner.travel_m
         if isinstance(msg, LoadCassette) and msg.message.startswith("after alignment") and marks["end_reads"] is None:
             marks["end_reads"], marks["end_travel"] = runner.detector_reads, runner.travel_m
-        if isinstance(msg, Record) and msg.stream in ("alignment_scan", "alignment_fit", "alignment_build_up") and marks["start"] is not None:
+        if (
+            isinstance(msg, Record)
+            and msg.stream in ("alignment_scan", "alignment_fit", "alignment_build_up")
+            and marks["start"] is not None
+        ):
             trace.append((runner.detector_reads - marks["start"], rms_um(bench.world.plate_offsets_m())))
 
     runner.subscribe(follow)
     started, cpu = time.perf_counter(), time.process_time()
-    result = align(bench, design, strategy, runner, probes=None, check=check or None,
-                   model_options=ModelOptions(), scan_options=ScanOptions())
+    result = align(
+        bench,
+        design,
+        strategy,
+        runner,
+        probes=None,
+        check=check or None,
+        model_options=ModelOptions(),
+        scan_options=ScanOptions(),
+    )
     truth_after = bench.world.plate_offsets_m()
     end_reads = runner.detector_reads if marks["end_reads"] is None else marks["end_reads"]
     end_travel = runner.travel_m if marks["end_travel"] is None else marks["end_travel"]
@@ -114,9 +126,13 @@ def main() -> int:
     parser.add_argument("--check", type=int, default=120)
     parser.add_argument("--strategies", default="model,scan")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--previous", type=Path, default=None,
-                        help="JSON output of an earlier run (same design, sigma and check set): its runs are "
-                             "reused instead of run again, e.g. the model strategy's when only the scan is new")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="JSON output of an earlier run (same design, sigma and check set): its runs are "
+        "reused instead of run again, e.g. the model strategy's when only the scan is new",
+    )
     args = parser.parse_args()
     design = load_design(resolve_design(args.design))
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -133,8 +149,11 @@ def main() -> int:
             run = previous.get((strategy, seed)) or run_one(design, strategy, seed, args.sigma_m, args.check)
             by_strategy[strategy] = run
             runs.append(run)
-            print(f"seed {seed} {strategy}: {run['start_rms_um']:.1f} -> {run['final_rms_um']:.2f} um, "
-                  f"{run['alignment_reads']} reads, converged {run['converged']}, {run['wall_s']:.0f} s", file=sys.stderr)
+            print(
+                f"seed {seed} {strategy}: {run['start_rms_um']:.1f} -> {run['final_rms_um']:.2f} um, "
+                f"{run['alignment_reads']} reads, converged {run['converged']}, {run['wall_s']:.0f} s",
+                file=sys.stderr,
+            )
         if "model" in by_strategy and "scan" in by_strategy:
             model, scan = by_strategy["model"], by_strategy["scan"]
             target = max(model["final_rms_um"], TARGET_UM) if model["converged"] else TARGET_UM

@@ -51,15 +51,24 @@ DESIGNS = {
 
 def random_design(kind: str, seed: int = 0) -> Design:
     p = DESIGNS[kind]
-    geometry = Geometry(n=p["n"], n_layers=p["layers"], spacing_m=p["spacing_m"],
-                        input_distance_m=p["spacing_m"], detector_distance_m=p["spacing_m"])
+    geometry = Geometry(
+        n=p["n"],
+        n_layers=p["layers"],
+        spacing_m=p["spacing_m"],
+        input_distance_m=p["spacing_m"],
+        detector_distance_m=p["spacing_m"],
+    )
     material = Material(1.7227, 0.031)
     phases = np.random.default_rng(seed).uniform(0, 2 * np.pi, (p["layers"], p["n"], p["n"]))
     return Design(
-        geometry=geometry, material=material,
+        geometry=geometry,
+        material=material,
         heights_m=phase_to_height(phases, geometry.wavelength_m, material).astype(np.float32),
-        layout=DetectorLayout.default_343(geometry, p["detector"]), input_scale=p["input_scale"],
-        dataset="mnist5k", classes=[str(c) for c in range(10)], provenance={"benchmark": kind},
+        layout=DetectorLayout.default_343(geometry, p["detector"]),
+        input_scale=p["input_scale"],
+        dataset="mnist5k",
+        classes=[str(c) for c in range(10)],
+        provenance={"benchmark": kind},
     )
 
 
@@ -78,7 +87,9 @@ class TimedSignal:
             self.seconds += time.perf_counter() - start
 
 
-def floor_s(sim: SimulatedBench, start_slot: int, slots: list[int], averages: int, darks_inside: int) -> dict[str, float]:
+def floor_s(
+    sim: SimulatedBench, start_slot: int, slots: list[int], averages: int, darks_inside: int
+) -> dict[str, float]:
     """The instruments' own time for the window: wheel turns from ``start_slot`` along ``slots``, every read."""
     wheel = SimWheel(slot_count=sim.wheel.slot_count, slot=start_slot, fast=sim.wheel.fast)
     turns = 0
@@ -114,18 +125,37 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             sim.world.detectors.signal = timed
             start_slot = sim.wheel.slot
             out = folder / "campaign.h5"
-            command = [sys.executable, *(["-m", "cProfile", "-o", str(args.profile)] if args.profile else []),
-                       "-m", "labctl", "run", "--station", str(sim.station_path), "--plan", str(folder / "plan.yaml"),
-                       "--out", str(out), "--json"]
+            command = [
+                sys.executable,
+                *(["-m", "cProfile", "-o", str(args.profile)] if args.profile else []),
+                "-m",
+                "labctl",
+                "run",
+                "--station",
+                str(sim.station_path),
+                "--plan",
+                str(folder / "plan.yaml"),
+                "--out",
+                str(out),
+                "--json",
+            ]
             started = time.time()
-            done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            done = subprocess.run(
+                command, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+            )
             ended = time.time()
             if done.returncode != 0:
                 raise SystemExit(f"labctl run failed ({done.returncode}):\n{done.stderr}")
             _, streams = read_campaign(out)
             window_start = float(streams["darks"]["timestamp"][0])
             window_end = float(streams["samples"]["timestamp"][-1])
-            floor = floor_s(sim, start_slot, [s.slot for s in samples], args.averages, darks_inside=len(streams["darks"]["timestamp"]) - 1)
+            floor = floor_s(
+                sim,
+                start_slot,
+                [s.slot for s in samples],
+                args.averages,
+                darks_inside=len(streams["darks"]["timestamp"]) - 1,
+            )
             optics_s = timed.seconds
     window = window_end - window_start
     overhead_s = window - floor["floor_s"] - optics_s

@@ -42,8 +42,15 @@ def _timed(grid, z, path: Path) -> dict:
     back = read_stl(path)
     check = mesh_checks(back)
     t3 = time.perf_counter()
-    return {"triangles": len(tris), "bytes": size, "mesh_s": t1 - t0, "write_s": t2 - t1,
-            "read_and_check_s": t3 - t2, "watertight": check.watertight, "oriented": check.oriented}
+    return {
+        "triangles": len(tris),
+        "bytes": size,
+        "mesh_s": t1 - t0,
+        "write_s": t2 - t1,
+        "read_and_check_s": t3 - t2,
+        "watertight": check.watertight,
+        "oriented": check.oriented,
+    }
 
 
 def main() -> None:
@@ -67,15 +74,20 @@ def main() -> None:
         grid, z = plate_heightfield(heights, geometry.pitch_m, params)
         out["plate_200x200"] = _timed(grid, z, Path(tmp) / "plate.stl")
         t0 = time.perf_counter()
-        top = probe_top_heights(read_stl(Path(tmp) / "plate.stl"), *[neuron_centres_m(geometry.n, geometry.pitch_m)] * 2)
+        top = probe_top_heights(
+            read_stl(Path(tmp) / "plate.stl"), *[neuron_centres_m(geometry.n, geometry.pitch_m)] * 2
+        )
         out["plate_200x200"]["probe_s"] = time.perf_counter() - t0
         out["plate_200x200"]["max_height_error_m"] = float(np.max(np.abs(top - params.base_m - heights)))
         t0 = time.perf_counter()
         stencil = make_stencil(embed_image(eight, geometry, scale=5), geometry.pitch_m, params)
         bridge_s = time.perf_counter() - t0
         grid, z = stencil_heightfield(stencil, geometry.pitch_m, params)
-        out["stencil_mnist_8"] = {"bridges": len(stencil.bridges), "bridge_s": bridge_s,
-                                  **_timed(grid, z, Path(tmp) / "stencil.stl")}
+        out["stencil_mnist_8"] = {
+            "bridges": len(stencil.bridges),
+            "bridge_s": bridge_s,
+            **_timed(grid, z, Path(tmp) / "stencil.stl"),
+        }
     print(json.dumps(out, indent=1))
 
 

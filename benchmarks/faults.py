@@ -44,7 +44,9 @@ def measure(folder: Path, samples: int, faults: str | None, time_scale: float, s
     design = random_design("tiny")
     design_path = folder / "design.h5"
     save_design(design, design_path)
-    with SimulatedBench(design, folder, time_scale=time_scale, faults=faults, design_path=design_path, seed=seed) as sim:
+    with SimulatedBench(
+        design, folder, time_scale=time_scale, faults=faults, design_path=design_path, seed=seed
+    ) as sim:
         station = str(sim.station_path)
         plan = folder / "plan.yaml"
         plan.write_text(f"count: {samples}\naverages: 1\n")
@@ -60,7 +62,7 @@ def measure(folder: Path, samples: int, faults: str | None, time_scale: float, s
             if status == 0:
                 break
             lines = [line for line in err.getvalue().splitlines() if line.startswith("labctl: error:")]
-            stops.append(lines[0][len("labctl: error: "):][:200] if lines else f"exit {status}")
+            stops.append(lines[0][len("labctl: error: ") :][:200] if lines else f"exit {status}")
             pauses += 1
             argv = ["run", "--station", station, "--resume", str(out)]
         wall_s = time.perf_counter() - started
@@ -109,9 +111,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{args.samples} samples, garble {args.rate:g} on every link: stored once {result['stored_once']}, "
-              f"{with_faults['retries_total']} retries, {with_faults['pauses']} pauses, "
-              f"wall time x{result['wall_time_ratio']} of the clean run")
+        print(
+            f"{args.samples} samples, garble {args.rate:g} on every link: stored once {result['stored_once']}, "
+            f"{with_faults['retries_total']} retries, {with_faults['pauses']} pauses, "
+            f"wall time x{result['wall_time_ratio']} of the clean run"
+        )
     sys.exit(0)
 
 

@@ -124,7 +124,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--design", default="mnist5k")
     parser.add_argument("--n", type=int, default=100, help="grid of the random design used when --design is not found")
-    parser.add_argument("--time-scale", type=float, default=0.0, help="0: the campaign runs as fast as it can (the hardest case)")
+    parser.add_argument(
+        "--time-scale", type=float, default=0.0, help="0: the campaign runs as fast as it can (the hardest case)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

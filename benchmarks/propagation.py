@@ -56,6 +56,7 @@ def floor_images_per_s(geom: Geometry, batch: int, threads: int) -> float:
             sfft.ifft2(spectrum, workers=workers, overwrite_x=True)
 
     with ThreadPoolExecutor(threads) as pool:
+
         def run() -> None:
             list(pool.map(six_pairs, parts))
 
@@ -89,8 +90,14 @@ def main() -> None:
     def train() -> None:
         model.backward(model.forward(inputs, heights), dL_dE, offsets=False)
 
-    bench = BenchParams(rng.normal(scale=1e-4, size=(geom.n_layers, 3)), np.radians([0.2, -0.3, 0.5, -0.4, 0.25]),
-                        (1e-3, -2e-3), 30e-3, (1e-4, -1e-4, 2e-4), 1.01)
+    bench = BenchParams(
+        rng.normal(scale=1e-4, size=(geom.n_layers, 3)),
+        np.radians([0.2, -0.3, 0.5, -0.4, 0.25]),
+        (1e-3, -2e-3),
+        30e-3,
+        (1e-4, -1e-4, 2e-4),
+        1.01,
+    )
 
     def misaligned() -> None:
         model.energies(inputs, heights, params=bench)

@@ -50,9 +50,14 @@ from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
 
 
 def run_one(design, design_path: Path, seed: int, args: argparse.Namespace, folder: Path) -> dict:
-    truth = dataclasses.replace(PRESETS["realistic"], offset_sigma_m=0.0, height_error_sigma_m=args.height_error_um * 1e-6)
+    truth = dataclasses.replace(
+        PRESETS["realistic"], offset_sigma_m=0.0, height_error_sigma_m=args.height_error_um * 1e-6
+    )
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
-    bench.calibration_dir, bench.config = folder, SimpleNamespace(name=f"soft bench, seed {seed}")  # what a station gives
+    bench.calibration_dir, bench.config = (
+        folder,
+        SimpleNamespace(name=f"soft bench, seed {seed}"),
+    )  # what a station gives
     runner = Runner(bench, operator=bench.operator)
     started = time.perf_counter()
     calibrate(bench, folder, "darks,stages,gains,source", runner, design=design, probes=default_probes(design, 6))
@@ -110,19 +115,29 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             run = run_one(design, design_path, seed, args, Path(tmp))
         runs.append(run)
-        print(f"seed {seed}: design {run['design']['accuracy']:.1%}, plain {run['plain']['accuracy']:.1%}, "
-              f"readout {run['readout']['accuracy']:.1%} (n={run['test_samples']}), "
-              f"McNemar readout vs plain p={run['mcnemar_p_readout_vs_plain']:.3g}, {run['wall_s']:.0f} s", file=sys.stderr)
+        print(
+            f"seed {seed}: design {run['design']['accuracy']:.1%}, plain {run['plain']['accuracy']:.1%}, "
+            f"readout {run['readout']['accuracy']:.1%} (n={run['test_samples']}), "
+            f"McNemar readout vs plain p={run['mcnemar_p_readout_vs_plain']:.3g}, {run['wall_s']:.0f} s",
+            file=sys.stderr,
+        )
     result = {
         "design": args.design,
         "truth": "realistic, lateral offsets 0 (an ideal x/y alignment)",
         "height_error_um": args.height_error_um,
         "projector": "slm",
         "runs": runs,
-        "recovered_share_median": float(np.median([r["recovered_share"] for r in runs if r["recovered_share"] is not None]))
-        if any(r["recovered_share"] is not None for r in runs) else None,
+        "recovered_share_median": float(
+            np.median([r["recovered_share"] for r in runs if r["recovered_share"] is not None])
+        )
+        if any(r["recovered_share"] is not None for r in runs)
+        else None,
     }
-    print(json.dumps(result, indent=1) if args.json else json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
+    print(
+        json.dumps(result, indent=1)
+        if args.json
+        else json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1)
+    )
     return 0
 
 

@@ -88,12 +88,18 @@ def main() -> None:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"training: {result['train_images_per_s']:.1f} images/s (forward + adjoint), "
-              f"forward only {result['forward_images_per_s']:.1f} images/s")
+        print(
+            f"training: {result['train_images_per_s']:.1f} images/s (forward + adjoint), "
+            f"forward only {result['forward_images_per_s']:.1f} images/s"
+        )
         ttt = result["time_to_target"]
-        reached = "not reached" if ttt["seconds_to_target"] is None else f"reached after {ttt['seconds_to_target']:.0f} s"
-        print(f"{ttt['design']}: {format_accuracy(ttt['final_accuracy'], ttt['final_accuracy_ci'], ttt['n_test'])} after {ttt['total_train_seconds']:.0f} s of training; "
-              f"{args.target:.0%} {reached}")
+        reached = (
+            "not reached" if ttt["seconds_to_target"] is None else f"reached after {ttt['seconds_to_target']:.0f} s"
+        )
+        print(
+            f"{ttt['design']}: {format_accuracy(ttt['final_accuracy'], ttt['final_accuracy_ci'], ttt['n_test'])} after {ttt['total_train_seconds']:.0f} s of training; "
+            f"{args.target:.0%} {reached}"
+        )
 
 
 if __name__ == "__main__":

@@ -87,23 +87,41 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     keys, images, labels = dataset_split(design, samples)
     check = CheckSet(tuple(keys), images, labels)
     checks: dict[str, np.ndarray] = {}
-    runner.subscribe(lambda msg, answer: checks.__setitem__(msg.data["label"], np.asarray(msg.data["signals"]))
-                     if isinstance(msg, Record) and msg.stream == "alignment_check" else None)
+    runner.subscribe(
+        lambda msg, answer: (
+            checks.__setitem__(msg.data["label"], np.asarray(msg.data["signals"]))
+            if isinstance(msg, Record) and msg.stream == "alignment_check"
+            else None
+        )
+    )
     with TemporaryDirectory() as folder:
-        calibrate(bench, folder, "darks,stages,slm", runner, design=design,
-                  probes=list(zip(probes.keys, probes.images)))
+        calibrate(
+            bench, folder, "darks,stages,slm", runner, design=design, probes=list(zip(probes.keys, probes.images))
+        )
         calset = CalibrationSet.load_latest(folder)
         calset.configure(bench)
         options = ModelOptions() if identify else ModelOptions(identify=())
-        result = align(bench, design, "model", runner, calibration=calset, probes=probes, check=check,
-                       folder=folder, model_options=options, home=False)
+        result = align(
+            bench,
+            design,
+            "model",
+            runner,
+            calibration=calset,
+            probes=probes,
+            check=check,
+            folder=folder,
+            model_options=options,
+            home=False,
+        )
     aligned_s = time.perf_counter() - started
     labels = np.asarray(labels)
     before = np.argmax(checks["before alignment"], axis=1) == labels
     after = np.argmax(checks["after alignment"], axis=1) == labels
     design_flags = np.argmax(Twin(design).predict(images), axis=1) == labels
     twin_flags = np.argmax(result.twin(design).predict(images), axis=1) == labels
-    agreement = float(np.mean(np.argmax(result.twin(design).predict(images), axis=1) == np.argmax(checks["after alignment"], axis=1)))
+    agreement = float(
+        np.mean(np.argmax(result.twin(design).predict(images), axis=1) == np.argmax(checks["after alignment"], axis=1))
+    )
     hidden = hidden_truth(bench)
     parameters = {}
     for name, p in result.parameters.items():
@@ -132,8 +150,14 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
         "class_agreement_twin_bench": agreement,
         "parameters": parameters,
         "identified_within_3_sigma": (sum(abs(p["error_sigmas"]) <= 3 for p in identified), len(identified)),
-        "goals_met": {k: [n for n, p in parameters.items() if kind(n) == k and p.get("within_goal") is not None
-                          and not p["within_goal"]] for k in GOALS},
+        "goals_met": {
+            k: [
+                n
+                for n, p in parameters.items()
+                if kind(n) == k and p.get("within_goal") is not None and not p["within_goal"]
+            ]
+            for k in GOALS
+        },
         "model_seconds": result.model_seconds,
         "model_passes": result.model_passes,
         "alignment_s": result.time_s,
@@ -169,8 +193,12 @@ def main() -> int:
     parser.add_argument("--truth", default="realistic")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--runs-file", type=Path, default=None,
-                        help="also append every finished run to this file as one JSON line (long runs keep what they measured)")
+    parser.add_argument(
+        "--runs-file",
+        type=Path,
+        default=None,
+        help="also append every finished run to this file as one JSON line (long runs keep what they measured)",
+    )
     args = parser.parse_args()
     design = load_design(resolve_design(args.design))
     truth = load_truth(args.truth)
@@ -184,11 +212,21 @@ def main() -> int:
             if args.runs_file is not None:
                 with args.runs_file.open("a") as out:
                     out.write(json.dumps(run, default=float) + "\n")
-            print(f"seed {seed} {'identified' if identify else 'x/y only'}: measured {run['measured_after']['text']}, "
-                  f"twin {run['twin']['text']}, design {run['design']['text']}, McNemar p "
-                  f"{run['measured_vs_twin']['p_value']:.3g}, {run['wall_s']:.0f} s", file=sys.stderr, flush=True)
-    report = {"design": args.design, "truth": args.truth, "samples": args.samples, "probes": args.probes,
-              "reference_forward_s": reference, "runs": runs}
+            print(
+                f"seed {seed} {'identified' if identify else 'x/y only'}: measured {run['measured_after']['text']}, "
+                f"twin {run['twin']['text']}, design {run['design']['text']}, McNemar p "
+                f"{run['measured_vs_twin']['p_value']:.3g}, {run['wall_s']:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+    report = {
+        "design": args.design,
+        "truth": args.truth,
+        "samples": args.samples,
+        "probes": args.probes,
+        "reference_forward_s": reference,
+        "runs": runs,
+    }
     print(json.dumps(report, indent=1, default=float))
     return 0
 

@@ -56,11 +56,18 @@ GROUPS = {
     "plate z": ("z_offset_sigma_m",),
     "plate rotation": ("rotation_sigma_rad",),
     "plate tilt": ("tilt_sigma_rad",),
-    "print (staircase, neuron error, scale, index)": ("print_step_m", "height_error_sigma_m", "height_scale_sigma",
-                                                      "index_error_sigma"),
+    "print (staircase, neuron error, scale, index)": (
+        "print_step_m",
+        "height_error_sigma_m",
+        "height_scale_sigma",
+        "index_error_sigma",
+    ),
     "Gaussian beam off axis": ("beam_waist_m", "beam_waist_spread", "beam_center_sigma_m"),
-    "detectors (plane z and x/y, each detector)": ("detector_z_sigma_m", "detector_xy_sigma_m",
-                                                   "detector_position_sigma_m"),
+    "detectors (plane z and x/y, each detector)": (
+        "detector_z_sigma_m",
+        "detector_xy_sigma_m",
+        "detector_position_sigma_m",
+    ),
     "stray light": ("stray_fraction",),
     "everything": tuple(f for f in PRESETS["realistic"].to_dict()),
 }
@@ -103,14 +110,16 @@ def aligned_accuracy(count: int, seeds: list[int], ablate: bool = False) -> dict
         readings = world.light.energies(inputs, pose) * world.signal_scale + world.stray_v
         correct = np.argmax(readings, axis=1) == labels
         test = mcnemar(correct, twin_correct)
-        rows.append({
-            "truth": label,
-            "seed": seed,
-            "accuracy": str(AccuracyCI.from_flags(correct)),
-            "mcnemar_vs_twin": {"b": test.b, "c": test.c, "p_value": round(test.p_value, 4)},
-            "rotations_deg": np.degrees(pose.rotations_rad).round(3).tolist(),
-            "wall_s": round(time.perf_counter() - started, 1),
-        })
+        rows.append(
+            {
+                "truth": label,
+                "seed": seed,
+                "accuracy": str(AccuracyCI.from_flags(correct)),
+                "mcnemar_vs_twin": {"b": test.b, "c": test.c, "p_value": round(test.p_value, 4)},
+                "rotations_deg": np.degrees(pose.rotations_rad).round(3).tolist(),
+                "wall_s": round(time.perf_counter() - started, 1),
+            }
+        )
     return {"digits": count, "twin_accuracy": str(AccuracyCI.from_flags(twin_correct)), "worlds": rows}
 
 

@@ -76,7 +76,9 @@ class AlignmentRecord:
             version = record.get("version")
             converged = data.get("converged")
             bench = data.get("bench")
-            if bench is not None and (not isinstance(bench, dict) or set(bench.get("rotations_rad", {})) != set(plates)):
+            if bench is not None and (
+                not isinstance(bench, dict) or set(bench.get("rotations_rad", {})) != set(plates)
+            ):
                 raise ValueError(f"bench must name the rotation of every plate, got {bench}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DataError(f"{source}: not a usable alignment ({_reason(exc)}); re-run `labctl align`") from exc

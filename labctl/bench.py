@@ -88,8 +88,13 @@ class Bench:
                 axes = {axis_name: self._make_axis(plate, axis_name) for axis_name in plate.axes()}
                 z = plate.z.nominal_m if plate.z is not None else None
                 self.plates[plate.name] = PlateAxes(
-                    plate.name, axes["x"], axes["y"], axes.get("z"), (plate.x.nominal_m, plate.y.nominal_m, z),
-                    self._make_rotation(plate), plate.r.nominal_rad if plate.r is not None else None,
+                    plate.name,
+                    axes["x"],
+                    axes["y"],
+                    axes.get("z"),
+                    (plate.x.nominal_m, plate.y.nominal_m, z),
+                    self._make_rotation(plate),
+                    plate.r.nominal_rad if plate.r is not None else None,
                 )
         except BaseException:
             self._close_instruments()
@@ -112,7 +117,9 @@ class Bench:
         try:
             cls = registry.driver_class(entry.driver)
         except ImportError as exc:
-            raise ConfigError(f"{self._origin()}: instruments.{name}: cannot load driver {entry.driver}: {exc}") from exc
+            raise ConfigError(
+                f"{self._origin()}: instruments.{name}: cannot load driver {entry.driver}: {exc}"
+            ) from exc
         options = dict(entry.options)
         if name == self.config.detectors.instrument:  # the channel map reaches the driver as its scan list
             options["channels"] = list(self.config.detectors.channels)
@@ -344,7 +351,9 @@ class Bench:
         atexit.unregister(self._shutdown_at_exit)
         failures: list[tuple[str, Exception]] = []
         interrupt: KeyboardInterrupt | None = None
-        steps: list[tuple[str, Callable[[], Any]]] = [(f"switch source {self.config.source} off", self.source.output_off)]
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            (f"switch source {self.config.source} off", self.source.output_off)
+        ]
         steps += [(f"stop axis {axis.name}", axis.stop) for plate in self.plates.values() for axis in plate.stages()]
         steps += [(f"close {name}", partial(self._close, name)) for name in reversed(list(self.instruments))]
         for what, call in steps:

@@ -19,8 +19,14 @@ import numpy as np
 
 #: The campaign's scores the summary carries (see ``CampaignSummary.to_json``).
 SCORE_KEYS = (
-    "accuracy_measured", "accuracy_measured_ci", "accuracy_simulated", "accuracy_simulated_ci",
-    "mcnemar_p", "only_measured_right", "only_simulated_right", "agreement",
+    "accuracy_measured",
+    "accuracy_measured_ci",
+    "accuracy_simulated",
+    "accuracy_simulated_ci",
+    "mcnemar_p",
+    "only_measured_right",
+    "only_simulated_right",
+    "agreement",
 )
 
 #: Default simulated time scale: instrument times at 1/20 of real, so the demo takes minutes.
@@ -69,9 +75,12 @@ def run_demo(
     sim_dir = out_dir / "bench"
     sim_dir.mkdir(exist_ok=True)
     say(f"starting the simulated bench (seed {seed}, time scale {time_scale:g}) in {sim_dir}")
-    with SimulatedBench(
-        design, sim_dir, seed=seed, time_scale=time_scale, truth=load_truth(truth), design_path=design_path
-    ) as sim, Bench.from_station(sim.station_path) as bench:
+    with (
+        SimulatedBench(
+            design, sim_dir, seed=seed, time_scale=time_scale, truth=load_truth(truth), design_path=design_path
+        ) as sim,
+        Bench.from_station(sim.station_path) as bench,
+    ):
         say(f"connected {len(bench.instruments)} instruments through station file {sim.station_path}")
         folder = bench.calibration_dir
         printed = seen_design(design, bench)  # the wheel holds printed stencils: model what they transmit
@@ -126,8 +135,11 @@ def run_demo(
         "alignment_verdict": alignment.verdict,
         "alignment_check_before_ci": _check_ci(alignment.accuracy_before, alignment.check_count),
         "alignment_check_after_ci": _check_ci(alignment.accuracy_after, alignment.check_count),
-        "identified_parameters": {name: {"value": p["value"], "stderr": p["stderr"]}
-                                  for name, p in alignment.parameters.items() if p["identified"]},
+        "identified_parameters": {
+            name: {"value": p["value"], "stderr": p["stderr"]}
+            for name, p in alignment.parameters.items()
+            if p["identified"]
+        },
         "not_identifiable": {name: p["reason"] for name, p in alignment.parameters.items() if not p["identified"]},
         "detector_reads": reads,
         "samples": summary.samples,

@@ -62,14 +62,19 @@ class ConsoleOperator:
     def __call__(self, request: OperatorRequest) -> None:
         if isinstance(request, TurnPlate):
             what = f"plate {request.plate} must be turned by hand"
-            lines = [f"operator: {request.message or what}", *turn_instructions(request),
-                     "  press Enter when done (Ctrl-C aborts)"]
+            lines = [
+                f"operator: {request.message or what}",
+                *turn_instructions(request),
+                "  press Enter when done (Ctrl-C aborts)",
+            ]
         elif isinstance(request, MountPlates):
             what = "the plates in the beam must change"
-            lines = [f"operator: {request.message or 'change the plates in the beam'}",
-                     "  have exactly these plates in their holders (take every other one out of the beam):",
-                     f"    {', '.join(request.plates) or '(none: an empty stack)'}",
-                     "  press Enter when done (Ctrl-C aborts)"]
+            lines = [
+                f"operator: {request.message or 'change the plates in the beam'}",
+                "  have exactly these plates in their holders (take every other one out of the beam):",
+                f"    {', '.join(request.plates) or '(none: an empty stack)'}",
+                "  press Enter when done (Ctrl-C aborts)",
+            ]
         else:
             what = f"masks must be loaded into the wheel ({slot_list(dict(request.slots))})"
             lines = [f"operator: {request.message or 'load a cassette'}", "  put these masks into the wheel:"]
@@ -94,7 +99,9 @@ class ConsoleOperator:
         finally:
             self.waiting = False
         if not answer:
-            raise Aborted("operator: standard input closed before the request was confirmed; nothing was measured after it")
+            raise Aborted(
+                "operator: standard input closed before the request was confirmed; nothing was measured after it"
+            )
 
 
 class SimulatedOperator:
@@ -142,7 +149,9 @@ class SimulatedOperator:
         for entry in filter(None, reply.split(",")):
             slot, sep, key = entry.partition("=")
             if not sep or not slot.isdigit():
-                raise InstrumentError("operator", f"{self.resource} answered {reply!r} to LOADED?; expected <slot>=<mask>,...")
+                raise InstrumentError(
+                    "operator", f"{self.resource} answered {reply!r} to LOADED?; expected <slot>=<mask>,..."
+                )
             slots[int(slot)] = unquote(key)
         return slots
 
@@ -154,7 +163,8 @@ class SimulatedOperator:
                 reply = _read_line(conn)
         except TimeoutError as exc:
             raise InstrumentTimeout(
-                "operator", f"no answer from the simulated bench at {self.resource} within {self.timeout_s:g} s to {line!r}"
+                "operator",
+                f"no answer from the simulated bench at {self.resource} within {self.timeout_s:g} s to {line!r}",
             ) from exc
         except OSError as exc:
             raise ConnectionLost(
@@ -190,7 +200,12 @@ def _read_line(conn: socket.socket) -> str:
 def socket_address(resource: str) -> tuple[str, int]:
     """``TCPIP::host::port::SOCKET`` -> (host, port)."""
     parts = resource.split("::")
-    if len(parts) != 4 or not parts[0].upper().startswith("TCPIP") or parts[3].upper() != "SOCKET" or not parts[2].isdigit():
+    if (
+        len(parts) != 4
+        or not parts[0].upper().startswith("TCPIP")
+        or parts[3].upper() != "SOCKET"
+        or not parts[2].isdigit()
+    ):
         raise ConfigError(f"operator: resource {resource!r} is not TCPIP::host::port::SOCKET")
     return parts[1], int(parts[2])
 

@@ -25,9 +25,7 @@ def read_text_file(path: str | os.PathLike[str], what: str) -> str:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not a text file (byte {exc.start} is not UTF-8); a {what} is YAML text"
-        ) from None
+        raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a {what} is YAML text") from None
 
 
 def _nearest_existing(folder: Path) -> Path:

@@ -75,7 +75,9 @@ class Readout:
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{source}: not a readout ({exc}); re-run `labctl calibrate --only readout`") from exc
         if weights.ndim != 2 or bias.shape != weights.shape[:1] or not scale > 0:
-            raise DataError(f"{source}: readout of shape {weights.shape} with {bias.shape} biases; re-run the calibration")
+            raise DataError(
+                f"{source}: readout of shape {weights.shape} with {bias.shape} biases; re-run the calibration"
+            )
         return cls(weights, bias, scale)
 
 
@@ -96,7 +98,11 @@ class ReadoutFit:
 
     def cross_validated(self) -> tuple[AccuracyCI, AccuracyCI, McNemarResult]:
         """Plain argmax and readout on held-out folds (Wilson), and McNemar between them."""
-        return AccuracyCI.from_flags(self.plain_right), AccuracyCI.from_flags(self.cv_right), mcnemar(self.cv_right, self.plain_right)
+        return (
+            AccuracyCI.from_flags(self.plain_right),
+            AccuracyCI.from_flags(self.cv_right),
+            mcnemar(self.cv_right, self.plain_right),
+        )
 
     def to_data(self) -> dict[str, Any]:
         return {
@@ -136,8 +142,14 @@ def loss_and_gradient(theta: np.ndarray, x: np.ndarray, onehot: np.ndarray, pena
 def _fit_one(x: np.ndarray, onehot: np.ndarray, penalty: float, start: np.ndarray) -> np.ndarray:
     # small matrices: one BLAS thread is ~20x faster than many fighting for a loaded machine's cores
     with threadpool_limits(1):
-        result = minimize(loss_and_gradient, start, args=(x, onehot, penalty), jac=True, method="L-BFGS-B",
-                          options={"maxiter": 500, "gtol": 1e-6})
+        result = minimize(
+            loss_and_gradient,
+            start,
+            args=(x, onehot, penalty),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": 500, "gtol": 1e-6},
+        )
     return result.x
 
 

@@ -201,9 +201,7 @@ class _Checker:
         """A ConfigError for ``path``, located at its line (or its nearest parent's)."""
         return ConfigError(f"{self.locate(path)}: {message}")
 
-    def mapping(
-        self, value: Any, path: str, required: Iterable[str], optional: Iterable[str] = ()
-    ) -> dict[str, Any]:
+    def mapping(self, value: Any, path: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:
         """``value`` as a mapping with exactly the known keys, all required ones present."""
         required, optional = tuple(required), tuple(optional)
         if not isinstance(value, dict):
@@ -352,7 +350,7 @@ def _stage_entry(
     instrument = check.in_role(entry["instrument"], f"{path}.instrument", instruments, ("stages",))
     address = entry["address"]
     if isinstance(address, float):
-        raise check.fail(f"{path}.address", f"write the address as a string in quotes (\"{address}\"), not a number")
+        raise check.fail(f"{path}.address", f'write the address as a string in quotes ("{address}"), not a number')
     address = check.text(address, f"{path}.address")
     limits = entry[limits_key]
     if not isinstance(limits, list) or len(limits) != 2:
@@ -362,7 +360,9 @@ def _stage_entry(
         raise check.fail(f"{path}.{limits_key}", f"low {low:g} {unit} must be below high {high:g} {unit}")
     nominal = check.number(entry[nominal_key], f"{path}.{nominal_key}")
     if not low <= nominal <= high:
-        raise check.fail(f"{path}.{nominal_key}", f"{nominal:g} {unit} is outside the limits [{low:g}, {high:g}] {unit}")
+        raise check.fail(
+            f"{path}.{nominal_key}", f"{nominal:g} {unit} is outside the limits [{low:g}, {high:g}] {unit}"
+        )
     backlash = check.number(entry.get(backlash_key, 0.0), f"{path}.{backlash_key}")
     if backlash < 0:
         raise check.fail(f"{path}.{backlash_key}", f"must be >= 0, got {backlash:g} {unit}")
@@ -370,14 +370,20 @@ def _stage_entry(
 
 
 def _axis(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> AxisConfig:
-    instrument, address, (low, high), nominal, backlash = _stage_entry(check, value, path, instruments, "mm", "millimetres")
+    instrument, address, (low, high), nominal, backlash = _stage_entry(
+        check, value, path, instruments, "mm", "millimetres"
+    )
     return AxisConfig(instrument, address, (low * 1e-3, high * 1e-3), nominal * 1e-3, backlash * 1e-3)
 
 
 def _rotation(check: _Checker, value: Any, path: str, instruments: Mapping[str, InstrumentConfig]) -> RotationConfig:
-    instrument, address, (low, high), nominal, backlash = _stage_entry(check, value, path, instruments, "deg", "degrees")
+    instrument, address, (low, high), nominal, backlash = _stage_entry(
+        check, value, path, instruments, "deg", "degrees"
+    )
     if high - low > 360:
-        raise check.fail(f"{path}.limits_deg", f"[{low:g}, {high:g}] deg spans more than one turn; give at most 360 degrees")
+        raise check.fail(
+            f"{path}.limits_deg", f"[{low:g}, {high:g}] deg spans more than one turn; give at most 360 degrees"
+        )
     rad = math.radians
     return RotationConfig(instrument, address, (rad(low), rad(high)), rad(nominal), rad(backlash), check.locate(path))
 
@@ -392,7 +398,9 @@ def _plates(check: _Checker, value: Any, instruments: Mapping[str, InstrumentCon
         if any(p.name == name for p in plates):
             raise check.fail(f"{path}.name", f"plate name {name!r} is used twice; plate names must be unique")
         present = [a for a in AXIS_NAMES if a != "z" or entry.get("z") is not None]
-        axes: dict[str, AxisConfig | RotationConfig] = {a: _axis(check, entry[a], f"{path}.{a}", instruments) for a in present}
+        axes: dict[str, AxisConfig | RotationConfig] = {
+            a: _axis(check, entry[a], f"{path}.{a}", instruments) for a in present
+        }
         if entry.get("r") is not None:
             axes["r"] = _rotation(check, entry["r"], f"{path}.r", instruments)
         for axis_name, axis in axes.items():
@@ -438,10 +446,14 @@ def _operator(check: _Checker, value: Any) -> OperatorConfig:
         raise check.fail("operator.kind", f"{kind!r} is not an operator kind; the kinds are {list(OPERATOR_KINDS)}")
     if kind == "console":
         if entry.get("resource") is not None:
-            raise check.fail("operator.resource", "a console operator is the person at this terminal; it has no resource")
+            raise check.fail(
+                "operator.resource", "a console operator is the person at this terminal; it has no resource"
+            )
         return OperatorConfig()
     if entry.get("resource") is None:
-        raise check.fail("operator", "a simulated operator needs the bench's control channel: resource: TCPIP::host::port::SOCKET")
+        raise check.fail(
+            "operator", "a simulated operator needs the bench's control channel: resource: TCPIP::host::port::SOCKET"
+        )
     resource = check.text(entry["resource"], "operator.resource").strip()
     parts = resource.split("::")
     if resource_problem(resource) or not (parts[0].upper().startswith("TCPIP") and parts[-1].upper() == "SOCKET"):
@@ -496,7 +508,9 @@ def parse_station(
         if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:
             raise check.fail(f"detectors.channels[{index}]", f"expected a channel number, got {channel!r}")
         if channel in channels:
-            raise check.fail(f"detectors.channels[{index}]", f"channel {channel} is listed twice; class i reads channels[i]")
+            raise check.fail(
+                f"detectors.channels[{index}]", f"channel {channel} is listed twice; class i reads channels[i]"
+            )
         channels.append(channel)
     detector = instruments[detectors_name]  # the map is the driver's scan list: its declaration judges it
     problem = registry.driver_options(detector.driver).problem({**detector.options, "channels": channels})

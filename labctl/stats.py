@@ -32,9 +32,7 @@ def _z(confidence: float) -> float:
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval for ``successes`` out of ``n`` (as fractions in [0, 1])."""
     if n <= 0:
-        raise DataError(
-            f"an accuracy needs at least one sample (got n={n}); measure some samples before scoring"
-        )
+        raise DataError(f"an accuracy needs at least one sample (got n={n}); measure some samples before scoring")
     if not 0 <= successes <= n:
         raise DataError(f"{successes} successes out of {n} samples is impossible")
     z = _z(confidence)
@@ -62,7 +60,9 @@ class McNemarResult:
     def describe(self, name_a: str = "A", name_b: str = "B") -> str:
         """One line naming the two classifiers, e.g. ``describe("bench", "twin")``."""
         method = "exact" if self.exact else "chi-square"
-        return f"McNemar p = {self.p_value:.3g} (only {name_a} right: {self.b}, only {name_b} right: {self.c}; {method})"
+        return (
+            f"McNemar p = {self.p_value:.3g} (only {name_a} right: {self.b}, only {name_b} right: {self.c}; {method})"
+        )
 
     def __str__(self) -> str:
         return self.describe()
@@ -80,9 +80,7 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemarResult:
     a = _flags(correct_a, "correct_a")
     b_flags = _flags(correct_b, "correct_b")
     if a.shape != b_flags.shape:
-        raise DataError(
-            f"McNemar compares two classifiers on the same samples, got {a.size} and {b_flags.size} flags"
-        )
+        raise DataError(f"McNemar compares two classifiers on the same samples, got {a.size} and {b_flags.size} flags")
     return mcnemar_counts(int(np.count_nonzero(a & ~b_flags)), int(np.count_nonzero(~a & b_flags)))
 
 

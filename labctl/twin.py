@@ -70,8 +70,14 @@ def bench_params(record: dict[str, Any] | None, plates: list[str]) -> BenchParam
     if record is None:
         return None
     rotations = np.array([record["rotations_rad"][plate] for plate in plates], dtype=float)
-    return BenchParams(np.zeros((len(plates), 3)), rotations, np.asarray(record["beam_center_m"], dtype=float),
-                       record["beam_waist_m"], np.asarray(record["detector_offset_m"], dtype=float), record["phase_scale"])
+    return BenchParams(
+        np.zeros((len(plates), 3)),
+        rotations,
+        np.asarray(record["beam_center_m"], dtype=float),
+        record["beam_waist_m"],
+        np.asarray(record["detector_offset_m"], dtype=float),
+        record["phase_scale"],
+    )
 
 
 @dataclass
@@ -132,7 +138,9 @@ class Twin:
             images = images[None]
         out = np.empty((len(images), len(self.design.layout)))
         for start in range(0, len(images), batch_size):
-            out[start : start + batch_size] = self.energies(design_inputs(self.design, images[start : start + batch_size]))
+            out[start : start + batch_size] = self.energies(
+                design_inputs(self.design, images[start : start + batch_size])
+            )
         gains = 1.0 if self.gains is None else self.gains
         return out * gains * self.scale
 
@@ -150,13 +158,23 @@ class Twin:
             "offsets_m": None if self.offsets_m is None else self.offsets_m.tolist(),
             "gains": None if self.gains is None else self.gains.tolist(),
             "scale": float(self.scale),
-            "bench": None if self.bench is None else {name: float(v) for name, v in zip(self.bench.names(), self.bench.to_vector())
-                                                     if not name.endswith((".dx", ".dy", ".dz")) or name.startswith("detector")},
+            "bench": None
+            if self.bench is None
+            else {
+                name: float(v)
+                for name, v in zip(self.bench.names(), self.bench.to_vector())
+                if not name.endswith((".dx", ".dy", ".dz")) or name.startswith("detector")
+            },
         }
 
     @classmethod
-    def from_alignment(cls, design: Any, alignment: AlignmentRecord, material: Material | None = None,
-                       detectors_version: int | None = None) -> Twin:
+    def from_alignment(
+        cls,
+        design: Any,
+        alignment: AlignmentRecord,
+        material: Material | None = None,
+        detectors_version: int | None = None,
+    ) -> Twin:
         """A twin with an alignment's offsets, scale and (if fitted under ``detectors_version``,
         the detector calibration in force now) gains."""
         if len(alignment.plates) != design.geometry.n_layers:
@@ -164,8 +182,14 @@ class Twin:
                 f"{alignment.source}: {len(alignment.plates)} plates, the design has {design.geometry.n_layers}; "
                 "re-run `labctl align` for this design"
             )
-        return cls(design, alignment.offsets_array(), alignment.gains_under(detectors_version), alignment.scale, material,
-                   bench_params(alignment.bench, alignment.plates))
+        return cls(
+            design,
+            alignment.offsets_array(),
+            alignment.gains_under(detectors_version),
+            alignment.scale,
+            material,
+            bench_params(alignment.bench, alignment.plates),
+        )
 
     @classmethod
     def from_calibration(cls, design: Any, calibration: Any, material: Material | None = None) -> Twin:
@@ -175,7 +199,9 @@ class Twin:
         """
         records = getattr(calibration, "records", None)
         if not isinstance(records, Mapping):
-            raise ConfigError(f"twin: cannot read an alignment from a {type(calibration).__name__}; pass a calibration set")
+            raise ConfigError(
+                f"twin: cannot read an alignment from a {type(calibration).__name__}; pass a calibration set"
+            )
         record, detectors = records.get("alignment"), records.get("detectors")
         if record is None:
             return cls(design, material=material)

@@ -131,7 +131,12 @@ def main() -> None:
     alignment = window.views["alignment"]
     alignment.check.setValue(args.check)
     alignment.start.click()
-    wait(app, lambda: session.plan is None and (alignment.result is not None or alignment.status.is_error), 900, "the alignment")
+    wait(
+        app,
+        lambda: session.plan is None and (alignment.result is not None or alignment.status.is_error),
+        900,
+        "the alignment",
+    )
     shooter.shoot("alignment")
     calibrate(("gains", "source"))
     shooter.shoot("calibration")

@@ -339,7 +339,8 @@ def test_a_wrong_device_on_the_port_is_refused_by_name(sim):
     def swap(data):
         instruments = data["instruments"]
         instruments["thz"]["resource"], instruments["dmm"]["resource"] = (
-            instruments["dmm"]["resource"], instruments["thz"]["resource"]
+            instruments["dmm"]["resource"],
+            instruments["thz"]["resource"],
         )
 
     with pytest.raises(WrongInstrument, match=r"^thz: .*MODEL 2700"):

@@ -10,19 +10,62 @@ from labctl.cli import main
 def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     design = tmp_path / "small.h5"
     train = [
-        "design", "train", "--dataset", "mnist5k", "--out", str(design), "--n", "40", "--input-scale", "1",
-        "--layers", "3", "--detector-size", "4", "--spacing-m", "0.01", "--input-distance-m", "0.01",
-        "--detector-distance-m", "0.01", "--epochs", "1", "--max-train", "500", "--max-test", "100", "--no-progress",
+        "design",
+        "train",
+        "--dataset",
+        "mnist5k",
+        "--out",
+        str(design),
+        "--n",
+        "40",
+        "--input-scale",
+        "1",
+        "--layers",
+        "3",
+        "--detector-size",
+        "4",
+        "--spacing-m",
+        "0.01",
+        "--input-distance-m",
+        "0.01",
+        "--detector-distance-m",
+        "0.01",
+        "--epochs",
+        "1",
+        "--max-train",
+        "500",
+        "--max-test",
+        "100",
+        "--no-progress",
     ]
     assert main(train) == 0
     capsys.readouterr()
     out = tmp_path / "demo"
-    args = ["demo", "--design", str(design), "--truth", "ideal", "--time-scale", "0", "--per-class", "1", "--json",
-            "--out", str(out)]
+    args = [
+        "demo",
+        "--design",
+        str(design),
+        "--truth",
+        "ideal",
+        "--time-scale",
+        "0",
+        "--per-class",
+        "1",
+        "--json",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
-    for key in ("accuracy_measured", "accuracy_simulated", "agreement", "alignment_residual_um",
-                "detector_reads", "campaign_file", "report_file"):
+    for key in (
+        "accuracy_measured",
+        "accuracy_simulated",
+        "agreement",
+        "alignment_residual_um",
+        "detector_reads",
+        "campaign_file",
+        "report_file",
+    ):
         assert key in summary
     low, high = summary["accuracy_measured_ci"]  # Wilson interval on the 10 samples
     assert low <= summary["accuracy_measured"] <= high and high - low > 0.2

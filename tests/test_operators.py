@@ -56,7 +56,10 @@ def test_the_operator_entry_is_optional_and_checked(tmp_path):
         ({"kind": "robot"}, "operator.kind: 'robot' is not an operator kind"),
         ({"kind": "simulated"}, "operator: a simulated operator needs the bench's control channel"),
         ({"kind": "simulated", "resource": "/dev/ttyUSB0"}, "operator.resource: '/dev/ttyUSB0': expected"),
-        ({"kind": "simulated", "resource": "TCPIP::127.0.0.1::inst0::INSTR"}, "operator.resource: 'TCPIP::127.0.0.1::inst0::INSTR': expected the"),
+        (
+            {"kind": "simulated", "resource": "TCPIP::127.0.0.1::inst0::INSTR"},
+            "operator.resource: 'TCPIP::127.0.0.1::inst0::INSTR': expected the",
+        ),
         ({"kind": "console", "resource": "TCPIP::127.0.0.1::5999::SOCKET"}, "operator.resource: a console operator"),
         ({"kind": "console", "port": 3}, "operator.port: unknown key"),
         ("console", "operator: expected a mapping"),
@@ -139,7 +142,9 @@ def test_the_simulated_operator_loads_the_served_wheel(tmp_path):
         operator(CASSETTE)
         assert sim.wheel.masks == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
         assert operator.loaded() == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
-        with pytest.raises(InstrumentError, match=r"^operator: the simulated bench refused 'LOAD 9=mnist5k/test/1': .*slot 9"):
+        with pytest.raises(
+            InstrumentError, match=r"^operator: the simulated bench refused 'LOAD 9=mnist5k/test/1': .*slot 9"
+        ):
             operator.load({9: "mnist5k/test/1"})
         assert sim.wheel.masks == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
         resource = operator.resource

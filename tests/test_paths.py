@@ -21,7 +21,9 @@ def test_a_folder_under_a_file_is_refused_naming_both(tmp_path):
 def test_a_read_only_file_system_is_refused(tmp_path):
     mount = tmp_path / "ro"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,ro", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
         pytest.skip("needs `mount -t tmpfs` (root); the file-under-a-file case covers the check without it")
     try:
         with pytest.raises(DataError, match=r"cannot write in .*ro \(Read-only file system\)"):
@@ -53,7 +55,9 @@ def test_a_file_the_user_wrote_is_text_or_one_error_naming_it(tmp_path):
 
     picture = tmp_path / "plan.yaml"
     picture.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
-    with pytest.raises(ConfigError, match=r"plan.yaml: not a text file \(byte 0 is not UTF-8\); a campaign plan is YAML text"):
+    with pytest.raises(
+        ConfigError, match=r"plan.yaml: not a text file \(byte 0 is not UTF-8\); a campaign plan is YAML text"
+    ):
         read_text_file(picture, "campaign plan")
     with pytest.raises(ConfigError, match=r"cannot read the truth file: Is a directory"):
         read_text_file(tmp_path, "truth file")

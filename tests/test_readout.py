@@ -33,10 +33,13 @@ def test_gradient_matches_central_differences() -> None:
     theta = rng.normal(0, 0.5, K * K + K + 1)
     _, grad = loss_and_gradient(theta, x, onehot, 0.3)
     h = 1e-6
-    fd = np.array([
-        (loss_and_gradient(theta + h * e, x, onehot, 0.3)[0] - loss_and_gradient(theta - h * e, x, onehot, 0.3)[0]) / (2 * h)
-        for e in np.eye(theta.size)
-    ])
+    fd = np.array(
+        [
+            (loss_and_gradient(theta + h * e, x, onehot, 0.3)[0] - loss_and_gradient(theta - h * e, x, onehot, 0.3)[0])
+            / (2 * h)
+            for e in np.eye(theta.size)
+        ]
+    )
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-8)
 
 
@@ -82,7 +85,9 @@ def test_fewer_samples_than_classes_is_refused_in_one_line() -> None:
 def test_readout_round_trips_and_refuses_another_detector_count() -> None:
     rng = np.random.default_rng(4)
     readout = Readout(rng.normal(size=(K, K)), rng.normal(size=K), 0.2)
-    again = Readout.from_data({k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in readout.to_data().items()})
+    again = Readout.from_data(
+        {k: np.asarray(v).tolist() if isinstance(v, np.ndarray) else v for k, v in readout.to_data().items()}
+    )
     readings = rng.random((5, K))
     np.testing.assert_allclose(again.scores(readings), readout.scores(readings))
     np.testing.assert_array_equal(Readout.identity(K).predict(readings), np.argmax(readings, axis=1))

@@ -67,7 +67,10 @@ def test_good_file_becomes_config_in_si_units(tmp_path):
     assert list(config.instruments) == ["thz", "stages", "kdc", "wheel", "dmm"]
     thz = config.instruments["thz"]
     assert (thz.driver, thz.role, thz.resource, dict(thz.options)) == (
-        "E8257D", "source", "TCPIP::192.168.1.20::5025::SOCKET", {"multiplier": 12}
+        "E8257D",
+        "source",
+        "TCPIP::192.168.1.20::5025::SOCKET",
+        {"multiplier": 12},
     )
     assert config.instruments["stages"].options == {"microstep_m": 1e-6}  # 1e-6 is a float, not a string
     assert config.instruments["kdc"].resource == str((tmp_path / "ports" / "kdc.tty").resolve())
@@ -154,43 +157,133 @@ BAD = [
     ("unknown top-level key", [("sorce", "thz")], "sorce", "unknown key"),
     ("unknown axis key", [("plates[1].y.speed_mm_s", 2)], "plates[1].y.speed_mm_s", "unknown key"),
     ("missing station name", [("station", DELETE)], "top level", "missing required key 'station'"),
-    ("missing resource", [("instruments.wheel.resource", DELETE)], "instruments.wheel", "missing required key 'resource'"),
+    (
+        "missing resource",
+        [("instruments.wheel.resource", DELETE)],
+        "instruments.wheel",
+        "missing required key 'resource'",
+    ),
     ("missing plate name", [("plates[0].name", DELETE)], "plates[0]", "missing required key 'name'"),
     ("missing x axis", [("plates[1].x", DELETE)], "plates[1]", "missing required key 'x'"),
     ("missing y axis", [("plates[0].y", DELETE)], "plates[0]", "missing required key 'y'"),
     ("null y axis", [("plates[0].y", None)], "plates[0].y", "expected a mapping"),
     ("missing nominal", [("plates[0].x.nominal_mm", DELETE)], "plates[0].x", "missing required key 'nominal_mm'"),
-    ("unknown driver", [("instruments.wheel.driver", "FW103")], "instruments.wheel.driver", "unknown driver 'FW103'; known drivers are ['CameraDetectors', 'DAQ6510'"),
+    (
+        "unknown driver",
+        [("instruments.wheel.driver", "FW103")],
+        "instruments.wheel.driver",
+        "unknown driver 'FW103'; known drivers are ['CameraDetectors', 'DAQ6510'",
+    ),
     ("duplicate plate name", [("plates[1].name", "L1")], "plates[1].name", "plate name 'L1' is used twice"),
-    ("axis on a missing instrument", [("plates[0].x.instrument", "zaber")], "plates[0].x.instrument", "instrument 'zaber', which is not under instruments"),
-    ("axis on a wheel", [("plates[0].y.instrument", "wheel")], "plates[0].y.instrument", "'wheel' is a wheel (FW102C); this needs a stages instrument"),
-    ("nominal above the limits", [("plates[1].x.nominal_mm", 20.5)], "plates[1].x.nominal_mm", "20.5 mm is outside the limits [-5, 20] mm"),
+    (
+        "axis on a missing instrument",
+        [("plates[0].x.instrument", "zaber")],
+        "plates[0].x.instrument",
+        "instrument 'zaber', which is not under instruments",
+    ),
+    (
+        "axis on a wheel",
+        [("plates[0].y.instrument", "wheel")],
+        "plates[0].y.instrument",
+        "'wheel' is a wheel (FW102C); this needs a stages instrument",
+    ),
+    (
+        "nominal above the limits",
+        [("plates[1].x.nominal_mm", 20.5)],
+        "plates[1].x.nominal_mm",
+        "20.5 mm is outside the limits [-5, 20] mm",
+    ),
     ("nominal below the limits", [("plates[0].y.nominal_mm", -0.1)], "plates[0].y.nominal_mm", "outside the limits"),
-    ("limits reversed", [("plates[0].x.limits_mm", [25, 0])], "plates[0].x.limits_mm", "low 25 mm must be below high 0 mm"),
+    (
+        "limits reversed",
+        [("plates[0].x.limits_mm", [25, 0])],
+        "plates[0].x.limits_mm",
+        "low 25 mm must be below high 0 mm",
+    ),
     ("limits not a pair", [("plates[0].x.limits_mm", 25)], "plates[0].x.limits_mm", "expected [low, high]"),
     ("limit not a number", [("plates[0].x.limits_mm", [0, "25mm"])], "plates[0].x.limits_mm[1]", "expected a number"),
     ("negative backlash", [("plates[0].x.backlash_mm", -0.1)], "plates[0].x.backlash_mm", "must be >= 0"),
     ("unquoted dotted address", [("plates[0].x.address", 1.1)], "plates[0].x.address", 'in quotes ("1.1")'),
-    ("bare IP address", [("instruments.thz.resource", "192.168.1.20")], "instruments.thz.resource", "TCPIP::192.168.1.20::5025::SOCKET"),
-    ("tty without /dev", [("instruments.wheel.resource", "ttyUSB1")], "instruments.wheel.resource", "did you mean /dev/ttyUSB1"),
-    ("socket without port", [("instruments.dmm.resource", "TCPIP::192.168.1.21::SOCKET")], "instruments.dmm.resource", "needs a port"),
-    ("not a resource at all", [("instruments.stages.resource", "zaber-usb")], "instruments.stages.resource", "expected a serial device path"),
-    ("number for a serial instrument", [("instruments.wheel.resource", 1)], "instruments.wheel.resource", "expected a serial device path"),
+    (
+        "bare IP address",
+        [("instruments.thz.resource", "192.168.1.20")],
+        "instruments.thz.resource",
+        "TCPIP::192.168.1.20::5025::SOCKET",
+    ),
+    (
+        "tty without /dev",
+        [("instruments.wheel.resource", "ttyUSB1")],
+        "instruments.wheel.resource",
+        "did you mean /dev/ttyUSB1",
+    ),
+    (
+        "socket without port",
+        [("instruments.dmm.resource", "TCPIP::192.168.1.21::SOCKET")],
+        "instruments.dmm.resource",
+        "needs a port",
+    ),
+    (
+        "not a resource at all",
+        [("instruments.stages.resource", "zaber-usb")],
+        "instruments.stages.resource",
+        "expected a serial device path",
+    ),
+    (
+        "number for a serial instrument",
+        [("instruments.wheel.resource", 1)],
+        "instruments.wheel.resource",
+        "expected a serial device path",
+    ),
     ("options not a mapping", [("instruments.thz.options", [12])], "instruments.thz.options", "expected a mapping"),
     ("source missing", [("source", "laser")], "source", "'laser', which is not under instruments"),
-    ("source of the wrong role", [("source", "dmm")], "source", "'dmm' is a detectors (Keithley2700); this needs a source"),
-    ("projector missing", [("projector.instrument", "slm")], "projector.instrument", "'slm', which is not under instruments"),
-    ("projector of the wrong role", [("projector.instrument", "dmm")], "projector.instrument", "needs a wheel or display"),
+    (
+        "source of the wrong role",
+        [("source", "dmm")],
+        "source",
+        "'dmm' is a detectors (Keithley2700); this needs a source",
+    ),
+    (
+        "projector missing",
+        [("projector.instrument", "slm")],
+        "projector.instrument",
+        "'slm', which is not under instruments",
+    ),
+    (
+        "projector of the wrong role",
+        [("projector.instrument", "dmm")],
+        "projector.instrument",
+        "needs a wheel or display",
+    ),
     ("lookup table for a wheel", [("projector.lut", "lut.csv")], "projector.lut", "is a wheel"),
-    ("detectors missing", [("detectors.instrument", "daq")], "detectors.instrument", "'daq', which is not under instruments"),
+    (
+        "detectors missing",
+        [("detectors.instrument", "daq")],
+        "detectors.instrument",
+        "'daq', which is not under instruments",
+    ),
     ("detectors of the wrong role", [("detectors.instrument", "thz")], "detectors.instrument", "needs a detectors"),
     ("channel listed twice", [("detectors.channels[3]", 101)], "detectors.channels[3]", "channel 101 is listed twice"),
     ("channel not a number", [("detectors.channels[0]", "ch1")], "detectors.channels[0]", "expected a channel number"),
-    ("channels given twice", [("instruments.dmm.options.channels", [101])], "instruments.dmm.options.channels", "written once, under detectors.channels"),
+    (
+        "channels given twice",
+        [("instruments.dmm.options.channels", [101])],
+        "instruments.dmm.options.channels",
+        "written once, under detectors.channels",
+    ),
     ("no channels", [("detectors.channels", [])], "detectors.channels", "non-empty list"),
     ("no plates", [("plates", [])], "plates", "non-empty list"),
-    ("two axes on one address", [("plates[1].y.address", "1.1")], "plates[1].y.address", "already used by L1.x (plates[0].x)"),
-    ("z on an x axis's address", [("plates[1].z", dict(AXIS, address="2.1"))], "plates[1].z.address", "already used by L2.x"),
+    (
+        "two axes on one address",
+        [("plates[1].y.address", "1.1")],
+        "plates[1].y.address",
+        "already used by L1.x (plates[0].x)",
+    ),
+    (
+        "z on an x axis's address",
+        [("plates[1].z", dict(AXIS, address="2.1"))],
+        "plates[1].z.address",
+        "already used by L2.x",
+    ),
     ("design file missing", [("design", "designs/none.h5")], "design", "none.h5 does not exist"),
 ]
 
@@ -216,8 +309,16 @@ def test_same_address_on_different_controllers_is_fine(tmp_path):
 
 @pytest.mark.parametrize(
     "resource",
-    ["/dev/ttyUSB0", "./x.tty", "COM3", "TCPIP::10.0.0.5::5025::SOCKET", "TCPIP0::10.0.0.5::inst0::INSTR",
-     "GPIB0::19::INSTR", "USB0::0x1313::0x804A::M00123456::INSTR", "ASRL/dev/ttyUSB0::INSTR"],
+    [
+        "/dev/ttyUSB0",
+        "./x.tty",
+        "COM3",
+        "TCPIP::10.0.0.5::5025::SOCKET",
+        "TCPIP0::10.0.0.5::inst0::INSTR",
+        "GPIB0::19::INSTR",
+        "USB0::0x1313::0x804A::M00123456::INSTR",
+        "ASRL/dev/ttyUSB0::INSTR",
+    ],
 )
 def test_plausible_resources_pass(resource):
     assert resource_problem(resource) is None
@@ -258,20 +359,32 @@ THZ = '  thz:    {driver: E8257D, resource: "TCPIP::192.168.1.20::5025::SOCKET",
     ("old", "new", "at", "expected"),
     [
         pytest.param(
-            WHEEL, WHEEL[:-1] + ",\n           options: {sped: fast}}", "sped",
-            "instruments.wheel.options.sped: unknown option; did you mean 'speed'?", id="misspelt-option",
+            WHEEL,
+            WHEEL[:-1] + ",\n           options: {sped: fast}}",
+            "sped",
+            "instruments.wheel.options.sped: unknown option; did you mean 'speed'?",
+            id="misspelt-option",
         ),
         pytest.param(
-            WHEEL, "  wheel:\n    driver: FW102C\n    resource: /dev/ttyUSB1\n    options:\n      timeout_s: soon", "soon",
-            "instruments.wheel.options.timeout_s: expected number > 0, got 'soon'", id="timeout-soon",
+            WHEEL,
+            "  wheel:\n    driver: FW102C\n    resource: /dev/ttyUSB1\n    options:\n      timeout_s: soon",
+            "soon",
+            "instruments.wheel.options.timeout_s: expected number > 0, got 'soon'",
+            id="timeout-soon",
         ),
         pytest.param(
-            "channels: [101, 102, 103,", "channels: [101, 102, 303,", "303",
-            "detectors.channels: channels must be 2 or more distinct 7700 channels", id="channel-map-of-the-meter",
+            "channels: [101, 102, 103,",
+            "channels: [101, 102, 303,",
+            "303",
+            "detectors.channels: channels must be 2 or more distinct 7700 channels",
+            id="channel-map-of-the-meter",
         ),
         pytest.param(
-            THZ, THZ.replace("E8257D", "ITC4001").replace("{multiplier: 12}", "{wavelength_m: 633e-9}"), "ITC4001",
-            "instruments.thz.options.current_limit_a: this driver needs it: the diode's current limit", id="required",
+            THZ,
+            THZ.replace("E8257D", "ITC4001").replace("{multiplier: 12}", "{wavelength_m: 633e-9}"),
+            "ITC4001",
+            "instruments.thz.options.current_limit_a: this driver needs it: the diode's current limit",
+            id="required",
         ),
     ],
 )
@@ -302,6 +415,7 @@ def test_driver_options_are_checked_against_the_declaration(tmp_path, instrument
     path = f"instruments.{instrument}.options" + ("" if key == "options" else f".{key}")
     assert f"bad.yaml:{index + 1}: {path}: {expected}" in message
 
+
 ROTATION = GOOD.replace(
     "    z: {instrument: kdc, address: 1, limits_mm: [0, 12], nominal_mm: 6}\n",
     "    z: {instrument: kdc, address: 1, limits_mm: [0, 12], nominal_mm: 6}\n"
@@ -324,13 +438,25 @@ def test_a_rotation_axis_is_degrees_in_the_file_and_radians_in_the_config(tmp_pa
 @pytest.mark.parametrize(
     "old, new, words",
     [
-        ("limits_deg: [-10, 10]", "limits_mm: [-10, 10]", "plates[1].r.limits_mm: unknown key; did you mean 'limits_deg'"),
-        ("limits_deg: [-10, 10]", "limits_deg: [10, -10]", "plates[1].r.limits_deg: low 10 deg must be below high -10 deg"),
+        (
+            "limits_deg: [-10, 10]",
+            "limits_mm: [-10, 10]",
+            "plates[1].r.limits_mm: unknown key; did you mean 'limits_deg'",
+        ),
+        (
+            "limits_deg: [-10, 10]",
+            "limits_deg: [10, -10]",
+            "plates[1].r.limits_deg: low 10 deg must be below high -10 deg",
+        ),
         ("limits_deg: [-10, 10]", "limits_deg: [-200, 200]", "spans more than one turn; give at most 360 degrees"),
         ("nominal_deg: 1.5", "nominal_deg: 12", "plates[1].r.nominal_deg: 12 deg is outside the limits [-10, 10] deg"),
         ("backlash_deg: 0.01", "backlash_deg: -1", "plates[1].r.backlash_deg: must be >= 0"),
         ('address: "3", limits_deg', 'address: "1.1", limits_deg', "axis '1.1' on 'stages' is already used by L1.x"),
-        ("r: {instrument: stages", "r: {instrument: wheel", "instrument 'wheel' is a wheel (FW102C); this needs a stages"),
+        (
+            "r: {instrument: stages",
+            "r: {instrument: wheel",
+            "instrument 'wheel' is a wheel (FW102C); this needs a stages",
+        ),
     ],
 )
 def test_a_bad_rotation_axis_is_one_line_with_its_key(tmp_path, old, new, words):

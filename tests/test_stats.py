@@ -104,7 +104,9 @@ def test_mcnemar_exact_agrees_with_binomial_test_and_is_symmetric() -> None:
     ref = sps.binomtest(4, EXACT_BELOW - 1, 0.5).pvalue
     assert r.p_value == pytest.approx(ref, rel=1e-9)
     assert mcnemar(b, a).p_value == pytest.approx(r.p_value, rel=1e-12)
-    assert r.describe("bench", "twin") == f"McNemar p = {r.p_value:.3g} (only bench right: 4, only twin right: 20; exact)"
+    assert (
+        r.describe("bench", "twin") == f"McNemar p = {r.p_value:.3g} (only bench right: 4, only twin right: 20; exact)"
+    )
 
 
 def test_mcnemar_refuses_unpaired_samples_and_negative_counts() -> None:

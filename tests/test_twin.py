@@ -57,7 +57,10 @@ def test_bad_state_is_refused(design):
 
 def test_from_calibration_reads_the_latest_alignment(design, tmp_path):
     images, _ = tiny_images(2)
-    assert np.allclose(Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).predict(images), Twin(design).predict(images))
+    assert np.allclose(
+        Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).predict(images),
+        Twin(design).predict(images),
+    )
     offsets = {"L1": [1e-4, 0.0, 0.0], "L2": [0.0, -1e-4, 0.0], "L3": [0.0, 0.0, 0.0]}
     data = {"plates": ["L1", "L2", "L3"], "offsets_m": offsets, "gains": [1.0] * 10, "scale": 2.0}
     write_calibration(tmp_path, "alignment", data, "test", [], "tiny")
@@ -72,10 +75,19 @@ def test_from_calibration_reads_the_latest_alignment(design, tmp_path):
 
 def test_fitted_gains_are_dropped_under_another_detector_calibration(design, tmp_path):
     _images, _ = tiny_images(2)
-    data = {"plates": ["L1", "L2", "L3"], "offsets_m": {f"L{i}": [0.0, 0.0, 0.0] for i in (1, 2, 3)},
-            "gains": [2.0] * 10, "scale": 1.0, "calibration_versions": {"detectors": 1}}
+    data = {
+        "plates": ["L1", "L2", "L3"],
+        "offsets_m": {f"L{i}": [0.0, 0.0, 0.0] for i in (1, 2, 3)},
+        "gains": [2.0] * 10,
+        "scale": 1.0,
+        "calibration_versions": {"detectors": 1},
+    }
     write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")
     write_calibration(tmp_path, "alignment", data, "test", [], "tiny")
-    assert np.allclose(Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).gains, 2.0)  # made under detectors-v001
+    assert np.allclose(
+        Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).gains, 2.0
+    )  # made under detectors-v001
     write_calibration(tmp_path, "detectors", {"dark_v": [0.0] * 10}, "test", [], "tiny")
-    assert Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).gains is None  # detectors-v002 is in force now
+    assert (
+        Twin.from_calibration(design, CalibrationSet.load_latest(tmp_path)).gains is None
+    )  # detectors-v002 is in force now

@@ -61,12 +61,18 @@ class Verdict:
         return self.kind != NOT_FOUND
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "residual": self.residual, "noise_floor": self.noise_floor,
-                "contrast": self.contrast, "reason": self.reason}
+        return {
+            "kind": self.kind,
+            "residual": self.residual,
+            "noise_floor": self.noise_floor,
+            "contrast": self.contrast,
+            "reason": self.reason,
+        }
 
 
-def decorrelated_misfit(fitter: OffsetFit, observations: Sequence[Observation], mount_m: np.ndarray,
-                        options: Acceptance, seed: int = 0) -> float:
+def decorrelated_misfit(
+    fitter: OffsetFit, observations: Sequence[Observation], mount_m: np.ndarray, options: Acceptance, seed: int = 0
+) -> float:
     """Median misfit with every fitted lateral offset moved by +-``decorrelate_m`` (random signs)."""
     rng = np.random.default_rng(seed)
     lateral = fitter.axes.copy()
@@ -79,8 +85,9 @@ def decorrelated_misfit(fitter: OffsetFit, observations: Sequence[Observation], 
     return float(np.median(misfits))
 
 
-def judge(fitter: OffsetFit, observations: Sequence[Observation], result: FitResult,
-          options: Acceptance = Acceptance()) -> Verdict:
+def judge(
+    fitter: OffsetFit, observations: Sequence[Observation], result: FitResult, options: Acceptance = Acceptance()
+) -> Verdict:
     """The verdict on ``result`` fitted to ``observations`` (module docstring)."""
     if result.bench is not None:  # the wrong stacks on the fitted bench
         fitter = fitter.anchored(result.bench)
@@ -93,9 +100,17 @@ def judge(fitter: OffsetFit, observations: Sequence[Observation], result: FitRes
     lateral = [name for name in result.unidentified() if name.rsplit(".", 1)[-1] in ("dx", "dy")]
     above = f"misfit {result.residual:.3g} above {'the acceptance' if floor is None else 'the noise floor'} {limit:.3g}"
     if contrast <= options.max_contrast and not lateral:
-        return Verdict(INCOMPLETE, result.residual, floor, contrast,
-                       f"{above}, but {contrast:.2f} of a wrong stack's and every lateral offset identified: "
-                       "the plates are found, the model lacks something")
-    why = (f"lateral offsets {', '.join(lateral)} not identified" if lateral
-           else f"{contrast:.2f} of a wrong stack's misfit (> {options.max_contrast:g})")
+        return Verdict(
+            INCOMPLETE,
+            result.residual,
+            floor,
+            contrast,
+            f"{above}, but {contrast:.2f} of a wrong stack's and every lateral offset identified: "
+            "the plates are found, the model lacks something",
+        )
+    why = (
+        f"lateral offsets {', '.join(lateral)} not identified"
+        if lateral
+        else f"{contrast:.2f} of a wrong stack's misfit (> {options.max_contrast:g})"
+    )
     return Verdict(NOT_FOUND, result.residual, floor, contrast, f"{above}; {why}")

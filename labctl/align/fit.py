@@ -43,12 +43,36 @@ AXES = ("x", "y", "z")
 PLAUSIBLE_MM = (0.1, 0.1, 1.0)
 #: Per kind of extra bench parameter (SI): the optimiser's unit, the longest step of one iteration,
 #: and the standard error beyond which the number says nothing. The waist is fitted as (1/w)^2 (1/m^2).
-UNITS = {"rot": 1e-3, "beam.x": MM, "beam.y": MM, "beam.waist": 100.0, "detector.dx": MM, "detector.dy": MM,
-         "detector.dz": MM, "phase_scale": 1e-3}
-MAX_STEP = {"rot": 2e-3, "beam.x": 0.5e-3, "beam.y": 0.5e-3, "beam.waist": 100.0, "detector.dx": 0.2e-3,
-            "detector.dy": 0.2e-3, "detector.dz": 0.3e-3, "phase_scale": 5e-3}
-PLAUSIBLE = {"rot": np.radians(0.5), "beam.x": 5e-3, "beam.y": 5e-3, "beam.waist": 1000.0, "detector.dx": 1e-3,
-             "detector.dy": 1e-3, "detector.dz": 3e-3, "phase_scale": 0.05}
+UNITS = {
+    "rot": 1e-3,
+    "beam.x": MM,
+    "beam.y": MM,
+    "beam.waist": 100.0,
+    "detector.dx": MM,
+    "detector.dy": MM,
+    "detector.dz": MM,
+    "phase_scale": 1e-3,
+}
+MAX_STEP = {
+    "rot": 2e-3,
+    "beam.x": 0.5e-3,
+    "beam.y": 0.5e-3,
+    "beam.waist": 100.0,
+    "detector.dx": 0.2e-3,
+    "detector.dy": 0.2e-3,
+    "detector.dz": 0.3e-3,
+    "phase_scale": 5e-3,
+}
+PLAUSIBLE = {
+    "rot": np.radians(0.5),
+    "beam.x": 5e-3,
+    "beam.y": 5e-3,
+    "beam.waist": 1000.0,
+    "detector.dx": 1e-3,
+    "detector.dy": 1e-3,
+    "detector.dz": 3e-3,
+    "phase_scale": 0.05,
+}
 #: The widest beam the fit considers, (1/w)^2 in 1/m^2 (w = 1 m: a plane wave across any plate).
 MIN_INVERSE_WAIST2 = 1.0
 
@@ -57,8 +81,9 @@ MIN_INVERSE_WAIST2 = 1.0
 IDENTIFIABLE = ("z", "rot", "beam", "detector", "phase_scale")
 
 
-def identified_parameters(model: D2NN, axes: np.ndarray, plates: np.ndarray, kinds: Sequence[str]
-                          ) -> tuple[np.ndarray, BenchParams | None, tuple[str, ...]]:
+def identified_parameters(
+    model: D2NN, axes: np.ndarray, plates: np.ndarray, kinds: Sequence[str]
+) -> tuple[np.ndarray, BenchParams | None, tuple[str, ...]]:
     """What a fit identifies: offsets (L, 3), the bench to start from and the extra parameters.
 
     ``axes`` (L, 3) the movable offsets; ``plates`` (L,) bool the plates being aligned; ``kinds``
@@ -173,9 +198,18 @@ class OffsetFit:
     ``(1 / waist)^2``, so that a plane wave (zero) is a point of the search, not infinitely far.
     """
 
-    def __init__(self, model: D2NN, heights_m: np.ndarray, inputs: np.ndarray, axes: np.ndarray,
-                 fit_gains: bool = True, fixed_m: np.ndarray | None = None, plates: Sequence[str] | None = None,
-                 bench: BenchParams | None = None, extras: Sequence[str] = ()):
+    def __init__(
+        self,
+        model: D2NN,
+        heights_m: np.ndarray,
+        inputs: np.ndarray,
+        axes: np.ndarray,
+        fit_gains: bool = True,
+        fixed_m: np.ndarray | None = None,
+        plates: Sequence[str] | None = None,
+        bench: BenchParams | None = None,
+        extras: Sequence[str] = (),
+    ):
         self.model = model
         self.plates = tuple(plates) if plates is not None else tuple(f"L{i + 1}" for i in range(model.geom.n_layers))
         self.heights_m = np.asarray(heights_m)
@@ -188,27 +222,45 @@ class OffsetFit:
         self.bench = bench
         template = bench if bench is not None else model.nominal_params()
         names = template.names()
-        unknown = [e for e in extras if e not in names or (e.split(".")[-1] in ("dx", "dy", "dz") and e.startswith("L"))]
+        unknown = [
+            e for e in extras if e not in names or (e.split(".")[-1] in ("dx", "dy", "dz") and e.startswith("L"))
+        ]
         if unknown:
-            raise ConfigError(f"offset fit: cannot identify {unknown}; bench parameters are {names} "
-                              "(plate offsets go in axes; beam.x, beam.y, beam.waist need a Gaussian beam)")
+            raise ConfigError(
+                f"offset fit: cannot identify {unknown}; bench parameters are {names} "
+                "(plate offsets go in axes; beam.x, beam.y, beam.waist need a Gaussian beam)"
+            )
         self.extras = tuple(extras)
         self._extra_index = [names.index(e) for e in self.extras]
-        self.passes = {"forward": 0, "adjoint": 0, "grid": 0}  # images pushed through the model (grid: plate to detector)
+        self.passes = {
+            "forward": 0,
+            "adjoint": 0,
+            "grid": 0,
+        }  # images pushed through the model (grid: plate to detector)
         self.seconds = {"forward": 0.0, "jacobian": 0.0, "grid": 0.0}  # compute time by kind, for the report
 
     def restricted(self, axes: np.ndarray, fixed_m: np.ndarray, extras: Sequence[str] = ()) -> OffsetFit:
         """The same model, probes and bench fitting only ``axes`` (and ``extras``), the rest held
         at ``fixed_m``; the pass counts stay shared with this fit."""
-        other = OffsetFit(self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m, self.plates,
-                          self.bench, extras)
+        other = OffsetFit(
+            self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m, self.plates, self.bench, extras
+        )
         other.passes, other.seconds = self.passes, self.seconds
         return other
 
     def anchored(self, bench: BenchParams | None, extras: Sequence[str] | None = None) -> OffsetFit:
         """The same fit on another bench (e.g. a fit's result), fitting ``extras`` (default: the same)."""
-        other = OffsetFit(self.model, self.heights_m, self.inputs, self.axes, self.fit_gains, self.fixed_m, self.plates,
-                          bench, self.extras if extras is None else extras)
+        other = OffsetFit(
+            self.model,
+            self.heights_m,
+            self.inputs,
+            self.axes,
+            self.fit_gains,
+            self.fixed_m,
+            self.plates,
+            bench,
+            self.extras if extras is None else extras,
+        )
         other.passes, other.seconds = self.passes, self.seconds
         return other
 
@@ -252,7 +304,7 @@ class OffsetFit:
         template = self._template()
         full = template.to_vector()
         if x is not None and self.extras:
-            values = np.asarray(x)[int(self.axes.sum()):] * np.array([UNITS[_kind(e)] for e in self.extras])
+            values = np.asarray(x)[int(self.axes.sum()) :] * np.array([UNITS[_kind(e)] for e in self.extras])
             for j, (name, i) in enumerate(zip(self.extras, self._extra_index)):
                 full[i] = 1.0 / np.sqrt(max(values[j], MIN_INVERSE_WAIST2)) if name == "beam.waist" else values[j]
         return template.from_vector(full)
@@ -274,7 +326,9 @@ class OffsetFit:
 
     def _max_steps(self, max_step_m: float) -> np.ndarray:
         """Longest step per vector entry, in vector units."""
-        return np.array([max_step_m / MM] * int(self.axes.sum()) + [MAX_STEP[_kind(e)] / UNITS[_kind(e)] for e in self.extras])
+        return np.array(
+            [max_step_m / MM] * int(self.axes.sum()) + [MAX_STEP[_kind(e)] / UNITS[_kind(e)] for e in self.extras]
+        )
 
     def _plausible(self) -> np.ndarray:
         """Standard errors (vector units) beyond which a fitted number says nothing."""
@@ -293,18 +347,26 @@ class OffsetFit:
             seen.rotations_rad = seen.rotations_rad + observation.rotation_rad
         return {"params": seen}
 
-    def energies(self, observations: Sequence[Observation], mount_m: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+    def energies(
+        self, observations: Sequence[Observation], mount_m: np.ndarray, x: np.ndarray | None = None
+    ) -> np.ndarray:
         """Model energies (K, P, C) at every observation's configuration (extras of vector ``x``,
         None: the bench's)."""
         started = time.perf_counter()
         bench = self.bench_at(x)
         self.passes["forward"] += len(observations) * len(self.inputs)
-        energies = np.stack([self.model.energies(self.inputs, self.heights(o), **self.model_arguments(o, mount_m, bench))
-                             for o in observations])
+        energies = np.stack(
+            [
+                self.model.energies(self.inputs, self.heights(o), **self.model_arguments(o, mount_m, bench))
+                for o in observations
+            ]
+        )
         self.seconds["forward"] += time.perf_counter() - started
         return energies
 
-    def energies_and_jacobian(self, observations: Sequence[Observation], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def energies_and_jacobian(
+        self, observations: Sequence[Observation], x: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per SI unit (adjoint)."""
         started = time.perf_counter()
         mount, bench = self.mount(x), self.bench_at(x)
@@ -405,7 +467,9 @@ class OffsetFit:
             longest = np.max(np.abs(step) / limits)
             if longest > 1:
                 step /= longest
-            trial_r, trial_scaling, _ = self._misfit(observations, self.energies(observations, self.mount(x + step), x + step))
+            trial_r, trial_scaling, _ = self._misfit(
+                observations, self.energies(observations, self.mount(x + step), x + step)
+            )
             trial_cost = float(trial_r @ trial_r)
             if trial_cost < cost:
                 x, cost, r, scaling = x + step, trial_cost, trial_r, trial_scaling
@@ -431,8 +495,17 @@ class OffsetFit:
         n_offsets = int(self.axes.sum())
         stderr[self.axes] = report.stderr[:n_offsets] * MM
         extras = self._extra_estimates(x[n_offsets:], report.stderr[n_offsets:])
-        return FitResult(self.mount(x), stderr, scaling, float(np.sqrt(cost)), iterations, report, noise_floor(observations),
-                         self.bench_at(x), extras)
+        return FitResult(
+            self.mount(x),
+            stderr,
+            scaling,
+            float(np.sqrt(cost)),
+            iterations,
+            report,
+            noise_floor(observations),
+            self.bench_at(x),
+            extras,
+        )
 
     def _extra_estimates(self, values: np.ndarray, stderr: np.ndarray) -> dict[str, tuple[float, float]]:
         """Name -> (value, standard error) in SI units of every fitted extra (the waist back from 1/w^2)."""

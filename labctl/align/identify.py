@@ -51,8 +51,14 @@ class Identification:
         return {name: reason for name, reason in zip(self.names, self.reasons) if reason is not None}
 
 
-def identify(jacobian: np.ndarray, residual: np.ndarray, separable: int, names: Sequence[str],
-             plausible: np.ndarray | None = None, max_correlation: float = MAX_CORRELATION) -> Identification:
+def identify(
+    jacobian: np.ndarray,
+    residual: np.ndarray,
+    separable: int,
+    names: Sequence[str],
+    plausible: np.ndarray | None = None,
+    max_correlation: float = MAX_CORRELATION,
+) -> Identification:
     """The identification report of a least-squares fit at its optimum (module docstring).
 
     ``jacobian`` (N, p) of the residual (already projected for separable parameters: Kaufman),
@@ -88,8 +94,11 @@ def identify(jacobian: np.ndarray, residual: np.ndarray, separable: int, names: 
         for j in members:
             if reasons[j] is None:
                 partners = [names[k] for k in members if k != j]
-                reasons[j] = ("the readings hardly change along a combination of it"
-                              + (f" with {', '.join(partners)}" if partners else "") + f" (singular value {s[i] / s[0]:.1e})")
+                reasons[j] = (
+                    "the readings hardly change along a combination of it"
+                    + (f" with {', '.join(partners)}" if partners else "")
+                    + f" (singular value {s[i] / s[0]:.1e})"
+                )
     for j in range(p):
         if reasons[j] is not None:
             continue

@@ -76,8 +76,14 @@ class ModelOutcome:
         return self.fit.residual
 
 
-def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
-             observe: Callable[[tuple[bool, ...]], m.Plan], options: ModelOptions, extras: Sequence[str] = ()) -> m.Plan:
+def build_up(
+    fitter: OffsetFit,
+    plates: Sequence[str],
+    start_m: np.ndarray,
+    observe: Callable[[tuple[bool, ...]], m.Plan],
+    options: ModelOptions,
+    extras: Sequence[str] = (),
+) -> m.Plan:
     """Put the plates into the beam one at a time (``search.py``); returns the fit of the full stack.
 
     ``observe(mounted)`` measures every probe with the plates ``mounted`` in the beam and returns
@@ -91,8 +97,11 @@ def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
     result = None
     for k in range(1, len(plates) + 1):
         mounted = tuple(i < k for i in range(len(plates)))
-        yield m.MountPlates(tuple(plates[:k]), f"alignment: building the stack up, plate {k} of {len(plates)}: "
-                                               f"{', '.join(plates[:k])} in the beam, the others out")
+        yield m.MountPlates(
+            tuple(plates[:k]),
+            f"alignment: building the stack up, plate {k} of {len(plates)}: "
+            f"{', '.join(plates[:k])} in the beam, the others out",
+        )
         observations = yield from observe(mounted)
         recent = [o for o in observations if o.mounted == mounted]
         axes = fitter.axes & np.array(mounted)[:, None]
@@ -103,13 +112,17 @@ def build_up(fitter: OffsetFit, plates: Sequence[str], start_m: np.ndarray,
         mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
         result = sub.fit(recent, mount, max_step_m=options.max_step_m)
         mount, bench = result.mount_m, result.bench if result.bench is not None else bench
-        yield from m.log(f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
-                         f"fit {result.residual:.3g} with {k} plate(s) in the beam)")
+        yield from m.log(
+            f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
+            f"fit {result.residual:.3g} with {k} plate(s) in the beam)"
+        )
         yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
     return result
 
 
-def _turn_plates(fitter: OffsetFit, plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
+def _turn_plates(
+    fitter: OffsetFit, plates: Sequence[str], result: FitResult, options: RotationOptions | None
+) -> m.Plan:
     """Undo the identified plate rotations (rotate.py); returns ``result`` with the rotations the
     plates should now have (where the next fit starts), and whether any plate was turned (then the
     readings before the turn saw another bench and no longer count)."""
@@ -164,29 +177,38 @@ def model_plan(
     yield from settle(plates, axes, nominal_m - start_m)
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
-    result = acquire.fit(observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations)
+    result = acquire.fit(
+        observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations
+    )
     verdict = judge(acquire, observations, result, options.acceptance)
     built = False
     if not verdict.accepted and options.build_up:
-        yield from m.log(f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
-                         "building the stack up plate by plate")
+        yield from m.log(
+            f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
+            "building the stack up plate by plate"
+        )
         shared = [e for e in fitter.extras if not e.endswith(".rot")]  # what every plate sees
         result = yield from build_up(acquire, plates, start_m, observe, options, shared)
         built = True
         verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
     if identifying:
-        seen = [o for o in observations if o.mounted is None or all(o.mounted)][-options.keep:]
-        yield from m.log(f"alignment: identifying {len(fitter.names())} bench parameters "
-                         f"({', '.join(fitter.extras) or 'offsets'}) from {len(seen)} reading(s) of the full stack")
+        seen = [o for o in observations if o.mounted is None or all(o.mounted)][-options.keep :]
+        yield from m.log(
+            f"alignment: identifying {len(fitter.names())} bench parameters "
+            f"({', '.join(fitter.extras) or 'offsets'}) from {len(seen)} reading(s) of the full stack"
+        )
         identified = refit(seen, result)
         identified_verdict = judge(fitter, seen, identified, options.acceptance)
         if identified_verdict.accepted or not verdict.accepted:
             result, verdict = identified, identified_verdict
     outcome = ModelOutcome(result, [result.residual], len(observations), built, verdict)
-    yield from m.record("alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built,
-                        verdict=verdict.kind)
+    yield from m.record(
+        "alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built, verdict=verdict.kind
+    )
     if not outcome.converged:  # do not move plates to a false minimum
-        yield from m.log(f"alignment: the plates were not found ({verdict.reason}); plates left where they were", "warning")
+        yield from m.log(
+            f"alignment: the plates were not found ({verdict.reason}); plates left where they were", "warning"
+        )
         return outcome
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
     for number in range(1, options.rounds + 1):
@@ -198,17 +220,23 @@ def model_plan(
         yield from settle(plates, axes, nominal_m - result.mount_m)
         yield from observe()
         previous = result
-        result = refit(observations[-options.keep :], previous) if identifying else acquire.fit(
-            observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
+        result = (
+            refit(observations[-options.keep :], previous)
+            if identifying
+            else acquire.fit(observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
+        )
         verdict = judge(fitter if identifying else acquire, observations[-options.keep :], result, options.acceptance)
         if verdict.kind == NOT_FOUND:  # keep the last accepted fit: never move to a false minimum
-            yield from m.log(f"alignment: round {number} lost the plates ({verdict.reason}); keeping the previous fit", "warning")
+            yield from m.log(
+                f"alignment: round {number} lost the plates ({verdict.reason}); keeping the previous fit", "warning"
+            )
             result = previous
             break
         outcome.fit, outcome.observations, outcome.verdict = result, len(observations), verdict
         outcome.history.append(result.residual)
-        yield from m.record("alignment_fit", round=number, mount_m=result.mount_m, residual=result.residual,
-                            verdict=verdict.kind)
+        yield from m.record(
+            "alignment_fit", round=number, mount_m=result.mount_m, residual=result.residual, verdict=verdict.kind
+        )
         change = float(np.max(np.abs(result.mount_m - previous.mount_m)))
         if change < options.tolerance_m or result.residual > previous.residual * 1.5:
             break

@@ -84,7 +84,9 @@ def dataset_split(design: object, count: int, skip: int = 0) -> tuple[list[str],
     data = load_dataset(design.dataset)
     stop = skip + count
     if count < 0 or stop > len(data.test_labels):
-        raise ConfigError(f"alignment: the {design.dataset} test split has {len(data.test_labels)} images, asked for {skip}..{stop}")
+        raise ConfigError(
+            f"alignment: the {design.dataset} test split has {len(data.test_labels)} images, asked for {skip}..{stop}"
+        )
     keys = [f"{design.dataset}/test/{i}" for i in range(skip, stop)]
     return keys, data.test_images[skip:stop], data.test_labels[skip:stop]
 

@@ -75,7 +75,9 @@ class AlignmentResult:
     gains: np.ndarray  # (C,) relative detector gains, mean 1, as fitted
     scale: float  # calibrated units per unit of model energy
     residual: float  # relative RMS misfit between readings and the model at the end
-    converged: bool  # the plates were found (model: verdict accepted; scan: residual accepted); only then is a file written
+    converged: (
+        bool  # the plates were found (model: verdict accepted; scan: residual accepted); only then is a file written
+    )
     stage_positions_m: dict[str, list[float | None]]  # final readings per plate (x, y, z)
     detector_reads: int = 0
     travel_m: float = 0.0
@@ -93,7 +95,9 @@ class AlignmentResult:
     design_accuracy: float | None = None  # the design's numerical accuracy on the same check images
     check_count: int = 0
     model_passes: dict[str, int] = field(default_factory=dict)
-    model_seconds: dict[str, float] = field(default_factory=dict)  # compute time of the model by kind (grid, forward, jacobian)
+    model_seconds: dict[str, float] = field(
+        default_factory=dict
+    )  # compute time of the model by kind (grid, forward, jacobian)
     calibration_versions: dict[str, int] = field(default_factory=dict)  # kind -> version applied to the readings
     file: Path | None = None
 

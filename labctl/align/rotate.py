@@ -106,7 +106,9 @@ def correct_rotations(
     sigma_rad = dict(sigma_rad or {})
     for plate, value in {**fitted_rad, **sigma_rad}.items():
         if not math.isfinite(value):
-            raise ConfigError(f"rotation correction: plate {plate} has a non-finite fitted rotation or sigma ({value!r})")
+            raise ConfigError(
+                f"rotation correction: plate {plate} has a non-finite fitted rotation or sigma ({value!r})"
+            )
     stages = yield from m.angles()
     decided: list[RotationCorrection] = []
     targets: dict[str, float] = {}
@@ -116,19 +118,27 @@ def correct_rotations(
         small = abs(rotation) < options.min_rad
         unresolved = abs(rotation) < options.significance * sigma
         if small or unresolved:
-            why = (f"{abs(rotation) / DEG:.4f} deg is below {options.min_rad / DEG:.4f} deg" if small
-                   else f"{abs(rotation) / DEG:.4f} deg is within {options.significance:g} sigma ({sigma / DEG:.4f} deg) of zero")
+            why = (
+                f"{abs(rotation) / DEG:.4f} deg is below {options.min_rad / DEG:.4f} deg"
+                if small
+                else f"{abs(rotation) / DEG:.4f} deg is within {options.significance:g} sigma ({sigma / DEG:.4f} deg) of zero"
+            )
             decided.append(RotationCorrection(plate, rotation, sigma, "none", reason=why))
         elif plate in stages:
             targets[plate] = stages[plate] - rotation
-            decided.append(RotationCorrection(plate, rotation, sigma, "stage", -rotation, stage_before_rad=stages[plate]))
+            decided.append(
+                RotationCorrection(plate, rotation, sigma, "stage", -rotation, stage_before_rad=stages[plate])
+            )
         else:
             tolerance = max(options.hand_tolerance_rad, sigma)
             decided.append(RotationCorrection(plate, rotation, sigma, "operator", -rotation, tolerance_rad=tolerance))
     after: dict[str, float] = {}
     if targets:
-        yield from m.log("alignment: turning " + ", ".join(f"{p} by {-fitted_rad[p] / DEG:+.4f} deg" for p in targets)
-                         + " with the rotation stages")
+        yield from m.log(
+            "alignment: turning "
+            + ", ".join(f"{p} by {-fitted_rad[p] / DEG:+.4f} deg" for p in targets)
+            + " with the rotation stages"
+        )
         yield from m.rotate(targets, options.timeout_s)
         after = yield from m.angles()
     outcome = RotationOutcome()
@@ -137,11 +147,12 @@ def correct_rotations(
             correction = replace(correction, stage_after_rad=after[correction.plate])
         elif correction.how == "operator":
             yield m.TurnPlate(
-                correction.plate, correction.turn_rad, correction.tolerance_rad or options.hand_tolerance_rad,
+                correction.plate,
+                correction.turn_rad,
+                correction.tolerance_rad or options.hand_tolerance_rad,
                 f"alignment: plate {correction.plate} is rotated {correction.fitted_rad / DEG:+.4f} deg "
                 f"(+- {correction.sigma_rad / DEG:.4f}) in its holder and has no rotation stage",
             )
         outcome.corrections.append(correction)
         yield from m.record("alignment_rotation", **asdict(correction))
     return outcome
-

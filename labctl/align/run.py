@@ -38,7 +38,9 @@ def _calibrate_function(calibration: Any) -> Calibrate:
         return apply
     if callable(calibration):
         return calibration
-    raise ConfigError(f"alignment: calibration must be a calibration set or a calibrate(raw, dark) function, got {type(calibration).__name__}")
+    raise ConfigError(
+        f"alignment: calibration must be a calibration set or a calibrate(raw, dark) function, got {type(calibration).__name__}"
+    )
 
 
 def bench_plates(bench: Any, design: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -116,7 +118,9 @@ def align(
     capacity = bench.projector.capacity()
     design = seen_design(design, bench)
     if probes is None or isinstance(probes, int):
-        probes = default_probes(design, min(capacity or DEFAULT_CAPACITY, DEFAULT_CAPACITY) if probes is None else probes)
+        probes = default_probes(
+            design, min(capacity or DEFAULT_CAPACITY, DEFAULT_CAPACITY) if probes is None else probes
+        )
     if capacity is not None and len(probes) > capacity:
         raise ConfigError(f"alignment: {len(probes)} probes do not fit the {capacity}-slot wheel")
     if isinstance(check, int):
@@ -131,26 +135,50 @@ def align(
     scan_options = scan_options or ScanOptions()
     averages = model_options.averages if strategy == "model" else scan_options.averages
     chosen = np.array([plates is None or name in plates for name in names])
-    fit_axes, start_bench, extras = identified_parameters(twin.model, axes, chosen, model_options.identify if strategy == "model" else ())
-    fitter = OffsetFit(twin.model, design.heights_m, probes.inputs, fit_axes, fixed_m=start_m, plates=names,
-                       bench=start_bench, extras=extras)
-    limits = {(name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
-              for i, name in enumerate(names) for a in range(3) if axes[i, a]}
+    fit_axes, start_bench, extras = identified_parameters(
+        twin.model, axes, chosen, model_options.identify if strategy == "model" else ()
+    )
+    fitter = OffsetFit(
+        twin.model,
+        design.heights_m,
+        probes.inputs,
+        fit_axes,
+        fixed_m=start_m,
+        plates=names,
+        bench=start_bench,
+        extras=extras,
+    )
+    limits = {
+        (name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
+        for i, name in enumerate(names)
+        for a in range(3)
+        if axes[i, a]
+    }
 
     def procedure() -> m.Plan:
         yield m.SetSource(output_on=True)
         if home:
-            rotations = tuple((name, "r") for i, name in enumerate(names)
-                              if axes[i].any() and getattr(bench.plates[name], "r", None) is not None)
-            yield m.HomeAxes(tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if axes[i, a]) + rotations)
+            rotations = tuple(
+                (name, "r")
+                for i, name in enumerate(names)
+                if axes[i].any() and getattr(bench.plates[name], "r", None) is not None
+            )
+            yield m.HomeAxes(
+                tuple((names[i], AXES[a]) for i in range(len(names)) for a in range(3) if axes[i, a]) + rotations
+            )
         dark = yield from measure_dark(averages)
         yield from settle(names, axes, nominal - start_m)
         before = None
         if check is not None:
             before, _ = yield from measure_accuracy(check, capacity, averages, calibrate, dark, "before alignment")
-        yield m.LoadCassette(probes.cassette(), "alignment probes: " + ", ".join(f"slot {s}: {k or 'empty (open)'}" for s, k in probes.cassette().items()))
+        yield m.LoadCassette(
+            probes.cassette(),
+            "alignment probes: " + ", ".join(f"slot {s}: {k or 'empty (open)'}" for s, k in probes.cassette().items()),
+        )
         if strategy == "model":
-            outcome = yield from model_plan(fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes)
+            outcome = yield from model_plan(
+                fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes
+            )
         else:
             designed = twin.energies(probes.inputs)
             outcome = yield from scan_plan(probes, designed, names, axes, limits, calibrate, dark, scan_options)
@@ -158,33 +186,51 @@ def align(
         after = None
         if check is not None:  # with the detector gains the alignment fitted, if it converged
             gains = outcome.scaling.gains if outcome.converged else 1.0
-            after, _ = yield from measure_accuracy(check, capacity, averages, lambda raw, d: calibrate(raw, d) / gains,
-                                                   dark, "after alignment")
+            after, _ = yield from measure_accuracy(
+                check, capacity, averages, lambda raw, d: calibrate(raw, d) / gains, dark, "after alignment"
+            )
         yield m.SetSource(output_on=False)
         return outcome, readings, before, after
 
     reads0, travel0, started = runner.detector_reads, runner.travel_m, time.monotonic()
     outcome, readings, before, after = runner.run(procedure())
     seconds = time.monotonic() - started
-    u_final = np.array([[readings.get((name, AXES[a]), nominal[i, a]) - nominal[i, a] for a in range(3)] for i, name in enumerate(names)])
+    u_final = np.array(
+        [
+            [readings.get((name, AXES[a]), nominal[i, a]) - nominal[i, a] for a in range(3)]
+            for i, name in enumerate(names)
+        ]
+    )
     result = _result(strategy, outcome, fitter, names, axes, u_final, readings, probes)
     result.detector_reads = runner.detector_reads - reads0
     result.travel_m = runner.travel_m - travel0
     result.time_s = seconds
     if check is not None:
         result.accuracy_before, result.accuracy_after, result.check_count = before, after, len(check)
-        result.design_accuracy = float(np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels)))
+        result.design_accuracy = float(
+            np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels))
+        )
     result.model_passes = dict(fitter.passes)
     result.model_seconds = {kind: round(seconds, 3) for kind, seconds in fitter.seconds.items()}
     records = getattr(calibration, "records", None) or {}
-    result.calibration_versions = {kind: int(record["version"]) for kind, record in records.items() if "version" in record}
+    result.calibration_versions = {
+        kind: int(record["version"]) for kind, record in records.items() if "version" in record
+    }
     if folder is not None and result.converged:
         result.write(folder, station or getattr(getattr(bench, "config", None), "name", None) or "unnamed station")
     return result
 
 
-def _result(strategy: str, outcome: ModelOutcome | ScanOutcome, fitter: OffsetFit, names: list[str], axes: np.ndarray,
-            u_final: np.ndarray, readings: dict, probes: Probes) -> AlignmentResult:
+def _result(
+    strategy: str,
+    outcome: ModelOutcome | ScanOutcome,
+    fitter: OffsetFit,
+    names: list[str],
+    axes: np.ndarray,
+    u_final: np.ndarray,
+    readings: dict,
+    probes: Probes,
+) -> AlignmentResult:
     if isinstance(outcome, ModelOutcome):
         mount, stderr, history = outcome.fit.mount_m, outcome.fit.stderr_m, outcome.history
     else:  # the scan assumes it left every plate where the design wants it
@@ -225,6 +271,10 @@ def _parameters(fit: FitResult, names: list[str], u_final: np.ndarray) -> dict[s
             value, sigma = u_final[i, a] + fit.mount_m[i, a], fit.stderr_m[i, a]
         else:
             value, sigma = fit.extras[name]
-        out[name] = {"value": float(value), "stderr": float(sigma), "identified": reasons[name] is None,
-                     "reason": reasons[name]}
+        out[name] = {
+            "value": float(value),
+            "stderr": float(sigma),
+            "identified": reasons[name] is None,
+            "reason": reasons[name],
+        }
     return out

@@ -82,8 +82,16 @@ def parabola_peak(positions: np.ndarray, merits: np.ndarray) -> float:
     return float(positions[best])
 
 
-def scan_group(keys: Sequence[tuple[str, str]], deltas: np.ndarray, probes: Probes, designed: np.ndarray,
-               calibrate: Calibrate, dark: np.ndarray | None, averages: int, current: dict) -> m.Plan:
+def scan_group(
+    keys: Sequence[tuple[str, str]],
+    deltas: np.ndarray,
+    probes: Probes,
+    designed: np.ndarray,
+    calibrate: Calibrate,
+    dark: np.ndarray | None,
+    averages: int,
+    current: dict,
+) -> m.Plan:
     """Move ``keys`` together by each of ``deltas`` (ascending) from where they are now and
     measure. Returns -misfit^2 per delta (exactly quadratic around the peak, unlike the merit,
     whose normalisation moves with the signals) and the last signals. Leaves ``current`` alone."""
@@ -139,11 +147,15 @@ def scan_plan(
             room_low = min(current[key] - limits[key][0] for key in keys)
             room_high = min(limits[key][1] - current[key] for key in keys)
             coarse = np.clip(np.linspace(-span, span, options.coarse_points), -room_low, room_high)
-            merits, _ = yield from scan_group(keys, coarse, probes, designed, calibrate, dark, options.averages, current)
+            merits, _ = yield from scan_group(
+                keys, coarse, probes, designed, calibrate, dark, options.averages, current
+            )
             step = 2 * span / (options.coarse_points - 1)
             best = coarse[int(np.argmax(merits))]
             fine = np.clip(best + np.linspace(-step, step, options.fine_points), -room_low, room_high)
-            merits, signals = yield from scan_group(keys, fine, probes, designed, calibrate, dark, options.averages, current)
+            merits, signals = yield from scan_group(
+                keys, fine, probes, designed, calibrate, dark, options.averages, current
+            )
             delta = parabola_peak(fine, merits)
             targets = {key: current[key] + delta for key in keys}
             yield from move_plates(targets, {key: current[key] + fine[-1] for key in keys})

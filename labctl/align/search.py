@@ -56,8 +56,9 @@ class PlateGrid:
     def __init__(self, fitter: OffsetFit, observation: Observation, mount_m: np.ndarray, plate: int):
         model, g = fitter.model, fitter.model.geom
         heights = fitter.heights(observation)
-        res = model.forward(fitter.inputs, heights, record=True,
-                            **fitter.model_arguments(observation, mount_m, fitter.bench_at(None)))
+        res = model.forward(
+            fitter.inputs, heights, record=True, **fitter.model_arguments(observation, mount_m, fitter.bench_at(None))
+        )
         fitter.passes["forward"] += len(fitter.inputs)
         self.model, self.plate = model, plate
         mounted = np.ones(g.n_layers, bool) if observation.mounted is None else np.asarray(observation.mounted, bool)
@@ -75,8 +76,14 @@ class PlateGrid:
         for j in range(plate + 1, g.n_layers + 1):
             distance, shift = distance + res.distances_m[j], shift + res.shifts_m[j]
             if j == g.n_layers or mounted[j]:
-                h = transfer_function(g.padded, g.sample_pitch_m, g.wavelength_m, float(distance),
-                                      (float(shift[0]), float(shift[1])), g.dtype)
+                h = transfer_function(
+                    g.padded,
+                    g.sample_pitch_m,
+                    g.wavelength_m,
+                    float(distance),
+                    (float(shift[0]), float(shift[1])),
+                    g.dtype,
+                )
                 self.segments.append((h, None if j == g.n_layers else res.transmissions[j]))
                 distance, shift = 0.0, np.zeros(2)
 
@@ -115,8 +122,9 @@ class PlateGrid:
         return out.reshape(len(moves_m), probes, -1)
 
 
-def grid_misfits(fitter: OffsetFit, observations: Sequence[Observation], mount_m: np.ndarray, plate: int,
-                 moves_m: np.ndarray) -> np.ndarray:
+def grid_misfits(
+    fitter: OffsetFit, observations: Sequence[Observation], mount_m: np.ndarray, plate: int, moves_m: np.ndarray
+) -> np.ndarray:
     """Relative misfit (G,) of the readings with plate ``plate`` moved laterally by each of ``moves_m``
     (G, 2) from ``mount_m`` (other offsets held); scales and gains in closed form, as in the fit."""
     started = time.perf_counter()
@@ -133,8 +141,13 @@ def grid_misfits(fitter: OffsetFit, observations: Sequence[Observation], mount_m
     return misfits
 
 
-def grid_search(fitter: OffsetFit, observations: Sequence[Observation], mount_m: np.ndarray, plate: int,
-                options: GridOptions = GridOptions()) -> tuple[np.ndarray, float]:
+def grid_search(
+    fitter: OffsetFit,
+    observations: Sequence[Observation],
+    mount_m: np.ndarray,
+    plate: int,
+    options: GridOptions = GridOptions(),
+) -> tuple[np.ndarray, float]:
     """The best point (mounting offsets (L, 3)) of a grid over plate ``plate``'s fitted lateral
     axes around ``mount_m`` (other offsets held), and its relative misfit."""
     free = np.array([fitter.axes[plate, 0], fitter.axes[plate, 1]])

@@ -68,8 +68,9 @@ def displacements(plates: Sequence[str], nominal_m: np.ndarray) -> m.Plan:
     return out
 
 
-def move_plates(targets: Mapping[tuple[str, str], float], current: Mapping[tuple[str, str], float],
-                approach_m: float = APPROACH_M) -> m.Plan:
+def move_plates(
+    targets: Mapping[tuple[str, str], float], current: Mapping[tuple[str, str], float], approach_m: float = APPROACH_M
+) -> m.Plan:
     """Move to ``targets``, approaching every axis from below (see the module docstring)."""
     below = {key: target - approach_m for key, target in targets.items() if target <= current.get(key, -np.inf)}
     if below:
@@ -90,15 +91,18 @@ def settle(plates: Sequence[str], axes: np.ndarray, targets_m: np.ndarray, appro
     return targets
 
 
-def measure_accuracy(check: CheckSet, capacity: int | None, averages: int, calibrate: Calibrate,
-                     dark: np.ndarray | None, label: str) -> m.Plan:
+def measure_accuracy(
+    check: CheckSet, capacity: int | None, averages: int, calibrate: Calibrate, dark: np.ndarray | None, label: str
+) -> m.Plan:
     """Load the check set cassette by cassette, read each image. Returns (accuracy, signals (N, C))."""
     signals = [None] * len(check)
     loads = check.cassettes(capacity)
     for number, indices in enumerate(loads, start=1):
         slots = {slot: check.keys[i] for slot, i in enumerate(indices, start=1)}
-        yield m.LoadCassette(slots, f"{label}: check cassette {number}/{len(loads)}: "
-                             + ", ".join(f"slot {s}: {k}" for s, k in slots.items()))
+        yield m.LoadCassette(
+            slots,
+            f"{label}: check cassette {number}/{len(loads)}: " + ", ".join(f"slot {s}: {k}" for s, k in slots.items()),
+        )
         for i in indices:
             yield m.Show(check.keys[i], check.images[i])
             reading = yield from m.read(averages)

@@ -78,7 +78,9 @@ class CalibrationSet:
         return None if record is None else Readout.from_data(record["data"], str(record.get("path", "readout")))
 
     # -- use -------------------------------------------------------------------------------------
-    def apply(self, raw_values: np.ndarray, dark: np.ndarray | None = None, *, timestamp: float | None = None) -> np.ndarray:
+    def apply(
+        self, raw_values: np.ndarray, dark: np.ndarray | None = None, *, timestamp: float | None = None
+    ) -> np.ndarray:
         """``(raw - dark) / gain / reference signal`` per channel (and / drift at ``timestamp``).
 
         ``dark`` defaults to the stored dark. A calibrated reading is the fraction of the source
@@ -121,13 +123,18 @@ class CalibrationSet:
         projector = getattr(bench, "projector", None)
         if lut is not None and projector is not None and hasattr(projector, "table"):
             projector.table = lut
-            done.append(f"{getattr(projector, 'name', 'SLM')} lookup table from slm-v{self.records['slm']['version']:03d}")
+            done.append(
+                f"{getattr(projector, 'name', 'SLM')} lookup table from slm-v{self.records['slm']['version']:03d}"
+            )
         return done
 
     def to_dict(self) -> dict[str, Any]:
         """Every record in force (kind -> version, created, station, method, assumptions, data, file)."""
         out: dict[str, Any] = {
-            kind: {key: record.get(key) for key in ("version", "created", "station", "method", "assumptions", "data", "path")}
+            kind: {
+                key: record.get(key)
+                for key in ("version", "created", "station", "method", "assumptions", "data", "path")
+            }
             for kind, record in self.records.items()
         }
         if self.drift.points:

@@ -41,7 +41,12 @@ class Darks:
         return self.noise_v / np.sqrt(self.averages)
 
     def to_data(self) -> dict:
-        return {"dark_v": self.dark_v, "noise_v": self.noise_v, "dark_averages": self.averages, "dark_timestamp": self.timestamp}
+        return {
+            "dark_v": self.dark_v,
+            "noise_v": self.noise_v,
+            "dark_averages": self.averages,
+            "dark_timestamp": self.timestamp,
+        }
 
 
 def dark_plan(averages: int = 256) -> m.Plan:

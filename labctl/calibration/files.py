@@ -86,14 +86,18 @@ def read_calibration(path: str | Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"calibration file {path}: cannot read it ({exc}); delete it or re-run the calibration") from exc
+        raise DataError(
+            f"calibration file {path}: cannot read it ({exc}); delete it or re-run the calibration"
+        ) from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise DataError(f"calibration file {path}: not a labctl calibration file (format is not {FORMAT!r})")
     missing = [key for key in _REQUIRED if key not in record]
     if missing:
         raise DataError(f"calibration file {path}: missing {', '.join(missing)}; re-run the calibration")
     if record.get("schema_version", 0) > SCHEMA_VERSION:
-        raise DataError(f"calibration file {path}: written by a newer labctl (schema {record['schema_version']}); upgrade labctl")
+        raise DataError(
+            f"calibration file {path}: written by a newer labctl (schema {record['schema_version']}); upgrade labctl"
+        )
     record["path"] = str(path)
     return record
 

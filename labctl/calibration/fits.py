@@ -65,7 +65,9 @@ def fit_gains(
     weights = scales[:, None] * e
     power = np.sum(weights**2, axis=0)
     read_var = np.broadcast_to(np.asarray(noise_v, dtype=float), gains.shape) ** 2 / power
-    dark_var = np.broadcast_to(np.asarray(dark_sigma_v, dtype=float), gains.shape) ** 2 * (weights.sum(axis=0) / power) ** 2
+    dark_var = (
+        np.broadcast_to(np.asarray(dark_sigma_v, dtype=float), gains.shape) ** 2 * (weights.sum(axis=0) / power) ** 2
+    )
     gain_sigma = np.sqrt(read_var + dark_var)
     return GainFit(gains, scales, residual, gain_sigma)
 
@@ -111,14 +113,20 @@ def fit_backlash(positions_m: np.ndarray, up: np.ndarray, down: np.ndarray, degr
     # Coarse search first: the cost may have side minima far from the physical shift.
     grid = np.linspace(-bound, bound, int(2 * bound / (step / 4)) + 1)
     best = grid[int(np.argmin([cost(b) for b in grid]))]
-    result = minimize_scalar(cost, bounds=(best - step / 4, best + step / 4), method="bounded", options={"xatol": 1e-10})
+    result = minimize_scalar(
+        cost, bounds=(best - step / 4, best + step / 4), method="bounded", options={"xatol": 1e-10}
+    )
     b = float(result.x)
     dof = max(values.size - (degree + 1) * values.shape[1] - 1, 1)
     variance = cost(b) / dof
     h = max(step / 20, 1e-9)
     curvature = (cost(b + h) - 2 * cost(b) + cost(b - h)) / h**2
     # A response that does not change along the axis leaves b undetermined: infinite sigma.
-    sigma = float(np.sqrt(2 * variance / curvature)) if curvature > 1e-12 * max(np.sum(values**2), 1e-300) / step**2 else float("inf")
+    sigma = (
+        float(np.sqrt(2 * variance / curvature))
+        if curvature > 1e-12 * max(np.sum(values**2), 1e-300) / step**2
+        else float("inf")
+    )
     residual = float(np.sqrt(cost(b) / max(np.sum((values - values.mean(axis=0)) ** 2), 1e-300)))
     return BacklashFit(b, sigma, residual)
 

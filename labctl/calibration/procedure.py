@@ -81,7 +81,9 @@ def parse_steps(only: str | Iterable[str] | None) -> tuple[str, ...]:
 class _Calibration:
     """One run's shared state: the bench, the runner, the folder, and what is known so far."""
 
-    def __init__(self, bench: BenchSurface, folder: Path, runner: Runner, station: str, settings: Settings, dataset: Any = None):
+    def __init__(
+        self, bench: BenchSurface, folder: Path, runner: Runner, station: str, settings: Settings, dataset: Any = None
+    ):
         self.bench, self.folder, self.runner, self.station, self.settings = bench, folder, runner, station, settings
         self.dataset = dataset  # the readout's training images (default: the design's data set)
         self.report = CalibrationReport()
@@ -90,14 +92,21 @@ class _Calibration:
         self.darks: Darks | None = None
         if existing.dark_v is not None and existing.noise_v is not None:
             data = existing.records["detectors"]["data"]
-            self.darks = Darks(existing.dark_v, existing.noise_v, int(data.get("dark_averages", 1)), float(data.get("dark_timestamp", 0)))
+            self.darks = Darks(
+                existing.dark_v,
+                existing.noise_v,
+                int(data.get("dark_averages", 1)),
+                float(data.get("dark_timestamp", 0)),
+            )
         self.gains: np.ndarray | None = existing.gains
         self.gain_data: dict[str, Any] = {}
         self.uses_wheel = bench.projector.capacity() is not None
 
     def need_darks(self, step: str) -> Darks:
         if self.darks is None:
-            raise ConfigError(f"calibrate {step}: no dark offsets measured yet; include the darks step (--only darks,{step})")
+            raise ConfigError(
+                f"calibrate {step}: no dark offsets measured yet; include the darks step (--only darks,{step})"
+            )
         return self.darks
 
     def write(self, step: str, kind: str, data: dict, method: str, assumptions: Sequence[str], result: Any) -> Path:
@@ -201,7 +210,9 @@ def _slm(run: _Calibration, design: Any, probes: list[Probe], power_w: float | N
         "the whole image area shows one gray level; outside it the panel shows gray 0",
         "source drift during the sweep is divided out by re-reading gray 255 every 16 levels",
     ]
-    path = run.write("slm", "slm", result.to_data(), "uniform gray frames, total detector signal ~ amplitude^2", assumptions, result)
+    path = run.write(
+        "slm", "slm", result.to_data(), "uniform gray frames, total detector signal ~ amplitude^2", assumptions, result
+    )
     lut_path = slm.write_lut(path.with_name(f"{path.stem}-lut.txt"), result.table.lut, path.name)
     run.report.files["slm"].append(lut_path)
 
@@ -209,13 +220,17 @@ def _slm(run: _Calibration, design: Any, probes: list[Probe], power_w: float | N
 def _stages(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
     darks = run.need_darks("stages")
     nominal = detectors.nominal_targets(run.bench.plates)
-    axes = [(p, a) for p, plate in run.bench.plates.items() for a in ("x", "y", "z") if getattr(plate, a, None) is not None]
+    axes = [
+        (p, a) for p, plate in run.bench.plates.items() for a in ("x", "y", "z") if getattr(plate, a, None) is not None
+    ]
     handles = {key: getattr(run.bench.plates[key[0]], key[1]) for key in axes}
     saved = {key: axis.backlash_m for key, axis in handles.items() if hasattr(axis, "backlash_m")}
     for key in saved:
         handles[key].backlash_m = 0.0  # the scans must see the play, not the compensation
     try:
-        plan = stages.stage_plan(axes, nominal, probes[0], darks.dark_v, run.settings.stage_averages, run.settings.stage_points, load=False)
+        plan = stages.stage_plan(
+            axes, nominal, probes[0], darks.dark_v, run.settings.stage_averages, run.settings.stage_points, load=False
+        )
         result = run.runner.run(plan)
     finally:
         for key, value in saved.items():
@@ -226,7 +241,14 @@ def _stages(run: _Calibration, design: Any, probes: list[Probe], power_w: float 
         "the detector response to one axis changes smoothly over the scan (+-6 steps around nominal)",
         f"all plates at nominal readings, probe mask {probes[0][0]} in the beam",
     ]
-    run.write("stages", "stages", result.to_data(), "home, then up and down scans fitted for one shared response", assumptions, result)
+    run.write(
+        "stages",
+        "stages",
+        result.to_data(),
+        "home, then up and down scans fitted for one shared response",
+        assumptions,
+        result,
+    )
 
 
 def _gains(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
@@ -268,7 +290,14 @@ def _source(run: _Calibration, design: Any, probes: list[Probe], power_w: float 
         "calibrated readings are fractions of this reference signal at power_w; drift is tracked against it",
         "unit gains" if run.gains is None else "detector gains from this calibration",
     ]
-    run.write("source", "source", result.to_data(), "reference mask at fractions of the set power, line through zero", assumptions, result)
+    run.write(
+        "source",
+        "source",
+        result.to_data(),
+        "reference mask at fractions of the set power, line through zero",
+        assumptions,
+        result,
+    )
 
 
 def _readout(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
@@ -285,15 +314,32 @@ def _readout(run: _Calibration, design: Any, probes: list[Probe], power_w: float
     readings = run.runner.run(plan)
     fit = fit_readout(readings, training.labels, readings.shape[1], seed=run.settings.readout_seed)
     alignment = in_force.records.get("alignment")
-    versions = ", ".join(f"{kind}-v{record['version']:03d}" for kind, record in sorted(in_force.records.items()) if kind != "readout")
+    versions = ", ".join(
+        f"{kind}-v{record['version']:03d}" for kind, record in sorted(in_force.records.items()) if kind != "readout"
+    )
     assumptions = [
-        f"plates as aligned in alignment-v{alignment['version']:03d}" if alignment is not None
+        f"plates as aligned in alignment-v{alignment['version']:03d}"
+        if alignment is not None
         else "NO alignment file: fitted on the bench as it stands (re-fit after aligning)",
         f"readings calibrated with {versions or 'nothing but a fresh dark'}; a campaign must use the same",
         "the bench does not change until the readout is used (re-fit after re-aligning or re-mounting a plate)",
         f"the {len(training)} training images come from the {readout.SPLIT} split: test-split campaigns are held out",
     ]
-    run.write("readout", "readout", readout.readout_data(fit, training, run.settings.readout_averages), readout.METHOD, assumptions, fit)
+    run.write(
+        "readout",
+        "readout",
+        readout.readout_data(fit, training, run.settings.readout_averages),
+        readout.METHOD,
+        assumptions,
+        fit,
+    )
 
 
-_STEP_FUNCTIONS = {"darks": _darks, "slm": _slm, "stages": _stages, "gains": _gains, "source": _source, "readout": _readout}
+_STEP_FUNCTIONS = {
+    "darks": _darks,
+    "slm": _slm,
+    "stages": _stages,
+    "gains": _gains,
+    "source": _source,
+    "readout": _readout,
+}

@@ -88,8 +88,13 @@ def readout_plan(
             reading = yield from m.read(averages)
             readings[i] = calibrate(np.asarray(reading.values, dtype=float), dark.values)
             yield from m.record(
-                "readout_training", key=training.keys[i], index=int(training.indices[i]), label=int(training.labels[i]),
-                raw=reading.values, calibrated=readings[i], timestamp=reading.timestamp,
+                "readout_training",
+                key=training.keys[i],
+                index=int(training.indices[i]),
+                label=int(training.labels[i]),
+                raw=reading.values,
+                calibrated=readings[i],
+                timestamp=reading.timestamp,
             )
             done += 1
             yield from m.progress(done, len(training), f"readout training {training.keys[i]}")

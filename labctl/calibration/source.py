@@ -85,7 +85,9 @@ def source_plan(
     p, s = np.array(powers), np.array(signals)
     per_w = float(np.sum(s * p) / np.sum(p * p))
     if per_w <= 0:
-        raise DataError(f"source calibration: no signal from the reference mask {key}; check the source and the beam path")
+        raise DataError(
+            f"source calibration: no signal from the reference mask {key}; check the source and the beam path"
+        )
     signal_v = per_w * power_w
     linearity = float(np.sqrt(np.mean((s - per_w * p) ** 2)) / signal_v)
     result = SourceReference(key, power_w, signal_v, per_w, linearity, tuple(powers), tuple(signals), stamp or 0.0)

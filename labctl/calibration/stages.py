@@ -47,8 +47,13 @@ class AxisBacklash:
 
     def to_data(self) -> dict:
         if not self.fit.measurable(self.step_m):
-            return {"backlash_m": None, "sigma_m": None, "compensation_m": None, "step_m": self.step_m,
-                    "note": "not measured: the detector response did not change along this axis over the scan"}
+            return {
+                "backlash_m": None,
+                "sigma_m": None,
+                "compensation_m": None,
+                "step_m": self.step_m,
+                "note": "not measured: the detector response did not change along this axis over the scan",
+            }
         return {
             "backlash_m": self.fit.backlash_m,
             "sigma_m": self.fit.sigma_m,
@@ -113,11 +118,15 @@ def stage_plan(
         fit = fit_backlash(grid, up, down[::-1])
         name = f"{key[0]}.{key[1]}"
         results[name] = AxisBacklash(fit, step)
-        yield from m.record("calibration.backlash", axis=name, positions_m=grid, up=up, down=down[::-1], **results[name].to_data())
+        yield from m.record(
+            "calibration.backlash", axis=name, positions_m=grid, up=up, down=down[::-1], **results[name].to_data()
+        )
         if fit.measurable(step):
             yield from m.log(f"stages: {name} backlash {fit.backlash_m * 1e6:.2f} +- {fit.sigma_m * 1e6:.2f} um")
         else:
-            yield from m.log(f"stages: {name}: the detectors do not respond along this axis; backlash not measured", "warning")
+            yield from m.log(
+                f"stages: {name}: the detectors do not respond along this axis; backlash not measured", "warning"
+            )
         yield from m.progress(index + 1, len(axes), f"backlash {name}")
     return StageCalibration(results, {f"{p}.{a}": float(v) for (p, a), v in homed.items()})
 

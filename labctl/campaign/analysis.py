@@ -130,7 +130,9 @@ def compare_readout(samples: dict[str, np.ndarray], metadata: dict[str, Any] | N
     labels = samples["label"].astype(int)[held]
     plain = samples["measured_class"].astype(int)[held] == labels
     trained = samples["readout_class"].astype(int)[held] == labels
-    return ReadoutComparison(AccuracyCI.from_flags(plain), AccuracyCI.from_flags(trained), mcnemar(trained, plain), int((~held).sum()))
+    return ReadoutComparison(
+        AccuracyCI.from_flags(plain), AccuracyCI.from_flags(trained), mcnemar(trained, plain), int((~held).sum())
+    )
 
 
 def summarize(

@@ -108,7 +108,11 @@ def campaign_plan(
             continue
         if uses_wheel and sample.cassette != loaded_cassette:
             slots = {s.slot: s.key for s in samples if s.cassette == sample.cassette and s.repeat == 0}
-            yield m.LoadCassette(slots, f"load cassette {sample.cassette + 1}: " + ", ".join(f"slot {k}: {v}" for k, v in sorted(slots.items())))
+            yield m.LoadCassette(
+                slots,
+                f"load cassette {sample.cassette + 1}: "
+                + ", ".join(f"slot {k}: {v}" for k, v in sorted(slots.items())),
+            )
             loaded_cassette = sample.cassette
         yield m.Show(sample.key, image(sample.index))
         reading = yield from m.read(averages)

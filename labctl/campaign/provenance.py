@@ -46,8 +46,11 @@ def _sha256(path: Path | None) -> str | None:
 
 def calibration_versions(calibration: dict[str, Any]) -> dict[str, int]:
     """kind -> version, from a campaign's recorded calibration (or ``CalibrationSet.to_dict()``)."""
-    return {kind: int(record["version"]) for kind, record in calibration.items()
-            if isinstance(record, dict) and record.get("version") is not None}
+    return {
+        kind: int(record["version"])
+        for kind, record in calibration.items()
+        if isinstance(record, dict) and record.get("version") is not None
+    }
 
 
 def differences(metadata: dict[str, Any], now: dict[str, Any], versions_now: dict[str, int]) -> list[str]:

@@ -34,7 +34,15 @@ def _matrix(ax: Any, matrix: np.ndarray, title: str, fmt: str, xlabel: str, ylab
     ax.set_yticks(range(matrix.shape[0]))
     if matrix.size <= 100:
         for (r, c), value in np.ndenumerate(matrix):
-            ax.text(c, r, format(value, fmt), ha="center", va="center", fontsize=7, color="w" if value < matrix.max() / 2 else "k")
+            ax.text(
+                c,
+                r,
+                format(value, fmt),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="w" if value < matrix.max() / 2 else "k",
+            )
     plt.colorbar(image, ax=ax, fraction=0.046)
 
 
@@ -44,7 +52,9 @@ def figures(summary: CampaignSummary, out_dir: Path) -> dict[str, Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     _matrix(axes[0], summary.confusion_measured, f"bench: {summary.measured}", "d", "measured class", "true class")
-    _matrix(axes[1], summary.confusion_simulated, f"simulation: {summary.simulated}", "d", "simulated class", "true class")
+    _matrix(
+        axes[1], summary.confusion_simulated, f"simulation: {summary.simulated}", "d", "simulated class", "true class"
+    )
     fig.tight_layout()
     out["confusion"] = out_dir / "confusion.png"
     fig.savefig(out["confusion"], dpi=110)
@@ -77,7 +87,9 @@ def figures(summary: CampaignSummary, out_dir: Path) -> dict[str, Path]:
     axes[0].set_title("drift over the campaign")
     if summary.darks.size:
         for channel in range(summary.darks.shape[1]):
-            axes[1].plot(summary.dark_timestamps - t0, summary.darks[:, channel] * 1e3, ".-", ms=3, lw=0.8, label=str(channel))
+            axes[1].plot(
+                summary.dark_timestamps - t0, summary.darks[:, channel] * 1e3, ".-", ms=3, lw=0.8, label=str(channel)
+            )
         axes[1].legend(ncol=10, fontsize=6, title="detector", title_fontsize=7)
     axes[1].set_ylabel("dark (mV)")
     axes[1].set_xlabel("time since start (s)")
@@ -110,13 +122,19 @@ def _write_page(campaign_file: Path, metadata: dict, summary: CampaignSummary, o
     rows = {
         **dict(summary.score_rows()),
         "complete": metadata.get("complete"),
-        "partial": "yes: read from the journal (a campaign was writing the file, or was interrupted)" if metadata.get("partial") else "no",
-        "design": metadata.get("design", {}).get("path") if isinstance(metadata.get("design"), dict) else metadata.get("design"),
+        "partial": "yes: read from the journal (a campaign was writing the file, or was interrupted)"
+        if metadata.get("partial")
+        else "no",
+        "design": metadata.get("design", {}).get("path")
+        if isinstance(metadata.get("design"), dict)
+        else metadata.get("design"),
         "software": metadata.get("software_version"),
         "command": metadata.get("command"),
     }
     table = "\n".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
-    images = "\n".join(f'<h2>{html.escape(name)}</h2><img alt="{name}" src="{_embed(path)}">' for name, path in pngs.items())
+    images = "\n".join(
+        f'<h2>{html.escape(name)}</h2><img alt="{name}" src="{_embed(path)}">' for name, path in pngs.items()
+    )
     meta = html.escape(json.dumps(metadata, indent=2, default=str))
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>labctl campaign report: {html.escape(campaign_file.name)}</title>

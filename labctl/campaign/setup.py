@@ -205,7 +205,9 @@ def resumed_campaign(path: str | Path, *, design: Any = None, dataset: Any = Non
     elif design is None:
         raise DataError(f"{path}: the campaign's design was no file; resume it where it was started (the GUI)")
     command = str(metadata.get("command", ""))
-    job = CampaignJob(path, spec, True, design, record, _dataset(name, dataset), command, CalibrationSet(recorded), metadata)
+    job = CampaignJob(
+        path, spec, True, design, record, _dataset(name, dataset), command, CalibrationSet(recorded), metadata
+    )
     try:
         job.selected()
     except ConfigError as exc:

@@ -97,7 +97,9 @@ class CampaignSpec:
         if self.indices is not None:
             bad = [i for i in self.indices if i >= len(labels)]
             if bad:
-                raise ConfigError(f"campaign plan: indices {bad} beyond the {len(labels)} images of the {self.split} split")
+                raise ConfigError(
+                    f"campaign plan: indices {bad} beyond the {len(labels)} images of the {self.split} split"
+                )
             return np.array(self.indices, dtype=int)
         rng = np.random.default_rng(self.seed)
         if self.count is not None:

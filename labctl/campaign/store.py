@@ -75,7 +75,9 @@ class CampaignStore:
         except OSError as exc:  # nothing was measured: leave nothing behind
             journal_path(path).unlink(missing_ok=True)
             path.unlink(missing_ok=True)
-            raise DataError(f"{path}: cannot create the campaign file ({_reason(exc)}); free space or choose another folder") from None
+            raise DataError(
+                f"{path}: cannot create the campaign file ({_reason(exc)}); free space or choose another folder"
+            ) from None
         return cls(path, h5, journal, metadata)
 
     @classmethod
@@ -143,7 +145,11 @@ class CampaignStore:
             array = _as_storable(value)
             if key not in group:
                 group.create_dataset(
-                    key, shape=(0, *array.shape), maxshape=(None, *array.shape), dtype=array.dtype, chunks=(64, *array.shape) if array.ndim < 2 else True
+                    key,
+                    shape=(0, *array.shape),
+                    maxshape=(None, *array.shape),
+                    dtype=array.dtype,
+                    chunks=(64, *array.shape) if array.ndim < 2 else True,
                 )
             dataset = group[key]
             if dataset.shape[1:] != array.shape:
@@ -233,7 +239,9 @@ def _check_format(h5: h5py.File, path: Path) -> None:
         raise DataError(f"{path}: not a labctl campaign file (format attribute {h5.attrs.get('format')!r})")
     version = int(h5.attrs.get("schema_version", -1))
     if version > SCHEMA_VERSION:
-        raise DataError(f"{path}: campaign schema {version} is newer than this labctl reads ({SCHEMA_VERSION}); upgrade labctl")
+        raise DataError(
+            f"{path}: campaign schema {version} is newer than this labctl reads ({SCHEMA_VERSION}); upgrade labctl"
+        )
 
 
 def _read_stream(h5: h5py.File, stream: str) -> dict[str, np.ndarray]:

@@ -24,11 +24,19 @@ def register(subparsers: Any) -> None:
         "align", help="put every plate where the design assumes it; write the alignment file", description=__doc__
     )
     parser.add_argument("--station", required=True, type=Path, help="the station file (YAML)")
-    parser.add_argument("--strategy", choices=("model", "scan"), default="model",
-                        help="model: fit the offsets with the optics model (default); scan: per-axis scans")
+    parser.add_argument(
+        "--strategy",
+        choices=("model", "scan"),
+        default="model",
+        help="model: fit the offsets with the optics model (default); scan: per-axis scans",
+    )
     parser.add_argument("--plates", default=None, help="comma-separated plates to align (default: all)")
-    parser.add_argument("--probes", type=int, default=None, help="probe masks (test images; default: one cassette, at most 6)")
-    parser.add_argument("--check", type=int, default=0, help="check images to score accuracy on before and after (default 0)")
+    parser.add_argument(
+        "--probes", type=int, default=None, help="probe masks (test images; default: one cassette, at most 6)"
+    )
+    parser.add_argument(
+        "--check", type=int, default=0, help="check images to score accuracy on before and after (default 0)"
+    )
     parser.add_argument("--design", default=None, help="design file or shipped name (default: the station's design)")
     parser.add_argument("--no-home", action="store_true", help="do not home the plate axes first")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -52,8 +60,19 @@ def align_command(args: argparse.Namespace) -> int:
             say(f"applied   {line}")
         runner = Runner(bench, operator=bench.operator, progress=None)
         with stop_on_signals(runner, bench.operator):
-            result = align(bench, design, args.strategy, runner, calibration, plates, args.probes, args.check or None,
-                           folder=bench.calibration_dir, station=bench.config.name, home=not args.no_home)
+            result = align(
+                bench,
+                design,
+                args.strategy,
+                runner,
+                calibration,
+                plates,
+                args.probes,
+                args.check or None,
+                folder=bench.calibration_dir,
+                station=bench.config.name,
+                home=not args.no_home,
+            )
     if args.json:
         print(json.dumps({**result.to_dict(), "file": None if result.file is None else str(result.file)}, indent=2))
         return 0 if result.converged else 1
@@ -61,24 +80,39 @@ def align_command(args: argparse.Namespace) -> int:
         how = " (stack built up plate by plate)" if result.built_up else ""
         print(f"{args.strategy} alignment{how} -> {result.file}")
     else:
-        print(f"{args.strategy} alignment did NOT converge (residual {result.residual:.3g}); no alignment file written. "
-              "The plates are probably further off than the strategy can find (docs/alignment.md: acquisition); "
-              "pre-align them, start from a previous alignment, or let the model strategy build the stack up", file=sys.stderr)
+        print(
+            f"{args.strategy} alignment did NOT converge (residual {result.residual:.3g}); no alignment file written. "
+            "The plates are probably further off than the strategy can find (docs/alignment.md: acquisition); "
+            "pre-align them, start from a previous alignment, or let the model strategy build the stack up",
+            file=sys.stderr,
+        )
     for plate in result.plates:
         if result.axes[plate]:
-            offsets = ", ".join(f"{axis} {value * 1e6:+.1f}" for axis, value in zip("xyz", result.mount_m[plate]) if axis in result.axes[plate])
+            offsets = ", ".join(
+                f"{axis} {value * 1e6:+.1f}"
+                for axis, value in zip("xyz", result.mount_m[plate])
+                if axis in result.axes[plate]
+            )
             print(f"  {plate}: mounting offset {offsets} um")
     if result.verdict:
         print(f"  verdict: {result.verdict['kind']} ({result.verdict['reason']})")
     for name, p in result.parameters.items():
         if not name.endswith((".dx", ".dy")):  # the lateral offsets are above
-            what = describe_parameter(name, p["value"], p["stderr"]) if p["identified"] else f"not identifiable: {p['reason']}"
+            what = (
+                describe_parameter(name, p["value"], p["stderr"])
+                if p["identified"]
+                else f"not identifiable: {p['reason']}"
+            )
             print(f"  {name}: {what}")
-    print(f"  residual {result.residual:.2e} (relative), {result.detector_reads} detector reads, "
-          f"{result.travel_m * 1e3:.2f} mm stage travel, {result.time_s:.1f} s")
+    print(
+        f"  residual {result.residual:.2e} (relative), {result.detector_reads} detector reads, "
+        f"{result.travel_m * 1e3:.2f} mm stage travel, {result.time_s:.1f} s"
+    )
     if result.accuracy_before is not None:
-        print(f"  check set of {result.check_count}: accuracy {result.accuracy_before:.1%} before, "
-              f"{result.accuracy_after:.1%} after (design: {result.design_accuracy:.1%})")
+        print(
+            f"  check set of {result.check_count}: accuracy {result.accuracy_before:.1%} before, "
+            f"{result.accuracy_after:.1%} after (design: {result.design_accuracy:.1%})"
+        )
     return 0 if result.converged else 1
 
 
@@ -89,5 +123,7 @@ def _design(bench: Any, override: str | None) -> Any:
     if override is not None:
         return load_design(resolve_design(override))
     if bench.design_path is None:
-        raise ConfigError(f"{bench.config.path or bench.config.name}: the station names no design; add `design:` or pass --design")
+        raise ConfigError(
+            f"{bench.config.path or bench.config.name}: the station names no design; add `design:` or pass --design"
+        )
     return load_design(bench.design_path)

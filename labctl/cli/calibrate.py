@@ -28,11 +28,20 @@ def register(subparsers: Any) -> None:
         description=__doc__,
     )
     parser.add_argument("--station", required=True, type=Path, help="the station file (YAML)")
-    parser.add_argument("--only", default=None,
-                        help="comma-separated steps: darks, stages, slm, gains, source, readout (default: all but readout)")
-    parser.add_argument("--probes", type=int, default=6, help="probe masks to use (at most the wheel's slots; default 6)")
-    parser.add_argument("--readout-samples", type=int, default=None,
-                        help="training images the readout is fitted on (default 300; after alignment)")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated steps: darks, stages, slm, gains, source, readout (default: all but readout)",
+    )
+    parser.add_argument(
+        "--probes", type=int, default=6, help="probe masks to use (at most the wheel's slots; default 6)"
+    )
+    parser.add_argument(
+        "--readout-samples",
+        type=int,
+        default=None,
+        help="training images the readout is fitted on (default 300; after alignment)",
+    )
     parser.add_argument("--json", action="store_true", help="print what was measured as JSON")
     parser.set_defaults(func=calibrate_command)
 
@@ -62,11 +71,26 @@ def calibrate_command(args: argparse.Namespace) -> int:
         runner = Runner(bench, operator=bench.operator, progress=None)
         settings = Settings() if args.readout_samples is None else Settings(readout_samples=args.readout_samples)
         with stop_on_signals(runner, bench.operator):
-            report = calibrate(bench, bench.calibration_dir, args.only, runner, design=design, probes=probes,
-                               settings=settings, progress=say)
-    summary = {step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])} for step in report.files}
+            report = calibrate(
+                bench,
+                bench.calibration_dir,
+                args.only,
+                runner,
+                design=design,
+                probes=probes,
+                settings=settings,
+                progress=say,
+            )
+    summary = {
+        step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])}
+        for step in report.files
+    }
     if args.json:
-        print(json.dumps({"calibration_dir": str(bench.calibration_dir), "steps": summary, "applied": report.applied}, indent=2))
+        print(
+            json.dumps(
+                {"calibration_dir": str(bench.calibration_dir), "steps": summary, "applied": report.applied}, indent=2
+            )
+        )
         return 0
     for step, entry in summary.items():
         print(f"{step:7s} -> {', '.join(Path(f).name for f in entry['files'])}")
@@ -80,7 +104,9 @@ def calibrate_command(args: argparse.Namespace) -> int:
 
 def _design(path: Path | None) -> Any:
     if path is None:
-        raise ConfigError("calibrate: gains, stages and source need the station's design (probe masks, optics model); add `design:`")
+        raise ConfigError(
+            "calibrate: gains, stages and source need the station's design (probe masks, optics model); add `design:`"
+        )
     from labctl.design.designfile import load_design
 
     return load_design(path)
@@ -89,11 +115,16 @@ def _design(path: Path | None) -> Any:
 def _summary(step: str, result: Any) -> dict[str, Any]:
     """The few numbers a person checks after each step."""
     if step == "darks":
-        return {"dark_mV": np.round(result.dark_v * 1e3, 4).tolist(), "noise_mV": np.round(result.noise_v * 1e3, 4).tolist()}
+        return {
+            "dark_mV": np.round(result.dark_v * 1e3, 4).tolist(),
+            "noise_mV": np.round(result.noise_v * 1e3, 4).tolist(),
+        }
     if step == "stages":
         return {
             "backlash_um": {
-                name: f"{a.fit.backlash_m * 1e6:.2f} +- {a.fit.sigma_m * 1e6:.2f}" if a.compensation_m is not None else "not measured"
+                name: f"{a.fit.backlash_m * 1e6:.2f} +- {a.fit.sigma_m * 1e6:.2f}"
+                if a.compensation_m is not None
+                else "not measured"
                 for name, a in result.axes.items()
             }
         }
@@ -109,4 +140,8 @@ def _summary(step: str, result: Any) -> dict[str, Any]:
         }
     if step == "gains":
         return {"gains": np.round(result.fit.gains, 4).tolist(), "model_misfit": round(result.fit.residual, 5)}
-    return {"signal_per_w": round(result.signal_per_w, 6), "power_w": result.power_w, "nonlinearity": round(result.linearity, 6)}
+    return {
+        "signal_per_w": round(result.signal_per_w, 6),
+        "power_w": result.power_w,
+        "nonlinearity": round(result.linearity, 6),
+    }

@@ -19,11 +19,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("labctl-demo"), help="output folder (default: ./labctl-demo)")
     parser.add_argument("--design", default="mnist5k", help="shipped design name or design file (default: mnist5k)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hidden plate offsets, darks and gains")
-    parser.add_argument("--time-scale", type=float, default=DEFAULT_TIME_SCALE, help=f"instrument time factor (default {DEFAULT_TIME_SCALE})")
+    parser.add_argument(
+        "--time-scale",
+        type=float,
+        default=DEFAULT_TIME_SCALE,
+        help=f"instrument time factor (default {DEFAULT_TIME_SCALE})",
+    )
     parser.add_argument("--per-class", type=int, default=5, help="test samples per class in the campaign (default 5)")
     parser.add_argument("--strategy", choices=("model", "scan"), default="model", help="alignment strategy")
-    parser.add_argument("--truth", default=DEFAULT_TRUTH, help=TRUTH_HELP.replace("default ideal", f"default {DEFAULT_TRUTH}"))
-    parser.add_argument("--offset-sigma-mm", type=float, default=None, help="sigma of the hidden plate offsets (mm), overrides the truth's")
+    parser.add_argument(
+        "--truth", default=DEFAULT_TRUTH, help=TRUTH_HELP.replace("default ideal", f"default {DEFAULT_TRUTH}")
+    )
+    parser.add_argument(
+        "--offset-sigma-mm",
+        type=float,
+        default=None,
+        help="sigma of the hidden plate offsets (mm), overrides the truth's",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON (progress goes to stderr)")
     parser.set_defaults(func=demo_command)
 
@@ -37,7 +49,9 @@ def demo_command(args: argparse.Namespace) -> int:
 
     if args.per_class < 1:
         raise ConfigError(f"demo: --per-class must be >= 1, got {args.per_class}")
-    say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    say = (
+        (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    )
     summary = run_demo(
         args.out,
         design_name=args.design,
@@ -54,15 +68,23 @@ def demo_command(args: argparse.Namespace) -> int:
     print()
     print(f"design accuracy (numerical)   {_pct(summary['design_accuracy'])}")
     n = summary["samples"]
-    print(f"accuracy measured on bench    {format_accuracy(summary['accuracy_measured'], summary['accuracy_measured_ci'], n)}")
-    print(f"accuracy simulated (twin)     {format_accuracy(summary['accuracy_simulated'], summary['accuracy_simulated_ci'], n)}")
-    print(f"bench vs twin, same samples   McNemar p = {summary['mcnemar_p']:.3g} "
-          f"(only bench right: {summary['only_measured_right']}, only twin right: {summary['only_simulated_right']})")
+    print(
+        f"accuracy measured on bench    {format_accuracy(summary['accuracy_measured'], summary['accuracy_measured_ci'], n)}"
+    )
+    print(
+        f"accuracy simulated (twin)     {format_accuracy(summary['accuracy_simulated'], summary['accuracy_simulated_ci'], n)}"
+    )
+    print(
+        f"bench vs twin, same samples   McNemar p = {summary['mcnemar_p']:.3g} "
+        f"(only bench right: {summary['only_measured_right']}, only twin right: {summary['only_simulated_right']})"
+    )
     print(f"bench/simulation agreement    {_pct(summary['agreement'])}")
     converged = " (stack built up plate by plate)" if summary["alignment_built_up"] else ""
     converged = converged if summary["alignment_converged"] else " (alignment did not converge)"
     print(f"alignment residual (truth)    {summary['alignment_residual_um']:.1f} um RMS{converged}")
-    print(f"check set before/after align  {summary['alignment_check_before_ci'] or 'n/a'} -> {summary['alignment_check_after_ci'] or 'n/a'}")
+    print(
+        f"check set before/after align  {summary['alignment_check_before_ci'] or 'n/a'} -> {summary['alignment_check_after_ci'] or 'n/a'}"
+    )
     verdict = summary.get("alignment_verdict") or {}
     if verdict:
         print(f"alignment verdict             {verdict['kind']}: {verdict['reason']}")

@@ -39,8 +39,13 @@ _OPTION_FLAGS = [
     ("--quantize-step-m", "quantize_step_m", float, None, "train with relief rounded to this printer step"),
     ("--vaccinate-sigma-m", "vaccination_sigma_m", float, 0.0, "random lateral plate offsets per batch (std)"),
     ("--vaccinate-sigma-z-m", "vaccination_sigma_z_m", float, 0.0, "random axial plate offsets per batch (std)"),
-    ("--vaccinate-sigma-rotation-deg", "vaccination_sigma_rotation_deg", float, 0.0,
-     "random in-plane plate rotations per batch (std, degrees)"),
+    (
+        "--vaccinate-sigma-rotation-deg",
+        "vaccination_sigma_rotation_deg",
+        float,
+        0.0,
+        "random in-plane plate rotations per batch (std, degrees)",
+    ),
     ("--max-train", "max_train", int, None, "train on a seeded subset of this many images"),
     ("--max-test", "max_test", int, None, "score each epoch on this many test images only"),
 ]
@@ -78,14 +83,22 @@ def _add_flags(parser: argparse.ArgumentParser, flags: list[tuple]) -> None:
 # --- train -----------------------------------------------------------------------------------
 def _register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a design (reference geometry by default)")
-    p.add_argument("--dataset", default="mnist5k", help="mnist5k, fashion-mnist, or a directory of MNIST-format IDX files")
+    p.add_argument(
+        "--dataset", default="mnist5k", help="mnist5k, fashion-mnist, or a directory of MNIST-format IDX files"
+    )
     p.add_argument("--out", required=True, type=Path, help="design file to write (checkpoint: <out>.checkpoint.h5)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint of --out (same flags; --epochs may change)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint of --out (same flags; --epochs may change)"
+    )
     p.add_argument("--train-absorption", action="store_true", help="train with the material's absorption")
     p.add_argument("--heights-dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    p.add_argument("--checkpoint-every-s", type=float, default=300.0,
-                   help="also write the checkpoint within an epoch this often (default 300 s)")
+    p.add_argument(
+        "--checkpoint-every-s",
+        type=float,
+        default=300.0,
+        help="also write the checkpoint within an epoch this often (default 300 s)",
+    )
     for flags in (_GEOMETRY_FLAGS, _ENCODING_FLAGS, _OPTION_FLAGS):
         _add_flags(p, flags)
     p.set_defaults(func=_train)
@@ -111,14 +124,18 @@ def _train(args: argparse.Namespace) -> int:
 
     geometry = Geometry(**{dest: getattr(args, dest) for _f, dest, *_ in _GEOMETRY_FLAGS})
     material = Material(args.refractive_index, args.extinction)
-    options = TrainOptions(absorption=args.train_absorption, **{dest: getattr(args, dest) for _f, dest, *_ in _OPTION_FLAGS})
+    options = TrainOptions(
+        absorption=args.train_absorption, **{dest: getattr(args, dest) for _f, dest, *_ in _OPTION_FLAGS}
+    )
     data = load_dataset(args.dataset)
     design = blank_design(data, geometry, material, args.detector_size, args.input_scale, args.image_size)
     checkpoint_path = args.out.with_name(args.out.stem + ".checkpoint.h5")
     if args.resume:
         design = check_resumable(load_design(checkpoint_path), design, options)
     result = train(
-        design, data, options,
+        design,
+        data,
+        options,
         checkpoint=lambda d: save_design(d, checkpoint_path),
         progress=not args.no_progress,
         command=_train_command(args),
@@ -140,19 +157,35 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--design", required=True, help="shipped design name (see `labctl design list`) or design file")
     p.add_argument("--dataset", help="evaluate on this data set's test split instead of the design's own")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--absorption", action=argparse.BooleanOptionalAction, default=None,
-                   help="simulate the plate absorption (default: as the design was trained)")
-    p.add_argument("--quantize", dest="quantize_step_m", type=float, metavar="STEP_M",
-                   help="round the relief to this printer step (metres) first")
+    p.add_argument(
+        "--absorption",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="simulate the plate absorption (default: as the design was trained)",
+    )
+    p.add_argument(
+        "--quantize",
+        dest="quantize_step_m",
+        type=float,
+        metavar="STEP_M",
+        help="round the relief to this printer step (metres) first",
+    )
     p.add_argument("--misalign-sigma-m", type=float, help="Monte Carlo: random lateral plate offsets (std, metres)")
     p.add_argument("--misalign-sigma-z-m", type=float, default=0.0, help="Monte Carlo: random axial offsets (std)")
-    p.add_argument("--misalign-sigma-rotation-deg", type=float, default=0.0,
-                   help="Monte Carlo: random in-plane plate rotations (std, degrees)")
+    p.add_argument(
+        "--misalign-sigma-rotation-deg",
+        type=float,
+        default=0.0,
+        help="Monte Carlo: random in-plane plate rotations (std, degrees)",
+    )
     p.add_argument("--trials", type=int, default=20, help="Monte Carlo trials (default 20)")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--max-test", type=int, help="only the first this many test images")
-    p.add_argument("--printed-inputs", action="store_true",
-                   help="also report the accuracy on the printed stencils (thresholded, bridges included)")
+    p.add_argument(
+        "--printed-inputs",
+        action="store_true",
+        help="also report the accuracy on the printed stencils (thresholded, bridges included)",
+    )
     _add_flags(p, _STENCIL_FLAGS)
     p.set_defaults(func=_evaluate)
 
@@ -173,11 +206,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     misaligned = None
     if args.misalign_sigma_m is not None or args.misalign_sigma_z_m or args.misalign_sigma_rotation_deg:
         sigma_m = args.misalign_sigma_m or 0.0
-        misaligned = misalignment_trials(design, images, labels, sigma_m, args.trials, args.seed,
-                                         args.misalign_sigma_z_m, math.radians(args.misalign_sigma_rotation_deg),
-                                         **perturbations)
-        settings.update(misalign_sigma_m=sigma_m, misalign_sigma_z_m=args.misalign_sigma_z_m,
-                        misalign_sigma_rotation_deg=args.misalign_sigma_rotation_deg, seed=args.seed)
+        misaligned = misalignment_trials(
+            design,
+            images,
+            labels,
+            sigma_m,
+            args.trials,
+            args.seed,
+            args.misalign_sigma_z_m,
+            math.radians(args.misalign_sigma_rotation_deg),
+            **perturbations,
+        )
+        settings.update(
+            misalign_sigma_m=sigma_m,
+            misalign_sigma_z_m=args.misalign_sigma_z_m,
+            misalign_sigma_rotation_deg=args.misalign_sigma_rotation_deg,
+            seed=args.seed,
+        )
     result = evaluate(design, images, labels, **perturbations)
     report = evaluation_dict(args.design, design, data.name, result, settings, misaligned)
     if args.printed_inputs:
@@ -214,9 +259,14 @@ def _register_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--design", required=True, help="shipped design name (see `labctl design list`) or design file")
     p.add_argument("--out", required=True, type=Path, help="directory for the STL, PNG and manifest.json files")
     p.add_argument("--dataset", help="take the stencil images from this data set's test split")
-    p.add_argument("--test-count", type=int, default=10, help="stencils of this many test images, class by class (default 10)")
-    p.add_argument("--indices", type=lambda text: [int(i) for i in text.split(",") if i.strip()],
-                   help="stencils of these test-image indices instead, comma separated")
+    p.add_argument(
+        "--test-count", type=int, default=10, help="stencils of this many test images, class by class (default 10)"
+    )
+    p.add_argument(
+        "--indices",
+        type=lambda text: [int(i) for i in text.split(",") if i.strip()],
+        help="stencils of these test-image indices instead, comma separated",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     _add_flags(p, _PRINTER_FLAGS + _STENCIL_FLAGS)
     p.set_defaults(func=_export)
@@ -235,6 +285,8 @@ def _export(args: argparse.Namespace) -> int:
     indices = args.indices if args.indices is not None else select_test_indices(labels, args.test_count)
     manifest = export_design(design, args.out, data.test_images, labels, indices, params, progress=not args.no_progress)
     failed = [f["file"] for f in manifest["files"] if not f["ok"]]
-    print(f"{args.out}: {len(manifest['files'])} parts written with previews and manifest.json; "
-          + (f"CHECKS FAILED for {', '.join(failed)}" if failed else "all watertight and within tolerance"))
+    print(
+        f"{args.out}: {len(manifest['files'])} parts written with previews and manifest.json; "
+        + (f"CHECKS FAILED for {', '.join(failed)}" if failed else "all watertight and within tolerance")
+    )
     return 1 if failed else 0

@@ -10,16 +10,31 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     from labctl.sim.truth import TRUTH_HELP
 
-    parser = subparsers.add_parser("gui", help="open the operator's window (a station file, or --sim)", description=__doc__)
+    parser = subparsers.add_parser(
+        "gui", help="open the operator's window (a station file, or --sim)", description=__doc__
+    )
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--station", type=Path, help="connect this station file")
-    where.add_argument("--sim", action="store_true", help="serve a simulated bench and drive it through the real drivers")
-    parser.add_argument("--design", default="mnist5k", help="--sim: shipped design name or design file (default: mnist5k)")
-    parser.add_argument("--seed", type=int, default=0, help="--sim: seed of the hidden truths (plate offsets, darks, gains)")
+    where.add_argument(
+        "--sim", action="store_true", help="serve a simulated bench and drive it through the real drivers"
+    )
+    parser.add_argument(
+        "--design", default="mnist5k", help="--sim: shipped design name or design file (default: mnist5k)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="--sim: seed of the hidden truths (plate offsets, darks, gains)"
+    )
     parser.add_argument("--time-scale", type=float, default=1.0, help="--sim: 1 realistic instrument times, 0 instant")
     parser.add_argument("--truth", default=None, help="--sim: " + TRUTH_HELP)
-    parser.add_argument("--offset-sigma-mm", type=float, default=None, help="--sim: sigma of the hidden plate offsets (mm), overrides the truth's")
-    parser.add_argument("--settings", type=Path, default=None, help="settings file (INI); default: the user's labctl settings")
+    parser.add_argument(
+        "--offset-sigma-mm",
+        type=float,
+        default=None,
+        help="--sim: sigma of the hidden plate offsets (mm), overrides the truth's",
+    )
+    parser.add_argument(
+        "--settings", type=Path, default=None, help="settings file (INI); default: the user's labctl settings"
+    )
     parser.set_defaults(func=gui_command)
 
 

@@ -25,8 +25,10 @@ def report_command(args: argparse.Namespace) -> int:
         print(json.dumps({**summary.to_json(), "report_file": str(html_path), "partial": partial}, indent=2))
     else:
         if partial:
-            print(f"partial report: {args.campaign} is not complete (a campaign may still be writing it, or it was "
-                  "interrupted); read from its journal as far as it goes")
+            print(
+                f"partial report: {args.campaign} is not complete (a campaign may still be writing it, or it was "
+                "interrupted); read from its journal as far as it goes"
+            )
         for label, text in [*summary.score_rows(), ("report", str(html_path))]:
             print(f"{label:<24}{text}")
     return 0

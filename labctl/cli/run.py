@@ -39,7 +39,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resume", type=Path, metavar="CAMPAIGN", help="finish an interrupted campaign file")
     parser.add_argument("--design", default=None, help="design file or shipped name (default: the station's design)")
     parser.add_argument(
-        "--accept-changes", action="store_true",
+        "--accept-changes",
+        action="store_true",
         help="with --resume: continue although the bench differs from the one the campaign started on "
         "(channels, stages, instruments, design, calibration versions); the differences are stored in the file",
     )
@@ -55,7 +56,9 @@ def run_command(args: argparse.Namespace) -> int:
     station = load_station(args.station)
     job = _resumed(args) if args.resume is not None else _new(args, station)
     station.check_design(job.design, job.design_record["path"])
-    say = (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    say = (
+        (lambda line: print(line, file=sys.stderr, flush=True)) if args.json else (lambda line: print(line, flush=True))
+    )
     with Bench.from_station(station) as bench:
         campaign = job.on_bench(bench, station.path, accept_changes=args.accept_changes)
         for line in campaign.describe():
@@ -88,12 +91,19 @@ def _measure(bench: Any, args: argparse.Namespace, campaign: Any) -> int | None:
         stored = _stored(path, bar.total)
         if interrupts.received() is not None:
             name = interrupts.signal_name(interrupts.received())
-            print(f"labctl: campaign interrupted ({name}) with {stored}; source off, stages stopped. Resume with: {resume}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"labctl: campaign interrupted ({name}) with {stored}; source off, stages stopped. Resume with: {resume}",
+                file=sys.stderr,
+                flush=True,
+            )
             return interrupts.exit_status()
         print(f"labctl: error: {exc}", file=sys.stderr)
-        print(f"labctl: campaign stopped with {stored}; source off, stages stopped. After fixing the cause, "
-              f"resume with: {resume}", file=sys.stderr, flush=True)
+        print(
+            f"labctl: campaign stopped with {stored}; source off, stages stopped. After fixing the cause, "
+            f"resume with: {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
     finally:
         bar.close()
@@ -107,9 +117,13 @@ def _new(args: argparse.Namespace, station: Any) -> Any:
     from labctl.design.designfile import load_design
 
     if args.accept_changes:
-        raise ConfigError("labctl run: --accept-changes is for --resume (a new campaign records the bench it starts on)")
+        raise ConfigError(
+            "labctl run: --accept-changes is for --resume (a new campaign records the bench it starts on)"
+        )
     if args.plan is None or args.out is None:
-        raise ConfigError("labctl run: a new campaign needs --plan PLAN.yaml and --out CAMPAIGN.h5 (or --resume CAMPAIGN.h5)")
+        raise ConfigError(
+            "labctl run: a new campaign needs --plan PLAN.yaml and --out CAMPAIGN.h5 (or --resume CAMPAIGN.h5)"
+        )
     spec = CampaignSpec.from_yaml(args.plan)
     design_path, design_name = _station_design(station, args.design)
     command = ["labctl", "run", "--station", str(args.station), "--plan", str(args.plan), "--out", str(args.out)]
@@ -141,7 +155,9 @@ def _station_design(station: Any, override: str | None) -> tuple[Path, str]:
     if override is not None:
         return Path(resolve_design(override)), Path(override).stem
     if station.design_path is None:
-        raise ConfigError(f"{station.path or station.name}: the station names no design; add `design:` or pass --design")
+        raise ConfigError(
+            f"{station.path or station.name}: the station names no design; add `design:` or pass --design"
+        )
     return station.design_path, Path(str(station.design)).stem
 
 

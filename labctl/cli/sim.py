@@ -22,7 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--time-scale", type=float, default=1.0, help="1 realistic instrument times, 0 instant")
     serve.add_argument("--faults", default=None, help="fault spec, e.g. 'wheel:timeout=0.1;dmm:error=0.05'")
     serve.add_argument("--truth", default=None, help=TRUTH_HELP)
-    serve.add_argument("--offset-sigma-mm", type=float, default=None, help="sigma of the hidden plate offsets (mm), overrides the truth's")
+    serve.add_argument(
+        "--offset-sigma-mm",
+        type=float,
+        default=None,
+        help="sigma of the hidden plate offsets (mm), overrides the truth's",
+    )
     serve.add_argument(
         "--detectors",
         choices=("dmm", "camera"),
@@ -64,7 +69,10 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"labctl: simulated bench serving; station file {bench.station_path}", flush=True)
         for name, resource in sorted(bench.resources.items()):
             print(f"  {name:10s} {resource}", flush=True)
-        print(f"  {'operator':10s} {bench.control.resource} (loads the wheel, mounts and turns plates when a plan asks)", flush=True)
+        print(
+            f"  {'operator':10s} {bench.control.resource} (loads the wheel, mounts and turns plates when a plan asks)",
+            flush=True,
+        )
         print("labctl: Ctrl-C to stop", flush=True)
         try:
             threading.Event().wait()

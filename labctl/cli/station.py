@@ -66,12 +66,16 @@ def check_station(args: argparse.Namespace) -> int:
         for plate in config.plates:
             for axis_name, axis in plate.axes().items():
                 where = bench.plates[plate.name].axes()[axis_name].position_m()
-                print(f"  {plate.name}.{axis_name:<{width - len(plate.name) - 1}}  {axis.instrument} address "
-                      f"{axis.address}  ->  at {where * 1e3:.4f} mm")
+                print(
+                    f"  {plate.name}.{axis_name:<{width - len(plate.name) - 1}}  {axis.instrument} address "
+                    f"{axis.address}  ->  at {where * 1e3:.4f} mm"
+                )
             rotation = bench.plates[plate.name].r
             if plate.r is not None and rotation is not None:
-                print(f"  {plate.name}.r{'':<{width - len(plate.name) - 2}}  {plate.r.instrument} address "
-                      f"{plate.r.address}  ->  at {math.degrees(rotation.angle_rad()):.4f} deg")
+                print(
+                    f"  {plate.name}.r{'':<{width - len(plate.name) - 2}}  {plate.r.instrument} address "
+                    f"{plate.r.address}  ->  at {math.degrees(rotation.angle_rad()):.4f} deg"
+                )
     print(f"all {len(instruments)} instruments and {axes} axes answered; the bench is shut down (source output off)")
     return 0
 
@@ -98,7 +102,9 @@ def _calibration(config: Any) -> str:
     from labctl.paths import check_writable
 
     calset = CalibrationSet.load_latest(config.calibration_dir)
-    versions = ", ".join(f"{kind} v{record['version']}" for kind, record in calset.records.items()) or "no calibration yet"
+    versions = (
+        ", ".join(f"{kind} v{record['version']}" for kind, record in calset.records.items()) or "no calibration yet"
+    )
     try:
         check_writable(config.calibration_dir, "calibration folder")
     except DataError as exc:

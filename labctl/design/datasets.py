@@ -33,8 +33,16 @@ MNIST5K_SPLIT_SEED = 20180907  # fixed forever: the mnist5k test split must neve
 MNIST5K_TEST_PER_CLASS = 50
 DIGITS = [str(d) for d in range(10)]
 FASHION_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 ]
 # (split, kind) -> stem of the standard file name; "t10k" is the standard name of the test split
 _IDX_STEMS = {
@@ -99,9 +107,7 @@ def _idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = read_idx(_find_idx(directory, split, "images"))
     labels = read_idx(_find_idx(directory, split, "labels"))
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-        raise DataError(
-            f"data set {directory}: {split} images {images.shape} and labels {labels.shape} do not match"
-        )
+        raise DataError(f"data set {directory}: {split} images {images.shape} and labels {labels.shape} do not match")
     if labels.size and labels.max() > 9:
         raise DataError(f"data set {directory}: {split} labels go up to {labels.max()}; expected classes 0..9")
     return (images.astype(np.float32) / 255.0), labels.astype(np.int64)
@@ -115,7 +121,11 @@ def load_idx_directory(directory: Path, name: str | None = None, classes: list[s
     train_images, train_labels = _idx_split(directory, "train")
     test_images, test_labels = _idx_split(directory, "test")
     return Dataset(
-        name or str(directory.resolve()), train_images, train_labels, test_images, test_labels,
+        name or str(directory.resolve()),
+        train_images,
+        train_labels,
+        test_images,
+        test_labels,
         list(classes or DIGITS),
     )
 

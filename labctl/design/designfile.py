@@ -31,8 +31,14 @@ from labctl.optics import D2NN, DetectorLayout, Geometry, Material, embed_image
 FORMAT = "labctl-design"
 SCHEMA_VERSION = 1
 _JSON_ATTRS = ("geometry", "material", "layout", "classes", "provenance")
-_TRAINING_COUNTERS = {"step": int, "epochs_done": int, "batches_done": int, "epoch_loss_sum": float,
-                      "epoch_correct": int, "epoch_seconds": float}
+_TRAINING_COUNTERS = {
+    "step": int,
+    "epochs_done": int,
+    "batches_done": int,
+    "epoch_loss_sum": float,
+    "epoch_correct": int,
+    "epoch_seconds": float,
+}
 
 
 @dataclass
@@ -133,8 +139,13 @@ def save_design(design: Design, path: Path, dtype: str = "float32") -> Path:
             f.attrs["layout"] = json.dumps(design.layout.to_dict())
             f.attrs["classes"] = json.dumps(list(design.classes))
             f.attrs["provenance"] = json.dumps(design.provenance, default=_json_default)
-            f.create_dataset("heights_m", data=np.asarray(design.heights_m, dtype=dtype),
-                             compression="gzip", compression_opts=9, shuffle=True)
+            f.create_dataset(
+                "heights_m",
+                data=np.asarray(design.heights_m, dtype=dtype),
+                compression="gzip",
+                compression_opts=9,
+                shuffle=True,
+            )
             if design.training is not None:
                 _write_training(f.create_group("training"), design.training)
         tmp.replace(path)
@@ -201,7 +212,9 @@ def _read(f: h5py.File, path: Path) -> Design:
 
 
 def _read_training(group: h5py.Group) -> TrainingState:
-    arrays: dict[str, Any] = {name: np.asarray(group[name][...], dtype=np.float64) for name in ("phases_rad", "adam_m", "adam_v")}
+    arrays: dict[str, Any] = {
+        name: np.asarray(group[name][...], dtype=np.float64) for name in ("phases_rad", "adam_m", "adam_v")
+    }
     counters: dict[str, Any] = {name: kind(group.attrs[name]) for name, kind in _TRAINING_COUNTERS.items()}
     return TrainingState(**arrays, **counters)
 
@@ -234,4 +247,3 @@ def geometry_summary(design: Design) -> str:
         f"{g.n_layers} x {g.n}x{g.n} @ {g.pitch_m * 1e3:g} mm, lambda {g.wavelength_m * 1e3:.3g} mm, "
         f"{g.spacing_m * 1e3:g} mm gaps"
     )
-

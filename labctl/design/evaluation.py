@@ -94,7 +94,9 @@ def evaluate(
     """
     labels = np.asarray(labels, dtype=np.int64)
     if len(images) != len(labels) or len(labels) == 0:
-        raise ConfigError(f"evaluate: need as many labels as images (got {len(images)} and {len(labels)}), at least one")
+        raise ConfigError(
+            f"evaluate: need as many labels as images (got {len(images)} and {len(labels)}), at least one"
+        )
     model = design.model(absorption)
     heights = design.heights_m
     if quantize_step_m is not None:
@@ -143,6 +145,7 @@ def misalignment_trials(
     for _ in range(trials):
         bench = random_bench(rng, n_layers, sigma_m, sigma_z_m, sigma_rotation_rad)
         rotations = bench.rotations_rad if sigma_rotation_rad > 0 else None
-        accuracies.append(evaluate(design, images, labels, offsets_m=bench.offsets_m, rotations_rad=rotations,
-                                   **options).accuracy)
+        accuracies.append(
+            evaluate(design, images, labels, offsets_m=bench.offsets_m, rotations_rad=rotations, **options).accuracy
+        )
     return np.array(accuracies)

@@ -67,8 +67,14 @@ def format_evaluation(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_SETTINGS = ("absorption", "quantize_step_m", "misalign_sigma_m", "misalign_sigma_z_m", "misalign_sigma_rotation_deg",
-             "seed")
+_SETTINGS = (
+    "absorption",
+    "quantize_step_m",
+    "misalign_sigma_m",
+    "misalign_sigma_z_m",
+    "misalign_sigma_rotation_deg",
+    "seed",
+)
 
 
 def design_row(name: str, design: Design) -> dict[str, Any]:

@@ -138,8 +138,9 @@ class Trainer:
         self.adam.m, self.adam.v, self.adam.step_count = state.adam_m.copy(), state.adam_v.copy(), state.step
         self.tally = replace(state, phases_rad=None, adam_m=None, adam_v=None)  # counters only
 
-    def step(self, images: np.ndarray, labels: np.ndarray, learning_rate: float,
-             bench: BenchParams | None = None) -> LossResult:
+    def step(
+        self, images: np.ndarray, labels: np.ndarray, learning_rate: float, bench: BenchParams | None = None
+    ) -> LossResult:
         """Forward, loss, adjoint and Adam update for one batch of images (B, h, w) and labels,
         on the bench ``bench`` (None: as designed)."""
         started = time.perf_counter()
@@ -159,8 +160,13 @@ class Trainer:
         return self.relief.heights(self.phases)
 
     def state(self) -> TrainingState:
-        return replace(self.tally, phases_rad=self.phases.copy(), adam_m=self.adam.m.copy(),
-                       adam_v=self.adam.v.copy(), step=self.adam.step_count)
+        return replace(
+            self.tally,
+            phases_rad=self.phases.copy(),
+            adam_m=self.adam.m.copy(),
+            adam_v=self.adam.v.copy(),
+            step=self.adam.step_count,
+        )
 
     def finish_epoch(self) -> None:
         t = self.tally
@@ -204,13 +210,25 @@ def train(
     for epoch in range(tally.epochs_done, options.epochs):
         rng = np.random.default_rng([options.seed, 2, epoch])
         order = train_idx[rng.permutation(len(train_idx))]
-        bar = tqdm(total=steps_per_epoch, initial=tally.batches_done, desc=f"epoch {epoch + 1}/{options.epochs}",
-                   file=sys.stderr, disable=not progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=tally.batches_done,
+            desc=f"epoch {epoch + 1}/{options.epochs}",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         for number, start in enumerate(range(0, len(order), options.batch_size)):
             bench = None
             if vaccinate:  # drawn for skipped batches too, so a resumed epoch sees the same offsets
-                bench = random_bench(rng, design.geometry.n_layers, options.vaccination_sigma_m,
-                                     options.vaccination_sigma_z_m, sigma_rotation_rad)
+                bench = random_bench(
+                    rng,
+                    design.geometry.n_layers,
+                    options.vaccination_sigma_m,
+                    options.vaccination_sigma_z_m,
+                    sigma_rotation_rad,
+                )
             if number < tally.batches_done:
                 continue
             batch = order[start : start + options.batch_size]
@@ -218,8 +236,9 @@ def train(
             trainer.step(data.train_images[batch], data.train_labels[batch], lr, bench)
             seen = min(tally.batches_done * options.batch_size, len(order))
             bar.update()
-            bar.set_postfix(loss=f"{tally.epoch_loss_sum / seen:.3f}", acc=f"{tally.epoch_correct / seen:.3f}",
-                            lr=f"{lr:.3g}")
+            bar.set_postfix(
+                loss=f"{tally.epoch_loss_sum / seen:.3f}", acc=f"{tally.epoch_correct / seen:.3f}", lr=f"{lr:.3g}"
+            )
             due = checkpoint_every_s is not None and time.monotonic() - last_save >= checkpoint_every_s
             if checkpoint is not None and due and number + 1 < steps_per_epoch:
                 checkpoint(record(trainer, history, before + tally.epoch_seconds))
@@ -227,19 +246,25 @@ def train(
         bar.close()
         seen = len(order)
         before += tally.epoch_seconds
-        entry = {"epoch": epoch + 1, "train_loss": tally.epoch_loss_sum / seen,
-                 "train_accuracy": tally.epoch_correct / seen, "train_seconds": before}
+        entry = {
+            "epoch": epoch + 1,
+            "train_loss": tally.epoch_loss_sum / seen,
+            "train_accuracy": tally.epoch_correct / seen,
+            "train_seconds": before,
+        }
         trainer.finish_epoch()
         result = record(trainer, history, before)
-        entry["test_accuracy"] = evaluate(result, data.test_images[:test_count], data.test_labels[:test_count],
-                                          absorption=options.absorption).accuracy
+        entry["test_accuracy"] = evaluate(
+            result, data.test_images[:test_count], data.test_labels[:test_count], absorption=options.absorption
+        ).accuracy
         history.append(entry)
         result = record(trainer, history, before)
         if progress:
             tqdm.write(
                 f"epoch {epoch + 1}/{options.epochs}: loss {entry['train_loss']:.4f}, train "
                 f"{entry['train_accuracy']:.2%}, test {entry['test_accuracy']:.2%} "
-                f"({before:.0f} s of training so far)", file=sys.stderr,
+                f"({before:.0f} s of training so far)",
+                file=sys.stderr,
             )
         if checkpoint is not None:
             checkpoint(result)
@@ -250,8 +275,7 @@ def train(
 class _Recorder:
     """Builds the design as it stands: current heights, training state and provenance."""
 
-    def __init__(self, design: Design, data: Dataset, options: TrainOptions, n_train: int, n_test: int,
-                 command: str):
+    def __init__(self, design: Design, data: Dataset, options: TrainOptions, n_train: int, n_test: int, command: str):
         self.design, self.data, self.options = design, data, options
         self.n_train, self.n_test, self.command = n_train, n_test, command
 

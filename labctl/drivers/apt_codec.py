@@ -145,7 +145,9 @@ class Message:
         if dest & LONG_FORM:
             length = p1 | (p2 << 8)
             if len(raw) != HEADER_SIZE + length:
-                raise CodecError(f"message 0x{msgid:04x} declares {length} data bytes but carries {len(raw) - HEADER_SIZE}")
+                raise CodecError(
+                    f"message 0x{msgid:04x} declares {length} data bytes but carries {len(raw) - HEADER_SIZE}"
+                )
             return cls(msgid, dest & ~LONG_FORM, source, data=bytes(raw[HEADER_SIZE:]))
         if len(raw) != HEADER_SIZE:
             raise CodecError(f"short message 0x{msgid:04x} has {len(raw) - HEADER_SIZE} stray bytes")
@@ -163,7 +165,9 @@ class Message:
         return f"{name}({self.encode().hex(' ')})"
 
 
-def short(msgid: MsgId, param1: int = 0, param2: int = 0, dest: int = Endpoint.USB, source: int = Endpoint.HOST) -> Message:
+def short(
+    msgid: MsgId, param1: int = 0, param2: int = 0, dest: int = Endpoint.USB, source: int = Endpoint.HOST
+) -> Message:
     return Message(int(msgid), dest, source, param1, param2)
 
 
@@ -281,14 +285,28 @@ class HwInfo:
     def pack(self) -> bytes:
         major, interim, minor = self.firmware
         return _INFO.pack(
-            self.serial_number, self.model.encode("ascii")[:8], self.hw_type, minor, interim, major, 0,
-            self.notes.encode("ascii", errors="replace")[:48], bytes(12), self.hw_version, self.mod_state, self.channels,
+            self.serial_number,
+            self.model.encode("ascii")[:8],
+            self.hw_type,
+            minor,
+            interim,
+            major,
+            0,
+            self.notes.encode("ascii", errors="replace")[:48],
+            bytes(12),
+            self.hw_version,
+            self.mod_state,
+            self.channels,
         )
 
     @classmethod
     def unpack(cls, message: Message) -> HwInfo:
-        serial, model, hw_type, minor, interim, major, _, notes, _, hw_version, mod_state, channels = message.payload(_INFO)
-        return cls(serial, _text(model), hw_type, (major, interim, minor), _text(notes), hw_version, mod_state, channels)
+        serial, model, hw_type, minor, interim, major, _, notes, _, hw_version, mod_state, channels = message.payload(
+            _INFO
+        )
+        return cls(
+            serial, _text(model), hw_type, (major, interim, minor), _text(notes), hw_version, mod_state, channels
+        )
 
     def firmware_text(self) -> str:
         return ".".join(str(part) for part in self.firmware)

@@ -106,7 +106,11 @@ class AptLink:
                 self.send(message)
                 with self._cond:
                     self._cond.wait_for(
-                        lambda: self._reply is not None or self._failure is not None or (raise_reports and self._report is not None),
+                        lambda: (
+                            self._reply is not None
+                            or self._failure is not None
+                            or (raise_reports and self._report is not None)
+                        ),
                         timeout_s,
                     )
                     if self._reply is not None:
@@ -146,7 +150,9 @@ class AptLink:
     def wait_motion(self, timeout_s: float) -> bool:
         """Block until the pending motion ends (True) or ``timeout_s`` passes (False)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._motion_ends or self._report is not None or self._failure is not None, timeout_s)
+            self._cond.wait_for(
+                lambda: not self._motion_ends or self._report is not None or self._failure is not None, timeout_s
+            )
             self._raise_problems(True)
             return not self._motion_ends
 

@@ -79,7 +79,9 @@ def make_adapter(
     except (serial.SerialException, OSError) as exc:
         raise ConnectionLost(resource, f"cannot open the serial port: {exc}. Check the path and permissions") from exc
     except (pyvisa.errors.VisaIOError, ValueError) as exc:
-        raise ConnectionLost(resource, f"cannot open the VISA resource: {exc}. Check the address and that the instrument is on") from exc
+        raise ConnectionLost(
+            resource, f"cannot open the VISA resource: {exc}. Check the address and that the instrument is on"
+        ) from exc
 
 
 @contextmanager
@@ -153,7 +155,8 @@ class LabInstrument(Instrument):
             data = super().read_bytes(count, **kwargs)
         if count > 0 and len(data) < count:
             raise InstrumentTimeout(
-                self.name, f"expected {count} bytes, got {len(data)} (after {self._last_command!r}). Check power and cable"
+                self.name,
+                f"expected {count} bytes, got {len(data)} (after {self._last_command!r}). Check power and cable",
             )
         return data
 

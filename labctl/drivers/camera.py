@@ -89,7 +89,8 @@ class FreshFrames:
                 raise InstrumentError(self.name, f"camera {self.source} was closed; connect it again")
             if self._ended:
                 raise ConnectionLost(
-                    self.name, f"the stream {self.source} ended: the camera closed the connection or was unplugged; reconnect it"
+                    self.name,
+                    f"the stream {self.source} ended: the camera closed the connection or was unplugged; reconnect it",
                 )
         raise InstrumentTimeout(
             self.name, f"no new frame from {self.source} within {timeout_s:g} s: the stream stalled; check the camera"
@@ -125,7 +126,8 @@ class OpenCVCamera:
         self._capture = cv2.VideoCapture(source)
         if not self._capture.isOpened():
             raise ConnectionLost(
-                name, f"cannot open camera {source!r}: check the device index or the file path/URL, and that no other program holds it"
+                name,
+                f"cannot open camera {source!r}: check the device index or the file path/URL, and that no other program holds it",
             )
         self._backend = self._capture.getBackendName()
         try:
@@ -137,7 +139,10 @@ class OpenCVCamera:
             self.close()
             raise
         # What the capture reports is read now: once a stream's reader runs, the capture is its own.
-        self._shape = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self._shape = (
+            int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+        )
         self._fps = self._capture.get(cv2.CAP_PROP_FPS)
         if is_stream(source):
             self._fresh = FreshFrames(self._capture, name, str(source))
@@ -255,8 +260,12 @@ class CameraDetectors:
         checked = []
         for index, roi in enumerate(rois):
             values = list(roi) if isinstance(roi, (list, tuple)) else []
-            if len(values) != 4 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-                raise ConfigError(f"{self.name}: region {index} must be [x, y, width, height] in whole pixels, got {roi!r}")
+            if len(values) != 4 or not all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values
+            ):
+                raise ConfigError(
+                    f"{self.name}: region {index} must be [x, y, width, height] in whole pixels, got {roi!r}"
+                )
             x, y, w, h = (int(v) for v in values)
             if w < 1 or h < 1 or x < 0 or y < 0 or x + w > cols or y + h > rows:
                 raise ConfigError(f"{self.name}: region {index} {values} does not lie inside the {cols}x{rows} frame")

@@ -56,20 +56,29 @@ class _MeterLink(ScpiInstrument):
     """The settings both meters share, as pymeasure declarations. Those that apply to channels
     take ``(value, channel list)``: ``meter.nplc = (1, "(@101:110)")``."""
 
-    function = Instrument.setting("FUNC %s,%s", "Measurement function of the channels: (quoted function, channel list).")
-    nplc = Instrument.setting("VOLT:DC:NPLC %g,%s", "DC-volts integration time in power-line cycles: (nplc, channel list).")
+    function = Instrument.setting(
+        "FUNC %s,%s", "Measurement function of the channels: (quoted function, channel list)."
+    )
+    nplc = Instrument.setting(
+        "VOLT:DC:NPLC %g,%s", "DC-volts integration time in power-line cycles: (nplc, channel list)."
+    )
 
 
 class _Keithley2700Link(_MeterLink):
     """The 2700's scan settings (Model 2700 User's Manual, section 7 "Scanning")."""
 
     trigger_source = Instrument.setting(
-        "TRIG:SOUR %s", "What starts a measurement.", values={"immediate": "IMM", "external": "EXT", "bus": "BUS"},
+        "TRIG:SOUR %s",
+        "What starts a measurement.",
+        values={"immediate": "IMM", "external": "EXT", "bus": "BUS"},
         map_values=True,
     )
     scan_list = Instrument.setting("ROUT:SCAN %s", "The internal scan list, a SCPI channel list.")
     scan_selected = Instrument.setting(
-        "ROUT:SCAN:LSEL %s", "Whether the internal scan list runs.", values={True: "INT", False: "NONE"}, map_values=True
+        "ROUT:SCAN:LSEL %s",
+        "Whether the internal scan list runs.",
+        values={True: "INT", False: "NONE"},
+        map_values=True,
     )
     sample_count = Instrument.setting("SAMP:COUN %d", "Readings per trigger (one scan: one per channel).")
     reading_elements = Instrument.setting("FORM:ELEM %s", "What each reading carries, e.g. READ,CHAN.")
@@ -106,7 +115,11 @@ class _ScanDetectors:
             raise ConfigError(f"{name}: option channels must be a list of channel numbers like 101, got {channels!r}")
         settings = self.Options.checked(
             name,
-            {"channels": list(channels), "line_frequency_hz": line_frequency_hz, "integration_time_s": integration_time_s},
+            {
+                "channels": list(channels),
+                "line_frequency_hz": line_frequency_hz,
+                "integration_time_s": integration_time_s,
+            },
         )
         self.channels = tuple(settings.channels)
         self.line_frequency_hz = settings.line_frequency_hz

@@ -51,7 +51,9 @@ class E8257D(ScpiInstrument, Agilent8257D):
         ":OUTPUT?", "Whether the RF output is on.", values={False: 0, True: 1}, map_values=True
     )
     modulation_enabled = Instrument.setting(
-        ":OUTP:MOD %s", "Whether the modulations (pulse, AM) act on the output.", values={True: "ON", False: "OFF"},
+        ":OUTP:MOD %s",
+        "Whether the modulations (pulse, AM) act on the output.",
+        values={True: "ON", False: "OFF"},
         map_values=True,
     )
 
@@ -70,8 +72,13 @@ class E8257D(ScpiInstrument, Agilent8257D):
     ):
         settings = self.Options.checked(
             name,
-            {"multiplier": multiplier, "synth_min_hz": synth_min_hz, "synth_max_hz": synth_max_hz,
-             "max_power_w": max_power_w, "modulation": modulation},
+            {
+                "multiplier": multiplier,
+                "synth_min_hz": synth_min_hz,
+                "synth_max_hz": synth_max_hz,
+                "max_power_w": max_power_w,
+                "modulation": modulation,
+            },
         )
         self.multiplier = settings.multiplier
         self.synth_range_hz = (settings.synth_min_hz, settings.synth_max_hz)
@@ -79,7 +86,9 @@ class E8257D(ScpiInstrument, Agilent8257D):
         self.modulation = settings.modulation
         with warnings.catch_warnings():
             # pymeasure warns that it does not know whether the 8257D speaks SCPI; it does (PSG guide).
-            warnings.filterwarnings("ignore", message="It is not known whether this device support SCPI", category=FutureWarning)
+            warnings.filterwarnings(
+                "ignore", message="It is not known whether this device support SCPI", category=FutureWarning
+            )
             super().__init__(adapter, name, identity=identity, **kwargs)
 
     @classmethod
@@ -138,13 +147,19 @@ class E8257D(ScpiInstrument, Agilent8257D):
             return
         low, high = PULSE_RATE_HZ if self.modulation == "pulse" else AM_RATE_HZ
         if not low <= frequency_hz <= high:
-            raise LimitError(self.name, f"{self.modulation} rate {frequency_hz} Hz is outside the PSG's {low}-{high} Hz")
+            raise LimitError(
+                self.name, f"{self.modulation} rate {frequency_hz} Hz is outside the PSG's {low}-{high} Hz"
+            )
         if self.modulation == "pulse":
             steps = [("pulse_source", "internal"), ("pulse_input", "square"), ("pulse_frequency", frequency_hz)]
             enable = self.enable_pulse_modulation
         else:
-            steps = [("amplitude_source", "internal"), ("internal_shape", "square"), ("internal_frequency", frequency_hz),
-                     ("amplitude_depth", 100.0)]
+            steps = [
+                ("amplitude_source", "internal"),
+                ("internal_shape", "square"),
+                ("internal_frequency", frequency_hz),
+                ("amplitude_depth", 100.0),
+            ]
             enable = self.enable_amplitude_modulation
         for attribute, value in steps:
             with self.checked():

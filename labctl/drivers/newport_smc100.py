@@ -290,9 +290,7 @@ def _checked_address(address: Any) -> int:
 class SMC100Axis(AxisBase):
     """The stage of one SMC100 controller; metres outside, millimetres on the wire."""
 
-    def __init__(
-        self, controller: SMC100, address: int, name: str, limits_m: tuple[float, float], backlash_m: float
-    ):
+    def __init__(self, controller: SMC100, address: int, name: str, limits_m: tuple[float, float], backlash_m: float):
         super().__init__(name, limits_m, backlash_m)
         self.controller = controller
         self.address = address

@@ -99,7 +99,11 @@ def describe_type(annotation: Any, metadata: list[Any] | tuple[Any, ...] = ()) -
     if "ge" in limits and "le" in limits:
         bounds = [f"{limits['ge']:g}..{limits['le']:g}"]
     else:
-        bounds = [f"{symbol} {limits[a]:g}" for a, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")) if a in limits]
+        bounds = [
+            f"{symbol} {limits[a]:g}"
+            for a, symbol in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+            if a in limits
+        ]
     low = next((m.min_length for m in metadata if getattr(m, "min_length", None) is not None), None)
     high = next((m.max_length for m in metadata if getattr(m, "max_length", None) is not None), None)
     pattern = next((m.pattern for m in metadata if getattr(m, "pattern", None)), None)
@@ -151,7 +155,9 @@ class AptOptions(DriverOptions):
 
     stage: str | None = None  # which stages: each controller's declaration says
     timeout_s: Positive = Field(1.0, description="how long a reply may take")
-    counts_per_m: Positive | None = Field(None, description="encoder counts per metre; unset: the stage's own (Z8: 34,554,960)")
+    counts_per_m: Positive | None = Field(
+        None, description="encoder counts per metre; unset: the stage's own (Z8: 34,554,960)"
+    )
     counts_per_deg: Positive | None = Field(None, description="encoder counts per degree; unset: the stage's own")
     status_updates: bool = Field(True, description="ask for the 10 Hz status messages (keeps the link alive)")
 
@@ -217,7 +223,9 @@ class ITC4001Options(ScpiOptions):
     )
     threshold_a: Positive | None = Field(None, description="L-I curve: threshold current (needed by control: current)")
     slope_w_per_a: Positive | None = Field(None, description="L-I curve: slope above threshold (control: current)")
-    tec_temperature_k: Positive | None = Field(None, description="TEC set point, switched on at connection; unset: TEC left alone")
+    tec_temperature_k: Positive | None = Field(
+        None, description="TEC set point, switched on at connection; unset: TEC left alone"
+    )
 
     @model_validator(mode="after")
     def _curve(self) -> ITC4001Options:
@@ -233,8 +241,12 @@ class ScanOptions(ScpiOptions):
     channels: list[int] = Field(
         list(range(101, 111)), description="scan list; from the station's detectors.channels, not written here"
     )
-    line_frequency_hz: Literal[50, 60] = Field(50, description="mains frequency; integration times are whole cycles of it")
-    integration_time_s: Positive | None = Field(None, description="integration time per channel; unset: one mains cycle")
+    line_frequency_hz: Literal[50, 60] = Field(
+        50, description="mains frequency; integration times are whole cycles of it"
+    )
+    integration_time_s: Positive | None = Field(
+        None, description="integration time per channel; unset: one mains cycle"
+    )
 
     @model_validator(mode="after")
     def _scan_list(self) -> ScanOptions:
@@ -270,8 +282,12 @@ class CameraDetectorsOptions(CameraOptions):
         None, description="regions to read (1-based), in class order; from detectors.channels"
     )
     exposure_unit_s: Positive | None = Field(None, description="seconds per backend exposure unit, if known")
-    frame_period_s: Positive | None = Field(None, description="seconds between frames; unset: from the reported frame rate")
-    integration_time_s: Positive | None = Field(None, description="time averaged per sample (whole frames); unset: one frame")
+    frame_period_s: Positive | None = Field(
+        None, description="seconds between frames; unset: from the reported frame rate"
+    )
+    integration_time_s: Positive | None = Field(
+        None, description="time averaged per sample (whole frames); unset: one frame"
+    )
 
 
 class SLMOptions(DriverOptions):

@@ -39,13 +39,17 @@ class WheelProjector:
     def load(self, keys: dict[int, str]) -> None:
         """Record that the operator put these masks in these slots (replacing the last cassette)."""
         count = self.capacity()
-        bad = [slot for slot in keys if isinstance(slot, bool) or not isinstance(slot, Integral) or not 1 <= slot <= count]
+        bad = [
+            slot for slot in keys if isinstance(slot, bool) or not isinstance(slot, Integral) or not 1 <= slot <= count
+        ]
         if bad:
             raise ConfigError(f"{self.name}: slot(s) {bad} do not exist; the wheel has slots 1..{count}")
         seen: dict[str, int] = {}
         for slot, key in sorted(keys.items()):
             if key in seen:
-                raise ConfigError(f"{self.name}: mask {key!r} is listed for slots {seen[key]} and {slot}; load each mask once")
+                raise ConfigError(
+                    f"{self.name}: mask {key!r} is listed for slots {seen[key]} and {slot}; load each mask once"
+                )
             seen[key] = slot
         self._loaded = {int(slot): key for slot, key in keys.items()}
 
@@ -147,7 +151,9 @@ def gray_table(lut: GrayLut | str | Path | None, name: str = "SLM") -> np.ndarra
         try:
             table = np.loadtxt(lut, delimiter=",", ndmin=1)
         except (OSError, ValueError) as exc:
-            raise DataError(f"{name}: cannot read the lookup table {lut}: {exc}. Run the SLM calibration again") from exc
+            raise DataError(
+                f"{name}: cannot read the lookup table {lut}: {exc}. Run the SLM calibration again"
+            ) from exc
     elif callable(lut):
         table = np.asarray(lut(np.linspace(0.0, 1.0, 256)), dtype=float)
     else:

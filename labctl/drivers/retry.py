@@ -33,8 +33,9 @@ retries: Counter[str] = Counter()
 T = TypeVar("T")
 
 
-def asked(instrument: str, question: Callable[[], T], drop_input: Callable[[], None] | None = None,
-          attempts: int = ATTEMPTS) -> T:
+def asked(
+    instrument: str, question: Callable[[], T], drop_input: Callable[[], None] | None = None, attempts: int = ATTEMPTS
+) -> T:
     """``question()``, asked up to ``attempts`` times while its answer is lost or garbled."""
     for attempt in range(1, attempts + 1):
         try:

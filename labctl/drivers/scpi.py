@@ -187,4 +187,3 @@ def open_scpi(cls: type[T], name: str, resource: str, options: dict[str, Any], d
     except BaseException:
         adapter.close()  # a refused or misconfigured device must not keep its port
         raise
-

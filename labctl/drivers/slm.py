@@ -74,7 +74,8 @@ class SLMWindow(QWidget):
             if time.monotonic() > deadline:
                 self.close()
                 raise InstrumentError(
-                    name, f"the window did not appear on screen {screen} within {EXPOSE_TIMEOUT_S:g} s; check that display"
+                    name,
+                    f"the window did not appear on screen {screen} within {EXPOSE_TIMEOUT_S:g} s; check that display",
                 )
             app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
 

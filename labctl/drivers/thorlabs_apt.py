@@ -108,7 +108,13 @@ CHANNEL = 1  # single-channel controllers
 _MOVE_ENDS = frozenset({MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED})
 _HOME_ENDS = frozenset({MsgId.MOT_MOVE_HOMED, MsgId.MOT_MOVE_STOPPED})
 #: Status bits of a channel in motion.
-_IN_MOTION = StatusBits.MOVING_FORWARD | StatusBits.MOVING_REVERSE | StatusBits.JOGGING_FORWARD | StatusBits.JOGGING_REVERSE | StatusBits.HOMING
+_IN_MOTION = (
+    StatusBits.MOVING_FORWARD
+    | StatusBits.MOVING_REVERSE
+    | StatusBits.JOGGING_FORWARD
+    | StatusBits.JOGGING_REVERSE
+    | StatusBits.HOMING
+)
 #: A motion pending this long (and again after as long) makes the driver ask the channel whether it still moves.
 END_CHECK_S = 0.25
 _INT32 = (-(2**31), 2**31 - 1)
@@ -147,8 +153,13 @@ class KDC101(LabInstrument):
     ):
         settings = self.Options.checked(
             name,
-            {"timeout_s": timeout_s, "stage": stage, "counts_per_m": counts_per_m, "counts_per_deg": counts_per_deg,
-             "status_updates": status_updates},
+            {
+                "timeout_s": timeout_s,
+                "stage": stage,
+                "counts_per_m": counts_per_m,
+                "counts_per_deg": counts_per_deg,
+                "status_updates": status_updates,
+            },
         )
         self.stage = self._stage(name, settings.stage, settings.counts_per_m, settings.counts_per_deg)
         self.timeout_s = settings.timeout_s
@@ -196,7 +207,10 @@ class KDC101(LabInstrument):
         """The fitted stage, with its scaling overridden if asked; a ConfigError says what fits."""
         stage = cls.default_stage if stage is None else stage  # one of cls.stages: the declaration checked it
         fitted = STAGES[stage]
-        for option, value, rotary, scale in (("counts_per_m", counts_per_m, False, 1.0), ("counts_per_deg", counts_per_deg, True, DEGREE)):
+        for option, value, rotary, scale in (
+            ("counts_per_m", counts_per_m, False, 1.0),
+            ("counts_per_deg", counts_per_deg, True, DEGREE),
+        ):
             if value is None:
                 continue
             if rotary != fitted.rotary:
@@ -217,7 +231,9 @@ class KDC101(LabInstrument):
             port.rts = True
         except OSError as exc:
             if exc.errno not in (errno.ENOTTY, errno.EINVAL):
-                raise ConnectionLost(self.name, f"cannot set up the serial port: {exc}. Reconnect the controller") from exc
+                raise ConnectionLost(
+                    self.name, f"cannot set up the serial port: {exc}. Reconnect the controller"
+                ) from exc
             port.reset_input_buffer()  # a pseudo-terminal (virtual controller) has no modem lines
 
     # -- identity ------------------------------------------------------------------------------
@@ -298,7 +314,9 @@ class KDC101(LabInstrument):
         limit = DEFAULT_MOVE_TIMEOUT_S if timeout_s is None else timeout_s
         if not self._link.wait_motion(limit):
             self.stop()
-            raise InstrumentTimeout(self.name, f"no end-of-move message after {limit:g} s; stopped it. Check the actuator")
+            raise InstrumentTimeout(
+                self.name, f"no end-of-move message after {limit:g} s; stopped it. Check the actuator"
+            )
         self.check_motion()
 
     def stop(self, immediate: bool = False) -> None:
@@ -331,12 +349,12 @@ class KDC101(LabInstrument):
                 self.name, "the move was stopped before its target (limit switch or front-panel stop). Check the stage"
             )
         if end.msgid != MsgId.MOT_MOVE_HOMED and self._decode(self.status_type, end).status & StatusBits.MOTION_ERROR:
-            raise InstrumentError(self.name, "the controller flags a motion error (excessive position error). Home the stage")
+            raise InstrumentError(
+                self.name, "the controller flags a motion error (excessive position error). Home the stage"
+            )
 
     # -- the roles -----------------------------------------------------------------------------
-    def axis(
-        self, address: str, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0
-    ) -> KDC101Axis:
+    def axis(self, address: str, name: str, limits_m: tuple[float, float], backlash_m: float = 0.0) -> KDC101Axis:
         """A translation stage as an Axis. A single-channel controller has one address: ``"1"``."""
         self._check_address(address)
         self._require(rotary=False)
@@ -386,7 +404,8 @@ class KDC101(LabInstrument):
         counts = round(float(value) * self.stage.counts_per_unit)
         if not _INT32[0] <= counts <= _INT32[1]:
             raise LimitError(
-                self.name, f"{what} {value} {self.stage.unit} is beyond what the controller can represent; nothing was moved"
+                self.name,
+                f"{what} {value} {self.stage.unit} is beyond what the controller can represent; nothing was moved",
             )
         return counts
 

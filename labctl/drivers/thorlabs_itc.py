@@ -40,8 +40,12 @@ class ITC4001(ScpiInstrument):
     # inside ``self.checked()`` so that a refused value is an error naming the command.
     current_limit = Instrument.control("SOUR:CURR:LIM?", "SOUR:CURR:LIM %.6g", "Laser-diode current limit, A.")
     mode = Instrument.control(
-        "SOUR:FUNC:MODE?", "SOUR:FUNC:MODE %s", "Constant current or constant power regulation.",
-        values={"current": "CURR", "power": "POW"}, map_values=True, cast=str,
+        "SOUR:FUNC:MODE?",
+        "SOUR:FUNC:MODE %s",
+        "Constant current or constant power regulation.",
+        values={"current": "CURR", "power": "POW"},
+        map_values=True,
+        cast=str,
     )
     current = Instrument.control("SOUR:CURR?", "SOUR:CURR %.6g", "Laser-diode current set point, A.")
     power = Instrument.control("SOUR:POW?", "SOUR:POW %.6g", "Optical power set point (constant-power mode), W.")
@@ -74,8 +78,14 @@ class ITC4001(ScpiInstrument):
     ):
         settings = self.Options.checked(
             name,
-            {"wavelength_m": wavelength_m, "current_limit_a": current_limit_a, "control": control,
-             "threshold_a": threshold_a, "slope_w_per_a": slope_w_per_a, "tec_temperature_k": tec_temperature_k},
+            {
+                "wavelength_m": wavelength_m,
+                "current_limit_a": current_limit_a,
+                "control": control,
+                "threshold_a": threshold_a,
+                "slope_w_per_a": slope_w_per_a,
+                "tec_temperature_k": tec_temperature_k,
+            },
         )
         self.wavelength_m = settings.wavelength_m
         self.current_limit_a = settings.current_limit_a

@@ -275,7 +275,9 @@ class ZaberAscii(LabInstrument):
         try:
             cycle = int(data)
         except ValueError:
-            raise InstrumentError(self.name, f"{where} answered {data!r} to 'get limit.cycle.dist', not a number") from None
+            raise InstrumentError(
+                self.name, f"{where} answered {data!r} to 'get limit.cycle.dist', not a number"
+            ) from None
         if cycle <= 0:
             raise ConfigError(refusal)
         return ZaberRotation(self, device, axis, 2 * math.pi / cycle, name, limits_rad, backlash_rad)
@@ -332,9 +334,7 @@ class _ZaberMotion:
         try:
             return int(data) * self._microstep
         except ValueError:
-            raise GarbledReply(
-                self.name, f"{self._where()} answered {data!r} to 'get pos', not a position"
-            ) from None
+            raise GarbledReply(self.name, f"{self._where()} answered {data!r} to 'get pos', not a position") from None
 
     def _hw_move_to(self, position: float) -> None:
         flags = self.warnings()

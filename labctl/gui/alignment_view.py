@@ -156,7 +156,12 @@ class AlignmentView(QWidget):
         if not plates:
             self.status.error("choose at least one plate")
             return
-        bench, dataset, strategy, count = session.bench, session.dataset, self.strategy.currentText(), self.check.value()
+        bench, dataset, strategy, count = (
+            session.bench,
+            session.dataset,
+            self.strategy.currentText(),
+            self.check.value(),
+        )
         try:
             design = session.model_design()
             if dataset is None:
@@ -169,10 +174,16 @@ class AlignmentView(QWidget):
         def call(runner: Any) -> Any:
             size = min(bench.projector.capacity() or PROBES, PROBES)  # one cassette of probes
             if size + count > len(images):
-                raise ConfigError(f"alignment: {size} probes and {count} check images exceed the {len(images)} test images")
+                raise ConfigError(
+                    f"alignment: {size} probes and {count} check images exceed the {len(images)} test images"
+                )
             keys = [f"{name}/test/{i}" for i in range(size + count)]
             probes = Probes.from_images(design, keys[:size], images[:size])
-            check = CheckSet(tuple(keys[size:]), images[size : size + count], labels[size : size + count]) if count else None
+            check = (
+                CheckSet(tuple(keys[size:]), images[size : size + count], labels[size : size + count])
+                if count
+                else None
+            )
             return align(bench, design, strategy=strategy, runner=runner, calibration=session.calibration(),
                          plates=plates, probes=probes, check=check)  # fmt: skip
 
@@ -198,8 +209,10 @@ class AlignmentView(QWidget):
         else:
             plates = ", ".join(request.plates) or "none"
             title = "Plates in the beam"
-            text = (f"{request.message.message}\n\nHave exactly these plates in their holders: {plates}.\n"
-                    "Take every other plate out of the beam, then press OK.")
+            text = (
+                f"{request.message.message}\n\nHave exactly these plates in their holders: {plates}.\n"
+                "Take every other plate out of the beam, then press OK."
+            )
         prompt = QMessageBox(QMessageBox.Question, title, text, QMessageBox.Ok | QMessageBox.Cancel, self)
         prompt.setWindowModality(Qt.WindowModal)
         prompt.finished.connect(lambda result: request.answer(result == QMessageBox.Ok))

@@ -31,7 +31,9 @@ def summary_lines(data: Any, indent: str = "   ", width: int = 10) -> list[str]:
             return f"{value:.4g}"
         if isinstance(value, list):
             shown = ", ".join(text(item) for item in value[:width])
-            return f"[{shown}{', …' if len(value) > width else ''}]" + (f" ({len(value)})" if len(value) > width else "")
+            return f"[{shown}{', …' if len(value) > width else ''}]" + (
+                f" ({len(value)})" if len(value) > width else ""
+            )
         return str(value)
 
     lines = []
@@ -51,7 +53,10 @@ def in_force(folder: Path) -> list[str]:
     lines = []
     for kind in KINDS:
         record = latest_calibration(folder, kind)
-        lines.append(f"{kind:11s}" + (f"v{record['version']:03d}  {record['created']}  {Path(record['path']).name}" if record else "none"))
+        lines.append(
+            f"{kind:11s}"
+            + (f"v{record['version']:03d}  {record['created']}  {Path(record['path']).name}" if record else "none")
+        )
     return [f"folder {folder}", *lines]
 
 
@@ -169,4 +174,6 @@ class CalibrationView(QWidget):
             self.files.setPlainText("")
             return
         folder = bench.calibration_dir
-        self.session.compute.submit(lambda: in_force(folder), lambda lines: self.files.setPlainText("\n".join(lines)), self.status.error)
+        self.session.compute.submit(
+            lambda: in_force(folder), lambda lines: self.files.setPlainText("\n".join(lines)), self.status.error
+        )

@@ -106,7 +106,10 @@ class CampaignView(QWidget):
         self.sim_matrix = MatrixTable()
         self.accuracy = QLabel("")
         matrices = QHBoxLayout()
-        for title, table in (("bench (row: true, column: measured)", self.bench_matrix), ("simulation", self.sim_matrix)):
+        for title, table in (
+            ("bench (row: true, column: measured)", self.bench_matrix),
+            ("simulation", self.sim_matrix),
+        ):
             box = QGroupBox(title)
             QVBoxLayout(box).addWidget(table)
             matrices.addWidget(box)
@@ -142,7 +145,9 @@ class CampaignView(QWidget):
         try:
             value: Any = tuple(int(v) for v in text.split(",") if v.strip()) if mode == "indices" else int(text)
         except ValueError as exc:
-            raise ConfigError(f"campaign plan: {mode} must be {'integers' if mode == 'indices' else 'an integer'}, got {text!r}") from exc
+            raise ConfigError(
+                f"campaign plan: {mode} must be {'integers' if mode == 'indices' else 'an integer'}, got {text!r}"
+            ) from exc
         dataset = self.session.dataset
         return CampaignSpec(
             dataset=dataset.name if dataset is not None else None,
@@ -339,7 +344,9 @@ class CampaignView(QWidget):
             self.status.error("no campaign to report: run or open one")
             return
         self.status.info(f"writing the report of {path}…")
-        self.session.compute.submit(lambda: write_report(path)[0], lambda html: self.report_ready.emit(str(html)), self.status.error)
+        self.session.compute.submit(
+            lambda: write_report(path)[0], lambda html: self.report_ready.emit(str(html)), self.status.error
+        )
 
     def _open_report(self, html: str) -> None:
         self.status.info(f"report: {html}")

@@ -89,7 +89,9 @@ class DetectorView(QWidget):
             box.currentTextChanged.connect(lambda text, k=key: (settings.setValue(k, text), self.redraw()))
         self.live.toggled.connect(lambda on: settings.setValue("detectors/live", on))
         self.units.currentTextChanged.connect(self._units_changed)
-        self.poller = session.poller(read_detectors, self.show_reading, POLL_MS, self._failed, self.live.isChecked, self)
+        self.poller = session.poller(
+            read_detectors, self.show_reading, POLL_MS, self._failed, self.live.isChecked, self
+        )
         session.plan_messages.connect(self._plan_messages)
         session.beam_changed.connect(lambda _: self._predict())
         session.bench_changed.connect(self._reset)
@@ -217,4 +219,6 @@ class DetectorView(QWidget):
         top = float(max(np.max(values), np.max(predicted) if predicted is not None else 0.0, 1e-12))
         if top > self._y_top or top < self._y_top / 3:
             self._y_top = top * 1.15
-            self.plot.setRange(xRange=(-0.7, len(values) - 0.3), yRange=(min(0.0, float(np.min(values))), self._y_top), padding=0)
+            self.plot.setRange(
+                xRange=(-0.7, len(values) - 0.3), yRange=(min(0.0, float(np.min(values))), self._y_top), padding=0
+            )

@@ -46,13 +46,19 @@ def read_slot(bench: Any) -> int | None:
 class CassetteDialog(QDialog):
     """Asks the operator to load masks into slots (previews shown); Loaded or Cancel."""
 
-    def __init__(self, slots: dict[int, str], message: str, session: Session, simulated: bool, parent: QWidget | None = None):
+    def __init__(
+        self, slots: dict[int, str], message: str, session: Session, simulated: bool, parent: QWidget | None = None
+    ):
         super().__init__(parent)
         self.setWindowTitle("Load cassette")
         self.slots = dict(slots)
         self.request: CassetteRequest | None = None  # set when a plan asked for this cassette
         layout = QVBoxLayout(self)
-        intro = "The simulated operator loaded this cassette:" if simulated else "Load these masks into the wheel, then press Loaded:"
+        intro = (
+            "The simulated operator loaded this cassette:"
+            if simulated
+            else "Load these masks into the wheel, then press Loaded:"
+        )
         layout.addWidget(QLabel(message or intro))
         if message:
             layout.addWidget(QLabel(intro))
@@ -265,7 +271,9 @@ class InputView(QWidget):
 
     def _record_cassette(self, slots: dict[int, str]) -> None:
         self.session.load_cassette(
-            slots, lambda _: (self.status.info(f"cassette of {len(slots)} masks loaded"), self.refresh()), self.status.error
+            slots,
+            lambda _: (self.status.info(f"cassette of {len(slots)} masks loaded"), self.refresh()),
+            self.status.error,
         )
 
     def _cassette_requested(self, request: CassetteRequest) -> None:

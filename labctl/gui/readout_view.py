@@ -34,7 +34,9 @@ class ReadoutView(QWidget):
         self.samples = QSpinBox()
         self.samples.setRange(10, 100000)
         self.samples.setValue(DEFAULT_SAMPLES)
-        self.samples.setToolTip("training-split images to read and fit on (held apart from the test split campaigns score)")
+        self.samples.setToolTip(
+            "training-split images to read and fit on (held apart from the test split campaigns score)"
+        )
         self.start = QPushButton("Train readout")
         self.abort = QPushButton("Abort")
         top = QHBoxLayout()
@@ -50,10 +52,15 @@ class ReadoutView(QWidget):
         self.plot.setYRange(0, 1)
         self.plot.addLegend()
         self.curves = {
-            name: self.plot.plot([], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5, symbolBrush=colour, name=name)
+            name: self.plot.plot(
+                [], [], pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5, symbolBrush=colour, name=name
+            )
             for name, colour in (("plain argmax", PLAIN), ("trained readout (cross-validated)", TRAINED))
         }
-        self.bars = {name: pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), pen=curve.opts["pen"]) for name, curve in self.curves.items()}
+        self.bars = {
+            name: pg.ErrorBarItem(x=np.zeros(0), y=np.zeros(0), pen=curve.opts["pen"])
+            for name, curve in self.curves.items()
+        }
         for bar in self.bars.values():
             self.plot.addItem(bar)
         self.before = QLabel("before (plain argmax): –")
@@ -163,7 +170,10 @@ class ReadoutView(QWidget):
         y = np.array([s.accuracy for s in scores], dtype=float)
         self.curves[name].setData(x, y)
         self.bars[name].setData(
-            x=x, y=y, top=np.array([s.high - s.accuracy for s in scores]), bottom=np.array([s.accuracy - s.low for s in scores])
+            x=x,
+            y=y,
+            top=np.array([s.high - s.accuracy for s in scores]),
+            bottom=np.array([s.accuracy - s.low for s in scores]),
         )
 
     def _finished(self, kind: str, result: Any, error: Any) -> None:

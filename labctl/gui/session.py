@@ -140,7 +140,14 @@ class Session(QObject):
         self.io.submit(lambda: Bench.from_station(self.station_path), self._connected, self._refused)
 
     def start_sim(
-        self, design: Any, *, seed: int = 0, time_scale: float = 0.0, masks: Any = None, design_path: Any = None, truth: Any = None
+        self,
+        design: Any,
+        *,
+        seed: int = 0,
+        time_scale: float = 0.0,
+        masks: Any = None,
+        design_path: Any = None,
+        truth: Any = None,
     ) -> None:
         """Serve a simulated bench for ``design`` (hidden ``truth``, seeded) and connect to it through the real drivers."""
         from labctl.bench import Bench
@@ -149,7 +156,9 @@ class Session(QObject):
         self.design = design
 
         def start() -> Any:
-            sim = SimulatedBench(design, seed=seed, time_scale=time_scale, masks=masks, design_path=design_path, truth=truth)
+            sim = SimulatedBench(
+                design, seed=seed, time_scale=time_scale, masks=masks, design_path=design_path, truth=truth
+            )
             try:
                 return sim, Bench.from_station(sim.station_path)
             except BaseException:
@@ -357,7 +366,9 @@ class Session(QObject):
         self.plan_finished.emit(kind, result, error)
 
     # -- the operator -------------------------------------------------------------------------
-    def _simulated_hand(self, over_channel: str, in_process: Callable[[Any], Callable[..., None]]) -> Callable[..., None] | None:
+    def _simulated_hand(
+        self, over_channel: str, in_process: Callable[[Any], Callable[..., None]]
+    ) -> Callable[..., None] | None:
         """What does an operator's job on a simulated bench (None: a person does it).
 
         The station's simulated operator (``bench.operator`` of kind ``simulated``, reached over
@@ -425,7 +436,9 @@ class Session(QObject):
         if not request.wait():
             raise Aborted(request.reason)
 
-    def load_cassette(self, slots: dict[int, str], done: Callback | None = None, failed: Callback | None = None) -> None:
+    def load_cassette(
+        self, slots: dict[int, str], done: Callback | None = None, failed: Callback | None = None
+    ) -> None:
         """Record a cassette the operator loaded by hand (on a simulated bench, the simulated operator loads it)."""
         load = self.simulated_loader()
 

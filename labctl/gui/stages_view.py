@@ -53,7 +53,9 @@ def read_axes(bench: Any) -> dict[tuple[str, str], tuple[float, bool]]:
 class AxisRow:
     """The widgets of one axis in its plate's grid, in ``unit`` (``MM`` or ``DEG``)."""
 
-    def __init__(self, grid: QGridLayout, row: int, axis_name: str, limits: tuple[float, float], unit: tuple[str, float]):
+    def __init__(
+        self, grid: QGridLayout, row: int, axis_name: str, limits: tuple[float, float], unit: tuple[str, float]
+    ):
         self.unit = unit
         symbol, size = unit
         self.position = QLabel("–")
@@ -113,7 +115,9 @@ class PlateBox(QGroupBox):
     def act(self, fn: Any, done: str) -> None:
         """Run ``fn(plate)`` on the instrument worker; errors go to this plate's status line."""
         name = self.name
-        self.view.session.call(lambda bench: fn(bench.plates[name]), lambda _: self.status.info(done), self.status.error)
+        self.view.session.call(
+            lambda bench: fn(bench.plates[name]), lambda _: self.status.info(done), self.status.error
+        )
 
     def jog(self, axis_name: str, sign: int) -> None:
         if self.rows[axis_name].unit is DEG:
@@ -126,11 +130,15 @@ class PlateBox(QGroupBox):
         row = self.rows[axis_name]
         symbol, size = row.unit
         target = row.target.value() * size
-        self.act(lambda p: getattr(p, axis_name).move_to(target, wait=False), f"{axis_name} to {target / size:.4f} {symbol}")
+        self.act(
+            lambda p: getattr(p, axis_name).move_to(target, wait=False), f"{axis_name} to {target / size:.4f} {symbol}"
+        )
 
     def go_nominal(self) -> None:
         def move(plate: Any) -> None:
-            axes = [(a, n) for a, n in zip((plate.x, plate.y, plate.z), plate.nominal_m) if a is not None and n is not None]
+            axes = [
+                (a, n) for a, n in zip((plate.x, plate.y, plate.z), plate.nominal_m) if a is not None and n is not None
+            ]
             for axis, nominal in axes:  # refuse the whole move before anything starts
                 axis.check_target(nominal)
             for axis, nominal in axes:

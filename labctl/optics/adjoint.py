@@ -147,29 +147,35 @@ def backward(
     parts = over_cores(dL_dE.shape[0], run)
     plate = _total(part[0] for part in parts)
     rotations = bench.rotations_rad
-    unturned_grad = np.stack([  # t B^T A, per sample of the unturned plate
-        rotate_adjoint(plate[layer], float(rotations[layer])) * res.unturned[layer] for layer in range(n_layers)
-    ])
+    unturned_grad = np.stack(
+        [  # t B^T A, per sample of the unturned plate
+            rotate_adjoint(plate[layer], float(rotations[layer])) * res.unturned[layer] for layer in range(n_layers)
+        ]
+    )
     per_neuron = unturned_grad.reshape(n_layers, g.n, k, g.n, k).sum(axis=(2, 4))
     heights = (c * per_neuron).real
     if not offsets:
         return Gradients(heights, None, input_field=input_grad)
     cross = _total(part[1] for part in parts)
     f = frequencies(padded, g.sample_pitch_m)
-    grad_prop = np.array([  # dL/dz_j, dL/dsx_j, dL/dsy_j
-        _propagation_derivatives(
-            cross[j], transfer[j], log_derivative_z(padded, g.sample_pitch_m, g.wavelength_m, z), f
-        )
-        for j, z in enumerate(res.distances_m)
-    ])
+    grad_prop = np.array(
+        [  # dL/dz_j, dL/dsx_j, dL/dsy_j
+            _propagation_derivatives(
+                cross[j], transfer[j], log_derivative_z(padded, g.sample_pitch_m, g.wavelength_m, z), f
+            )
+            for j, z in enumerate(res.distances_m)
+        ]
+    )
     grad_off = np.empty((n_layers, 3))
     grad_off[:, 2] = grad_prop[:-1, 0] - grad_prop[1:, 0]
     grad_off[:, :2] = grad_prop[1:, 1:] - grad_prop[:-1, 1:]
     detector = np.array([-grad_prop[-1, 1], -grad_prop[-1, 2], grad_prop[-1, 0]])
-    grad_rot = np.array([
-        float(np.sum(plate[layer] * rotate_derivative(res.unturned[layer], float(rotations[layer]))).real)
-        for layer in range(n_layers)
-    ])
+    grad_rot = np.array(
+        [
+            float(np.sum(plate[layer] * rotate_derivative(res.unturned[layer], float(rotations[layer]))).real)
+            for layer in range(n_layers)
+        ]
+    )
     phase_per_m = 2.0 * np.pi * (model.material.refractive_index - 1.0) / g.wavelength_m
     grad_scale = float((1j * phase_per_m * np.sum(res.heights * per_neuron)).real)
     center, waist = np.zeros(2), None

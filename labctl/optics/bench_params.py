@@ -105,10 +105,16 @@ class BenchParams:
     def to_vector(self) -> np.ndarray:
         """All parameters in the order of ``names()`` (float64)."""
         waist = [self.beam_waist_m] if self.beam_waist_m is not None else []
-        return np.concatenate([
-            self.offsets_m.ravel(), self.rotations_rad, self.beam_center_m, waist,
-            self.detector_offset_m, [self.phase_scale],
-        ])
+        return np.concatenate(
+            [
+                self.offsets_m.ravel(),
+                self.rotations_rad,
+                self.beam_center_m,
+                waist,
+                self.detector_offset_m,
+                [self.phase_scale],
+            ]
+        )
 
     def from_vector(self, vector: np.ndarray) -> BenchParams:
         """New parameters from a vector laid out as ``self.to_vector()`` (self is the template)."""
@@ -120,5 +126,6 @@ class BenchParams:
         waist = None
         if self.beam_waist_m is not None:
             waist, i = float(v[i]), i + 1
-        return BenchParams(v[: 3 * n].reshape(n, 3), v[3 * n : 4 * n], v[4 * n : 4 * n + 2], waist,
-                           v[i : i + 3], float(v[i + 3]))
+        return BenchParams(
+            v[: 3 * n].reshape(n, 3), v[3 * n : 4 * n], v[4 * n : 4 * n + 2], waist, v[i : i + 3], float(v[i + 3])
+        )

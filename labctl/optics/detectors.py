@@ -34,8 +34,7 @@ class DetectorLayout:
         bad |= (r[:, 1] <= r[:, 0]) | (r[:, 3] <= r[:, 2])
         if np.any(bad):
             raise ConfigError(
-                f"detector layout: regions {np.flatnonzero(bad).tolist()} are empty or leave the "
-                f"{self.n}x{self.n} grid"
+                f"detector layout: regions {np.flatnonzero(bad).tolist()} are empty or leave the {self.n}x{self.n} grid"
             )
         r.setflags(write=False)
         object.__setattr__(self, "regions", r)
@@ -51,9 +50,7 @@ class DetectorLayout:
         g = s if gap_neurons is None else int(gap_neurons)
         step = s + g
         if 4 * s + 3 * g > geom.n or s < 1 or g < 0:
-            raise ConfigError(
-                f"detector layout: 4 squares of {s} with gaps of {g} do not fit a {geom.n}-neuron grid"
-            )
+            raise ConfigError(f"detector layout: 4 squares of {s} with gaps of {g} do not fit a {geom.n}-neuron grid")
         centre = geom.n / 2
         regions = []
         for row, count in zip((-1, 0, 1), (3, 4, 3)):

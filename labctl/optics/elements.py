@@ -73,7 +73,10 @@ def height_to_phase(heights_m: np.ndarray, wavelength_m: float, material: Materi
 
 
 def plate_transmission(
-    heights_m: np.ndarray, wavelength_m: float, material: Material, dtype: str = "complex64",
+    heights_m: np.ndarray,
+    wavelength_m: float,
+    material: Material,
+    dtype: str = "complex64",
     phase_scale: float = 1.0,
 ) -> np.ndarray:
     """Complex transmission of a plate: exp(-2 pi kappa h / lambda) exp(i s 2 pi (n - 1) h / lambda).

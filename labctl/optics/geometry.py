@@ -70,8 +70,7 @@ class Geometry:
         if illum != "plane":
             if not (isinstance(illum, tuple) and len(illum) == 2 and illum[0] == "gaussian"):
                 raise ConfigError(
-                    "optics geometry: illumination must be 'plane' or ('gaussian', waist_m), "
-                    f"got {illum!r}"
+                    f"optics geometry: illumination must be 'plane' or ('gaussian', waist_m), got {illum!r}"
                 )
             object.__setattr__(self, "illumination", ("gaussian", _positive("gaussian waist_m", illum[1])))
 
@@ -132,11 +131,7 @@ class Geometry:
 
     def distances_m(self) -> np.ndarray:
         """The n_layers + 1 nominal propagation distances: input->plate 1, plate gaps, last plate->detector."""
-        return np.array(
-            [self.input_distance_m]
-            + [self.spacing_m] * (self.n_layers - 1)
-            + [self.detector_distance_m]
-        )
+        return np.array([self.input_distance_m] + [self.spacing_m] * (self.n_layers - 1) + [self.detector_distance_m])
 
     def plate_z_m(self) -> np.ndarray:
         """Nominal z of each plate, measured from the input plane, shape (n_layers,)."""

@@ -135,9 +135,7 @@ class D2NN:
         g = self.geom
         heights = np.asarray(heights)
         if heights.shape != (g.n_layers, g.n, g.n):
-            raise ConfigError(
-                f"optics model: heights must be ({g.n_layers}, {g.n}, {g.n}) metres, got {heights.shape}"
-            )
+            raise ConfigError(f"optics model: heights must be ({g.n_layers}, {g.n}, {g.n}) metres, got {heights.shape}")
         return heights
 
     def transmissions(self, heights: np.ndarray, phase_scale: float = 1.0) -> np.ndarray:
@@ -207,8 +205,16 @@ class D2NN:
         transfer = self.transfer_functions(distances, shifts)
         batch, m, dtype = inputs.shape[0], g.samples, g.complex_dtype
         energies = np.empty((batch, len(self.layout)))
-        res = ForwardResult(energies, transmissions=t, transfer=transfer, distances_m=distances, shifts_m=shifts,
-                            params=bench, heights=heights, unturned=unturned)
+        res = ForwardResult(
+            energies,
+            transmissions=t,
+            transfer=transfer,
+            distances_m=distances,
+            shifts_m=shifts,
+            params=bench,
+            heights=heights,
+            unturned=unturned,
+        )
         if record:
             res.field = np.empty((batch, m, m), dtype)
             res.input_field = np.empty((batch, m, m), dtype)
@@ -237,21 +243,32 @@ class D2NN:
         over_cores(batch, run)
         return res
 
-    def energies(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None,
-                 params: BenchParams | None = None) -> np.ndarray:
+    def energies(
+        self,
+        inputs: np.ndarray,
+        heights: np.ndarray,
+        offsets: np.ndarray | None = None,
+        params: BenchParams | None = None,
+    ) -> np.ndarray:
         """Detector energies (B, R) float64: intensity (input plane wave = 1) times area in m^2."""
         return self.forward(inputs, heights, offsets, record=False, params=params).energies
 
-    def output_field(self, inputs: np.ndarray, heights: np.ndarray, offsets: np.ndarray | None = None,
-                     params: BenchParams | None = None) -> np.ndarray:
+    def output_field(
+        self,
+        inputs: np.ndarray,
+        heights: np.ndarray,
+        offsets: np.ndarray | None = None,
+        params: BenchParams | None = None,
+    ) -> np.ndarray:
         """Complex field (B, M, M) in the detector plane (the detector's frame)."""
         field = self.forward(inputs, heights, offsets, record=True, params=params).field
         assert field is not None  # recorded
         return field
 
     # --- adjoint ------------------------------------------------------------------------------
-    def backward(self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True,
-                 input_field: bool = False) -> Gradients:
+    def backward(
+        self, res: ForwardResult, dL_dE: np.ndarray, offsets: bool = True, input_field: bool = False
+    ) -> Gradients:
         """Exact gradients of a loss L given dL/dE (B, R): ``.heights`` (L, n, n), ``.offsets`` (L, 3)
         and ``.params`` (a ``BenchParams`` of dL/d every bench parameter).
 

@@ -108,9 +108,7 @@ def log_derivative_z(padded: int, dx_m: float, wavelength_m: float, distance_m: 
 @lru_cache(maxsize=16)
 def _base_transfer(padded: int, dx_m: float, wavelength_m: float, distance_m: float, dtype: str) -> np.ndarray:
     kz, propagating = _kz(padded, dx_m, wavelength_m)
-    exponent = np.where(
-        propagating, 2j * np.pi * distance_m * kz, -2.0 * np.pi * abs(distance_m) * kz
-    )
+    exponent = np.where(propagating, 2j * np.pi * distance_m * kz, -2.0 * np.pi * abs(distance_m) * kz)
     h = np.exp(exponent)
     f = np.abs(frequencies(padded, dx_m))
     inside = f <= band_limit(padded, dx_m, wavelength_m, distance_m)
@@ -171,8 +169,12 @@ def propagate(
     dtype = _complex_dtype(field)
     m = field.shape[-1]
     h = transfer_function(
-        2 * m, float(pitch_m), float(wavelength_m), float(distance_m),
-        (float(shift_m[0]), float(shift_m[1])), dtype.name,
+        2 * m,
+        float(pitch_m),
+        float(wavelength_m),
+        float(distance_m),
+        (float(shift_m[0]), float(shift_m[1])),
+        dtype.name,
     )
     work = np.empty(field.shape[:-2] + (2 * m, 2 * m), dtype)
     work[..., :m, :m] = field

@@ -17,9 +17,7 @@ def plane_wave(geom: Geometry) -> np.ndarray:
     return np.ones((geom.samples, geom.samples), dtype=geom.complex_dtype)
 
 
-def gaussian_beam(
-    geom: Geometry, waist_m: float, center_m: tuple[float, float] = (0.0, 0.0)
-) -> np.ndarray:
+def gaussian_beam(geom: Geometry, waist_m: float, center_m: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Gaussian beam at its waist in the input plane: exp(-((x-cx)^2 + (y-cy)^2) / w0^2), flat phase."""
     if not waist_m > 0:
         raise ConfigError(f"gaussian_beam: waist_m must be positive, got {waist_m!r}")

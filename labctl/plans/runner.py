@@ -240,7 +240,9 @@ class Runner:
 
     def _by_hand(self, msg: MountPlates | TurnPlate) -> None:
         if self.operator is None:
-            what = "plates taken out of or put into the beam" if isinstance(msg, MountPlates) else "a plate turned by hand"
+            what = (
+                "plates taken out of or put into the beam" if isinstance(msg, MountPlates) else "a plate turned by hand"
+            )
             raise LabctlError(f"the plan needs {what}, but no operator is attached")
         return self.operator(msg)
 
@@ -267,7 +269,9 @@ class Runner:
         rotations = self._rotations()
         missing = [name for name in msg.targets if name not in rotations]
         if missing:
-            raise LabctlError(f"plan asked to turn plate(s) {', '.join(missing)}, which have no rotation axis in the station")
+            raise LabctlError(
+                f"plan asked to turn plate(s) {', '.join(missing)}, which have no rotation axis in the station"
+            )
         for name, target in msg.targets.items():  # refuse the whole turn before anything starts
             rotations[name].check_target(target)
         for name, target in msg.targets.items():
@@ -286,7 +290,9 @@ class Runner:
     def _home(self, msg: HomeAxes) -> None:
         axes = self._all_axes()
         rotations = {(name, "r"): r for name, r in self._rotations().items()}
-        chosen = [rotations[key] if key in rotations else axes[key] if key in axes else self._axis(key) for key in msg.axes]
+        chosen = [
+            rotations[key] if key in rotations else axes[key] if key in axes else self._axis(key) for key in msg.axes
+        ]
         chosen = chosen or list(axes.values())
         for axis in chosen:
             axis.home(wait=False)

@@ -45,6 +45,7 @@ DETECTORS = ("dmm", "camera")
 #: The image side the SLM is aligned for when a design does not say (28 x 28 data sets).
 DEFAULT_IMAGE_SIZE = 28
 
+
 class SimulatedBench:
     """A whole simulated bench, served until ``close()`` (also a context manager)."""
 
@@ -102,8 +103,15 @@ class SimulatedBench:
         try:
             self._serve_instruments(plans)
             # The simulated operator's control channel (labctl.sim.control): loads cassettes, mounts plates.
-            channel = ControlChannel(self.clock, self.load_masks, lambda: dict(self.wheel.masks), self.world.masks,
-                                     self.world.mount, self.world.mounted, self.hands.turn)
+            channel = ControlChannel(
+                self.clock,
+                self.load_masks,
+                lambda: dict(self.wheel.masks),
+                self.world.masks,
+                self.world.mount,
+                self.world.mounted,
+                self.hands.turn,
+            )
             self.control = TcpLink(channel)
             channel.attach(self.control)
         except BaseException:
@@ -142,7 +150,9 @@ class SimulatedBench:
 
         clock = self.clock
         self.resources: dict[str, str] = {}
-        self.resources["thz"] = self._serve("thz", VirtualE8257D("thz", clock, self.source, faults=plans.get("thz")), "tcp")
+        self.resources["thz"] = self._serve(
+            "thz", VirtualE8257D("thz", clock, self.source, faults=plans.get("thz")), "tcp"
+        )
         if self.detectors_kind == "camera":
             from labctl.sim.instruments.camera_stream import VirtualCamera
 
@@ -210,14 +220,22 @@ class SimulatedBench:
     def station(self) -> dict[str, Any]:
         """A station description (the YAML written to ``station.yaml``) that reaches this bench."""
         instruments: dict[str, Any] = {
-            "thz": {"driver": "E8257D", "resource": self.resources["thz"], "options": {"multiplier": self.world.source_truth.multiplier}},
+            "thz": {
+                "driver": "E8257D",
+                "resource": self.resources["thz"],
+                "options": {"multiplier": self.world.source_truth.multiplier},
+            },
         }
         channels = list(range(101, 101 + self.world.detectors.channel_count))
         if self.detectors_kind == "camera":
             camera = self.instruments["camera"]
             regions = self.world.layout.regions
             options = {"rois": [camera.roi(r) for r in regions], "frame_period_s": camera.truth.frame_period_s}
-            instruments["camera"] = {"driver": "CameraDetectors", "resource": self.resources["camera"], "options": options}
+            instruments["camera"] = {
+                "driver": "CameraDetectors",
+                "resource": self.resources["camera"],
+                "options": options,
+            }
             channels = list(range(1, 1 + len(regions)))
         else:
             instruments["dmm"] = {"driver": "Keithley2700", "resource": self.resources["dmm"]}
@@ -241,8 +259,12 @@ class SimulatedBench:
                 }
             if self.rotation_stages:
                 slot = plate_rotation(index)
-                entry["r"] = {"instrument": slot.instrument, "address": slot.address,
-                              "limits_deg": list(ROTATION_LIMITS_DEG), "nominal_deg": 0.0}
+                entry["r"] = {
+                    "instrument": slot.instrument,
+                    "address": slot.address,
+                    "limits_deg": list(ROTATION_LIMITS_DEG),
+                    "nominal_deg": 0.0,
+                }
             plates.append(entry)
         return {
             "station": f"simulated-bench-seed-{self.seed}",
@@ -253,7 +275,9 @@ class SimulatedBench:
             "plates": plates,
             "design": str(Path(self.design_path).resolve()) if self.design_path else None,
             "calibration": "./calibration",
-            "operator": {"kind": "simulated", "resource": self.control.resource} if self.control else {"kind": "console"},
+            "operator": {"kind": "simulated", "resource": self.control.resource}
+            if self.control
+            else {"kind": "console"},
         }
 
     # -- the simulated operator ---------------------------------------------------------------

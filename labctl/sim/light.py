@@ -70,7 +70,9 @@ def window_neurons(n: int, frame_neurons: int, oversample: int) -> int:
     want = n + 2 * frame_neurons
     if frame_neurons == 0:
         return want
-    fast = [side for side in range(n, 4 * want, 2) if sfft.next_fast_len(2 * side * oversample) == 2 * side * oversample]
+    fast = [
+        side for side in range(n, 4 * want, 2) if sfft.next_fast_len(2 * side * oversample) == 2 * side * oversample
+    ]
     up = min(side for side in fast if side >= want)
     down = max((side for side in fast if side <= want), default=up)
     return down if want - down < up - want else up
@@ -143,8 +145,15 @@ class LightPath:
             if len(cache) >= RASTERS_PER_PLATE:
                 cache.pop(next(iter(cache)))
             cache[key] = plate_raster(
-                self.heights_m[plate], self.geometry.pitch_m, self.k, self.window, wavelength_m, self.material,
-                rotation_rad, tilt_rad, self.supersample,
+                self.heights_m[plate],
+                self.geometry.pitch_m,
+                self.k,
+                self.window,
+                wavelength_m,
+                self.material,
+                rotation_rad,
+                tilt_rad,
+                self.supersample,
             )
         return cache[key]
 
@@ -160,8 +169,13 @@ class LightPath:
     def moves(self, pose: Pose) -> tuple[np.ndarray, np.ndarray]:
         """Distances (L+1,) and frame-to-frame lateral moves (L+1, 2) from input to detector plane."""
         g = self.geometry
-        z = np.concatenate([[0.0], g.plate_z_m() + pose.offsets_m[:, 2],
-                            [g.plate_z_m()[-1] + g.detector_distance_m + self.detector_offset_m[2]]])
+        z = np.concatenate(
+            [
+                [0.0],
+                g.plate_z_m() + pose.offsets_m[:, 2],
+                [g.plate_z_m()[-1] + g.detector_distance_m + self.detector_offset_m[2]],
+            ]
+        )
         lateral = np.concatenate([np.zeros((1, 2)), pose.offsets_m[:, :2], self.detector_offset_m[None, :2]])
         distances = np.diff(z)
         if np.any(distances <= 0):
@@ -190,8 +204,14 @@ class LightPath:
         if inputs.ndim != 3 or inputs.shape[1:] != (g.n, g.n):
             raise ConfigError(f"simulated light: inputs must be (B, {g.n}, {g.n}), got {inputs.shape}")
         rasters = [
-            self.raster(j, float(pose.rotations_rad[j]), (float(pose.tilts_rad[j, 0]), float(pose.tilts_rad[j, 1])),
-                        pose.wavelength_m) if pose.mounted[j] else None
+            self.raster(
+                j,
+                float(pose.rotations_rad[j]),
+                (float(pose.tilts_rad[j, 0]), float(pose.tilts_rad[j, 1])),
+                pose.wavelength_m,
+            )
+            if pose.mounted[j]
+            else None
             for j in range(g.n_layers)
         ]
         transfer = self._transfer(pose)
@@ -207,7 +227,9 @@ class LightPath:
             out[start : start + len(chunk)] = self._run(w, range(len(transfer)), rasters, transfer)
         return out
 
-    def _run(self, work: np.ndarray, steps: range, rasters: list, transfer: list, keep: list | None = None) -> np.ndarray:
+    def _run(
+        self, work: np.ndarray, steps: range, rasters: list, transfer: list, keep: list | None = None
+    ) -> np.ndarray:
         """Propagate the field in the corner of ``work`` through ``steps`` (propagation j, then plate j's
         relief); ``keep`` receives a copy of the field after each step."""
         m = self.m
@@ -223,8 +245,12 @@ class LightPath:
     def _single(self, inputs: np.ndarray, pose: Pose, rasters: list, transfer: list) -> np.ndarray:
         n_layers = self.geometry.n_layers
         plates = [
-            (np.round(pose.offsets_m[i], 9).tobytes(), round(float(pose.rotations_rad[i]), 12),
-             np.round(pose.tilts_rad[i], 12).tobytes(), pose.mounted[i])
+            (
+                np.round(pose.offsets_m[i], 9).tobytes(),
+                round(float(pose.rotations_rad[i]), 12),
+                np.round(pose.tilts_rad[i], 12).tobytes(),
+                pose.mounted[i],
+            )
             for i in range(n_layers)
         ]
         head = (inputs.tobytes(), round(pose.wavelength_m, 15))

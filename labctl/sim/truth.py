@@ -105,7 +105,9 @@ def check_truth(values: dict[str, Any], where: str) -> None:
                 raise ConfigError(f"{where}: {name} must be a range [low, high] of numbers >= 0, got {value!r}")
         elif name == "oversample":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{where}: oversample must be a whole number >= 1 (samples per neuron side), got {value!r}")
+                raise ConfigError(
+                    f"{where}: oversample must be a whole number >= 1 (samples per neuron side), got {value!r}"
+                )
         elif not _number(value) or value < 0 or (name in _POSITIVE and value == 0):
             what = "> 0" if name in _POSITIVE else ">= 0 (0 switches it off)"
             raise ConfigError(f"{where}: {name} must be a number {what}, got {value!r}")
@@ -283,8 +285,16 @@ def build_world(
             )
         mount = np.array([rng.normal(0, truth.offset_sigma_m), rng.normal(0, truth.offset_sigma_m), spacing[index]])
         plates.append(
-            SimPlate(f"L{index + 1}", axes["x"], axes["y"], axes.get("z"), (NOMINAL_M,) * 3, mount_offset_m=mount,
-                     mount_rotation_rad=float(rotations[index]), tilt_rad=tilts[index])
+            SimPlate(
+                f"L{index + 1}",
+                axes["x"],
+                axes["y"],
+                axes.get("z"),
+                (NOMINAL_M,) * 3,
+                mount_offset_m=mount,
+                mount_rotation_rad=float(rotations[index]),
+                tilt_rad=tilts[index],
+            )
         )
     dark = rng.uniform(*truth.dark_v, size=channels)
     gain = 1.0 + rng.uniform(-truth.gain_spread, truth.gain_spread, size=channels)
@@ -294,9 +304,14 @@ def build_world(
     heights = printed_heights(design.heights_m, truth.print_step_m, neuron_error, scale)
     index_error = float(_normal(seed, "index", truth.index_error_sigma))
     material = replace(design.material, refractive_index=design.material.refractive_index + index_error)
-    waist = truth.beam_waist_m * (1.0 + _stream(seed, "waist").uniform(-truth.beam_waist_spread, truth.beam_waist_spread))
+    waist = truth.beam_waist_m * (
+        1.0 + _stream(seed, "waist").uniform(-truth.beam_waist_spread, truth.beam_waist_spread)
+    )
     detector_offset = np.concatenate(
-        [_normal(seed, "detector xy", truth.detector_xy_sigma_m, (2,)), _normal(seed, "detector z", truth.detector_z_sigma_m, (1,))]
+        [
+            _normal(seed, "detector xy", truth.detector_xy_sigma_m, (2,)),
+            _normal(seed, "detector z", truth.detector_z_sigma_m, (1,)),
+        ]
     )
     light = LightPath(
         geometry,
@@ -313,12 +328,15 @@ def build_world(
     source_truth = SourceTruth(
         drift_fraction=truth.drift_fraction,
         drift_period_s=truth.drift_period_s,
-        frequency_error=float(_stream(seed, "frequency").uniform(-truth.frequency_error_max, truth.frequency_error_max)),
+        frequency_error=float(
+            _stream(seed, "frequency").uniform(-truth.frequency_error_max, truth.frequency_error_max)
+        ),
     )
     source = SimSource(frequency_hz=SPEED_OF_LIGHT_M_S / geometry.wavelength_m / source_truth.multiplier, power_w=1e-3)
     # The detectors' scale: the brightest detector for an open aperture, plates as designed, reads peak_signal_v.
-    nominal = Pose(np.zeros((n_layers, 3)), np.zeros(n_layers), np.zeros((n_layers, 2)), (True,) * n_layers,
-                   geometry.wavelength_m)
+    nominal = Pose(
+        np.zeros((n_layers, 3)), np.zeros(n_layers), np.zeros((n_layers, 2)), (True,) * n_layers, geometry.wavelength_m
+    )
     reference = float(np.max(light.energies(np.ones((1, geometry.n, geometry.n), np.float32), nominal)))
     stray = _stream(seed, "stray").uniform(0.0, truth.stray_fraction, channels) * truth.peak_signal_v
     return World(

@@ -41,7 +41,10 @@ def make_bench(design, images):
     def make(sigma_m: float = 0.1e-3, seed: int = 3, with_z: bool = False) -> SoftBench:
         pictures = images[0]
         return SoftBench.create(
-            design, seed=seed, truth=Truth(offset_sigma_m=sigma_m), with_z=with_z,
+            design,
+            seed=seed,
+            truth=Truth(offset_sigma_m=sigma_m),
+            with_z=with_z,
             masks=lambda key: pictures[int(key.rsplit("/", 1)[1])],
         )
 

@@ -61,8 +61,14 @@ def test_scan_alignment_improves_and_costs_more_reads(make_bench, design, probes
     scan_bench, model_bench = make_bench(sigma_m=0.25e-3), make_bench(sigma_m=0.25e-3)
     start = rms_um(np.array([p.mount_offset_m for p in scan_bench.world.plates]))
     scan = align(scan_bench, design, "scan", probes=probes, scan_options=options, operator=no_operator)
-    model = align(model_bench, design, "model", probes=probes, model_options=ModelOptions(averages=1, identify=()),
-                  operator=no_operator)
+    model = align(
+        model_bench,
+        design,
+        "model",
+        probes=probes,
+        model_options=ModelOptions(averages=1, identify=()),
+        operator=no_operator,
+    )
     assert rms_um(scan_bench.world.plate_offsets_m()) < min(20.0, start / 4)
     assert scan.converged
     assert scan.stderr_m is None and scan.offsets_array().tolist() == np.zeros((3, 3)).tolist()
@@ -74,8 +80,16 @@ def test_only_the_chosen_plates_move(make_bench, design, probes):
     runner = Runner(bench, operator=no_operator)
     moved = set()
     runner.subscribe(lambda msg, answer: moved.update(getattr(msg, "targets", {})))
-    result = align(bench, design, "model", runner=runner, probes=probes, plates=["L2"], home=True,
-                   model_options=ModelOptions(identify=()))
+    result = align(
+        bench,
+        design,
+        "model",
+        runner=runner,
+        probes=probes,
+        plates=["L2"],
+        home=True,
+        model_options=ModelOptions(identify=()),
+    )
     assert {plate for plate, _ in moved} == {"L2"}
     assert result.axes == {"L1": [], "L2": ["x", "y"], "L3": []}
     assert result.mount_m["L1"] == [0.0, 0.0, 0.0]
@@ -83,7 +97,9 @@ def test_only_the_chosen_plates_move(make_bench, design, probes):
 
 def test_z_stages_are_aligned_too_when_present(make_bench, design, probes):
     bench = make_bench(sigma_m=0.05e-3, with_z=True)
-    result = align(bench, design, "model", probes=probes, operator=no_operator, model_options=ModelOptions(rounds=2, identify=()))
+    result = align(
+        bench, design, "model", probes=probes, operator=no_operator, model_options=ModelOptions(rounds=2, identify=())
+    )
     assert result.axes["L1"] == ["x", "y", "z"]
     assert rms_um(bench.world.plate_offsets_m()) < 2.0
 
@@ -117,8 +133,14 @@ def test_plates_too_far_off_for_a_direct_fit_are_found_by_building_the_stack_up(
 def test_without_building_up_a_far_off_stack_is_left_alone(make_bench, design, probes):
     bench = make_bench(sigma_m=0.6e-3, seed=4)
     mount = np.array([p.mount_offset_m for p in bench.world.plates])
-    result = align(bench, design, "model", Runner(bench, operator=bench.operator), probes=probes,
-                   model_options=ModelOptions(build_up=False, identify=()))
+    result = align(
+        bench,
+        design,
+        "model",
+        Runner(bench, operator=bench.operator),
+        probes=probes,
+        model_options=ModelOptions(build_up=False, identify=()),
+    )
     assert not result.converged and result.residual > 0.02
     # the stages went to nominal and stayed there: nothing moved to a false minimum
     assert np.allclose(bench.world.plate_offsets_m(), mount, atol=15e-6)  # to within the stages' play

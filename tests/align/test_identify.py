@@ -84,8 +84,14 @@ def noisy(observations, rng, relative):
     out = []
     for o in observations:
         sigma = relative * np.abs(o.signals).max()
-        out.append(Observation(o.displacement_m, o.signals + rng.normal(0, sigma, o.signals.shape), o.mounted,
-                               np.full(o.signals.shape, sigma)))
+        out.append(
+            Observation(
+                o.displacement_m,
+                o.signals + rng.normal(0, sigma, o.signals.shape),
+                o.mounted,
+                np.full(o.signals.shape, sigma),
+            )
+        )
     return out
 
 
@@ -187,7 +193,9 @@ def test_bench_jacobian_matches_finite_differences(design, probes):
         plus, _, _ = fitter._misfit(observations, fitter.energies(observations, fitter.mount(x + delta), x + delta))
         minus, _, _ = fitter._misfit(observations, fitter.energies(observations, fitter.mount(x - delta), x - delta))
         numeric = (plus - minus) / 2e-3
-        assert np.dot(r, jac[:, j]) == pytest.approx(np.dot(r, numeric), rel=0.05, abs=1e-3 * np.abs(r @ jac).max()), fitter.names()[j]
+        assert np.dot(r, jac[:, j]) == pytest.approx(np.dot(r, numeric), rel=0.05, abs=1e-3 * np.abs(r @ jac).max()), (
+            fitter.names()[j]
+        )
 
 
 def test_rotations_are_identified_against_the_worlds_own_light_path(design, images):
@@ -202,8 +210,9 @@ def test_rotations_are_identified_against_the_worlds_own_light_path(design, imag
     truth = Truth(offset_sigma_m=0.1e-3, rotation_sigma_rad=np.radians(1.0))
     bench = SoftBench.create(design, seed=2, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
     probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
-    result = align(bench, design, "model", probes=probes, operator=lambda msg: None,
-                   model_options=ModelOptions(identify=("rot",)))
+    result = align(
+        bench, design, "model", probes=probes, operator=lambda msg: None, model_options=ModelOptions(identify=("rot",))
+    )
     assert result.converged, result.verdict
     assert result.verdict["kind"] in ("aligned", "model incomplete")
     true = bench.world.plate_rotations_rad()

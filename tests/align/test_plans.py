@@ -94,10 +94,18 @@ def test_scan_finds_a_known_optimum(probes):
     axes = np.zeros((3, 3), dtype=bool)
     axes[0, 0] = True
     options = ScanOptions(averages=1, passes=2, span_m=1e-3, coarse_points=11, fine_points=5, shrink=0.4)
-    plan = scan_plan(probes, designed, ["L1", "L2", "L3"], axes, {("L1", "x"): (0.0, 0.025)}, subtract_dark, None, options)
-    steps, outcome = collect(plan, {
-        ReadPositions: lambda msg: dict(state), MoveAxes: move, Show: lambda msg: shown.append(msg.key), ReadDetectors: detectors,
-    })
+    plan = scan_plan(
+        probes, designed, ["L1", "L2", "L3"], axes, {("L1", "x"): (0.0, 0.025)}, subtract_dark, None, options
+    )
+    steps, outcome = collect(
+        plan,
+        {
+            ReadPositions: lambda msg: dict(state),
+            MoveAxes: move,
+            Show: lambda msg: shown.append(msg.key),
+            ReadDetectors: detectors,
+        },
+    )
     assert outcome.positions[("L1", "x")] == pytest.approx(optimum, abs=2e-6)
     assert state[("L1", "x")] == pytest.approx(optimum, abs=2e-6)
     moved = {key for s in steps if isinstance(s, MoveAxes) for key in s.targets}

@@ -33,7 +33,9 @@ def test_decisions_as_data_stage_operator_and_left_alone() -> None:
     turns = [s for s in steps if isinstance(s, m.TurnPlate)]
     assert rotate == [m.RotatePlates({"L1": pytest.approx(0.5 - 0.3 * DEG)}, None)]
     # L2 has no stage: the operator turns it back, to within its fit's sigma (coarser than the hand tolerance)
-    assert [(t.plate, t.angle_rad, t.tolerance_rad) for t in turns] == [("L2", pytest.approx(0.4 * DEG), pytest.approx(0.1 * DEG))]
+    assert [(t.plate, t.angle_rad, t.tolerance_rad) for t in turns] == [
+        ("L2", pytest.approx(0.4 * DEG), pytest.approx(0.1 * DEG))
+    ]
     assert "rotated -0.4000 deg (+- 0.1000) in its holder" in turns[0].message
     assert outcome.by("stage") == ["L1"] and outcome.by("operator") == ["L2"] and outcome.by("none") == ["L3", "L4"]
     reasons = {c.plate: c.reason for c in outcome.corrections}
@@ -54,8 +56,9 @@ def test_bad_input_is_refused_before_anything_is_asked() -> None:
 
 def soft_bench(hand_sigma_deg: float = 0.0, stages: tuple[str, ...] = ("L1", "L3")) -> SoftBench:
     """Tiny soft bench, plates rotated by hidden mounting errors; rotation stages on ``stages``."""
-    bench = SoftBench.create(tiny_design(), seed=3, truth=Truth(operator_turn_sigma_rad=hand_sigma_deg * DEG),
-                             rotation_stages=True)
+    bench = SoftBench.create(
+        tiny_design(), seed=3, truth=Truth(operator_turn_sigma_rad=hand_sigma_deg * DEG), rotation_stages=True
+    )
     for plate, rotation in zip(bench.world.plates, (0.4, -0.7, 0.25)):
         plate.mount_rotation_rad = rotation * DEG
         if plate.name not in stages:
@@ -106,8 +109,9 @@ def test_a_correction_beyond_a_stage_soft_limit_moves_nothing() -> None:
 def test_alignment_homes_the_rotation_axes_of_the_plates_it_aligns(design, probes):
     from labctl.align import align
 
-    bench = SoftBench.create(design, seed=3, truth=Truth(offset_sigma_m=0.05e-3), rotation_stages=True,
-                             masks=lambda key: probes.inputs[0])
+    bench = SoftBench.create(
+        design, seed=3, truth=Truth(offset_sigma_m=0.05e-3), rotation_stages=True, masks=lambda key: probes.inputs[0]
+    )
     for plate in bench.plates.values():
         plate.r.move_to(0.1)
     homed = []

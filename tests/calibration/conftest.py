@@ -37,6 +37,8 @@ def write_true_alignment(folder, world) -> None:
     Only valid while the plates sit at nominal (as the stage calibration leaves them).
     """
     offsets = world.plate_offsets_m()
-    data = {"plates": [p.name for p in world.plates], "offsets_m": {p.name: offsets[i] for i, p in enumerate(world.plates)}}
+    data = {
+        "plates": [p.name for p in world.plates],
+        "offsets_m": {p.name: offsets[i] for i, p in enumerate(world.plates)},
+    }
     write_calibration(folder, "alignment", data, "the simulator's truth (test)", ["perfect alignment"], "soft")
-

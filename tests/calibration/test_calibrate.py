@@ -121,7 +121,11 @@ def test_gains_without_alignment_are_biased_and_say_so(design, probes, tmp_path)
     assert fit.residual > 0.05  # the model cannot fit: misaligned plates
     assert np.max(np.abs(fit.gains - truth)) > 20 * np.max(fit.gain_sigma)
     assert "NO alignment" in " ".join(latest_calibration(tmp_path, "detectors")["assumptions"])
-    assert [p.name for p in sorted(tmp_path.iterdir())] == ["detectors-v001.json", "detectors-v002.json", "stages-v001.json"]
+    assert [p.name for p in sorted(tmp_path.iterdir())] == [
+        "detectors-v001.json",
+        "detectors-v002.json",
+        "stages-v001.json",
+    ]
 
 
 def test_refusals_before_anything_moves(design, probes, tmp_path):

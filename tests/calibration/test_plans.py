@@ -76,7 +76,10 @@ def test_source_plan_measures_the_reference_at_fractions_of_the_power():
 
     steps, result = collect(
         source_plan(("ref", np.ones((28, 28))), 1e-3, DARK, np.ones(10), averages=4, fractions=(0.25, 0.5, 1.0)),
-        {SetSource: lambda msg: msg.power_w is not None and msg.output_on and powers.append(msg.power_w), ReadDetectors: answer},
+        {
+            SetSource: lambda msg: msg.power_w is not None and msg.output_on and powers.append(msg.power_w),
+            ReadDetectors: answer,
+        },
     )
     assert powers == pytest.approx([0.25e-3, 0.5e-3, 1e-3])
     assert steps[-3] == SetSource(power_w=1e-3) or SetSource(power_w=1e-3) in steps
@@ -101,7 +104,9 @@ def test_drift_reference_gives_a_factor_the_tracker_interpolates():
 def test_stage_plan_homes_first_and_scans_each_axis_up_then_down():
     nominal = {("L1", "x"): 12.5e-3, ("L1", "y"): 12.5e-3}
     steps, result = collect(
-        stage_plan([("L1", "x")], nominal, ("p", np.ones((28, 28))), DARK, points=9, step_m={"x": 10e-6}, approach_m=50e-6),
+        stage_plan(
+            [("L1", "x")], nominal, ("p", np.ones((28, 28))), DARK, points=9, step_m={"x": 10e-6}, approach_m=50e-6
+        ),
         {
             ReadPositions: {("L1", "x"): 0.0, ("L1", "y"): 0.0},
             ReadDetectors: lambda msg: reading(DARK + np.linspace(0.1, 1, 10)),
@@ -125,7 +130,10 @@ def test_slm_plan_sweeps_uniform_frames_and_rereads_full_gray():
     shown = []
     _steps, result = collect(
         slm_lut_plan(DARK, levels=range(0, 256, 5), averages=2, reference_every=10),
-        {Show: lambda msg: shown.append(msg), ReadDetectors: lambda msg: reading(DARK + (int(shown[-1].key.split("/")[1]) / 255) ** 4)},
+        {
+            Show: lambda msg: shown.append(msg),
+            ReadDetectors: lambda msg: reading(DARK + (int(shown[-1].key.split("/")[1]) / 255) ** 4),
+        },
     )
     levels = [int(s.key.split("/")[1]) for s in shown]
     assert levels[0] == 255 and levels.count(255) == 1 + 1 + 6  # before, in the sweep, every 10 and at the end

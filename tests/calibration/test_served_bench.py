@@ -21,7 +21,9 @@ def test_darks_stages_gains_source_over_the_wire(design, probes, tmp_path):
         with Bench.from_station(sim.station_path) as bench:
             runner = Runner(bench, operator=lambda message: sim.load_masks(dict(message.slots)))
             settings = Settings(dark_averages=64, stage_averages=8)
-            first = calibrate(bench, bench.calibration_dir, "darks,stages", runner, design=design, probes=probes, settings=settings)
+            first = calibrate(
+                bench, bench.calibration_dir, "darks,stages", runner, design=design, probes=probes, settings=settings
+            )
             write_true_alignment(bench.calibration_dir, world)
             second = calibrate(bench, bench.calibration_dir, "gains,source", runner, design=design, probes=probes)
             compensation = {

@@ -18,14 +18,18 @@ def test_slm_table_recovers_the_hidden_gamma_and_linearises_the_panel(design, pr
     settings = Settings(dark_averages=256, slm_averages=32)
     bench = soft_bench(design, probes, seed=5, projector="slm")
     world = bench.world
-    report = calibrate(bench, tmp_path, "darks,stages,slm", runner(bench), design=design, probes=probes, settings=settings)
+    report = calibrate(
+        bench, tmp_path, "darks,stages,slm", runner(bench), design=design, probes=probes, settings=settings
+    )
     result = report.results["slm"]
     truth = world.slm_response(np.arange(256)).astype(float)
     # Noise of the relative total signal: 10 channels' read noise plus their darks' error
     # (coherent), over the full-gray signal; the amplitude is its square root.
     channels = world.detectors.channel_count
     noise = world.detectors.noise_v[0]
-    sigma_r = (np.sqrt(channels / settings.slm_averages) * noise + channels * noise / np.sqrt(settings.dark_averages)) / result.full_signal_v
+    sigma_r = (
+        np.sqrt(channels / settings.slm_averages) * noise + channels * noise / np.sqrt(settings.dark_averages)
+    ) / result.full_signal_v
     sigma_a = np.minimum(sigma_r / (2 * np.maximum(truth, 1e-9)), np.sqrt(sigma_r))
     allowed = 5 * sigma_a + 0.01 * truth + 1e-3  # noise, +-1 % power per read at time scale 0, interpolation
     assert np.all(np.abs(result.table.amplitude - truth) < allowed)

@@ -23,8 +23,14 @@ def stored_campaign(path, n=40, wrong_every=5):
         store.record(
             "samples",
             {
-                "seq": i, "index": i, "label": label, "calibrated": calibrated, "predicted": predicted,
-                "measured_class": int(np.argmax(calibrated)), "predicted_class": label, "timestamp": float(i),
+                "seq": i,
+                "index": i,
+                "label": label,
+                "calibrated": calibrated,
+                "predicted": predicted,
+                "measured_class": int(np.argmax(calibrated)),
+                "predicted_class": label,
+                "timestamp": float(i),
             },
         )
     store.finish()
@@ -76,5 +82,8 @@ def test_report_shows_plain_and_trained_readout_side_by_side_on_held_out_samples
     assert (comparison.plain.correct, comparison.plain.n) == (23, 30)  # samples 12, 16, ..., 36 wrong
     assert (comparison.trained.correct, comparison.paired.b, comparison.paired.c) == (30, 7, 0)
     text = html_path.read_text()
-    assert f"trained readout (held out)</th><td>{comparison.trained}" in text and str(comparison.paired.p_value)[:4] in text
+    assert (
+        f"trained readout (held out)</th><td>{comparison.trained}" in text
+        and str(comparison.paired.p_value)[:4] in text
+    )
     assert summary.to_json()["readout"]["excluded_fitted_samples"] == 10

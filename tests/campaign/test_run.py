@@ -36,7 +36,14 @@ def setup():
 
 
 def kwargs(predict):
-    return dict(images=IMAGES, labels=LABELS, dataset="tiny", predict=predict, calibrate=lambda v, dark: v - dark, operator=lambda msg: None)
+    return dict(
+        images=IMAGES,
+        labels=LABELS,
+        dataset="tiny",
+        predict=predict,
+        calibrate=lambda v, dark: v - dark,
+        operator=lambda msg: None,
+    )
 
 
 def test_campaign_stores_every_sample_with_prediction(tmp_path):
@@ -83,7 +90,9 @@ def test_a_recorded_readout_is_applied_next_to_the_plain_argmax_also_on_resume(t
     runner = Runner(bench, operator=lambda msg: None)
     runner.progress = lambda msg: runner.abort() if msg.done == 4 else None
     with pytest.raises(Aborted):
-        run_campaign(bench, path, spec=CampaignSpec(count=10, averages=1), runner=runner, metadata=metadata, **kwargs(predict))
+        run_campaign(
+            bench, path, spec=CampaignSpec(count=10, averages=1), runner=runner, metadata=metadata, **kwargs(predict)
+        )
     run_campaign(bench, path, resume=True, **kwargs(predict))  # the readout comes from the file, not the caller
     meta, streams = read_campaign(path)
     samples = streams["samples"]

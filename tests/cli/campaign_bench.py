@@ -66,7 +66,9 @@ def write_alignment_then_move(world, folder: Path, shift_m=(0.2e-3, -0.1e-3, 0.0
     data = {
         "plates": [p.name for p in world.plates],
         "offsets_m": {p.name: (truth[i] + shift).tolist() for i, p in enumerate(world.plates)},
-        "stage_positions_m": {p.name: [p.x.position_m() + shift[0], p.y.position_m() + shift[1], None] for p in world.plates},
+        "stage_positions_m": {
+            p.name: [p.x.position_m() + shift[0], p.y.position_m() + shift[1], None] for p in world.plates
+        },
         "scale": 1.0,
     }
     write_calibration(folder, "alignment", data, "the simulator's truth (test)", [], "sim")

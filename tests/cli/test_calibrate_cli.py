@@ -82,9 +82,14 @@ def test_a_stop_signal_during_stage_moves_stops_them_turns_the_source_off_and_ex
     from tests.cli.campaign_bench import served_bench
 
     with served_bench(tmp_path, time_scale=0.0) as sim:
-        proc = subprocess.Popen([sys.executable, "-m", "labctl", "calibrate", "--station", str(sim.station_path),
-                                 "--only", "darks,stages"], cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "labctl", "calibrate", "--station", str(sim.station_path), "--only", "darks,stages"],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while not (tmp_path / "calibration" / "detectors-v001.json").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -100,5 +105,7 @@ def test_a_stop_signal_during_stage_moves_stops_them_turns_the_source_off_and_ex
         assert moving_axes(sim.world) == [] and not sim.world.source.output_on
         assert took < 30, f"{took:.1f} s from the signal to the exit"  # generous: a loaded 2-core CI machine
     name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
-    assert f"labctl: {name}: stopping safely" in err and err.strip().splitlines()[-1].startswith(f"labctl: stopped by {name}")
+    assert f"labctl: {name}: stopping safely" in err and err.strip().splitlines()[-1].startswith(
+        f"labctl: stopped by {name}"
+    )
     assert "Traceback" not in err

@@ -41,7 +41,13 @@ def test_a_campaign_through_the_served_bench_is_measured_recorded_and_predicted(
         assert main(["calibrate", "--station", station, "--only", "darks"]) == 0
         capsys.readouterr()
         out = tmp_path / "c.h5"
-        args = ["run", "--station", station, "--plan", str(plan(tmp_path, "count: 8\naverages: 3\nrepeats: 2\ndark_every: 5\n"))]
+        args = [
+            "run",
+            "--station",
+            station,
+            "--plan",
+            str(plan(tmp_path, "count: 8\naverages: 3\nrepeats: 2\ndark_every: 5\n")),
+        ]
         assert main([*args, "--out", str(out), "--json"]) == 0
         result = json.loads(capsys.readouterr().out)
         world = sim.world
@@ -89,7 +95,9 @@ def test_the_twin_predicts_for_where_the_plates_are_now(tmp_path, capsys):
     meta, streams = read_campaign(out)
     design, _, model, stencils = mask_physics(meta, streams["samples"]["index"])
     np.testing.assert_allclose(meta["twin"]["offsets_m"], truth, atol=1e-9)
-    np.testing.assert_allclose(streams["samples"]["predicted"], model.energies(stencils, design.heights_m, truth), rtol=1e-4)
+    np.testing.assert_allclose(
+        streams["samples"]["predicted"], model.energies(stencils, design.heights_m, truth), rtol=1e-4
+    )
 
 
 def mask_physics(meta, indices):
@@ -140,7 +148,13 @@ def wait_for_samples(proc: subprocess.Popen, campaign: Path, count: int, timeout
 def test_ctrl_c_stops_safely_and_says_how_to_resume(tmp_path, capfd):  # fd level: the handler writes with os.write
     with served_bench(tmp_path) as sim:
         out = tmp_path / "c.h5"
-        args = ["run", "--station", str(sim.station_path), "--plan", str(plan(tmp_path, "count: 40\nrepeats: 2\naverages: 1\n"))]
+        args = [
+            "run",
+            "--station",
+            str(sim.station_path),
+            "--plan",
+            str(plan(tmp_path, "count: 40\nrepeats: 2\naverages: 1\n")),
+        ]
 
         def press_ctrl_c():  # a real SIGINT to this process, once three samples are stored
             deadline = time.monotonic() + 60
@@ -178,8 +192,10 @@ def test_sigterm_stops_like_ctrl_c_and_the_campaign_resumes(tmp_path):
         lines = [line for line in err.splitlines() if line.startswith("labctl:")]
         assert lines[0] == "labctl: SIGTERM: stopping safely after the current step (Ctrl-C again: at once)", err
         stored = samples_in_journal(out)
-        assert lines[-1].startswith(f"labctl: campaign interrupted (SIGTERM) with {stored} of 40 samples stored; "
-                                    "source off, stages stopped. Resume with: labctl run --station")
+        assert lines[-1].startswith(
+            f"labctl: campaign interrupted (SIGTERM) with {stored} of 40 samples stored; "
+            "source off, stages stopped. Resume with: labctl run --station"
+        )
         assert main(lines[-1].split("Resume with: ")[1].split()[1:]) == 0
     _, streams = read_campaign(out)
     assert sorted(streams["samples"]["seq"]) == list(range(40))
@@ -204,7 +220,9 @@ def test_ctrl_c_while_the_console_operator_waits_stops_at_once(tmp_path, capfd, 
 
         keyboard = threading.Thread(target=press_ctrl_c)
         keyboard.start()
-        status = main(["run", "--station", str(station), "--plan", str(plan(tmp_path, "count: 3\n")), "--out", str(out)])
+        status = main(
+            ["run", "--station", str(station), "--plan", str(plan(tmp_path, "count: 3\n")), "--out", str(out)]
+        )
         keyboard.join()
         sys.stdin.close()
         os.close(master)
@@ -326,7 +344,10 @@ def test_resume_on_a_bench_that_differs_is_refused_naming_the_difference_unless_
         assert main(["run", "--station", str(other), "--resume", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith(f"labctl: error: {out}: this bench differs")
-        assert "detector channels [101, 102, ..., 110] (10) -> [102, 101, ..., 110] (10)" in err and "--accept-changes" in err
+        assert (
+            "detector channels [101, 102, ..., 110] (10) -> [102, 101, ..., 110] (10)" in err
+            and "--accept-changes" in err
+        )
 
         assert main(["calibrate", "--station", str(station), "--only", "darks"]) == 0  # recalibrated meanwhile
         capsys.readouterr()
@@ -337,7 +358,9 @@ def test_resume_on_a_bench_that_differs_is_refused_naming_the_difference_unless_
         assert "resuming on a changed bench, as accepted" in capsys.readouterr().out
     meta, streams = read_campaign(out)
     assert meta["complete"] and sorted(streams["samples"]["seq"]) == list(range(12))
-    assert json.loads(streams["resumes"]["differences"][0]) == ["detectors calibration v1 -> v2 in the station's folder"]
+    assert json.loads(streams["resumes"]["differences"][0]) == [
+        "detectors calibration v1 -> v2 in the station's folder"
+    ]
 
 
 def read_campaign_journal_metadata(campaign: Path) -> dict:
@@ -349,7 +372,9 @@ def read_campaign_journal_metadata(campaign: Path) -> dict:
 def small_disk(folder: Path, size_kb: int):
     """A folder on a tiny tmpfs, or None where mounting needs privileges this machine lacks."""
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
         yield None
         return
     try:
@@ -368,9 +393,23 @@ def test_a_full_disk_stops_the_campaign_cleanly_and_it_resumes_once_there_is_roo
         limit = None if disk else (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (320 * 1024, 320 * 1024)))
         out = folder / "c.h5"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "labctl", "run", "--station", str(sim.station_path), "--plan",
-             str(plan(tmp_path, "count: 40\naverages: 1\n")), "--out", str(out)],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "labctl",
+                "run",
+                "--station",
+                str(sim.station_path),
+                "--plan",
+                str(plan(tmp_path, "count: 40\naverages: 1\n")),
+                "--out",
+                str(out),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             preexec_fn=limit,
         )
         _, err = proc.communicate(timeout=120)
@@ -417,7 +456,9 @@ def test_a_link_closed_under_a_running_campaign_stops_it_cleanly_and_it_resumes(
 def test_a_report_on_a_campaign_still_being_written_is_partial_and_says_so(tmp_path, capsys):
     with served_bench(tmp_path) as sim:
         out = tmp_path / "c.h5"
-        proc = start(sim.station_path, "--plan", str(plan(tmp_path, "count: 40\nrepeats: 5\naverages: 1\n")), "--out", str(out))
+        proc = start(
+            sim.station_path, "--plan", str(plan(tmp_path, "count: 40\nrepeats: 5\naverages: 1\n")), "--out", str(out)
+        )
         try:
             assert wait_for_samples(proc, out, 3) >= 3
             assert main(["report", str(out), "--out", str(tmp_path / "report")]) == 0

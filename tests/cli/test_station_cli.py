@@ -44,14 +44,20 @@ def test_connect_identifies_every_instrument_and_shuts_down(journal, tmp_path, c
         assert f"({name})" in out
     assert "GPIB0::16::INSTR  ->  SOFT detectors (dmm)" in out
     assert "all 5 instruments and 4 axes answered" in out
-    assert any(line.split() == ["L2.y", "stages_b", "address", "2.2", "->", "at", "0.0000", "mm"] for line in out.splitlines())
+    assert any(
+        line.split() == ["L2.y", "stages_b", "address", "2.2", "->", "at", "0.0000", "mm"] for line in out.splitlines()
+    )
     assert "thz.output_off" in journal.events
     assert journal.events[-5:] == [f"{n}.close" for n in ("dmm", "wheel", "stages_b", "stages_a", "thz")]
 
 
 BAD = [
     ("unknown key", lambda d: d["plates"][1]["x"].update(limts_mm=[0, 1]), "plates[1].x.limts_mm: unknown key"),
-    ("unknown driver", lambda d: d["instruments"]["wheel"].update(driver="FW9"), "instruments.wheel.driver: unknown driver"),
+    (
+        "unknown driver",
+        lambda d: d["instruments"]["wheel"].update(driver="FW9"),
+        "instruments.wheel.driver: unknown driver",
+    ),
     ("wrong role", lambda d: d.update(source="dmm"), "source: instrument 'dmm' is a detectors"),
     ("bad resource", lambda d: d["instruments"]["wheel"].update(resource="COM"), "instruments.wheel.resource"),
 ]
@@ -78,7 +84,9 @@ def test_malformed_yaml_and_a_missing_file(journal, tmp_path, capsys):
 
 
 def test_a_wrong_device_on_a_port_is_one_line(journal, tmp_path, capsys):
-    journal.faults[("wheel", "connect")] = WrongInstrument("wheel", "the device on this port says 'Zaber', expected FW102C")
+    journal.faults[("wheel", "connect")] = WrongInstrument(
+        "wheel", "the device on this port says 'Zaber', expected FW102C"
+    )
     status, _out, err = run(capsys, write(tmp_path, soft_drivers.station()), "--connect")
     assert status == 2
     assert err == "labctl: error: wheel: the device on this port says 'Zaber', expected FW102C\n"
@@ -93,7 +101,8 @@ def test_a_wrong_device_on_the_simulated_bench_is_one_line(tmp_path, capsys):
         data = yaml.safe_load(sim.station_path.read_text())
         instruments = data["instruments"]
         instruments["thz"]["resource"], instruments["dmm"]["resource"] = (
-            instruments["dmm"]["resource"], instruments["thz"]["resource"]
+            instruments["dmm"]["resource"],
+            instruments["thz"]["resource"],
         )
         status, out, err = run(capsys, write(tmp_path, data, "swapped.yaml"), "--connect")
         assert status == 2
@@ -121,7 +130,10 @@ def test_the_design_file_is_read_and_must_fit_the_channel_map(journal, tmp_path,
     lines = write(tmp_path, data).read_text().splitlines()
     channels_line = 1 + next(i for i, line in enumerate(lines) if line.startswith("  channels:"))
     assert status == 2 and err.count("\n") == 1
-    assert f"station.yaml:{channels_line}: detectors.channels lists 3 channels, but design {design} has 10 detectors" in err
+    assert (
+        f"station.yaml:{channels_line}: detectors.channels lists 3 channels, but design {design} has 10 detectors"
+        in err
+    )
 
     data["detectors"]["channels"] = list(range(101, 111))
     status, out, err = run(capsys, write(tmp_path, data))
@@ -156,7 +168,10 @@ def test_a_bad_driver_option_is_one_line_with_file_line_and_exit_2(tmp_path, cap
     from tests.test_station import GOOD
     from tests.test_station import write as write_good
 
-    text = GOOD.replace("  wheel:  {driver: FW102C, resource: /dev/ttyUSB1}", "  wheel:  {driver: FW102C, resource: /dev/ttyUSB1, options: {sped: fast}}")
+    text = GOOD.replace(
+        "  wheel:  {driver: FW102C, resource: /dev/ttyUSB1}",
+        "  wheel:  {driver: FW102C, resource: /dev/ttyUSB1, options: {sped: fast}}",
+    )
     path = write_good(tmp_path, text)
     status, out, err = run(capsys, path)
     line = next(i for i, text_line in enumerate(text.splitlines(), 1) if "sped" in text_line)

@@ -38,13 +38,14 @@ def ring_digit(size: int, holes: int) -> np.ndarray:
     height = (size - 2) // holes
     for k in range(holes):
         top = 1 + k * height
-        image[top: top + height, 2: size - 2] = 1.0
-        image[top + 2: top + height - 2, 4: size - 4] = 0.0
+        image[top : top + height, 2 : size - 2] = 1.0
+        image[top + 2 : top + height - 2, 4 : size - 4] = 0.0
     return image
 
 
-def tiny_design(n: int = 20, layers: int = 2, image_size: int = 14, input_scale: int = 1,
-                seed: int = 0, dataset: str = "tiny") -> Design:
+def tiny_design(
+    n: int = 20, layers: int = 2, image_size: int = 14, input_scale: int = 1, seed: int = 0, dataset: str = "tiny"
+) -> Design:
     """A design with random wrapped heights on an n x n grid (no training needed to print it)."""
     geometry = Geometry(n=n, n_layers=layers, spacing_m=0.005, input_distance_m=0.005, detector_distance_m=0.005)
     material = Material()

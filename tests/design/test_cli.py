@@ -19,8 +19,24 @@ def _one_line_error(capsys, argv, match):
 @pytest.fixture
 def trained_file(idx_dir, tmp_path, capsys):
     out = tmp_path / "tiny.h5"
-    argv = ["design", "train", "--dataset", str(idx_dir), "--out", str(out), "--epochs", "2", "--batch", "8",
-            "--lr", "0.1", "--seed", "3", "--no-progress", *TINY_FLAGS]
+    argv = [
+        "design",
+        "train",
+        "--dataset",
+        str(idx_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch",
+        "8",
+        "--lr",
+        "0.1",
+        "--seed",
+        "3",
+        "--no-progress",
+        *TINY_FLAGS,
+    ]
     assert main(argv) == 0
     assert "test accuracy" in capsys.readouterr().out
     return out
@@ -39,8 +55,22 @@ def test_train_writes_design_checkpoint_and_full_command(trained_file, idx_dir):
 
 
 def test_resume_continues_and_mismatch_is_one_line(trained_file, idx_dir, capsys):
-    base = ["design", "train", "--dataset", str(idx_dir), "--out", str(trained_file), "--batch", "8",
-            "--lr", "0.1", "--seed", "3", "--no-progress", *TINY_FLAGS]
+    base = [
+        "design",
+        "train",
+        "--dataset",
+        str(idx_dir),
+        "--out",
+        str(trained_file),
+        "--batch",
+        "8",
+        "--lr",
+        "0.1",
+        "--seed",
+        "3",
+        "--no-progress",
+        *TINY_FLAGS,
+    ]
     assert main([*base, "--epochs", "3", "--resume"]) == 0
     assert len(load_design(trained_file).provenance["history"]) == 3
     capsys.readouterr()
@@ -48,14 +78,45 @@ def test_resume_continues_and_mismatch_is_one_line(trained_file, idx_dir, capsys
 
 
 def test_evaluate_json_and_table(trained_file, idx_dir, capsys):
-    assert main(["design", "evaluate", "--design", str(trained_file), "--json", "--misalign-sigma-m", "2e-4",
-                 "--trials", "2", "--quantize", "3e-5", "--absorption"]) == 0
+    assert (
+        main(
+            [
+                "design",
+                "evaluate",
+                "--design",
+                str(trained_file),
+                "--json",
+                "--misalign-sigma-m",
+                "2e-4",
+                "--trials",
+                "2",
+                "--quantize",
+                "3e-5",
+                "--absorption",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["n_test"] == 40 and len(report["confusion"]) == 10
     assert report["absorption"] is True and report["quantize_step_m"] == 3e-5
     assert len(report["misalignment_accuracy"]["trials"]) == 2
-    assert main(["design", "evaluate", "--design", str(trained_file), "--json", "--misalign-sigma-rotation-deg", "2",
-                 "--trials", "2"]) == 0
+    assert (
+        main(
+            [
+                "design",
+                "evaluate",
+                "--design",
+                str(trained_file),
+                "--json",
+                "--misalign-sigma-rotation-deg",
+                "2",
+                "--trials",
+                "2",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["misalign_sigma_rotation_deg"] == 2 and len(report["misalignment_accuracy"]["trials"]) == 2
     assert main(["design", "evaluate", "--design", str(trained_file), "--max-test", "20"]) == 0
@@ -79,7 +140,8 @@ def test_errors_are_one_line(tmp_path, capsys):
     with h5py.File(foreign, "w") as f:
         f["x"] = 1
     _one_line_error(capsys, ["design", "evaluate", "--design", str(foreign)], "not a labctl design")
-    _one_line_error(capsys, ["design", "train", "--dataset", str(tmp_path / "nothing"), "--out",
-                             str(tmp_path / "o.h5")], "nothing")
+    _one_line_error(
+        capsys, ["design", "train", "--dataset", str(tmp_path / "nothing"), "--out", str(tmp_path / "o.h5")], "nothing"
+    )
     _one_line_error(capsys, ["design", "train", "--out", str(tmp_path / "o.h5"), "--lr-decay", "2"], "lr_decay")
     _one_line_error(capsys, ["design", "train", "--out", str(tmp_path / "o.h5"), "--resume"], "o.checkpoint.h5")

@@ -63,11 +63,16 @@ def test_misalignment_trials(trained):
     assert a.shape == (3,) and np.all((a >= 0) & (a <= 1))
     with pytest.raises(ConfigError, match="trials"):
         misalignment_trials(design, data.test_images, data.test_labels, 1e-3, trials=0)
-    turned = misalignment_trials(design, data.test_images, data.test_labels, 1e-3, trials=1, seed=4,
-                                 sigma_rotation_rad=0.2)
+    turned = misalignment_trials(
+        design, data.test_images, data.test_labels, 1e-3, trials=1, seed=4, sigma_rotation_rad=0.2
+    )
     bench = random_bench(np.random.default_rng(4), 2, 1e-3, 0.0, 0.2)  # what trial 1 drew
-    assert turned[0] == evaluate(design, data.test_images, data.test_labels, offsets_m=bench.offsets_m,
-                                 rotations_rad=bench.rotations_rad).accuracy
+    assert (
+        turned[0]
+        == evaluate(
+            design, data.test_images, data.test_labels, offsets_m=bench.offsets_m, rotations_rad=bench.rotations_rad
+        ).accuracy
+    )
     with pytest.raises(ConfigError, match="sigmas"):
         misalignment_trials(design, data.test_images, data.test_labels, 0.0, trials=1, sigma_rotation_rad=-1.0)
 

@@ -32,9 +32,21 @@ def test_export_writes_checked_plates_stencils_previews_and_manifest(tmp_path):
     params = FabricationParams(step_m=32e-6)
     manifest = export_design(design, tmp_path / "out", IMAGES, LABELS, [0, 1, 2], params, progress=False)
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted(["manifest.json", "plate_1.stl", "plate_1.png", "plate_2.stl", "plate_2.png",
-                            "stencil_0_0.stl", "stencil_0_0.png", "stencil_1_8.stl", "stencil_1_8.png",
-                            "stencil_2_6.stl", "stencil_2_6.png"])
+    assert names == sorted(
+        [
+            "manifest.json",
+            "plate_1.stl",
+            "plate_1.png",
+            "plate_2.stl",
+            "plate_2.png",
+            "stencil_0_0.stl",
+            "stencil_0_0.png",
+            "stencil_1_8.stl",
+            "stencil_1_8.png",
+            "stencil_2_6.stl",
+            "stencil_2_6.png",
+        ]
+    )
     assert json.loads((tmp_path / "out" / "manifest.json").read_text()) == manifest
     assert manifest["all_ok"] and manifest["parameters"]["step_m"] == 32e-6
     for entry in manifest["files"]:
@@ -89,8 +101,26 @@ def test_printed_accuracy_evaluates_the_same_design_on_printed_inputs():
 def test_export_and_printed_inputs_from_the_command_line(idx_dir, tmp_path, capsys):
     path = save_design(tiny_design(dataset=str(idx_dir)), tmp_path / "tiny.h5")
     out = tmp_path / "print"
-    assert main(["design", "export", "--design", str(path), "--out", str(out), "--test-count", "2",
-                 "--step-m", "3.2e-5", "--bridge-width-m", "1e-3", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "design",
+                "export",
+                "--design",
+                str(path),
+                "--out",
+                str(out),
+                "--test-count",
+                "2",
+                "--step-m",
+                "3.2e-5",
+                "--bridge-width-m",
+                "1e-3",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["all_ok"] and manifest["parameters"]["bridge_width_m"] == 1e-3
     assert [f["kind"] for f in manifest["files"]] == ["plate", "plate", "stencil", "stencil"]

@@ -40,14 +40,17 @@ def test_unprintable_heights_are_refused(bad):
         round_to_steps(bad, 16e-6)
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("step_m", 0.0, "step_m must be > 0"),
-    ("step_m", -16e-6, "step_m must be > 0"),
-    ("step_m", float("nan"), "finite"),
-    ("step_m", 16.0, "larger than 1 mm"),
-    ("bridge_width_m", 0.0, "bridge_width_m must be > 0"),
-    ("threshold", 1.0, "threshold"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("step_m", 0.0, "step_m must be > 0"),
+        ("step_m", -16e-6, "step_m must be > 0"),
+        ("step_m", float("nan"), "finite"),
+        ("step_m", 16.0, "larger than 1 mm"),
+        ("bridge_width_m", 0.0, "bridge_width_m must be > 0"),
+        ("threshold", 1.0, "threshold"),
+    ],
+)
 def test_bad_parameters_are_config_errors(field, value, words):
     with pytest.raises(ConfigError, match=words) as info:
         FabricationParams(**{field: value})
@@ -86,7 +89,9 @@ def test_marks_are_through_holes_and_break_every_symmetry():
     params = FabricationParams()
     grid = framed_grid(20, PITCH, params)
     holes = ~grid.solid
-    labels = [holes[r0:r1, c0:c1].all() for r0, r1, c0, c1 in ((4, 9, 4, 9), (4, 9, 37, 42), (37, 42, 4, 9), (37, 42, 37, 42))]
+    labels = [
+        holes[r0:r1, c0:c1].all() for r0, r1, c0, c1 in ((4, 9, 4, 9), (4, 9, 37, 42), (37, 42, 4, 9), (37, 42, 37, 42))
+    ]
     assert all(labels)  # a 5-cell (about 2 mm) hole centred in each corner of the frame
     assert holes.sum() == 5 * 25  # plus one orientation hole
     assert holes[4:9, 17:22].all()  # along the -y edge, beside the (-x, -y) corner

@@ -14,7 +14,9 @@ def test_gradient_matches_central_differences():
         up, down = energies.copy(), energies.copy()
         up[idx] += eps
         down[idx] -= eps
-        numeric[idx] = (softmax_cross_entropy(up, labels, 7.0).loss - softmax_cross_entropy(down, labels, 7.0).loss) / (2 * eps)
+        numeric[idx] = (softmax_cross_entropy(up, labels, 7.0).loss - softmax_cross_entropy(down, labels, 7.0).loss) / (
+            2 * eps
+        )
     np.testing.assert_allclose(res.dL_dE, numeric, rtol=1e-6, atol=1e-9)
 
 

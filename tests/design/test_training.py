@@ -29,22 +29,34 @@ def test_same_seed_same_heights_other_seed_other_heights(tiny_data, tiny_geometr
     a = train(_blank(tiny_data, tiny_geometry), tiny_data, options, progress=False)
     b = train(_blank(tiny_data, tiny_geometry), tiny_data, options, progress=False)
     np.testing.assert_array_equal(a.heights_m, b.heights_m)
-    c = train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=1, seed=6, max_train=40, **FAST),
-              progress=False)
+    c = train(
+        _blank(tiny_data, tiny_geometry),
+        tiny_data,
+        TrainOptions(epochs=1, seed=6, max_train=40, **FAST),
+        progress=False,
+    )
     assert not np.allclose(a.heights_m, c.heights_m)
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(tiny_data, tiny_geometry, tmp_path):
-    vaccinated = dict(vaccination_sigma_m=0.2e-3, vaccination_sigma_z_m=0.1e-3, vaccination_sigma_rotation_deg=1.0,
-                      **FAST)
+    vaccinated = dict(
+        vaccination_sigma_m=0.2e-3, vaccination_sigma_z_m=0.1e-3, vaccination_sigma_rotation_deg=1.0, **FAST
+    )
     full = train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=2, **vaccinated), progress=False)
     path = tmp_path / "ckpt.h5"
-    train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=1, **vaccinated),
-          checkpoint=lambda d: save_design(d, path), progress=False)
+    train(
+        _blank(tiny_data, tiny_geometry),
+        tiny_data,
+        TrainOptions(epochs=1, **vaccinated),
+        checkpoint=lambda d: save_design(d, path),
+        progress=False,
+    )
     checkpoint = load_design(path)
     assert checkpoint.training.epochs_done == 1
     more = TrainOptions(epochs=2, **vaccinated)
-    resumed = train(check_resumable(checkpoint, _blank(tiny_data, tiny_geometry), more), tiny_data, more, progress=False)
+    resumed = train(
+        check_resumable(checkpoint, _blank(tiny_data, tiny_geometry), more), tiny_data, more, progress=False
+    )
     np.testing.assert_allclose(resumed.heights_m, full.heights_m, rtol=0, atol=1e-12)
     assert len(resumed.provenance["history"]) == 2
 
@@ -52,8 +64,14 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tiny_data, tiny_geometr
 def test_resume_from_the_middle_of_an_epoch(tiny_data, tiny_geometry):
     options = TrainOptions(epochs=2, vaccination_sigma_m=0.2e-3, **FAST)
     saved = []
-    full = train(_blank(tiny_data, tiny_geometry), tiny_data, options, checkpoint=saved.append, progress=False,
-                 checkpoint_every_s=0.0)
+    full = train(
+        _blank(tiny_data, tiny_geometry),
+        tiny_data,
+        options,
+        checkpoint=saved.append,
+        progress=False,
+        checkpoint_every_s=0.0,
+    )
     middle = [d for d in saved if d.training.epochs_done == 1 and d.training.batches_done == 4]
     assert len(middle) == 1 and len(saved) == 2 * 10  # 10 batches of 8 per epoch: 9 within + 1 at the end
     assert middle[0].provenance["history"][0]["epoch"] == 1 and len(middle[0].provenance["history"]) == 1
@@ -65,12 +83,23 @@ def test_resume_from_the_middle_of_an_epoch(tiny_data, tiny_geometry):
 
 def test_a_checkpoint_finalizes_into_the_shorter_run(tiny_data, tiny_geometry):
     saved = []
-    train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=2, **FAST), checkpoint=saved.append,
-          progress=False, checkpoint_every_s=0.0)
+    train(
+        _blank(tiny_data, tiny_geometry),
+        tiny_data,
+        TrainOptions(epochs=2, **FAST),
+        checkpoint=saved.append,
+        progress=False,
+        checkpoint_every_s=0.0,
+    )
     after_one = next(d for d in saved if d.training.epochs_done == 1 and d.training.batches_done == 0)
     one = TrainOptions(epochs=1, **FAST)
-    finalized = train(check_resumable(after_one, _blank(tiny_data, tiny_geometry), one), tiny_data, one,
-                      progress=False, command="epochs 1")
+    finalized = train(
+        check_resumable(after_one, _blank(tiny_data, tiny_geometry), one),
+        tiny_data,
+        one,
+        progress=False,
+        command="epochs 1",
+    )
     short = train(_blank(tiny_data, tiny_geometry), tiny_data, one, progress=False)
     np.testing.assert_array_equal(finalized.heights_m, short.heights_m)
     assert finalized.provenance["command"] == "epochs 1"
@@ -83,11 +112,18 @@ def test_a_checkpoint_finalizes_into_the_shorter_run(tiny_data, tiny_geometry):
 
 def test_resume_refuses_other_options_and_final_files(tiny_data, tiny_geometry, tmp_path):
     path = tmp_path / "ckpt.h5"
-    done = train(_blank(tiny_data, tiny_geometry), tiny_data, TrainOptions(epochs=1, **FAST),
-                 checkpoint=lambda d: save_design(d, path), progress=False)
+    done = train(
+        _blank(tiny_data, tiny_geometry),
+        tiny_data,
+        TrainOptions(epochs=1, **FAST),
+        checkpoint=lambda d: save_design(d, path),
+        progress=False,
+    )
     checkpoint = load_design(path)
     with pytest.raises(ConfigError, match="learning_rate"):
-        check_resumable(checkpoint, _blank(tiny_data, tiny_geometry), TrainOptions(epochs=2, batch_size=8, learning_rate=0.3))
+        check_resumable(
+            checkpoint, _blank(tiny_data, tiny_geometry), TrainOptions(epochs=2, batch_size=8, learning_rate=0.3)
+        )
     done.training = None
     with pytest.raises(DataError, match="no training state"):
         check_resumable(done, _blank(tiny_data, tiny_geometry), TrainOptions(epochs=2, **FAST))
@@ -95,8 +131,12 @@ def test_resume_refuses_other_options_and_final_files(tiny_data, tiny_geometry, 
 
 def test_quantized_training_gives_printer_steps(tiny_data, tiny_geometry):
     step = 20e-6
-    result = train(_blank(tiny_data, tiny_geometry), tiny_data,
-                   TrainOptions(epochs=1, quantize_step_m=step, max_train=40, **FAST), progress=False)
+    result = train(
+        _blank(tiny_data, tiny_geometry),
+        tiny_data,
+        TrainOptions(epochs=1, quantize_step_m=step, max_train=40, **FAST),
+        progress=False,
+    )
     np.testing.assert_allclose(result.heights_m / step, np.round(result.heights_m / step), atol=1e-6)
 
 
@@ -104,8 +144,12 @@ def test_absorption_training_uses_the_lossy_model(tiny_data, tiny_geometry):
     lossy = Material(1.7227, 0.5)
     options = TrainOptions(epochs=1, max_train=40, **FAST)
     plain = train(_blank(tiny_data, tiny_geometry, lossy), tiny_data, options, progress=False)
-    absorbing = train(_blank(tiny_data, tiny_geometry, lossy), tiny_data,
-                      TrainOptions(epochs=1, max_train=40, absorption=True, **FAST), progress=False)
+    absorbing = train(
+        _blank(tiny_data, tiny_geometry, lossy),
+        tiny_data,
+        TrainOptions(epochs=1, max_train=40, absorption=True, **FAST),
+        progress=False,
+    )
     assert absorbing.trained_with_absorption and not plain.trained_with_absorption
     assert absorbing.model().material.extinction == 0.5 and plain.model().material.extinction == 0.0
     assert not np.allclose(plain.heights_m, absorbing.heights_m)

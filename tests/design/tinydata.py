@@ -16,8 +16,22 @@ from labctl.design.datasets import Dataset
 from labctl.optics import Geometry
 
 TINY_FLAGS = [
-    "--n", "24", "--layers", "2", "--spacing-m", "0.005", "--input-distance-m", "0.005",
-    "--detector-distance-m", "0.005", "--detector-size", "3", "--input-scale", "2", "--image-size", "7",
+    "--n",
+    "24",
+    "--layers",
+    "2",
+    "--spacing-m",
+    "0.005",
+    "--input-distance-m",
+    "0.005",
+    "--detector-distance-m",
+    "0.005",
+    "--detector-size",
+    "3",
+    "--input-scale",
+    "2",
+    "--image-size",
+    "7",
 ]
 
 
@@ -46,8 +60,14 @@ def tiny_dataset() -> Dataset:
     """80 training and 40 test images of the synthetic classes, as a Dataset."""
     train_x, train_y = synthetic_images(80, seed=1)
     test_x, test_y = synthetic_images(40, seed=2)
-    return Dataset("tiny", train_x / np.float32(255), train_y.astype(np.int64),
-                   test_x / np.float32(255), test_y.astype(np.int64), [str(c) for c in range(10)])
+    return Dataset(
+        "tiny",
+        train_x / np.float32(255),
+        train_y.astype(np.int64),
+        test_x / np.float32(255),
+        test_y.astype(np.int64),
+        [str(c) for c in range(10)],
+    )
 
 
 def tiny_geometry() -> Geometry:

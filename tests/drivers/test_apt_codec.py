@@ -76,7 +76,7 @@ def _info_bytes() -> bytes:
     raw[10:18] = b"TDC001\0\0"  # model
     raw[18:20] = (44).to_bytes(2, "little")  # hardware type
     raw[20:24] = bytes([7, 2, 3, 0])  # firmware: minor, interim, major, unused
-    raw[24:24 + 13] = b"APT DC Driver"  # notes (48 bytes), then 12 empty bytes
+    raw[24 : 24 + 13] = b"APT DC Driver"  # notes (48 bytes), then 12 empty bytes
     raw[84:86] = (2).to_bytes(2, "little")  # hardware version
     raw[86:88] = (5).to_bytes(2, "little")  # modification state
     raw[88:90] = (1).to_bytes(2, "little")  # channels
@@ -219,10 +219,22 @@ HOST, USB = int(Endpoint.HOST), int(Endpoint.USB)
         (short(MsgId.MOT_REQ_DCSTATUSUPDATE, 1), lambda: apt.mot_req_dcstatusupdate(USB, HOST, 1)),
         (short(MsgId.MOT_REQ_STATUSUPDATE, 1), lambda: apt.mot_req_statusupdate(USB, HOST, 1)),
         (short(MsgId.MOT_ACK_DCSTATUSUPDATE), lambda: apt.mot_ack_dcstatusupdate(USB, HOST)),
-        (long(MsgId.MOT_MOVE_ABSOLUTE, ChannelPosition(1, 1_234_567).pack()), lambda: apt.mot_move_absolute(USB, HOST, 1, 1_234_567)),
-        (long(MsgId.MOT_MOVE_ABSOLUTE, ChannelPosition(1, -70_000).pack()), lambda: apt.mot_move_absolute(USB, HOST, 1, -70_000)),
-        (long(MsgId.MOT_MOVE_RELATIVE, ChannelPosition(1, -2**31).pack()), lambda: apt.mot_move_relative(USB, HOST, 1, -2**31)),
-        (long(MsgId.MOT_MOVE_RELATIVE, ChannelPosition(1, 2**31 - 1).pack()), lambda: apt.mot_move_relative(USB, HOST, 1, 2**31 - 1)),
+        (
+            long(MsgId.MOT_MOVE_ABSOLUTE, ChannelPosition(1, 1_234_567).pack()),
+            lambda: apt.mot_move_absolute(USB, HOST, 1, 1_234_567),
+        ),
+        (
+            long(MsgId.MOT_MOVE_ABSOLUTE, ChannelPosition(1, -70_000).pack()),
+            lambda: apt.mot_move_absolute(USB, HOST, 1, -70_000),
+        ),
+        (
+            long(MsgId.MOT_MOVE_RELATIVE, ChannelPosition(1, -(2**31)).pack()),
+            lambda: apt.mot_move_relative(USB, HOST, 1, -(2**31)),
+        ),
+        (
+            long(MsgId.MOT_MOVE_RELATIVE, ChannelPosition(1, 2**31 - 1).pack()),
+            lambda: apt.mot_move_relative(USB, HOST, 1, 2**31 - 1),
+        ),
     ],
     ids=lambda value: value.kind.name if isinstance(value, Message) and value.kind else None,
 )
@@ -239,7 +251,15 @@ def _unpack_with_theirs(raw: bytes) -> dict:
     return parsed._asdict() if hasattr(parsed, "_asdict") else dict(parsed)
 
 
-@pytest.mark.parametrize("bits", [StatusBits(0), StatusBits.MOVING_FORWARD | StatusBits.HOMED, StatusBits.in_motion() | StatusBits.CHANNEL_ENABLED, StatusBits.MOTION_ERROR | StatusBits.REVERSE_LIMIT])
+@pytest.mark.parametrize(
+    "bits",
+    [
+        StatusBits(0),
+        StatusBits.MOVING_FORWARD | StatusBits.HOMED,
+        StatusBits.in_motion() | StatusBits.CHANNEL_ENABLED,
+        StatusBits.MOTION_ERROR | StatusBits.REVERSE_LIMIT,
+    ],
+)
 @pytest.mark.parametrize("msgid", [MsgId.MOT_GET_DCSTATUSUPDATE, MsgId.MOT_MOVE_COMPLETED, MsgId.MOT_MOVE_STOPPED])
 def test_dc_status_we_encode_reads_the_same_with_thorlabs_apt_protocol(msgid, bits):
     # velocity: the document says an unsigned word, thorlabs-apt-protocol reads a signed short;
@@ -256,14 +276,24 @@ def test_dc_status_we_encode_reads_the_same_with_thorlabs_apt_protocol(msgid, bi
 
 def test_stepper_status_position_counter_and_info_read_the_same_with_thorlabs_apt_protocol():
     stepper = StepperStatus(1, 2_000_000, -17, StatusBits.MOVING_REVERSE | StatusBits.HOMED)
-    theirs = _unpack_with_theirs(long(MsgId.MOT_GET_STATUSUPDATE, stepper.pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
+    theirs = _unpack_with_theirs(
+        long(MsgId.MOT_GET_STATUSUPDATE, stepper.pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode()
+    )
     assert (theirs["chan_ident"], theirs["position"], theirs["enc_count"]) == (1, 2_000_000, -17)
     assert theirs["moving_reverse"] and theirs["homed"] and not theirs["moving_forward"]
 
-    counter = _unpack_with_theirs(long(MsgId.MOT_GET_POSCOUNTER, ChannelPosition(1, -5).pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
+    counter = _unpack_with_theirs(
+        long(MsgId.MOT_GET_POSCOUNTER, ChannelPosition(1, -5).pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode()
+    )
     assert (counter["chan_ident"], counter["position"]) == (1, -5)
 
     info = HwInfo(83123456, "KDC101", 44, (3, 1, 2), "Brushed DC Motor Controller", 2, 5, 1)
     theirs = _unpack_with_theirs(long(MsgId.HW_GET_INFO, info.pack(), dest=Endpoint.HOST, source=Endpoint.USB).encode())
     assert theirs["serial_number"] == 83123456 and theirs["model_number"].rstrip(b"\0") == b"KDC101"
-    assert (theirs["type"], tuple(theirs["firmware_version"]), theirs["hw_version"], theirs["mod_state"], theirs["nchs"]) == (44, (3, 1, 2), 2, 5, 1)
+    assert (
+        theirs["type"],
+        tuple(theirs["firmware_version"]),
+        theirs["hw_version"],
+        theirs["mod_state"],
+        theirs["nchs"],
+    ) == (44, (3, 1, 2), 2, 5, 1)

@@ -23,8 +23,17 @@ def checked(commands: list[str], ok: str) -> list[tuple[str, str]]:
 
 def setup_2700(channels: str = "(@101:110)", count: int = 10, nplc: str = "1") -> list[tuple[str, str | None]]:
     return [("*IDN?", IDN_2700)] + checked(
-        ["*CLS", "*RST", f"FUNC 'VOLT:DC',{channels}", f"VOLT:DC:NPLC {nplc},{channels}", "TRIG:SOUR IMM",
-         f"ROUT:SCAN {channels}", "ROUT:SCAN:LSEL INT", f"SAMP:COUN {count}", "FORM:ELEM READ,CHAN"],
+        [
+            "*CLS",
+            "*RST",
+            f"FUNC 'VOLT:DC',{channels}",
+            f"VOLT:DC:NPLC {nplc},{channels}",
+            "TRIG:SOUR IMM",
+            f"ROUT:SCAN {channels}",
+            "ROUT:SCAN:LSEL INT",
+            f"SAMP:COUN {count}",
+            "FORM:ELEM READ,CHAN",
+        ],
         OK_2700,
     )
 
@@ -79,7 +88,9 @@ def test_2700_averages_give_mean_and_sample_spread() -> None:
 def test_2700_channel_map_and_60_hz_integration() -> None:
     channels = [103, 101, 102]
     pairs = [*setup_2700("(@103,101,102)", 3, nplc="6"), ("READ?", scan_reply([3.0, 1.0, 2.0], channels))]
-    with expected_protocol(Keithley2700Scan, pairs, channels=channels, line_frequency_hz=60, integration_time_s=0.1) as dmm:
+    with expected_protocol(
+        Keithley2700Scan, pairs, channels=channels, line_frequency_hz=60, integration_time_s=0.1
+    ) as dmm:
         np.testing.assert_allclose(dmm.read().values, [3.0, 1.0, 2.0])
         assert dmm.get_integration_time_s() == pytest.approx(0.1)
 
@@ -96,8 +107,15 @@ def test_2700_a_garbled_reading_is_asked_again_and_three_are_an_error() -> None:
     """A reading changes nothing on the meter, so a garbled one is asked again (labctl.drivers.retry)."""
     wrong = scan_reply([0.0] * 10, [101, 102, 103, 104, 105, 106, 107, 108, 110, 109])
     values = [0.001 * i for i in range(10)]
-    pairs = [*setup_2700(), ("READ?", wrong), ("READ?", "+1.0E+00,101"), ("READ?", scan_reply(values, CHANNELS)),
-             ("READ?", wrong), ("READ?", "+1.0E+00,101"), ("READ?", wrong)]
+    pairs = [
+        *setup_2700(),
+        ("READ?", wrong),
+        ("READ?", "+1.0E+00,101"),
+        ("READ?", scan_reply(values, CHANNELS)),
+        ("READ?", wrong),
+        ("READ?", "+1.0E+00,101"),
+        ("READ?", wrong),
+    ]
     with expected_protocol(Keithley2700Scan, pairs) as dmm:
         np.testing.assert_allclose(dmm.read().values, values)
         with pytest.raises(GarbledReply, match="does not hold readings of channels"):
@@ -117,8 +135,13 @@ def test_2700_integration_time_changes_and_limits() -> None:
 
 
 def test_2700_refused_setup_names_the_command() -> None:
-    pairs = [("*IDN?", IDN_2700), ("*CLS;:SYST:ERR?", OK_2700), ("*RST;:SYST:ERR?", OK_2700),
-             ("FUNC 'VOLT:DC',(@101:110);:SYST:ERR?", '-224,"Illegal parameter value"'), ("SYST:ERR?", OK_2700)]
+    pairs = [
+        ("*IDN?", IDN_2700),
+        ("*CLS;:SYST:ERR?", OK_2700),
+        ("*RST;:SYST:ERR?", OK_2700),
+        ("FUNC 'VOLT:DC',(@101:110);:SYST:ERR?", '-224,"Illegal parameter value"'),
+        ("SYST:ERR?", OK_2700),
+    ]
     with pytest.raises(InstrumentError, match="refused \"FUNC 'VOLT:DC',\\(@101:110\\)\": -224"):
         with expected_protocol(Keithley2700Scan, pairs):
             pass
@@ -148,8 +171,11 @@ def test_daq6510_setup_scan_and_averages() -> None:
 def test_daq6510_overflow_and_nplc_limits() -> None:
     values = [0.0] * 10
     values[9] = 9.9e37
-    pairs = [*setup_daq(nplc="0.5"), ('TRAC:CLE "defbuffer1";:INIT;*OPC?', "1"),
-             ('TRAC:DATA? 1,10,"defbuffer1",READ,CHAN', scan_reply(values, CHANNELS, "{:.9e}"))]
+    pairs = [
+        *setup_daq(nplc="0.5"),
+        ('TRAC:CLE "defbuffer1";:INIT;*OPC?', "1"),
+        ('TRAC:DATA? 1,10,"defbuffer1",READ,CHAN', scan_reply(values, CHANNELS, "{:.9e}")),
+    ]
     with expected_protocol(DAQ6510Scan, pairs, integration_time_s=0.01) as daq:
         with pytest.raises(InstrumentError, match="channel 110 overflowed"):
             daq.read()
@@ -164,8 +190,14 @@ def test_wrong_instrument_and_bad_options() -> None:
     with pytest.raises(WrongInstrument, match="MODEL DAQ6510"):
         with expected_protocol(DAQ6510Scan, [("*IDN?", IDN_2700)]):
             pass
-    for bad in ({"channels": [101]}, {"channels": [101, 101]}, {"channels": [101, 321]}, {"channels": "101:110"},
-                {"line_frequency_hz": 400}, {"integration_time_s": -1}):
+    for bad in (
+        {"channels": [101]},
+        {"channels": [101, 101]},
+        {"channels": [101, 321]},
+        {"channels": "101:110"},
+        {"line_frequency_hz": 400},
+        {"integration_time_s": -1},
+    ):
         with pytest.raises(ConfigError):
             with expected_protocol(Keithley2700Scan, [], **bad):
                 pass

@@ -26,7 +26,9 @@ def test_registry_names_this_class() -> None:
 
 
 def test_output_frequency_is_synthesizer_times_multiplier() -> None:
-    with psg((":FREQ 3.333333333333e+10 Hz;:SYST:ERR?", OK), (":FREQ?;", "+3.333333333333E+10"), multiplier=12) as source:
+    with psg(
+        (":FREQ 3.333333333333e+10 Hz;:SYST:ERR?", OK), (":FREQ?;", "+3.333333333333E+10"), multiplier=12
+    ) as source:
         source.set_frequency_hz(400e9)
         assert source.get_frequency_hz() == pytest.approx(400e9, rel=1e-12)
 
@@ -40,7 +42,9 @@ def test_synthesizer_range_is_checked_before_anything_is_sent() -> None:
 
 
 def test_power_is_watts_outside_and_dbm_on_the_wire() -> None:
-    with psg((":POW 3.0103 dBm;:SYST:ERR?", OK), (":POW?;", "+3.01029996E+00"), (":POW -10 dBm;:SYST:ERR?", OK)) as source:
+    with psg(
+        (":POW 3.0103 dBm;:SYST:ERR?", OK), (":POW?;", "+3.01029996E+00"), (":POW -10 dBm;:SYST:ERR?", OK)
+    ) as source:
         source.set_power_w(2e-3)
         assert source.get_power_w() == pytest.approx(2e-3, rel=1e-8)
         source.set_power_w(1e-4)
@@ -120,15 +124,22 @@ def test_wrong_instrument_is_refused_and_identity_is_configurable() -> None:
         with expected_protocol(E8257D, [("*IDN?", "KEITHLEY INSTRUMENTS INC.,MODEL 2700,1,B09")]):
             pass
     e8267d = "Agilent Technologies, E8267D, US1, C.05.97"
-    with expected_protocol(E8257D, [("*IDN?", e8267d), ("*CLS;:SYST:ERR?", OK)], identity=["E8257D", "E8267D"]) as source:
+    with expected_protocol(
+        E8257D, [("*IDN?", e8267d), ("*CLS;:SYST:ERR?", OK)], identity=["E8257D", "E8267D"]
+    ) as source:
         assert source.identity_markers == ("E8257D", "E8267D")
 
 
 def test_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="unknown option"):
         E8257D.from_station("thz", "TCPIP::127.0.0.1::1::SOCKET", {"multiplyer": 12})
-    for bad in ({"multiplier": 0}, {"multiplier": "12"}, {"synth_min_hz": 5e9, "synth_max_hz": 1e9},
-                {"modulation": "fm"}, {"identity": "E8257D"}):
+    for bad in (
+        {"multiplier": 0},
+        {"multiplier": "12"},
+        {"synth_min_hz": 5e9, "synth_max_hz": 1e9},
+        {"modulation": "fm"},
+        {"identity": "E8257D"},
+    ):
         with pytest.raises(ConfigError):
             with expected_protocol(E8257D, [], **bad):
                 pass

@@ -30,10 +30,13 @@ def answering_pty(answer: bytes) -> tuple[str, threading.Event]:
     return os.ttyname(slave), stop
 
 
-@pytest.mark.parametrize("answer, heard", [
-    (b"", "nothing answered"),
-    (b"@01 0 OK IDLE -- 0\r\n", "the port answered b'@01 0 OK IDLE -- 0\\r\\n', which is not how a FW102C answers"),
-])
+@pytest.mark.parametrize(
+    "answer, heard",
+    [
+        (b"", "nothing answered"),
+        (b"@01 0 OK IDLE -- 0\r\n", "the port answered b'@01 0 OK IDLE -- 0\\r\\n', which is not how a FW102C answers"),
+    ],
+)
 def test_an_identity_query_answered_wrongly_says_what_came_and_that_it_may_be_another_device(answer, heard):
     path, stop = answering_pty(answer)
     try:

@@ -14,7 +14,9 @@ def smc(pairs, **kwargs):
 
 
 def test_identity_is_the_version_answer():
-    with expected_protocol(SMC100, IDENTITY + [("4VE", "4VE SMC_PP - Controller-driver version  3. 0. 1")], name="smc") as s:
+    with expected_protocol(
+        SMC100, IDENTITY + [("4VE", "4VE SMC_PP - Controller-driver version  3. 0. 1")], name="smc"
+    ) as s:
         s.identity_address = 4
         assert s.identify() == "SMC_PP - Controller-driver version  3. 0. 1"
 
@@ -60,7 +62,11 @@ def test_move_when_disabled_is_refused():
 
 @pytest.mark.parametrize(
     ("letter", "meaning"),
-    [("G", "target position out of limits"), ("C", "parameter missing or out of range"), ("M", "not allowed in MOVING")],
+    [
+        ("G", "target position out of limits"),
+        ("C", "parameter missing or out of range"),
+        ("M", "not allowed in MOVING"),
+    ],
 )
 def test_memorised_error_after_pa_is_raised_with_its_meaning(letter, meaning):
     pairs = [("1TS", "1TS000033"), ("1PA24", None), ("1TE", f"1TE{letter}")]
@@ -139,7 +145,12 @@ def test_soft_limit_refusal_sends_nothing():
 
 
 def test_stop_stage_id_and_a_late_answer_of_another_controller():
-    pairs = [("2ST", None), ("2ID?", "2IDLTA-HS_PN:B0601246985103_UD:062509"), ("2TP", "3TP1.000000"), (None, "2TP2.000000")]
+    pairs = [
+        ("2ST", None),
+        ("2ID?", "2IDLTA-HS_PN:B0601246985103_UD:062509"),
+        ("2TP", "3TP1.000000"),
+        (None, "2TP2.000000"),
+    ]
     with smc(pairs) as s:
         axis = s.axis("2", "y")
         axis.stop()

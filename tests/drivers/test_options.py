@@ -73,7 +73,10 @@ def test_choices_come_from_the_declaration():
 
 def test_types_are_described_in_words():
     fields = registry.driver_options("CameraDetectors").model_fields
-    assert describe_type(fields["rois"].annotation, fields["rois"].metadata) == "list of 1 or more lists of 4 integers >= 0"
+    assert (
+        describe_type(fields["rois"].annotation, fields["rois"].metadata)
+        == "list of 1 or more lists of 4 integers >= 0"
+    )
     assert describe_type(fields["frame_size"].annotation) == "list of 2 integers > 0"
 
 

@@ -73,7 +73,9 @@ def test_wheel_names_the_mask_it_needs() -> None:
     wheel = RecordingWheel()
     projector = WheelProjector(wheel, "masks")
     projector.load({1: "mnist/test/0"})
-    with pytest.raises(InstrumentError, match=r"masks: mask 'mnist/test/3' is not in the wheel \(loaded: 1: mnist/test/0\)"):
+    with pytest.raises(
+        InstrumentError, match=r"masks: mask 'mnist/test/3' is not in the wheel \(loaded: 1: mnist/test/0\)"
+    ):
         projector.show("mnist/test/3", np.zeros((2, 2)))
     assert wheel.moves == []
     projector.load({3: "mnist/test/3"})  # a new cassette replaces the old one

@@ -70,7 +70,9 @@ def test_rotation_soft_limit_refuses_before_a_byte_is_sent_and_says_degrees() ->
 
 def test_a_translation_stage_is_not_a_rotation_axis_and_the_other_way_round() -> None:
     controller, port = connect_z8()
-    with pytest.raises(ConfigError, match=r"kdc: .*translation stage.*rotation axis.*option stage to one of \['PRM1Z8'\]"):
+    with pytest.raises(
+        ConfigError, match=r"kdc: .*translation stage.*rotation axis.*option stage to one of \['PRM1Z8'\]"
+    ):
         controller.rotation("1", "L1.r", (-1.0, 1.0))
     controller.close()
     port.check_done()
@@ -99,7 +101,9 @@ def test_stage_options_are_checked() -> None:
 
 def test_counts_per_deg_overrides_the_scaling() -> None:
     # 1000 counts per degree: 2 degrees is 2000 counts (0x07d0)
-    port = ScriptedPort(OPEN + [(h("53 04 06 00 d0 01 01 00 d0 07 00 00"), b""), (None, completed(2000)), (STOP_UPDATES, b"")])
+    port = ScriptedPort(
+        OPEN + [(h("53 04 06 00 d0 01 01 00 d0 07 00 00"), b""), (None, completed(2000)), (STOP_UPDATES, b"")]
+    )
     controller = KDC101(SerialAdapter(port), "kdc", timeout_s=0.2, stage="PRM1Z8", counts_per_deg=1000.0)
     controller.rotation("1", "r", (-1.0, 1.0)).move_to(math.radians(2.0), timeout_s=1)
     controller.close()

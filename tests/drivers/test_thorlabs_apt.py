@@ -105,7 +105,9 @@ class ScriptedPort(serial.SerialBase):
         with self._cond:
             expected = self.script[self.index][0] if self.index < len(self.script) else None
             if data != expected:
-                self.mismatches.append(f"write {self.index}: got {data.hex(' ')}, expected {expected and expected.hex(' ')}")
+                self.mismatches.append(
+                    f"write {self.index}: got {data.hex(' ')}, expected {expected and expected.hex(' ')}"
+                )
                 raise AssertionError(self.mismatches[-1])
             self._inbox += self.script[self.index][1]
             self.index += 1
@@ -131,7 +133,7 @@ class ScriptedPort(serial.SerialBase):
 
     def check_done(self) -> None:
         assert not self.mismatches, self.mismatches
-        assert self.index == len(self.script), f"unused script steps: {self.script[self.index:]}"
+        assert self.index == len(self.script), f"unused script steps: {self.script[self.index :]}"
 
 
 @pytest.fixture(autouse=True)
@@ -178,7 +180,9 @@ def test_no_status_updates_when_disabled() -> None:
 
 
 def test_position_reads_the_position_counter() -> None:
-    controller, port = connect(OPEN + [(REQ_POS, counts_message(0x0412, 345550, dest=0x81, source=0x50)), (STOP_UPDATES, b"")])
+    controller, port = connect(
+        OPEN + [(REQ_POS, counts_message(0x0412, 345550, dest=0x81, source=0x50)), (STOP_UPDATES, b"")]
+    )
     assert controller.position_m() == pytest.approx(345550 / Z8_COUNTS_PER_M)
     controller.close()
     port.check_done()
@@ -276,7 +280,9 @@ def test_motion_error_bit_is_reported() -> None:
 def test_rich_response_refusing_a_move_raises_with_code_and_text() -> None:
     rich = h("81 00 44 00 81 50") + h("53 04 0b 00") + b"Target out of travel".ljust(64, b"\0")
     move = h("53 04 06 00 d0 01 01 00") + round(0.02 * Z8_COUNTS_PER_M).to_bytes(4, "little")
-    controller, port = connect(OPEN + [(move, rich), (REQ_POS, counts_message(0x0412, 0, 0x81, 0x50)), (STOP_UPDATES, b"")])
+    controller, port = connect(
+        OPEN + [(move, rich), (REQ_POS, counts_message(0x0412, 0, 0x81, 0x50)), (STOP_UPDATES, b"")]
+    )
     axis = controller.axis("1", "x", (0.0, 0.025))
     with pytest.raises(InstrumentError, match=r"kdc: .*MOT_MOVE_ABSOLUTE.*code 11.*Target out of travel"):
         axis.move_to(0.02, timeout_s=1)

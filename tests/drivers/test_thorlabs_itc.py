@@ -69,8 +69,13 @@ def test_power_through_the_l_i_curve_in_current_mode() -> None:
 
 def test_power_mode_uses_the_itc_power_loop() -> None:
     connect = [*CONNECT[:3], ("SOUR:FUNC:MODE?", "POW")]
-    with itc(("SOUR:POW 0.005;:SYST:ERR?", OK), ("SOUR:POW?", "5.000000E-03"), ("MEAS:POW2?", "4.900000E-03"),
-             connect=connect, control="power") as laser:
+    with itc(
+        ("SOUR:POW 0.005;:SYST:ERR?", OK),
+        ("SOUR:POW?", "5.000000E-03"),
+        ("MEAS:POW2?", "4.900000E-03"),
+        connect=connect,
+        control="power",
+    ) as laser:
         laser.set_power_w(0.005)
         assert laser.get_power_w() == pytest.approx(0.005)
         assert laser.measured_power_w() == pytest.approx(0.0049)

@@ -56,7 +56,9 @@ def test_another_device_on_the_port_is_refused() -> None:
     [("home", "CMD_NOT_DEFINED", "does not know"), ("pos=9", "CMD_ARG_INVALID", "out of range")],
 )
 def test_device_errors_name_instrument_and_command(command: str, error: str, hint: str) -> None:
-    with expected_protocol(FW102C, connect() + [(command, f"{command}\rCommand error {error}\r")], name="wheel") as wheel:
+    with expected_protocol(
+        FW102C, connect() + [(command, f"{command}\rCommand error {error}\r")], name="wheel"
+    ) as wheel:
         with pytest.raises(InstrumentError, match=f"^wheel: command '{command}' refused: .*{error}.*{hint}"):
             wheel.exchange(command)
 
@@ -128,9 +130,7 @@ class ScriptedSerial(serial.SerialBase):
 
 
 def scripted(script: list[tuple[bytes, bytes]], timeout_s: float = 0.2) -> tuple[ScriptedSerial, _TimedSerialAdapter]:
-    port = ScriptedSerial(
-        [(b"*idn?\r", f"*idn?\r{IDN}\r> ".encode()), (b"pcount?\r", b"pcount?\r6\r> ")] + script
-    )
+    port = ScriptedSerial([(b"*idn?\r", f"*idn?\r{IDN}\r> ".encode()), (b"pcount?\r", b"pcount?\r6\r> ")] + script)
     port.timeout = timeout_s
     return port, _TimedSerialAdapter(port, write_termination="\r", read_termination="> ")
 

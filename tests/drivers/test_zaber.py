@@ -48,7 +48,9 @@ def test_info_messages_and_alerts_are_skipped():
 
 def test_a_device_that_is_not_zaber_is_refused_by_name():
     with pytest.raises(WrongInstrument, match="zaber.*does not speak the Zaber ASCII protocol"):
-        with expected_protocol(ZaberAscii, [("/0 0 get version", "THORLABS FW102C")] * 3, name="zaber"):  # asked 3 times
+        with expected_protocol(
+            ZaberAscii, [("/0 0 get version", "THORLABS FW102C")] * 3, name="zaber"
+        ):  # asked 3 times
             pass
 
 
@@ -137,7 +139,9 @@ def test_rejected_move_names_device_axis_command_and_reason(reason, advice):
         ("/1 1 move abs 123", f"@01 1 RJ IDLE -- {reason}"),
     ]
     with zaber(pairs) as z:
-        with pytest.raises(InstrumentError, match=rf"zaber: device 1 axis 1 rejected '/1 1 move abs 123': {reason} .*{advice}"):
+        with pytest.raises(
+            InstrumentError, match=rf"zaber: device 1 axis 1 rejected '/1 1 move abs 123': {reason} .*{advice}"
+        ):
             z.axis("1", "x").move_to(123e-6)
 
 
@@ -203,7 +207,14 @@ def test_late_reply_of_another_axis_is_skipped_and_garbage_refused():
 
 def test_parse_reply_and_address():
     reply = parse_reply("@02 1 RJ BUSY FS BADDATA")
-    assert (reply.device, reply.axis, reply.rejected, reply.busy, reply.warning, reply.data) == (2, 1, True, True, "FS", "BADDATA")
+    assert (reply.device, reply.axis, reply.rejected, reply.busy, reply.warning, reply.data) == (
+        2,
+        1,
+        True,
+        True,
+        "FS",
+        "BADDATA",
+    )
     assert parse_reply("@01 0 OK IDLE --").data == ""
     assert parse_reply("1TS000032") is None
     assert parse_address("3") == (3, 1)

@@ -59,7 +59,10 @@ def home_all(qtbot, window) -> None:
     stages = window.show_view("stages")
     for box in stages.boxes.values():
         qtbot.mouseClick(box.home, Qt.LeftButton)
-    qtbot.waitUntil(lambda: all(not box.status.is_error and box.status.text() == "homing" for box in stages.boxes.values()), timeout=5000)
+    qtbot.waitUntil(
+        lambda: all(not box.status.is_error and box.status.text() == "homing" for box in stages.boxes.values()),
+        timeout=5000,
+    )
 
 
 def numbers(text: str) -> float:

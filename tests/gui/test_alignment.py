@@ -83,10 +83,14 @@ def test_a_plate_request_is_done_by_the_simulated_operator_or_asked_of_the_perso
 def test_a_turn_request_is_done_by_the_simulated_operator_or_shown_in_a_dialog(qtbot, window, sim):
     connect(qtbot, window, sim)
     view = window.show_view("alignment")
-    window.session.operator(TurnPlate("L2", np.radians(-0.35), np.radians(0.05), "turning back"))  # simulated: over TURN
+    window.session.operator(
+        TurnPlate("L2", np.radians(-0.35), np.radians(0.05), "turning back")
+    )  # simulated: over TURN
     assert sim.world.plates[1].turned_rad == pytest.approx(np.radians(-0.35), abs=1e-8)
     window.session.auto_operator = False  # a person at the bench: the plan thread waits for OK
-    worker = threading.Thread(target=window.session.operator, args=(TurnPlate("L3", np.radians(0.2), np.radians(0.05), "L3 is off"),))
+    worker = threading.Thread(
+        target=window.session.operator, args=(TurnPlate("L3", np.radians(0.2), np.radians(0.05), "L3 is off"),)
+    )
     worker.start()
     qtbot.waitUntil(lambda: view.prompt is not None and view.prompt.isVisible(), timeout=5000)
     text = view.prompt.text()

@@ -61,7 +61,9 @@ def test_a_train_split_campaign_resumed_from_the_gui_measures_and_labels_train_i
     np.testing.assert_allclose(samples["predicted"], Twin(design).predict(data.train_images[index]), rtol=1e-5)
 
 
-def test_a_gui_campaign_predicts_for_where_the_stages_are_now_not_where_the_alignment_left_them(qtbot, window, design, sim):
+def test_a_gui_campaign_predicts_for_where_the_stages_are_now_not_where_the_alignment_left_them(
+    qtbot, window, design, sim
+):
     connect(qtbot, window, sim)
     home_all(qtbot, window)
     moved = []
@@ -81,7 +83,9 @@ def test_a_gui_campaign_predicts_for_where_the_stages_are_now_not_where_the_alig
 
 def test_a_design_file_changed_under_a_campaign_refuses_the_gui_resume(qtbot, window, tmp_path):
     with served_bench(tmp_path) as sim:  # its station file names the design file tiny.h5
-        window.session.design = window.session.dataset = None  # the station's design and data, as `labctl gui --station`
+        window.session.design = window.session.dataset = (
+            None  # the station's design and data, as `labctl gui --station`
+        )
         connect(qtbot, window, sim)
         qtbot.waitUntil(lambda: window.session.dataset is not None, timeout=15000)
         home_all(qtbot, window)

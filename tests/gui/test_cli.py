@@ -28,7 +28,9 @@ def design_file(tmp_path):
         tinydata.write_idx(data / f"{stem}-images-idx3-ubyte", images)
         tinydata.write_idx(data / f"{stem}-labels-idx1-ubyte", labels)
     tiny = tiny_design()
-    design = Design(tiny.geometry, tiny.material, tiny.heights_m, tiny.layout, 1, str(data), [str(c) for c in range(10)])
+    design = Design(
+        tiny.geometry, tiny.material, tiny.heights_m, tiny.layout, 1, str(data), [str(c) for c in range(10)]
+    )
     return save_design(design, tmp_path / "tiny.h5")
 
 
@@ -36,7 +38,12 @@ def close_when_ready(seen: dict) -> None:
     """Note what the window shows once connected with a data set, then close it (ends the event loop)."""
     for widget in QApplication.topLevelWidgets():
         session = getattr(widget, "session", None)
-        if isinstance(widget, MainWindow) and widget.isVisible() and session.bench is not None and session.dataset is not None:
+        if (
+            isinstance(widget, MainWindow)
+            and widget.isVisible()
+            and session.bench is not None
+            and session.dataset is not None
+        ):
             seen["station"] = session.station_path
             seen["identities"] = {n: s.identity for n, s in session.bench.connection_state().items()}
             seen["dataset"] = len(session.dataset.test_images)
@@ -49,9 +56,22 @@ def close_when_ready(seen: dict) -> None:
 def test_gui_sim_serves_a_bench_and_connects_to_it(qtbot, tmp_path, design_file):
     seen: dict = {}
     QTimer.singleShot(50, lambda: close_when_ready(seen))
-    argv = ["gui", "--sim", "--design", str(design_file), "--time-scale", "0", "--seed", "3", "--settings", str(tmp_path / "s.ini")]
+    argv = [
+        "gui",
+        "--sim",
+        "--design",
+        str(design_file),
+        "--time-scale",
+        "0",
+        "--seed",
+        "3",
+        "--settings",
+        str(tmp_path / "s.ini"),
+    ]
     assert main(argv) == 0
-    assert seen["station"].name == "station.yaml" and not seen["station"].exists()  # served, then closed with the window
+    assert (
+        seen["station"].name == "station.yaml" and not seen["station"].exists()
+    )  # served, then closed with the window
     assert "E8257D" in seen["identities"]["thz"] and "FW102C" in seen["identities"]["wheel"]
     assert seen["dataset"] == 20 and seen["design"]
     assert (tmp_path / "s.ini").is_file()

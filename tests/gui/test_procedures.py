@@ -52,7 +52,10 @@ def test_a_campaign_runs_to_completion_with_live_matrices_and_a_report(qtbot, wi
     home_all(qtbot, window)
     window.session.call(lambda bench: bench.move_to_nominal(timeout_s=10))
     view = start_campaign(qtbot, window)
-    qtbot.waitUntil(lambda: window.session.plan is None and view.file is not None and "finished" in view.status.text(), timeout=30000)
+    qtbot.waitUntil(
+        lambda: window.session.plan is None and view.file is not None and "finished" in view.status.text(),
+        timeout=30000,
+    )
     assert view.samples == 10  # one image per class of the tiny test split
     assert view.bench_matrix.matrix().sum() == 10 and view.sim_matrix.matrix().sum() == 10
     assert view.progress.value() == view.progress.maximum() == 10
@@ -63,13 +66,17 @@ def test_a_campaign_runs_to_completion_with_live_matrices_and_a_report(qtbot, wi
     assert summary.measured_vs_simulated.describe("bench", "twin") in view.accuracy.text()
     assert metadata["complete"] and len(streams["samples"]["seq"]) == 10
     labels, measured = streams["samples"]["label"], streams["samples"]["measured_class"]
-    np.testing.assert_array_equal(view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0])
+    np.testing.assert_array_equal(
+        view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0]
+    )
     assert sim.wheel.masks  # two cassettes, loaded by the simulated operator
     assert not sim.source.output_on  # the plan switches it off at the end
     view._reset_counts()  # open the finished campaign again: the same matrices, from the file
     view.open_campaign(view.file)
     qtbot.waitUntil(lambda: view.samples == 10)
-    np.testing.assert_array_equal(view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0])
+    np.testing.assert_array_equal(
+        view.bench_matrix.matrix(), np.histogram2d(labels, measured, bins=10, range=[[0, 10], [0, 10]])[0]
+    )
     with qtbot.waitSignal(view.report_ready, timeout=30000) as ready:
         qtbot.mouseClick(view.report, Qt.LeftButton)
     html = Path(ready.args[0])

@@ -20,7 +20,9 @@ def test_readout_training_shows_accuracy_before_and_after_live_and_writes_the_re
     view.samples.setValue(20)  # the tiny data set's whole training split, two per class
     view.refit_every = 5
     live: list[int] = []
-    window.session.plan_messages.connect(lambda kind, batch: live.append(len(view.history)) if kind == "readout" else None)
+    window.session.plan_messages.connect(
+        lambda kind, batch: live.append(len(view.history)) if kind == "readout" else None
+    )
     qtbot.mouseClick(view.start, Qt.LeftButton)
     qtbot.waitUntil(lambda: window.session.plan is None and view.file is not None, timeout=60000)
     assert view.status.text().startswith("wrote") and not view.status.is_error

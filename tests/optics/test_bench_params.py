@@ -45,8 +45,10 @@ def fd_check(model, inputs, heights, params, weights, eps, skip=()):
         up, down = base.copy(), base.copy()
         up[i] += step
         down[i] -= step
-        fd = (loss(model, inputs, heights, params.from_vector(up), weights)
-              - loss(model, inputs, heights, params.from_vector(down), weights)) / (2 * step)
+        fd = (
+            loss(model, inputs, heights, params.from_vector(up), weights)
+            - loss(model, inputs, heights, params.from_vector(down), weights)
+        ) / (2 * step)
         scale = np.abs(grad[[j for j, n in enumerate(names) if n.split(".")[-1] == name.split(".")[-1]]]).max()
         assert abs(fd - grad[i]) <= 1e-6 * abs(grad[i]) + 1e-7 * scale + 1e-14, (name, fd, grad[i])
     return grad

@@ -91,7 +91,9 @@ def test_sub_pixel_plate_shift_equals_resampling_a_smooth_plate(small_geometry, 
     assert np.abs(via_offsets - model.output_field(inputs, nominal)).max() > 1e-2 * scale
 
 
-def test_moving_the_whole_stack_equals_moving_input_and_detector_the_other_way(small_geometry, small_layout, rng, absorbing, smooth_heights):
+def test_moving_the_whole_stack_equals_moving_input_and_detector_the_other_way(
+    small_geometry, small_layout, rng, absorbing, smooth_heights
+):
     # a wide window, so that the light stays clear of its edges (where a sub-pixel shift of a
     # truncated field rings)
     geom = small_geometry(n=64, n_layers=3, dtype="complex128")
@@ -108,7 +110,9 @@ def test_moving_the_whole_stack_equals_moving_input_and_detector_the_other_way(s
     assert np.abs(moved[core] - expect[core]).max() < 1e-4 * np.abs(expect).max()  # measured 7e-6
 
 
-def test_oversampling_two_agrees_with_one_for_a_smooth_case(small_geometry, small_layout, rng, absorbing, smooth_heights):
+def test_oversampling_two_agrees_with_one_for_a_smooth_case(
+    small_geometry, small_layout, rng, absorbing, smooth_heights
+):
     g1 = small_geometry(n=32, n_layers=3, dtype="complex128", illumination=("gaussian", 3e-3))
     g2 = small_geometry(n=32, n_layers=3, dtype="complex128", illumination=("gaussian", 3e-3), oversample=2)
     heights = smooth_heights(g1, rng, amplitude_m=1e-4)

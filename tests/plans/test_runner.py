@@ -80,12 +80,16 @@ class CountingDetectors:
 
     def read(self, averages=1):
         self.count += 1
-        return Reading(values=np.full(10, float(self.count)), spread=np.zeros(10), timestamp=time.time(), averages=averages)
+        return Reading(
+            values=np.full(10, float(self.count)), spread=np.zeros(10), timestamp=time.time(), averages=averages
+        )
 
 
 def memory_bench(move_s: float = 0.0):
     plates = {
-        "L1": SimpleNamespace(x=TimedAxis("L1.x", move_s), y=TimedAxis("L1.y", move_s), z=None, r=TimedRotation("L1.r", move_s)),
+        "L1": SimpleNamespace(
+            x=TimedAxis("L1.x", move_s), y=TimedAxis("L1.y", move_s), z=None, r=TimedRotation("L1.r", move_s)
+        ),
         "L2": SimpleNamespace(x=TimedAxis("L2.x", move_s), y=TimedAxis("L2.y", move_s), z=None, r=None),
     }
     return SimpleNamespace(plates=plates, source=SwitchSource(), detectors=CountingDetectors(), projector=None)

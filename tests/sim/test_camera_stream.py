@@ -112,9 +112,18 @@ def test_regions_follow_the_optics_when_the_input_changes(sim: SimulatedBench) -
 
 def test_an_slm_and_a_camera_together(qapp, tmp_path) -> None:
     # Both new links at once: the image goes out through the screen, the light comes back as MJPEG.
-    with SimulatedBench(
-        DESIGN, tmp_path, seed=5, time_scale=0, truth=Truth(offset_sigma_m=0.1e-3), projector="slm", detectors="camera"
-    ) as sim, Bench.from_station(sim.station_path) as bench:
+    with (
+        SimulatedBench(
+            DESIGN,
+            tmp_path,
+            seed=5,
+            time_scale=0,
+            truth=Truth(offset_sigma_m=0.1e-3),
+            projector="slm",
+            detectors="camera",
+        ) as sim,
+        Bench.from_station(sim.station_path) as bench,
+    ):
         at_nominal_with_light(bench)
         bench.projector.show("tiny/test/3", IMAGES[3])
         amplitude = sim.world.slm_response(sim.world.display.image)  # the screen's gray levels, through the gamma

@@ -46,7 +46,9 @@ def test_the_station_file_names_the_control_channel(sim):
 
 
 def test_load_and_query_the_wheel(sim):
-    answers = exchange(sim, b"LOAD 1=tiny/test/3,2=tiny/test/9\n", b"LOADED?\n", b"LOAD 6=tiny/test/0\r\n", b"LOADED?\n")
+    answers = exchange(
+        sim, b"LOAD 1=tiny/test/3,2=tiny/test/9\n", b"LOADED?\n", b"LOAD 6=tiny/test/0\r\n", b"LOADED?\n"
+    )
     assert answers == [b"OK\n", b"1=tiny/test/3,2=tiny/test/9\n", b"OK\n", b"6=tiny/test/0\n"]
     assert sim.wheel.masks == {6: "tiny/test/0"}  # a cassette replaces the last one
     assert exchange(sim, b"LOAD\n", b"LOADED?\n") == [b"OK\n", b"\n"]
@@ -108,7 +110,10 @@ def test_mount_takes_plates_out_of_the_beam_and_the_optics_sees_free_space(sim):
     expected = sim.design.model().energies(world.input_amplitude()[None], heights, world.plate_offsets_m())[0]
     assert np.allclose(world.optical_signal(), expected * world.signal_scale * world.power_factor(), rtol=1e-6)
     assert not np.allclose(world.optical_signal(), with_all, rtol=1e-3)
-    assert exchange(sim, b"MOUNT L4\n", b"MOUNTED?\n") == [b"ERR simulated bench: no plate L4 (plates: L1, L2, L3)\n", b"L1,L3\n"]
+    assert exchange(sim, b"MOUNT L4\n", b"MOUNTED?\n") == [
+        b"ERR simulated bench: no plate L4 (plates: L1, L2, L3)\n",
+        b"L1,L3\n",
+    ]
     assert exchange(sim, b"MOUNT L1,L2,L3\n") == [b"OK\n"]
     assert np.allclose(world.optical_signal(), with_all)
     world.source.output_on = False

@@ -144,8 +144,10 @@ def test_third_party_client_2700_scan_bytes() -> None:
     bench = Meter(VirtualKeithley2700, signal=np.zeros(10))
     try:
         with socket.create_connection((bench.link.host, bench.link.port), timeout=2) as raw:
-            raw.sendall(b"*RST;:ROUT:SCAN (@101:102);SCAN:LSEL INT;:SAMP:COUN 2;:FORM:ELEM READ,CHAN;:READ?\n"
-                        b"FORM:ELEM?;:ROUT:SCAN?\n")
+            raw.sendall(
+                b"*RST;:ROUT:SCAN (@101:102);SCAN:LSEL INT;:SAMP:COUN 2;:FORM:ELEM READ,CHAN;:READ?\n"
+                b"FORM:ELEM?;:ROUT:SCAN?\n"
+            )
             data = b""
             while data.count(b"\n") < 2:
                 data += raw.recv(4096)

@@ -107,7 +107,9 @@ def test_backlash_compensation_lands_on_the_same_carriage_position_from_both_sid
     plain.home()
     assert true_position_after(plain, 0.015) - true_position_after(plain, 0.005) == pytest.approx(20e-6, abs=1e-9)
     compensated = s.axis(2, "y", limits_m=TRAVEL_M, backlash_m=50e-6)
-    assert true_position_after(compensated, 0.015) - true_position_after(compensated, 0.005) == pytest.approx(0, abs=1e-9)
+    assert true_position_after(compensated, 0.015) - true_position_after(compensated, 0.005) == pytest.approx(
+        0, abs=1e-9
+    )
     s.close()
 
 
@@ -128,7 +130,9 @@ def test_target_beyond_the_controller_limits_is_refused(chain):
     s = connect(link)
     wide = s.axis(1, "x", limits_m=(0.0, 0.05))
     wide.home()
-    with pytest.raises(InstrumentError, match=r"controller 1 refused '1PA30': error C \(parameter missing or out of range"):
+    with pytest.raises(
+        InstrumentError, match=r"controller 1 refused '1PA30': error C \(parameter missing or out of range"
+    ):
         wide.move_to(0.030)
     assert axes[1].position_m() == pytest.approx(0.0)
     s.close()

@@ -17,9 +17,10 @@ def test_moving_a_plate_changes_the_readings_as_the_optics_model_predicts(tmp_pa
     design = tiny_design()
     masks = lambda key: IMAGES[int(key.rsplit("/", 1)[1])]  # noqa: E731
     truth = Truth(offset_sigma_m=0.2e-3, noise_v=1e-5)
-    with SimulatedBench(design, tmp_path, seed=3, time_scale=0, truth=truth, masks=masks) as sim, Bench.from_station(
-        sim.station_path
-    ) as bench:
+    with (
+        SimulatedBench(design, tmp_path, seed=3, time_scale=0, truth=truth, masks=masks) as sim,
+        Bench.from_station(sim.station_path) as bench,
+    ):
         for plate in bench.plates.values():
             plate.x.home()
             plate.y.home()
@@ -35,7 +36,9 @@ def test_moving_a_plate_changes_the_readings_as_the_optics_model_predicts(tmp_pa
         def expected_volts() -> np.ndarray:
             """What the hidden truth says the meter must read: dark + gain x optics."""
             energies = model.energies(inputs, design.heights_m, world.plate_offsets_m())[0]
-            return world.detectors.dark_v + world.detectors.gain_v * energies * world.signal_scale * world.power_factor()
+            return (
+                world.detectors.dark_v + world.detectors.gain_v * energies * world.signal_scale * world.power_factor()
+            )
 
         before = bench.detectors.read(4).values
         np.testing.assert_allclose(before, expected_volts(), atol=5e-5)

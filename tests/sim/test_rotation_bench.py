@@ -46,7 +46,9 @@ def test_rotation_stages_of_every_family_turn_the_plates_back(tmp_path, capsys) 
     with SimulatedBench(tiny_design(), tmp_path, time_scale=0, rotation_stages=True) as sim:
         station = load_station(sim.station_path)
         assert [(p.r.instrument, station.instruments[p.r.instrument].driver) for p in station.plates] == [
-            ("k10_p1", "K10CR1"), ("kdc_p2r", "KDC101"), ("zaber_r", "ZaberAscii")
+            ("k10_p1", "K10CR1"),
+            ("kdc_p2r", "KDC101"),
+            ("zaber_r", "ZaberAscii"),
         ]
         assert station.instruments["kdc_p2r"].options == {"stage": "PRM1Z8"}
         assert main(["station", "check", str(sim.station_path), "--connect"]) == 0
@@ -85,7 +87,9 @@ def test_without_rotation_stages_the_simulated_operator_turns_the_plates_by_hand
             outcome = Runner(bench, operator=bench.operator).run(correct_rotations(fitted))
         assert outcome.by("operator") == ["L1", "L2", "L3"]
         asked = [(plate, angle) for plate, angle, _ in sim.hands.turns]
-        assert asked == [(p, pytest.approx(-r, abs=1e-8)) for p, r in fitted.items()]  # 6 decimals of a degree on the wire
+        assert asked == [
+            (p, pytest.approx(-r, abs=1e-8)) for p, r in fitted.items()
+        ]  # 6 decimals of a degree on the wire
         errors = np.array([error for _, _, error in sim.hands.turns])
         assert np.allclose(sim.world.plate_rotations_rad(), errors, atol=1e-8)
         assert 0 < np.max(np.abs(errors)) < 5 * 0.02 * DEG
@@ -115,7 +119,9 @@ def test_a_rotation_axis_on_a_plate_the_bench_cannot_turn_is_one_line_naming_fil
         with pytest.raises(ConfigError) as error:
             Bench.from_station(path)
         message = str(error.value)
-        assert message.startswith(f"{path}:{line}: plates[0].r: zaber: device 1 axis 1 does not report limit.cycle.dist")
+        assert message.startswith(
+            f"{path}:{line}: plates[0].r: zaber: device 1 axis 1 does not report limit.cycle.dist"
+        )
         assert "remove the r entry" in message and "\n" not in message
         assert main(["station", "check", str(path), "--connect"]) == 2
         err = capsys.readouterr().err.strip().splitlines()

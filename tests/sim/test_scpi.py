@@ -70,7 +70,11 @@ def test_error_queue_order_and_overflow() -> None:
     queue.push(-113, "Undefined header")
     queue.push(-222, "Data out of range")
     queue.push(-221, "Settings conflict")
-    assert [queue.pop(), queue.pop(), queue.pop()] == ['-113,"Undefined header"', '-350,"Queue overflow"', '0,"No error"']
+    assert [queue.pop(), queue.pop(), queue.pop()] == [
+        '-113,"Undefined header"',
+        '-350,"Queue overflow"',
+        '0,"No error"',
+    ]
 
 
 class Box(VirtualScpiInstrument):

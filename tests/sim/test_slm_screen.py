@@ -59,7 +59,9 @@ def test_an_image_shown_through_the_driver_is_the_input_and_the_readings_follow(
             """dark + gain x the optics of the mask the hidden gamma makes of these gray levels."""
             amplitude = (gray.astype(np.float32) / 255) ** np.float32(world.slm_response.gamma)
             energies = model.energies(amplitude[None], DESIGN.heights_m, world.plate_offsets_m())[0]
-            return world.detectors.dark_v + world.detectors.gain_v * energies * world.signal_scale * world.power_factor()
+            return (
+                world.detectors.dark_v + world.detectors.gain_v * energies * world.signal_scale * world.power_factor()
+            )
 
         readings = []
         for index in (1, 3):

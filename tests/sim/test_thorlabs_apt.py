@@ -81,7 +81,9 @@ def test_backlash_compensated_move_ends_on_target(bench: Bench, kdc: KDC101) -> 
 def test_move_beyond_travel_is_refused_with_a_rich_response(bench: Bench, kdc: KDC101) -> None:
     axis = kdc.axis("1", "x", (0.0, 0.030))  # soft limits wider than the 25 mm travel
     axis.home(timeout_s=2)
-    with pytest.raises(InstrumentError, match=r"kdc: the controller refused MOT_MOVE_ABSOLUTE: error code 1.*outside travel"):
+    with pytest.raises(
+        InstrumentError, match=r"kdc: the controller refused MOT_MOVE_ABSOLUTE: error code 1.*outside travel"
+    ):
         axis.move_to(0.028, timeout_s=2)
     assert not axis.is_moving() and axis.position_m() == 0.0
     axis.move_to(0.001, timeout_s=2)  # the controller still works

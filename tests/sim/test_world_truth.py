@@ -27,7 +27,9 @@ IMAGES = np.stack([np.pad(im, 6) for im in tiny_images(3)[0]])  # (3, 40, 40) am
 NOTHING = replace(PRESETS["ideal"], offset_sigma_m=0.0, backlash_max_m=0.0)
 
 
-def pose(offsets=None, rotations=None, tilts=None, layers: int = G.n_layers, wavelength: float = G.wavelength_m) -> Pose:
+def pose(
+    offsets=None, rotations=None, tilts=None, layers: int = G.n_layers, wavelength: float = G.wavelength_m
+) -> Pose:
     return Pose(
         np.zeros((layers, 3)) if offsets is None else np.asarray(offsets, float),
         np.zeros(layers) if rotations is None else np.asarray(rotations, float),
@@ -38,8 +40,9 @@ def pose(offsets=None, rotations=None, tilts=None, layers: int = G.n_layers, wav
 
 
 def light(design=DESIGN, heights=None, **options) -> LightPath:
-    return LightPath(design.geometry, design.layout, design.heights_m if heights is None else heights,
-                     design.material, **options)
+    return LightPath(
+        design.geometry, design.layout, design.heights_m if heights is None else heights, design.material, **options
+    )
 
 
 def test_at_the_designs_sampling_the_world_computes_what_the_twin_computes():
@@ -75,7 +78,9 @@ def test_a_relief_turned_by_90_degrees_is_the_system_turned_the_other_way():
 
 
 def test_a_raster_turned_by_90_degrees_is_the_turned_relief():
-    kwargs = dict(pitch_m=G.pitch_m, oversample=2, window_neurons=G.n, wavelength_m=G.wavelength_m, material=DESIGN.material)
+    kwargs = dict(
+        pitch_m=G.pitch_m, oversample=2, window_neurons=G.n, wavelength_m=G.wavelength_m, material=DESIGN.material
+    )
     turned = plate_raster(DESIGN.heights_m[0], rotation_rad=math.pi / 2, **kwargs)
     direct = plate_raster(np.rot90(DESIGN.heights_m[0], -1), **kwargs)  # +x turns towards +y (rows)
     np.testing.assert_allclose(turned, direct, atol=1e-5)
@@ -137,7 +142,10 @@ def test_a_height_scale_is_a_phase_scale():
 def test_the_print_is_the_stls_staircase_plus_its_errors():
     step = 16e-6
     printed = printed_heights(DESIGN.heights_m, step)
-    assert np.allclose(printed / step, np.round(printed / step)) and np.abs(printed - DESIGN.heights_m).max() <= step / 2 + 1e-12
+    assert (
+        np.allclose(printed / step, np.round(printed / step))
+        and np.abs(printed - DESIGN.heights_m).max() <= step / 2 + 1e-12
+    )
     noisy = printed_heights(DESIGN.heights_m, step, np.full(DESIGN.heights_m.shape, -1.0), 1.0)
     assert noisy.min() == 0.0  # no relief below the base
 
@@ -159,8 +167,14 @@ def test_a_tilt_foreshortens_the_relief():
     heights = np.zeros((G.n, G.n))
     heights[:, 20:] = 0.5e-3  # an edge at x = 0
     heights[:, 30:] = 0.0  # and another at x = 10 p
-    kwargs = dict(pitch_m=G.pitch_m, oversample=4, window_neurons=G.n, wavelength_m=G.wavelength_m,
-                  material=Material.lossless(1.7227), supersample=8)
+    kwargs = dict(
+        pitch_m=G.pitch_m,
+        oversample=4,
+        window_neurons=G.n,
+        wavelength_m=G.wavelength_m,
+        material=Material.lossless(1.7227),
+        supersample=8,
+    )
     flat = plate_raster(heights, **kwargs)
     theta = math.radians(30.0)
     tilted = plate_raster(heights, tilt_rad=(0.0, theta), **kwargs)
@@ -248,7 +262,9 @@ def test_a_read_after_a_move_starts_after_the_plates_that_did_not_move():
     again = path.energies(IMAGES[:1], moved)  # from the field leaving plate 2
     fresh = light(oversample=2).energies(np.concatenate([IMAGES[:1], IMAGES[:1]]), moved)[:1]  # batch: no trail
     np.testing.assert_allclose(again, fresh, rtol=1e-5)
-    np.testing.assert_allclose(path.energies(IMAGES[1:2], moved), light(oversample=2).energies(IMAGES[1:3], moved)[:1], rtol=1e-5)
+    np.testing.assert_allclose(
+        path.energies(IMAGES[1:2], moved), light(oversample=2).energies(IMAGES[1:3], moved)[:1], rtol=1e-5
+    )
 
 
 def test_the_hidden_values_are_the_ones_the_light_uses():

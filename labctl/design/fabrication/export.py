@@ -51,14 +51,14 @@ def _prepare(out_dir: Path) -> Path:
         probe.unlink()
     except OSError as exc:
         raise ConfigError(
-            f"fabrication: cannot write to the output directory {out}: {exc.strerror or exc}; "
-            "choose a writable --out"
+            f"fabrication: cannot write to the output directory {out}: {exc.strerror or exc}; choose a writable --out"
         ) from exc
     return out
 
 
-def _write_part(out: Path, name: str, grid: FramedGrid, z_m: np.ndarray, expected_top_m: np.ndarray,
-                pitch_m: float) -> dict[str, Any]:
+def _write_part(
+    out: Path, name: str, grid: FramedGrid, z_m: np.ndarray, expected_top_m: np.ndarray, pitch_m: float
+) -> dict[str, Any]:
     """Mesh, write and re-read one part; compare its top over each neuron centre with ``expected_top_m``
     (NaN where the part must be open)."""
     path = out / f"{name}.stl"
@@ -71,9 +71,13 @@ def _write_part(out: Path, name: str, grid: FramedGrid, z_m: np.ndarray, expecte
     error = float(np.max(np.abs(top - expected_top_m)[solid])) if solid.any() else 0.0
     cell_area = np.outer(np.diff(grid.y_edges_m), np.diff(grid.x_edges_m))
     return {
-        "file": path.name, "bytes": size, "triangles": check.triangles,
-        "watertight": check.watertight, "oriented": check.oriented,
-        "volume_m3": check.volume_m3, "expected_volume_m3": float(np.sum(cell_area * z_m)),
+        "file": path.name,
+        "bytes": size,
+        "triangles": check.triangles,
+        "watertight": check.watertight,
+        "oriented": check.oriented,
+        "volume_m3": check.volume_m3,
+        "expected_volume_m3": float(np.sum(cell_area * z_m)),
         "max_height_error_m": error,
         "holes_match": bool(np.array_equal(np.isnan(top), ~solid)),
     }
@@ -90,7 +94,9 @@ def _plate(out: Path, layer: int, heights_m: np.ndarray, pitch_m: float, params:
     return entry
 
 
-def _stencil(out: Path, index: int, label: int, image: np.ndarray, design: Design, params: FabricationParams) -> dict[str, Any]:
+def _stencil(
+    out: Path, index: int, label: int, image: np.ndarray, design: Design, params: FabricationParams
+) -> dict[str, Any]:
     stencil = make_stencil(design.inputs(np.asarray(image)[None])[0], design.geometry.pitch_m, params)
     grid, z = stencil_heightfield(stencil, design.geometry.pitch_m, params)
     name = f"stencil_{index}_{label}"
@@ -99,18 +105,32 @@ def _stencil(out: Path, index: int, label: int, image: np.ndarray, design: Desig
     entry |= _write_part(out, name, grid, z, expected, design.geometry.pitch_m)
     entry |= {
         "solid_pieces": solid_pieces(stencil.open),
-        "bridges": [{"start_m": list(b.start_m), "end_m": list(b.end_m), "width_m": b.width_m} for b in stencil.bridges],
+        "bridges": [
+            {"start_m": list(b.start_m), "end_m": list(b.end_m), "width_m": b.width_m} for b in stencil.bridges
+        ],
         "open_neurons_ideal": int(stencil.cut.sum()),
         "neurons_closed_by_bridges": int(stencil.bridge_cells.sum()),
     }
-    entry["ok"] = (entry["watertight"] and entry["oriented"] and entry["holes_match"]
-                   and entry["solid_pieces"] == 1 and entry["max_height_error_m"] <= 1e-9)
+    entry["ok"] = (
+        entry["watertight"]
+        and entry["oriented"]
+        and entry["holes_match"]
+        and entry["solid_pieces"] == 1
+        and entry["max_height_error_m"] <= 1e-9
+    )
     stencil_preview(out / entry["preview"], grid, stencil.cut, stencil.open, f"stencil {index} (label {label})")
     return entry
 
 
-def export_design(design: Design, out_dir: Path, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                  params: FabricationParams | None = None, progress: bool = True) -> dict[str, Any]:
+def export_design(
+    design: Design,
+    out_dir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    indices: np.ndarray,
+    params: FabricationParams | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write plate_1.stl .. plate_L.stl, stencil_<index>_<label>.stl for ``images[indices]``, a PNG
     preview of each, and manifest.json into ``out_dir``; returns the manifest.
 
@@ -127,8 +147,9 @@ def export_design(design: Design, out_dir: Path, images: np.ndarray, labels: np.
         raise ConfigError(f"fabrication: stencil indices must be in 0..{len(images) - 1}, got {indices.tolist()}")
     out = _prepare(out_dir)
     files = []
-    with tqdm(total=len(heights) + len(indices), desc="export", unit="part", file=sys.stderr,
-              disable=not progress) as bar:
+    with tqdm(
+        total=len(heights) + len(indices), desc="export", unit="part", file=sys.stderr, disable=not progress
+    ) as bar:
         for layer, h in enumerate(heights, start=1):
             files.append(_plate(out, layer, h, geometry.pitch_m, params))
             bar.update()
@@ -136,11 +157,16 @@ def export_design(design: Design, out_dir: Path, images: np.ndarray, labels: np.
             files.append(_stencil(out, index, int(labels[index]), images[index], design, params))
             bar.update()
     manifest = {
-        "format": "labctl-fabrication", "schema_version": 1, "software": f"labctl {__version__}",
+        "format": "labctl-fabrication",
+        "schema_version": 1,
+        "software": f"labctl {__version__}",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "design": {
-            "n": geometry.n, "pitch_m": geometry.pitch_m, "layers": len(heights),
-            "input_scale": design.input_scale, "dataset": getattr(design, "dataset", None),
+            "n": geometry.n,
+            "pitch_m": geometry.pitch_m,
+            "layers": len(heights),
+            "input_scale": design.input_scale,
+            "dataset": getattr(design, "dataset", None),
             "heights_sha256": hashlib.sha256(np.ascontiguousarray(heights, dtype=np.float32).tobytes()).hexdigest(),
         },
         "parameters": params.to_dict() | {"saddle_offset_m": SADDLE_OFFSET_M},

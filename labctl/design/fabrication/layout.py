@@ -62,8 +62,9 @@ def framed_grid(n: int, pitch_m: float, params: FabricationParams) -> FramedGrid
         )
     half = n * pitch_m / 2
     outer = cell_m * np.arange(cells)
-    edges = np.concatenate([-half - params.frame_m + outer, -half + pitch_m * np.arange(n + 1),
-                            half + cell_m * np.arange(1, cells + 1)])
+    edges = np.concatenate(
+        [-half - params.frame_m + outer, -half + pitch_m * np.arange(n + 1), half + cell_m * np.arange(1, cells + 1)]
+    )
     size = n + 2 * cells
     solid = np.ones((size, size), dtype=bool)
     near = slice(offset, offset + mark)
@@ -71,6 +72,6 @@ def framed_grid(n: int, pitch_m: float, params: FabricationParams) -> FramedGrid
     for rows in (near, far):
         for cols in (near, far):
             solid[rows, cols] = False
-    solid[near, cells + offset: cells + offset + mark] = False  # orientation mark, along -y beside (-x, -y)
+    solid[near, cells + offset : cells + offset + mark] = False  # orientation mark, along -y beside (-x, -y)
     block = slice(cells, cells + n)
     return FramedGrid(edges, edges.copy(), solid, (block, block))

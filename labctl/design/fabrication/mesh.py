@@ -58,15 +58,24 @@ class _Vertices:
         self.kind_a = np.minimum(sw, ne) > np.maximum(se, nw)
         self.kind_b = np.minimum(se, nw) > np.maximum(sw, ne)
         gy, gx = np.meshgrid(y_edges_m, x_edges_m, indexing="ij")
-        self.xyz = np.stack([
-            (gx[..., None] + SADDLE_OFFSET_M * _POINT_DX).ravel(),
-            (gy[..., None] + SADDLE_OFFSET_M * _POINT_DY).ravel(),
-        ], axis=1)
+        self.xyz = np.stack(
+            [
+                (gx[..., None] + SADDLE_OFFSET_M * _POINT_DX).ravel(),
+                (gy[..., None] + SADDLE_OFFSET_M * _POINT_DY).ravel(),
+            ],
+            axis=1,
+        )
         # heights of the cells that touch each point (a pulled corner touches three; one repeats)
-        self.cells = np.stack([
-            np.stack([sw, se, ne, nw], -1), np.stack([ne, nw, se, ne], -1), np.stack([nw, ne, sw, nw], -1),
-            np.stack([sw, se, nw, sw], -1), np.stack([se, sw, ne, se], -1),
-        ], axis=2).reshape(-1, 4)
+        self.cells = np.stack(
+            [
+                np.stack([sw, se, ne, nw], -1),
+                np.stack([ne, nw, se, ne], -1),
+                np.stack([nw, ne, sw, nw], -1),
+                np.stack([sw, se, nw, sw], -1),
+                np.stack([se, sw, ne, se], -1),
+            ],
+            axis=2,
+        ).reshape(-1, 4)
 
     def point(self, rows: np.ndarray, cols: np.ndarray, leaving: str) -> np.ndarray:
         """Index of the point that ends, at vertex (rows, cols), the edge leaving it along ``leaving``."""
@@ -137,10 +146,14 @@ def _caps(v: _Vertices, z_m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r, c = np.nonzero(z_m > 0)
     # counter-clockwise corners SW, SE, NE, NW; each gives the point entering it and the one leaving it
     corners_in_out = [
-        v.point(r, c, "+y"), v.point(r, c, "+x"),
-        v.point(r, c + 1, "-x"), v.point(r, c + 1, "+y"),
-        v.point(r + 1, c + 1, "-y"), v.point(r + 1, c + 1, "-x"),
-        v.point(r + 1, c, "+x"), v.point(r + 1, c, "-y"),
+        v.point(r, c, "+y"),
+        v.point(r, c, "+x"),
+        v.point(r, c + 1, "-x"),
+        v.point(r, c + 1, "+y"),
+        v.point(r + 1, c + 1, "-y"),
+        v.point(r + 1, c + 1, "-x"),
+        v.point(r + 1, c, "+x"),
+        v.point(r + 1, c, "-y"),
     ]
     ring = np.stack(corners_in_out, axis=1)
     present = np.ones(ring.shape, dtype=np.bool_)

@@ -39,7 +39,9 @@ def neuron_centres_m(n: int, pitch_m: float) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2) * pitch_m
 
 
-def plate_heightfield(heights_m: np.ndarray, pitch_m: float, params: FabricationParams) -> tuple[FramedGrid, np.ndarray]:
+def plate_heightfield(
+    heights_m: np.ndarray, pitch_m: float, params: FabricationParams
+) -> tuple[FramedGrid, np.ndarray]:
     """The framed grid and the printed top height of each of its cells (metres above z = 0)."""
     h = np.asarray(heights_m)
     if h.ndim != 2 or h.shape[0] != h.shape[1]:

@@ -45,11 +45,14 @@ def printed_input(image: np.ndarray, design: Design, params: FabricationParams |
     return as_printed(design, params).inputs(np.asarray(image)[None])[0]
 
 
-def printed_accuracy(design: Design, images: np.ndarray, labels: np.ndarray,
-                     params: FabricationParams | None = None, **options) -> tuple[Evaluation, Evaluation]:
+def printed_accuracy(
+    design: Design, images: np.ndarray, labels: np.ndarray, params: FabricationParams | None = None, **options
+) -> tuple[Evaluation, Evaluation]:
     """(ideal, printed): the design evaluated on the ideal images and on their printed stencils.
 
     ``options`` go to ``evaluate`` for both (absorption, quantize_step_m, offsets_m).
     """
-    return (evaluate(design, images, labels, **options),
-            evaluate(as_printed(design, params), images, labels, **options))
+    return (
+        evaluate(design, images, labels, **options),
+        evaluate(as_printed(design, params), images, labels, **options),
+    )

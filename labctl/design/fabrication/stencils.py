@@ -94,7 +94,7 @@ def _bar_cells(shape: tuple[int, int], a: np.ndarray, b: np.ndarray, width: floa
     """
     lo = np.maximum(np.floor(np.minimum(a, b) - width), 0).astype(int)
     hi = np.minimum(np.ceil(np.maximum(a, b) + width), np.array(shape) - 1).astype(int)
-    rows, cols = np.mgrid[lo[0]: hi[0] + 1, lo[1]: hi[1] + 1]
+    rows, cols = np.mgrid[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1]
     near = _segment_square_distance(a, b, rows, cols) < width / 2
     out = np.zeros(shape, dtype=bool)
     out[rows[near], cols[near]] = True
@@ -105,8 +105,17 @@ def _cheapest_bar(solid: np.ndarray, a: np.ndarray, b: np.ndarray, width: float)
     """Of the bars between the cells of a and b (ends moved by up to half a cell), the one closing
     the fewest open cells, e.g. one running along cell sides rather than through cell centres."""
     best = None
-    for shift in ((0.0, 0.0), (0.5, 0.0), (-0.5, 0.0), (0.0, 0.5), (0.0, -0.5),
-                  (0.5, 0.5), (0.5, -0.5), (-0.5, 0.5), (-0.5, -0.5)):
+    for shift in (
+        (0.0, 0.0),
+        (0.5, 0.0),
+        (-0.5, 0.0),
+        (0.0, 0.5),
+        (0.0, -0.5),
+        (0.5, 0.5),
+        (0.5, -0.5),
+        (-0.5, 0.5),
+        (-0.5, -0.5),
+    ):
         bar = _bar_cells(solid.shape, a + shift, b + shift, width)
         cost = int(np.count_nonzero(bar & ~solid))
         if best is None or cost < best[0]:
@@ -149,7 +158,9 @@ def make_stencil(amplitude: np.ndarray, pitch_m: float, params: FabricationParam
     """
     amplitude = np.asarray(amplitude)
     if amplitude.ndim != 2 or amplitude.shape[0] != amplitude.shape[1]:
-        raise ConfigError(f"fabrication: a stencil is made from one (n, n) input amplitude, got shape {amplitude.shape}")
+        raise ConfigError(
+            f"fabrication: a stencil is made from one (n, n) input amplitude, got shape {amplitude.shape}"
+        )
     cut = amplitude > params.threshold
     printed, bridges = bridge_islands(cut, pitch_m, params.bridge_width_m)
     return Stencil(cut, printed, bridges)

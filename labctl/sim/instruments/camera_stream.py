@@ -177,7 +177,9 @@ class HttpStreamLink(Link):
                 continue
             with self._clients_lock:
                 self._clients.add(conn)
-            threading.Thread(target=self._client, args=(conn,), name=f"sim-{self.camera.name}-client", daemon=True).start()
+            threading.Thread(
+                target=self._client, args=(conn,), name=f"sim-{self.camera.name}-client", daemon=True
+            ).start()
         self._server.close()
 
     def _client(self, conn: socket.socket) -> None:

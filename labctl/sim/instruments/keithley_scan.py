@@ -308,7 +308,12 @@ class VirtualDAQ6510(_ScanningMeter):
         elements = [choice(a, self.DATA_ELEMENTS) for a in call.args[3:]] or ["READing"]
         fields = []
         for value, channel, stamp in buffer[first - 1 : last]:
-            shown = {"READing": f"{value:.9e}", "CHANnel": f"{channel:03d}", "UNIT": "Volt DC", "RELative": f"{stamp:.6f}"}
+            shown = {
+                "READing": f"{value:.9e}",
+                "CHANnel": f"{channel:03d}",
+                "UNIT": "Volt DC",
+                "RELative": f"{stamp:.6f}",
+            }
             fields.extend(shown[element] for element in elements)
         return ",".join(fields)
 
@@ -330,4 +335,3 @@ def _timestamped(code: int, message: str) -> str:
     now = time.time()
     stamp = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
     return f'{code},"{message};1;{stamp}"'
-

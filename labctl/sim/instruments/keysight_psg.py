@@ -73,30 +73,50 @@ class VirtualE8257D(VirtualScpiInstrument):
     def _modulation_settings(self) -> None:
         """Modulation registers at their *RST values (PSG guide: master switch on, AM 400 Hz)."""
         self.modulation_master = True
-        self.am_on, self.am_source, self.am_rate_hz, self.am_shape, self.am_depth = False, "INTernal", 400.0, "SINE", 0.1
+        self.am_on, self.am_source, self.am_rate_hz, self.am_shape, self.am_depth = (
+            False,
+            "INTernal",
+            400.0,
+            "SINE",
+            0.1,
+        )
         self.pulse_on, self.pulse_source, self.pulse_input, self.pulse_rate_hz = False, "INTernal", "SQUare", 1e3
 
     def _declare(self) -> None:
-        self.command("[:SOURce]:FREQuency[:CW]", write=self._set_frequency, query=lambda c: f"{self.source.frequency_hz:+.12E}")
         self.command(
-            "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]", write=self._set_power, query=lambda c: _nr3(self.power_dbm)
+            "[:SOURce]:FREQuency[:CW]", write=self._set_frequency, query=lambda c: f"{self.source.frequency_hz:+.12E}"
+        )
+        self.command(
+            "[:SOURce]:POWer[:LEVel][:IMMediate][:AMPLitude]",
+            write=self._set_power,
+            query=lambda c: _nr3(self.power_dbm),
         )
         self.command(":OUTPut[:STATe]", write=self._set_output, query=lambda c: flag(self.source.output_on))
         modulation = {"then": self._update_modulation}
         self.attribute(":OUTPut:MODulation[:STATe]", "modulation_master", boolean, flag, **modulation)
         am = "[:SOURce]:AM#"
         self.attribute(f"{am}:STATe", "am_on", boolean, flag, **modulation)
-        self.attribute(f"{am}:SOURce", "am_source", lambda t: _source(t, ("INTernal", "EXTernal")), short_form, **modulation)
-        self.attribute(f"{am}:INTernal#:FREQuency", "am_rate_hz", lambda t: number(t, "HZ", AM_RATE_HZ), _nr3, **modulation)
+        self.attribute(
+            f"{am}:SOURce", "am_source", lambda t: _source(t, ("INTernal", "EXTernal")), short_form, **modulation
+        )
+        self.attribute(
+            f"{am}:INTernal#:FREQuency", "am_rate_hz", lambda t: number(t, "HZ", AM_RATE_HZ), _nr3, **modulation
+        )
         self.attribute(f"{am}:INTernal#:FUNCtion:SHAPe", "am_shape", lambda t: choice(t, AM_SHAPES), short_form)
         self.attribute(f"{am}:DEPTh[:LINear]", "am_depth", lambda t: number(t, "PCT", (0.0, 100.0)), _nr3)
         pulse = "[:SOURce]:PULM"
         self.attribute(f"{pulse}:STATe", "pulse_on", boolean, flag, **modulation)
-        self.attribute(f"{pulse}:SOURce", "pulse_source", lambda t: _source(t, ("INTernal", "EXTernal", "SCALar")), short_form,
-                       **modulation)
+        self.attribute(
+            f"{pulse}:SOURce",
+            "pulse_source",
+            lambda t: _source(t, ("INTernal", "EXTernal", "SCALar")),
+            short_form,
+            **modulation,
+        )
         self.attribute(f"{pulse}:SOURce:INTernal", "pulse_input", lambda t: choice(t, PULSE_INPUTS), short_form)
-        self.attribute(f"{pulse}:INTernal:FREQuency", "pulse_rate_hz", lambda t: number(t, "HZ", PULSE_RATE_HZ), _nr3,
-                       **modulation)
+        self.attribute(
+            f"{pulse}:INTernal:FREQuency", "pulse_rate_hz", lambda t: number(t, "HZ", PULSE_RATE_HZ), _nr3, **modulation
+        )
 
     # -- settings --------------------------------------------------------------------------------
     def _set_frequency(self, call: Call) -> None:
@@ -136,4 +156,3 @@ def _source(text: str, options: tuple[str, ...]) -> str:
     stripped = text.strip().rstrip("12")
     kind = choice(stripped, options)
     return kind if text.strip()[-1:] != "2" else f"{kind}2"
-

@@ -133,8 +133,12 @@ class VirtualKDC101(VirtualInstrument):
             MsgId.MOT_MOVE_STOP: self._stop,
             MsgId.MOT_SET_MOVEABSPARAMS: lambda m: self._set_param(MsgId.MOT_MOVE_ABSOLUTE, m),
             MsgId.MOT_SET_MOVERELPARAMS: lambda m: self._set_param(MsgId.MOT_MOVE_RELATIVE, m),
-            MsgId.MOT_REQ_MOVEABSPARAMS: lambda m: self._get_param(MsgId.MOT_MOVE_ABSOLUTE, MsgId.MOT_GET_MOVEABSPARAMS, m),
-            MsgId.MOT_REQ_MOVERELPARAMS: lambda m: self._get_param(MsgId.MOT_MOVE_RELATIVE, MsgId.MOT_GET_MOVERELPARAMS, m),
+            MsgId.MOT_REQ_MOVEABSPARAMS: lambda m: self._get_param(
+                MsgId.MOT_MOVE_ABSOLUTE, MsgId.MOT_GET_MOVEABSPARAMS, m
+            ),
+            MsgId.MOT_REQ_MOVERELPARAMS: lambda m: self._get_param(
+                MsgId.MOT_MOVE_RELATIVE, MsgId.MOT_GET_MOVERELPARAMS, m
+            ),
         }
 
     # -- the link ------------------------------------------------------------------------------

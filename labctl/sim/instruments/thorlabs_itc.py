@@ -91,12 +91,20 @@ class VirtualITC4001(VirtualScpiInstrument):
         self.command("[:SOURce#]:FUNCtion[:SHAPe]:MODE", write=self._set_mode, query=lambda c: short_form(self.mode))
         level = "[:LEVel][:IMMediate][:AMPLitude]"
         self.command(f"[:SOURce#]:CURRent{level}", write=self._set_current, query=lambda c: _reading(self.current_a))
-        self.command("[:SOURce#]:CURRent:LIMit[:AMPLitude]", write=self._set_limit, query=lambda c: _reading(self.limit_a))
+        self.command(
+            "[:SOURce#]:CURRent:LIMit[:AMPLitude]", write=self._set_limit, query=lambda c: _reading(self.limit_a)
+        )
         self.command(f"[:SOURce#]:POWer{level}", write=self._set_power, query=lambda c: _reading(self.power_w))
-        self.command("[:SOURce#]:TEMPerature[:SPOint]", write=self._set_temperature, query=lambda c: _reading(self.tec_setpoint_c))
+        self.command(
+            "[:SOURce#]:TEMPerature[:SPOint]",
+            write=self._set_temperature,
+            query=lambda c: _reading(self.tec_setpoint_c),
+        )
         am = {"then": self._apply}
         self.attribute("[:SOURce#]:AM[:STATe]", "am_on", boolean, flag, **am)
-        self.attribute("[:SOURce#]:AM:INTernal:FREQuency", "am_rate_hz", lambda t: number(t, "HZ", AM_RATE_HZ), _reading, **am)
+        self.attribute(
+            "[:SOURce#]:AM:INTernal:FREQuency", "am_rate_hz", lambda t: number(t, "HZ", AM_RATE_HZ), _reading, **am
+        )
         self.attribute("[:SOURce#]:AM:INTernal:SHAPe", "am_shape", lambda t: choice(t, AM_SHAPES), short_form)
         measure = ":MEASure[:SCALar]"
         self.command(f"{measure}:CURRent#[:DC]", query=lambda c: _reading(self._drive_a()))
