@@ -21,11 +21,14 @@ def read_text_file(path: str | os.PathLike[str], what: str) -> str:
     and ``what`` it should be when it cannot be read or is not UTF-8 text (a picture renamed .yaml)."""
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not a text file (byte {exc.start} is not UTF-8); a {what} is YAML text") from None
+    if "\x00" in text:  # valid UTF-8 but binary: YAML's reader would refuse it with a traceback
+        raise ConfigError(f"{path}: not a text file (byte {text.index(chr(0))} is NUL); a {what} is YAML text")
+    return text
 
 
 def _nearest_existing(folder: Path) -> Path:

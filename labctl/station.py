@@ -249,17 +249,19 @@ class _Checker:
 def _read(path: Path) -> tuple[Any, dict[str, int]]:
     """Parse the file; return the data and a map from key path to line number (1-based)."""
     text = read_text_file(path, "station file (see docs/station.md)")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # its reader refuses characters YAML does not allow, here already
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever PyYAML wrote
         raise ConfigError(f"{where}: not valid YAML: {problem}. Check indentation, colons and quotes") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     lines: dict[str, int] = {}
     if node is not None:
         _index_lines(node, "", lines, str(path))

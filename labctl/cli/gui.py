@@ -4,6 +4,9 @@ bench served in-process and driven through the real drivers (``--sim``)."""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -38,9 +41,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=gui_command)
 
 
+def check_display(environ: Mapping[str, str] = os.environ, platform: str = sys.platform) -> None:
+    """Refuse in one line where Qt would abort the process: on Linux with no screen to open a window on."""
+    from labctl.errors import ConfigError
+
+    if not platform.startswith("linux") or environ.get("QT_QPA_PLATFORM"):
+        return
+    if not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
+        raise ConfigError(
+            "the GUI has no screen to open its window on (neither DISPLAY nor WAYLAND_DISPLAY is set); run it on a "
+            "desktop session, or set QT_QPA_PLATFORM=offscreen to run it without one"
+        )
+
+
 def gui_command(args: argparse.Namespace) -> int:
     from labctl.errors import ConfigError
 
+    if args.station is not None:  # a bad station file is refused before any window opens
+        from labctl.station import load_station
+
+        load_station(args.station)
+    check_display()
     try:
         from labctl.gui.app import run
     except ImportError as exc:  # PyQt5/pyqtgraph are the GUI extra

@@ -119,6 +119,21 @@ def test_a_file_that_is_not_text_is_one_line(journal, tmp_path, capsys):
     assert err.startswith(f"labctl: error: {path}: not a text file")
 
 
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"\x00\x01\x02station", "not a text file (byte 0 is NUL)"),  # valid UTF-8, yet binary
+        (b"instruments:\n  dmm: \x07\n", "not valid YAML: unacceptable character"),  # a control character
+    ],
+)
+def test_text_yaml_cannot_read_is_one_line(journal, tmp_path, capsys, content, words):
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(content)
+    status, out, err = run(capsys, path)
+    assert status == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"labctl: error: {path}") and words in err
+
+
 def test_the_design_file_is_read_and_must_fit_the_channel_map(journal, tmp_path, capsys):
     """Refused without hardware, at the line: a truncated design, and a channel map of another length."""
     from tests.cli.campaign_bench import write_design

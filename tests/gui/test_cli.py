@@ -87,3 +87,32 @@ def test_gui_station_connects_and_loads_the_design_the_station_names(qtbot, tmp_
         assert seen["station"] == sim.station_path
         assert seen["design"] and seen["dataset"] == 20
         assert not sim.source.output_on  # closing the window shut the bench down
+
+
+@pytest.mark.parametrize(
+    "environ, refused",
+    [
+        ({}, True),  # a server session: Qt would abort the process
+        ({"DISPLAY": ":0"}, False),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, False),
+        ({"QT_QPA_PLATFORM": "offscreen"}, False),
+    ],
+)
+def test_no_screen_is_one_line_not_an_abort(environ, refused):
+    from labctl.cli.gui import check_display
+    from labctl.errors import ConfigError
+
+    if refused:
+        with pytest.raises(ConfigError, match="QT_QPA_PLATFORM=offscreen"):
+            check_display(environ, "linux")
+    else:
+        check_display(environ, "linux")
+    check_display({}, "win32")  # elsewhere Qt finds its own screen
+
+
+def test_a_bad_station_file_is_refused_before_a_window_opens(tmp_path, capsys):
+    path = tmp_path / "bench.yaml"
+    path.write_text("instruments: [\n")
+    assert main(["gui", "--station", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"labctl: error: {path}:") and "not valid YAML" in err and err.count("\n") == 1
