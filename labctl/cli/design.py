@@ -121,15 +121,18 @@ def _train(args: argparse.Namespace) -> int:
     from labctl.design.designfile import load_design, save_design
     from labctl.design.training import TrainOptions, blank_design, check_resumable, train
     from labctl.optics import Geometry, Material
+    from labctl.paths import check_writable
 
     geometry = Geometry(**{dest: getattr(args, dest) for _f, dest, *_ in _GEOMETRY_FLAGS})
     material = Material(args.refractive_index, args.extinction)
     options = TrainOptions(
         absorption=args.train_absorption, **{dest: getattr(args, dest) for _f, dest, *_ in _OPTION_FLAGS}
     )
+    check_writable(args.out.parent, f"design file {args.out}")  # before minutes of training, not after
     data = load_dataset(args.dataset)
     design = blank_design(data, geometry, material, args.detector_size, args.input_scale, args.image_size)
     checkpoint_path = args.out.with_name(args.out.stem + ".checkpoint.h5")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.resume:
         design = check_resumable(load_design(checkpoint_path), design, options)
     result = train(

@@ -145,3 +145,6 @@ def test_errors_are_one_line(tmp_path, capsys):
     )
     _one_line_error(capsys, ["design", "train", "--out", str(tmp_path / "o.h5"), "--lr-decay", "2"], "lr_decay")
     _one_line_error(capsys, ["design", "train", "--out", str(tmp_path / "o.h5"), "--resume"], "o.checkpoint.h5")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # --out under a file: refused before the data set is read
+    _one_line_error(capsys, ["design", "train", "--out", str(blocker / "o.h5")], "is a file, not a folder")
