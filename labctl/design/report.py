@@ -96,15 +96,19 @@ def design_row(name: str, design: Design) -> dict[str, Any]:
 
 
 def format_design_rows(rows: list[dict[str, Any]]) -> str:
-    """A text table of design_row dicts."""
+    """A text table of design_row dicts: the vaccination as lateral mm / axial mm / rotation degrees."""
     if not rows:
         return "no shipped designs"
-    header = f"{'name':<22}{'dataset':<15}{'accuracy':>9}{'test':>7}{'vacc. mm':>9}  geometry"
+    width = max(len("name"), *(len(r["name"]) for r in rows)) + 2
+    header = f"{'name':<{width}}{'dataset':<15}{'accuracy':>9}{'test':>7}  {'vacc. xy mm/z mm/rot deg':<25} geometry"
     lines = [header]
     for r in rows:
         acc = "-" if r["test_accuracy"] is None else f"{r['test_accuracy']:.2%}"
+        vaccination = (
+            f"{r['vaccination_sigma_m'] * 1e3:.2f} / {r['vaccination_sigma_z_m'] * 1e3:.2f} / "
+            f"{r['vaccination_sigma_rotation_deg']:.2f}"
+        )
         lines.append(
-            f"{r['name']:<22}{r['dataset']:<15}{acc:>9}{r['n_test'] or '-':>7}"
-            f"{r['vaccination_sigma_m'] * 1e3:>9.2f}  {r['geometry']}"
+            f"{r['name']:<{width}}{r['dataset']:<15}{acc:>9}{r['n_test'] or '-':>7}  {vaccination:<25} {r['geometry']}"
         )
     return "\n".join(lines)

@@ -148,3 +148,22 @@ def test_errors_are_one_line(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")  # --out under a file: refused before the data set is read
     _one_line_error(capsys, ["design", "train", "--out", str(blocker / "o.h5")], "is a file, not a folder")
+
+
+def test_the_design_table_keeps_its_columns_apart_for_long_names():
+    from labctl.design.report import format_design_rows
+
+    row = {
+        "dataset": "mnist5k",
+        "test_accuracy": 0.9,
+        "n_test": 500,
+        "geometry": "g",
+        "vaccination_sigma_m": 1e-4,
+        "vaccination_sigma_z_m": 3e-4,
+        "vaccination_sigma_rotation_deg": 0.3,
+    }
+    table = format_design_rows([{**row, "name": "a-name-longer-than-twenty-two"}, {**row, "name": "short"}])
+    header, long_line, short_line = table.splitlines()
+    assert long_line.split()[:2] == ["a-name-longer-than-twenty-two", "mnist5k"]
+    assert header.index("dataset") == long_line.index("mnist5k") == short_line.index("mnist5k")
+    assert "0.10 / 0.30 / 0.30" in long_line
