@@ -123,13 +123,17 @@ class Twin:
             self._model = D2NN(self.design.geometry, self.design.layout, material)
         return self._model
 
+    def params(self) -> BenchParams:
+        """The whole fitted bench as one ``BenchParams``: the plate offsets and what else was identified."""
+        params = BenchParams.nominal(self.design.geometry) if self.bench is None else self.bench.copy()
+        params.offsets_m = np.zeros_like(params.offsets_m) if self.offsets_m is None else self.offsets_m.copy()
+        return params
+
     def energies(self, inputs: np.ndarray) -> np.ndarray:
         """Model energies (B, C) for input amplitudes (B, n, n) on the fitted bench (no gains/scale)."""
         if self.bench is None:
             return self.model.energies(inputs, self.design.heights_m, self.offsets_m)
-        params = self.bench.copy()
-        params.offsets_m = np.zeros_like(params.offsets_m) if self.offsets_m is None else self.offsets_m
-        return self.model.energies(inputs, self.design.heights_m, params=params)
+        return self.model.energies(inputs, self.design.heights_m, params=self.params())
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """What the calibrated detectors should read (B, C) for images (B, h, w) in [0, 1]."""

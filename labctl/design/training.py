@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -61,21 +62,29 @@ class TrainOptions:
     max_test: int | None = None  # score each epoch on the first images of the test split only
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"design training: {name} must be >= 1, got {getattr(self, name)}")
-        for name in ("learning_rate", "temperature"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"design training: {name} must be positive, got {getattr(self, name)}")
-        if not 0 < self.lr_decay <= 1:
-            raise ConfigError(f"design training: lr_decay must be in (0, 1], got {self.lr_decay}")
-        if min(self.vaccination_sigma_m, self.vaccination_sigma_z_m, self.vaccination_sigma_rotation_deg) < 0:
-            raise ConfigError("design training: vaccination sigmas must be >= 0")
-        if self.quantize_step_m is not None and not self.quantize_step_m > 0:
-            raise ConfigError(f"design training: quantize_step_m must be positive, got {self.quantize_step_m}")
-        for name in ("max_train", "max_test"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"design training: {name} must be >= 1, got {getattr(self, name)}")
+        check_options(self, "design training", ("max_train", "max_test"))
+
+
+def check_options(options: Any, where: str, counts: tuple[str, ...]) -> None:
+    """The rules every training-like run's options obey (training, ``labctl.design.refine``):
+    whole epochs and batches, a positive step and temperature, a decay in (0, 1], vaccination
+    sigmas >= 0, a positive printer step, and the optional ``counts`` >= 1."""
+    for name in ("epochs", "batch_size"):
+        if getattr(options, name) < 1:
+            raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(options, name)}")
+    for name in ("learning_rate", "temperature"):
+        if not getattr(options, name) > 0:
+            raise ConfigError(f"{where}: {name} must be positive, got {getattr(options, name)}")
+    if not 0 < options.lr_decay <= 1:
+        raise ConfigError(f"{where}: lr_decay must be in (0, 1], got {options.lr_decay}")
+    sigmas = [value for name, value in vars(options).items() if name.startswith("vaccination_sigma")]
+    if sigmas and min(sigmas) < 0:
+        raise ConfigError(f"{where}: vaccination sigmas must be >= 0")
+    if options.quantize_step_m is not None and not options.quantize_step_m > 0:
+        raise ConfigError(f"{where}: quantize_step_m must be positive, got {options.quantize_step_m}")
+    for name in counts:
+        if getattr(options, name) is not None and getattr(options, name) < 1:
+            raise ConfigError(f"{where}: {name} must be >= 1, got {getattr(options, name)}")
 
 
 def blank_design(
@@ -99,14 +108,15 @@ def blank_design(
     return Design(geometry, material, heights, layout, input_scale, data.name, list(data.classes), image_size)
 
 
-class _Relief:
-    """Phases -> relief heights as the forward pass sees them, and the chain-rule factor back."""
+class Relief:
+    """Phases -> relief heights as the forward pass sees them, and the chain-rule factor back
+    (shared by training and by the refinement of one plate, ``labctl.design.refine``)."""
 
-    def __init__(self, design: Design, options: TrainOptions):
+    def __init__(self, design: Design, quantize_step_m: float | None = None):
         self.wavelength_m = design.geometry.wavelength_m
         self.material = design.material
         self.period_m = relief_period_m(self.wavelength_m, self.material)
-        self.step_m = options.quantize_step_m
+        self.step_m = quantize_step_m
         self.dh_dphi = self.period_m / (2 * math.pi)
 
     def heights(self, phases: np.ndarray) -> np.ndarray:
@@ -115,6 +125,10 @@ class _Relief:
         if self.step_m is not None:
             h = quantize_heights(h, self.step_m, self.period_m)
         return h
+
+    def phases(self, heights: np.ndarray) -> np.ndarray:
+        """Relief heights -> the phases (rad, in [0, 2 pi)) whose relief they are (a warm start)."""
+        return 2 * math.pi * np.mod(np.asarray(heights, dtype=np.float64), self.period_m) / self.period_m
 
 
 class Trainer:
@@ -127,7 +141,7 @@ class Trainer:
         self.design = design
         self.options = options
         self.model = design.model(options.absorption)
-        self.relief = _Relief(design, options)
+        self.relief = Relief(design, options.quantize_step_m)
         state = design.training
         if state is None:
             shape = design.heights_m.shape

@@ -1,0 +1,298 @@
+"""A replacement plate designed against the bench: re-train one plate for the stack as it really is.
+
+After alignment the twin knows where the printed plates really sit and what else of the bench
+differs from the design (``labctl.twin.Twin.params``: plate offsets and rotations, beam, detector
+plane, phase scale; the per-detector gains on top). Those plates are printed: they stay as they
+are. ``refine_plate`` re-trains the heights of one plate (Adam on its phases, softmax
+cross-entropy on the readings ``gains * E``, exact adjoint gradients, ``labctl.design.training``)
+so that the whole stack, the other plates where the bench has them, classifies well.
+
+Where the replacement will sit: it is printed and mounted fresh, and the alignment runs again, so
+the lateral offset and in-plane rotation the alignment found for the plate it replaces are the
+old plate's mount, not the new one's: the replacement is trained at its nominal lateral position
+and orientation (``replacement_bench``), optionally vaccinated against what a fresh mount and
+alignment leave (random lateral offsets and rotations of that plate alone, per batch; Mengu et
+al., Nanophotonics 9, 4207 (2020)). Its axial offset stays: the distance along the beam is the
+holder's, and a holder without a z stage keeps it. The global phase scale (resin index, build
+axis scale) is kept too: the replacement comes out of the same printer and resin.
+
+What it cannot know: per-neuron print errors of the plates on the bench (the alignment cannot see
+them, so the twin does not have them) and of the replacement (not printed yet). A refined plate
+fixes what the twin identified; see docs/hil.md for how much that recovers, as measured.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from labctl import __version__
+from labctl.design.datasets import Dataset
+from labctl.design.designfile import Design
+from labctl.design.objective import Adam, softmax_cross_entropy
+from labctl.design.training import Relief, check_options
+from labctl.errors import ConfigError
+from labctl.optics import D2NN, BenchParams
+from labctl.optics.adjoint import Gradients
+from labctl.stats import AccuracyCI, McNemarResult, mcnemar
+
+#: Test images pushed through the model at once when scoring.
+_BATCH = 32
+
+
+@dataclass(frozen=True)
+class RefineOptions:
+    """What shapes a refinement (recorded in the new design's provenance).
+
+    The learning rate is smaller than a fresh training's: the plate starts from the one it
+    replaces, which was trained with the others, and only needs to move as far as the bench does.
+    """
+
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 0.02
+    lr_decay: float = 0.7
+    temperature: float = 10.0
+    seed: int = 0
+    max_train: int | None = None  # a seeded subset of the training split (quick runs, tests)
+    test_samples: int | None = 500  # held-out test images scored before and after (None: the whole split)
+    quantize_step_m: float | None = None  # train the relief rounded to the printer's step
+    vaccination_sigma_m: float = 0.0  # random lateral offsets of the replacement, per batch (std)
+    vaccination_sigma_rotation_deg: float = 0.0  # random in-plane rotations of the replacement, per batch (std)
+
+    def __post_init__(self) -> None:
+        check_options(self, "design refine", ("max_train", "test_samples"))
+        for name in ("learning_rate", "temperature"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"design refine: {name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"design refine: lr_decay must be in (0, 1], got {self.lr_decay}")
+        if min(self.vaccination_sigma_m, self.vaccination_sigma_rotation_deg) < 0:
+            raise ConfigError("design refine: vaccination sigmas must be >= 0")
+        if self.quantize_step_m is not None and not self.quantize_step_m > 0:
+            raise ConfigError(f"design refine: quantize_step_m must be positive, got {self.quantize_step_m}")
+        for name in ("max_train", "test_samples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"design refine: {name} must be >= 1, got {getattr(self, name)}")
+
+
+def replacement_bench(bench: BenchParams, plate: int) -> BenchParams:
+    """The identified ``bench`` with plate ``plate`` freshly mounted: no lateral offset, no rotation.
+
+    Its axial offset (the holder's place along the beam) and everything else stay as identified.
+    """
+    if not 0 <= plate < bench.n_layers:
+        raise ConfigError(f"design refine: plate index {plate} outside 0..{bench.n_layers - 1}")
+    out = bench.copy()
+    out.offsets_m[plate, :2] = 0.0
+    out.rotations_rad[plate] = 0.0
+    return out
+
+
+class PlateObjective:
+    """Loss of the stack on the bench as a function of one plate's heights, with its exact gradient.
+
+    ``heights`` (L, n, n) are the stack (the replaced plate's entry is what the optimizer moves);
+    ``gains`` (C,) the detectors' relative gains (the bench classifies by ``argmax gains * E``).
+    """
+
+    def __init__(self, model: D2NN, plate: int, gains: np.ndarray | None, temperature: float):
+        self.model, self.plate, self.temperature = model, int(plate), float(temperature)
+        self.gains = np.ones(len(model.layout)) if gains is None else np.asarray(gains, dtype=float)
+
+    def loss_and_gradient(
+        self, heights: np.ndarray, inputs: np.ndarray, labels: np.ndarray, bench: BenchParams
+    ) -> tuple[float, np.ndarray, np.ndarray]:
+        """Mean loss, dL/dh of the plate (n, n) in 1/m, and the predicted classes of the batch."""
+        res = self.model.forward(inputs, heights, params=bench)
+        loss = softmax_cross_entropy(res.energies * self.gains, labels, self.temperature)
+        grads: Gradients = self.model.backward(res, loss.dL_dE * self.gains, offsets=False)
+        return loss.loss, grads.heights[self.plate], loss.predictions
+
+    def readings(self, heights: np.ndarray, inputs: np.ndarray, bench: BenchParams) -> np.ndarray:
+        """What the bench's detectors read, up to one common scale: ``gains * E`` (B, C)."""
+        return self.model.energies(inputs, heights, params=bench) * self.gains
+
+
+@dataclass
+class RefineResult:
+    """The refined design and what the stack as identified scores with the old and the new plate."""
+
+    design: Design
+    plate: int
+    before: AccuracyCI  # old plate where the bench has it
+    after: AccuracyCI  # replacement at its nominal position, the others where the bench has them
+    paired: McNemarResult  # after vs before, same test images
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Two lines a person reads after a refinement."""
+        return (
+            f"stack as identified, old plate: {self.before}\n"
+            f"stack as identified, new plate: {self.after} ({self.paired.describe('new', 'old')})"
+        )
+
+
+def score_stack(
+    objective: PlateObjective,
+    design: Design,
+    heights: np.ndarray,
+    bench: BenchParams,
+    images: np.ndarray,
+    labels: np.ndarray,
+) -> np.ndarray:
+    """Right/wrong (N,) of the stack ``heights`` on ``bench`` for ``images``, by the plain argmax."""
+    right = np.empty(len(labels), dtype=bool)
+    for start in range(0, len(labels), _BATCH):
+        sl = slice(start, start + _BATCH)
+        readings = objective.readings(heights, design.inputs(images[sl]), bench)
+        right[sl] = np.argmax(readings, axis=1) == labels[sl]
+    return right
+
+
+def refine_plate(
+    design: Design,
+    bench: BenchParams,
+    plate: int,
+    data: Dataset,
+    options: RefineOptions,
+    *,
+    gains: np.ndarray | None = None,
+    progress: bool = True,
+    provenance: dict[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> RefineResult:
+    """Re-train plate ``plate`` (index in beam order) of ``design`` for the bench ``bench``.
+
+    ``bench``: the whole bench as identified (``Twin.params()``: offsets and rotations of every
+    plate, beam, detector plane, phase scale); ``gains`` (C,) the detectors' relative gains (None:
+    equal). The other plates keep their heights and their place on ``bench``; the replacement is
+    trained at ``replacement_bench(bench, plate)`` (see the module docstring). Training uses the
+    training split of ``data``; the stack is scored before and after on the first
+    ``options.test_samples`` test images. ``provenance`` is merged into the new design's (the
+    caller names the calibration files and the design it started from); ``say`` gets one line
+    per epoch (default: stderr when ``progress``).
+    """
+    geometry = design.geometry
+    bench = bench.check(geometry.n_layers)
+    if len(data.classes) != len(design.layout):
+        raise ConfigError(
+            f"design refine: data set {data.name} has {len(data.classes)} classes, the design {len(design.layout)} detectors"
+        )
+    target = replacement_bench(bench, plate)
+    model = D2NN(geometry, design.layout, design.material)  # printed plates absorb: as the twin computes
+    objective = PlateObjective(model, plate, gains, options.temperature)
+    relief = Relief(design, options.quantize_step_m)
+    if say is None:
+        say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
+
+    test_count = (
+        len(data.test_labels) if options.test_samples is None else min(options.test_samples, len(data.test_labels))
+    )
+    test_images, test_labels = data.test_images[:test_count], np.asarray(data.test_labels[:test_count], dtype=np.int64)
+    old = np.asarray(design.heights_m, dtype=np.float64)
+    right_before = score_stack(objective, design, old, bench, test_images, test_labels)
+    say(f"stack as identified, old plate: {AccuracyCI.from_flags(right_before)}")
+
+    phases = relief.phases(old[plate])
+    adam = Adam(phases.shape)
+    heights = old.copy()
+    train_idx = np.arange(len(data.train_labels))
+    if options.max_train is not None and options.max_train < len(train_idx):
+        train_idx = np.sort(np.random.default_rng([options.seed, 1]).permutation(len(train_idx))[: options.max_train])
+    steps_per_epoch = math.ceil(len(train_idx) / options.batch_size)
+    sigma_rotation = math.radians(options.vaccination_sigma_rotation_deg)
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    for epoch in range(options.epochs):
+        rng = np.random.default_rng([options.seed, 2, epoch])
+        order = train_idx[rng.permutation(len(train_idx))]
+        loss_sum, correct = 0.0, 0
+        bar = tqdm(
+            total=steps_per_epoch,
+            desc=f"refine epoch {epoch + 1}/{options.epochs}",
+            file=sys.stderr,
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        for start in range(0, len(order), options.batch_size):
+            batch = order[start : start + options.batch_size]
+            here = _vaccinated(target, plate, rng, options.vaccination_sigma_m, sigma_rotation)
+            heights[plate] = relief.heights(phases)
+            labels = np.asarray(data.train_labels[batch], dtype=np.int64)
+            loss, grad, predictions = objective.loss_and_gradient(
+                heights, design.inputs(data.train_images[batch]), labels, here
+            )
+            lr = options.learning_rate * options.lr_decay ** (adam.step_count / steps_per_epoch)
+            adam.step(phases, grad * relief.dh_dphi, lr)
+            loss_sum += loss * len(batch)
+            correct += int(np.sum(predictions == labels))
+            bar.update()
+            seen = min(start + len(batch), len(order))
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr:.3g}")
+        bar.close()
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / len(order),
+                "train_accuracy": correct / len(order),
+                "train_seconds": time.perf_counter() - started,
+            }
+        )
+        say(
+            f"refine epoch {epoch + 1}/{options.epochs}: loss {history[-1]['train_loss']:.4f}, "
+            f"train {history[-1]['train_accuracy']:.2%} on the stack as identified"
+        )
+    heights[plate] = relief.heights(phases)
+    right_after = score_stack(objective, design, heights, target, test_images, test_labels)
+    before, after = AccuracyCI.from_flags(right_before), AccuracyCI.from_flags(right_after)
+    paired = mcnemar(right_after, right_before)
+    original = design.provenance
+    record = {
+        "dataset": original.get("dataset", data.name),
+        "seed": options.seed,
+        "command": "",
+        # how the plates were modelled: with absorption (printed plates absorb), as the twin computes
+        "train_options": {**original.get("train_options", {}), "absorption": True},
+        "original": {key: original.get(key) for key in ("command", "created", "test_accuracy", "seed")},
+        **(provenance or {}),
+        "software": f"labctl {__version__}",
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "refined_plate": int(plate),
+        "refine_options": asdict(options),
+        "refine_bench": {name: float(v) for name, v in zip(target.names(), target.to_vector())},
+        "refine_gains": None if gains is None else [float(g) for g in objective.gains],
+        "stack_before": before.as_dict(),
+        "stack_after": after.as_dict(),
+        "stack_mcnemar_p": paired.p_value,
+        "test_accuracy": after.accuracy,
+        "n_test": test_count,
+        "n_train": len(train_idx),
+        "history": history,
+        "refine_seconds": time.perf_counter() - started,
+    }
+    new = replace(design, heights_m=heights, provenance=record, training=None)
+    return RefineResult(new, int(plate), before, after, paired, history)
+
+
+def _vaccinated(
+    bench: BenchParams, plate: int, rng: np.random.Generator, sigma_m: float, sigma_rotation_rad: float
+) -> BenchParams:
+    """``bench`` with plate ``plate`` displaced and turned at random (itself when both sigmas are 0)."""
+    if sigma_m <= 0 and sigma_rotation_rad <= 0:
+        return bench
+    out = bench.copy()
+    if sigma_m > 0:
+        out.offsets_m[plate, :2] += rng.normal(0.0, sigma_m, 2)
+    if sigma_rotation_rad > 0:
+        out.rotations_rad[plate] += rng.normal(0.0, sigma_rotation_rad)
+    return out
