@@ -17,7 +17,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError, DataError
-from labctl.optics import D2NN, BenchParams, Material, embed_image
+from labctl.optics import D2NN, BenchParams, ForwardResult, Material, embed_image
 from labctl.plans.surface import BenchSurface
 
 
@@ -129,11 +129,23 @@ class Twin:
         params.offsets_m = np.zeros_like(params.offsets_m) if self.offsets_m is None else self.offsets_m.copy()
         return params
 
+    def forward(self, inputs: np.ndarray, heights_m: np.ndarray | None = None, record: bool = False) -> ForwardResult:
+        """The model's forward pass on the fitted bench for input amplitudes (B, n, n), with the
+        design's plates or ``heights_m`` (L, n, n) in their place; ``record`` keeps what
+        ``self.model.backward`` needs (physics-aware training, ``labctl.hil``)."""
+        heights = self.design.heights_m if heights_m is None else heights_m
+        if self.bench is None:
+            return self.model.forward(inputs, heights, self.offsets_m, record=record)
+        return self.model.forward(inputs, heights, record=record, params=self.params())
+
     def energies(self, inputs: np.ndarray) -> np.ndarray:
         """Model energies (B, C) for input amplitudes (B, n, n) on the fitted bench (no gains/scale)."""
-        if self.bench is None:
-            return self.model.energies(inputs, self.design.heights_m, self.offsets_m)
-        return self.model.energies(inputs, self.design.heights_m, params=self.params())
+        return self.forward(inputs).energies
+
+    def readings_per_energy(self) -> np.ndarray:
+        """(C,) calibrated units per unit of model energy on each detector: gains times scale."""
+        gains = np.ones(len(self.design.layout)) if self.gains is None else self.gains
+        return gains * self.scale
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """What the calibrated detectors should read (B, C) for images (B, h, w) in [0, 1]."""
@@ -145,8 +157,7 @@ class Twin:
             out[start : start + batch_size] = self.energies(
                 design_inputs(self.design, images[start : start + batch_size])
             )
-        gains = 1.0 if self.gains is None else self.gains
-        return out * gains * self.scale
+        return out * self.readings_per_energy()
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """One image (h, w) -> (C,): the ``predict`` a campaign takes."""

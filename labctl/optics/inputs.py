@@ -34,11 +34,24 @@ def embed_image(images: np.ndarray, geom: Geometry, scale: int = 5) -> np.ndarra
             f"but the plate has {geom.n}x{geom.n}; lower the scale"
         )
     out = np.zeros(images.shape[:-2] + (geom.n, geom.n), dtype=np.float32)
-    r0 = (geom.n - h * scale) // 2
-    c0 = (geom.n - w * scale) // 2
+    r0, c0 = _image_origin(geom, h, w, scale)
     big = np.repeat(np.repeat(images, scale, axis=-2), scale, axis=-1)
     out[..., r0 : r0 + h * scale, c0 : c0 + w * scale] = big
     return out
+
+
+def _image_origin(geom: Geometry, h: int, w: int, scale: int) -> tuple[int, int]:
+    """First neuron row and column of an h x w image embedded at ``scale`` (centred)."""
+    return (geom.n - h * scale) // 2, (geom.n - w * scale) // 2
+
+
+def embed_image_adjoint(per_neuron: np.ndarray, geom: Geometry, shape: tuple[int, int], scale: int) -> np.ndarray:
+    """The transpose of ``embed_image``: a gradient per neuron (B, n, n) -> per image pixel (B, h, w),
+    each pixel's scale x scale neurons summed (what a loss's gradient w.r.t. the image is)."""
+    h, w = shape
+    r0, c0 = _image_origin(geom, h, w, scale)
+    block = np.asarray(per_neuron)[..., r0 : r0 + h * scale, c0 : c0 + w * scale]
+    return block.reshape(block.shape[:-2] + (h, scale, w, scale)).sum(axis=(-3, -1))
 
 
 @dataclass(frozen=True, eq=False)

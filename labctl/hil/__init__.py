@@ -1,0 +1,6 @@
+"""labctl.hil: hardware in the loop, what the bench itself can still teach a printed network.
+
+``encoding`` holds what an SLM can change about the inputs; ``pat`` trains it (with the readout,
+and the plates' heights of a replacement plate) by physics-aware training: the bench's measured
+readings as the forward pass, the twin's adjoint as the backward pass.
+"""
