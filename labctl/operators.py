@@ -6,16 +6,19 @@ calibration reaches a new cassette, the runner calls the bench's operator with t
 projector). Alignment may likewise ask for plates to be taken out of or put back into their
 holders (``MountPlates``) to build the stack up one plate at a time, and for a plate without a
 rotation axis to be turned by hand in its holder (``TurnPlate``: by a stated angle, to within a
-stated tolerance). The station file's optional ``operator`` entry chooses who does it:
+stated tolerance). A plate refined against the bench (``labctl design refine``) is printed and
+put in place of the old one on request (``SwapPlate``, ``labctl station swap-plate``). The station
+file's optional ``operator`` entry chooses who does it:
 
 - ``{kind: console}`` (the default): ``ConsoleOperator`` prints the slots to fill on the terminal
   and waits for Enter;
 - ``{kind: simulated, resource: "TCPIP::127.0.0.1::PORT::SOCKET"}``: ``SimulatedOperator`` asks a
   served simulated bench (``labctl sim serve``) to load them, over its control channel
-  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>``, ``MOUNT L1,L2`` or ``TURN L2,-20.05``
-  (degrees, counter-clockwise seen from the source) answered ``OK`` or ``ERR <why>``).
+  (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>``, ``MOUNT L1,L2``, ``TURN L2,-20.05``
+  (degrees, counter-clockwise seen from the source) or ``SWAP L2,<design file>`` answered ``OK`` or
+  ``ERR <why>``).
 
-An operator is a callable ``operator(request: LoadCassette | MountPlates | TurnPlate) -> None``, which
+An operator is a callable ``operator(request: LoadCassette | MountPlates | TurnPlate | SwapPlate) -> None``, which
 is what ``Runner`` takes; it raises when the request could not be done, and the runner then shuts
 down safely.
 """
@@ -30,7 +33,7 @@ from typing import TextIO
 from urllib.parse import quote, unquote
 
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
-from labctl.plans.messages import MountPlates, OperatorRequest, TurnPlate
+from labctl.plans.messages import MountPlates, OperatorRequest, SwapPlate, TurnPlate
 from labctl.station import OperatorConfig
 
 Operator = Callable[[OperatorRequest], None]
@@ -66,6 +69,13 @@ class ConsoleOperator:
                 f"operator: {request.message or what}",
                 *turn_instructions(request),
                 "  press Enter when done (Ctrl-C aborts)",
+            ]
+        elif isinstance(request, SwapPlate):
+            what = f"plate {request.plate} must be replaced"
+            lines = [
+                f"operator: {request.message or what}",
+                *swap_instructions(request),
+                "  press Enter when the new plate is in its holder (Ctrl-C aborts)",
             ]
         elif isinstance(request, MountPlates):
             what = "the plates in the beam must change"
@@ -117,6 +127,8 @@ class SimulatedOperator:
     def __call__(self, request: OperatorRequest) -> None:
         if isinstance(request, TurnPlate):
             self.turn(request.plate, request.angle_rad)
+        elif isinstance(request, SwapPlate):
+            self.swap(request.plate, request.design)
         elif isinstance(request, MountPlates):
             self.mount(request.plates)
         else:
@@ -127,6 +139,12 @@ class SimulatedOperator:
         reply = self.query(f"TURN {plate},{math.degrees(angle_rad):.6f}")
         if reply != "OK":
             raise InstrumentError("operator", f"{self.resource} answered {reply!r} to TURN; expected OK")
+
+    def swap(self, plate: str, design: str) -> None:
+        """Have the simulated operator print plate ``plate`` of the design file ``design`` and mount it."""
+        reply = self.query(f"SWAP {plate},{quote(str(design), safe='/:')}")
+        if reply != "OK":
+            raise InstrumentError("operator", f"{self.resource} answered {reply!r} to SWAP; expected OK")
 
     def mount(self, plates: tuple[str, ...] | list[str]) -> None:
         """Have the simulated operator leave exactly ``plates`` in the beam."""
@@ -184,6 +202,16 @@ def turn_instructions(request: TurnPlate) -> list[str]:
         f"  turn plate {request.plate} in its holder by {abs(math.degrees(request.angle_rad)):.3f} degrees {sense}",
         "  (seen from the source, looking downstream along the beam),",
         f"  to within +-{math.degrees(request.tolerance_rad):.3f} degrees; do not shift it sideways",
+    ]
+
+
+def swap_instructions(request: SwapPlate) -> list[str]:
+    """What a person reads to replace a plate: which plate of which design to print, and what comes after."""
+    return [
+        f"  print plate {request.plate} of {request.design}",
+        f"  (`labctl design export --design {request.design} --out <folder>` writes its STL),",
+        f"  take the old plate {request.plate} out of its holder and mount the new one in its place,",
+        "  the same way round; the stack is aligned again afterwards",
     ]
 
 

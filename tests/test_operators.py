@@ -15,7 +15,7 @@ import yaml
 from labctl.bench import Bench
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
 from labctl.operators import ConsoleOperator, SimulatedOperator
-from labctl.plans.messages import LoadCassette, MountPlates, TurnPlate
+from labctl.plans.messages import LoadCassette, MountPlates, SwapPlate, TurnPlate
 from labctl.sim.bench import SimulatedBench
 from labctl.station import OperatorConfig, load_station
 from tests import soft_drivers
@@ -184,6 +184,15 @@ def test_the_console_operator_asks_for_a_turn_in_degrees_with_its_tolerance(term
     assert "plate L3 is rotated" in text and "by 0.350 degrees clockwise" in text and "+-0.050 degrees" in text
     assert "seen from the source" in text
     with pytest.raises(ConfigError, match="plate L3 must be turned by hand, but standard input is not a terminal"):
+        ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)
+
+
+def test_the_console_operator_asks_for_a_new_plate_and_says_how_to_print_it(terminal):
+    request = SwapPlate("L5", "/data/refined.h5", "replace plate L5")
+    text = enter_after_waiting(terminal, request)
+    assert "print plate L5 of /data/refined.h5" in text and "labctl design export --design /data/refined.h5" in text
+    assert "aligned again" in text
+    with pytest.raises(ConfigError, match="plate L5 must be replaced, but standard input is not a terminal"):
         ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)
 
 

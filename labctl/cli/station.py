@@ -1,7 +1,12 @@
 """``labctl station check FILE [--connect]``: is this station file right, and is everything there?
+``labctl station swap-plate FILE --plate L5 --design refined.h5``: have a plate replaced.
 
 Without ``--connect`` nothing is opened: the file is only validated. With it, every instrument is
 connected, asked who it is, and the bench is shut down again (which leaves the source output off).
+
+``swap-plate`` asks the station's operator (the person at the console, or a served simulated
+bench's operator, which prints the plate with the bench's own print errors) to print that plate of
+the design file and mount it in place of the old one (``labctl design refine`` makes such a file).
 """
 
 from __future__ import annotations
@@ -25,6 +30,17 @@ def register(subparsers: Any) -> None:
     check.add_argument("file", type=Path, help="the station file (YAML)")
     check.add_argument("--connect", action="store_true", help="connect and identify every instrument, then shut down")
     check.set_defaults(func=check_station)
+    swap = actions.add_parser(
+        "swap-plate",
+        help="have the operator print a plate of a design file and mount it in place of the old one",
+        description="Ask the station's operator to print plate PLATE of the design file (`labctl design export` "
+        "writes its STL) and mount it in place of the old one. Then point the station's `design:` at the file "
+        "and align again.",
+    )
+    swap.add_argument("file", type=Path, help="the station file (YAML)")
+    swap.add_argument("--plate", required=True, help="the station's name of the plate to replace, e.g. L5")
+    swap.add_argument("--design", required=True, type=Path, help="design file holding the new plate (same stack)")
+    swap.set_defaults(func=swap_plate)
 
 
 def _channels(channels: tuple[int, ...]) -> str:
@@ -110,3 +126,33 @@ def _calibration(config: Any) -> str:
     except DataError as exc:
         versions += f"; NOT WRITABLE, labctl calibrate will refuse: {exc}"
     return f"{config.calibration_dir} ({versions})"
+
+
+def swap_plate(args: argparse.Namespace) -> int:
+    """Check the plate and the design against the station, then ask the operator; errors are one line."""
+    from labctl.design.designfile import load_design
+    from labctl.errors import ConfigError
+    from labctl.operators import operator_from_config
+    from labctl.plans.messages import SwapPlate
+    from labctl.station import load_station
+
+    config = load_station(args.file)
+    names = [plate.name for plate in config.plates]
+    if args.plate not in names:
+        raise ConfigError(f"{args.file}: no plate {args.plate} on station {config.name} (plates: {', '.join(names)})")
+    design = load_design(args.design)
+    if design.geometry.n_layers != len(names):
+        raise ConfigError(
+            f"{args.design}: a {design.geometry.n_layers}-plate design, station {config.name} holds {len(names)} "
+            "plates; give a design of this station's stack (`labctl design refine` writes one)"
+        )
+    config.check_design(design, args.design)
+    path = str(args.design.resolve())
+    operator = operator_from_config(config.operator)
+    operator(SwapPlate(args.plate, path, f"replace plate {args.plate} by plate {args.plate} of {args.design}"))
+    print(
+        f"{args.file}: plate {args.plate} replaced by plate {args.plate} of {args.design}. Next: set "
+        f"`design: {path}` in the station file, run `labctl align`, and re-fit the readout "
+        "(`labctl calibrate --only readout`)"
+    )
+    return 0

@@ -110,8 +110,20 @@ class TurnPlate(Msg):
     message: str = ""
 
 
+@dataclass(frozen=True)
+class SwapPlate(Msg):
+    """Ask the operator to print plate ``plate`` of the design file ``design`` (``labctl design
+    export``), take the old plate out of its holder and mount the new one in its place; wait until
+    done. Answer: None. (A replacement plate refined against the bench, ``labctl design refine``;
+    the stack must be aligned again afterwards.)"""
+
+    plate: str
+    design: str
+    message: str = ""
+
+
 #: What a plan asks of the person (or simulated operator) at the bench.
-OperatorRequest = LoadCassette | MountPlates | TurnPlate
+OperatorRequest = LoadCassette | MountPlates | TurnPlate | SwapPlate
 
 
 @dataclass(frozen=True)

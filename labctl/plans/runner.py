@@ -36,6 +36,7 @@ from labctl.plans.messages import (
     SetIntegration,
     SetSource,
     Show,
+    SwapPlate,
     TurnPlate,
 )
 from labctl.plans.surface import BenchSurface
@@ -104,6 +105,7 @@ class Runner:
             LoadCassette: self._load,
             MountPlates: self._by_hand,
             TurnPlate: self._by_hand,
+            SwapPlate: self._by_hand,
             RotatePlates: self._rotate,
             ReadAngles: self._angles,
             Log: self._log,
@@ -238,11 +240,13 @@ class Runner:
         self.operator(msg)
         return self.bench.projector.load(dict(msg.slots))
 
-    def _by_hand(self, msg: MountPlates | TurnPlate) -> None:
+    def _by_hand(self, msg: MountPlates | TurnPlate | SwapPlate) -> None:
         if self.operator is None:
-            what = (
-                "plates taken out of or put into the beam" if isinstance(msg, MountPlates) else "a plate turned by hand"
-            )
+            what = {
+                MountPlates: "plates taken out of or put into the beam",
+                TurnPlate: "a plate turned by hand",
+                SwapPlate: "a plate replaced",
+            }[type(msg)]
             raise LabctlError(f"the plan needs {what}, but no operator is attached")
         return self.operator(msg)
 

@@ -19,6 +19,10 @@ holding a comma, ``=`` or a space fits in a line.
 - ``TURN <plate>,<degrees>`` -> ``OK``: the simulated operator turns the plate in its holder by
   that angle (counter-clockwise seen from the source looking downstream), as well as a hand can
   (``labctl.sim.hands``). Unknown plates or an angle that is not a finite number: an error.
+- ``SWAP <plate>,<design file>`` -> ``OK``: the simulated operator prints that plate of the design
+  file (the plate at the same place in the stack, percent-encoded path) with the bench's own print
+  errors and mounts it in place of the old one (``labctl.sim.printer``). Unknown plates, or a file
+  that is not a design for this bench: an error.
 - anything else, or a refused command -> ``ERR <message>``.
 """
 
@@ -33,7 +37,7 @@ from labctl.errors import ConfigError, LabctlError
 from labctl.sim.clock import Clock
 from labctl.sim.instrument import LineInstrument
 
-COMMANDS = "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,..., MOUNTED? and TURN <plate>,<degrees>"
+COMMANDS = "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,..., MOUNTED?, TURN <plate>,<degrees> and SWAP <plate>,<design file>"
 
 
 class ControlChannel(LineInstrument):
@@ -42,8 +46,8 @@ class ControlChannel(LineInstrument):
     ``load(slots)`` puts masks into the wheel (raising ``LabctlError`` for a slot that does not
     exist), ``loaded()`` says what is in it, and ``lookup(key)`` finds a mask in the library
     (raising for one that does not exist); ``mount(plates)`` and ``mounted()`` do the same for
-    the plates in the beam; ``turn(plate, angle_rad)`` turns a plate by hand (None: this bench's
-    operator cannot).
+    the plates in the beam; ``turn(plate, angle_rad)`` turns a plate by hand and ``swap(plate,
+    design_path)`` prints and mounts a replacement (None: this bench's operator cannot).
     """
 
     terminators = (b"\n",)
@@ -57,10 +61,12 @@ class ControlChannel(LineInstrument):
         mount: Callable[[list[str]], None],
         mounted: Callable[[], list[str]],
         turn: Callable[[str, float], None] | None = None,
+        swap: Callable[[str, str], Any] | None = None,
         name: str = "control",
     ):
         super().__init__(name, clock)
         self._turn = turn
+        self._swap = swap
         self._load = load
         self._loaded = loaded
         self._lookup = lookup
@@ -90,6 +96,9 @@ class ControlChannel(LineInstrument):
             elif keyword.upper() == "TURN":
                 self._turn_plate(argument)
                 answer = "OK"
+            elif keyword.upper() == "SWAP":
+                self._swap_plate(argument)
+                answer = "OK"
             else:
                 answer = f"ERR unknown command {command!r}; the commands are {COMMANDS}"
         except LabctlError as exc:
@@ -110,6 +119,15 @@ class ControlChannel(LineInstrument):
         if self._turn is None:
             raise ConfigError("this simulated bench's operator does not turn plates")
         self._turn(plate, math.radians(angle))
+
+    def _swap_plate(self, argument: str) -> None:
+        """``L2,/path/refined.h5`` -> print plate L2 of that design file and mount it."""
+        plate, sep, path = (part.strip() for part in argument.partition(","))
+        if not sep or not plate or not path:
+            raise ConfigError(f"{argument!r} is not <plate>,<design file>, e.g. SWAP L2,/data/refined.h5")
+        if self._swap is None:
+            raise ConfigError("this simulated bench's operator does not print plates")
+        self._swap(plate, unquote(path))
 
     def _parse(self, argument: str) -> dict[int, str]:
         """``1=a,2=b`` -> {1: "a", 2: "b"}, every mask looked up first; a ConfigError says what is wrong."""

@@ -136,6 +136,18 @@ class LightPath:
         self._rasters: list[dict[tuple, np.ndarray]] = [{} for _ in range(g.n_layers)]
         self._trail: list[tuple[tuple, np.ndarray]] = []  # (state key, field) after each step, last single image
 
+    def replace_plate(self, plate: int, printed_heights_m: np.ndarray) -> None:
+        """Put another printed relief (n, n) in place of plate ``plate``; what was cached of it is gone."""
+        heights = np.asarray(printed_heights_m, dtype=np.float64)
+        if heights.shape != self.heights_m.shape[1:]:
+            raise ConfigError(
+                f"simulated light: a plate's relief must be {self.heights_m.shape[1:]}, got {heights.shape}"
+            )
+        self.heights_m = self.heights_m.copy()
+        self.heights_m[plate] = heights
+        self._rasters[plate].clear()
+        self._trail = []
+
     # -- pieces -------------------------------------------------------------------------------
     def raster(self, plate: int, rotation_rad: float, tilt_rad: tuple[float, float], wavelength_m: float) -> np.ndarray:
         """Plate ``plate``'s transmission on the window in this pose (cached)."""

@@ -17,11 +17,12 @@ import numpy as np
 from labctl.drivers.axis import AxisBase, RotationBase
 from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError
-from labctl.plans.messages import MountPlates, OperatorRequest, TurnPlate
+from labctl.plans.messages import MountPlates, OperatorRequest, SwapPlate, TurnPlate
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimDisplay
 from labctl.sim.hands import Hands
 from labctl.sim.motion import SimAxis
+from labctl.sim.printer import Printer
 from labctl.sim.rotation_stages import fit_rotation_stages
 from labctl.sim.truth import TRAVEL_M, Truth, build_world, slm_response
 from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
@@ -209,7 +210,14 @@ class SoftPlate:
 class SoftBench:
     """The roles of a bench, on a simulated world (see the module docstring)."""
 
-    def __init__(self, world: World, projector: str = "wheel", hand_sigma_rad: float = 0.0, seed: int = 0):
+    def __init__(
+        self,
+        world: World,
+        projector: str = "wheel",
+        hand_sigma_rad: float = 0.0,
+        seed: int = 0,
+        truth: Truth | None = None,
+    ):
         from labctl.drivers.projectors import SlmProjector
 
         self.world = world
@@ -230,6 +238,8 @@ class SoftBench:
             for p in world.plates
         }  # fmt: skip
         self.hands = Hands(world, hand_sigma_rad, seed)
+        # a replacement plate is printed as the world's own plates were (default: the ideal printer)
+        self.printer = Printer(world, truth or Truth(), seed)
 
     @classmethod
     def create(
@@ -256,16 +266,19 @@ class SoftBench:
             fit_rotation_stages(world)
         if projector == "slm":
             world.slm_response = slm_response(truth, seed)
-        return cls(world, projector=projector, hand_sigma_rad=truth.operator_turn_sigma_rad, seed=seed)
+        return cls(world, projector=projector, hand_sigma_rad=truth.operator_turn_sigma_rad, seed=seed, truth=truth)
 
     def operator(self, request: OperatorRequest) -> None:
         """The soft bench's own hands: plates go in and out of the world's beam or are turned in
-        their holders (with a hand error, ``labctl.sim.hands``); a cassette needs nothing here
+        their holders (with a hand error, ``labctl.sim.hands``) or replaced by a new print
+        (``labctl.sim.printer``); a cassette needs nothing here
         (the runner loads the soft wheel through the projector)."""
         if isinstance(request, MountPlates):
             self.world.mount(list(request.plates))
         elif isinstance(request, TurnPlate):
             self.hands.turn(request.plate, request.angle_rad)
+        elif isinstance(request, SwapPlate):
+            self.printer.swap_from_file(request.plate, request.design)
 
     def design_frequency_hz(self) -> float:
         return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m

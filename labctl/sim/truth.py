@@ -249,6 +249,43 @@ def _normal(seed: int, name: str, sigma: float, shape: tuple[int, ...] = ()) -> 
     return _stream(seed, name).normal(0.0, sigma, shape) if sigma > 0 else np.zeros(shape)
 
 
+def print_relief(truth: Truth, heights_m: np.ndarray, seed: int, job: str = "") -> tuple[np.ndarray, float]:
+    """What the printer makes of ``heights_m`` (any shape) in one print job: the relief and its scale.
+
+    The job's staircase, per-neuron height errors and one height scale for the whole job are drawn
+    from ``truth`` with streams of their own, named after ``job`` ("" is the bench's first print of
+    every plate, ``build_world``; a replacement plate is a job of its own, ``Replacement``).
+    """
+    scale = 1.0 + float(_normal(seed, f"{job}height scale", truth.height_scale_sigma))
+    neuron_error = _normal(seed, f"{job}height error", truth.height_error_sigma_m, np.shape(heights_m))
+    return printed_heights(heights_m, truth.print_step_m, neuron_error, scale), scale
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A replacement plate as printed and freshly mounted: every hidden value of it (``World.swap_plate``)."""
+
+    heights_m: np.ndarray  # (n, n) printed relief
+    height_scale: float
+    mount_offset_xy_m: np.ndarray  # (2,) the new mounting error in its holder (z stays the holder's)
+    mount_rotation_rad: float
+    tilt_rad: np.ndarray  # (2,)
+
+
+def draw_replacement(truth: Truth, seed: int, plate: str, count: int, heights_m: np.ndarray) -> Replacement:
+    """Print ``heights_m`` (n, n) as the ``count``-th replacement of ``plate`` and draw how it sits
+    when mounted fresh: the print errors and the mounting errors of ``truth``, streams of its own."""
+    job = f"replacement {plate} {count} "
+    printed, scale = print_relief(truth, heights_m, seed, job)
+    return Replacement(
+        printed,
+        scale,
+        _normal(seed, f"{job}mount", truth.offset_sigma_m, (2,)),
+        float(_normal(seed, f"{job}rotation", truth.rotation_sigma_rad)),
+        _normal(seed, f"{job}tilt", truth.tilt_sigma_rad, (2,)),
+    )
+
+
 def slm_response(truth: Truth, seed: int) -> SlmResponse:
     """The SLM's hidden gamma curve for ``seed``."""
     return SlmResponse(gamma=float(np.random.default_rng([seed, 1]).uniform(*truth.slm_gamma)))
@@ -299,9 +336,7 @@ def build_world(
     dark = rng.uniform(*truth.dark_v, size=channels)
     gain = 1.0 + rng.uniform(-truth.gain_spread, truth.gain_spread, size=channels)
 
-    scale = 1.0 + float(_normal(seed, "height scale", truth.height_scale_sigma))
-    neuron_error = _normal(seed, "height error", truth.height_error_sigma_m, design.heights_m.shape)
-    heights = printed_heights(design.heights_m, truth.print_step_m, neuron_error, scale)
+    heights, scale = print_relief(truth, design.heights_m, seed)
     index_error = float(_normal(seed, "index", truth.index_error_sigma))
     material = replace(design.material, refractive_index=design.material.refractive_index + index_error)
     waist = truth.beam_waist_m * (

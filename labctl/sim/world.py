@@ -139,6 +139,8 @@ class World:
         self.stray_v = np.zeros(len(dark_v)) if stray_v is None else np.asarray(stray_v, dtype=float)
         # the print's relief scale, and the phase delay (n - 1) h it makes relative to the design's
         self.height_scale, self.phase_scale = float(height_scale), float(phase_scale)
+        # each plate's own print scale: the first print's for all, until a plate is replaced
+        self.height_scales = np.full(len(self.plates), self.height_scale)
         self._t0 = clock.now()
         self._lock = threading.Lock()
         self._cache_key: tuple | None = None
@@ -207,6 +209,40 @@ class World:
             raise ConfigError(f"simulated bench: cannot turn plate {name} by {angle_rad!r} rad; give a finite angle")
         self.plate(name).turned_rad += float(angle_rad)
 
+    def swap_plate(
+        self,
+        name: str,
+        printed_heights_m: np.ndarray,
+        *,
+        height_scale: float,
+        mount_offset_xy_m: np.ndarray,
+        mount_rotation_rad: float,
+        tilt_rad: np.ndarray,
+    ) -> None:
+        """Take plate ``name`` out of its holder and put a newly printed one in: its relief (n, n)
+        and print scale, and how it sits in the holder (lateral mounting error, rotation, tilt).
+
+        Exact, like ``turn_plate``: the print and mounting errors are drawn by the caller
+        (``labctl.sim.printer``). The holder stays: its stages, and the plate's place along the
+        beam (the z of the mounting offset). Nothing is turned by hand yet; the plate is in the beam.
+        """
+        plate = self.plate(name)
+        index = self.plates.index(plate)
+        offset = np.asarray(mount_offset_xy_m, dtype=float)
+        tilt = np.asarray(tilt_rad, dtype=float)
+        values = [*offset.ravel(), *tilt.ravel(), mount_rotation_rad, height_scale]
+        if offset.shape != (2,) or tilt.shape != (2,) or not np.all(np.isfinite(values)) or not height_scale > 0:
+            raise ConfigError(f"simulated bench: cannot mount a new plate {name} with these values ({values})")
+        with self._lock:
+            self.light.replace_plate(index, printed_heights_m)
+            self._cache_key = self._plane_key = None
+        plate.mount_offset_m = np.array([offset[0], offset[1], plate.mount_offset_m[2]])
+        plate.mount_rotation_rad = float(mount_rotation_rad)
+        plate.tilt_rad = tilt.copy()
+        plate.turned_rad = 0.0
+        plate.mounted = True
+        self.height_scales[index] = float(height_scale)
+
     def plate_rotations_rad(self) -> np.ndarray:
         """(plates,) true in-plane rotations."""
         return np.array([p.true_rotation_rad() for p in self.plates])
@@ -233,6 +269,7 @@ class World:
             "detector_offset_m": light.detector_offset_m.copy(),
             "detector_errors_m": light.detector_errors_m.copy(),
             "height_scale": self.height_scale,
+            "height_scales": self.height_scales.copy(),  # per plate: a replaced plate has its own print's
             "refractive_index": light.material.refractive_index,
             "phase_scale": self.phase_scale,
             "wavelength_m": pose.wavelength_m,
