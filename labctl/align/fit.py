@@ -370,25 +370,18 @@ class OffsetFit:
         """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per SI unit (adjoint)."""
         started = time.perf_counter()
         mount, bench = self.mount(x), self.bench_at(x)
-        channels = len(self.model.layout)
-        energies = np.empty((len(observations), len(self.inputs), channels))
+        energies = np.empty((len(observations), len(self.inputs), len(self.model.layout)))
         jacobian = np.empty(energies.shape + (len(x),))
-        unit = np.eye(channels)
+        n_offsets = int(self.axes.sum())
         waist = bench.beam_waist_m if bench is not None else None
         for k, obs in enumerate(observations):
-            heights, seen = self.heights(obs), self.model_arguments(obs, mount, bench)
-            for p in range(len(self.inputs)):
-                res = self.model.forward(self.inputs[p : p + 1], heights, record=True, **seen)
-                energies[k, p] = res.energies[0]
-                for c in range(channels):
-                    grads = self.model.backward(res, unit[c : c + 1])
-                    row = list(grads.offsets[self.axes])
-                    if self.extras:
-                        full = grads.params.to_vector()
-                        for name, i in zip(self.extras, self._extra_index):
-                            # d/d(1/w^2) = d/dw * dw/d(1/w^2) = d/dw * (-w^3 / 2)
-                            row.append(full[i] * (-(waist**3) / 2) if name == "beam.waist" else full[i])
-                    jacobian[k, p, c] = row
+            jac = self.model.energy_jacobian(self.inputs, self.heights(obs), **self.model_arguments(obs, mount, bench))
+            energies[k] = jac.energies
+            jacobian[k, :, :, :n_offsets] = jac.offsets[:, :, self.axes]
+            for j, (name, i) in enumerate(zip(self.extras, self._extra_index)):
+                # d/d(1/w^2) = d/dw * dw/d(1/w^2) = d/dw * (-w^3 / 2)
+                factor = -(waist**3) / 2 if name == "beam.waist" else 1.0
+                jacobian[k, :, :, n_offsets + j] = jac.params[..., i] * factor
         self.passes["forward"] += energies.shape[0] * energies.shape[1]
         self.passes["adjoint"] += energies.size
         self.seconds["jacobian"] += time.perf_counter() - started

@@ -32,6 +32,7 @@ from labctl.optics.bench_params import BenchParams
 from labctl.optics.detectors import DetectorLayout
 from labctl.optics.elements import Material, plate_transmission
 from labctl.optics.geometry import Geometry
+from labctl.optics.jacobian import EnergyJacobian, energy_jacobian
 from labctl.optics.parallel import over_cores
 from labctl.optics.propagation import propagate_in_place, transfer_function
 from labctl.optics.rotation import rotate
@@ -278,3 +279,17 @@ class D2NN:
         2 dL/d conj(u) of the field just after the input mask. See adjoint.py.
         """
         return backward(self, res, dL_dE, offsets, input_field)
+
+    def energy_jacobian(
+        self,
+        inputs: np.ndarray,
+        heights: np.ndarray,
+        offsets: np.ndarray | None = None,
+        params: BenchParams | None = None,
+    ) -> EnergyJacobian:
+        """Energies (B, R) and the exact derivative of each w.r.t. every bench parameter:
+        ``.params`` (B, R, n) in ``BenchParams.to_vector`` order, ``.offsets`` (B, R, L, 3).
+
+        What ``backward`` once per detector gives, at a fraction of the cost (jacobian.py).
+        """
+        return energy_jacobian(self, inputs, heights, offsets, params)

@@ -1,0 +1,131 @@
+"""Cost of the alignment's Jacobian: the batched ``D2NN.energy_jacobian`` against one adjoint pass per detector.
+
+    python benchmarks/jacobian.py --json [--design mnist5k] [--probes 6] [--oversample 1,2] [--repeats 2]
+
+On the shipped design's geometry and plates, for ``--probes`` test images of its data set on a
+fully misaligned bench (every ``BenchParams`` field non-trivial: offsets incl. z, rotations, an
+off-centre Gaussian beam, a displaced detector plane, a phase scale), at each oversampling factor:
+
+- ``per_detector_s``: what the alignment did before ``energy_jacobian``: per probe one recorded
+  forward pass and one ``D2NN.backward`` per detector (cotangent e_c);
+- ``batched_s``: ``D2NN.energy_jacobian`` of the same probes;
+- ``forward_s``: the reference, one plain forward pass (energies only) of the same probes.
+
+Every figure is the best of ``--repeats`` rounds, the three measured alternately in each round so
+that drifting machine load hits them alike. The two Jacobians are compared (largest difference
+relative to each column's largest entry) so that a fast wrong answer cannot pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labctl.align.probes import dataset_split  # noqa: E402
+from labctl.design.designfile import load_design  # noqa: E402
+from labctl.design.shipped import resolve_design  # noqa: E402
+from labctl.optics import D2NN, BenchParams  # noqa: E402
+from labctl.twin import design_inputs  # noqa: E402
+
+
+def misaligned_bench(n_layers: int, rng: np.random.Generator) -> BenchParams:
+    """A bench with every parameter away from its design value (sizes as on a printed-plate bench)."""
+    return BenchParams(
+        offsets_m=np.column_stack(
+            [rng.normal(scale=50e-6, size=(n_layers, 2)), rng.normal(scale=200e-6, size=n_layers)]
+        ),
+        rotations_rad=np.radians(rng.normal(scale=0.3, size=n_layers)),
+        beam_center_m=rng.normal(scale=1e-3, size=2),
+        beam_waist_m=0.03,
+        detector_offset_m=rng.normal(scale=[100e-6, 100e-6, 300e-6]),
+        phase_scale=1.01,
+    )
+
+
+def per_detector(model: D2NN, inputs: np.ndarray, heights: np.ndarray, params: BenchParams) -> np.ndarray:
+    """dE/d(bench vector) (P, C, n) the way the alignment took it before: one backward per detector."""
+    channels = len(model.layout)
+    unit = np.eye(channels)
+    out = np.empty((len(inputs), channels, len(params.names())))
+    for p in range(len(inputs)):
+        res = model.forward(inputs[p : p + 1], heights, record=True, params=params)
+        for c in range(channels):
+            out[p, c] = model.backward(res, unit[c : c + 1]).params.to_vector()
+    return out
+
+
+def measure(design, oversample: int, inputs: np.ndarray, params: BenchParams, repeats: int) -> dict:
+    geom = dataclasses.replace(design.geometry, oversample=oversample)
+    model = D2NN(geom, design.layout, design.model_material())
+    heights = design.heights_m
+    model.energy_jacobian(inputs[:1], heights, params=params)  # rotation operators, FFT plans, thread pool
+    best = {"forward_s": np.inf, "per_detector_s": np.inf, "batched_s": np.inf}
+    for _ in range(repeats):
+        for key, run in (
+            ("forward_s", lambda: model.energies(inputs, heights, params=params)),
+            ("per_detector_s", lambda: per_detector(model, inputs, heights, params)),
+            ("batched_s", lambda: model.energy_jacobian(inputs, heights, params=params).params),
+        ):
+            start = time.perf_counter()
+            result = run()
+            best[key] = min(best[key], time.perf_counter() - start)
+            if key == "per_detector_s":
+                old = result
+            elif key == "batched_s":
+                new = result
+    scale = np.maximum(np.abs(old).max(axis=(0, 1)), 1e-300)
+    return {
+        "oversample": oversample,
+        "padded_grid": geom.padded,
+        **{k: round(v, 4) for k, v in best.items()},
+        "speedup": round(best["per_detector_s"] / best["batched_s"], 2),
+        "batched_per_forward": round(best["batched_s"] / best["forward_s"], 2),
+        "per_detector_per_forward": round(best["per_detector_s"] / best["forward_s"], 2),
+        "max_relative_difference": float(np.max(np.abs(new - old).max(axis=(0, 1)) / scale)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--design", default="mnist5k")
+    parser.add_argument("--probes", type=int, default=6)
+    parser.add_argument("--oversample", default="1,2", help="comma-separated oversampling factors")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print only the JSON result")
+    args = parser.parse_args()
+    design = load_design(resolve_design(args.design))
+    _, images, _ = dataset_split(design, args.probes)
+    inputs = design_inputs(design, images)
+    params = misaligned_bench(design.geometry.n_layers, np.random.default_rng(args.seed))
+    rows = [measure(design, int(k), inputs, params, args.repeats) for k in args.oversample.split(",")]
+    result = {
+        "benchmark": "jacobian",
+        "design": args.design,
+        "probes": args.probes,
+        "detectors": len(design.layout),
+        "bench_parameters": len(params.names()),
+        "repeats": args.repeats,
+        "reference": "forward_s: one plain forward pass (energies) of the same probes on the same bench",
+        "results": rows,
+    }
+    if not args.json:
+        for row in rows:
+            print(
+                f"oversample {row['oversample']}: per-detector {row['per_detector_s']:.2f} s, batched "
+                f"{row['batched_s']:.2f} s ({row['speedup']}x faster; {row['batched_per_forward']} forward passes)"
+            )
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

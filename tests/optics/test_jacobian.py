@@ -1,0 +1,102 @@
+"""The batched energy Jacobian against one adjoint pass per detector and against central differences."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import labctl.optics.jacobian as jacobian_module
+from labctl.errors import ConfigError
+from labctl.optics import D2NN
+from tests.optics.test_bench_params import bench
+
+
+def misaligned(small_geometry, small_layout, rng, oversample=1, waist=3e-3):
+    """The bench of test_bench_params (every parameter away from its design value), without the loss weights."""
+    model, inputs, heights, params, _ = bench(small_geometry, small_layout, rng, oversample, waist)
+    return model, inputs, heights, params
+
+
+def per_detector(model, inputs, heights, **where):
+    """(B, C, n) from one recorded forward pass per probe and one ``backward`` per detector."""
+    channels = len(model.layout)
+    rows = []
+    for p in range(len(inputs)):
+        res = model.forward(inputs[p : p + 1], heights, **where)
+        grads = [model.backward(res, np.eye(channels)[c : c + 1]).params.to_vector() for c in range(channels)]
+        rows.append(np.stack(grads))
+    return np.stack(rows)
+
+
+@pytest.mark.parametrize("oversample, waist", [(1, 3e-3), (2, 3e-3), (1, None)])
+def test_batched_jacobian_equals_one_backward_per_detector(small_geometry, small_layout, rng, oversample, waist):
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample, waist)
+    jac = model.energy_jacobian(inputs, heights, params=params)
+    expected = per_detector(model, inputs, heights, params=params)
+    assert jac.params.shape == (3, 10, len(params.names())) and jac.names() == params.names()
+    matters = np.abs(expected).max(axis=(0, 1)) > 0
+    names = params.names()
+    beam = [n.startswith("beam.") for n in names]  # a plane wave has no centre
+    np.testing.assert_array_equal(matters, np.logical_not(beam) | (waist is not None))
+    np.testing.assert_allclose(jac.params, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+    np.testing.assert_allclose(jac.offsets, expected[..., :9].reshape(3, 10, 3, 3), rtol=1e-9, atol=1e-20)
+    np.testing.assert_allclose(jac.energies, model.energies(inputs, heights, params=params), rtol=1e-12)
+
+
+def test_offsets_alone_give_the_designed_bench_and_probes_may_come_in_groups(
+    small_geometry, small_layout, rng, monkeypatch
+):
+    """Without ``params`` the bench is the design's with the plates at ``offsets``; probes whose
+    recorded fields would not fit the budget together go through in groups, with the same result."""
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng)
+    inputs = np.concatenate([inputs, 1.0 - inputs[:2]])  # 5 probes
+    offsets = params.offsets_m
+    whole = model.energy_jacobian(inputs, heights, offsets=offsets)
+    assert whole.names() == model.nominal_params().names()
+    expected = per_detector(model, inputs, heights, offsets=offsets)
+    np.testing.assert_allclose(whole.params, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
+    monkeypatch.setattr(jacobian_module, "RECORD_BUDGET", 1)  # one group per core
+    grouped = model.energy_jacobian(inputs, heights, offsets=offsets)
+    np.testing.assert_array_equal(grouped.params, whole.params)
+    np.testing.assert_array_equal(grouped.energies, whole.energies)
+
+
+EPS = {"default": 1e-8, "rot": 1e-7, "phase_scale": 1e-7}
+
+
+@pytest.mark.parametrize("oversample", [1, 2])
+def test_batched_jacobian_matches_central_differences(small_geometry, small_layout, rng, oversample):
+    """Every detector's energy of every probe, along every bench parameter."""
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample)
+    jac = model.energy_jacobian(inputs, heights, params=params)
+    base = params.to_vector()
+    for i, name in enumerate(params.names()):
+        step = EPS.get(name.split(".")[-1], EPS["default"])
+        up, down = base.copy(), base.copy()
+        up[i] += step
+        down[i] -= step
+        fd = (
+            model.energies(inputs, heights, params=params.from_vector(up))
+            - model.energies(inputs, heights, params=params.from_vector(down))
+        ) / (2 * step)
+        column = jac.params[..., i]
+        assert np.abs(column).max() > 0, name
+        np.testing.assert_allclose(column, fd, rtol=1e-6, atol=1e-6 * np.abs(column).max(), err_msg=name)
+
+
+def test_single_precision_agrees_with_double(small_geometry, small_layout, rng):
+    """complex64 sums lose nothing that matters: within 1e-4 of each parameter's largest derivative."""
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample=2)
+    single = D2NN(dataclasses.replace(model.geom, dtype="complex64"), model.layout, model.material)
+    double = model.energy_jacobian(inputs, heights, params=params).params
+    approx = single.energy_jacobian(inputs, heights, params=params).params
+    scale = np.abs(double).max(axis=(0, 1))
+    assert np.all(np.abs(approx - double).max(axis=(0, 1)) <= 1e-4 * scale)
+
+
+def test_no_probes_is_refused(small_geometry, small_layout, rng):
+    model, _, heights, params = misaligned(small_geometry, small_layout, rng)
+    with pytest.raises(ConfigError, match="at least one input"):
+        model.energy_jacobian(np.zeros((0, 16, 16)), heights, params=params)
