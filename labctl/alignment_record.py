@@ -33,7 +33,8 @@ class AlignmentRecord:
     ``mount_m``: mounting offsets (plate offset = stage reading - nominal + mount); ``gains``:
     relative detector gains fitted under the detector calibration ``calibration_versions
     ["detectors"]``; ``scale``: calibrated units per unit of model energy; ``bench``: what else
-    the alignment identified and no stage corrects (``labctl.twin.bench_record``; None: as designed).
+    the alignment identified and no stage corrects (``labctl.twin.bench_record``; None: as designed);
+    ``design_sha256``: the design it aligned (``labctl.twin.design_fingerprint``).
     """
 
     plates: list[str]
@@ -48,6 +49,7 @@ class AlignmentRecord:
     version: int | None = None
     path: str | None = None
     bench: dict[str, Any] | None = None
+    design_sha256: str | None = None  # the design aligned to (``labctl.twin.design_fingerprint``; None: an older file)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AlignmentRecord:
@@ -86,6 +88,7 @@ class AlignmentRecord:
             plates, offsets, positions, mount, gains, scale, versions, data.get("strategy"),
             None if converged is None else bool(converged), None if version is None else int(version),
             None if record.get("path") is None else str(record["path"]), bench,
+            None if data.get("design_sha256") is None else str(data["design_sha256"]),
         )  # fmt: skip
 
     @property

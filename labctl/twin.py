@@ -9,6 +9,8 @@ for it, and compare the two.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +36,18 @@ def design_inputs(design: Any, images: np.ndarray) -> np.ndarray:
     if callable(encode):
         return encode(images)
     return embed_image(images, design.geometry, scale=int(design.input_scale))
+
+
+def design_fingerprint(design: Any) -> str:
+    """SHA-256 of what makes a design's optics: its plates' heights (as float32), its geometry and
+    its detector regions. The same for a file and its copy, and for a design and the view of it a
+    wheel's stencils give (``seen_design``); an alignment records it, so that what is built on the
+    alignment (``labctl design refine``) can tell whether it was made for this design."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(design.heights_m, dtype=np.float32).tobytes())
+    digest.update(json.dumps(design.geometry.to_dict(), sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(design.layout.regions, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def seen_design(design: Any, bench: BenchSurface) -> Any:

@@ -99,6 +99,7 @@ class AlignmentResult:
         default_factory=dict
     )  # compute time of the model by kind (grid, forward, jacobian)
     calibration_versions: dict[str, int] = field(default_factory=dict)  # kind -> version applied to the readings
+    design_sha256: str | None = None  # the design aligned to (labctl.twin.design_fingerprint)
     file: Path | None = None
 
     def offsets_array(self) -> np.ndarray:
@@ -140,6 +141,7 @@ class AlignmentResult:
             "model_passes": dict(self.model_passes),
             "model_seconds": dict(self.model_seconds),
             "calibration_versions": dict(self.calibration_versions),
+            "design_sha256": self.design_sha256,
         }
 
     def write(self, folder: str | Path, station: str) -> Path:

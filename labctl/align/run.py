@@ -25,7 +25,7 @@ from labctl.errors import ConfigError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
-from labctl.twin import Twin, bench_record, seen_design
+from labctl.twin import Twin, bench_record, design_fingerprint, seen_design
 
 STRATEGIES = ("model", "scan")
 
@@ -210,6 +210,7 @@ def align(
         result.design_accuracy = float(
             np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels))
         )
+    result.design_sha256 = design_fingerprint(design)
     result.model_passes = dict(fitter.passes)
     result.model_seconds = {kind: round(seconds, 3) for kind, seconds in fitter.seconds.items()}
     records = getattr(calibration, "records", None) or {}

@@ -328,7 +328,13 @@ def _readout(run: _Calibration, design: Any, probes: list[Probe], power_w: float
     run.write(
         "readout",
         "readout",
-        readout.readout_data(fit, training, run.settings.readout_averages),
+        readout.readout_data(
+            fit,
+            training,
+            run.settings.readout_averages,
+            readings,
+            None if alignment is None else int(alignment["version"]),
+        ),
         readout.METHOD,
         assumptions,
         fit,

@@ -102,11 +102,23 @@ def readout_plan(
     return np.array(readings)
 
 
-def readout_data(fit: ReadoutFit, training: TrainingSet, averages: int) -> dict[str, Any]:
-    """What the calibration file stores: the readout, how it was chosen, what it was fitted on."""
+def readout_data(
+    fit: ReadoutFit, training: TrainingSet, averages: int, readings: np.ndarray, alignment_version: int | None
+) -> dict[str, Any]:
+    """What the calibration file stores: the readout, how it was chosen, what it was fitted on:
+    the training images' keys and labels and their calibrated readings (N, C), measured with the
+    plates as ``alignment-v<alignment_version>`` left them (None: no alignment). Nothing measured
+    is lost: ``labctl design refine`` compares these readings with the twin."""
     return {
         **fit.to_data(),
-        "training": {"split": SPLIT, "keys": list(training.keys), "averages": averages},
+        "training": {
+            "split": SPLIT,
+            "keys": list(training.keys),
+            "labels": [int(label) for label in training.labels],
+            "readings": np.asarray(readings, dtype=float),
+            "averages": averages,
+            "alignment_version": alignment_version,
+        },
     }
 
 

@@ -1,4 +1,4 @@
-"""``labctl design ...``: train, evaluate, list and export (for printing) diffractive network designs.
+"""``labctl design ...``: train, evaluate, list, refine (against a bench) and export (for printing) designs.
 
 One registration function and one handler per subcommand; the work is done in ``labctl.design``.
 """
@@ -9,6 +9,7 @@ import argparse
 import json
 import math
 import shlex
+import sys
 from pathlib import Path
 
 # (flag, attribute, type, default, help) of every training parameter; listed once so that the
@@ -50,6 +51,27 @@ _OPTION_FLAGS = [
     ("--max-test", "max_test", int, None, "score each epoch on this many test images only"),
 ]
 
+# refining one plate against a bench (labctl.design.refine.RefineOptions)
+_REFINE_FLAGS = [
+    ("--epochs", "epochs", int, 2, "passes over the training images"),
+    ("--batch", "batch_size", int, 32, "images per Adam step"),
+    ("--lr", "learning_rate", float, 0.02, "Adam step size, radians of phase (the plate starts from the old one)"),
+    ("--lr-decay", "lr_decay", float, 0.7, "learning-rate factor per epoch"),
+    ("--temperature", "temperature", float, 10.0, "softmax temperature on the normalized readings"),
+    ("--seed", "seed", int, 0, "random seed (image order, vaccination draws)"),
+    ("--max-train", "max_train", int, None, "train on a seeded subset of this many training images"),
+    ("--test-samples", "test_samples", int, 500, "held-out test images the stack is scored on, before and after"),
+    ("--quantize-step-m", "quantize_step_m", float, None, "train the relief rounded to this printer step"),
+    ("--vaccinate-sigma-m", "vaccination_sigma_m", float, 0.0, "random lateral offsets of the new plate (std)"),
+    (
+        "--vaccinate-sigma-rotation-deg",
+        "vaccination_sigma_rotation_deg",
+        float,
+        0.0,
+        "random in-plane rotations of the new plate per batch (std, degrees)",
+    ),
+]
+
 # fabrication (labctl.design.fabrication.FabricationParams), for export and --printed-inputs
 _PRINTER_FLAGS = [
     ("--step-m", "step_m", float, 16e-6, "printer layer: heights are rounded to whole steps"),
@@ -72,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_evaluate(sub)
     _register_list(sub)
     _register_export(sub)
+    _register_refine(sub)
 
 
 def _add_flags(parser: argparse.ArgumentParser, flags: list[tuple]) -> None:
@@ -293,3 +316,141 @@ def _export(args: argparse.Namespace) -> int:
         + (f"CHECKS FAILED for {', '.join(failed)}" if failed else "all watertight and within tolerance")
     )
     return 1 if failed else 0
+
+
+# --- refine ----------------------------------------------------------------------------------
+def _register_refine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "refine",
+        help="re-train one plate for the bench as aligned: a replacement plate to print",
+        description="Re-train one plate of the design the bench was aligned for, with the other plates where the "
+        "alignment found them (offsets, rotations, beam, detector plane, phase scale, detector gains), so that the "
+        "stack as it really is classifies well. Writes a new design file; export it and have the plate swapped "
+        "(`labctl station swap-plate`), then align again. See docs/hil.md.",
+    )
+    p.add_argument("--station", type=Path, help="station file: its calibration folder and design are the defaults")
+    p.add_argument("--calibration", type=Path, help="the bench's calibration folder (default: the station's)")
+    p.add_argument(
+        "--design", help="the design the bench was aligned for: shipped name or file (default: the station's)"
+    )
+    p.add_argument("--plate", help="the plate to replace, by the station's name (default: the last)")
+    p.add_argument("--out", required=True, type=Path, help="design file to write")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_flags(p, _REFINE_FLAGS)
+    p.set_defaults(func=_refine)
+
+
+def _refine_sources(args: argparse.Namespace) -> tuple[Path, str, str | None]:
+    """Calibration folder, design (name or file) and station name from the flags and the station file."""
+    from labctl.errors import ConfigError
+
+    config = None
+    if args.station is not None:
+        from labctl.station import load_station
+
+        config = load_station(args.station)
+    folder = args.calibration or (config.calibration_dir if config is not None else None)
+    design = args.design or (str(config.design_path) if config is not None and config.design_path else None)
+    if folder is None or design is None:
+        raise ConfigError(
+            "design refine: say which bench: --station STATION.yaml, or --calibration FOLDER and --design DESIGN"
+        )
+    return Path(folder), design, None if config is None else config.name
+
+
+def _refine(args: argparse.Namespace) -> int:
+    from labctl.design.datasets import load_dataset
+    from labctl.design.designfile import load_design, save_design
+    from labctl.design.identified import load_identified_bench
+    from labctl.design.refine import RefineOptions, refine_plate
+    from labctl.design.shipped import resolve_design
+    from labctl.paths import check_writable
+
+    folder, design_name, station = _refine_sources(args)
+    design_path = resolve_design(design_name)
+    design = load_design(design_path)
+    values = {dest: getattr(args, dest) for _f, dest, *_ in _REFINE_FLAGS}
+    if values["quantize_step_m"] is None:  # as the design was trained
+        values["quantize_step_m"] = design.provenance.get("train_options", {}).get("quantize_step_m")
+    options = RefineOptions(**values)
+    bench = load_identified_bench(folder, design, station)
+    plate = bench.plate_index(args.plate)
+    check_writable(args.out.parent, f"design file {args.out}")  # before minutes of training, not after
+    data = load_dataset(design.dataset)
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    agreement = bench.agreement(design, data)
+    if agreement is not None:
+        measured, twin, paired = agreement
+        say(
+            f"measured on the bench ({Path(bench.measured.source).name}): plain argmax {measured}; the twin predicts "
+            f"{twin} on the same images ({paired.describe('bench', 'twin')})"
+        )
+    provenance = {
+        "command": _refine_command(args),
+        "refined_from": {
+            "design": str(Path(design_path).resolve()),
+            "sha256": _sha256(design_path),
+            "test_accuracy": design.provenance.get("test_accuracy"),
+        },
+        "replaced_plate": bench.plates[plate],
+        "bench": bench.provenance(),
+    }
+    if agreement is not None:
+        provenance["bench"]["measured_plain"] = agreement[0].as_dict()
+        provenance["bench"]["twin_on_measured"] = agreement[1].as_dict()
+    result = refine_plate(
+        design,
+        bench.twin.params(),
+        plate,
+        data,
+        options,
+        gains=bench.twin.gains,
+        progress=not args.no_progress,
+        provenance=provenance,
+        say=say,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_design(result.design, args.out)
+    name = bench.plates[plate]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "design": str(args.out),
+                    "replaced_plate": name,
+                    "before": result.before.as_dict(),
+                    "after": result.after.as_dict(),
+                    "mcnemar_p": result.paired.p_value,
+                    "history": result.history,
+                },
+                indent=1,
+            )
+        )
+        return 0
+    print(result.summary())
+    print(
+        f"{args.out}: plate {name} refined for the bench of {folder}. Next: `labctl design export --design {args.out} "
+        f"--out <folder>`, print plate {name}, `labctl station swap-plate <station> --plate {name} --design "
+        f"{args.out}`, point the station's design at it and align again"
+    )
+    return 0
+
+
+def _refine_command(args: argparse.Namespace) -> str:
+    """The command that reproduces this refinement, every option spelled out."""
+    words = ["labctl", "design", "refine", "--out", str(args.out)]
+    for flag in ("station", "calibration", "design", "plate"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag}", str(getattr(args, flag))]
+    for flag, dest, _kind, _default, _text in _REFINE_FLAGS:
+        value = getattr(args, dest)
+        if value is not None:
+            words += [flag, repr(value) if isinstance(value, float) else str(value)]
+    return shlex.join(words)
+
+
+def _sha256(path: Path) -> str:
+    from labctl.campaign.run import file_sha256
+
+    return file_sha256(path)
