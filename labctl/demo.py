@@ -11,7 +11,8 @@ to say how far the plates really ended from where the design wants them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ def run_demo(
     from labctl.twin import seen_design
 
     started = time.monotonic()
+    phases = PhaseClock()
     out_dir = Path(out_dir).resolve()
     design_path = resolve_design(design_name)
     design = load_design(design_path)
@@ -75,12 +77,11 @@ def run_demo(
     sim_dir = out_dir / "bench"
     sim_dir.mkdir(exist_ok=True)
     say(f"starting the simulated bench (seed {seed}, time scale {time_scale:g}) in {sim_dir}")
-    with (
-        SimulatedBench(
+    with phases.phase("set-up"):
+        sim = SimulatedBench(
             design, sim_dir, seed=seed, time_scale=time_scale, truth=load_truth(truth), design_path=design_path
-        ) as sim,
-        Bench.from_station(sim.station_path) as bench,
-    ):
+        )
+    with sim, Bench.from_station(sim.station_path) as bench:
         say(f"connected {len(bench.instruments)} instruments through station file {sim.station_path}")
         folder = bench.calibration_dir
         printed = seen_design(design, bench)  # the wheel holds printed stencils: model what they transmit
@@ -93,20 +94,25 @@ def run_demo(
             runners.append(Runner(bench, operator=bench.operator, progress=tick))
             return runners[-1]
 
-        say("calibrating darks, homing the stages, measuring backlash")
-        calibrate(bench, folder, "darks,stages", runner(), design=printed, probes=probes, progress=say)
-        bench.move_to_nominal()
-        say(f"aligning the plates ({strategy} strategy)")
-        alignment = align(
-            bench, printed, strategy, runner(), CalibrationSet.load_latest(folder), check=check_count, home=False
-        )
+        phases.count(lambda: sum(r.detector_reads for r in runners), lambda: sim.world.optics_calls)
+        with phases.phase("calibration"):
+            say("calibrating darks, homing the stages, measuring backlash")
+            calibrate(bench, folder, "darks,stages", runner(), design=printed, probes=probes, progress=say)
+            bench.move_to_nominal()
+        with phases.phase("alignment") as row:
+            say(f"aligning the plates ({strategy} strategy)")
+            alignment = align(
+                bench, printed, strategy, runner(), CalibrationSet.load_latest(folder), check=check_count, home=False
+            )
+            row["model_compute_s"] = round(sum(alignment.model_seconds.values()), 1)
         if alignment.converged:
             say("calibrating detector gains and the source on the aligned bench")
             steps = "gains,source"
         else:  # gains fitted against a misaligned model would be biased: keep unit gains
             say(f"alignment did not converge (model misfit {alignment.residual:.3f}); calibrating the source only")
             steps = "source"
-        calibrate(bench, folder, steps, runner(), design=printed, probes=probes, progress=say)
+        with phases.phase("calibration"):
+            calibrate(bench, folder, steps, runner(), design=printed, probes=probes, progress=say)
         spec = CampaignSpec(count_per_class=per_class, averages=4, dark_every=20, seed=seed)
         campaign_file = out_dir / "campaign.h5"
         for leftover in (campaign_file, journal_path(campaign_file)):  # an earlier demo's, in the same folder
@@ -117,10 +123,12 @@ def run_demo(
         )  # fmt: skip
         campaign = job.on_bench(bench, sim.station_path)
         say(f"measuring {len(campaign.predict)} test samples through the mask wheel")
-        campaign.run(runner())
+        with phases.phase("campaign"):
+            campaign.run(runner())
         reads = sum(r.detector_reads for r in runners)
         truth = sim.world.plate_offsets_m()  # the hidden truth: only the summary looks
-    html, summary = write_report(campaign_file)
+    with phases.phase("report"):
+        html, summary = write_report(campaign_file)
     residual_um = float(np.sqrt(np.mean(truth[:, :2] ** 2)) * 1e6)
     scores = summary.to_json()  # accuracies with Wilson intervals, bench vs twin as McNemar
     return {
@@ -148,7 +156,37 @@ def run_demo(
         "seed": seed,
         "time_scale": time_scale,
         "wall_s": round(time.monotonic() - started, 1),
+        "phases": phases.rows,
     }
+
+
+class PhaseClock:
+    """Where the demo's time goes, phase by phase: wall and CPU seconds (CPU over all threads: the
+    simulated instruments' light and the model's cores; wall above CPU is waiting, e.g. on the
+    simulated instruments' time scale), detector reads and the world's light passes. A phase
+    entered twice (calibration before and after alignment) adds up."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, float]] = {}
+        self._reads: Callable[[], int] = lambda: 0
+        self._light: Callable[[], int] = lambda: 0
+
+    def count(self, reads: Callable[[], int], light_passes: Callable[[], int]) -> None:
+        """From now on, also count detector reads and the world's light passes per phase."""
+        self._reads, self._light = reads, light_passes
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[dict[str, float]]:
+        """Time the block as phase ``name``; yields its row, for the caller's own numbers."""
+        row = self.rows.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "detector_reads": 0, "light_passes": 0})
+        wall, cpu, reads, light = time.monotonic(), time.process_time(), self._reads(), self._light()
+        try:
+            yield row
+        finally:
+            row["wall_s"] = round(row["wall_s"] + time.monotonic() - wall, 1)
+            row["cpu_s"] = round(row["cpu_s"] + time.process_time() - cpu, 1)
+            row["detector_reads"] += self._reads() - reads
+            row["light_passes"] += self._light() - light
 
 
 def _check_ci(accuracy: float | None, n: int) -> str | None:

@@ -79,6 +79,11 @@ def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     assert {"L1.dx", "L1.dy", "L3.dy"} <= set(identified)  # every plate's lateral offset, with its error bar
     assert all(p["stderr"] > 0 for p in identified.values())
     assert set(identified).isdisjoint(summary["not_identifiable"])
+    phases = summary["phases"]  # where the time went: every read and light pass falls in one phase
+    assert set(phases) == {"set-up", "calibration", "alignment", "campaign", "report"}
+    assert sum(row["detector_reads"] for row in phases.values()) == summary["detector_reads"]
+    assert phases["calibration"]["detector_reads"] > 0 and phases["campaign"]["light_passes"] > 0
+    assert sum(row["wall_s"] for row in phases.values()) <= summary["wall_s"] + 0.5
     assert (out / "campaign.h5").exists() and (out / "campaign_report" / "report.html").exists()
 
 

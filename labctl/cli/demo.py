@@ -96,6 +96,12 @@ def demo_command(args: argparse.Namespace) -> int:
     print(f"campaign                      {summary['campaign_file']}")
     print(f"report                        {summary['report_file']}")
     print(f"wall time                     {summary['wall_s']} s")
+    for name, row in summary["phases"].items():
+        extra = f", model compute {row['model_compute_s']} s" if "model_compute_s" in row else ""
+        print(
+            f"  {name:<12} {row['wall_s']:7.1f} s wall, {row['cpu_s']:7.1f} s CPU, "
+            f"{row['detector_reads']} reads, {row['light_passes']} light passes{extra}"
+        )
     return 0
 
 
