@@ -372,18 +372,16 @@ class OffsetFit:
         mount, bench = self.mount(x), self.bench_at(x)
         energies = np.empty((len(observations), len(self.inputs), len(self.model.layout)))
         jacobian = np.empty(energies.shape + (len(x),))
-        n_offsets = int(self.axes.sum())
-        waist = bench.beam_waist_m if bench is not None else None
+        wrt = [f"L{i + 1}.d{AXES[a]}" for i, a in zip(*np.nonzero(self.axes))] + list(self.extras)
         for k, obs in enumerate(observations):
-            jac = self.model.energy_jacobian(self.inputs, self.heights(obs), **self.model_arguments(obs, mount, bench))
-            energies[k] = jac.energies
-            jacobian[k, :, :, :n_offsets] = jac.offsets[:, :, self.axes]
-            for j, (name, i) in enumerate(zip(self.extras, self._extra_index)):
-                # d/d(1/w^2) = d/dw * dw/d(1/w^2) = d/dw * (-w^3 / 2)
-                factor = -(waist**3) / 2 if name == "beam.waist" else 1.0
-                jacobian[k, :, :, n_offsets + j] = jac.params[..., i] * factor
+            arguments = self.model_arguments(obs, mount, bench)
+            jac = self.model.energy_jacobian(self.inputs, self.heights(obs), wrt=wrt, **arguments)
+            energies[k], jacobian[k] = jac.energies, jac.params
+            self.passes[jac.mode] = self.passes.get(jac.mode, 0) + jac.fields  # adjoint or tangent fields
+        if "beam.waist" in self.extras and bench is not None and bench.beam_waist_m is not None:
+            # d/d(1/w^2) = d/dw * dw/d(1/w^2) = d/dw * (-w^3 / 2)
+            jacobian[..., wrt.index("beam.waist")] *= -(bench.beam_waist_m**3) / 2
         self.passes["forward"] += energies.shape[0] * energies.shape[1]
-        self.passes["adjoint"] += energies.size
         self.seconds["jacobian"] += time.perf_counter() - started
         return energies, jacobian
 

@@ -1,13 +1,13 @@
-"""Every detector energy's exact derivative w.r.t. every bench parameter, for a batch of probes.
+"""Every detector energy's exact derivative w.r.t. the bench parameters, for a batch of probes.
 
 A fit of the bench (labctl/align/fit.py) needs dE_c/dtheta for each probe, each of the C
-detectors and each bench parameter theta: C adjoint passes per probe. ``D2NN.backward`` run once
-per detector would redo, C times over, everything that depends on the forward pass only (the
-spectra of the fields entering each propagation, the derivatives of the transfer functions, the
-turned plates' derivatives, the beam's) and push a batch of one through the FFTs. Here the C
-adjoints of one probe go backwards together as one batch, and every derivative is an inner
-product of an adjoint field with a tangent computed once per forward pass.
+detectors and each fitted bench parameter theta. ``D2NN.backward`` run once per detector would
+redo, C times over, everything that depends on the forward pass only (the spectra of the fields
+entering each propagation, the derivatives of the transfer functions, the turned plates'
+derivatives, the beam's) and push a batch of one through the FFTs. Two ways here, each exact:
 
+Adjoints (all parameters at once): the C adjoints of one probe go backwards as one batch, and every
+derivative is an inner product of an adjoint field with a tangent computed once per probe.
 Notation of network.py and adjoint.py; g^c the adjoint fields of detector c (cotangent
 dL/dE = e_c, so g_q^c = 2 dx^2 1_c q), G_j^c = FFT pad(g^c after propagation j), W_j = FFT pad of
 the field entering propagation j, N = (2M)^2, <a, b> = Re sum conj(a) b:
@@ -26,12 +26,21 @@ term, which would otherwise cancel in the sums. The beam's derivatives taken in 
 spare the C inverse transforms back to the input plane. Per probe and detector the backward pass
 then costs 2L + 1 transforms (``backward``: 3 per propagation).
 
+Tangents (a few parameters): one tangent field per parameter goes forwards from where the
+parameter enters (the same factors: D H_j W_j in the spectrum of propagation j, p_l dt_l/dtheta
+after plate l, u dlog(beam)/dtheta at the input) to the detectors, dE_c = 2 dx^2 Re sum_c conj(q) dq.
+A tangent entering at plate l costs 2 transforms per propagation after it, so one plate's
+offsets (3 tangents) cost far less than C adjoints; the whole bench (27 parameters for 5 plates)
+costs more. ``mode="auto"`` counts the transforms of both and takes the cheaper.
+
 Chain rules from the propagations' (z_j, s_j) to the plates' and the detector's offsets are those
 of adjoint.py.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -53,20 +62,29 @@ RECORD_BUDGET = 512 * 2**20
 
 @dataclass
 class EnergyJacobian:
-    """Energies (B, C) and dE/d(bench parameters) (B, C, n) in ``bench.to_vector()`` order, SI units."""
+    """Energies (B, C) and dE/d(bench parameter) (B, C, n) for the parameters ``names`` (SI units)."""
 
     energies: np.ndarray
     params: np.ndarray
-    bench: BenchParams  # the bench the derivatives were taken at; ``bench.names()`` names the columns
+    names: list[str]  # the columns of ``params``: ``BenchParams.names()``, all of them or those asked for
+    bench: BenchParams  # the bench the derivatives were taken at
+    mode: str = "adjoint"  # how: C adjoint fields per probe, or one tangent field per parameter and probe
+
+    @property
+    def fields(self) -> int:
+        """How many derivative fields went through the model: B C adjoints or B n tangents."""
+        batch, channels, n = self.params.shape
+        return batch * (channels if self.mode == "adjoint" else n)
 
     @property
     def offsets(self) -> np.ndarray:
-        """dE/d(plate offsets) (B, C, L, 3)."""
-        n_layers = self.bench.n_layers
-        return self.params[..., : 3 * n_layers].reshape(self.params.shape[:2] + (n_layers, 3))
-
-    def names(self) -> list[str]:
-        return self.bench.names()
+        """dE/d(plate offsets) (B, C, L, 3) (all of them must have been asked for)."""
+        wanted = [f"L{layer + 1}.d{axis}" for layer in range(self.bench.n_layers) for axis in "xyz"]
+        missing = sorted(set(wanted) - set(self.names))
+        if missing:
+            raise ConfigError(f"optics model: the Jacobian was taken without {missing}; ask for them in wrt")
+        columns = [self.names.index(name) for name in wanted]
+        return self.params[..., columns].reshape(self.params.shape[:2] + (self.bench.n_layers, 3))
 
 
 @dataclass
@@ -114,12 +132,15 @@ def _tangents(model: D2NN, res: ForwardResult) -> _Tangents:
 def _inner(adjoints: np.ndarray, tangents: np.ndarray) -> np.ndarray:
     """Re sum conj(adjoints[c]) tangents[k] for every c and k: (C, ...) and (K, ...) -> (C, K) float64.
 
-    Re(conj(a) b) = a.re b.re + a.im b.im: one real matrix product of the interleaved views.
+    One BLAS dot per pair: a matrix product of these skinny shapes is several times slower
+    (measured with numpy's OpenBLAS, 400 x 400 complex64, two threads).
     """
-    real = adjoints.real.dtype
-    a = np.ascontiguousarray(adjoints).view(real).reshape(len(adjoints), -1)
-    b = np.ascontiguousarray(tangents).view(real).reshape(len(tangents), -1)
-    return (a @ b.T).astype(np.float64)
+    out = np.empty((len(adjoints), len(tangents)))
+    for c, adjoint in enumerate(adjoints):
+        flat = adjoint.ravel()  # a copy only for the corner of a padded array
+        for k, tangent in enumerate(tangents):
+            out[c, k] = np.vdot(flat, tangent.ravel()).real
+    return out
 
 
 def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers: int) -> np.ndarray:
@@ -177,6 +198,81 @@ def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers
     return np.concatenate([offsets.reshape(channels, -1), plate[:, :, 0], beam[:, :2], waist, detector, scale], axis=1)
 
 
+def _sources(name: str, n_layers: int) -> list[tuple[int, int, float]]:
+    """Where bench parameter ``name`` enters the forward pass, as (stage, what, sign).
+
+    Stages in forward order: the input plane 0, propagation j 2j + 1, plate l 2l + 2. ``what`` is
+    z, sx, sy (0, 1, 2) of a propagation, rotation or phase scale (0, 1) of a plate, the beam's
+    cx, cy, w (0, 1, 2) at the input. Signs from z_j = z_j^0 + dz_j - dz_{j-1}, s_j = d_{j-1} - d_j.
+    """
+    head, _, tail = name.partition(".")
+    axis = {"dx": 1, "dy": 2, "dz": 0}.get(tail, -1)
+    if head == "phase_scale":
+        return [(2 * layer + 2, 1, 1.0) for layer in range(n_layers)]
+    if head == "beam":
+        return [(0, {"x": 0, "y": 1, "waist": 2}[tail], 1.0)]
+    if head == "detector":
+        return [(2 * n_layers + 1, axis, 1.0 if axis == 0 else -1.0)]
+    layer = int(head[1:]) - 1
+    if tail == "rot":
+        return [(2 * layer + 2, 0, 1.0)]
+    sign = 1.0 if axis == 0 else -1.0
+    return [(2 * layer + 1, axis, sign), (2 * layer + 3, axis, -sign)]
+
+
+def _tangent_cost(start: int, n_layers: int) -> int:
+    """Transforms a tangent entering at stage ``start`` costs: one inverse at a propagation it
+    enters in the spectrum, a forward and an inverse at every later one."""
+    return sum(2 if 2 * j + 1 > start else int(2 * j + 1 == start) for j in range(n_layers + 1))
+
+
+def _probe_tangent_rows(
+    model: D2NN, res: ForwardResult, b: int, tan: _Tangents, sources: list[list[tuple[int, int, float]]], workers: int
+) -> np.ndarray:
+    """dE_c/d(parameter k) (C, K) of probe ``b`` by forward differentiation: one tangent field per
+    parameter (``sources``, ordered by their first stage), pushed from where it enters to the
+    detectors together with the others, dE_c = 2 dx^2 Re sum_c conj(q) dq."""
+    g = model.geom
+    n_layers, m, padded = g.n_layers, g.samples, g.padded
+    output, first, at_plates = res.field, res.input_field, res.plate_fields
+    assert output is not None and first is not None and at_plates is not None  # recorded
+    never = 2 * n_layers + 2
+    starts = [min((stage for stage, _, _ in source), default=never) for source in sources]
+    by_stage: dict[int, list[tuple[int, int, float]]] = {}
+    for slot, source in enumerate(sources):
+        for stage, what, sign in source:
+            by_stage.setdefault(stage, []).append((slot, what, sign))
+    work = np.zeros((len(sources), padded, padded), g.complex_dtype)
+    entering = np.empty((1, padded, padded), g.complex_dtype)
+    for slot, what, sign in by_stage.get(0, []):  # only a Gaussian beam's parameters enter here
+        assert tan.beam is not None
+        work[slot, :m, :m] = first[b] * (sign * tan.beam[what])
+    for j in range(n_layers + 1):
+        stage = 2 * j + 1
+        live, now = bisect_left(starts, stage), bisect_right(starts, stage)
+        if live:
+            to_spectrum(work[:live], m, workers)
+            np.multiply(work[:live], res.transfer[j], out=work[:live])
+        if stage in by_stage:  # d/d(z_j, s_j) of this propagation: D H W (W the entering field's spectrum)
+            entering[0, :m, :m] = first[b] if j == 0 else at_plates[j - 1][b] * res.transmissions[j - 1]
+            spectrum = to_spectrum(entering, m, workers)[0] * res.transfer[j]
+            for slot, what, sign in by_stage[stage]:
+                factor = (tan.dlog_z, tan.ramp_x[None, :], tan.ramp_x[:, None])[what]
+                work[slot] += spectrum * (factor * sign)
+        if now:
+            to_field(work[:now], m, workers)
+        if j == n_layers:
+            break
+        np.multiply(work[:now, :m, :m], res.transmissions[j], out=work[:now, :m, :m])
+        for slot, what, sign in by_stage.get(stage + 1, []):
+            work[slot, :m, :m] += at_plates[j][b] * (sign * tan.plate[j, what])
+    rows = np.empty((len(model.layout), len(sources)))
+    for c, (r0, r1, c0, c1) in enumerate(model.layout.regions * g.oversample):
+        product = np.conj(output[b, r0:r1, c0:c1]) * work[:, r0:r1, c0:c1]
+        rows[c] = product.real.sum(axis=(1, 2), dtype=np.float64) * (2.0 * g.sample_pitch_m**2)
+    return rows
+
+
 def _group_size(model: D2NN, batch: int) -> int:
     """Probes per forward pass: all of them while their recorded fields fit ``RECORD_BUDGET``."""
     g = model.geom
@@ -191,14 +287,39 @@ def energy_jacobian(
     heights: np.ndarray,
     offsets: np.ndarray | None = None,
     params: BenchParams | None = None,
+    wrt: Sequence[str] | None = None,
+    mode: str = "auto",
 ) -> EnergyJacobian:
-    """Energies (B, C) of input masks (B, n, n) and their exact derivatives w.r.t. every bench
-    parameter (``offsets`` or ``params`` as for ``D2NN.forward``); the probes are spread over the
-    cores, each probe's C adjoints go backwards as one batch."""
+    """Energies (B, C) of input masks (B, n, n) and their exact derivatives w.r.t. the bench
+    parameters ``wrt`` (``BenchParams.names()``; None: all), ``offsets`` or ``params`` as for
+    ``D2NN.forward``. The probes are spread over the cores.
+
+    ``mode``: ``"adjoint"`` pushes each probe's C detector adjoints backwards as one batch,
+    ``"tangent"`` one tangent field per parameter forwards; ``"auto"`` takes the one that costs
+    fewer transforms (the adjoints for the whole bench, tangents for a few parameters, e.g. one
+    plate's offsets).
+    """
     inputs = np.asarray(inputs)
     batch = len(inputs)
     if batch == 0:
         raise ConfigError("optics model: the energy Jacobian needs at least one input mask, got none")
+    if mode not in ("auto", "adjoint", "tangent"):
+        raise ConfigError(f"optics model: Jacobian mode must be auto, adjoint or tangent, got {mode!r}")
+    n_layers = model.geom.n_layers
+    bench = params if params is not None else model.nominal_params(offsets)
+    names = bench.names()
+    columns = names if wrt is None else list(wrt)
+    unknown = [name for name in columns if name not in names]
+    if unknown:
+        raise ConfigError(f"optics model: no bench parameters {unknown}; the bench has {names}")
+    plane = bench.beam_waist_m is None  # a plane wave: its centre changes nothing
+    entries = [[] if plane and name.startswith("beam.") else _sources(name, n_layers) for name in columns]
+    never = 2 * n_layers + 2
+    first_stage = [min((stage for stage, _, _ in entry), default=never) for entry in entries]
+    order = sorted(range(len(columns)), key=first_stage.__getitem__)
+    sources = [entries[i] for i in order]
+    cost = sum(_tangent_cost(first_stage[i], n_layers) for i in order)
+    tangent = mode == "tangent" or (mode == "auto" and cost < len(model.layout) * (2 * n_layers + 1))
     group = _group_size(model, batch)
     energies, rows = [], []
     tan: _Tangents | None = None
@@ -206,10 +327,25 @@ def energy_jacobian(
         res = model.forward(inputs[start : start + group], heights, offsets, record=True, params=params)
         tan = _tangents(model, res) if tan is None else tan  # the bench is the same for every group
         energies.append(res.energies)
-        rows += over_cores(len(res.energies), partial(_probe_part, model, res, tan))
-    return EnergyJacobian(np.concatenate(energies), np.concatenate(rows), res.params)
+        rows += over_cores(len(res.energies), partial(_probe_part, model, res, tan, sources if tangent else None))
+    jacobian = np.concatenate(rows)
+    if tangent:
+        jacobian = jacobian[..., np.argsort(order)]
+    elif wrt is not None:
+        jacobian = jacobian[..., [names.index(name) for name in columns]]
+    return EnergyJacobian(np.concatenate(energies), jacobian, columns, res.params, "tangent" if tangent else "adjoint")
 
 
-def _probe_part(model: D2NN, res: ForwardResult, tan: _Tangents, part: range, workers: int) -> np.ndarray:
-    """The rows (len(part), C, n) of the probes ``part`` of ``res``, in one thread."""
-    return np.stack([_probe_rows(model, res, b, tan, workers) for b in part])
+def _probe_part(
+    model: D2NN,
+    res: ForwardResult,
+    tan: _Tangents,
+    sources: list[list[tuple[int, int, float]]] | None,
+    part: range,
+    workers: int,
+) -> np.ndarray:
+    """The rows (len(part), C, n) of the probes ``part`` of ``res``, in one thread (adjoints, or
+    tangents from ``sources``)."""
+    if sources is None:
+        return np.stack([_probe_rows(model, res, b, tan, workers) for b in part])
+    return np.stack([_probe_tangent_rows(model, res, b, tan, sources, workers) for b in part])

@@ -22,6 +22,7 @@ bench was designed, with no extra cost.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -286,10 +287,13 @@ class D2NN:
         heights: np.ndarray,
         offsets: np.ndarray | None = None,
         params: BenchParams | None = None,
+        wrt: Sequence[str] | None = None,
+        mode: str = "auto",
     ) -> EnergyJacobian:
-        """Energies (B, R) and the exact derivative of each w.r.t. every bench parameter:
-        ``.params`` (B, R, n) in ``BenchParams.to_vector`` order, ``.offsets`` (B, R, L, 3).
+        """Energies (B, R) and the exact derivative of each w.r.t. the bench parameters ``wrt``
+        (``BenchParams.names()``, default all): ``.params`` (B, R, n) in the order of ``wrt``
+        (``.names``), ``.offsets`` (B, R, L, 3).
 
         What ``backward`` once per detector gives, at a fraction of the cost (jacobian.py).
         """
-        return energy_jacobian(self, inputs, heights, offsets, params)
+        return energy_jacobian(self, inputs, heights, offsets, params, wrt, mode)

@@ -35,7 +35,7 @@ def test_batched_jacobian_equals_one_backward_per_detector(small_geometry, small
     model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample, waist)
     jac = model.energy_jacobian(inputs, heights, params=params)
     expected = per_detector(model, inputs, heights, params=params)
-    assert jac.params.shape == (3, 10, len(params.names())) and jac.names() == params.names()
+    assert jac.params.shape == (3, 10, len(params.names())) and jac.names == params.names()
     matters = np.abs(expected).max(axis=(0, 1)) > 0
     names = params.names()
     beam = [n.startswith("beam.") for n in names]  # a plane wave has no centre
@@ -54,7 +54,7 @@ def test_offsets_alone_give_the_designed_bench_and_probes_may_come_in_groups(
     inputs = np.concatenate([inputs, 1.0 - inputs[:2]])  # 5 probes
     offsets = params.offsets_m
     whole = model.energy_jacobian(inputs, heights, offsets=offsets)
-    assert whole.names() == model.nominal_params().names()
+    assert whole.names == model.nominal_params().names()
     expected = per_detector(model, inputs, heights, offsets=offsets)
     np.testing.assert_allclose(whole.params, expected, rtol=1e-9, atol=1e-12 * np.abs(expected).max())
     monkeypatch.setattr(jacobian_module, "RECORD_BUDGET", 1)  # one group per core
@@ -100,3 +100,37 @@ def test_no_probes_is_refused(small_geometry, small_layout, rng):
     model, _, heights, params = misaligned(small_geometry, small_layout, rng)
     with pytest.raises(ConfigError, match="at least one input"):
         model.energy_jacobian(np.zeros((0, 16, 16)), heights, params=params)
+
+
+@pytest.mark.parametrize("oversample, waist", [(1, 3e-3), (2, 3e-3), (1, None)])
+def test_tangents_forwards_give_what_adjoints_backwards_give(small_geometry, small_layout, rng, oversample, waist):
+    """Forward differentiation, one tangent field per parameter, against the adjoints, for every
+    parameter at once and for a few asked for in any order."""
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample, waist)
+    adjoint = model.energy_jacobian(inputs, heights, params=params, mode="adjoint")
+    tangent = model.energy_jacobian(inputs, heights, params=params, mode="tangent")
+    assert (adjoint.mode, tangent.mode) == ("adjoint", "tangent") and tangent.names == adjoint.names
+    atol = 1e-12 * np.abs(adjoint.params).max()
+    np.testing.assert_allclose(tangent.params, adjoint.params, rtol=1e-9, atol=atol)
+    np.testing.assert_array_equal(tangent.energies, adjoint.energies)
+    few = ["detector.dz", "L2.dy", "phase_scale", "L3.rot", "L1.dz"]
+    some = model.energy_jacobian(inputs, heights, params=params, wrt=few, mode="tangent")
+    columns = [adjoint.names.index(name) for name in few]
+    assert some.names == few
+    np.testing.assert_allclose(some.params, adjoint.params[..., columns], rtol=1e-9, atol=atol)
+
+
+def test_auto_takes_the_cheaper_way(small_geometry, small_layout, rng):
+    """One plate's offsets: three tangents beat ten adjoints; the whole bench: adjoints."""
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng)
+    plate = model.energy_jacobian(inputs, heights, params=params, wrt=["L2.dx", "L2.dy", "L2.dz"])
+    whole = model.energy_jacobian(inputs, heights, params=params)
+    assert (plate.mode, whole.mode) == ("tangent", "adjoint")
+    assert (plate.fields, whole.fields) == (3 * 3, 3 * 10)
+    np.testing.assert_allclose(plate.params, whole.offsets[:, :, 1], rtol=1e-9, atol=1e-12 * np.abs(whole.params).max())
+    with pytest.raises(ConfigError, match="taken without"):
+        _ = plate.offsets
+    with pytest.raises(ConfigError, match=r"no bench parameters \['L9.dx'\]"):
+        model.energy_jacobian(inputs, heights, params=params, wrt=["L9.dx"])
+    with pytest.raises(ConfigError, match="mode must be"):
+        model.energy_jacobian(inputs, heights, params=params, mode="reverse")
