@@ -6,6 +6,7 @@ One registration function and one handler per subcommand; the work is done in ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shlex
@@ -337,7 +338,13 @@ def _register_refine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="design file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_flags(p, _REFINE_FLAGS)
+    p.add_argument(
+        "--printed-inputs",
+        action="store_true",
+        help="train and score on the printed stencils a mask wheel holds (thresholded, bridges included), "
+        "not on the images an SLM shows",
+    )
+    _add_flags(p, _REFINE_FLAGS + _STENCIL_FLAGS)
     p.set_defaults(func=_refine)
 
 
@@ -399,6 +406,13 @@ def _refine(args: argparse.Namespace) -> int:
     if agreement is not None:
         provenance["bench"]["measured_plain"] = agreement[0].as_dict()
         provenance["bench"]["twin_on_measured"] = agreement[1].as_dict()
+    inputs = None
+    if args.printed_inputs:
+        from labctl.design.fabrication import FabricationParams, as_printed
+
+        stencils = FabricationParams(bridge_width_m=args.bridge_width_m, threshold=args.threshold)
+        inputs = as_printed(design, stencils).inputs
+        provenance["inputs"] = {"printed_stencils": dataclasses.asdict(stencils)}
     result = refine_plate(
         design,
         bench.twin.params(),
@@ -409,6 +423,7 @@ def _refine(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         provenance=provenance,
         say=say,
+        inputs=inputs,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_design(result.design, args.out)
@@ -443,7 +458,9 @@ def _refine_command(args: argparse.Namespace) -> str:
     for flag in ("station", "calibration", "design", "plate"):
         if getattr(args, flag) is not None:
             words += [f"--{flag}", str(getattr(args, flag))]
-    for flag, dest, _kind, _default, _text in _REFINE_FLAGS:
+    if args.printed_inputs:
+        words.append("--printed-inputs")
+    for flag, dest, _kind, _default, _text in _REFINE_FLAGS + (_STENCIL_FLAGS if args.printed_inputs else []):
         value = getattr(args, dest)
         if value is not None:
             words += [flag, repr(value) if isinstance(value, float) else str(value)]

@@ -143,17 +143,18 @@ class RefineResult:
 
 def score_stack(
     objective: PlateObjective,
-    design: Design,
+    encode: Callable[[np.ndarray], np.ndarray],
     heights: np.ndarray,
     bench: BenchParams,
     images: np.ndarray,
     labels: np.ndarray,
 ) -> np.ndarray:
-    """Right/wrong (N,) of the stack ``heights`` on ``bench`` for ``images``, by the plain argmax."""
+    """Right/wrong (N,) of the stack ``heights`` on ``bench`` for ``images`` (made input amplitudes
+    by ``encode``), by the plain argmax."""
     right = np.empty(len(labels), dtype=bool)
     for start in range(0, len(labels), _BATCH):
         sl = slice(start, start + _BATCH)
-        readings = objective.readings(heights, design.inputs(images[sl]), bench)
+        readings = objective.readings(heights, encode(images[sl]), bench)
         right[sl] = np.argmax(readings, axis=1) == labels[sl]
     return right
 
@@ -169,6 +170,7 @@ def refine_plate(
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
+    inputs: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> RefineResult:
     """Re-train plate ``plate`` (index in beam order) of ``design`` for the bench ``bench``.
 
@@ -179,7 +181,9 @@ def refine_plate(
     training split of ``data``; the stack is scored before and after on the first
     ``options.test_samples`` test images. ``provenance`` is merged into the new design's (the
     caller names the calibration files and the design it started from); ``say`` gets one line
-    per epoch (default: stderr when ``progress``).
+    per epoch (default: stderr when ``progress``). ``inputs`` turns images into the input
+    amplitudes the bench shows (default ``design.inputs``; a mask wheel's printed stencils:
+    ``as_printed(design).inputs``).
     """
     geometry = design.geometry
     bench = bench.check(geometry.n_layers)
@@ -199,7 +203,8 @@ def refine_plate(
     )
     test_images, test_labels = data.test_images[:test_count], np.asarray(data.test_labels[:test_count], dtype=np.int64)
     old = np.asarray(design.heights_m, dtype=np.float64)
-    right_before = score_stack(objective, design, old, bench, test_images, test_labels)
+    encode = design.inputs if inputs is None else inputs
+    right_before = score_stack(objective, encode, old, bench, test_images, test_labels)
     say(f"stack as identified, old plate: {AccuracyCI.from_flags(right_before)}")
 
     phases = relief.phases(old[plate])
@@ -230,7 +235,7 @@ def refine_plate(
             heights[plate] = relief.heights(phases)
             labels = np.asarray(data.train_labels[batch], dtype=np.int64)
             loss, grad, predictions = objective.loss_and_gradient(
-                heights, design.inputs(data.train_images[batch]), labels, here
+                heights, encode(data.train_images[batch]), labels, here
             )
             lr = options.learning_rate * options.lr_decay ** (adam.step_count / steps_per_epoch)
             adam.step(phases, grad * relief.dh_dphi, lr)
@@ -253,7 +258,7 @@ def refine_plate(
             f"train {history[-1]['train_accuracy']:.2%} on the stack as identified"
         )
     heights[plate] = relief.heights(phases)
-    right_after = score_stack(objective, design, heights, target, test_images, test_labels)
+    right_after = score_stack(objective, encode, heights, target, test_images, test_labels)
     before, after = AccuracyCI.from_flags(right_before), AccuracyCI.from_flags(right_after)
     paired = mcnemar(right_after, right_before)
     original = design.provenance

@@ -110,11 +110,14 @@ def test_refine_from_a_station_file_names_the_first_plate(bench_files, tmp_path,
     station.write_text(yaml.safe_dump(data))
     out = tmp_path / "refined.h5"
     argv = ["design", "refine", "--station", str(station), "--plate", "L1", "--out", str(out)]
-    assert main([*argv, "--epochs", "1", "--batch", "8", "--no-progress"]) == 0
+    assert main([*argv, "--epochs", "1", "--batch", "8", "--no-progress", "--printed-inputs"]) == 0
     text = capsys.readouterr().out
     assert "stack as identified, old plate:" in text and "(n=40)" in text and "swap-plate" in text
     refined, original = load_design(out), load_design(design_path)
     assert np.array_equal(refined.heights_m[1], original.heights_m[1]) and refined.provenance["replaced_plate"] == "L1"
+    # trained on what a mask wheel shows, and the command says so
+    assert refined.provenance["inputs"]["printed_stencils"]["threshold"] == 0.5
+    assert "--printed-inputs --epochs 1" in refined.provenance["command"]
     # the same files under another station's name are refused
     data["station"] = "another bench"
     station.write_text(yaml.safe_dump(data))
