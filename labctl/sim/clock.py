@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from labctl.errors import ConfigError
 
@@ -29,9 +30,21 @@ class Clock:
         """Wall seconds that ``device_seconds`` of instrument time take at this scale."""
         return max(0.0, device_seconds) * self.time_scale
 
-    def sleep(self, device_seconds: float, cancel: threading.Event | None = None) -> bool:
-        """Sleep for a scaled device duration; return False early if ``cancel`` is set."""
-        seconds = self.wall(device_seconds)
+    def sleep(
+        self,
+        device_seconds: float,
+        cancel: threading.Event | None = None,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> bool:
+        """Sleep for a scaled device duration; return False early if ``cancel`` is set.
+
+        ``meanwhile`` runs first, inside the duration: the simulator's own work while the device
+        is busy (only what it takes beyond the duration adds to the wall time).
+        """
+        deadline = self.now() + self.wall(device_seconds)
+        if meanwhile is not None:
+            meanwhile()
+        seconds = deadline - self.now()
         if seconds <= 0:
             return True
         if cancel is None:

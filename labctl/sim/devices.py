@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from labctl.sim.clock import Clock
+
 
 @dataclass
 class SimSource:
@@ -76,6 +78,17 @@ class SimDetectors:
     @property
     def channel_count(self) -> int:
         return self.dark_v.size
+
+    def integrate(self, clock: Clock, device_seconds: float, samples: int = 1) -> np.ndarray:
+        """``sample(samples)`` at the end of an integration of ``device_seconds``.
+
+        The light is computed while the instrument integrates, for the bench as it is when the
+        integration starts; ``sample`` at its end uses that (the world caches it) unless the bench
+        changed meanwhile, and then computes it anew. So the simulator's own compute hides inside
+        the instrument's time instead of adding to it, and a read still sees the bench at its end.
+        """
+        clock.sleep(device_seconds, meanwhile=self.signal)
+        return self.sample(samples)
 
     def sample(self, samples: int = 1) -> np.ndarray:
         """``samples`` independent reads of every channel: (samples, channels) volts."""

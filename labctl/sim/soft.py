@@ -130,8 +130,8 @@ class SoftDetectors:
         self._integration_s = seconds
 
     def read(self, averages: int = 1) -> Reading:
-        samples = self._world.detectors.sample(averages)
-        self._world.clock.sleep(self._integration_s * self.channel_count() * averages)
+        seconds = self._integration_s * self.channel_count() * averages
+        samples = self._world.detectors.integrate(self._world.clock, seconds, averages)
         return Reading(samples.mean(axis=0), samples.std(axis=0), time.time(), averages, samples)
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ class Meter:
         self.detectors = SimDetectors(lambda: self.signal, DARK, GAIN, np.full(10, noise_v), seed=1)
         self.clock = Clock(0.0)
         self.slept: list[float] = []  # the device time every integration stood for
-        self.clock.sleep = lambda seconds, cancel=None: self.slept.append(seconds) or True  # type: ignore[method-assign]
+        self.clock.sleep = lambda seconds, cancel=None, meanwhile=None: self.slept.append(seconds) or True  # type: ignore[method-assign]
         self.vi = kind("dmm", self.clock, self.detectors, **options)
         self.link = TcpLink(self.vi)
         self.vi.attach(self.link)

@@ -156,8 +156,7 @@ class _ScanningMeter(VirtualScpiInstrument):
     def scan(self, channels: list[int], passes: int) -> np.ndarray:
         """``passes`` scans of ``channels``: (passes, len(channels)) volts, after the integration time."""
         integration_s = sum(self.nplc.get(ch, self.global_nplc) for ch in channels) / self.line_frequency_hz
-        self.clock.sleep(integration_s * passes)
-        samples = self.detectors.sample(passes)
+        samples = self.detectors.integrate(self.clock, integration_s * passes, passes)
         values = np.zeros((passes, len(channels)))
         for column, channel in enumerate(channels):
             if channel in self.wired and self.wired.index(channel) < samples.shape[1]:
