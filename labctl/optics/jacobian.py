@@ -89,43 +89,53 @@ class EnergyJacobian:
 
 @dataclass
 class _Tangents:
-    """What every probe's backward pass shares: the forward's operators and their derivatives."""
+    """What every probe's pass shares: the forward's operators and the derivatives asked for."""
 
-    transfer: list[np.ndarray]  # L + 1 transfer functions over the transform's size, H_j / N (P, P)
-    transfer_conj: list[np.ndarray]
-    t_conj: np.ndarray  # (L, M, M) conj of the turned transmissions
     dlog_z: np.ndarray  # (P, P) dlog H/dz - 2 pi i / lambda (the same for every positive distance)
     ramp_x: np.ndarray  # (P,) -2 pi i fx
-    plate: np.ndarray  # (L, 2, M, M) dt_a/da and dt_a/ds of each turned plate
-    beam: np.ndarray | None  # (3, M, M) dlog(beam)/d(cx, cy, w); None for a plane wave
+    plate: dict[tuple[int, int], np.ndarray]  # (layer, 0 rotation | 1 phase scale) -> dt_a/dtheta (M, M)
+    beam: np.ndarray | None  # (3, M, M) dlog(beam)/d(cx, cy, w); None: a plane wave, or not asked for
+    transfer_conj: list[np.ndarray]  # conj(H_j) (adjoints only)
+    t_conj: np.ndarray | None  # (L, M, M) conj of the turned transmissions (adjoints only)
 
 
-def _tangents(model: D2NN, res: ForwardResult) -> _Tangents:
+def _tangents(model: D2NN, res: ForwardResult, columns: Sequence[str], adjoint: bool) -> _Tangents:
+    """The shared factors for the derivatives w.r.t. ``columns`` (a plate's derivative needs a
+    sparse operator per angle: built only for the plates whose rotation or phase scale is asked for)."""
     g = model.geom
     dtype, bench = g.complex_dtype, res.params
     dlog_z = log_derivative_z(g.padded, g.sample_pitch_m, g.wavelength_m, 1.0) - 2j * np.pi / g.wavelength_m
     ramp_x = -2j * np.pi * frequencies(g.padded, g.sample_pitch_m)
     phase_per_m = 2.0 * np.pi * (model.material.refractive_index - 1.0) / g.wavelength_m
-    plate = np.empty((g.n_layers, 2, g.samples, g.samples), dtype)
-    for layer, (unturned, angle) in enumerate(zip(res.unturned, res.params.rotations_rad)):
-        plate[layer, 0] = rotate_derivative(unturned, float(angle))
-        relief = np.repeat(np.repeat(res.heights[layer], g.oversample, axis=-2), g.oversample, axis=-1)
-        plate[layer, 1] = rotate((1j * phase_per_m) * relief * unturned.astype(np.complex128), float(angle))
+
+    def plates(part: range, workers: int) -> dict[tuple[int, int], np.ndarray]:
+        out = {}
+        for layer in part:
+            unturned, angle = res.unturned[layer], float(bench.rotations_rad[layer])
+            if f"L{layer + 1}.rot" in columns:
+                out[layer, 0] = rotate_derivative(unturned, angle).astype(dtype)
+            if "phase_scale" in columns:
+                relief = np.repeat(np.repeat(res.heights[layer], g.oversample, axis=-2), g.oversample, axis=-1)
+                out[layer, 1] = rotate((1j * phase_per_m) * relief * unturned.astype(np.complex128), angle).astype(
+                    dtype
+                )
+        return out
+
+    plate = {key: value for part in over_cores(g.n_layers, plates) for key, value in part.items()}
     beam = None
-    if bench.beam_waist_m is not None:
+    if bench.beam_waist_m is not None and any(name.startswith("beam.") for name in columns):
         w, c = bench.beam_waist_m, g.coordinates_m()
         dx, dy = (c - bench.beam_center_m[0])[None, :], (c - bench.beam_center_m[1])[:, None]
         beam = np.stack(np.broadcast_arrays(2.0 * dx / w**2, 2.0 * dy / w**2, 2.0 * (dx**2 + dy**2) / w**3)).astype(
             g.real_dtype
         )
     return _Tangents(
-        transfer=[h * (1.0 / g.padded**2) for h in res.transfer],
-        transfer_conj=[np.conj(h) for h in res.transfer],
-        t_conj=np.conj(res.transmissions),
         dlog_z=dlog_z.astype(dtype),
         ramp_x=ramp_x.astype(dtype),
         plate=plate,
         beam=beam,
+        transfer_conj=[np.conj(h) for h in res.transfer] if adjoint else [],
+        t_conj=np.conj(res.transmissions) if adjoint else None,
     )
 
 
@@ -159,8 +169,9 @@ def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers
     spectra = np.empty((1 + rows_beam, padded, padded), dtype)
     tangents = np.empty((3 + rows_beam, padded, padded), dtype)
     prop = np.empty((channels, n_layers + 1, 3))  # dE/d(z_j, sx_j, sy_j)
-    plate = np.empty((channels, n_layers, 2))  # dE/d(a_l) and layer l's share of dE/ds
+    plate = np.zeros((channels, n_layers, 2))  # dE/d(a_l) and layer l's share of dE/ds (those asked for)
     beam = np.zeros((channels, 3))
+    assert tan.t_conj is not None  # prepared for adjoints
     for j in range(n_layers, -1, -1):
         # tangents of propagation j's output w.r.t. (z_j, sx_j, sy_j) (and the beam's), in the spectrum
         count = 1 + rows_beam if j == 0 else 1
@@ -170,9 +181,13 @@ def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers
                 np.multiply(first[b], tan.beam, out=spectra[1:, :m, :m])
         else:
             np.multiply(at_plates[j - 1][b], res.transmissions[j - 1], out=spectra[0, :m, :m])
-            plate_tangents = at_plates[j - 1][b] * tan.plate[j - 1]
+            kinds = [kind for kind in (0, 1) if (j - 1, kind) in tan.plate]
+            plate_tangents = (
+                np.stack([at_plates[j - 1][b] * tan.plate[j - 1, kind] for kind in kinds]) if kinds else None
+            )
         to_spectrum(spectra[:count], m, workers)
-        np.multiply(spectra[:count], tan.transfer[j], out=spectra[:count])
+        np.multiply(spectra[:count], res.transfer[j], out=spectra[:count])
+        spectra[:count] *= 1.0 / padded**2  # Parseval's 1 / N
         np.multiply(spectra[0], tan.dlog_z, out=tangents[0])
         np.multiply(spectra[0], tan.ramp_x[None, :], out=tangents[1])
         np.multiply(spectra[0], tan.ramp_x[:, None], out=tangents[2])
@@ -187,13 +202,14 @@ def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers
                 continue
             np.multiply(spectrum, tan.transfer_conj[j], out=spectrum)
             adjoint = to_field(spectrum, m, workers)  # g_w of plate j - 1
-            plate[sl, j - 1] = _inner(adjoint, plate_tangents)
+            if plate_tangents is not None:
+                plate[sl, j - 1, kinds] = _inner(adjoint, plate_tangents)
             np.multiply(adjoint, tan.t_conj[j - 1], out=adjoint)  # g_p of plate j - 1
     offsets = np.empty((channels, n_layers, 3))
     offsets[:, :, 2] = prop[:, :-1, 0] - prop[:, 1:, 0]
     offsets[:, :, :2] = prop[:, 1:, 1:] - prop[:, :-1, 1:]
     detector = np.stack([-prop[:, -1, 1], -prop[:, -1, 2], prop[:, -1, 0]], axis=1)
-    waist = beam[:, 2:] if tan.beam is not None else beam[:, :0]
+    waist = beam[:, 2:] if res.params.beam_waist_m is not None else beam[:, :0]
     scale = plate[:, :, 1].sum(axis=1, keepdims=True)
     return np.concatenate([offsets.reshape(channels, -1), plate[:, :, 0], beam[:, :2], waist, detector, scale], axis=1)
 
@@ -325,7 +341,8 @@ def energy_jacobian(
     tan: _Tangents | None = None
     for start in range(0, batch, group):
         res = model.forward(inputs[start : start + group], heights, offsets, record=True, params=params)
-        tan = _tangents(model, res) if tan is None else tan  # the bench is the same for every group
+        if tan is None:  # the bench is the same for every group
+            tan = _tangents(model, res, columns, adjoint=not tangent)
         energies.append(res.energies)
         rows += over_cores(len(res.energies), partial(_probe_part, model, res, tan, sources if tangent else None))
     jacobian = np.concatenate(rows)
