@@ -19,15 +19,18 @@ enters. On a printed bench, three things can still change:
 
 ``PhysicsAware`` holds the state and takes one step from a batch of measured readings;
 ``pat_plan`` measures batches on a bench (through the plan runner: any ``BenchSurface``, an SLM
-projector), records every reading (stream ``pat_readings``) and every step (``pat_steps``) as it
-goes, and reports progress; ``measure_plan`` reads a set of images through an encoding (the
-evaluation on held-out samples uses it too).
+projector), asks the operator to print and mount a trained plate before every batch
+(``SwapPlate``; ``Reprint`` says which plate and writes its design file), records every reading
+(stream ``pat_readings``), step (``pat_steps``) and print (``pat_prints``) as it goes, and reports
+progress; ``measure_plan`` reads a set of images through an encoding (the evaluation on held-out
+samples uses it too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,7 +58,7 @@ class PatOptions:
     averages: int = 4
     encoding_lr: float = 0.03
     readout_lr: float = 0.01
-    plate_lr_m: float = 2e-6
+    plate_lr_m: float = 5e-6
     penalty: float = 0.01
     seed: int = 0
 
@@ -260,6 +263,32 @@ def measure_plan(
     return np.array(out)
 
 
+@dataclass(frozen=True)
+class Reprint:
+    """How a trained plate gets onto the bench: ``write(heights)`` saves a design file with the
+    stack's heights (L, n, n) and returns its path; the operator prints plate ``plate`` of it
+    and mounts it in place of the old one (``SwapPlate``)."""
+
+    plate: str
+    write: Callable[[np.ndarray], str]
+
+
+def design_writer(design: Any, folder: str | Path) -> Callable[[np.ndarray], str]:
+    """A ``Reprint.write`` for a design file: ``folder/pat-print-NNN.h5``, one per print, kept."""
+    from labctl.design.designfile import save_design
+
+    count = 0
+
+    def write(heights: np.ndarray) -> str:
+        nonlocal count
+        count += 1
+        path = Path(folder) / f"pat-print-{count:03d}.h5"
+        save_design(replace(design, heights_m=np.asarray(heights, dtype=np.float32)), path)
+        return str(path)
+
+    return write
+
+
 def pat_plan(
     trainer: PhysicsAware,
     keys: list[str],
@@ -267,12 +296,31 @@ def pat_plan(
     labels: np.ndarray,
     calibrate: Calibrate,
     on_step: Callable[[int, Step], None] | None = None,
+    reprint: Reprint | None = None,
 ) -> m.Plan:
     """Physics-aware training on the bench: ``epochs`` passes over the training images in
     shuffled batches; each batch is shown as the trainer's state asks, read, and one step taken.
-    Records every reading (``pat_readings``), every step (``pat_steps``) and the state after each
-    epoch (``pat_state``). Returns the trainer."""
+    A trained plate is printed and mounted again (``reprint``) before every batch after the
+    first, and once more at the end: the bench then holds the trained state. Records every
+    reading (``pat_readings``), every step (``pat_steps``), every print (``pat_prints``) and the
+    state after each epoch (``pat_state``). Returns the trainer."""
     options = trainer.options
+    if "plate" in trainer.train and reprint is None:
+        raise ConfigError(
+            "physics-aware training: a printed plate changes only by printing it again; "
+            "say how (Reprint: the plate's name on the bench and where to write each design file)"
+        )
+    printed = trainer.heights.copy()
+
+    def print_if_changed(step: int) -> m.Plan:
+        nonlocal printed
+        if reprint is None or np.array_equal(printed, trainer.heights):
+            return
+        path = reprint.write(trainer.heights)
+        yield m.SwapPlate(reprint.plate, path, f"physics-aware training: print plate {reprint.plate} of {path}")
+        printed = trainer.heights.copy()
+        yield from m.record("pat_prints", step=step, plate=reprint.plate, design=path)
+
     images = np.asarray(images, dtype=np.float64)
     labels = np.asarray(labels, dtype=int)
     if len(keys) != len(images) or len(labels) != len(images):
@@ -289,6 +337,7 @@ def pat_plan(
         order = rng.permutation(len(images))
         for start in range(0, len(order), options.batch):
             chosen = order[start : start + options.batch]
+            yield from print_if_changed(number)
             batch_keys = [keys[i] for i in chosen]
             readings = yield from measure_plan(
                 batch_keys,
@@ -319,5 +368,6 @@ def pat_plan(
                 f"batch accuracy {report.accuracy:.0%}",
             )
         yield from m.record("pat_state", epoch=epoch, **trainer.state())
+    yield from print_if_changed(number)
     yield m.SetSource(output_on=False)
     return trainer

@@ -10,8 +10,9 @@ import pytest
 
 from labctl.errors import ConfigError, DataError
 from labctl.hil.encoding import InputEncoding
-from labctl.hil.pat import PatOptions, PhysicsAware, measure_plan, pat_plan
+from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, measure_plan, pat_plan
 from labctl.plans import messages as m
+from labctl.plans.messages import SwapPlate
 from labctl.plans.runner import MemoryStore, Runner
 from labctl.readout import Readout
 from labctl.sim.soft import SoftBench
@@ -192,3 +193,35 @@ def test_bad_requests_are_refused(design):
     images, labels = tiny_images(5)
     with pytest.raises(DataError, match="at least one per class"):
         Runner(_bench(design)).run(pat_plan(trainer, [str(i) for i in range(5)], images, labels, _calibrate))
+
+
+def test_a_plate_trained_in_print_rounds_lowers_the_measured_loss(design):
+    """Each step reprints the plate (with fresh print errors of its own) and measures the stack
+    with it; the bench ends holding the last print, and its loss is lower than the old plate's."""
+    bench = _bench(design, seed=2)
+    images, labels = tiny_images(30, seed=8)
+    prints: dict[str, np.ndarray] = {}
+
+    def write(heights: np.ndarray) -> str:
+        path = f"print-{len(prints) + 1}"
+        prints[path] = heights.copy()
+        return path
+
+    def operator(request) -> None:
+        if isinstance(request, SwapPlate):
+            bench.printer.swap(request.plate, prints[request.design][2])
+
+    options = PatOptions(epochs=3, batch=10, averages=2, plate_lr_m=20e-6)
+    trainer = PhysicsAware(Twin(design), Readout(np.eye(10) * 5.0, np.zeros(10), 4.0), {"plate"}, options, plate=2)
+    untrained = _measured_loss(bench, trainer, images, labels)
+    store = MemoryStore()
+    keys = [f"tiny/train/{i}" for i in range(len(images))]
+    Runner(bench, operator=operator, store=store).run(
+        pat_plan(trainer, keys, images, labels, _calibrate, reprint=Reprint("L3", write))
+    )
+    trained = _measured_loss(bench, trainer, images, labels)
+    assert len(bench.printer.prints) == 9 == len(store.streams["pat_prints"])  # after each of 8 steps, and the last
+    assert np.allclose(prints[f"print-{len(prints)}"][2], trainer.heights[2])
+    assert trained < 0.9 * untrained, (untrained, trained)
+    with pytest.raises(ConfigError, match="printing it again"):
+        Runner(bench).run(pat_plan(trainer, keys, images, labels, _calibrate))
