@@ -16,15 +16,16 @@ the field entering propagation j, N = (2M)^2, <a, b> = Re sum conj(a) b:
                   dE_c/dsx_j = <G_j^c, -2 pi i fx H_j W_j / N>   (sy alike with fy)
   plate l:        dE_c/da_l  = <g_w,l^c, p_l B'(a_l) t_l>,     t_l the unturned transmission
                   dE_c/ds    = sum_l <g_w,l^c, p_l B(a_l)(i 2 pi (n-1) h_l / lambda t_l)>
-  beam (cx, cy, w):  dE_c/dtheta = <g_u^c, u dlog(beam)/dtheta>
-                                 = <G_0^c, H_0 FFT pad(u dlog(beam)/dtheta) / N>   (Parseval)
+  beam (cx, cy, w):  dE_c/dtheta = <g_u^c, u dlog(beam)/dtheta> = <g_p0^c, P_0(u dlog(beam)/dtheta)>
 
 Subtracting 2 pi i / lambda from dlog H/dz changes nothing exactly: <G_j^c, H_j W_j / N> =
 <g^c, field> is the same at every plane (the adjoint identity) and equals 2 E_c, real, so the
 subtracted term i 2 pi / lambda 2 E_c has no real part. It removes the dominant part of every
-term, which would otherwise cancel in the sums. The beam's derivatives taken in the spectrum
-spare the C inverse transforms back to the input plane. Per probe and detector the backward pass
-then costs 2L + 1 transforms (``backward``: 3 per propagation).
+term, which would otherwise cancel in the sums. For propagation 0 and the beam, the tangents are
+taken to the field entering plate 1 (Parseval), where the adjoints already are, so that the C
+adjoints are never transformed again for them. Per probe and detector the backward pass then costs
+2L transforms (``backward``: 3 per propagation). Spectrum rows outside a propagation's band limit
+(where H_j is zero: half of them at twice the design's sampling) are neither transformed nor summed.
 
 Tangents (a few parameters): one tangent field per parameter goes forwards from where the
 parameter enters (the same factors: D H_j W_j in the spectrum of propagation j, p_l dt_l/dtheta
@@ -50,7 +51,7 @@ import numpy as np
 from labctl.errors import ConfigError
 from labctl.optics.bench_params import BenchParams
 from labctl.optics.parallel import CORES, over_cores
-from labctl.optics.propagation import frequencies, log_derivative_z, to_field, to_spectrum
+from labctl.optics.propagation import band_rows, frequencies, log_derivative_z, to_field, to_spectrum
 from labctl.optics.rotation import rotate, rotate_derivative
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ class _Tangents:
     ramp_x: np.ndarray  # (P,) -2 pi i fx
     plate: dict[tuple[int, int], np.ndarray]  # (layer, 0 rotation | 1 phase scale) -> dt_a/dtheta (M, M)
     beam: np.ndarray | None  # (3, M, M) dlog(beam)/d(cx, cy, w); None: a plane wave, or not asked for
+    rows: list[list[slice]]  # per propagation, the spectrum rows inside its band limit (H_j is zero elsewhere)
     transfer_conj: list[np.ndarray]  # conj(H_j) (adjoints only)
     t_conj: np.ndarray | None  # (L, M, M) conj of the turned transmissions (adjoints only)
 
@@ -134,6 +136,7 @@ def _tangents(model: D2NN, res: ForwardResult, columns: Sequence[str], adjoint: 
         ramp_x=ramp_x.astype(dtype),
         plate=plate,
         beam=beam,
+        rows=[band_rows(g.padded, g.sample_pitch_m, g.wavelength_m, float(z)) for z in res.distances_m],
         transfer_conj=[np.conj(h) for h in res.transfer] if adjoint else [],
         t_conj=np.conj(res.transmissions) if adjoint else None,
     )
@@ -185,23 +188,25 @@ def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers
             plate_tangents = (
                 np.stack([at_plates[j - 1][b] * tan.plate[j - 1, kind] for kind in kinds]) if kinds else None
             )
-        to_spectrum(spectra[:count], m, workers)
+        to_spectrum(spectra[:count], m, workers, tan.rows[j])
         np.multiply(spectra[:count], res.transfer[j], out=spectra[:count])
-        spectra[:count] *= 1.0 / padded**2  # Parseval's 1 / N
         np.multiply(spectra[0], tan.dlog_z, out=tangents[0])
         np.multiply(spectra[0], tan.ramp_x[None, :], out=tangents[1])
         np.multiply(spectra[0], tan.ramp_x[:, None], out=tangents[2])
         tangents[3 : count + 2] = spectra[1:count]
+        if j == 0:
+            # The adjoints g_p0 are fields here: the tangents go to the field instead (3 to 6 inverse
+            # transforms per probe), so the C adjoints need no transform for the last products.
+            fields = np.ascontiguousarray(to_field(tangents[: count + 2], m, workers, tan.rows[0]))
+            inner = _inner(work[:, :m, :m], fields)
+            prop[:, 0], beam[:, :rows_beam] = inner[:, :3], inner[:, 3:]
+            break
         for start in range(0, channels, chunk):
             sl = slice(start, min(start + chunk, channels))
-            spectrum = to_spectrum(work[sl], m, workers)
-            inner = _inner(spectrum, tangents[: count + 2])
-            prop[sl, j] = inner[:, :3]
-            if j == 0:
-                beam[sl, :rows_beam] = inner[:, 3:]
-                continue
+            spectrum = to_spectrum(work[sl], m, workers, tan.rows[j])
+            prop[sl, j] = _inner(spectrum, tangents[:3]) * (1.0 / padded**2)  # Parseval's 1 / N
             np.multiply(spectrum, tan.transfer_conj[j], out=spectrum)
-            adjoint = to_field(spectrum, m, workers)  # g_w of plate j - 1
+            adjoint = to_field(spectrum, m, workers, tan.rows[j])  # g_w of plate j - 1
             if plate_tangents is not None:
                 plate[sl, j - 1, kinds] = _inner(adjoint, plate_tangents)
             np.multiply(adjoint, tan.t_conj[j - 1], out=adjoint)  # g_p of plate j - 1
@@ -267,16 +272,16 @@ def _probe_tangent_rows(
         stage = 2 * j + 1
         live, now = bisect_left(starts, stage), bisect_right(starts, stage)
         if live:
-            to_spectrum(work[:live], m, workers)
+            to_spectrum(work[:live], m, workers, tan.rows[j])
             np.multiply(work[:live], res.transfer[j], out=work[:live])
         if stage in by_stage:  # d/d(z_j, s_j) of this propagation: D H W (W the entering field's spectrum)
             entering[0, :m, :m] = first[b] if j == 0 else at_plates[j - 1][b] * res.transmissions[j - 1]
-            spectrum = to_spectrum(entering, m, workers)[0] * res.transfer[j]
+            spectrum = to_spectrum(entering, m, workers, tan.rows[j])[0] * res.transfer[j]
             for slot, what, sign in by_stage[stage]:
                 factor = (tan.dlog_z, tan.ramp_x[None, :], tan.ramp_x[:, None])[what]
                 work[slot] += spectrum * (factor * sign)
         if now:
-            to_field(work[:now], m, workers)
+            to_field(work[:now], m, workers, tan.rows[j])
         if j == n_layers:
             break
         np.multiply(work[:now, :m, :m], res.transmissions[j], out=work[:now, :m, :m])
