@@ -35,6 +35,14 @@ class SimWheel:
     slot: int = 1
     fast: bool = True
     masks: dict[int, str] = field(default_factory=dict)  # slot -> mask key (what was loaded)
+    # What the simulator does while the wheel turns to a slot (the world computes the light there).
+    turning_to: Callable[[int], object] | None = field(default=None, repr=False, compare=False)
+
+    def turn(self, clock: Clock, slot: int, device_seconds: float) -> None:
+        """Turn to ``slot`` over ``device_seconds``, the simulator's ``turning_to`` work inside that time."""
+        ahead = self.turning_to
+        clock.sleep(device_seconds, meanwhile=None if ahead is None or slot == self.slot else lambda: ahead(slot))
+        self.slot = slot
 
     def seconds_per_slot(self) -> float:
         """Device seconds to turn one slot (instruments.md: ~1 s fast, ~2 s slow)."""

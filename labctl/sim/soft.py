@@ -160,8 +160,7 @@ class SoftWheelProjector:
         slots = [slot for slot, k in self._wheel.masks.items() if k == key]
         if not slots:
             raise ConfigError(f"wheel: mask {key!r} is not loaded; load it into a slot first")
-        self._clock.sleep(self._wheel.seconds_per_slot() * self._wheel.steps_to(slots[0]))
-        self._wheel.slot = slots[0]
+        self._wheel.turn(self._clock, slots[0], self._wheel.seconds_per_slot() * self._wheel.steps_to(slots[0]))
 
     def close(self) -> None:
         pass

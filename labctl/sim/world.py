@@ -149,16 +149,20 @@ class World:
         self._plane_value = np.zeros((geometry.n, geometry.n))
         self.optics_calls = 0
         self.detectors = SimDetectors(self.optical_signal, dark_v, gain_v, noise_v, seed=seed)
+        if wheel is not None:
+            wheel.turning_to = self.turning_to
 
     # -- what is in the beam ------------------------------------------------------------------
-    def input_key(self) -> str | None:
-        """The mask in the beam: the wheel slot's mask, or the SLM's image; None for an open slot."""
+    def input_key(self, slot: int | None = None) -> str | None:
+        """The mask in the beam: the wheel slot's mask (``slot``: that slot's instead of the one in
+        the beam), or the SLM's image; None for an open slot."""
         if self.wheel is not None:
-            return self.wheel.masks.get(self.wheel.slot)
+            return self.wheel.masks.get(self.wheel.slot if slot is None else slot)
         return None
 
-    def input_amplitude(self) -> np.ndarray:
-        """The input plane amplitude on the neuron grid for what is in the beam now."""
+    def input_amplitude(self, slot: int | None = None) -> np.ndarray:
+        """The input plane amplitude on the neuron grid for what is in the beam now (``slot``: with
+        that wheel slot in the beam instead)."""
         from labctl.optics import embed_image
 
         n = self.geometry.n
@@ -166,7 +170,7 @@ class World:
             gray = np.asarray(self.display.image)
             image = self.slm_response(gray) if self.slm_response else gray.astype(np.float32) / 255.0
             return embed_image(image[None], self.geometry, scale=1)[0] if image.shape != (n, n) else image
-        key = self.input_key()
+        key = self.input_key(slot)
         if key is None:  # an empty wheel slot is an open aperture
             return np.ones((n, n), dtype=np.float32)
         image = np.asarray(self.masks(key), dtype=np.float32)
@@ -309,20 +313,31 @@ class World:
         power = self.power_factor()
         if power == 0.0:
             return np.zeros_like(self._cache_value)
+        return self._unit_signal() * power
+
+    def turning_to(self, slot: int) -> None:
+        """While the wheel turns to ``slot``: compute the light a read there will see, the bench
+        otherwise as it is now (the wheel's ``meanwhile``). If anything else changes before the
+        read, the read computes it anew; with the source off there is nothing to compute."""
+        if self.wheel is not None and self.display is None and self.source.output_on:
+            self._unit_signal(slot)
+
+    def _unit_signal(self, slot: int | None = None) -> np.ndarray:
+        """The signal at unit power for the state now (``slot``: that wheel slot in the beam), cached."""
         pose = self.pose()
-        key = self._optics_key(pose)
+        key = self._optics_key(pose, slot)
         with self._lock:
             if key != self._cache_key:
-                energies = self.light.energies(self.input_amplitude()[None], pose)[0]
+                energies = self.light.energies(self.input_amplitude(slot)[None], pose)[0]
                 self.optics_calls += 1
                 self._cache_key, self._cache_value = key, energies * self.signal_scale + self.stray_v
-            return self._cache_value * power
+            return self._cache_value
 
-    def _optics_key(self, pose: Pose) -> tuple:
+    def _optics_key(self, pose: Pose, slot: int | None = None) -> tuple:
         """What the optics depends on now. The SLM image goes in by content: an ``id`` could be
         reused by a new image once the old one is freed."""
         image = None if self.display is None else self.display.image
-        return (self.input_key(), None if image is None else np.asarray(image).tobytes(), pose.key())
+        return (self.input_key(slot), None if image is None else np.asarray(image).tobytes(), pose.key())
 
     def detector_plane_signal(self) -> np.ndarray:
         """Noise-free signal (volts before gain) falling on each neuron of the detector plane, (n, n).

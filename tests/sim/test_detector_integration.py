@@ -77,3 +77,28 @@ def test_the_work_done_meanwhile_counts_against_the_duration(monkeypatch):
     clock.sleep(2.0, meanwhile=work(0.3))  # 1 s of wall time, 0.3 s of it the simulator's work
     clock.sleep(2.0, meanwhile=work(1.5))  # work longer than the duration: nothing left to sleep
     assert slept == [pytest.approx(0.7)]
+
+
+def test_the_light_behind_the_next_mask_is_computed_while_the_wheel_turns():
+    from labctl.sim.bench import SimulatedBench
+    from tests.tiny import tiny_design, tiny_images
+
+    images, _ = tiny_images(3)
+    with SimulatedBench(tiny_design(), time_scale=0, masks=lambda key: images[int(key[-1])]) as sim:
+        world = sim.world
+        sim.load_masks({1: "tiny/test/0", 2: "tiny/test/1", 3: "tiny/test/2"})
+        world.source.output_on = True
+        world.wheel.slot = 1
+        calls = world.optics_calls
+        world.wheel.turn(sim.clock, 3, 2.0)  # the light behind slot 3, computed during the turn
+        assert world.wheel.slot == 3 and world.optics_calls == calls + 1
+        ahead = world.optical_signal().copy()  # the read after the turn: nothing left to compute
+        assert world.optics_calls == calls + 1
+        world.source.output_on = False  # nothing to compute ahead with the source off
+        world.wheel.turn(sim.clock, 2, 1.0)
+        assert world.optics_calls == calls + 1
+        world.source.output_on = True
+        fresh = world.optical_signal()  # behind slot 2, computed at the read
+        assert world.optics_calls == calls + 2 and not np.allclose(fresh, ahead, rtol=1e-3)
+        behind_3 = world.energies(world.input_amplitude(3)[None])[0] * world.power_factor()
+        np.testing.assert_allclose(ahead, behind_3, rtol=1e-12)  # what was computed ahead is slot 3's light

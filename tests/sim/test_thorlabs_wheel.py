@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -123,7 +123,11 @@ class RecordingClock(Clock):
         super().__init__(0.0)
         self.slept: list[float] = []
 
-    def sleep(self, device_seconds: float, cancel: object = None) -> bool:
+    def sleep(
+        self, device_seconds: float, cancel: object = None, meanwhile: Callable[[], object] | None = None
+    ) -> bool:
+        if meanwhile is not None:
+            meanwhile()
         self.slept.append(device_seconds)
         return True
 

@@ -104,10 +104,11 @@ class VirtualFW102C(LineInstrument):
         """Turn the shortest way round, taking the device's time, then update the wheel."""
         distance = abs(target - self.position) % self.pcount
         steps = min(distance, self.pcount - distance)
-        self.clock.sleep(steps * self.wheel.seconds_per_slot())
+        # The wheel's real slot at the angle the controller turns to (identity when pcount fits).
+        self.wheel.turn(
+            self.clock, (target - 1) * self.wheel.slot_count // self.pcount + 1, steps * self.wheel.seconds_per_slot()
+        )
         self.position = target
-        # The wheel's real slot at the angle the controller turned to (identity when pcount fits).
-        self.wheel.slot = (target - 1) * self.wheel.slot_count // self.pcount + 1
 
     @staticmethod
     def _echo(command: str) -> bytes:
