@@ -11,6 +11,7 @@ from labctl.optics.detectors import DetectorLayout
 from labctl.optics.elements import Material, height_to_phase, phase_to_height, plate_transmission
 from labctl.optics.geometry import Geometry
 from labctl.optics.inputs import SlmLut, embed_image
+from labctl.optics.jacobian import EnergyJacobian
 from labctl.optics.network import D2NN, ForwardResult
 from labctl.optics.propagation import fourier_shift, propagate, transfer_function
 from labctl.optics.sources import gaussian_beam, illumination_field, plane_wave
@@ -19,6 +20,7 @@ __all__ = [
     "D2NN",
     "BenchParams",
     "DetectorLayout",
+    "EnergyJacobian",
     "ForwardResult",
     "Geometry",
     "Gradients",
