@@ -369,9 +369,9 @@ def _refine_sources(args: argparse.Namespace) -> tuple[Path, str, str | None]:
 def _refine(args: argparse.Namespace) -> int:
     from labctl.design.datasets import load_dataset
     from labctl.design.designfile import load_design, save_design
-    from labctl.design.identified import load_identified_bench
     from labctl.design.refine import RefineOptions, refine_plate
     from labctl.design.shipped import resolve_design
+    from labctl.hil.identified import load_identified_bench
     from labctl.paths import check_writable
 
     folder, design_name, station = _refine_sources(args)

@@ -13,9 +13,9 @@ from labctl.campaign.spec import CampaignSpec
 from labctl.campaign.store import read_campaign
 from labctl.design.datasets import Dataset
 from labctl.design.designfile import Design, save_design
-from labctl.design.identified import load_identified_bench
 from labctl.design.refine import RefineOptions, refine_plate
 from labctl.design.training import TrainOptions, train
+from labctl.hil.identified import load_identified_bench
 from labctl.optics import DetectorLayout, Geometry, Material
 from labctl.plans.messages import SwapPlate
 from labctl.sim.soft import SoftBench
