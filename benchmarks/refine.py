@@ -1,0 +1,182 @@
+"""A replacement plate designed against the bench, printed and mounted by the simulated bench.
+
+    python benchmarks/refine.py --json [--design mnist5k] [--seeds 0] [--truth realistic]
+                                [--set key=value,...] [--plate L5] [--epochs 2] [--max-train N]
+                                [--averages 2]
+
+For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
+truth file; ``--set`` overrides some of its keys, e.g. ``offset_sigma_m=1e-4``, docs/world.md). The lab's
+procedure runs as a user runs it: ``calibrate`` darks, stages, SLM, gains and source; ``labctl
+align`` (model strategy, identifying the bench); gains and source again; then the whole test split
+is read on the bench (plain argmax). ``refine_plate`` re-trains ``--plate`` against the twin the
+alignment identified (``labctl design refine``); the simulated operator prints it with the bench's
+own print errors and mounts it (``SwapPlate``); the bench is aligned again for the refined design,
+gains and source calibrated again, and the test split read again.
+
+Reported, all on the same held-out test images with 95 % Wilson intervals: the design's numerical
+accuracy (the twin as designed), the bench before, the twin as identified before and after the
+refinement (what refine optimises), the bench after the swap; McNemar p-values of bench after vs
+before and vs the design; ``ratio``: the share of the bench's drop below the design the
+replacement recovered (after - before) / (design - before). Detector reads and wall time per phase.
+An alignment that does not find the plates ends the seed's run, said in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from labctl.align.run import align  # noqa: E402
+from labctl.calibration import calibrate  # noqa: E402
+from labctl.calibration.calset import CalibrationSet  # noqa: E402
+from labctl.calibration.detectors import default_probes  # noqa: E402
+from labctl.design.datasets import load_dataset  # noqa: E402
+from labctl.design.designfile import load_design, save_design  # noqa: E402
+from labctl.design.refine import RefineOptions, refine_plate  # noqa: E402
+from labctl.design.shipped import resolve_design  # noqa: E402
+from labctl.hil.identified import load_identified_bench  # noqa: E402
+from labctl.hil.pat import measure_plan  # noqa: E402
+from labctl.plans.messages import SwapPlate  # noqa: E402
+from labctl.plans.runner import MemoryStore, Runner  # noqa: E402
+from labctl.sim.soft import SoftBench  # noqa: E402
+from labctl.sim.truth import load_truth  # noqa: E402
+from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
+from labctl.twin import Twin  # noqa: E402
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class Phases:
+    """Wall time and detector reads of each phase."""
+
+    def __init__(self, runner: Runner):
+        self.runner, self.table = runner, {}
+        self._t, self._reads = time.perf_counter(), runner.detector_reads
+
+    def done(self, name: str) -> None:
+        now, reads = time.perf_counter(), self.runner.detector_reads
+        self.table[name] = {"wall_s": round(now - self._t, 1), "reads": reads - self._reads}
+        self._t, self._reads = now, reads
+        say(f"  {name}: {self.table[name]['wall_s']} s, {self.table[name]['reads']} reads")
+
+
+def aligned(bench: SoftBench, design: Any, runner: Runner, folder: Path) -> dict[str, Any]:
+    """``labctl align`` (model strategy), then gains and source on the aligned bench."""
+    result = align(bench, design, "model", runner, CalibrationSet.load_latest(folder), folder=folder)
+    out = {"converged": bool(result.converged), "verdict": (result.verdict or {}).get("kind") or result.verdict}
+    if result.converged:
+        calibrate(bench, folder, "gains,source", runner, design=design, probes=default_probes(design, 6))
+    return out
+
+
+def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    truth = dataclasses.replace(load_truth(args.truth), **overrides(args.set))
+    bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
+    bench.calibration_dir, bench.config = folder, SimpleNamespace(name=f"soft bench, seed {seed}")
+    runner = Runner(bench, operator=bench.operator, store=MemoryStore())
+    phases = Phases(runner)
+    started = time.perf_counter()
+    calibrate(bench, folder, "darks,stages,slm,gains,source", runner, design=design, probes=default_probes(design, 6))
+    phases.done("calibration")
+    out: dict[str, Any] = {"seed": seed, "phases": phases.table}
+    out["alignment_before"] = aligned(bench, design, runner, folder)
+    phases.done("alignment")
+    if not out["alignment_before"]["converged"]:
+        out["wall_s"] = round(time.perf_counter() - started, 1)
+        return out
+    data = load_dataset(design.dataset)
+    images, labels = data.test_images, np.asarray(data.test_labels, dtype=int)
+    keys = [f"{data.name}/test/{i}" for i in range(len(labels))]
+
+    def measured(stream: str) -> np.ndarray:
+        calset = CalibrationSet.load_latest(folder)
+        readings = runner.run(measure_plan(keys, images, args.averages, calset.apply, stream, labels))
+        return np.argmax(readings, axis=1) == labels
+
+    before = measured("test_before")
+    phases.done("test, as aligned")
+    identified = load_identified_bench(folder, design)
+    plate = identified.plate_index(args.plate)
+    options = RefineOptions(epochs=args.epochs, max_train=args.max_train, test_samples=None, seed=seed)
+    refined = refine_plate(
+        design, identified.twin.params(), plate, data, options, gains=identified.twin.gains, progress=False, say=say
+    )
+    phases.done("refine")
+    path = save_design(refined.design, folder / "refined.h5")
+    runner.run(iter_one(SwapPlate(identified.plates[plate], str(path))))
+    out["alignment_after"] = aligned(bench, refined.design, runner, folder)
+    phases.done("swap and alignment")
+    out.update(
+        design=AccuracyCI.from_flags(np.argmax(Twin(design).predict(images), axis=1) == labels).as_dict(),
+        bench_before=AccuracyCI.from_flags(before).as_dict(),
+        twin_before=refined.before.as_dict(),
+        twin_after=refined.after.as_dict(),
+        plate=identified.plates[plate],
+        test_samples=len(labels),
+    )
+    if out["alignment_after"]["converged"]:
+        after = measured("test_after")
+        phases.done("test, new plate")
+        design_right = np.argmax(Twin(design).predict(images), axis=1) == labels
+        drop = float(np.mean(design_right) - np.mean(before))
+        out.update(
+            bench_after=AccuracyCI.from_flags(after).as_dict(),
+            mcnemar_p_after_vs_before=mcnemar(after, before).p_value,
+            mcnemar_p_after_vs_design=mcnemar(after, design_right).p_value,
+            ratio=(float(np.mean(after)) - float(np.mean(before))) / drop if drop > 0 else None,
+        )
+    out["detector_reads"] = runner.detector_reads
+    out["wall_s"] = round(time.perf_counter() - started, 1)
+    return out
+
+
+def overrides(text: str) -> dict[str, float]:
+    """``key=value,...`` -> {key: float(value)}."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    return {key.strip(): float(value) for key, value in pairs}
+
+
+def iter_one(message: Any):
+    """A plan of one operator request."""
+    yield message
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--design", default="mnist5k")
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--truth", default="realistic", help="truth preset or file (docs/world.md)")
+    parser.add_argument("--set", default="", help="truth keys to override, key=value,... (SI units)")
+    parser.add_argument("--plate", default=None, help="plate to replace (default: the last)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-train", type=int, default=None)
+    parser.add_argument("--averages", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    design = load_design(resolve_design(args.design))
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        say(f"seed {seed}")
+        with tempfile.TemporaryDirectory() as tmp:
+            runs.append(run_one(design, seed, args, Path(tmp)))
+    result = {"design": args.design, "settings": vars(args) | {"json": None}, "runs": runs}
+    print(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
