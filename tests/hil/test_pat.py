@@ -10,7 +10,7 @@ import pytest
 
 from labctl.errors import ConfigError, DataError
 from labctl.hil.encoding import InputEncoding
-from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, measure_plan, pat_plan
+from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, design_writer, measure_plan, pat_plan
 from labctl.plans import messages as m
 from labctl.plans.messages import SwapPlate
 from labctl.plans.runner import MemoryStore, Runner
@@ -225,3 +225,29 @@ def test_a_plate_trained_in_print_rounds_lowers_the_measured_loss(design):
     assert trained < 0.9 * untrained, (untrained, trained)
     with pytest.raises(ConfigError, match="printing it again"):
         Runner(bench).run(pat_plan(trainer, keys, images, labels, _calibrate))
+
+
+def test_each_print_is_a_design_file_the_simulated_operator_prints_and_mounts(design, tmp_path):
+    """``design_writer`` keeps one design file per print; the soft bench's operator prints plate L3
+    of it (``SwapPlate``) without restarting, and the next reading sees the new plate."""
+    from labctl.design.designfile import Design, load_design
+
+    real = Design(design.geometry, design.material, design.heights_m, design.layout, 1, "tiny", list("0123456789"))
+    bench = SoftBench.create(real, seed=3, truth=TRUTH, projector="slm")
+    write = design_writer(real, tmp_path)
+    heights = np.array(real.heights_m, dtype=np.float64)
+    heights[2] = np.roll(heights[2], 5, axis=0)  # a different plate
+    image = tiny_images(1, seed=9)[0][0]
+
+    def reading() -> np.ndarray:
+        return Runner(bench).run(measure_plan(["k"], image[None], 1, _calibrate, "one"))[0]
+
+    before = reading()
+    first, second = write(real.heights_m), write(heights)
+    assert [p.rsplit("/", 1)[1] for p in (first, second)] == ["pat-print-001.h5", "pat-print-002.h5"]
+    assert np.allclose(load_design(second).heights_m, heights, atol=1e-9)
+    def swap() -> m.Plan:
+        yield SwapPlate("L3", second)
+
+    Runner(bench, operator=bench.operator).run(swap())
+    assert len(bench.printer.prints) == 1 and not np.allclose(reading(), before, rtol=1e-3)
