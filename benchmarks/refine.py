@@ -38,6 +38,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.hil import Phases  # noqa: E402  (wall time and reads per phase, one rule)
 from labctl.align.run import align  # noqa: E402
 from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
@@ -58,20 +59,6 @@ from labctl.twin import Twin  # noqa: E402
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-class Phases:
-    """Wall time and detector reads of each phase."""
-
-    def __init__(self, runner: Runner):
-        self.runner, self.table = runner, {}
-        self._t, self._reads = time.perf_counter(), runner.detector_reads
-
-    def done(self, name: str) -> None:
-        now, reads = time.perf_counter(), self.runner.detector_reads
-        self.table[name] = {"wall_s": round(now - self._t, 1), "reads": reads - self._reads}
-        self._t, self._reads = now, reads
-        say(f"  {name}: {self.table[name]['wall_s']} s, {self.table[name]['reads']} reads")
 
 
 def aligned(bench: SoftBench, design: Any, runner: Runner, folder: Path) -> dict[str, Any]:
