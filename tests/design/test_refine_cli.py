@@ -161,5 +161,18 @@ def test_readings_of_too_few_samples_or_from_another_station_are_refused(bench_f
     readout = write_calibration(mixed, "readout", {"training": training}, "test readings", [], STATION)
     _one_line_error(capsys, argv, "5 measured samples for 10 classes; measure at least 10")
     readout.unlink()
+    # ten readings, each right by the plain argmax: the twin is compared with them, and the file says so
+    training.update(keys=[f"x/train/{i}" for i in range(10)], labels=list(range(10)), readings=np.eye(10).tolist())
+    readout = write_calibration(mixed, "readout", {"training": training}, "test readings", [], STATION)
+    assert main([*argv, "--epochs", "1", "--batch", "8", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "measured on the bench (readout-v001.json): plain argmax 100.0 % [72.2, 100.0] (n=10)" in text
+    bench = load_design(tmp_path / "x.h5").provenance["bench"]
+    assert bench["measured_plain"]["n"] == 10 and bench["twin_on_measured"]["n"] == 10
+    training["alignment_version"] = 7
+    write_calibration(mixed, "readout", {"training": training}, "test readings", [], STATION)
+    _one_line_error(capsys, argv, "measured with the plates of alignment-v7")
+    for path in mixed.glob("readout-*.json"):
+        path.unlink()
     write_calibration(mixed, "detectors", {"gains": [1.0] * 10}, "elsewhere", [], "another bench")
     _one_line_error(capsys, argv, "but detectors ('another bench') on another")

@@ -246,6 +246,7 @@ def test_each_print_is_a_design_file_the_simulated_operator_prints_and_mounts(de
     first, second = write(real.heights_m), write(heights)
     assert [p.rsplit("/", 1)[1] for p in (first, second)] == ["pat-print-001.h5", "pat-print-002.h5"]
     assert np.allclose(load_design(second).heights_m, heights, atol=1e-9)
+
     def swap() -> m.Plan:
         yield SwapPlate("L3", second)
 
