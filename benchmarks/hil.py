@@ -153,8 +153,13 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     training = training_set(data, args.train, seed)
     train_readings = np.array([r["calibrated"] for r in calibration_records.streams["readout_training"]])
     twin = Twin.from_calibration(design, calset)
-    options = PatOptions(
-        epochs=args.epochs, batch=args.batch, averages=args.averages, encoding_lr=args.encoding_lr, seed=seed
+    options = PatOptions(  # the readout's pull toward the plain argmax: as cross-validation chose it
+        epochs=args.epochs,
+        batch=args.batch,
+        averages=args.averages,
+        encoding_lr=args.encoding_lr,
+        penalty=fit.penalty,
+        seed=seed,
     )
     replay = PhysicsAware(twin, type(fit.readout).identity(10, fit.readout.input_scale), {"readout"}, options)
     order = np.random.default_rng(seed)

@@ -125,7 +125,10 @@ class PhysicsAware:
                 f"the design has {classes}; re-run `labctl calibrate --only readout`"
             )
         self.readout = readout
-        self._theta = np.concatenate([readout.weights.ravel(), readout.bias, [1.0]])
+        # the penalty pulls W toward c I; c starts where it is optimal for the readout given
+        # (trace(W) / K), so a fitted readout is not pulled toward the unit temperature
+        temperature = float(np.trace(readout.weights)) / classes
+        self._theta = np.concatenate([readout.weights.ravel(), readout.bias, [temperature]])
         self._adam = {"readout": Adam(self._theta.shape), "plate": Adam(self.heights.shape[1:])}
         if self.encoding is not None:
             self._adam["encoding"] = Adam((2, *self.encoding.shape))

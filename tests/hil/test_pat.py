@@ -252,3 +252,16 @@ def test_each_print_is_a_design_file_the_simulated_operator_prints_and_mounts(de
 
     Runner(bench, operator=bench.operator).run(swap())
     assert len(bench.printer.prints) == 1 and not np.allclose(reading(), before, rtol=1e-3)
+
+
+def test_a_readout_at_any_temperature_pays_no_penalty(design):
+    """The readout's pull goes toward c I at the readout's own c: a fitted readout (here the
+    plain argmax at temperature 7) starts with no penalty, whatever its strength."""
+    readings = np.random.default_rng(10).uniform(0.5, 2.0, (8, 10))
+    labels = np.arange(8)
+    trainer = PhysicsAware(
+        Twin(design), Readout(np.eye(10) * 7.0, np.zeros(10), 1.0), {"readout"}, PatOptions(penalty=1.0)
+    )
+    scores = 7.0 * readings
+    cross_entropy = np.mean(np.log(np.exp(scores).sum(axis=1)) - scores[np.arange(8), labels])
+    assert trainer.step(np.zeros((8, 28, 28)), labels, readings).loss == pytest.approx(cross_entropy, rel=1e-12)
