@@ -1,10 +1,12 @@
 """The digital twin of an aligned bench: the design's optics model with the bench's fitted state.
 
 Alignment (``labctl.align``) fits where the plates really sit relative to the design (plate
-offsets), how sensitive each detector is relative to the others (gains) and how many calibrated
-units one unit of model energy becomes (scale). The twin puts those into the one optics model,
-so that a campaign can store, next to every measured sample, what this bench should have read
-for it, and compare the two.
+offsets), how sensitive each detector is relative to the others (gains), how much stray light
+each receives and how many calibrated units one unit of model energy becomes (scale), and
+identifies what else the bench gets wrong (rotations, beam, detector plane, phase scale). The
+twin puts those into one optics model (``twin_optics``: the design's, or a finer one of the
+plates as printed), so that a campaign can store, next to every measured sample, what this
+bench should have read for it, and compare the two.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError, DataError
 from labctl.optics import D2NN, BenchParams, ForwardResult, Material, embed_image
 from labctl.plans.surface import BenchSurface
+from labctl.twin_optics import DESIGN_MODEL, Fidelity, TwinOptics
 
 
 def design_inputs(design: Any, images: np.ndarray) -> np.ndarray:
@@ -66,11 +69,16 @@ def seen_design(design: Any, bench: BenchSurface) -> Any:
     return design
 
 
-def bench_record(plates: list[str], bench: BenchParams | None) -> dict[str, Any] | None:
-    """The fitted bench beyond the plate offsets, JSON-ready (None: as designed)."""
+def bench_record(
+    plates: list[str], bench: BenchParams | None, fidelity: Fidelity = DESIGN_MODEL, stray: np.ndarray | None = None
+) -> dict[str, Any] | None:
+    """The fitted bench beyond the plate offsets, JSON-ready (None: as designed), with the model
+    it was identified with and each detector's stray light (relative to the scale)."""
     if bench is None:
         return None
     return {
+        "fidelity": fidelity.to_dict(),
+        "stray": None if stray is None else [float(v) for v in stray],
         "rotations_rad": {plate: float(r) for plate, r in zip(plates, bench.rotations_rad)},
         "beam_center_m": [float(v) for v in bench.beam_center_m],
         "beam_waist_m": None if bench.beam_waist_m is None else float(bench.beam_waist_m),
@@ -94,6 +102,14 @@ def bench_params(record: dict[str, Any] | None, plates: list[str]) -> BenchParam
     )
 
 
+def bench_fidelity(record: dict[str, Any] | None) -> tuple[Fidelity, np.ndarray | None]:
+    """The model a ``bench_record`` was identified with, and its stray light (None: not fitted)."""
+    if record is None:
+        return Fidelity(), None
+    stray = record.get("stray")
+    return Fidelity.from_dict(record.get("fidelity")), None if stray is None else np.asarray(stray, dtype=float)
+
+
 @dataclass
 class Twin:
     """The design's optics model plus the fitted bench state (see the module docstring).
@@ -104,6 +120,8 @@ class Twin:
     which is what printed plates have), ``bench`` what else the alignment identified and no stage
     corrects (plate rotations, the beam, the detector plane, the phase scale; its offsets are
     ignored: ``offsets_m`` holds them; None: as designed): the errors this bench keeps.
+    ``fidelity`` the model the twin computes with (``twin_optics``), ``stray`` (C,) each
+    detector's stray light in model energy units (None: none).
     """
 
     design: Any
@@ -112,7 +130,9 @@ class Twin:
     scale: float = 1.0
     material: Material | None = None
     bench: BenchParams | None = None
-    _model: D2NN | None = field(default=None, init=False, repr=False, compare=False)
+    fidelity: Fidelity = field(default_factory=Fidelity)
+    stray: np.ndarray | None = None
+    _optics: TwinOptics | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n_layers, channels = self.design.geometry.n_layers, len(self.design.layout)
@@ -126,16 +146,25 @@ class Twin:
             if gains.shape != (channels,) or not np.all(np.isfinite(gains)) or np.any(gains <= 0):
                 raise ConfigError(f"twin: gains must be {channels} positive numbers, got {gains.tolist()}")
             self.gains = gains
+        if self.stray is not None:
+            stray = np.asarray(self.stray, dtype=float)
+            if stray.shape != (channels,) or not np.all(np.isfinite(stray)):
+                raise ConfigError(f"twin: stray must be {channels} finite numbers, got {stray.tolist()}")
+            self.stray = stray
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"twin: scale must be a positive number, got {self.scale}")
 
     @property
+    def optics(self) -> TwinOptics:
+        """The optics model, its heights and window (built once per twin)."""
+        if self._optics is None:
+            self._optics = TwinOptics(self.design, self.fidelity, self.material)
+        return self._optics
+
+    @property
     def model(self) -> D2NN:
-        """The optics model (built once per twin)."""
-        if self._model is None:
-            material = self.material if self.material is not None else self.design.material
-            self._model = D2NN(self.design.geometry, self.design.layout, material)
-        return self._model
+        """The optics model (``optics.model``)."""
+        return self.optics.model
 
     def params(self) -> BenchParams:
         """The whole fitted bench as one ``BenchParams``: the plate offsets and what else was identified."""
@@ -145,9 +174,12 @@ class Twin:
 
     def forward(self, inputs: np.ndarray, heights_m: np.ndarray | None = None, record: bool = False) -> ForwardResult:
         """The model's forward pass on the fitted bench for input amplitudes (B, n, n), with the
-        design's plates or ``heights_m`` (L, n, n) in their place; ``record`` keeps what
-        ``self.model.backward`` needs (physics-aware training, ``labctl.hil``)."""
-        heights = self.design.heights_m if heights_m is None else heights_m
+        design's plates or ``heights_m`` (L, n, n) in their place (both embedded in the model's
+        window, ``optics``); ``record`` keeps what ``self.model.backward`` needs (physics-aware
+        training, ``labctl.hil``, on ``on_design_grid()``: gradients then come on the design's grid)."""
+        optics = self.optics
+        inputs = optics.inputs(inputs)
+        heights = optics.heights_m if heights_m is None else optics.plates(heights_m)
         if self.bench is None:
             return self.model.forward(inputs, heights, self.offsets_m, record=record)
         return self.model.forward(inputs, heights, record=record, params=self.params())
@@ -157,9 +189,16 @@ class Twin:
         return self.forward(inputs).energies
 
     def readings_per_energy(self) -> np.ndarray:
-        """(C,) calibrated units per unit of model energy on each detector: gains times scale."""
+        """(C,) calibrated units per unit of model energy on each detector: gains times scale
+        (stray light comes on top: ``predict``)."""
         gains = np.ones(len(self.design.layout)) if self.gains is None else self.gains
         return gains * self.scale
+
+    def on_design_grid(self) -> Twin:
+        """The same bench on the design's own model (one sample per neuron, the plate's window):
+        where a gradient only has to point the way (physics-aware training, whose forward pass is
+        the bench itself), at a quarter of the printed model's cost and on the design's grid."""
+        return replace(self, fidelity=DESIGN_MODEL)
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """What the calibrated detectors should read (B, C) for images (B, h, w) in [0, 1]."""
@@ -171,7 +210,8 @@ class Twin:
             out[start : start + batch_size] = self.energies(
                 design_inputs(self.design, images[start : start + batch_size])
             )
-        return out * self.readings_per_energy()
+        stray = 0.0 if self.stray is None else self.stray * self.scale
+        return out * self.readings_per_energy() + stray
 
     def predict_one(self, image: np.ndarray) -> np.ndarray:
         """One image (h, w) -> (C,): the ``predict`` a campaign takes."""
@@ -187,6 +227,8 @@ class Twin:
             "offsets_m": None if self.offsets_m is None else self.offsets_m.tolist(),
             "gains": None if self.gains is None else self.gains.tolist(),
             "scale": float(self.scale),
+            "fidelity": self.fidelity.to_dict(),
+            "stray": None if self.stray is None else self.stray.tolist(),
             "bench": None
             if self.bench is None
             else {
@@ -211,13 +253,17 @@ class Twin:
                 f"{alignment.source}: {len(alignment.plates)} plates, the design has {design.geometry.n_layers}; "
                 "re-run `labctl align` for this design"
             )
+        gains = alignment.gains_under(detectors_version)
+        fidelity, stray = bench_fidelity(alignment.bench)
         return cls(
             design,
             alignment.offsets_array(),
-            alignment.gains_under(detectors_version),
+            gains,
             alignment.scale,
             material,
             bench_params(alignment.bench, alignment.plates),
+            fidelity,
+            stray if gains is not None else None,  # fitted with those gains: relative to them
         )
 
     @classmethod

@@ -29,12 +29,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from labctl.align.identify import Identification, identify
 from labctl.errors import ConfigError
 from labctl.optics import D2NN, BenchParams
+from labctl.twin_optics import TwinOptics
 
 #: The optimiser works in millimetres: offsets of order 1.
 MM = 1e-3
@@ -140,10 +142,17 @@ class Observation:
 
 @dataclass
 class Scaling:
-    """The separable part of the fit: per-read scales (K, P) and relative gains (C,), mean 1."""
+    """The separable part of the fit: per-read scales a (K, P), relative gains g (C,) with mean 1,
+    and per-detector stray light b (C,), in model units: the readings are a (g E + b)."""
 
     scales: np.ndarray
     gains: np.ndarray
+    stray: np.ndarray | None = None  # None: no stray light fitted (zero)
+
+    def model(self, energies: np.ndarray) -> np.ndarray:
+        """What the readings should be for model energies (K, P, C)."""
+        light = energies * self.gains if self.stray is None else energies * self.gains + self.stray
+        return self.scales[..., None] * light
 
 
 @dataclass
@@ -165,24 +174,41 @@ class FitResult:
         return {} if self.identification is None else self.identification.unidentified()
 
 
-def fit_scaling(signals: np.ndarray, energies: np.ndarray, fit_gains: bool = True, sweeps: int = 30) -> Scaling:
-    """Least-squares scales a (K, P) and gains g (C,) of y = a g E (alternating closed forms).
+def fit_scaling(
+    signals: np.ndarray, energies: np.ndarray, fit_gains: bool = True, fit_stray: bool = False, sweeps: int = 30
+) -> Scaling:
+    """Least-squares scales a (K, P), gains g (C,) and stray light b (C,) of y = a (g E + b)
+    (alternating closed forms: the scales with the rest fixed, then each detector's gain and
+    stray light together).
 
     ``signals`` and ``energies`` are (K, P, C). Each half-step is the exact minimiser with the
     other half fixed, so the misfit never increases; a few tens of sweeps converge to far below
-    the readings' noise.
+    the readings' noise. Stray light is light that reaches a detector outside the model's path
+    (scattered by the print, reflected by the mounts): it follows the source power (the scale a)
+    but not the input, so a few probes tell it apart from the gain.
     """
-    gains = np.ones(signals.shape[-1])
+    channels = signals.shape[-1]
+    gains, stray = np.ones(channels), np.zeros(channels) if fit_stray else None
     scales = np.ones(signals.shape[:2])
-    for _ in range(sweeps if fit_gains else 1):
-        model = energies * gains
-        scales = np.sum(signals * model, axis=-1) / np.maximum(np.sum(model * model, axis=-1), 1e-300)
-        if not fit_gains:
-            break
-        model = energies * scales[..., None]
-        gains = np.sum(signals * model, axis=(0, 1)) / np.maximum(np.sum(model * model, axis=(0, 1)), 1e-300)
-        gains = gains / gains.mean()
-    return Scaling(scales, gains)
+    for _ in range(sweeps if fit_gains or fit_stray else 1):
+        light = energies * gains if stray is None else energies * gains + stray
+        scales = np.sum(signals * light, axis=-1) / np.maximum(np.sum(light * light, axis=-1), 1e-300)
+        a = np.broadcast_to(scales[..., None], signals.shape)
+        direct = a * energies
+        if fit_gains and stray is not None:  # per detector: 2 x 2 normal equations in (g, b)
+            saa, sad, sdd = (np.sum(u * v, axis=(0, 1)) for u, v in ((a, a), (a, direct), (direct, direct)))
+            say, sdy = np.sum(a * signals, axis=(0, 1)), np.sum(direct * signals, axis=(0, 1))
+            det = np.maximum(sdd * saa - sad * sad, 1e-300)
+            gains, stray = (sdy * saa - say * sad) / det, (say * sdd - sdy * sad) / det
+        elif fit_gains:
+            gains = np.sum(signals * direct, axis=(0, 1)) / np.maximum(np.sum(direct * direct, axis=(0, 1)), 1e-300)
+        elif stray is not None:
+            stray = np.sum(a * (signals - direct), axis=(0, 1)) / np.maximum(np.sum(a * a, axis=(0, 1)), 1e-300)
+        if fit_gains:  # gains of mean 1: the scales carry the rest
+            mean = gains.mean()
+            gains, scales = gains / mean, scales * mean
+            stray = None if stray is None else stray / mean
+    return Scaling(scales, gains, stray)
 
 
 class OffsetFit:
@@ -190,7 +216,8 @@ class OffsetFit:
 
     ``inputs`` (P, n, n) probe amplitudes; ``axes`` (L, 3) bool marks the mounting offsets to fit;
     the others are held at ``fixed_m`` (L, 3; default zero: e.g. a previous alignment's values for
-    plates not being aligned). ``fit_gains`` whether relative detector gains are free.
+    plates not being aligned). ``fit_gains`` whether relative detector gains are free,
+    ``fit_stray`` whether each detector's stray light is (``fit_scaling``).
 
     Beyond the offsets, ``extras`` names further bench parameters to identify (``BenchParams``
     names: ``L2.rot``, ``beam.x``, ``beam.waist``, ``detector.dz``, ``phase_scale``, ...), held
@@ -209,6 +236,7 @@ class OffsetFit:
         plates: Sequence[str] | None = None,
         bench: BenchParams | None = None,
         extras: Sequence[str] = (),
+        fit_stray: bool = False,
     ):
         self.model = model
         self.plates = tuple(plates) if plates is not None else tuple(f"L{i + 1}" for i in range(model.geom.n_layers))
@@ -217,7 +245,7 @@ class OffsetFit:
         self.axes = np.asarray(axes, dtype=bool)
         if self.axes.shape != (model.geom.n_layers, 3) or not (self.axes.any() or extras):
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
-        self.fit_gains = fit_gains
+        self.fit_gains, self.fit_stray = fit_gains, fit_stray
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
         self.bench = bench
         template = bench if bench is not None else model.nominal_params()
@@ -242,25 +270,36 @@ class OffsetFit:
     def restricted(self, axes: np.ndarray, fixed_m: np.ndarray, extras: Sequence[str] = ()) -> OffsetFit:
         """The same model, probes and bench fitting only ``axes`` (and ``extras``), the rest held
         at ``fixed_m``; the pass counts stay shared with this fit."""
-        other = OffsetFit(
-            self.model, self.heights_m, self.inputs, axes, self.fit_gains, fixed_m, self.plates, self.bench, extras
-        )
-        other.passes, other.seconds = self.passes, self.seconds
-        return other
+        return self._like(axes=axes, fixed_m=fixed_m, extras=extras)
 
     def anchored(self, bench: BenchParams | None, extras: Sequence[str] | None = None) -> OffsetFit:
         """The same fit on another bench (e.g. a fit's result), fitting ``extras`` (default: the same)."""
-        other = OffsetFit(
-            self.model,
-            self.heights_m,
-            self.inputs,
-            self.axes,
-            self.fit_gains,
-            self.fixed_m,
-            self.plates,
-            bench,
-            self.extras if extras is None else extras,
+        return self._like(bench=bench, extras=self.extras if extras is None else extras)
+
+    def refined(self, optics: TwinOptics | None, fit_stray: bool) -> OffsetFit:
+        """The same fit computed with ``optics`` (a finer twin model: ``twin_optics``; None: this
+        fit's model), the probes embedded in its window, stray light fitted if ``fit_stray``."""
+        if optics is None:
+            return self._like(fit_stray=fit_stray)
+        return self._like(
+            model=optics.model, heights_m=optics.heights_m, inputs=optics.inputs(self.inputs), fit_stray=fit_stray
         )
+
+    def _like(self, **changes: Any) -> OffsetFit:
+        """A fit like this one with ``changes`` to its constructor's arguments; pass counts shared."""
+        arguments = {
+            "model": self.model,
+            "heights_m": self.heights_m,
+            "inputs": self.inputs,
+            "axes": self.axes,
+            "fit_gains": self.fit_gains,
+            "fixed_m": self.fixed_m,
+            "plates": self.plates,
+            "bench": self.bench,
+            "extras": self.extras,
+            "fit_stray": self.fit_stray,
+        }
+        other = OffsetFit(**(arguments | changes))
         other.passes, other.seconds = self.passes, self.seconds
         return other
 
@@ -389,8 +428,8 @@ class OffsetFit:
         """Residual vector (a g E - y) / |y| with the best scales and gains, those, and |y|."""
         signals = np.stack([o.signals for o in observations])
         norm = float(np.sqrt(np.sum(signals**2)))
-        scaling = fit_scaling(signals, energies, self.fit_gains)
-        misfit = scaling.scales[..., None] * scaling.gains * energies - signals
+        scaling = fit_scaling(signals, energies, self.fit_gains, self.fit_stray)
+        misfit = scaling.model(energies) - signals
         return misfit.ravel() / norm, scaling, norm
 
     def residual(self, observations: Sequence[Observation], mount_m: np.ndarray) -> float:
@@ -402,16 +441,23 @@ class OffsetFit:
         """Residual vector r and Kaufman Jacobian dr/dx (x in vector units), both normalised by |y|."""
         energies, d_energies = self.energies_and_jacobian(observations, x)
         r, scaling, norm = self._misfit(observations, energies)
-        weight = scaling.scales[..., None] * scaling.gains  # (K, P, C)
-        model = weight * energies
-        jac = (weight[..., None] * d_energies * self._units() / norm).reshape(r.size, -1)
-        # What a change of the scales (and gains) would produce: that span is projected out.
-        reads, channels = model.shape[0] * model.shape[1], model.shape[2]
-        flat = model.reshape(reads, channels)
-        phi = np.zeros((reads, channels, reads + channels * self.fit_gains))
-        phi[np.arange(reads), :, np.arange(reads)] = flat
+        scales = scaling.scales[..., None]  # (K, P, 1)
+        jac = (scales[..., None] * scaling.gains[:, None] * d_energies * self._units() / norm).reshape(r.size, -1)
+        # What a change of the separable parameters would produce (the model's derivative along
+        # each scale, gain and stray term): that span is projected out.
+        reads, channels = energies.shape[0] * energies.shape[1], energies.shape[2]
+        direct = (energies * scaling.gains).reshape(reads, channels)  # g E per read
+        light = direct if scaling.stray is None else direct + scaling.stray
+        columns = [np.zeros((reads, channels, reads))]
+        columns[0][np.arange(reads), :, np.arange(reads)] = light  # d/d a_kp
+        a = np.broadcast_to(scales.reshape(reads, 1), (reads, channels))
         if self.fit_gains:
-            phi[:, np.arange(channels), reads + np.arange(channels)] = flat
+            columns.append(np.zeros((reads, channels, channels)))
+            columns[-1][:, np.arange(channels), np.arange(channels)] = a * direct  # d/d g_c (times g_c)
+        if self.fit_stray:
+            columns.append(np.zeros((reads, channels, channels)))
+            columns[-1][:, np.arange(channels), np.arange(channels)] = a  # d/d b_c
+        phi = np.concatenate(columns, axis=-1)
         q, s, _ = np.linalg.svd(phi.reshape(reads * channels, -1), full_matrices=False)
         q = q[:, s > s[0] * 1e-10]
         return r, jac - q @ (q.T @ jac), scaling
@@ -480,7 +526,8 @@ class OffsetFit:
         if moved(x, x_jac) * max_step_m > tolerance_m * 10:  # uncertainties from where the fit ended
             r, jac, scaling = self._linearise(observations, x)
             cost = float(r @ r)
-        separable = scaling.scales.size + (scaling.gains.size - 1) * self.fit_gains
+        channels = scaling.gains.size
+        separable = scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray
         report = identify(jac, r, separable, self.names(), self._plausible())
         stderr = np.zeros(self.axes.shape)
         n_offsets = int(self.axes.sum())

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from labctl.align.accept import NOT_FOUND, Acceptance, Verdict, judge
+from labctl.align.accept import ALIGNED, NOT_FOUND, Acceptance, Verdict, judge
 from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling
 from labctl.align.probes import Probes
 from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
 from labctl.plans import messages as m
+from labctl.twin_optics import PRINTED, Fidelity
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,15 @@ class ModelOptions:
     # identified plate rotations are undone between rounds (rotation stage, else the operator's hand:
     # rotate.py); None leaves them in the twin as known errors
     rotation: RotationOptions | None = field(default_factory=RotationOptions)
+    # the model the bench is identified with once the plates are found (twin_optics.py): the
+    # plates as printed, each neuron sampled 2 x 2, light through the frame; Fidelity() identifies
+    # with the design's own model (4 x cheaper, 3 x the model error on a printed bench)
+    fidelity: Fidelity = PRINTED
+    # identification reads the probes where the plates were found and at this many known moves of
+    # +-dither_m around it (signs drawn per axis): one position cannot tell apart what the moves do
+    dithers: int = 4
+    dither_m: float = 0.15e-3
+    stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
 
 
 @dataclass
@@ -61,6 +71,7 @@ class ModelOutcome:
     observations: int = 0
     built_up: bool = False  # the stack was built up plate by plate
     verdict: Verdict | None = None  # what the last fit is (accept.py)
+    fidelity: Fidelity = field(default_factory=Fidelity)  # the model ``fit`` was made with
 
     @property
     def converged(self) -> bool:
@@ -117,13 +128,11 @@ def build_up(
     return result
 
 
-def _turn_plates(
-    fitter: OffsetFit, plates: Sequence[str], result: FitResult, options: RotationOptions | None
-) -> m.Plan:
-    """Undo the identified plate rotations (rotate.py); returns ``result`` with the rotations the
-    plates should now have (where the next fit starts), and whether any plate was turned (then the
-    readings before the turn saw another bench and no longer count)."""
-    turned = [i for i in range(len(plates)) if f"L{i + 1}.rot" in fitter.extras]
+def _turn_plates(plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
+    """Undo the plate rotations ``result`` identified (rotate.py); returns ``result`` with the
+    rotations the plates should now have (where the next fit starts), and whether any plate was
+    turned (then the readings before the turn saw another bench and no longer count)."""
+    turned = [i for i in range(len(plates)) if f"{plates[i]}.rot" in result.extras]
     if options is None or result.bench is None or not turned:
         return result, False
     fitted = {plates[i]: float(result.bench.rotations_rad[i]) for i in turned}
@@ -145,6 +154,7 @@ def model_plan(
     dark: np.ndarray | None,
     options: ModelOptions = ModelOptions(),
     movable: np.ndarray | None = None,
+    identifier: OffsetFit | None = None,
 ) -> m.Plan:
     """The model-based alignment rounds (probes already loaded). Returns a ``ModelOutcome``.
 
@@ -154,16 +164,22 @@ def model_plan(
     (acquisition), then everything is identified on the full stack, and what cannot be moved
     stays in the fit as a known error of the bench. ``nominal_m`` (L, 3) stage readings at the
     design position; ``start_m`` the mounting offsets to start from (a previous alignment, or zeros).
+    ``identifier``: ``fitter`` on the finer model of ``options.fidelity`` (``OffsetFit.refined``),
+    which takes over the identification when the design's model leaves more than the readings'
+    noise and the finer one explains more (None: the design's model only).
     """
     axes = fitter.axes if movable is None else np.asarray(movable, dtype=bool)
     acquire = fitter.restricted(axes, fitter.fixed_m)
     identifying = bool(fitter.extras) or not np.array_equal(axes, fitter.axes)
+    coarse = fitter.refined(None, options.stray) if identifying else fitter
+    model, fidelity = coarse, Fidelity()  # what identifies the bench (the finer model once it explains more)
     observations: list[Observation] = []
+    rng = np.random.default_rng(0)  # the dithers' signs: the same alignment repeats the same moves
 
-    def refit(fit_observations: Sequence[Observation], previous: FitResult, iterations: int = 30) -> FitResult:
-        """Everything ``fitter`` identifies, from ``previous``."""
-        on = fitter if previous.bench is None else fitter.anchored(previous.bench)
-        return on.fit(fit_observations, previous.mount_m, max_step_m=options.max_step_m, max_iterations=iterations)
+    def refit(on: OffsetFit, fit_observations: Sequence[Observation], previous: FitResult) -> FitResult:
+        """Everything ``on`` identifies, from ``previous``."""
+        on = on if previous.bench is None else on.anchored(previous.bench)
+        return on.fit(fit_observations, previous.mount_m, max_step_m=options.max_step_m)
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
         u = yield from displacements(plates, nominal_m)
@@ -171,6 +187,17 @@ def model_plan(
         observations.append(Observation(u, signals, mounted, noise))
         return observations
 
+    def observe_around(mount_m: np.ndarray) -> m.Plan:
+        """Observations with the plates at ``mount_m`` and at ``options.dithers`` known moves around it."""
+        yield from settle(plates, axes, nominal_m - mount_m)
+        yield from observe()
+        for _ in range(options.dithers if identifying else 0):
+            move = np.where(axes, rng.choice([-1.0, 1.0], axes.shape) * options.dither_m, 0.0)
+            yield from settle(plates, axes, nominal_m - mount_m + move)
+            yield from observe()
+        return observations
+
+    per_position = 1 + (options.dithers if identifying else 0)
     yield from settle(plates, axes, nominal_m - start_m)
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
@@ -191,17 +218,31 @@ def model_plan(
         result = yield from build_up(acquire, plates, start_m, observe, options)
         built = True
         verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
-    if identifying:
-        seen = [o for o in observations if o.mounted is None or all(o.mounted)][-options.keep :]
+    if identifying and verdict.accepted:
+        # the readings around the found position tell apart what one position cannot (dithers)
+        del observations[:]
+        yield from observe_around(result.mount_m)
         yield from m.log(
-            f"alignment: identifying {len(fitter.names())} bench parameters "
-            f"({', '.join(fitter.extras) or 'offsets'}) from {len(seen)} reading(s) of the full stack"
+            f"alignment: identifying {len(coarse.names())} bench parameters "
+            f"({', '.join(coarse.extras) or 'offsets'}) from {len(observations)} readings of the full stack"
         )
-        identified = refit(seen, result)
-        identified_verdict = judge(fitter, seen, identified, options.acceptance)
-        if identified_verdict.accepted or not verdict.accepted:
+        identified = refit(coarse, observations, result)
+        identified_verdict = judge(coarse, observations, identified, options.acceptance)
+        if identified_verdict.accepted:
             result, verdict = identified, identified_verdict
+        if identifier is not None and verdict.kind != ALIGNED:
+            # the design's model does not explain the readings to their noise: try the finer one
+            yield from m.log(
+                f"alignment: the design's model leaves misfit {result.residual:.3g}; identifying with "
+                f"the plates as printed, each neuron sampled {options.fidelity.oversample} x "
+                f"{options.fidelity.oversample}"
+            )
+            finer = refit(identifier, observations, result)
+            finer_verdict = judge(identifier, observations, finer, options.acceptance)
+            if finer_verdict.accepted and finer.residual < result.residual:
+                result, verdict, model, fidelity = finer, finer_verdict, identifier, options.fidelity
     outcome = ModelOutcome(result, [result.residual], len(observations), built, verdict)
+
     yield from m.record(
         "alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built, verdict=verdict.kind
     )
@@ -210,22 +251,23 @@ def model_plan(
             f"alignment: the plates were not found ({verdict.reason}); plates left where they were", "warning"
         )
         return outcome
+    outcome.fidelity = fidelity
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
     for number in range(1, options.rounds + 1):
         yield from m.progress(number, options.rounds, "alignment rounds")
-        result, turned = yield from _turn_plates(fitter, plates, result, options.rotation)
+        result, turned = yield from _turn_plates(plates, result, options.rotation)
         if turned:
             del observations[:]
             outcome.fit = result
-        yield from settle(plates, axes, nominal_m - result.mount_m)
-        yield from observe()
+        yield from observe_around(result.mount_m)
         previous = result
+        recent = observations[-options.keep * per_position :]
         result = (
-            refit(observations[-options.keep :], previous)
+            refit(model, recent, previous)
             if identifying
-            else acquire.fit(observations[-options.keep :], previous.mount_m, max_step_m=options.max_step_m)
+            else acquire.fit(recent, previous.mount_m, max_step_m=options.max_step_m)
         )
-        verdict = judge(fitter if identifying else acquire, observations[-options.keep :], result, options.acceptance)
+        verdict = judge(model if identifying else acquire, recent, result, options.acceptance)
         if verdict.kind == NOT_FOUND:  # keep the last accepted fit: never move to a false minimum
             yield from m.log(
                 f"alignment: round {number} lost the plates ({verdict.reason}); keeping the previous fit", "warning"

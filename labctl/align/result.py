@@ -14,7 +14,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import write_calibration
-from labctl.twin import Twin, bench_params
+from labctl.twin import Twin, bench_fidelity, bench_params
 
 METHODS = {
     "model": (
@@ -108,7 +108,16 @@ class AlignmentResult:
 
     def twin(self, design: Any) -> Twin:
         """The design's model with this alignment's offsets, gains, scale and fitted bench."""
-        return Twin(design, self.offsets_array(), self.gains, self.scale, bench=bench_params(self.bench, self.plates))
+        fidelity, stray = bench_fidelity(self.bench)
+        return Twin(
+            design,
+            self.offsets_array(),
+            self.gains,
+            self.scale,
+            bench=bench_params(self.bench, self.plates),
+            fidelity=fidelity,
+            stray=stray,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (also the ``data`` of the alignment calibration file)."""

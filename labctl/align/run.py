@@ -26,6 +26,7 @@ from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
 from labctl.twin import Twin, bench_record, design_fingerprint, seen_design
+from labctl.twin_optics import TwinOptics
 
 STRATEGIES = ("model", "scan")
 
@@ -148,6 +149,9 @@ def align(
         bench=start_bench,
         extras=extras,
     )
+    identifier = None  # the finer model the bench may be identified with (ModelOptions.fidelity)
+    if strategy == "model" and extras and not model_options.fidelity.is_design:
+        identifier = fitter.refined(TwinOptics(design, model_options.fidelity), model_options.stray)
     limits = {
         (name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
         for i, name in enumerate(names)
@@ -177,7 +181,7 @@ def align(
         )
         if strategy == "model":
             outcome = yield from model_plan(
-                fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes
+                fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes, identifier
             )
         else:
             designed = twin.energies(probes.inputs)
@@ -254,7 +258,9 @@ def _result(
         stderr_m=None if stderr is None else per_plate(names, stderr),
         verdict=outcome.verdict.to_dict() if isinstance(outcome, ModelOutcome) and outcome.verdict else None,
         unidentified=outcome.fit.unidentified() if isinstance(outcome, ModelOutcome) else {},
-        bench=bench_record(names, outcome.fit.bench) if isinstance(outcome, ModelOutcome) else None,
+        bench=bench_record(names, outcome.fit.bench, outcome.fidelity, outcome.fit.scaling.stray)
+        if isinstance(outcome, ModelOutcome)
+        else None,
         parameters=_parameters(outcome.fit, names, u_final) if isinstance(outcome, ModelOutcome) else {},
         probes=list(probes.keys),
     )

@@ -135,8 +135,8 @@ def grid_misfits(
     norm = float(np.sqrt(np.sum(signals**2)))
     misfits = np.empty(len(moves_m))
     for i, e in enumerate(energies):  # (K, P, C) per grid point
-        scaling = fit_scaling(signals, e, fitter.fit_gains)
-        r = scaling.scales[..., None] * scaling.gains * e - signals
+        scaling = fit_scaling(signals, e, fitter.fit_gains, fitter.fit_stray)
+        r = scaling.model(e) - signals
         misfits[i] = np.sqrt(np.sum(r**2)) / norm
     return misfits
 

@@ -106,7 +106,8 @@ class PhysicsAware:
                 f"physics-aware training: can train {', '.join(TRAINABLE)}; got {', '.join(sorted(train)) or 'nothing'}"
             )
         design = twin.design
-        self.twin, self.train, self.options = twin, frozenset(train), options or PatOptions()
+        # the bench is the forward pass; the twin's adjoint only points the way: the design's grid serves
+        self.twin, self.train, self.options = twin.on_design_grid(), frozenset(train), options or PatOptions()
         self.shape = (int(design.image_size),) * 2 if hasattr(design, "image_size") else None
         self.encoding = encoding
         if "encoding" in self.train and self.encoding is None:

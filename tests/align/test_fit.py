@@ -43,8 +43,25 @@ def test_scaling_is_recovered_exactly_from_noiseless_readings():
     assert np.allclose(fitted.scales, scales * gains.mean(), rtol=1e-8)
 
 
-def test_projected_jacobian_matches_finite_differences_of_the_residual(fitter):
+def test_stray_light_is_recovered_with_the_scales_and_gains():
+    """y = a (g E + b): many probes tell a detector's stray light b from its gain g."""
+    rng = np.random.default_rng(3)
+    energies = rng.uniform(0.1, 1.0, (2, 8, 10))
+    scales, gains, stray = rng.uniform(0.5, 2.0, (2, 8)), rng.uniform(0.8, 1.2, 10), rng.uniform(0, 0.05, 10)
+    signals = scales[..., None] * (gains * energies + stray)
+    fitted = fit_scaling(signals, energies, fit_stray=True, sweeps=3000)
+    mean = gains.mean()
+    assert np.allclose(fitted.gains, gains / mean, rtol=1e-6)
+    assert np.allclose(fitted.stray, stray / mean, rtol=1e-4, atol=1e-8)
+    assert np.allclose(fitted.model(energies), signals, rtol=1e-8)
+    without = fit_scaling(signals, energies)  # a fit without stray light cannot explain the readings
+    assert np.linalg.norm(without.model(energies) - signals) > 1e-3 * np.linalg.norm(signals)
+
+
+@pytest.mark.parametrize("stray", [False, True])
+def test_projected_jacobian_matches_finite_differences_of_the_residual(fitter, stray):
     """The Kaufman Jacobian is the derivative of the residual with the scaling re-fitted."""
+    fitter = fitter._like(fit_stray=stray)
     rng = np.random.default_rng(1)
     truth = fitter.mount(rng.normal(0, 0.1, int(fitter.axes.sum())))
     observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
