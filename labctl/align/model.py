@@ -187,17 +187,17 @@ def model_plan(
         observations.append(Observation(u, signals, mounted, noise))
         return observations
 
-    def observe_around(mount_m: np.ndarray) -> m.Plan:
-        """Observations with the plates at ``mount_m`` and at ``options.dithers`` known moves around it."""
+    def observe_around(mount_m: np.ndarray, dithers: int) -> m.Plan:
+        """Observations with the plates at ``mount_m`` and at ``dithers`` known moves around it."""
         yield from settle(plates, axes, nominal_m - mount_m)
         yield from observe()
-        for _ in range(options.dithers if identifying else 0):
+        for _ in range(dithers):
             move = np.where(axes, rng.choice([-1.0, 1.0], axes.shape) * options.dither_m, 0.0)
             yield from settle(plates, axes, nominal_m - mount_m + move)
             yield from observe()
         return observations
 
-    per_position = 1 + (options.dithers if identifying else 0)
+    per_position = 1 + (options.dithers if identifying else 0)  # observations per round
     yield from settle(plates, axes, nominal_m - start_m)
     yield from observe()
     yield from m.log(f"alignment: fitting {int(axes.sum())} plate offsets to {len(probes)} probes")
@@ -205,6 +205,13 @@ def model_plan(
         observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations
     )
     verdict = judge(acquire, observations, result, options.acceptance)
+    if not verdict.accepted and options.dithers:
+        # one position may not pin the plates down (printed plates leave the design's model a misfit
+        # well above the noise): readings at known moves around the fit before building up
+        yield from m.log(f"alignment: {verdict.reason}; reading the probes at {options.dithers} moves around the fit")
+        yield from observe_around(result.mount_m, options.dithers)
+        result = acquire.fit(observations, result.mount_m, max_step_m=options.max_step_m)
+        verdict = judge(acquire, observations, result, options.acceptance)
     built = False
     if not verdict.accepted and options.build_up:
         yield from m.log(
@@ -218,17 +225,17 @@ def model_plan(
         result = yield from build_up(acquire, plates, start_m, observe, options)
         built = True
         verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
-    if identifying and verdict.accepted:
-        # the readings around the found position tell apart what one position cannot (dithers)
+    if identifying:
+        # the readings around where the plates are now tell apart what one position cannot (dithers)
         del observations[:]
-        yield from observe_around(result.mount_m)
+        yield from observe_around(result.mount_m, options.dithers)
         yield from m.log(
             f"alignment: identifying {len(coarse.names())} bench parameters "
             f"({', '.join(coarse.extras) or 'offsets'}) from {len(observations)} readings of the full stack"
         )
         identified = refit(coarse, observations, result)
         identified_verdict = judge(coarse, observations, identified, options.acceptance)
-        if identified_verdict.accepted:
+        if identified_verdict.accepted or not verdict.accepted:
             result, verdict = identified, identified_verdict
         if identifier is not None and verdict.kind != ALIGNED:
             # the design's model does not explain the readings to their noise: try the finer one
@@ -239,7 +246,7 @@ def model_plan(
             )
             finer = refit(identifier, observations, result)
             finer_verdict = judge(identifier, observations, finer, options.acceptance)
-            if finer_verdict.accepted and finer.residual < result.residual:
+            if finer_verdict.accepted and (finer.residual < result.residual or not verdict.accepted):
                 result, verdict, model, fidelity = finer, finer_verdict, identifier, options.fidelity
     outcome = ModelOutcome(result, [result.residual], len(observations), built, verdict)
 
@@ -259,7 +266,7 @@ def model_plan(
         if turned:
             del observations[:]
             outcome.fit = result
-        yield from observe_around(result.mount_m)
+        yield from observe_around(result.mount_m, per_position - 1)
         previous = result
         recent = observations[-options.keep * per_position :]
         result = (
