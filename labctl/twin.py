@@ -198,7 +198,7 @@ class Twin:
         """The same bench on the design's own model (one sample per neuron, the plate's window):
         where a gradient only has to point the way (physics-aware training, whose forward pass is
         the bench itself), at a quarter of the printed model's cost and on the design's grid."""
-        return replace(self, fidelity=DESIGN_MODEL)
+        return self if self.fidelity.is_design else replace(self, fidelity=DESIGN_MODEL)
 
     def predict(self, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """What the calibrated detectors should read (B, C) for images (B, h, w) in [0, 1]."""

@@ -9,19 +9,21 @@ reference error and the half-backlash of a consistent approach direction). An *o
 is one stage configuration u_k = reading - nominal and the dark-subtracted readings y_kpc of
 every probe p on every detector c there.
 
-Model. y_kpc = a_kp g_c E_pc(u_k + m) + noise: E from the design's optics model, g_c the
-detectors' relative gains (mean 1), a_kp one scale per read (source power and its drift, the
-detectors' overall responsivity). For fixed offsets the scales and gains are found in closed
-form by alternating least squares; what is left is a least-squares problem in the offsets
-alone (variable projection, Golub & Pereyra 1973):
+Model. y_kpc = a_kp (g_c E_pc(u_k + m) + b_c) + noise: E from the twin's optics model (the
+design's, or the finer model of the plates as printed: ``labctl.twin_optics``), g_c the
+detectors' relative gains (mean 1), b_c each detector's stray light (optional: light that
+follows the source but not the input), a_kp one scale per read (source power and its drift, the
+detectors' overall responsivity). For fixed offsets the scales, gains and stray light are found
+in closed form by alternating least squares; what is left is a least-squares problem in the
+offsets alone (variable projection, Golub & Pereyra 1973):
 
-    J(m) = 1/2 |r(m)|^2,   r = (a g E(u + m) - y) / |y|.
+    J(m) = 1/2 |r(m)|^2,   r = (a (g E(u + m) + b) - y) / |y|.
 
-Its Jacobian is the Kaufman (1975) form J = P_perp (a g dE/dm): dE/dm exact from the model's
-adjoint (``D2NN.backward(...).offsets``, one pass per probe and detector), P_perp the projection
-that removes what a change of the scales and gains could absorb. A Levenberg-Marquardt loop
-with a bounded step (so that a step never jumps out of the basin the start is in) minimises J.
-The Jacobian also gives the offsets' standard errors.
+Its Jacobian is the Kaufman (1975) form J = P_perp (a g dE/dm): dE/dm exact from the model
+(``D2NN.energy_jacobian``: batched adjoints or tangents, whichever costs fewer transforms),
+P_perp the projection that removes what a change of the separable parameters could absorb. A
+Levenberg-Marquardt loop with a bounded step (so that a step never jumps out of the basin the
+start is in) minimises J. The Jacobian also gives the offsets' standard errors.
 """
 
 from __future__ import annotations

@@ -212,6 +212,14 @@ def model_plan(
         yield from observe_around(result.mount_m, options.dithers)
         result = acquire.fit(observations, result.mount_m, max_step_m=options.max_step_m)
         verdict = judge(acquire, observations, result, options.acceptance)
+        if not verdict.accepted and identifier is not None:
+            # the design's model may be too crude to find printed plates at all: the finer one tries
+            yield from m.log(f"alignment: {verdict.reason}; looking for the plates with the plates as printed")
+            finer = identifier.restricted(axes, identifier.fixed_m)
+            found = finer.fit(observations, result.mount_m, max_step_m=options.max_step_m)
+            found_verdict = judge(finer, observations, found, options.acceptance)
+            if found_verdict.accepted:
+                result, verdict, model, fidelity = found, found_verdict, identifier, options.fidelity
     built = False
     if not verdict.accepted and options.build_up:
         yield from m.log(
@@ -230,14 +238,14 @@ def model_plan(
         del observations[:]
         yield from observe_around(result.mount_m, options.dithers)
         yield from m.log(
-            f"alignment: identifying {len(coarse.names())} bench parameters "
-            f"({', '.join(coarse.extras) or 'offsets'}) from {len(observations)} readings of the full stack"
+            f"alignment: identifying {len(model.names())} bench parameters "
+            f"({', '.join(model.extras) or 'offsets'}) from {len(observations)} readings of the full stack"
         )
-        identified = refit(coarse, observations, result)
-        identified_verdict = judge(coarse, observations, identified, options.acceptance)
+        identified = refit(model, observations, result)
+        identified_verdict = judge(model, observations, identified, options.acceptance)
         if identified_verdict.accepted or not verdict.accepted:
             result, verdict = identified, identified_verdict
-        if identifier is not None and verdict.kind != ALIGNED:
+        if model is coarse and identifier is not None and verdict.kind != ALIGNED:
             # the design's model does not explain the readings to their noise: try the finer one
             yield from m.log(
                 f"alignment: the design's model leaves misfit {result.residual:.3g}; identifying with "

@@ -231,3 +231,39 @@ def test_parameters_are_described_in_the_units_people_read():
     assert describe_parameter("L1.dz", 31.4e-6, 2e-6) == "+31.4 +- 2.0 um"
     assert describe_parameter("beam.waist", 0.0405, 0.002) == "40.5 +- 2.0 mm"
     assert describe_parameter("phase_scale", 1.0123, 0.0004) == "1.0123 +- 0.0004"
+
+
+def test_a_printed_bench_is_identified_with_the_printed_model(images):
+    """A world with the printer's staircase, light through a frame of whole neurons, 2 x 2 sampling
+    and stray light: the design's model cannot explain its readings (here not even well enough to
+    find the plates), so the alignment finds and identifies the bench with the printed model
+    (twin_optics), records that, and its twin predicts the bench's readings far better than the
+    design's model with the same fitted parameters would."""
+    from labctl.align import ModelOptions, Probes, align
+    from labctl.design.fabrication.params import FabricationParams
+    from labctl.sim.soft import SoftBench
+    from labctl.sim.truth import Truth
+    from labctl.twin_optics import DESIGN_MODEL, PRINTED
+    from tests.tiny import tiny_design
+
+    design = tiny_design()
+    frame_m = 12 * design.geometry.pitch_m
+    design.fabrication = FabricationParams(frame_m=frame_m)
+    pictures = images[0]
+    truth = Truth(offset_sigma_m=0.1e-3, print_step_m=16e-6, frame_m=frame_m, oversample=2, stray_fraction=0.01)
+    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+    options = ModelOptions(identify=("phase_scale",), rounds=1)
+    result = align(bench, design, "model", probes=probes, operator=lambda msg: None, model_options=options)
+    assert result.converged, result.verdict
+    assert result.bench["fidelity"] == PRINTED.to_dict()
+    assert result.bench["stray"] is not None
+    assert np.max(np.abs(bench.world.plate_offsets_m()[:, :2])) < 5e-6
+    shown = bench.world.energies(probes.inputs) * bench.world.detectors.gain_v
+    misfits = {}
+    for name, fidelity in (("printed", PRINTED), ("design", DESIGN_MODEL)):
+        twin = replace(result.twin(design), fidelity=fidelity)
+        predicted = twin.energies(probes.inputs) * twin.readings_per_energy() + twin.stray * twin.scale
+        predicted = predicted * np.sum(shown * predicted) / np.sum(predicted**2)
+        misfits[name] = np.linalg.norm(predicted - shown) / np.linalg.norm(shown)
+    assert misfits["printed"] < 0.2 * misfits["design"], misfits
