@@ -59,6 +59,7 @@ class ModelOptions:
     # +-dither_m around it (signs drawn per axis): one position cannot tell apart what the moves do
     dithers: int = 4
     dither_m: float = 0.15e-3
+    identify_iterations: int = 20  # of each identification fit (they start where the plates were found)
     stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
 
 
@@ -179,7 +180,8 @@ def model_plan(
     def refit(on: OffsetFit, fit_observations: Sequence[Observation], previous: FitResult) -> FitResult:
         """Everything ``on`` identifies, from ``previous``."""
         on = on if previous.bench is None else on.anchored(previous.bench)
-        return on.fit(fit_observations, previous.mount_m, max_step_m=options.max_step_m)
+        iterations = options.identify_iterations
+        return on.fit(fit_observations, previous.mount_m, max_step_m=options.max_step_m, max_iterations=iterations)
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
         u = yield from displacements(plates, nominal_m)
@@ -187,14 +189,18 @@ def model_plan(
         observations.append(Observation(u, signals, mounted, noise))
         return observations
 
-    def observe_around(mount_m: np.ndarray, dithers: int) -> m.Plan:
-        """Observations with the plates at ``mount_m`` and at ``dithers`` known moves around it."""
-        yield from settle(plates, axes, nominal_m - mount_m)
-        yield from observe()
+    def observe_around(mount_m: np.ndarray, dithers: int, centre: bool = True) -> m.Plan:
+        """Observations with the plates at ``mount_m`` (unless ``centre`` is False) and at ``dithers``
+        known moves around it; the plates end at ``mount_m``."""
+        if centre:
+            yield from settle(plates, axes, nominal_m - mount_m)
+            yield from observe()
         for _ in range(dithers):
             move = np.where(axes, rng.choice([-1.0, 1.0], axes.shape) * options.dither_m, 0.0)
             yield from settle(plates, axes, nominal_m - mount_m + move)
             yield from observe()
+        if dithers:
+            yield from settle(plates, axes, nominal_m - mount_m)
         return observations
 
     per_position = 1 + (options.dithers if identifying else 0)  # observations per round
@@ -205,21 +211,27 @@ def model_plan(
         observations, start_m, max_step_m=options.max_step_m, max_iterations=options.acquire_iterations
     )
     verdict = judge(acquire, observations, result, options.acceptance)
+    identified_here = False  # the acquisition already identified the whole bench (with the printed model)
     if not verdict.accepted and options.dithers:
         # one position may not pin the plates down (printed plates leave the design's model a misfit
-        # well above the noise): readings at known moves around the fit before building up
-        yield from m.log(f"alignment: {verdict.reason}; reading the probes at {options.dithers} moves around the fit")
-        yield from observe_around(result.mount_m, options.dithers)
-        result = acquire.fit(observations, result.mount_m, max_step_m=options.max_step_m)
-        verdict = judge(acquire, observations, result, options.acceptance)
-        if not verdict.accepted and identifier is not None:
-            # the design's model may be too crude to find printed plates at all: the finer one tries
-            yield from m.log(f"alignment: {verdict.reason}; looking for the plates with the plates as printed")
-            finer = identifier.restricted(axes, identifier.fixed_m)
-            found = finer.fit(observations, result.mount_m, max_step_m=options.max_step_m)
-            found_verdict = judge(finer, observations, found, options.acceptance)
+        # well above the noise): readings at known moves around where the plates are, which is also
+        # where they stay if they are not found
+        yield from m.log(f"alignment: {verdict.reason}; reading the probes at {options.dithers} moves around here")
+        yield from observe_around(start_m, options.dithers, centre=False)
+        if identifying and identifier is not None:
+            # the design's model may be too crude to tell printed plates found from lost: the finer
+            # model identifies the whole bench from the first fit (a verdict on offsets alone would
+            # blame the unfitted rotations, beam and detector plane on the plates)
+            yield from m.log("alignment: identifying the bench with the plates as printed")
+            found = refit(identifier, observations, result)
+            found_verdict = judge(identifier, observations, found, options.acceptance)
+            yield from m.log(f"alignment: with the plates as printed: {found_verdict.kind} ({found_verdict.reason})")
             if found_verdict.accepted:
                 result, verdict, model, fidelity = found, found_verdict, identifier, options.fidelity
+                identified_here = True
+        if not identified_here:
+            result = acquire.fit(observations, result.mount_m, max_step_m=options.max_step_m)
+            verdict = judge(acquire, observations, result, options.acceptance)
     built = False
     if not verdict.accepted and options.build_up:
         yield from m.log(
@@ -233,7 +245,7 @@ def model_plan(
         result = yield from build_up(acquire, plates, start_m, observe, options)
         built = True
         verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
-    if identifying:
+    if identifying and verdict.accepted and not identified_here:
         # the readings around where the plates are now tell apart what one position cannot (dithers)
         del observations[:]
         yield from observe_around(result.mount_m, options.dithers)
@@ -243,7 +255,7 @@ def model_plan(
         )
         identified = refit(model, observations, result)
         identified_verdict = judge(model, observations, identified, options.acceptance)
-        if identified_verdict.accepted or not verdict.accepted:
+        if identified_verdict.accepted:
             result, verdict = identified, identified_verdict
         if model is coarse and identifier is not None and verdict.kind != ALIGNED:
             # the design's model does not explain the readings to their noise: try the finer one
