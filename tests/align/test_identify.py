@@ -253,7 +253,7 @@ def test_a_printed_bench_is_identified_with_the_printed_model(images):
     truth = Truth(offset_sigma_m=0.1e-3, print_step_m=16e-6, frame_m=frame_m, oversample=2, stray_fraction=0.01)
     probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
     bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
-    options = ModelOptions(identify=("phase_scale",), rounds=1)
+    options = ModelOptions(identify=("phase_scale",), rounds=1, search_finer=True)
     result = align(bench, design, "model", probes=probes, operator=lambda msg: None, model_options=options)
     assert result.converged, result.verdict
     assert result.bench["fidelity"] == PRINTED.to_dict()
