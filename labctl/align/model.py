@@ -285,7 +285,8 @@ def model_plan(
         if turned:
             del observations[:]
             outcome.fit = result
-        yield from observe_around(result.mount_m, per_position - 1)
+        # dithers again only after a turn (the readings from before no longer count)
+        yield from observe_around(result.mount_m, per_position - 1 if turned else 0)
         previous = result
         recent = observations[-options.keep * per_position :]
         result = (
