@@ -6,9 +6,10 @@ aperture as the whole computation window. A printed bench differs from that in w
 staircase), light passes the solid frame printed around the neurons, and the square neurons
 diffract as squares, which one sample per neuron resolves only roughly (docs/optics.md: 10-25 %
 relative L2 of the field against a direct Rayleigh-Sommerfeld integral). Measured on the
-realistic simulated world at its true parameters (docs/alignment.md), the design's model leaves a
-relative misfit of 0.05 on the detector energies; sampling each neuron 2 x 2 and letting light
-through the frame brings it to 0.018, at four times the cost per pass. Alignment acquires the
+realistic simulated world at its true parameters (``benchmarks/twin_model_error.py``), the
+design's model leaves a relative misfit of 0.054 on the detector energies; sampling each neuron
+2 x 2, letting light through the frame and rounding to the printer's layers brings it to 0.013,
+at about 3.5 times the cost per pass. Alignment acquires the
 plates with the design's model and identifies the bench with the finer one (``Fidelity``).
 
 A ``TwinOptics`` is a ``D2NN`` on a window that may be wider than the plate (the frame), the
@@ -46,7 +47,7 @@ class Fidelity:
     @property
     def is_design(self) -> bool:
         """The design's own model (nothing finer)."""
-        return self == Fidelity()
+        return self == DESIGN_MODEL
 
     def to_dict(self) -> dict[str, Any]:
         return {"oversample": self.oversample, "frame": self.frame, "printed": self.printed}
@@ -81,7 +82,7 @@ class TwinOptics:
     """The model a twin computes with: ``model`` (a ``D2NN``), ``heights_m`` for it, and ``inputs``
     to embed the design's input amplitudes (B, n, n) into the model's window."""
 
-    def __init__(self, design: Any, fidelity: Fidelity = Fidelity(), material: Material | None = None):
+    def __init__(self, design: Any, fidelity: Fidelity = DESIGN_MODEL, material: Material | None = None):
         g = design.geometry
         fabrication = getattr(design, "fabrication", None) or FabricationParams()
         self.fidelity = fidelity

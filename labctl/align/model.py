@@ -29,7 +29,7 @@ from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
 from labctl.plans import messages as m
-from labctl.twin_optics import PRINTED, Fidelity
+from labctl.twin_optics import DESIGN_MODEL, PRINTED, Fidelity
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,9 @@ class ModelOptions:
     # rotate.py); None leaves them in the twin as known errors
     rotation: RotationOptions | None = field(default_factory=RotationOptions)
     # the model the bench is identified with once the plates are found (twin_optics.py): the
-    # plates as printed, each neuron sampled 2 x 2, light through the frame; Fidelity() identifies
-    # with the design's own model (4 x cheaper, 3 x the model error on a printed bench)
+    # plates as printed, each neuron sampled 2 x 2, light through the frame; DESIGN_MODEL identifies
+    # with the design's own model (a pass about 3.5 x cheaper, 4 x the model error on the realistic
+    # world: 0.054 against 0.013, benchmarks/twin_model_error.py)
     fidelity: Fidelity = PRINTED
     # identification reads the probes where the plates were found and at this many known moves of
     # +-dither_m around it (signs drawn per axis): one position cannot tell apart what the moves do
@@ -61,8 +62,8 @@ class ModelOptions:
     dither_m: float = 0.15e-3
     # when the design's model does not find the plates at one position: read the dithers and identify
     # the whole bench with the finer model before building the stack up. Off by default: on the
-    # realistic world (seed 0) that fit did not converge (misfit 0.071 against 0.013 at the truth) and
-    # cost the demo about four minutes (docs/alignment.md)
+    # realistic world (seed 0) the plates were still not found and the demo's alignment took 458 s
+    # instead of 60 s (docs/alignment.md)
     search_finer: bool = False
     identify_iterations: int = 20  # of each identification fit (they start where the plates were found)
     stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
@@ -178,7 +179,7 @@ def model_plan(
     acquire = fitter.restricted(axes, fitter.fixed_m)
     identifying = bool(fitter.extras) or not np.array_equal(axes, fitter.axes)
     coarse = fitter.refined(None, options.stray) if identifying else fitter
-    model, fidelity = coarse, Fidelity()  # what identifies the bench (the finer model once it explains more)
+    model, fidelity = coarse, DESIGN_MODEL  # what identifies the bench (the finer model once it explains more)
     observations: list[Observation] = []
     rng = np.random.default_rng(0)  # the dithers' signs: the same alignment repeats the same moves
 

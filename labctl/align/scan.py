@@ -57,7 +57,7 @@ class ScanOutcome:
 def misfit_squared(signals: np.ndarray, designed: np.ndarray) -> float:
     """|a g E - y|^2 of the designed energies E (P, C) to the signals y, best scales a and gains g."""
     scaling = fit_scaling(signals[None], designed[None])
-    return float(np.sum((scaling.scales[0][:, None] * scaling.gains * designed - signals) ** 2))
+    return float(np.sum((scaling.model(designed[None])[0] - signals) ** 2))
 
 
 def figure_of_merit(signals: np.ndarray, designed: np.ndarray) -> float:
