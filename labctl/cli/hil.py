@@ -117,7 +117,7 @@ def train_command(args: argparse.Namespace) -> int:
         runner = Runner(bench, operator=bench.operator, progress=_progress)
         with stop_on_signals(runner, bench.operator):
             try:
-                outcome = job.run(bench, runner)
+                outcome = job.run(bench, runner, _records(job))
             except BaseException:
                 if job.records.exists():
                     print(f"labctl: every reading taken so far is kept in {job.records}", file=sys.stderr, flush=True)
@@ -150,6 +150,15 @@ def train_command(args: argparse.Namespace) -> int:
         f"{counts['pat_prints']} prints)"
     )
     return 0
+
+
+def _records(job: Any) -> Any:
+    """The records file, a campaign store (journaled: what was measured survives a kill)."""
+    from labctl.campaign.run import file_sha256
+    from labctl.campaign.store import CampaignStore
+
+    job.out.mkdir(parents=True, exist_ok=True)
+    return CampaignStore.create(job.records, {**job.metadata(), "design_sha256": file_sha256(job.design_path)})
 
 
 def _progress(message: Any) -> None:

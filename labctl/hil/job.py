@@ -8,8 +8,8 @@ through the readout, so it is needed whatever is trained: fit one first with ``l
 --only readout``), an output folder that cannot be written or already holds a run.
 
 ``PatJob.run`` trains on the connected bench (``labctl.hil.pat.pat_plan``) with every reading,
-step, print and state recorded in ``<out>/pat.h5`` (a campaign store: journaled, kept after a
-Ctrl-C or a crash), then writes what later steps use:
+step, print and state recorded in ``<out>/pat.h5`` (a campaign store the command line opens:
+journaled, kept after a Ctrl-C or a crash), then writes what later steps use:
 
 - the readout trained alone, or along with a plate, as the next ``readout-vNNN.json`` of the
   calibration folder: campaigns, the GUI and the report apply it like a fitted one;
@@ -31,8 +31,6 @@ import numpy as np
 
 from labctl.calibration import CalibrationSet, write_calibration
 from labctl.calibration.readout import SPLIT, TrainingSet, training_set
-from labctl.campaign.run import file_sha256
-from labctl.campaign.store import CampaignStore
 from labctl.errors import ConfigError, DataError
 from labctl.hil.options import PatOptions
 from labctl.hil.pat import TRAINABLE, PhysicsAware, Reprint, Step, design_writer, pat_plan
@@ -88,7 +86,6 @@ class PatJob:
             "station": self.station.name,
             "station_file": None if self.station.path is None else str(self.station.path),
             "design": str(self.design_path),
-            "design_sha256": file_sha256(self.design_path),
             "train": sorted(self.train),
             "plate": self.plate,
             "options": dataclasses.asdict(self.options),
@@ -99,42 +96,34 @@ class PatJob:
             },
         }
 
-    def run(self, bench: Any, runner: Runner, on_step: Callable[[int, Step], None] | None = None) -> PatOutcome:
-        """Train on ``bench`` through ``runner`` (its store is replaced by the records file), then
-        write the results. Interrupted or failed, the records file keeps every reading so far."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        store = CampaignStore.create(self.records, self.metadata())
+    def run(
+        self, bench: Any, runner: Runner, store: Any, on_step: Callable[[int, Step], None] | None = None
+    ) -> PatOutcome:
+        """Train on ``bench`` through ``runner``, every record into ``store`` (the records file, a
+        ``CampaignStore`` the command line opened at ``self.records`` with ``metadata()``), then
+        write the results. Interrupted or failed, the store keeps every reading so far."""
         runner.store = store
-        twin = Twin.from_calibration(self.design, self.calibration)
-        readout = self.calibration.readout()
-        assert readout is not None  # prepare checked it
-        trainer = PhysicsAware(twin, readout, self.train, self.options, plate=self.plate_index)
-        reprint = None
-        if self.plate is not None:
-            provenance = {**getattr(self.design, "provenance", {}), "physics_aware": self.metadata()}
-            printed = dataclasses.replace(self.design, provenance=provenance)
-            reprint = Reprint(self.plate, design_writer(printed, self.out))
         training = self.training
         try:
-            runner.run(
-                pat_plan(
-                    trainer,
-                    list(training.keys),
-                    training.images,
-                    training.labels,
-                    self.calibration.apply,
-                    on_step,
-                    reprint,
-                )
-            )
+            twin = Twin.from_calibration(self.design, self.calibration)
+            readout = self.calibration.readout()
+            assert readout is not None  # prepare checked it
+            trainer = PhysicsAware(twin, readout, self.train, self.options, plate=self.plate_index)
+            reprint = None
+            if self.plate is not None:
+                provenance = {**getattr(self.design, "provenance", {}), "physics_aware": store.metadata}
+                printed = dataclasses.replace(self.design, provenance=provenance)
+                reprint = Reprint(self.plate, design_writer(printed, self.out))
+            keys, images, labels = list(training.keys), training.images, training.labels
+            runner.run(pat_plan(trainer, keys, images, labels, self.calibration.apply, on_step, reprint))
             last_readings = _last_epoch_readings(store, training, self.options.epochs - 1)
             counts = {stream: store.count(stream) for stream in ("pat_readings", "pat_steps", "pat_prints")}
-            prints = [str(p) for p in store.read("pat_prints").get("design", [])] if counts["pat_prints"] else []
+            prints = [str(p) for p in store.read("pat_prints").get("design", [])]
         except BaseException:
             store.close()  # not finished: the journal and the HDF5 file keep what was measured
             raise
         store.finish()
-        outcome = PatOutcome(trainer, self.records, counts, [p.decode() if isinstance(p, bytes) else p for p in prints])
+        outcome = PatOutcome(trainer, self.records, counts, prints)
         self._write(trainer, outcome, last_readings)
         return outcome
 
@@ -311,7 +300,7 @@ def prepare(
     )
 
 
-def _last_epoch_readings(store: CampaignStore, training: TrainingSet, epoch: int) -> np.ndarray:
+def _last_epoch_readings(store: Any, training: TrainingSet, epoch: int) -> np.ndarray:
     """The calibrated readings (N, C) of the last epoch, in the training set's order."""
     stream = store.read("pat_readings")
     keys = [k.decode() if isinstance(k, bytes) else str(k) for k in stream["key"]]

@@ -4,6 +4,10 @@ an SLM (the tiny design at time scale 0), and one test per bad input."""
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from tests.cli.campaign_bench import served_bench, write_design
 
 # per-neuron print errors the twin does not know, a little stray light: something to train for
 TRUTH = Truth(offset_sigma_m=0.0, height_error_sigma_m=40e-6, stray_fraction=0.01, noise_v=1e-5)
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = 20  # the tiny data set's whole training split, two per class
 
 
@@ -165,3 +170,39 @@ def test_an_unwritable_or_used_output_folder_is_refused(slm_bench, tmp_path, cap
     (used / "pat.h5").write_text("")
     _one_line_error(capsys, _train(slm_bench, used, "--train", "readout"), "give --out a new folder")
     assert not (slm_bench.directory / "calibration" / "readout-v002.json").exists()
+
+
+def test_ctrl_c_stops_safely_and_keeps_every_reading(slm_bench, tmp_path):
+    """A long run stopped by Ctrl-C: exit 130, source off, nothing installed, the records file
+    named and holding every step taken. (The virtual SLM watches this process's screen, so the
+    command's images in its own process do not reach the world: this test is about stopping.)"""
+    from labctl.campaign.journal import Journal
+    from labctl.campaign.store import journal_path
+
+    out = tmp_path / "pat"
+    argv = _train(slm_bench, out, "--train", "readout", "--epochs", "1000", "--batch", "10", "--averages", "1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labctl", *argv],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = journal_path(out / "pat.h5")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and sum(stream == "pat_steps" for stream, _ in Journal.entries(journal)) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert not slm_bench.world.source.output_on and "Traceback" not in err
+    assert f"every reading taken so far is kept in {out / 'pat.h5'}" in err
+    meta, streams = read_campaign(out / "pat.h5")
+    steps = len(streams["pat_steps"]["loss"])
+    assert not meta["complete"] and steps >= 2 and len(streams["pat_readings"]["key"]) >= 10 * steps
+    assert [p.name for p in calibration_versions(slm_bench.directory / "calibration", "readout")] == [
+        "readout-v001.json"
+    ]
