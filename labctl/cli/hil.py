@@ -6,9 +6,10 @@
 
 The bench's measured readings are the forward pass and the twin's adjoint the backward pass
 (``labctl.hil.pat``). It starts from the readout calibration in force (fit one first with
-``labctl calibrate --only readout``) and trains, on training-split images shown on the SLM, the
-readout, the SLM's input encoding and/or one plate (printed and mounted again by the station's
-operator before every batch). A readout trained on plain images becomes the next readout
+``labctl calibrate --only readout``) and trains, on training-split images shown on the SLM (on
+a mask wheel: their stencils, loaded by the station's operator a cassette at a time), the
+readout, the SLM's input encoding and/or one plate (printed and mounted again by the operator
+before every batch). A readout trained on plain images becomes the next readout
 calibration, which campaigns apply; an encoding (with the readout trained for it) and each
 plate's print are written into ``--out``; every reading is kept in ``--out/pat.h5``, also when
 the run is stopped. Ctrl-C or SIGTERM stops safely after the current step.
@@ -139,8 +140,8 @@ def train_command(args: argparse.Namespace) -> int:
         )
         return 0
     print(
-        f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, batch accuracy {accuracies[0]:.1%} -> {accuracies[-1]:.1%} "
-        f"(means over the first and the last epoch's batches, as measured before each step)"
+        f"loss per epoch {_listed(losses, '{:.3f}')}, batch accuracy per epoch {_listed(accuracies, '{:.1%}')} "
+        "(each the mean of the epoch's batches, as measured before each step)"
     )
     for line in _results(job, outcome):
         print(line)
@@ -150,6 +151,11 @@ def train_command(args: argparse.Namespace) -> int:
         f"{counts['pat_prints']} prints)"
     )
     return 0
+
+
+def _listed(values: list[float], form: str) -> str:
+    shown = [form.format(v) for v in values]
+    return ", ".join(shown if len(shown) <= 8 else [*shown[:3], "...", *shown[-3:]])
 
 
 def _records(job: Any) -> Any:
@@ -183,7 +189,7 @@ def _results(job: Any, outcome: Any) -> list[str]:
         lines.append(
             f"plate {job.plate} -> {last} (the bench now holds this print; {len(outcome.prints)} prints in {job.out}). "
             f"Next: point the station's design at it, `labctl align --station {job.station.path}`, then "
-            "`labctl calibrate --only gains,source,readout`"
+            f"`labctl calibrate --station {job.station.path} --only gains,source,readout`"
         )
     return lines
 

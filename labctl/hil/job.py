@@ -2,7 +2,8 @@
 
 ``prepare`` refuses everything it can before an instrument is connected, each with one line that
 says what is wrong and what to do: something to train that is not trainable, a plate the station
-or the design does not have, an input encoding on a station without an SLM, fewer training
+or the design does not have, an input encoding on a station without an SLM (on a mask wheel the
+operator loads each batch's stencils a cassette at a time), fewer training
 images than classes, no readout calibration to start from (the training's loss is measured
 through the readout, so it is needed whatever is trained: fit one first with ``labctl calibrate
 --only readout``), an output folder that cannot be written or already holds a run.
@@ -36,7 +37,7 @@ from labctl.hil.options import PatOptions
 from labctl.hil.pat import TRAINABLE, PhysicsAware, Reprint, Step, design_writer, pat_plan
 from labctl.paths import check_writable
 from labctl.plans.runner import Runner
-from labctl.twin import Twin
+from labctl.twin import Twin, seen_design
 
 #: The records file of a run, in its output folder.
 RECORDS = "pat.h5"
@@ -105,7 +106,7 @@ class PatJob:
         runner.store = store
         training = self.training
         try:
-            twin = Twin.from_calibration(self.design, self.calibration)
+            twin = Twin.from_calibration(seen_design(self.design, bench), self.calibration)  # stencils on a wheel
             readout = self.calibration.readout()
             assert readout is not None  # prepare checked it
             trainer = PhysicsAware(twin, readout, self.train, self.options, plate=self.plate_index)
@@ -115,7 +116,8 @@ class PatJob:
                 printed = dataclasses.replace(self.design, provenance=provenance)
                 reprint = Reprint(self.plate, design_writer(printed, self.out))
             keys, images, labels = list(training.keys), training.images, training.labels
-            runner.run(pat_plan(trainer, keys, images, labels, self.calibration.apply, on_step, reprint))
+            capacity = bench.projector.capacity()
+            runner.run(pat_plan(trainer, keys, images, labels, self.calibration.apply, on_step, reprint, capacity))
             last_readings = _last_epoch_readings(store, training, self.options.epochs - 1)
             counts = {stream: store.count(stream) for stream in ("pat_readings", "pat_steps", "pat_prints")}
             prints = [str(p) for p in store.read("pat_prints").get("design", [])]
@@ -242,11 +244,10 @@ def prepare(
     cross-validation chose."""
     station.check_design(design, design_path)
     projector = station.projector.instrument
-    if station.instruments[projector].role != "display":
-        want = "the input encoding is what an SLM shows" if "encoding" in train else "it shows a new batch every step"
+    if "encoding" in train and station.instruments[projector].role != "display":
         raise ConfigError(
-            f"{station.where('projector')}: projector {projector!r} is a mask wheel; physics-aware training needs an "
-            f"SLM ({want}). On a wheel, fit the readout with `labctl calibrate --only readout`"
+            f"{station.where('projector')}: projector {projector!r} is a mask wheel; the input encoding is what an "
+            "SLM shows: train the readout or a plate on this station, the encoding on one with an SLM"
         )
     names = [p.name for p in station.plates]
     layers = int(design.geometry.n_layers)

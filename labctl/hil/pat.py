@@ -214,16 +214,23 @@ def measure_plan(
     stream: str,
     labels: np.ndarray | None = None,
     dark_averages: int = 16,
+    capacity: int | None = None,
     **tags: Any,
 ) -> m.Plan:
-    """Show every image ``shown`` (N, h, w) (labelled ``keys``, of class ``labels``) on the SLM,
-    read it (a fresh dark first) and record raw and calibrated readings, the label and ``tags``
-    in ``stream``; returns the calibrated readings (N, C)."""
+    """Show every image ``shown`` (N, h, w) (labelled ``keys``, of class ``labels``), read it (a
+    fresh dark first) and record raw and calibrated readings, the label and ``tags`` in
+    ``stream``; returns the calibrated readings (N, C). On an SLM (``capacity`` None) the images
+    are shown as they are; on a mask wheel of ``capacity`` slots the operator loads their printed
+    stencils (by key) a cassette at a time, and the wheel shows those."""
     yield m.SetSource(output_on=False)
     dark = yield from m.read(dark_averages)
     yield m.SetSource(output_on=True)
     out = []
+    size = len(keys) if capacity is None else max(1, int(capacity))
     for i, (key, image) in enumerate(zip(keys, shown, strict=True)):
+        if capacity is not None and i % size == 0:
+            slots = dict(enumerate(keys[i : i + size], start=1))
+            yield m.LoadCassette(slots, f"{stream}: load " + ", ".join(f"slot {s}: {k}" for s, k in slots.items()))
         yield m.Show(key, image)
         reading = yield from m.read(averages)
         calibrated = calibrate(np.asarray(reading.values, dtype=float), dark.values)
@@ -276,11 +283,14 @@ def pat_plan(
     calibrate: Calibrate,
     on_step: Callable[[int, Step], None] | None = None,
     reprint: Reprint | None = None,
+    capacity: int | None = None,
 ) -> m.Plan:
     """Physics-aware training on the bench: ``epochs`` passes over the training images in
     shuffled batches; each batch is shown as the trainer's state asks, read, and one step taken.
     A trained plate is printed and mounted again (``reprint``) before every batch after the
-    first, and once more at the end: the bench then holds the trained state. Records every
+    first, and once more at the end: the bench then holds the trained state. On a mask wheel of
+    ``capacity`` slots each batch's stencils are loaded a cassette at a time (the trainer's twin
+    must then model the stencils, ``labctl.twin.seen_design``; an encoding needs an SLM). Records every
     reading (``pat_readings``), every step (``pat_steps``), every print (``pat_prints``) and the
     state after each epoch (``pat_state``). Returns the trainer."""
     options = trainer.options
@@ -288,6 +298,10 @@ def pat_plan(
         raise ConfigError(
             "physics-aware training: a printed plate changes only by printing it again; "
             "say how (Reprint: the plate's name on the bench and where to write each design file)"
+        )
+    if capacity is not None and trainer.encoding is not None and "encoding" in trainer.train:
+        raise ConfigError(
+            "physics-aware training: the input encoding is what an SLM shows; a mask wheel shows stencils"
         )
     printed = trainer.heights.copy()
 
@@ -325,6 +339,7 @@ def pat_plan(
                 calibrate,
                 "pat_readings",
                 labels[chosen],
+                capacity=capacity,
                 epoch=epoch,
                 step=number,
             )

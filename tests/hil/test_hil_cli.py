@@ -135,6 +135,24 @@ def test_a_plate_is_printed_and_mounted_before_every_batch(slm_bench, tmp_path, 
     ]
 
 
+def test_on_a_mask_wheel_the_operator_loads_each_batch_a_cassette_at_a_time(tmp_path, capsys):
+    with served_bench(tmp_path) as sim:
+        station = str(sim.station_path)
+        assert main(["calibrate", "--station", station, "--only", "darks"]) == 0
+        assert main(["calibrate", "--station", station, "--only", "readout", "--readout-samples", str(SAMPLES)]) == 0
+        out = tmp_path / "pat"
+        argv = _train(sim, out, "--train", "readout", "--epochs", "2", "--batch", "10", "--averages", "1")
+        capsys.readouterr()
+        assert main([*argv, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        loaded = set(sim.wheel.masks.values())
+    _, streams = read_campaign(out / "pat.h5")
+    keys = [str(k) for k in streams["pat_readings"]["key"]]
+    assert result["counts"]["pat_readings"] == 2 * SAMPLES and len(set(keys)) == SAMPLES
+    assert loaded <= set(keys[-10:]) and len(loaded) == 10 - 6  # the last batch's second cassette (6 slots)
+    assert result["files"]["readout"] == str(tmp_path / "calibration" / "readout-v002.json")
+
+
 # -- bad input: one line, exit 2, nothing measured ---------------------------------------------------
 def test_an_unknown_thing_to_train_is_refused(slm_bench, tmp_path, capsys):
     _one_line_error(capsys, _train(slm_bench, tmp_path / "o", "--train", "readout,plates"), "cannot train plates")
