@@ -172,6 +172,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     phases.done("readout fit, new plate")
     plate_readings = runner.run(measure_plan(keys, images, args.averages, calset.apply, "test_plate", labels))
     phases.done("test, new plate")
+    prints = store.count("pat_prints")  # one after every step: the last print is the step's last update
     store.finish()
     return {
         "seed": seed,
@@ -189,7 +190,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         },
         "pat_plate_readout": {
             **scored(printer.readout.predict(plate_readings) == labels, plain, designed),
-            "prints": len(printer.history) + 1,
+            "prints": prints,
             "plain_argmax": AccuracyCI.from_flags(np.argmax(plate_readings, axis=1) == labels).as_dict(),
             "training_loss_first_last": [printer.history[0].loss, printer.history[-1].loss],
         },

@@ -11,11 +11,11 @@ The commands: ``labctl calibrate`` (darks, stages, slm, gains, source), ``labctl
 readout --readout-samples N`` (the reference), ``labctl hil train --train ... --samples N``.
 Prints the wall time of each command, the ratio of the training's to the readout calibration's
 (same images, same bench), the loss and batch accuracy per epoch as measured, and what was written.
-Then scores what was written on ``--test`` held-out test images (balanced, as benchmarks/hil.py),
-read on the same bench: the plain argmax and the fitted readout on the images as they are; the
-trained readout on them (``readout`` alone: the readout calibration it installed) or on the
-images through the trained encoding (with the readout written beside it); Wilson intervals and
-McNemar's test of the trained against the fitted readout on the same samples.
+Scored on ``--test`` held-out test images (balanced, as benchmarks/hil.py), read on the bench
+before the training (plain argmax, the fitted readout) and after it (the bench as the training
+left it: a plate's last print mounted; the images through the trained encoding, if any; the plain
+argmax and the readout written, or the one in force when none was trained); Wilson intervals and
+McNemar's test of the trained readout after against the fitted one before, on the same samples.
 """
 
 from __future__ import annotations
@@ -63,29 +63,26 @@ def command(*argv: str) -> tuple[float, str]:
     return time.perf_counter() - started, out.getvalue()
 
 
-def score(station: str, folder: Path, files: dict[str, str], data: object, args: argparse.Namespace) -> dict:
-    """Held-out accuracies of what the training wrote (see the module docstring)."""
-    keys, images, labels = test_split(data, args.test, args.seed)
-    calibration = folder / "calibration"
-    fitted = Readout.from_data(read_calibration(calibration / "readout-v001.json")["data"])
-    trained = Readout.from_data(read_calibration(files["readout"])["data"])
-    encoding = None if "encoding" not in files else InputEncoding.from_data(read_calibration(files["encoding"])["data"])
-    calset = CalibrationSet.load_latest(calibration)
+def held_out(station: str, images: np.ndarray, keys: list[str], labels: np.ndarray, averages: int) -> np.ndarray:
+    """Calibrated readings (N, C) of ``images`` shown on the bench as it is now."""
+    calset = CalibrationSet.load_latest(Path(station).parent / "calibration")
     with Bench.from_station(station) as bench:
         calset.configure(bench)
         runner = Runner(bench, operator=bench.operator)
-        plain = runner.run(measure_plan(keys, images, args.averages, calset.apply, "plain", labels))
-        shown = plain if encoding is None else runner.run(
-            measure_plan(keys, encoding.apply(images), args.averages, calset.apply, "encoded", labels)
-        )  # fmt: skip
+        return runner.run(measure_plan(keys, images, averages, calset.apply, "held_out", labels))
+
+
+def scored(before: np.ndarray, after: np.ndarray, labels: np.ndarray, fitted: Readout, trained: Readout) -> dict:
+    """Accuracies before and after the training on the same held-out samples, and McNemar."""
     flags = {
-        "plain_argmax": np.argmax(plain, axis=1) == labels,
-        "readout_fit": fitted.predict(plain) == labels,
-        "trained" + ("_on_encoded_images" if encoding is not None else ""): trained.predict(shown) == labels,
+        "before_plain_argmax": np.argmax(before, axis=1) == labels,
+        "before_readout_fit": fitted.predict(before) == labels,
+        "after_plain_argmax": np.argmax(after, axis=1) == labels,
+        "after_trained": trained.predict(after) == labels,
     }
     out = {name: str(AccuracyCI.from_flags(right)) for name, right in flags.items()}
-    last = list(flags.values())[-1]
-    out["mcnemar_trained_vs_fit"] = mcnemar(last, flags["readout_fit"]).describe("trained", "fit")
+    paired = mcnemar(flags["after_trained"], flags["before_readout_fit"])
+    out["mcnemar_after_trained_vs_before_fit"] = paired.describe("trained", "fit")
     return out
 
 
@@ -116,15 +113,27 @@ def main() -> int:
             readout_s, readout_out = command(
                 "calibrate", "--station", station, "--only", "readout", "--readout-samples", str(args.samples), "--json"
             )
+            keys, images, labels = test_split(load_dataset(load_design(design_path).dataset), args.test, args.seed)
+            test_s = time.perf_counter()
+            before = held_out(station, images, keys, labels, args.averages)
+            test_s = time.perf_counter() - test_s
             train_s, train_out = command(
                 "hil", "train", "--station", station, "--train", args.train, "--out", str(folder / "pat"),
                 "--samples", str(args.samples), "--epochs", str(args.epochs), "--batch", str(args.batch),
                 "--averages", str(args.averages), "--json",
             )  # fmt: skip
-            trained_files = json.loads(train_out)["files"]
-            test_s = time.perf_counter()
-            held_out = score(station, folder, trained_files, load_dataset(load_design(design_path).dataset), args)
-            test_s = time.perf_counter() - test_s
+            files = json.loads(train_out)["files"]
+            # the readout written (the one in force when none was trained) and the encoding, if any
+            calibration = folder / "calibration"
+            fitted = Readout.from_data(read_calibration(calibration / "readout-v001.json")["data"])
+            trained_readout = Readout.from_data(
+                read_calibration(files.get("readout", calibration / "readout-v001.json"))["data"]
+            )
+            shown = images
+            if "encoding" in files:
+                shown = InputEncoding.from_data(read_calibration(files["encoding"])["data"]).apply(images)
+            after = held_out(station, shown, keys, labels, args.averages)
+            result_held_out = scored(before, after, labels, fitted, trained_readout)
     fit = json.loads(readout_out)["steps"]["readout"]
     trained = json.loads(train_out)
     result = {
@@ -133,7 +142,7 @@ def main() -> int:
             "calibrate": round(calibrate_s, 1),
             "readout_fit": round(readout_s, 1),
             "hil_train": round(train_s, 1),
-            "held_out_scoring": round(test_s, 1),
+            "held_out_pass": round(test_s, 1),
         },
         "ratio_hil_train_to_readout_fit": round(train_s / readout_s, 2),
         "readout_fit": {k: fit[k] for k in ("penalty", "plain_argmax_cv", "readout_cv")},
@@ -141,7 +150,7 @@ def main() -> int:
         "batch_accuracy_per_epoch": [round(x, 4) for x in trained["batch_accuracy_per_epoch"]],
         "records": trained["counts"],
         "written": sorted(Path(p).name for p in trained["files"].values()),
-        "held_out": held_out,
+        "held_out": result_held_out,
     }
     print(json.dumps(result, indent=1) if args.json else result)
     return 0

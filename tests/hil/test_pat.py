@@ -193,6 +193,9 @@ def test_bad_requests_are_refused(design):
     images, labels = tiny_images(5)
     with pytest.raises(DataError, match="at least one per class"):
         Runner(_bench(design)).run(pat_plan(trainer, [str(i) for i in range(5)], images, labels, _calibrate))
+    shows = PhysicsAware(twin, Readout.identity(10), {"encoding"}, encoding=InputEncoding.identity(SHAPE))
+    with pytest.raises(ConfigError, match="what an SLM shows"):
+        next(pat_plan(shows, [str(i) for i in range(5)], images, labels, _calibrate, capacity=6))
 
 
 def test_a_plate_trained_in_print_rounds_lowers_the_measured_loss(design):
