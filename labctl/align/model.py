@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from labctl.align.accept import ALIGNED, NOT_FOUND, Acceptance, Verdict, judge
-from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling
+from labctl.align.accept import ALIGNED, INCOMPLETE, NOT_FOUND, Acceptance, Verdict, judge
+from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling, identified_parameters
 from labctl.align.probes import Probes
 from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
@@ -67,6 +67,14 @@ class ModelOptions:
     search_finer: bool = False
     identify_iterations: int = 20  # of each identification fit (they start where the plates were found)
     stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
+    # When identifying with the finer model, the build-up fits each plate found by the grid (the design's
+    # model: cheap) again with that model, together with these bench parameters (``identified_parameters``
+    # kinds) on readings at this many known moves of the plates in the beam around where they are: the
+    # design's model alone, with offsets only, drifted the stack 300-600 um off on the realistic world
+    # (docs/alignment.md), too far for the identification's local fit
+    build_up_identify: tuple[str, ...] = ("beam", "detector")
+    build_up_dithers: int = 2
+    build_up_iterations: int = 10  # of each of those fits (the identification refines them all after)
 
 
 @dataclass
@@ -100,15 +108,18 @@ def build_up(
     start_m: np.ndarray,
     observe: Callable[[tuple[bool, ...]], m.Plan],
     options: ModelOptions,
+    refine: OffsetFit | None = None,
 ) -> m.Plan:
     """Put the plates into the beam one at a time (``search.py``); returns the fit of the full stack.
 
     ``observe(mounted)`` measures every probe with the plates ``mounted`` in the beam and returns
     the observation list so far (each observation knows which plates it saw). ``fitter``'s bench
-    (if anchored) is carried from one plate to the next as it is.
+    (if anchored) is carried from one plate to the next as it is. ``refine`` (a finer model with
+    further bench parameters, or None): each plate the grid finds is fitted again with it, the
+    plates in the beam so far and its parameters together, and its bench is carried instead.
     """
     mount = np.array(start_m, dtype=float)
-    bench = fitter.bench
+    bench = refine.bench if refine is not None else fitter.bench
     result = None
     for k in range(1, len(plates) + 1):
         mounted = tuple(i < k for i in range(len(plates)))
@@ -123,9 +134,15 @@ def build_up(
         if not axes.any():  # no plate in the beam so far has an axis to fit
             continue
         sub = fitter.restricted(axes, mount)
-        sub = sub if bench is None else sub.anchored(bench)
-        mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
-        result = sub.fit(recent, mount, max_step_m=options.max_step_m)
+        sub = sub if bench is None else sub.anchored(bench, ())
+        # the grid on the readings where the plates stand (the known moves around it serve the fits)
+        mount, misfit = grid_search(sub, recent[:1], mount, k - 1, options.grid)
+        if refine is None:
+            result = sub.fit(recent, mount, max_step_m=options.max_step_m)
+        else:
+            extras = [e for e in refine.extras if not _plate_parameter(e) or mounted[_plate_parameter(e) - 1]]
+            finer = refine.restricted(axes, mount, extras).anchored(bench, extras)
+            result = finer.fit(recent, mount, max_step_m=options.max_step_m, max_iterations=options.build_up_iterations)
         mount, bench = result.mount_m, result.bench if result.bench is not None else bench
         yield from m.log(
             f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
@@ -133,6 +150,12 @@ def build_up(
         )
         yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
     return result
+
+
+def _plate_parameter(name: str) -> int:
+    """``L3.rot`` -> 3; 0 for a parameter of no plate."""
+    head = name.split(".", 1)[0]
+    return int(head[1:]) if head.startswith("L") and head[1:].isdigit() else 0
 
 
 def _turn_plates(plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
@@ -195,18 +218,21 @@ def model_plan(
         observations.append(Observation(u, signals, mounted, noise))
         return observations
 
-    def observe_around(mount_m: np.ndarray, dithers: int, centre: bool = True) -> m.Plan:
+    def observe_around(
+        mount_m: np.ndarray, dithers: int, centre: bool = True, mounted: tuple[bool, ...] | None = None
+    ) -> m.Plan:
         """Observations with the plates at ``mount_m`` (unless ``centre`` is False) and at ``dithers``
-        known moves around it; the plates end at ``mount_m``."""
+        known moves of the plates ``mounted`` (None: all) around it; the plates end at ``mount_m``."""
+        moving = axes if mounted is None else axes & np.array(mounted)[:, None]
         if centre:
             yield from settle(plates, axes, nominal_m - mount_m)
-            yield from observe()
+            yield from observe(mounted)
         for _ in range(dithers):
-            move = np.where(axes, rng.choice([-1.0, 1.0], axes.shape) * options.dither_m, 0.0)
-            yield from settle(plates, axes, nominal_m - mount_m + move)
-            yield from observe()
+            move = np.where(moving, rng.choice([-1.0, 1.0], axes.shape) * options.dither_m, 0.0)
+            yield from settle(plates, moving, nominal_m - mount_m + move)
+            yield from observe(mounted)
         if dithers:
-            yield from settle(plates, axes, nominal_m - mount_m)
+            yield from settle(plates, moving, nominal_m - mount_m)
         return observations
 
     per_position = 1 + (options.dithers if identifying else 0)  # observations per round
@@ -232,7 +258,7 @@ def model_plan(
         if found_verdict.accepted:
             result, verdict, model, fidelity = found, found_verdict, identifier, options.fidelity
             identified_here = True
-    built = False
+    built = built_finer = False
     if not verdict.accepted and options.build_up:
         yield from m.log(
             f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
@@ -242,9 +268,22 @@ def model_plan(
         # plate on (each grid search then compares with a model whose beam was fitted to one plate)
         # lost the plates even on a world with plate offsets only (demo --truth ideal: misfit 0.038,
         # 'not found', where offsets alone converge to 2 um). The full stack identifies the rest.
-        result = yield from build_up(acquire, plates, start_m, observe, options)
-        built = True
-        verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
+        refine = None  # with the finer model: each plate found is fitted again with it (build_up)
+        if identifying and identifier is not None and options.build_up_identify:
+            kinds = identified_parameters(identifier.model, axes, np.ones(len(plates), bool), options.build_up_identify)
+            refine = identifier.restricted(axes, start_m).anchored(kinds[1], kinds[2])
+
+        def observe_mounted(mounted: tuple[bool, ...]) -> m.Plan:
+            dithers = options.build_up_dithers if refine is not None else 0
+            return (yield from observe_around(start_m, dithers, mounted=mounted))
+
+        result = yield from build_up(acquire, plates, start_m, observe_mounted, options, refine)
+        built, built_finer = True, refine is not None
+        if refine is None:
+            verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
+        else:  # the design's model cannot judge printed plates (its own error is a wrong stack's): identify
+            verdict = Verdict(INCOMPLETE, result.residual, result.noise_floor, None, "built up, to be identified")
+            model, fidelity = identifier, options.fidelity
     if identifying and verdict.accepted and not identified_here:
         # the readings around where the plates are now tell apart what one position cannot (dithers)
         del observations[:]
@@ -255,7 +294,7 @@ def model_plan(
         )
         identified = refit(model, observations, result)
         identified_verdict = judge(model, observations, identified, options.acceptance)
-        if identified_verdict.accepted:
+        if identified_verdict.accepted or built_finer:  # the build-up's own fits are not a verdict
             result, verdict = identified, identified_verdict
         if model is coarse and identifier is not None and verdict.kind != ALIGNED:
             # the design's model does not explain the readings to their noise: try the finer one

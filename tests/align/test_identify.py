@@ -267,3 +267,37 @@ def test_a_printed_bench_is_identified_with_the_printed_model(images):
         predicted = predicted * np.sum(shown * predicted) / np.sum(predicted**2)
         misfits[name] = np.linalg.norm(predicted - shown) / np.linalg.norm(shown)
     assert misfits["printed"] < 0.2 * misfits["design"], misfits
+
+
+def test_a_printed_bench_too_far_off_for_a_direct_fit_is_built_up_with_the_printed_model(images):
+    """The same printed bench with its plates mounted more than two neurons off (beyond the direct
+    fit's reach): the stack is built up plate by plate, each plate the design's model finds on its
+    grid fitted again with the printed model together with the beam and the detector plane (on
+    readings at known moves around where the plates are), then the whole bench is identified with
+    the printed model and the plates are moved home."""
+    from labctl.align import ModelOptions, Probes, align
+    from labctl.design.fabrication.params import FabricationParams
+    from labctl.sim.soft import SoftBench
+    from labctl.sim.truth import Truth
+    from labctl.twin_optics import PRINTED
+    from tests.tiny import tiny_design
+
+    design = tiny_design()
+    frame_m = 12 * design.geometry.pitch_m
+    design.fabrication = FabricationParams(frame_m=frame_m)
+    pictures = images[0]
+    truth = Truth(
+        offset_sigma_m=1.25 * design.geometry.pitch_m,
+        print_step_m=16e-6,
+        frame_m=frame_m,
+        oversample=2,
+        stray_fraction=0.01,
+    )
+    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+    assert np.max(np.abs([p.mount_offset_m[:2] for p in bench.world.plates])) > 2 * design.geometry.pitch_m
+    options = ModelOptions(identify=("beam", "detector"), rounds=1, identify_iterations=12)
+    result = align(bench, design, "model", probes=probes, operator=bench.operator, model_options=options)
+    assert result.built_up and result.converged, result.verdict
+    assert result.bench["fidelity"] == PRINTED.to_dict()
+    assert np.max(np.abs(bench.world.plate_offsets_m()[:, :2])) < 10e-6  # from > 800 um
