@@ -74,7 +74,7 @@ class ModelOptions:
     # (docs/alignment.md), too far for the identification's local fit
     build_up_identify: tuple[str, ...] = ("beam", "detector")
     build_up_dithers: int = 2
-    build_up_iterations: int = 10  # of each of those fits (the identification refines them all after)
+    build_up_iterations: int = 20  # of each of those fits (10 left the realistic seeds 1 and 2 unfound)
 
 
 @dataclass
@@ -135,14 +135,14 @@ def build_up(
             continue
         sub = fitter.restricted(axes, mount)
         sub = sub if bench is None else sub.anchored(bench, ())
-        # the grid on the readings where the plates stand (the known moves around it serve the fits)
-        mount, misfit = grid_search(sub, recent[:1], mount, k - 1, options.grid)
-        if refine is None:
-            result = sub.fit(recent, mount, max_step_m=options.max_step_m)
-        else:
+        mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
+        result = sub.fit(recent, mount, max_step_m=options.max_step_m)
+        if refine is not None:
             extras = [e for e in refine.extras if not _plate_parameter(e) or mounted[_plate_parameter(e) - 1]]
             finer = refine.restricted(axes, mount, extras).anchored(bench, extras)
-            result = finer.fit(recent, mount, max_step_m=options.max_step_m, max_iterations=options.build_up_iterations)
+            result = finer.fit(
+                recent, result.mount_m, max_step_m=options.max_step_m, max_iterations=options.build_up_iterations
+            )
         mount, bench = result.mount_m, result.bench if result.bench is not None else bench
         yield from m.log(
             f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
