@@ -123,6 +123,7 @@ def build_up(
     result = None
     for k in range(1, len(plates) + 1):
         mounted = tuple(i < k for i in range(len(plates)))
+        yield from m.progress(k, len(plates), "alignment build-up, plates in the beam")
         yield m.MountPlates(
             tuple(plates[:k]),
             f"alignment: building the stack up, plate {k} of {len(plates)}: "
@@ -258,7 +259,7 @@ def model_plan(
         if found_verdict.accepted:
             result, verdict, model, fidelity = found, found_verdict, identifier, options.fidelity
             identified_here = True
-    built = built_finer = False
+    built = built_finer = placed = False
     if not verdict.accepted and options.build_up:
         yield from m.log(
             f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
@@ -288,6 +289,7 @@ def model_plan(
         # the readings around where the plates are now tell apart what one position cannot (dithers)
         del observations[:]
         yield from observe_around(result.mount_m, options.dithers)
+        placed = True  # the plates now stand where the first fit or the build-up put them
         yield from m.log(
             f"alignment: identifying {len(model.names())} bench parameters "
             f"({', '.join(model.extras) or 'offsets'}) from {len(observations)} readings of the full stack"
@@ -313,9 +315,8 @@ def model_plan(
         "alignment_fit", round=0, mount_m=result.mount_m, residual=result.residual, built_up=built, verdict=verdict.kind
     )
     if not outcome.converged:  # do not move plates to a false minimum
-        yield from m.log(
-            f"alignment: the plates were not found ({verdict.reason}); plates left where they were", "warning"
-        )
+        where = "where the first fit or the build-up put them" if placed else "where they were"
+        yield from m.log(f"alignment: the plates were not found ({verdict.reason}); plates left {where}", "warning")
         return outcome
     outcome.fidelity = fidelity
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
