@@ -13,6 +13,9 @@ nominal) is local. A fit that reaches the readings' noise level is recognisable:
 leave a misfit tens of times larger. When the first fit is not accepted, the stack is built up
 plate by plate (``search.py``): the operator takes the plates out and puts them back one at a
 time, each new plate found by a grid search in the model, all plates so far refined together.
+On a printed bench the design's model only searches: each plate's fit is redone with the model of
+the plates as printed (``twin_optics.py``), and that model's identification of the full stack
+decides whether the plates were found (docs/alignment.md, "The twin's model of a printed bench").
 """
 
 from __future__ import annotations
@@ -265,14 +268,17 @@ def model_plan(
             f"alignment: the plates are too far off for a direct fit ({verdict.reason}); "
             "building the stack up plate by plate"
         )
-        # Plate offsets alone: fitting the beam, the detector plane and the phase scale from the first
-        # plate on (each grid search then compares with a model whose beam was fitted to one plate)
-        # lost the plates even on a world with plate offsets only (demo --truth ideal: misfit 0.038,
-        # 'not found', where offsets alone converge to 2 um). The full stack identifies the rest.
-        refine = None  # with the finer model: each plate found is fitted again with it (build_up)
+        # The grids search plate offsets alone with the design's model: fitting the beam, the detector
+        # plane and the phase scale with it from the first plate on lost the plates even on a world with
+        # plate offsets only (demo --truth ideal: misfit 0.038, 'not found', where offsets alone converge
+        # to 2 um). With a finer model, each plate found is fitted again with it, beam and detector plane
+        # included (build_up's ``refine``), on dithered readings; the full stack identifies the rest.
+        refine = None
         if identifying and identifier is not None and options.build_up_identify:
-            kinds = identified_parameters(identifier.model, axes, np.ones(len(plates), bool), options.build_up_identify)
-            refine = identifier.restricted(axes, start_m).anchored(kinds[1], kinds[2])
+            _, start_bench, extras = identified_parameters(
+                identifier.model, axes, np.ones(len(plates), bool), options.build_up_identify
+            )
+            refine = identifier.restricted(axes, start_m).anchored(start_bench, extras)
 
         def observe_mounted(mounted: tuple[bool, ...]) -> m.Plan:
             dithers = options.build_up_dithers if refine is not None else 0
