@@ -145,6 +145,17 @@ class StationConfig:
         line = self.lines.get(key)
         return f"{origin}:{line}" if line else origin
 
+    def design_file(self, override: str | None = None) -> Path:
+        """The design file a command uses: ``override`` (a shipped name or a file, e.g. ``--design``)
+        or the one the station names; a ConfigError when there is neither."""
+        if override is not None:
+            from labctl.design.shipped import resolve_design
+
+            return Path(resolve_design(override))
+        if self.design_path is None:
+            raise ConfigError(f"{self.path or self.name}: the station names no design; add `design:` or pass --design")
+        return self.design_path
+
     def check_design(self, design: Any, design_path: str | Path) -> None:
         """Refuse a design whose detector count differs from the channel map (class i reads channels[i])."""
         detectors, channels = len(design.layout), len(self.detectors.channels)

@@ -350,6 +350,19 @@ def test_a_design_name_is_resolved_among_the_shipped_designs(tmp_path, monkeypat
     assert f"bad.yaml:{_line_of(GOOD, 'design:')}: design: design 'mnist6k': not a shipped design" in message
 
 
+def test_the_design_a_command_uses_is_its_override_or_the_stations(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from labctl.design import shipped
+
+    monkeypatch.setattr(shipped, "resolve_design", lambda name: tmp_path / "shipped" / f"{name}.h5")
+    config = load_station(write(tmp_path, GOOD))
+    assert config.design_file() == config.design_path == tmp_path / "designs" / "d.h5"
+    assert config.design_file("mnist5k") == tmp_path / "shipped" / "mnist5k.h5"
+    with pytest.raises(ConfigError, match=r"station\.yaml: the station names no design; add `design:` or pass --design"):
+        replace(config, design=None, design_path=None).design_file()
+
+
 # -- driver options, checked against each driver's declaration ----------------------------------------
 WHEEL = "  wheel:  {driver: FW102C, resource: /dev/ttyUSB1}"
 THZ = '  thz:    {driver: E8257D, resource: "TCPIP::192.168.1.20::5025::SOCKET", options: {multiplier: 12}}'

@@ -116,6 +116,12 @@ def identified_parameters(
     return fit_axes, bench, tuple(extras)
 
 
+def plate_number(name: str) -> int:
+    """``L3.rot`` -> 3 (the plate a bench parameter belongs to, counted from 1); 0 for none."""
+    head = name.split(".", 1)[0]
+    return int(head[1:]) if head.startswith("L") and head[1:].isdigit() else 0
+
+
 def _kind(name: str) -> str:
     """``L3.rot`` -> ``rot``; other names are their own kind."""
     return "rot" if name.endswith(".rot") else name
@@ -357,10 +363,8 @@ class OffsetFit:
         return offsets + extras
 
     def _plate_name(self, name: str) -> str:
-        head, _, tail = name.partition(".")
-        if head.startswith("L") and head[1:].isdigit():
-            return f"{self.plates[int(head[1:]) - 1]}.{tail}"
-        return name
+        number = plate_number(name)
+        return f"{self.plates[number - 1]}.{name.partition('.')[2]}" if number else name
 
     def _units(self) -> np.ndarray:
         return np.array([MM] * int(self.axes.sum()) + [UNITS[_kind(e)] for e in self.extras])

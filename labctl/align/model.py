@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from labctl.align.accept import ALIGNED, INCOMPLETE, NOT_FOUND, Acceptance, Verdict, judge
-from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling, identified_parameters
+from labctl.align.fit import FitResult, Observation, OffsetFit, Scaling, identified_parameters, plate_number
 from labctl.align.probes import Probes
 from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
@@ -142,7 +142,7 @@ def build_up(
         mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
         result = sub.fit(recent, mount, max_step_m=options.max_step_m)
         if refine is not None:
-            extras = [e for e in refine.extras if not _plate_parameter(e) or mounted[_plate_parameter(e) - 1]]
+            extras = [e for e in refine.extras if not plate_number(e) or mounted[plate_number(e) - 1]]
             finer = refine.restricted(axes, mount, extras).anchored(bench, extras)
             result = finer.fit(
                 recent, result.mount_m, max_step_m=options.max_step_m, max_iterations=options.build_up_iterations
@@ -154,12 +154,6 @@ def build_up(
         )
         yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
     return result
-
-
-def _plate_parameter(name: str) -> int:
-    """``L3.rot`` -> 3; 0 for a parameter of no plate."""
-    head = name.split(".", 1)[0]
-    return int(head[1:]) if head.startswith("L") and head[1:].isdigit() else 0
 
 
 def _turn_plates(plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:

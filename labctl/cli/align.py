@@ -15,8 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import ConfigError
-
 
 def register(subparsers: Any) -> None:
     """Add the ``align`` command."""
@@ -118,12 +116,5 @@ def align_command(args: argparse.Namespace) -> int:
 
 def _design(bench: Any, override: str | None) -> Any:
     from labctl.design.designfile import load_design
-    from labctl.design.shipped import resolve_design
 
-    if override is not None:
-        return load_design(resolve_design(override))
-    if bench.design_path is None:
-        raise ConfigError(
-            f"{bench.config.path or bench.config.name}: the station names no design; add `design:` or pass --design"
-        )
-    return load_design(bench.design_path)
+    return load_design(bench.config.design_file(override))

@@ -24,8 +24,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from labctl.errors import ConfigError
-
 # (flag, attribute of PatOptions, type, help); defaults are PatOptions'
 _OPTION_FLAGS = [
     ("--epochs", "epochs", int, "passes over the training images"),
@@ -79,7 +77,6 @@ def register(subparsers: Any) -> None:
 def train_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
     from labctl.design.designfile import load_design
-    from labctl.design.shipped import resolve_design
     from labctl.hil.job import parse_trainable, prepare
     from labctl.hil.options import PatOptions
     from labctl.plans.interrupts import stop_on_signals
@@ -88,12 +85,7 @@ def train_command(args: argparse.Namespace) -> int:
 
     train = parse_trainable(args.train)
     station = load_station(args.station)
-    if args.design is None and station.design_path is None:
-        raise ConfigError(
-            f"{station.path or station.name}: the station names no design; add `design:` or pass --design"
-        )
-    design_path = Path(resolve_design(args.design)) if args.design is not None else station.design_path
-    assert design_path is not None
+    design_path = station.design_file(args.design)
     design = load_design(design_path)
     options = PatOptions(
         **{dest: getattr(args, dest) for _flag, dest, *_ in _OPTION_FLAGS},

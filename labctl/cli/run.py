@@ -150,15 +150,8 @@ def _resumed(args: argparse.Namespace) -> Any:
 
 
 def _station_design(station: Any, override: str | None) -> tuple[Path, str]:
-    from labctl.design.shipped import resolve_design
-
-    if override is not None:
-        return Path(resolve_design(override)), Path(override).stem
-    if station.design_path is None:
-        raise ConfigError(
-            f"{station.path or station.name}: the station names no design; add `design:` or pass --design"
-        )
-    return station.design_path, Path(str(station.design)).stem
+    path = station.design_file(override)
+    return path, Path(override if override is not None else str(station.design)).stem
 
 
 class _ProgressBar:
