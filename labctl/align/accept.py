@@ -98,7 +98,8 @@ def judge(
         return Verdict(ALIGNED, result.residual, floor, None, f"misfit {result.residual:.3g} within {what}")
     contrast = result.residual / max(decorrelated_misfit(fitter, observations, result.mount_m, options), 1e-300)
     lateral = [name for name in result.unidentified() if name.rsplit(".", 1)[-1] in ("dx", "dy")]
-    above = f"misfit {result.residual:.3g} above {'the acceptance' if floor is None else 'the noise floor'} {limit:.3g}"
+    bound = "the acceptance" if floor is None else f"{options.noise_factor:g} x the noise floor {floor:.3g} ="
+    above = f"misfit {result.residual:.3g} above {bound} {limit:.3g}"
     if contrast <= options.max_contrast and not lateral:
         return Verdict(
             INCOMPLETE,
