@@ -359,7 +359,9 @@ def test_the_design_a_command_uses_is_its_override_or_the_stations(tmp_path, mon
     config = load_station(write(tmp_path, GOOD))
     assert config.design_file() == config.design_path == tmp_path / "designs" / "d.h5"
     assert config.design_file("mnist5k") == tmp_path / "shipped" / "mnist5k.h5"
-    with pytest.raises(ConfigError, match=r"station\.yaml: the station names no design; add `design:` or pass --design"):
+    with pytest.raises(
+        ConfigError, match=r"station\.yaml: the station names no design; add `design:` or pass --design"
+    ):
         replace(config, design=None, design_path=None).design_file()
 
 
