@@ -77,6 +77,14 @@ PLAUSIBLE = {
     "detector.dz": 3e-3,
     "phase_scale": 0.05,
 }
+#: How far the fit's trust factor may stretch the longest steps (``OffsetFit.fit``).
+MAX_TRUST = 8.0
+#: A fit stops when the step it still asks for is smaller than this many standard deviations,
+#: or when a step promising less than ``FLAT_SIGMAS`` times that fails from a fresh linearisation
+#: (near the optimum the printed model's misfit is not smooth on that scale: rotated relief is
+#: resampled on a grid, and a fit would otherwise spend its remaining iterations failing).
+STOP_SIGMAS = 0.5
+FLAT_SIGMAS = 4.0
 #: The widest beam the fit considers, (1/w)^2 in 1/m^2 (w = 1 m: a plane wave across any plate).
 MIN_INVERSE_WAIST2 = 1.0
 
@@ -477,15 +485,27 @@ class OffsetFit:
         max_iterations: int = 30,
         tolerance_m: float = 0.1e-6,
         refresh_m: float = 5e-6,
+        stop_sigmas: float = STOP_SIGMAS,
     ) -> FitResult:
         """Levenberg-Marquardt from offsets ``start_m`` (L, 3) and the bench's extras; no offset
-        step longer than ``max_step_m`` (extras: ``MAX_STEP``).
+        step longer than ``max_step_m`` (extras: ``MAX_STEP``) times the trust factor.
+
+        The trust factor starts at 1 and doubles (up to ``MAX_TRUST``) after each step that the
+        limit cut short and whose misfit fell as the linearised model said it would; it shrinks when
+        the model promises much more than the readings give. A parameter that has far to go (a beam
+        waist from a plane wave to 30 mm, a plate several neurons off) thus gets there in a few
+        steps instead of dozens of capped ones, while steps into a landscape the model does not
+        describe stay short. The fit stops once the full (uncut) step the model asks for would lower
+        the misfit by less than ``stop_sigmas`` standard deviations' worth (the step is smaller than
+        a fraction of the uncertainty the fit will report: further steps change nothing the report
+        can tell), or when a step moves no offset by more than ``tolerance_m`` (extras: the same
+        fraction of their longest step).
 
         The Jacobian (the expensive part: one adjoint pass per probe and detector) is recomputed
         only once an offset has moved more than ``refresh_m`` (extras: the same fraction of their
         longest step) since it was taken, or when a step fails; in between the old one serves (a
-        chord step), which costs one forward pass. Stops when a step moves no offset by more than
-        ``tolerance_m`` (extras: the same fraction of their step) or after ``max_iterations``.
+        chord step), which costs one forward pass. Besides the two stops above: when a step from a
+        fresh linearisation that promised little (``FLAT_SIGMAS``) fails, and after ``max_iterations``.
         The reported uncertainties come from a Jacobian taken where the fit ended.
         """
         if not observations:
@@ -496,7 +516,9 @@ class OffsetFit:
         x_jac = x.copy()
         cost = float(r @ r)
         damping = 1e-3
+        trust = 1.0
         iterations = 0
+        dof = max(r.size - len(x) - self._separable(scaling), 1)
 
         def moved(a: np.ndarray, b: np.ndarray) -> float:
             """Largest move as a fraction of the longest step allowed."""
@@ -507,23 +529,35 @@ class OffsetFit:
             hessian, gradient = jac.T @ jac, jac.T @ r
             scale = np.maximum(np.diag(hessian), 1e-30)
             step = np.linalg.solve(hessian + damping * np.diag(scale), -gradient)
-            longest = np.max(np.abs(step) / limits)
-            if longest > 1:
+            promised = cost - float(np.sum((r + jac @ step) ** 2))  # by the full step
+            longest = np.max(np.abs(step) / (limits * trust))
+            cut = longest > 1
+            if cut:
                 step /= longest
+            predicted = cost - float(np.sum((r + jac @ step) ** 2))
             trial_r, trial_scaling, _ = self._misfit(
                 observations, self.energies(observations, self.mount(x + step), x + step)
             )
             trial_cost = float(trial_r @ trial_r)
             if trial_cost < cost:
+                ratio = (cost - trial_cost) / max(predicted, 1e-300)
+                small = not cut and promised * dof < stop_sigmas**2 * cost
                 x, cost, r, scaling = x + step, trial_cost, trial_r, trial_scaling
-                if moved(step, 0 * step) * max_step_m < tolerance_m:
+                if small or moved(step, 0 * step) * max_step_m < tolerance_m:
                     break
                 if moved(x, x_jac) * max_step_m > refresh_m:
                     r, jac, scaling = self._linearise(observations, x)
                     x_jac = x.copy()
                 damping = max(damping / 5, 1e-9)
+                if cut and ratio > 0.75:
+                    trust = min(trust * 2, MAX_TRUST)
+                elif ratio < 0.25:
+                    trust = max(trust / 2, 1.0)
             else:
+                if not np.any(x != x_jac) and promised * dof < (FLAT_SIGMAS * stop_sigmas) ** 2 * cost:
+                    break  # a fresh linearisation promised next to nothing and missed: the misfit is flat here
                 damping *= 10
+                trust = max(trust / 4, 1.0)
                 if damping > 1e6:
                     break
                 if np.any(x != x_jac):  # a stale Jacobian may be why: take a fresh one first
@@ -532,9 +566,7 @@ class OffsetFit:
         if moved(x, x_jac) * max_step_m > tolerance_m * 10:  # uncertainties from where the fit ended
             r, jac, scaling = self._linearise(observations, x)
             cost = float(r @ r)
-        channels = scaling.gains.size
-        separable = scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray
-        report = identify(jac, r, separable, self.names(), self._plausible())
+        report = identify(jac, r, self._separable(scaling), self.names(), self._plausible())
         stderr = np.zeros(self.axes.shape)
         n_offsets = int(self.axes.sum())
         stderr[self.axes] = report.stderr[:n_offsets] * MM
@@ -550,6 +582,11 @@ class OffsetFit:
             self.bench_at(x),
             extras,
         )
+
+    def _separable(self, scaling: Scaling) -> int:
+        """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray."""
+        channels = scaling.gains.size
+        return scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray
 
     def _extra_estimates(self, values: np.ndarray, stderr: np.ndarray) -> dict[str, tuple[float, float]]:
         """Name -> (value, standard error) in SI units of every fitted extra (the waist back from 1/w^2)."""
