@@ -3,7 +3,7 @@ physics-aware fine-tuning.
 
     python benchmarks/hil.py --json [--design mnist5k] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
-                             [--plate-epochs 2] [--encoding-lr 0.03]
+                             [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``realistic`` truth
 (plate spacing, rotation and tilt, printed staircase, per-neuron height errors of
@@ -16,10 +16,13 @@ batches of ``--batch``, the bench's readings forward and the twin's adjoint back
 replacement for the last plate the same way, ``--plate-epochs`` passes with one print per step
 (the simulated operator prints and mounts it), and the readout fitted again on the new stack.
 
-The plates are mounted without lateral offsets and stay at their calibrated nominal readings:
-what a perfect x/y alignment leaves. The alignment's own identification does not find the plates
-of the realistic world yet (docs/alignment.md), and takes minutes per seed, so it is not run
-here; everything else the realistic world hides stays.
+The plates are mounted with the realistic world's lateral offsets and found by the lab's own
+model alignment (``--alignment model``: darks, stages and SLM calibrated first, then the
+alignment builds the stack up, identifies the bench and moves the plates; gains and source are
+calibrated on the aligned bench, and the twin every later step uses is the identified one).
+``--alignment ideal`` instead mounts the plates without lateral offsets at their calibrated
+nominal readings (what a perfect x/y alignment leaves, the earlier stand-in) and keeps the
+design's twin.
 
 Scored on ``--test`` held-out test images (balanced over the classes; none of them trained
 anything), all on the same samples: the design's numerical accuracy (the twin as designed), the
@@ -49,6 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from labctl.align import align  # noqa: E402
 from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
 from labctl.calibration.detectors import default_probes  # noqa: E402
@@ -104,9 +108,10 @@ def scored(flags: np.ndarray, plain: np.ndarray, designed: np.ndarray) -> dict[s
 
 
 def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    truth = dataclasses.replace(
-        PRESETS["realistic"], offset_sigma_m=0.0, height_error_sigma_m=args.height_error_um * 1e-6
-    )
+    truth = PRESETS["realistic"]
+    if args.alignment == "ideal":
+        truth = dataclasses.replace(truth, offset_sigma_m=0.0)
+    truth = dataclasses.replace(truth, height_error_sigma_m=args.height_error_um * 1e-6)
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     bench.calibration_dir, bench.config = folder, SimpleNamespace(name=f"soft bench, seed {seed}")
     calibration_records = MemoryStore()  # calibration and alignment write their own files
@@ -114,9 +119,25 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     phases = Phases(runner)
     started = time.perf_counter()
     probes = default_probes(design, 6)
-    calibrate(bench, folder, "darks,stages,slm,gains,source", runner, design=design, probes=probes)
-    phases.done("calibration")
-    alignment = {"mode": "ideal: plates mounted without lateral offsets, at their calibrated nominal readings"}
+    if args.alignment == "ideal":
+        calibrate(bench, folder, "darks,stages,slm,gains,source", runner, design=design, probes=probes)
+        phases.done("calibration")
+        alignment = {"mode": "ideal: plates mounted without lateral offsets, at their calibrated nominal readings"}
+    else:
+        calibrate(bench, folder, "darks,stages,slm", runner, design=design, probes=probes)
+        phases.done("calibration")
+        found = align(bench, design, "model", runner, CalibrationSet.load_latest(folder), probes=6, folder=folder)
+        phases.done("alignment")
+        # gains fitted against a model of plates not found would be biased: the source only then
+        calibrate(bench, folder, "gains,source" if found.converged else "source", runner, design=design, probes=probes)
+        phases.done("calibration on the aligned bench")
+        alignment = {
+            "mode": "model",
+            "verdict": found.verdict,
+            "model_seconds": found.model_seconds,
+            # the true offsets where the plates were left (only a benchmark may read them)
+            "plate_offsets_left_um": np.round(bench.world.plate_offsets_m() * 1e6, 1).tolist(),
+        }
     settings = Settings(readout_samples=args.train, readout_averages=args.averages, readout_seed=seed)
     fit = calibrate(bench, folder, "readout", runner, design=design, settings=settings).results["readout"]
     phases.done("readout fit")
@@ -216,6 +237,12 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=20, help="physics-aware training batch")
     parser.add_argument("--plate-epochs", type=int, default=2, help="physics-aware plate passes (a print per step)")
     parser.add_argument("--encoding-lr", type=float, default=PatOptions.encoding_lr, help="Adam step of the encoding")
+    parser.add_argument(
+        "--alignment",
+        choices=("model", "ideal"),
+        default="model",
+        help="find the plates, or mount them without offsets",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     design = load_design(resolve_design(args.design))
