@@ -42,9 +42,13 @@ Operator = Callable[[OperatorRequest], None]
 SIMULATED_TIMEOUT_S = 60.0
 
 
-def slot_list(slots: Mapping[int, str]) -> str:
+#: What a cassette's empty slot (key None) holds, for the operator.
+EMPTY_SLOT = "nothing (leave it empty: an open aperture)"
+
+
+def slot_list(slots: Mapping[int, str | None]) -> str:
     """``slot 1: mnist5k/test/3, slot 2: ...`` (for messages)."""
-    return ", ".join(f"slot {slot}: {key}" for slot, key in sorted(slots.items()))
+    return ", ".join(f"slot {slot}: {EMPTY_SLOT if key is None else key}" for slot, key in sorted(slots.items()))
 
 
 class ConsoleOperator:
@@ -88,7 +92,9 @@ class ConsoleOperator:
         else:
             what = f"masks must be loaded into the wheel ({slot_list(dict(request.slots))})"
             lines = [f"operator: {request.message or 'load a cassette'}", "  put these masks into the wheel:"]
-            lines += [f"    slot {slot}: {key}" for slot, key in sorted(request.slots.items())]
+            lines += [
+                f"    slot {slot}: {EMPTY_SLOT if key is None else key}" for slot, key in sorted(request.slots.items())
+            ]
             lines.append("  press Enter when the wheel is loaded (Ctrl-C aborts)")
         self._confirm(what, lines)
 
@@ -152,10 +158,13 @@ class SimulatedOperator:
         if reply != "OK":
             raise InstrumentError("operator", f"{self.resource} answered {reply!r} to MOUNT; expected OK")
 
-    def load(self, slots: Mapping[int, str]) -> None:
-        """Have the simulated operator put ``slots`` (slot -> mask key) into the wheel."""
+    def load(self, slots: Mapping[int, str | None]) -> None:
+        """Have the simulated operator put ``slots`` (slot -> mask key; None: left empty) into the wheel."""
         # Keys are percent-encoded so that a comma, '=' or space in a data set path survives the line.
-        entries = ",".join(f"{int(slot)}={quote(key, safe='/:')}" for slot, key in sorted(slots.items()))
+        # LOAD empties the wheel first, so an empty slot is one the line leaves out.
+        entries = ",".join(
+            f"{int(slot)}={quote(key, safe='/:')}" for slot, key in sorted(slots.items()) if key is not None
+        )
         reply = self.query(f"LOAD {entries}")
         if reply != "OK":
             raise InstrumentError("operator", f"{self.resource} answered {reply!r} to LOAD; expected OK")

@@ -147,9 +147,20 @@ def test_the_simulated_operator_loads_the_served_wheel(tmp_path):
         ):
             operator.load({9: "mnist5k/test/1"})
         assert sim.wheel.masks == {1: "mnist5k/test/3", 2: "mnist5k/test/9"}
+        # An alignment probe may be an open aperture (Probes(open_slot=True)): key None, a slot left
+        # empty. Percent-encoding None for the LOAD line used to fail with a TypeError.
+        operator(LoadCassette({1: "mnist5k/test/4", 3: None}, "alignment probes"))
+        assert sim.wheel.masks == {1: "mnist5k/test/4"}  # slot 3 (and the old slot 2) empty: open apertures
+        assert operator.loaded() == {1: "mnist5k/test/4"}
         resource = operator.resource
     with pytest.raises(ConnectionLost, match="labctl sim serve"):  # the bench has stopped
         SimulatedOperator(resource).load({1: "mnist5k/test/3"})
+
+
+def test_the_console_operator_says_to_leave_an_empty_slot_empty():
+    with pytest.raises(ConfigError) as error:
+        ConsoleOperator(io.StringIO(), io.StringIO())(LoadCassette({1: "mnist5k/test/3", 2: None}))
+    assert "slot 1: mnist5k/test/3, slot 2: nothing (leave it empty: an open aperture)" in str(error.value)
 
 
 def test_a_silent_control_channel_times_out():

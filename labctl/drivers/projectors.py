@@ -28,15 +28,15 @@ class WheelProjector:
     def __init__(self, wheel: FilterWheel, name: str = "projector"):
         self.wheel = wheel
         self.name = name
-        self._loaded: dict[int, str] = {}
+        self._loaded: dict[int, str | None] = {}  # None: an empty slot (an open aperture)
 
     def capacity(self) -> int:
         return self.wheel.slot_count()
 
-    def loaded(self) -> dict[int, str]:
+    def loaded(self) -> dict[int, str | None]:
         return dict(self._loaded)
 
-    def load(self, keys: dict[int, str]) -> None:
+    def load(self, keys: dict[int, str | None]) -> None:
         """Record that the operator put these masks in these slots (replacing the last cassette)."""
         count = self.capacity()
         bad = [
@@ -44,7 +44,7 @@ class WheelProjector:
         ]
         if bad:
             raise ConfigError(f"{self.name}: slot(s) {bad} do not exist; the wheel has slots 1..{count}")
-        seen: dict[str, int] = {}
+        seen: dict[str | None, int] = {}
         for slot, key in sorted(keys.items()):
             if key in seen:
                 raise ConfigError(
@@ -53,7 +53,7 @@ class WheelProjector:
             seen[key] = slot
         self._loaded = {int(slot): key for slot, key in keys.items()}
 
-    def show(self, key: str, image: np.ndarray | None = None) -> None:
+    def show(self, key: str | None, image: np.ndarray | None = None) -> None:
         """Turn the mask ``key`` into the beam (``image`` is not needed: the mask is printed)."""
         slot = next((s for s, k in self._loaded.items() if k == key), None)
         if slot is None:
@@ -101,13 +101,13 @@ class SlmProjector:
     def capacity(self) -> None:
         return None
 
-    def loaded(self) -> dict[int, str]:
+    def loaded(self) -> dict[int, str | None]:
         return {}
 
-    def load(self, keys: dict[int, str]) -> None:
+    def load(self, keys: dict[int, str | None]) -> None:
         """Nothing to load: an SLM shows any image, so a plan written for a wheel runs unchanged."""
 
-    def show(self, key: str, image: np.ndarray) -> None:
+    def show(self, key: str | None, image: np.ndarray) -> None:
         """Show ``image`` (values in [0, 1]) on the SLM; call from the display's (Qt) thread."""
         self.display.show_gray(self.gray_image(image))
 

@@ -202,16 +202,17 @@ class InputProjector(Protocol):
         """How many masks fit at once (wheel slots), or ``None`` for an SLM."""
         ...
 
-    def loaded(self) -> dict[int, str]:
-        """Slot number to mask key for what is in the wheel now (empty for an SLM)."""
+    def loaded(self) -> dict[int, str | None]:
+        """Slot number to mask key for what is in the wheel now (None: an empty slot; empty for an SLM)."""
         ...
 
-    def load(self, keys: dict[int, str]) -> None:
-        """Record that an operator loaded these masks (a cassette) into these slots."""
+    def load(self, keys: dict[int, str | None]) -> None:
+        """Record that an operator loaded these masks (a cassette) into these slots (None: left empty)."""
         ...
 
-    def show(self, key: str, image: np.ndarray) -> None:
-        """Put the mask ``key`` in the beam; ``image`` is its content in [0, 1] (used by an SLM)."""
+    def show(self, key: str | None, image: np.ndarray) -> None:
+        """Put the mask ``key`` (None: the empty slot, an open aperture) in the beam; ``image`` is its
+        content in [0, 1] (used by an SLM)."""
         ...
 
     def close(self) -> None: ...

@@ -75,17 +75,19 @@ class SetIntegration(Msg):
 
 @dataclass(frozen=True)
 class Show(Msg):
-    """Put mask ``key`` (content ``image`` in [0, 1]) in the beam. Answer: None."""
+    """Put mask ``key`` (content ``image`` in [0, 1]) in the beam; None: the empty slot (an open
+    aperture). Answer: None."""
 
-    key: str
+    key: str | None
     image: np.ndarray = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class LoadCassette(Msg):
-    """Ask the operator to load masks into the wheel (slot -> key); wait until done. Answer: None."""
+    """Ask the operator to load masks into the wheel (slot -> key, None: leave the slot empty, an
+    open aperture); wait until done. Answer: None."""
 
-    slots: Mapping[int, str]
+    slots: Mapping[int, str | None]
     message: str = ""
 
 
@@ -189,7 +191,7 @@ def angles() -> Plan:
     return (yield ReadAngles())
 
 
-def show(key: str, image: np.ndarray) -> Plan:
+def show(key: str | None, image: np.ndarray) -> Plan:
     return (yield Show(key, image))
 
 

@@ -150,13 +150,13 @@ class SoftWheelProjector:
     def capacity(self) -> int | None:
         return self._wheel.slot_count
 
-    def loaded(self) -> dict[int, str]:
+    def loaded(self) -> dict[int, str | None]:
         return dict(self._wheel.masks)
 
-    def load(self, keys: dict[int, str]) -> None:
+    def load(self, keys: dict[int, str | None]) -> None:
         self._wheel.masks = dict(keys)
 
-    def show(self, key: str, image: np.ndarray) -> None:
+    def show(self, key: str | None, image: np.ndarray) -> None:
         slots = [slot for slot, k in self._wheel.masks.items() if k == key]
         if not slots:
             raise ConfigError(f"wheel: mask {key!r} is not loaded; load it into a slot first")
