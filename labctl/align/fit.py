@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from enum import Enum
 
 import numpy as np
 
@@ -138,9 +138,10 @@ def _kind(name: str) -> str:
 def noise_floor(observations: Sequence[Observation]) -> float | None:
     """The relative RMS misfit that the readings' noise alone leaves, sqrt(sum sigma^2) / |y|
     (None when some observation does not know its noise)."""
-    if not observations or any(o.noise is None for o in observations):
+    noises = [o.noise for o in observations if o.noise is not None]
+    if not observations or len(noises) < len(observations):
         return None
-    variance = sum(float(np.sum(np.square(o.noise))) for o in observations)
+    variance = sum(float(np.sum(np.square(noise))) for noise in noises)
     norm = sum(float(np.sum(np.square(o.signals))) for o in observations)
     return float(np.sqrt(variance / max(norm, 1e-300)))
 
@@ -227,6 +228,12 @@ def fit_scaling(
     return Scaling(scales, gains, stray)
 
 
+class _Same(Enum):
+    """``OffsetFit._like``'s default for an argument whose None is a value of its own (``bench``)."""
+
+    SAME = "same"
+
+
 class OffsetFit:
     """The model side of the fit: the probe inputs through the design's plates on a trial bench.
 
@@ -301,21 +308,32 @@ class OffsetFit:
             model=optics.model, heights_m=optics.heights_m, inputs=optics.inputs(self.inputs), fit_stray=fit_stray
         )
 
-    def _like(self, **changes: Any) -> OffsetFit:
-        """A fit like this one with ``changes`` to its constructor's arguments; pass counts shared."""
-        arguments = {
-            "model": self.model,
-            "heights_m": self.heights_m,
-            "inputs": self.inputs,
-            "axes": self.axes,
-            "fit_gains": self.fit_gains,
-            "fixed_m": self.fixed_m,
-            "plates": self.plates,
-            "bench": self.bench,
-            "extras": self.extras,
-            "fit_stray": self.fit_stray,
-        }
-        other = OffsetFit(**(arguments | changes))
+    def _like(
+        self,
+        *,
+        model: D2NN | None = None,
+        heights_m: np.ndarray | None = None,
+        inputs: np.ndarray | None = None,
+        axes: np.ndarray | None = None,
+        fixed_m: np.ndarray | None = None,
+        bench: BenchParams | _Same | None = _Same.SAME,
+        extras: Sequence[str] | None = None,
+        fit_stray: bool | None = None,
+    ) -> OffsetFit:
+        """A fit like this one with the arguments given changed (None, ``bench`` unset: this fit's);
+        pass counts shared."""
+        other = OffsetFit(
+            self.model if model is None else model,
+            self.heights_m if heights_m is None else heights_m,
+            self.inputs if inputs is None else inputs,
+            self.axes if axes is None else axes,
+            fit_gains=self.fit_gains,
+            fixed_m=self.fixed_m if fixed_m is None else fixed_m,
+            plates=self.plates,
+            bench=self.bench if isinstance(bench, _Same) else bench,
+            extras=self.extras if extras is None else extras,
+            fit_stray=self.fit_stray if fit_stray is None else fit_stray,
+        )
         other.passes, other.seconds = self.passes, self.seconds
         return other
 

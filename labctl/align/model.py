@@ -31,6 +31,7 @@ from labctl.align.probes import Probes
 from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
+from labctl.errors import LabctlError
 from labctl.plans import messages as m
 from labctl.twin_optics import DESIGN_MODEL, PRINTED, Fidelity
 
@@ -242,8 +243,8 @@ def model_plan(
     )
     verdict = judge(acquire, observations, result, options.acceptance)
     identified_here = False  # the acquisition already identified the whole bench (with the printed model)
-    searching = options.search_finer and options.dithers and identifying and identifier is not None
-    if not verdict.accepted and searching:
+    searching = bool(options.search_finer and options.dithers and identifying)
+    if not verdict.accepted and searching and identifier is not None:
         # the design's model may be too crude to tell printed plates found from lost, and one position
         # may not pin them down: readings at known moves around where the plates are (where they stay
         # if not found), then the finer model identifies the whole bench from the first fit (a verdict
@@ -283,6 +284,11 @@ def model_plan(
         if refine is None:
             verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw
         else:  # the design's model cannot judge printed plates (its own error is a wrong stack's): identify
+            if identifier is None:  # refine is made from it
+                raise LabctlError(
+                    "alignment: the build-up refined plates with the finer model, but there is none; "
+                    "this is a bug in labctl, please report it"
+                )
             verdict = Verdict(INCOMPLETE, result.residual, result.noise_floor, None, "built up, to be identified")
             model, fidelity = identifier, options.fidelity
     if identifying and verdict.accepted and not identified_here:

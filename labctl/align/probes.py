@@ -10,6 +10,7 @@ the prediction can never disagree about which input was used.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ class Probes:
         return dict(enumerate(self.keys, start=1))
 
     @classmethod
-    def from_images(cls, design: object, keys: list[str], images: np.ndarray, open_slot: bool = False) -> Probes:
+    def from_images(cls, design: Any, keys: list[str], images: np.ndarray, open_slot: bool = False) -> Probes:
         """Probes for masks ``keys`` showing ``images`` (B, h, w); ``open_slot`` adds an open aperture."""
         images = np.asarray(images, dtype=np.float32)
         inputs = design_inputs(design, images)
@@ -77,7 +78,7 @@ class CheckSet:
         return [list(range(start, min(start + size, len(self)))) for start in range(0, len(self), size)]
 
 
-def dataset_split(design: object, count: int, skip: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+def dataset_split(design: Any, count: int, skip: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Keys, images and labels of test images ``skip`` .. ``skip + count`` of the design's data set."""
     from labctl.design.datasets import load_dataset
 
@@ -91,13 +92,13 @@ def dataset_split(design: object, count: int, skip: int = 0) -> tuple[list[str],
     return keys, data.test_images[skip:stop], data.test_labels[skip:stop]
 
 
-def default_probes(design: object, count: int = DEFAULT_CAPACITY, open_slot: bool = False) -> Probes:
+def default_probes(design: Any, count: int = DEFAULT_CAPACITY, open_slot: bool = False) -> Probes:
     """The first ``count`` test images of the design's data set (one cassette)."""
     keys, images, _ = dataset_split(design, count - int(open_slot))
     return Probes.from_images(design, keys, images, open_slot=open_slot)
 
 
-def default_check(design: object, count: int, skip: int = DEFAULT_CAPACITY) -> CheckSet:
+def default_check(design: Any, count: int, skip: int = DEFAULT_CAPACITY) -> CheckSet:
     """``count`` test images after the probes (so that the check set is not what was fitted)."""
     keys, images, labels = dataset_split(design, count, skip)
     return CheckSet(tuple(keys), images, labels)

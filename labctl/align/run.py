@@ -21,7 +21,7 @@ from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
 from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
 from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
 from labctl.calibration import latest_calibration
-from labctl.errors import ConfigError
+from labctl.errors import ConfigError, LabctlError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
@@ -96,7 +96,7 @@ def align(
     start_m: np.ndarray | None = None,
     model_options: ModelOptions | None = None,
     scan_options: ScanOptions | None = None,
-    operator: Callable[[m.LoadCassette], None] | None = None,
+    operator: Callable[[m.OperatorRequest], None] | None = None,
 ) -> AlignmentResult:
     """Align the plates of ``bench`` to ``design`` with ``strategy`` ("model" or "scan").
 
@@ -106,7 +106,8 @@ def align(
     ``CheckSet`` or a count of test images after the probes to score accuracy on before and after
     (default none). ``folder``: calibration folder to write ``alignment-vNNN.json`` into (and
     whose latest alignment is the start, unless ``start_m`` (L, 3) is given). ``operator``
-    loads cassettes when no ``runner`` is given.
+    answers the plan's operator requests (cassettes to load, plates to mount, turn or swap) when no
+    ``runner`` is given.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"alignment: strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -241,6 +242,11 @@ def _result(
     else:  # the scan assumes it left every plate where the design wants it
         mount, stderr, history = np.where(axes, -u_final, fitter.fixed_m), None, [outcome.residual]
     scaling = outcome.scaling
+    if scaling is None:  # scan_plan fits it to its last readings
+        raise LabctlError(
+            "alignment: the scan returned without fitting the designed energies to its last readings; "
+            "this is a bug in labctl, please report it"
+        )
     built_up = isinstance(outcome, ModelOutcome) and outcome.built_up
     return AlignmentResult(
         strategy=strategy,

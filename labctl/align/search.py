@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from labctl.align.fit import Observation, OffsetFit, fit_scaling
+from labctl.errors import LabctlError
 from labctl.optics.parallel import over_cores
 from labctl.optics.propagation import shift_ramps, to_field, to_spectrum, transfer_function
 
@@ -62,6 +63,11 @@ class PlateGrid:
         fitter.passes["forward"] += len(fitter.inputs)
         self.model, self.plate = model, plate
         mounted = np.ones(g.n_layers, bool) if observation.mounted is None else np.asarray(observation.mounted, bool)
+        if res.input_field is None or res.plate_fields is None:
+            raise LabctlError(
+                "alignment grid search: the optics model recorded no fields in a forward pass run with "
+                "record=True; this is a bug in labctl, please report it"
+            )
         before = res.input_field if plate == 0 else res.plate_fields[plate - 1] * res.transmissions[plate - 1]
         spectra = np.zeros((len(before), g.padded, g.padded), g.complex_dtype)
         spectra[:, : g.samples, : g.samples] = before

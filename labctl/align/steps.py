@@ -95,7 +95,7 @@ def measure_accuracy(
     check: CheckSet, capacity: int | None, averages: int, calibrate: Calibrate, dark: np.ndarray | None, label: str
 ) -> m.Plan:
     """Load the check set cassette by cassette, read each image. Returns (accuracy, signals (N, C))."""
-    signals = [None] * len(check)
+    rows: dict[int, np.ndarray] = {}  # check image -> its calibrated reading
     loads = check.cassettes(capacity)
     for number, indices in enumerate(loads, start=1):
         slots = {slot: check.keys[i] for slot, i in enumerate(indices, start=1)}
@@ -106,8 +106,8 @@ def measure_accuracy(
         for i in indices:
             yield m.Show(check.keys[i], check.images[i])
             reading = yield from m.read(averages)
-            signals[i] = calibrate(np.asarray(reading.values, dtype=float), dark)
-    signals = np.array(signals)
+            rows[i] = calibrate(np.asarray(reading.values, dtype=float), dark)
+    signals = np.array([rows[i] for i in range(len(check))])
     accuracy = float(np.mean(np.argmax(signals, axis=1) == np.asarray(check.labels)))
     yield from m.record("alignment_check", label=label, accuracy=accuracy, signals=signals)
     return accuracy, signals
