@@ -303,7 +303,12 @@ class InputView(QWidget):
         dialog.open()
         if simulated:
             scale = self.session.sim.clock.time_scale if self.session.sim is not None else 1.0
-            QTimer.singleShot(int(AUTO_CLOSE_MS * min(scale, 1.0)), dialog.accept)
+            # a timer the dialog owns: if the dialog is closed and deleted first, the timer goes with it
+            # (a free single shot would call accept on a deleted dialog)
+            timer = QTimer(dialog)
+            timer.setSingleShot(True)
+            timer.timeout.connect(dialog.accept)
+            timer.start(int(AUTO_CLOSE_MS * min(scale, 1.0)))
 
     def _closed(self, dialog: CassetteDialog) -> None:
         if self.dialog is dialog:

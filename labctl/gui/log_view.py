@@ -73,7 +73,13 @@ class LogView(QWidget):
         self.records: deque[logging.LogRecord] = deque(maxlen=KEEP)
         self.following = True  # keep the newest line in view, unless the operator scrolled up to read
         bar = self.text.verticalScrollBar()
-        bar.actionTriggered.connect(lambda _: QTimer.singleShot(0, self._scrolled))  # user actions only
+        # after a user action (only those trigger actions) the bar has moved: look then. The timer is
+        # the view's own, so a view deleted first takes its pending look with it
+        self._look = QTimer(self)
+        self._look.setSingleShot(True)
+        self._look.setInterval(0)
+        self._look.timeout.connect(self._scrolled)
+        bar.actionTriggered.connect(lambda _: self._look.start())
         bar.rangeChanged.connect(self._range_changed)
         self.handler = QtLogHandler()
         self.handler.records_ready.connect(self._drain)
