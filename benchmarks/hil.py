@@ -128,8 +128,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         phases.done("calibration")
         found = align(bench, design, "model", runner, CalibrationSet.load_latest(folder), probes=6, folder=folder)
         phases.done("alignment")
-        # gains fitted against a model of plates not found would be biased: the source only then
-        calibrate(bench, folder, "gains,source" if found.converged else "source", runner, design=design, probes=probes)
+        calibrate(bench, folder, found.calibrations_after, runner, design=design, probes=probes)
         phases.done("calibration on the aligned bench")
         alignment = {
             "mode": "model",

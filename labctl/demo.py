@@ -115,11 +115,10 @@ def run_demo(
             row["model_compute_s"] = round(sum(alignment.model_seconds.values()), 1)
         if alignment.converged:
             say("calibrating detector gains and the source on the aligned bench")
-            steps = "gains,source"
-        else:  # gains fitted against a misaligned model would be biased: keep unit gains
+        else:
             say(f"alignment did not converge (model misfit {alignment.residual:.3f}); calibrating the source only")
-            steps = "source"
         with phases.phase("calibration"):
+            steps = alignment.calibrations_after
             calibrate(bench, folder, steps, runner(), design=printed, probes=probes, progress=say, settings=settings)
         spec = CampaignSpec(count_per_class=per_class, averages=4, dark_every=20, seed=seed)
         campaign_file = out_dir / "campaign.h5"

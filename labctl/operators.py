@@ -46,9 +46,14 @@ SIMULATED_TIMEOUT_S = 60.0
 EMPTY_SLOT = "nothing (leave it empty: an open aperture)"
 
 
+def slot_lines(slots: Mapping[int, str | None]) -> list[str]:
+    """``slot 1: mnist5k/test/3``, one per slot in order (an empty slot says to leave it empty)."""
+    return [f"slot {slot}: {EMPTY_SLOT if key is None else key}" for slot, key in sorted(slots.items())]
+
+
 def slot_list(slots: Mapping[int, str | None]) -> str:
     """``slot 1: mnist5k/test/3, slot 2: ...`` (for messages)."""
-    return ", ".join(f"slot {slot}: {EMPTY_SLOT if key is None else key}" for slot, key in sorted(slots.items()))
+    return ", ".join(slot_lines(slots))
 
 
 class ConsoleOperator:
@@ -92,9 +97,7 @@ class ConsoleOperator:
         else:
             what = f"masks must be loaded into the wheel ({slot_list(dict(request.slots))})"
             lines = [f"operator: {request.message or 'load a cassette'}", "  put these masks into the wheel:"]
-            lines += [
-                f"    slot {slot}: {EMPTY_SLOT if key is None else key}" for slot, key in sorted(request.slots.items())
-            ]
+            lines += [f"    {line}" for line in slot_lines(request.slots)]
             lines.append("  press Enter when the wheel is loaded (Ctrl-C aborts)")
         self._confirm(what, lines)
 

@@ -106,6 +106,13 @@ class AlignmentResult:
         """``offsets_m`` as an (L, 3) array in plate order."""
         return np.array([self.offsets_m[plate] for plate in self.plates], dtype=float)
 
+    @property
+    def calibrations_after(self) -> str:
+        """What to calibrate on the bench this alignment left (``calibrate``'s steps): gains and source
+        once the plates are found; the source only otherwise, since gains fitted against a model of
+        plates not found would be biased (unit gains are kept)."""
+        return "gains,source" if self.converged else "source"
+
     def twin(self, design: Any) -> Twin:
         """The design's model with this alignment's offsets, gains, scale and fitted bench."""
         fidelity, stray = bench_fidelity(self.bench)
