@@ -67,6 +67,8 @@ class Fidelity:
 DESIGN_MODEL = Fidelity()
 #: What alignment identifies a printed bench with (module docstring).
 PRINTED = Fidelity(oversample=2, frame=True, printed=True)
+#: The same plates sampled once per neuron: what steers the printed model's fits (``OffsetFit.guided``).
+PRINTED_COARSE = Fidelity(oversample=1, frame=True, printed=True)
 
 
 def frame_neurons(n: int, pitch_m: float, frame_m: float, oversample: int) -> int:

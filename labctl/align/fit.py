@@ -228,6 +228,103 @@ def fit_scaling(
     return Scaling(scales, gains, stray)
 
 
+@dataclass
+class _State:
+    """Where a descent ended: the vector, its residual and the Jacobian last taken (and where)."""
+
+    x: np.ndarray
+    r: np.ndarray
+    jac: np.ndarray
+    scaling: Scaling
+    moved_since_jacobian: float  # largest move since the Jacobian was taken, as a fraction of the longest step
+
+
+@dataclass
+class _Descent:
+    """The Levenberg-Marquardt loop of ``OffsetFit.fit`` (see there), counting iterations over its runs."""
+
+    limits: np.ndarray  # longest step per vector entry (vector units)
+    max_step_m: float
+    tolerance_m: float
+    refresh_m: float
+    stop_sigmas: float
+    iterations: int = 0
+
+    def moved(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Largest move as a fraction of the longest step allowed."""
+        return float(np.max(np.abs(a - b) / self.limits)) if len(a) else 0.0
+
+    def run(
+        self,
+        fit: OffsetFit,
+        observations: Sequence[Observation],
+        x: np.ndarray,
+        max_iterations: int,
+        guide: OffsetFit | None = None,
+    ) -> _State:
+        """Descend from ``x`` for at most ``max_iterations``, linearising with ``guide``'s Jacobian
+        (None: ``fit``'s own); the misfit is always ``fit``'s."""
+        r, jac, scaling = fit._linearise(observations, x, guide)
+        x_jac = x.copy()
+        cost = float(r @ r)
+        damping, trust = 1e-3, 1.0
+        # With a guide, what its Jacobian gets wrong is learnt from every step (Broyden's secant
+        # update of the difference): the residual's actual change along the step corrects the
+        # linearisation, and the correction is kept when the guide's Jacobian is taken again.
+        correction = np.zeros_like(jac) if guide is not None else None
+        dof = max(r.size - len(x) - fit._separable(scaling), 1)
+        for _ in range(max_iterations):
+            self.iterations += 1
+            hessian, gradient = jac.T @ jac, jac.T @ r
+            scale = np.maximum(np.diag(hessian), 1e-30)
+            step = np.linalg.solve(hessian + damping * np.diag(scale), -gradient)
+            promised = cost - float(np.sum((r + jac @ step) ** 2))  # by the full step
+            longest = np.max(np.abs(step) / (self.limits * trust))
+            cut = longest > 1
+            if cut:
+                step /= longest
+            predicted = cost - float(np.sum((r + jac @ step) ** 2))
+            trial = x + step
+            trial_energies = fit.energies(observations, fit.mount(trial), trial)
+            trial_r, trial_scaling, _ = fit._misfit(observations, trial_energies)
+            trial_cost = float(trial_r @ trial_r)
+            if correction is not None:
+                secant = np.outer(trial_r - r - jac @ step, step / float(step @ step))
+                correction += secant
+                jac = jac + secant
+            if trial_cost < cost:
+                ratio = (cost - trial_cost) / max(predicted, 1e-300)
+                small = not cut and promised * dof < self.stop_sigmas**2 * cost
+                x, cost, r, scaling = trial, trial_cost, trial_r, trial_scaling
+                if small or self.moved(step, 0 * step) * self.max_step_m < self.tolerance_m:
+                    break
+                if guide is not None and ratio < 0.25:
+                    break  # the guide no longer predicts this model's misfit: its own Jacobian from here
+                if self.moved(x, x_jac) * self.max_step_m > self.refresh_m:
+                    r, jac, scaling = fit._linearise(observations, x, guide, trial_energies)
+                    x_jac = x.copy()
+                    if correction is not None:
+                        jac = jac + correction
+                damping = max(damping / 5, 1e-9)
+                if cut and ratio > 0.75:
+                    trust = min(trust * 2, MAX_TRUST)
+                elif ratio < 0.25:
+                    trust = max(trust / 2, 1.0)
+            else:
+                if guide is not None:
+                    break  # the guide's step failed: this model's own Jacobian from here
+                if not np.any(x != x_jac) and promised * dof < (FLAT_SIGMAS * self.stop_sigmas) ** 2 * cost:
+                    break  # a fresh linearisation promised next to nothing and missed: the misfit is flat here
+                damping *= 10
+                trust = max(trust / 4, 1.0)
+                if damping > 1e6:
+                    break
+                if np.any(x != x_jac):  # a stale Jacobian may be why: take a fresh one first
+                    r, jac, scaling = fit._linearise(observations, x)
+                    x_jac = x.copy()
+        return _State(x, r, jac, scaling, self.moved(x, x_jac))
+
+
 class _Same(Enum):
     """``OffsetFit._like``'s default for an argument whose None is a value of its own (``bench``)."""
 
@@ -289,6 +386,7 @@ class OffsetFit:
             "grid": 0,
         }  # images pushed through the model (grid: plate to detector)
         self.seconds = {"forward": 0.0, "jacobian": 0.0, "grid": 0.0}  # compute time by kind, for the report
+        self.guide: OffsetFit | None = None  # a cheaper model whose Jacobian steers the first steps (``guided``)
 
     def restricted(self, axes: np.ndarray, fixed_m: np.ndarray, extras: Sequence[str] = ()) -> OffsetFit:
         """The same model, probes and bench fitting only ``axes`` (and ``extras``), the rest held
@@ -335,7 +433,24 @@ class OffsetFit:
             fit_stray=self.fit_stray if fit_stray is None else fit_stray,
         )
         other.passes, other.seconds = self.passes, self.seconds
+        other.guide = self.guide if model is None else None  # a guide belongs to the model it is cheaper than
         return other
+
+    def guided(self, guide: OffsetFit | None) -> OffsetFit:
+        """This fit, its steps steered by ``guide``'s Jacobian: the same probes on a cheaper model
+        (e.g. the plates as printed sampled once per neuron instead of 2 x 2); see ``fit``. The
+        guide's own axes, bench and extras do not matter: it is evaluated with this fit's."""
+        other = self._like()
+        other.guide = guide
+        return other
+
+    def _guide(self) -> OffsetFit | None:
+        """The guide on this fit's parameters (None: no guide)."""
+        if self.guide is None:
+            return None
+        return self.guide._like(
+            axes=self.axes, fixed_m=self.fixed_m, bench=self.bench, extras=self.extras, fit_stray=self.fit_stray
+        )
 
     def heights(self, observation: Observation) -> np.ndarray:
         """The plates' heights as the observation saw them: zero (free space) for plates out of the beam."""
@@ -469,9 +584,27 @@ class OffsetFit:
         r, _, _ = self._misfit(observations, self.energies(observations, mount_m))
         return float(np.sqrt(r @ r))
 
-    def _linearise(self, observations: Sequence[Observation], x: np.ndarray) -> tuple[np.ndarray, np.ndarray, Scaling]:
-        """Residual vector r and Kaufman Jacobian dr/dx (x in vector units), both normalised by |y|."""
-        energies, d_energies = self.energies_and_jacobian(observations, x)
+    def _linearise(
+        self,
+        observations: Sequence[Observation],
+        x: np.ndarray,
+        guide: OffsetFit | None = None,
+        energies: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, Scaling]:
+        """Residual vector r and Kaufman Jacobian dr/dx (x in vector units), both normalised by |y|.
+
+        With a ``guide`` (the same parameters on a cheaper model: ``guided``), the energies and the
+        residual are this model's (a forward pass) and their derivatives the guide's, each read's
+        scaled by this model's total energy over the guide's (the guide's relative derivatives).
+        ``energies``: this model's at ``x``, when already computed (only a guided step uses them)."""
+        if guide is None:
+            energies, d_energies = self.energies_and_jacobian(observations, x)
+        else:
+            if energies is None:
+                energies = self.energies(observations, self.mount(x), x)
+            coarse, d_energies = guide.energies_and_jacobian(observations, x)
+            ratio = energies.sum(axis=-1) / np.maximum(coarse.sum(axis=-1), 1e-300)
+            d_energies = d_energies * ratio[..., None, None]
         r, scaling, norm = self._misfit(observations, energies)
         scales = scaling.scales[..., None]  # (K, P, 1)
         jac = (scales[..., None] * scaling.gains[:, None] * d_energies * self._units() / norm).reshape(r.size, -1)
@@ -524,66 +657,28 @@ class OffsetFit:
         longest step) since it was taken, or when a step fails; in between the old one serves (a
         chord step), which costs one forward pass. Besides the two stops above: when a step from a
         fresh linearisation that promised little (``FLAT_SIGMAS``) fails, and after ``max_iterations``.
-        The reported uncertainties come from a Jacobian taken where the fit ended.
+
+        With a guide (``guided``: the same bench on a cheaper model), the first steps (at most half
+        of ``max_iterations``) are taken with the guide's Jacobian, corrected along every step by
+        what the misfit actually did (Broyden), the misfit always this fit's own; the guide's
+        phase ends when it stops, when a step fails or when the misfit fell by less than a quarter
+        of what the guide predicted. The loop then goes on with this fit's exact Jacobian, so the
+        optimum is this model's and only the last few steps pay for its Jacobian. The reported
+        uncertainties come from this fit's Jacobian taken where the fit ended.
         """
         if not observations:
             raise ConfigError("offset fit: needs at least one observation")
         limits = self._max_steps(max_step_m)  # vector units
         x = self.start_vector(start_m)
-        r, jac, scaling = self._linearise(observations, x)
-        x_jac = x.copy()
-        cost = float(r @ r)
-        damping = 1e-3
-        trust = 1.0
-        iterations = 0
-        dof = max(r.size - len(x) - self._separable(scaling), 1)
-
-        def moved(a: np.ndarray, b: np.ndarray) -> float:
-            """Largest move as a fraction of the longest step allowed."""
-            return float(np.max(np.abs(a - b) / limits)) if len(a) else 0.0
-
-        while iterations < max_iterations:
-            iterations += 1
-            hessian, gradient = jac.T @ jac, jac.T @ r
-            scale = np.maximum(np.diag(hessian), 1e-30)
-            step = np.linalg.solve(hessian + damping * np.diag(scale), -gradient)
-            promised = cost - float(np.sum((r + jac @ step) ** 2))  # by the full step
-            longest = np.max(np.abs(step) / (limits * trust))
-            cut = longest > 1
-            if cut:
-                step /= longest
-            predicted = cost - float(np.sum((r + jac @ step) ** 2))
-            trial_r, trial_scaling, _ = self._misfit(
-                observations, self.energies(observations, self.mount(x + step), x + step)
-            )
-            trial_cost = float(trial_r @ trial_r)
-            if trial_cost < cost:
-                ratio = (cost - trial_cost) / max(predicted, 1e-300)
-                small = not cut and promised * dof < stop_sigmas**2 * cost
-                x, cost, r, scaling = x + step, trial_cost, trial_r, trial_scaling
-                if small or moved(step, 0 * step) * max_step_m < tolerance_m:
-                    break
-                if moved(x, x_jac) * max_step_m > refresh_m:
-                    r, jac, scaling = self._linearise(observations, x)
-                    x_jac = x.copy()
-                damping = max(damping / 5, 1e-9)
-                if cut and ratio > 0.75:
-                    trust = min(trust * 2, MAX_TRUST)
-                elif ratio < 0.25:
-                    trust = max(trust / 2, 1.0)
-            else:
-                if not np.any(x != x_jac) and promised * dof < (FLAT_SIGMAS * stop_sigmas) ** 2 * cost:
-                    break  # a fresh linearisation promised next to nothing and missed: the misfit is flat here
-                damping *= 10
-                trust = max(trust / 4, 1.0)
-                if damping > 1e6:
-                    break
-                if np.any(x != x_jac):  # a stale Jacobian may be why: take a fresh one first
-                    r, jac, scaling = self._linearise(observations, x)
-                    x_jac = x.copy()
-        if moved(x, x_jac) * max_step_m > tolerance_m * 10:  # uncertainties from where the fit ended
+        loop = _Descent(limits, max_step_m, tolerance_m, refresh_m, stop_sigmas)
+        guide = self._guide()
+        if guide is not None:
+            x = loop.run(self, observations, x, max(max_iterations // 2, 1), guide).x  # half the budget at most
+        state = loop.run(self, observations, x, max(max_iterations - loop.iterations, 1))
+        x, r, jac, scaling = state.x, state.r, state.jac, state.scaling
+        if state.moved_since_jacobian * max_step_m > refresh_m:  # error bars from a Jacobian near the end
             r, jac, scaling = self._linearise(observations, x)
-            cost = float(r @ r)
+        cost = float(r @ r)
         report = identify(jac, r, self._separable(scaling), self.names(), self._plausible())
         stderr = np.zeros(self.axes.shape)
         n_offsets = int(self.axes.sum())
@@ -594,7 +689,7 @@ class OffsetFit:
             stderr,
             scaling,
             float(np.sqrt(cost)),
-            iterations,
+            loop.iterations,
             report,
             noise_floor(observations),
             self.bench_at(x),

@@ -33,7 +33,7 @@ from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
 from labctl.errors import LabctlError
 from labctl.plans import messages as m
-from labctl.twin_optics import DESIGN_MODEL, PRINTED, Fidelity
+from labctl.twin_optics import DESIGN_MODEL, PRINTED, PRINTED_COARSE, Fidelity
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,9 @@ class ModelOptions:
     # with the design's own model (a pass about 3.5 x cheaper, 4 x the model error on the realistic
     # world: 0.054 against 0.013, benchmarks/twin_model_error.py)
     fidelity: Fidelity = PRINTED
+    # the cheaper model whose Jacobian steers the finer model's fits until their last steps
+    # (``OffsetFit.guided``): the plates as printed, sampled once per neuron; None: the finer model's own
+    guide: Fidelity | None = PRINTED_COARSE
     # identification reads the probes where the plates were found and at this many known moves of
     # +-dither_m around it (signs drawn per axis): one position cannot tell apart what the moves do
     dithers: int = 4

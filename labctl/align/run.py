@@ -153,6 +153,8 @@ def align(
     identifier = None  # the finer model the bench may be identified with (ModelOptions.fidelity)
     if strategy == "model" and extras and not model_options.fidelity.is_design:
         identifier = fitter.refined(TwinOptics(design, model_options.fidelity), model_options.stray)
+        if model_options.guide is not None:
+            identifier = identifier.guided(fitter.refined(TwinOptics(design, model_options.guide), model_options.stray))
     limits = {
         (name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
         for i, name in enumerate(names)

@@ -8,6 +8,7 @@ import pytest
 from labctl.align.fit import MM, Observation, OffsetFit, fit_scaling
 from labctl.errors import ConfigError
 from labctl.optics import D2NN
+from labctl.twin_optics import Fidelity, TwinOptics
 
 
 def lateral_axes(layers: int) -> np.ndarray:
@@ -143,3 +144,38 @@ def test_a_noisy_fit_stops_once_its_steps_are_below_its_uncertainty(fitter):
     result = fitter.fit(observations, np.zeros((3, 3)), max_iterations=60)
     assert result.iterations <= 6
     assert np.all(np.abs(result.mount_m - truth)[fitter.axes] < 3 * result.stderr_m[fitter.axes])
+
+
+def test_a_guided_fit_ends_at_its_own_optimum_with_few_of_its_own_jacobians(design, probes):
+    """Steps steered by a cheaper model's Jacobian (the plates as printed sampled once per neuron)
+    reach the finer model's optimum (noiseless readings of the finer model: its truth), and the
+    finer model's Jacobian is taken only for the last steps and the error bars."""
+    fine = TwinOptics(design, Fidelity(oversample=2, frame=True, printed=True))
+    coarse = TwinOptics(design, Fidelity(oversample=1, frame=True, printed=True))
+    root = OffsetFit(D2NN(design.geometry, design.layout, design.material), design.heights_m, probes.inputs,
+                     lateral_axes(3))  # fmt: skip
+    fitter = root.refined(fine, fit_stray=False)
+    rng = np.random.default_rng(7)
+    truth = fitter.mount(rng.choice([-1.0, 1.0], int(fitter.axes.sum())) * 0.08)
+    observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
+    calls = {"fine": 0, "coarse": 0}
+
+    def counting(model, name):
+        original = model.energy_jacobian
+
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        model.energy_jacobian = wrapped
+
+    counting(fine.model, "fine")
+    counting(coarse.model, "coarse")
+    plain = fitter.fit(observations, np.zeros((3, 3)), max_iterations=40)
+    plain_calls, calls["fine"] = calls["fine"], 0
+    guided = fitter.guided(root.refined(coarse, fit_stray=False)).fit(observations, np.zeros((3, 3)), max_iterations=40)
+    assert np.max(np.abs(guided.mount_m - truth)) < 0.05e-6
+    assert np.max(np.abs(plain.mount_m - truth)) < 0.05e-6
+    assert calls["coarse"] >= 2
+    assert calls["fine"] <= 2 < plain_calls
+    assert np.allclose(guided.stderr_m, plain.stderr_m, rtol=0.05)
