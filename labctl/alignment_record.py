@@ -34,7 +34,9 @@ class AlignmentRecord:
     relative detector gains fitted under the detector calibration ``calibration_versions
     ["detectors"]``; ``scale``: calibrated units per unit of model energy; ``bench``: what else
     the alignment identified and no stage corrects (``labctl.twin.bench_record``; None: as designed);
-    ``design_sha256``: the design it aligned (``labctl.twin.design_fingerprint``).
+    ``design_sha256``: the design it aligned (``labctl.twin.design_fingerprint``), ``plate_sha256``
+    each plate's heights and ``setup_sha256`` its geometry and detectors (``plate_fingerprints``,
+    ``setup_fingerprint``: which plates a later partial alignment may replace).
     """
 
     plates: list[str]
@@ -50,6 +52,8 @@ class AlignmentRecord:
     path: str | None = None
     bench: dict[str, Any] | None = None
     design_sha256: str | None = None  # the design aligned to (``labctl.twin.design_fingerprint``; None: an older file)
+    plate_sha256: list[str] | None = None  # per plate in ``plates`` order (None: an older file)
+    setup_sha256: str | None = None  # geometry and detector regions (None: an older file)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> AlignmentRecord:
@@ -89,6 +93,8 @@ class AlignmentRecord:
             None if converged is None else bool(converged), None if version is None else int(version),
             None if record.get("path") is None else str(record["path"]), bench,
             None if data.get("design_sha256") is None else str(data["design_sha256"]),
+            None if data.get("plate_sha256") is None else [str(h) for h in data["plate_sha256"]],
+            None if data.get("setup_sha256") is None else str(data["setup_sha256"]),
         )  # fmt: skip
 
     @property

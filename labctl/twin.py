@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,9 +48,62 @@ def design_fingerprint(design: Any) -> str:
     alignment (``labctl design refine``) can tell whether it was made for this design."""
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(design.heights_m, dtype=np.float32).tobytes())
+    _hash_setup(digest, design)
+    return digest.hexdigest()
+
+
+def _hash_setup(digest: Any, design: Any) -> None:
     digest.update(json.dumps(design.geometry.to_dict(), sort_keys=True).encode())
     digest.update(np.ascontiguousarray(design.layout.regions, dtype=np.int64).tobytes())
+
+
+def setup_fingerprint(design: Any) -> str:
+    """SHA-256 of a design apart from its plates: its geometry and detector regions."""
+    digest = hashlib.sha256()
+    _hash_setup(digest, design)
     return digest.hexdigest()
+
+
+def plate_fingerprints(design: Any) -> list[str]:
+    """SHA-256 of each plate's heights (as float32), in beam order: an alignment records them, so
+    that a later alignment of only the replaced plates can tell which plates are the ones it saw."""
+    heights = np.asarray(design.heights_m, dtype=np.float32)
+    return [hashlib.sha256(np.ascontiguousarray(plate).tobytes()).hexdigest() for plate in heights]
+
+
+def alignment_mismatch(alignment: AlignmentRecord, design: Any, replaced: Collection[str] = ()) -> str | None:
+    """Why ``alignment`` does not describe the bench of ``design``, the plates named in ``replaced``
+    aside (None: it does). The one rule for building on an alignment: a plate refined against the
+    bench needs the alignment of this very design (nothing replaced); aligning only some plates
+    (``labctl align --plates``) holds the others as the alignment found them, so they must be the
+    plates it saw. An older file without fingerprints is checked by its plate count and detectors."""
+    if alignment.design_sha256 is None:
+        n_layers, detectors = design.geometry.n_layers, len(design.layout)
+        gains = 0 if alignment.gains is None else len(alignment.gains)
+        if len(alignment.plates) != n_layers or (alignment.gains is not None and gains != detectors):
+            return (
+                f"made for another design ({len(alignment.plates)} plates and {gains} detectors, "
+                f"the design has {n_layers} and {detectors})"
+            )
+        return None
+    if alignment.design_sha256 == design_fingerprint(design):
+        return None
+    recorded = alignment.plate_sha256 is not None and len(alignment.plate_sha256) == len(alignment.plates)
+    if not recorded or alignment.setup_sha256 is None:
+        older = ", and the file does not record which (an older alignment)" if replaced else ""
+        return f"made for another design (its plates, geometry or detectors differ{older})"
+    if alignment.setup_sha256 != setup_fingerprint(design):
+        return "made for another design (its geometry or detectors differ)"
+    changed = [
+        plate
+        for plate, then, now in zip(alignment.plates, alignment.plate_sha256 or [], plate_fingerprints(design))
+        if then != now and plate not in replaced
+    ]
+    if changed and replaced:
+        return f"made for other heights of plate {', '.join(changed)}, which is not being aligned now"
+    if changed:
+        return f"made for another design (the heights of plate {', '.join(changed)} differ)"
+    return None
 
 
 def seen_design(design: Any, bench: BenchSurface) -> Any:

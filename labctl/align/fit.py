@@ -94,13 +94,16 @@ IDENTIFIABLE = ("z", "rot", "beam", "detector", "phase_scale")
 
 
 def identified_parameters(
-    model: D2NN, axes: np.ndarray, plates: np.ndarray, kinds: Sequence[str]
+    model: D2NN, axes: np.ndarray, plates: np.ndarray, kinds: Sequence[str], held: BenchParams | None = None
 ) -> tuple[np.ndarray, BenchParams | None, tuple[str, ...]]:
     """What a fit identifies: offsets (L, 3), the bench to start from and the extra parameters.
 
     ``axes`` (L, 3) the movable offsets; ``plates`` (L,) bool the plates being aligned; ``kinds``
     from ``IDENTIFIABLE``. A plane-wave design starts the beam as a 1 m Gaussian (flat across any
-    plate) so that its waist can be fitted at all.
+    plate) so that its waist can be fitted at all. ``held``: the bench a previous alignment
+    identified, for an alignment of some plates only: the fit starts from it and identifies only
+    what belongs to the plates being aligned (their z and rotation); the beam, the detector plane
+    and the phase scale were identified with every plate and stay as they were.
     """
     unknown = sorted(set(kinds) - set(IDENTIFIABLE))
     if unknown:
@@ -109,6 +112,8 @@ def identified_parameters(
     if "z" in kinds:
         fit_axes[:, 2] |= np.asarray(plates, dtype=bool)
     extras = [f"L{i + 1}.rot" for i in np.nonzero(plates)[0]] if "rot" in kinds else []
+    if held is not None:
+        return fit_axes, held.copy(), tuple(extras)
     if set(kinds) - {"z"}:
         bench = model.nominal_params()
     else:

@@ -32,6 +32,7 @@ from labctl.align.rotate import RotationOptions, correct_rotations
 from labctl.align.search import GridOptions, grid_search
 from labctl.align.steps import Calibrate, displacements, read_probes_and_noise, settle
 from labctl.errors import LabctlError
+from labctl.optics import BenchParams
 from labctl.plans import messages as m
 from labctl.twin_optics import DESIGN_MODEL, PRINTED, PRINTED_COARSE, Fidelity
 
@@ -116,6 +117,7 @@ def build_up(
     observe: Callable[[tuple[bool, ...]], m.Plan],
     options: ModelOptions,
     refine: OffsetFit | None = None,
+    known: np.ndarray | None = None,
 ) -> m.Plan:
     """Put the plates into the beam one at a time (``search.py``); returns the fit of the full stack.
 
@@ -124,18 +126,26 @@ def build_up(
     (if anchored) is carried from one plate to the next as it is. ``refine`` (a finer model with
     further bench parameters, or None): each plate the grid finds is fitted again with it, the
     plates in the beam so far and its parameters together, and its bench is carried instead.
+    ``known`` (L,) bool (None: none): plates not being aligned, held where a previous alignment
+    found them; they stay in the beam throughout and only the others are put in one at a time
+    (the last plate alone: searched with the full stack in the beam, nothing taken out).
     """
     mount = np.array(start_m, dtype=float)
     bench = refine.bench if refine is not None else fitter.bench
+    held = np.zeros(len(plates), bool) if known is None else np.asarray(known, dtype=bool)
+    searched = [i for i in range(len(plates)) if not held[i]]
+    in_beam = (True,) * len(plates)  # the first fit saw the full stack
     result = None
-    for k in range(1, len(plates) + 1):
-        mounted = tuple(i < k for i in range(len(plates)))
-        yield from m.progress(k, len(plates), "alignment build-up, plates in the beam")
-        yield m.MountPlates(
-            tuple(plates[:k]),
-            f"alignment: building the stack up, plate {k} of {len(plates)}: "
-            f"{', '.join(plates[:k])} in the beam, the others out",
-        )
+    for step, index in enumerate(searched, 1):
+        mounted = tuple(bool(held[i]) or i <= index for i in range(len(plates)))
+        yield from m.progress(step, len(searched), "alignment build-up, plates in the beam")
+        if mounted != in_beam:
+            in_beam = mounted
+            yield m.MountPlates(
+                tuple(p for p, on in zip(plates, mounted) if on),
+                f"alignment: building the stack up, plate {index + 1} of {len(plates)}: "
+                f"{', '.join(p for p, on in zip(plates, mounted) if on)} in the beam, the others out",
+            )
         observations = yield from observe(mounted)
         recent = [o for o in observations if o.mounted == mounted]
         axes = fitter.axes & np.array(mounted)[:, None]
@@ -143,7 +153,7 @@ def build_up(
             continue
         sub = fitter.restricted(axes, mount)
         sub = sub if bench is None else sub.anchored(bench, ())
-        mount, misfit = grid_search(sub, recent, mount, k - 1, options.grid)
+        mount, misfit = grid_search(sub, recent, mount, index, options.grid)
         result = sub.fit(recent, mount, max_step_m=options.max_step_m)
         if refine is not None:
             extras = [e for e in refine.extras if not plate_number(e) or mounted[plate_number(e) - 1]]
@@ -153,11 +163,17 @@ def build_up(
             )
         mount, bench = result.mount_m, result.bench if result.bench is not None else bench
         yield from m.log(
-            f"alignment: plate {plates[k - 1]} found (grid misfit {misfit:.3g}, "
-            f"fit {result.residual:.3g} with {k} plate(s) in the beam)"
+            f"alignment: plate {plates[index]} found (grid misfit {misfit:.3g}, "
+            f"fit {result.residual:.3g} with {sum(mounted)} plate(s) in the beam)"
         )
-        yield from m.record("alignment_build_up", plate=plates[k - 1], mount_m=mount, residual=result.residual)
+        yield from m.record("alignment_build_up", plate=plates[index], mount_m=mount, residual=result.residual)
     return result
+
+
+def _aligned_plates(fitter: OffsetFit) -> np.ndarray:
+    """(L,) bool: the plates ``fitter`` fits something of (an offset or the rotation)."""
+    turned = [plate_number(e) - 1 for e in fitter.extras if e.endswith(".rot")]
+    return fitter.axes.any(axis=1) | np.isin(np.arange(len(fitter.axes)), turned)
 
 
 def _turn_plates(plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
@@ -187,6 +203,7 @@ def model_plan(
     options: ModelOptions = ModelOptions(),
     movable: np.ndarray | None = None,
     identifier: OffsetFit | None = None,
+    held: BenchParams | None = None,
 ) -> m.Plan:
     """The model-based alignment rounds (probes already loaded). Returns a ``ModelOutcome``.
 
@@ -198,13 +215,18 @@ def model_plan(
     design position; ``start_m`` the mounting offsets to start from (a previous alignment, or zeros).
     ``identifier``: ``fitter`` on the finer model of ``options.fidelity`` (``OffsetFit.refined``),
     which takes over the identification when the design's model leaves more than the readings'
-    noise and the finer one explains more (None: the design's model only).
+    noise and the finer one explains more (None: the design's model only). ``held``: when only
+    some plates are aligned, the bench a previous alignment identified (``fitter`` starts from it
+    and fits only those plates): a build-up keeps the other plates in the beam and identifies
+    nothing of the bench but the plates being aligned.
     """
     axes = fitter.axes if movable is None else np.asarray(movable, dtype=bool)
     acquire = fitter.restricted(axes, fitter.fixed_m)
     identifying = bool(fitter.extras) or not np.array_equal(axes, fitter.axes)
     coarse = fitter.refined(None, options.stray) if identifying else fitter
     model, fidelity = coarse, DESIGN_MODEL  # what identifies the bench (the finer model once it explains more)
+    if held is not None and identifier is not None:  # the held bench is the finer model's: identify with it
+        model, fidelity = identifier, options.fidelity
     observations: list[Observation] = []
     rng = np.random.default_rng(0)  # the dithers' signs: the same alignment repeats the same moves
 
@@ -272,9 +294,10 @@ def model_plan(
         # to 2 um). With a finer model, each plate found is fitted again with it, beam and detector plane
         # included (build_up's ``refine``), on dithered readings; the full stack identifies the rest.
         refine = None
+        aligned = np.ones(len(plates), bool) if held is None else _aligned_plates(fitter)
         if identifying and identifier is not None and options.build_up_identify:
             _, start_bench, extras = identified_parameters(
-                identifier.model, axes, np.ones(len(plates), bool), options.build_up_identify
+                identifier.model, axes, aligned, options.build_up_identify, held
             )
             refine = identifier.restricted(axes, start_m).anchored(start_bench, extras)
 
@@ -282,7 +305,8 @@ def model_plan(
             dithers = options.build_up_dithers if refine is not None else 0
             return (yield from observe_around(start_m, dithers, mounted=mounted))
 
-        result = yield from build_up(acquire, plates, start_m, observe_mounted, options, refine)
+        known = None if held is None else ~aligned
+        result = yield from build_up(acquire, plates, start_m, observe_mounted, options, refine, known)
         built, built_finer = True, refine is not None
         if refine is None:
             verdict = judge(acquire, observations[-1:], result, options.acceptance)  # what the last fit saw

@@ -100,6 +100,9 @@ class AlignmentResult:
     )  # compute time of the model by kind (grid, forward, jacobian)
     calibration_versions: dict[str, int] = field(default_factory=dict)  # kind -> version applied to the readings
     design_sha256: str | None = None  # the design aligned to (labctl.twin.design_fingerprint)
+    plate_sha256: list[str] | None = None  # each plate's heights (labctl.twin.plate_fingerprints)
+    setup_sha256: str | None = None  # the design's geometry and detectors (labctl.twin.setup_fingerprint)
+    held_from: str | None = None  # a partial alignment: the file whose bench held the plates not aligned
     file: Path | None = None
 
     def offsets_array(self) -> np.ndarray:
@@ -158,6 +161,9 @@ class AlignmentResult:
             "model_seconds": dict(self.model_seconds),
             "calibration_versions": dict(self.calibration_versions),
             "design_sha256": self.design_sha256,
+            "plate_sha256": self.plate_sha256,
+            "setup_sha256": self.setup_sha256,
+            "held_from": self.held_from,
         }
 
     def write(self, folder: str | Path, station: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,21 @@ from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
 from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
 from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
 from labctl.calibration import latest_calibration
-from labctl.errors import ConfigError, LabctlError
+from labctl.errors import ConfigError, DataError, LabctlError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
-from labctl.twin import Twin, bench_record, design_fingerprint, seen_design
+from labctl.twin import (
+    Twin,
+    alignment_mismatch,
+    bench_fidelity,
+    bench_params,
+    bench_record,
+    design_fingerprint,
+    plate_fingerprints,
+    seen_design,
+    setup_fingerprint,
+)
 from labctl.twin_optics import TwinOptics
 
 STRATEGIES = ("model", "scan")
@@ -80,6 +91,29 @@ def previous_mount(folder: str | Path | None, names: Sequence[str]) -> np.ndarra
     return AlignmentRecord.from_record(record).mount_array(names)
 
 
+def held_alignment(
+    folder: str | Path | None, design: Any, names: Sequence[str], plates: Sequence[str]
+) -> AlignmentRecord | None:
+    """The latest alignment in ``folder`` as the start of aligning only ``plates``: when it
+    identified a bench (``bench``) for these plates, the others are held as it found them. None
+    when there is none to hold (no file, no identified bench, other plates: everything is
+    identified as in a full alignment). Refused (``DataError``) when a plate not being aligned is
+    not the one it aligned (``labctl.twin.alignment_mismatch``)."""
+    record = latest_calibration(folder, "alignment") if folder is not None else None
+    if record is None:
+        return None
+    previous = AlignmentRecord.from_record(record)
+    if previous.bench is None or previous.plates != list(names):
+        return None
+    reason = alignment_mismatch(previous, design, plates)
+    if reason is not None:
+        raise DataError(
+            f"{previous.source}: {reason}; add the plates that changed to --plates, or align every plate "
+            "(without --plates)"
+        )
+    return previous
+
+
 def align(
     bench: BenchSurface,
     design: Any,
@@ -108,6 +142,13 @@ def align(
     whose latest alignment is the start, unless ``start_m`` (L, 3) is given). ``operator``
     answers the plan's operator requests (cassettes to load, plates to mount, turn or swap) when no
     ``runner`` is given.
+
+    Aligning some ``plates`` only (e.g. a replaced plate) with the model strategy, when the latest
+    alignment identified the bench (``held_alignment``): the other plates keep its mounting
+    offsets, rotations and z, and the beam, the detector plane, the phase scale and the model it
+    was identified with are held too; only the chosen plates' offsets, z (without a z stage) and
+    rotations are identified, a build-up keeps the other plates in the beam, and the file written
+    describes the whole bench.
     """
     if strategy not in STRATEGIES:
         raise ConfigError(f"alignment: strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -127,18 +168,24 @@ def align(
         raise ConfigError(f"alignment: {len(probes)} probes do not fit the {capacity}-slot wheel")
     if isinstance(check, int):
         check = default_check(design, check, skip=len(probes)) if check > 0 else None
+    chosen = np.array([plates is None or name in plates for name in names])
+    aligning = [name for name, c in zip(names, chosen) if c]
+    previous = held_alignment(folder, design, names, aligning) if strategy == "model" and not chosen.all() else None
     if start_m is None:
         start_m = previous_mount(folder, names)
-    start_m = np.where(present, np.asarray(start_m, dtype=float), 0.0)
+    # without a stage, an offset is identified afresh (from zero), unless the previous alignment holds it
+    start_m = np.where(present | (previous is not None), np.asarray(start_m, dtype=float), 0.0)
     calibrate = _calibrate_function(calibration)
     runner = runner or Runner(bench, operator=operator)
     twin = Twin(design)
     model_options = model_options or ModelOptions()
     scan_options = scan_options or ScanOptions()
     averages = model_options.averages if strategy == "model" else scan_options.averages
-    chosen = np.array([plates is None or name in plates for name in names])
+    held = None if previous is None else bench_params(previous.bench, names)
+    if previous is not None:  # the bench was identified with this model: the plates aligned now join it
+        model_options = replace(model_options, fidelity=bench_fidelity(previous.bench)[0])
     fit_axes, start_bench, extras = identified_parameters(
-        twin.model, axes, chosen, model_options.identify if strategy == "model" else ()
+        twin.model, axes, chosen, model_options.identify if strategy == "model" else (), held
     )
     fitter = OffsetFit(
         twin.model,
@@ -151,7 +198,7 @@ def align(
         extras=extras,
     )
     identifier = None  # the finer model the bench may be identified with (ModelOptions.fidelity)
-    if strategy == "model" and extras and not model_options.fidelity.is_design:
+    if strategy == "model" and (extras or held is not None) and not model_options.fidelity.is_design:
         identifier = fitter.refined(TwinOptics(design, model_options.fidelity), model_options.stray)
         if model_options.guide is not None:
             identifier = identifier.guided(fitter.refined(TwinOptics(design, model_options.guide), model_options.stray))
@@ -184,7 +231,7 @@ def align(
         )
         if strategy == "model":
             outcome = yield from model_plan(
-                fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes, identifier
+                fitter, probes, names, nominal, start_m, calibrate, dark, model_options, axes, identifier, held
             )
         else:
             designed = twin.energies(probes.inputs)
@@ -218,6 +265,8 @@ def align(
             np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels))
         )
     result.design_sha256 = design_fingerprint(design)
+    result.plate_sha256, result.setup_sha256 = plate_fingerprints(design), setup_fingerprint(design)
+    result.held_from = None if previous is None else previous.source
     result.model_passes = dict(fitter.passes)
     result.model_seconds = {kind: round(seconds, 3) for kind, seconds in fitter.seconds.items()}
     records = getattr(calibration, "records", None) or {}

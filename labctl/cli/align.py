@@ -28,7 +28,12 @@ def register(subparsers: Any) -> None:
         default="model",
         help="model: fit the offsets with the optics model (default); scan: per-axis scans",
     )
-    parser.add_argument("--plates", default=None, help="comma-separated plates to align (default: all)")
+    parser.add_argument(
+        "--plates",
+        default=None,
+        help="comma-separated plates to align (default: all); e.g. a replaced plate: the others, the beam and "
+        "the detector plane stay as the last alignment identified them",
+    )
     parser.add_argument(
         "--probes", type=int, default=None, help="probe masks (test images; default: one cassette, at most 6)"
     )
@@ -77,6 +82,8 @@ def align_command(args: argparse.Namespace) -> int:
     if result.converged:
         how = " (stack built up plate by plate)" if result.built_up else ""
         print(f"{args.strategy} alignment{how} -> {result.file}")
+        if result.held_from:
+            print(f"  plates not aligned, beam, detector plane and phase scale held as in {result.held_from}")
     else:
         print(
             f"{args.strategy} alignment did NOT converge (residual {result.residual:.3g}); no alignment file written. "

@@ -6,8 +6,9 @@ its detector gains (valid under the detector calibration in force) and, when the
 calibrated, the readings measured on the bench's training images. Each check refuses with one
 line that says what is wrong and what to do:
 
-- an alignment file must be there, made for this design (``design_sha256``, ``labctl.twin.
-  design_fingerprint``; an older file without it: its plate count, detectors and probe data set);
+- an alignment file must be there, made for this design (``labctl.twin.alignment_mismatch``, the
+  rule ``labctl align --plates`` also applies; an older file without fingerprints: its plate count
+  and detectors);
 - every file comes from one station, and from the station named, when one is;
 - the plate to replace is one of the alignment's plates;
 - measured readings, when there, are at least one per class, taken on this alignment.
@@ -25,7 +26,7 @@ from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import CalibrationSet
 from labctl.errors import ConfigError, DataError
 from labctl.stats import AccuracyCI, McNemarResult, mcnemar
-from labctl.twin import Twin, design_fingerprint
+from labctl.twin import Twin, alignment_mismatch
 
 
 @dataclass(frozen=True)
@@ -122,20 +123,11 @@ def load_identified_bench(folder: str | Path, design: Any, station: str | None =
 
 
 def _check_design(alignment: AlignmentRecord, design: Any) -> None:
-    where = alignment.source
-    if alignment.design_sha256 is not None:
-        if alignment.design_sha256 != design_fingerprint(design):
-            raise DataError(
-                f"{where}: made for another design (its plates, geometry or detectors differ); give the design the "
-                "bench was aligned for, or align the bench for this design first"
-            )
-        return
-    n_layers, detectors = design.geometry.n_layers, len(design.layout)
-    gains = 0 if alignment.gains is None else len(alignment.gains)
-    if len(alignment.plates) != n_layers or (alignment.gains is not None and gains != detectors):
+    reason = alignment_mismatch(alignment, design)
+    if reason is not None:
         raise DataError(
-            f"{where}: {len(alignment.plates)} plates and {gains} detectors, the design has {n_layers} and "
-            f"{detectors}; made for another design: give the design the bench was aligned for"
+            f"{alignment.source}: {reason}; give the design the bench was aligned for, or align the bench "
+            "for this design first"
         )
 
 
