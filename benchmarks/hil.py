@@ -4,6 +4,7 @@ physics-aware fine-tuning.
     python benchmarks/hil.py --json [--design mnist5k] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
+                             [--refine-epochs 2] [--refine-train 1500]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``realistic`` truth
 (plate spacing, rotation and tilt, printed staircase, per-neuron height errors of
@@ -20,19 +21,27 @@ The plates are mounted with the realistic world's lateral offsets and found by t
 model alignment (``--alignment model``: darks, stages and SLM calibrated first, then the
 alignment builds the stack up, identifies the bench and moves the plates; gains and source are
 calibrated on the aligned bench, and the twin every later step uses is the identified one).
+Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
+refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
+``--refine-train`` training images) sits with a fresh mounting error, so it is aligned alone
+before it is measured (``align(..., plates=[the last plate])``: the other plates, the beam and the
+detector plane held as the first alignment identified them), and gains and source are calibrated
+again; the prints during physics-aware training are not aligned (docs/hil.md).
 ``--alignment ideal`` instead mounts the plates without lateral offsets at their calibrated
-nominal readings (what a perfect x/y alignment leaves, the earlier stand-in) and keeps the
-design's twin.
+nominal readings (what a perfect x/y alignment leaves, the earlier stand-in), keeps the
+design's twin, aligns nothing and refines nothing.
 
 Scored on ``--test`` held-out test images (balanced over the classes; none of them trained
 anything), all on the same samples: the design's numerical accuracy (the twin as designed), the
 bench after alignment (plain argmax), with the fitted readout, with a readout trained by
 physics-aware steps on the readout's own training readings (replayed: a readout does not change
 what the bench measures, so its physics-aware training needs no new reads), with the
-physics-aware encoding and readout, and with the physics-aware plate (its plain argmax, its
-trained readout and a refitted one). Each with its 95 % Wilson interval; McNemar p-values of each
-method against the plain argmax and against the design; the share of the drop each recovers;
-detector reads and wall time per phase.
+physics-aware encoding and readout, with the physics-aware plate (its plain argmax, its
+trained readout and a refitted one), and with the refined plate (plain argmax, the first readout
+fit, a refitted readout). Each with its 95 % Wilson interval; McNemar p-values of each method
+against the plain argmax and against the design (the refined plate's also against the first
+readout fit); the share of the drop each recovers; detector reads and wall time per phase, and
+each alignment's verdict, reads and time.
 """
 
 from __future__ import annotations
@@ -60,9 +69,12 @@ from labctl.calibration.procedure import Settings  # noqa: E402
 from labctl.calibration.readout import training_set  # noqa: E402
 from labctl.campaign.store import CampaignStore  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
-from labctl.design.designfile import load_design  # noqa: E402
+from labctl.design.designfile import load_design, save_design  # noqa: E402
+from labctl.design.refine import RefineOptions, refine_plate  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
+from labctl.hil.identified import load_identified_bench  # noqa: E402
 from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, design_writer, measure_plan, pat_plan  # noqa: E402
+from labctl.plans.messages import SwapPlate  # noqa: E402
 from labctl.plans.runner import MemoryStore, Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
 from labctl.sim.truth import PRESETS  # noqa: E402
@@ -107,6 +119,32 @@ def scored(flags: np.ndarray, plain: np.ndarray, designed: np.ndarray) -> dict[s
     }
 
 
+def aligned(
+    bench: SoftBench, design: Any, runner: Runner, folder: Path, plates: list[str] | None = None
+) -> dict[str, Any]:
+    """``labctl align`` (model strategy; ``plates``: those alone, the rest held as the last alignment
+    found it), then what the alignment asks to calibrate (gains and source once the plates are found)."""
+    found = align(
+        bench, design, "model", runner, CalibrationSet.load_latest(folder), plates=plates, probes=6, folder=folder
+    )
+    calibrate(bench, folder, found.calibrations_after, runner, design=design, probes=default_probes(design, 6))
+    return {
+        "plates": plates or list(bench.plates),
+        "verdict": found.verdict,
+        "built_up": found.built_up,
+        "detector_reads": found.detector_reads,
+        "time_s": round(found.time_s, 1),
+        "model_seconds": found.model_seconds,
+        # the true offsets where the plates were left (only a benchmark may read them)
+        "plate_offsets_left_um": np.round(bench.world.plate_offsets_m() * 1e6, 1).tolist(),
+    }
+
+
+def swap(plate: str, path: str) -> Any:
+    """The plan of one operator request: print plate ``plate`` of the design file ``path`` and mount it."""
+    yield SwapPlate(plate, path, f"print plate {plate} of {path} and mount it")
+
+
 def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     truth = PRESETS["realistic"]
     if args.alignment == "ideal":
@@ -126,24 +164,27 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     else:
         calibrate(bench, folder, "darks,stages,slm", runner, design=design, probes=probes)
         phases.done("calibration")
-        found = align(bench, design, "model", runner, CalibrationSet.load_latest(folder), probes=6, folder=folder)
-        phases.done("alignment")
-        calibrate(bench, folder, found.calibrations_after, runner, design=design, probes=probes)
-        phases.done("calibration on the aligned bench")
-        alignment = {
-            "mode": "model",
-            "verdict": found.verdict,
-            "model_seconds": found.model_seconds,
-            # the true offsets where the plates were left (only a benchmark may read them)
-            "plate_offsets_left_um": np.round(bench.world.plate_offsets_m() * 1e6, 1).tolist(),
-        }
+        alignment = {"mode": "model", **aligned(bench, design, runner, folder)}
+        phases.done("alignment, then gains and source")
     settings = Settings(readout_samples=args.train, readout_averages=args.averages, readout_seed=seed)
     fit = calibrate(bench, folder, "readout", runner, design=design, settings=settings).results["readout"]
     phases.done("readout fit")
     calset = CalibrationSet.load_latest(folder)
+    data = load_dataset(design.dataset)
+    last = design.geometry.n_layers - 1
+    plate = list(bench.plates)[last]
+    refined = None
+    if args.alignment == "model" and args.refine_epochs > 0:  # the last plate refined against the identified twin
+        identified = load_identified_bench(folder, design)
+        options = RefineOptions(
+            epochs=args.refine_epochs, max_train=args.refine_train, test_samples=args.test, seed=seed
+        )
+        refined = refine_plate(
+            design, identified.twin.params(), last, data, options, gains=identified.twin.gains, progress=False
+        )
+        phases.done("refine (no reads)")
     # every reading from here on is kept in a campaign file (journal + HDF5), as a campaign's are
     store = runner.store = CampaignStore.create(folder / "hil.h5", {"benchmark": "hil", "seed": seed})
-    data = load_dataset(design.dataset)
     keys, images, labels = test_split(data, args.test, seed)
     readings = runner.run(measure_plan(keys, images, args.averages, calset.apply, "test_plain", labels))
     phases.done("test, as aligned")
@@ -155,7 +196,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     training = training_set(data, args.train, seed)
     train_readings = np.array([r["calibrated"] for r in calibration_records.streams["readout_training"]])
     twin = Twin.from_calibration(design, calset)
-    options = PatOptions(  # the readout's pull toward the plain argmax: as cross-validation chose it
+    pat_options = PatOptions(  # the readout's pull toward the plain argmax: as cross-validation chose it
         epochs=args.epochs,
         batch=args.batch,
         averages=args.averages,
@@ -163,14 +204,14 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         penalty=fit.penalty,
         seed=seed,
     )
-    replay = PhysicsAware(twin, type(fit.readout).identity(10, fit.readout.input_scale), {"readout"}, options)
+    replay = PhysicsAware(twin, type(fit.readout).identity(10, fit.readout.input_scale), {"readout"}, pat_options)
     order = np.random.default_rng(seed)
     for _ in range(args.epochs * 5):  # the readings cost nothing to replay: more passes
         for chosen in np.array_split(order.permutation(len(training)), max(1, len(training) // args.batch)):
             replay.step(training.images[chosen], training.labels[chosen], train_readings[chosen])
     readout_pat = replay.readout.predict(readings) == labels
 
-    trainer = PhysicsAware(twin, fit.readout, {"encoding", "readout"}, options)
+    trainer = PhysicsAware(twin, fit.readout, {"encoding", "readout"}, pat_options)
     runner.run(pat_plan(trainer, list(training.keys), training.images, training.labels, calset.apply))
     phases.done("physics-aware training")
     pat_readings = runner.run(
@@ -181,18 +222,54 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     encoded_plain = np.argmax(pat_readings, axis=1) == labels
 
     # a replacement for the last plate by physics-aware training: one print per step
-    last = design.geometry.n_layers - 1
-    reprint = Reprint(list(bench.plates)[last], design_writer(design, folder))
-    plate_options = dataclasses.replace(options, epochs=args.plate_epochs)
+    prints: list[str] = []
+    write = design_writer(design, folder)
+
+    def written(heights: np.ndarray) -> str:
+        prints.append(write(heights))
+        return prints[-1]
+
+    plate_options = dataclasses.replace(pat_options, epochs=args.plate_epochs)
     printer = PhysicsAware(twin, fit.readout, {"plate", "readout"}, plate_options, plate=last)
+    reprint = Reprint(plate, written)
     runner.run(pat_plan(printer, list(training.keys), training.images, training.labels, calset.apply, reprint=reprint))
     phases.done("physics-aware plate")
-    settings = dataclasses.replace(settings, readout_seed=seed + 1000)  # fresh training images for the new stack
-    refit = calibrate(bench, folder, "readout", runner, design=design, settings=settings).results["readout"]
-    phases.done("readout fit, new plate")
-    plate_readings = runner.run(measure_plan(keys, images, args.averages, calset.apply, "test_plate", labels))
-    phases.done("test, new plate")
-    prints = store.count("pat_prints")  # one after every step: the last print is the step's last update
+    realignments = {}
+    if args.alignment == "model":  # the last print sits where its mount put it: align it alone
+        realignments["pat_plate"] = aligned(bench, load_design(Path(prints[-1])), runner, folder, [plate])
+        phases.done("alignment of the last print, gains and source")
+
+    def new_stack(stream: str, readout_seed: int) -> tuple[np.ndarray, Any]:
+        """The held-out test images read on the bench as it is now, and a readout fitted on it."""
+        fresh = dataclasses.replace(settings, readout_seed=readout_seed)  # other training images than the first fit's
+        refit = calibrate(bench, folder, "readout", runner, design=design, settings=fresh).results["readout"]
+        phases.done(f"readout fit, {stream}")
+        now = CalibrationSet.load_latest(folder)  # the gains and source calibrated after the alignment
+        readings = runner.run(measure_plan(keys, images, args.averages, now.apply, stream, labels))
+        phases.done(f"test, {stream}")
+        return readings, refit
+
+    plate_readings, refit = new_stack("test_plate", seed + 1000)
+    out: dict[str, Any] = {}
+    if refined is not None:  # the refined plate printed, mounted, aligned alone, measured
+        path = save_design(refined.design, folder / "refined.h5")
+        runner.run(swap(plate, str(path)))
+        realignments["refined_plate"] = aligned(bench, refined.design, runner, folder, [plate])
+        phases.done("swap and alignment of the refined plate, gains and source")
+        refined_readings, refined_refit = new_stack("test_refined", seed + 2000)
+        right = {
+            "plain": np.argmax(refined_readings, axis=1) == labels,
+            "first_readout": fit.readout.predict(refined_readings) == labels,
+            "readout_refit": refined_refit.readout.predict(refined_readings) == labels,
+        }
+        out["refined_plate"] = {
+            name: {**scored(flags, plain, designed), "mcnemar_p_vs_readout_fit": mcnemar(flags, readout_fit).p_value}
+            for name, flags in right.items()
+        } | {
+            "twin_before_after": [refined.before.as_dict(), refined.after.as_dict()],
+            "refine_train_images": args.refine_train,
+            "refine_epochs": args.refine_epochs,
+        }
     store.finish()
     return {
         "seed": seed,
@@ -210,7 +287,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         },
         "pat_plate_readout": {
             **scored(printer.readout.predict(plate_readings) == labels, plain, designed),
-            "prints": prints,
+            "prints": len(prints),
             "plain_argmax": AccuracyCI.from_flags(np.argmax(plate_readings, axis=1) == labels).as_dict(),
             "training_loss_first_last": [printer.history[0].loss, printer.history[-1].loss],
         },
@@ -218,6 +295,8 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             **scored(refit.readout.predict(plate_readings) == labels, plain, designed),
             "mcnemar_p_vs_readout_fit": mcnemar(refit.readout.predict(plate_readings) == labels, readout_fit).p_value,
         },
+        **out,
+        "realignments": realignments,
         "phases": phases.table,
         "detector_reads": runner.detector_reads,
         "wall_s": round(time.perf_counter() - started, 1),
@@ -236,6 +315,10 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=20, help="physics-aware training batch")
     parser.add_argument("--plate-epochs", type=int, default=2, help="physics-aware plate passes (a print per step)")
     parser.add_argument("--encoding-lr", type=float, default=PatOptions.encoding_lr, help="Adam step of the encoding")
+    parser.add_argument(
+        "--refine-epochs", type=int, default=2, help="epochs of the plate refined against the twin (0: no such row)"
+    )
+    parser.add_argument("--refine-train", type=int, default=1500, help="training images the refinement uses")
     parser.add_argument(
         "--alignment",
         choices=("model", "ideal"),

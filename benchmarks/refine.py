@@ -10,8 +10,10 @@ procedure runs as a user runs it: ``calibrate`` darks, stages, SLM, gains and so
 align`` (model strategy, identifying the bench); gains and source again; then the whole test split
 is read on the bench (plain argmax). ``refine_plate`` re-trains ``--plate`` against the twin the
 alignment identified (``labctl design refine``); the simulated operator prints it with the bench's
-own print errors and mounts it (``SwapPlate``); the bench is aligned again for the refined design,
-gains and source calibrated again, and the test split read again.
+own print errors and mounts it (``SwapPlate``); the new plate is aligned alone for the refined
+design (``align(..., plates=[--plate])``: the other plates, the beam and the detector plane held as
+the first alignment identified them), gains and source calibrated again, and the test split read
+again.
 
 Reported, all on the same held-out test images with 95 % Wilson intervals: the design's numerical
 accuracy (the twin as designed), the bench before, the twin as identified before and after the
@@ -65,9 +67,12 @@ def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def aligned(bench: SoftBench, design: Any, runner: Runner, folder: Path) -> dict[str, Any]:
-    """``labctl align`` (model strategy), then gains and source on the aligned bench."""
-    result = align(bench, design, "model", runner, CalibrationSet.load_latest(folder), folder=folder)
+def aligned(
+    bench: SoftBench, design: Any, runner: Runner, folder: Path, plates: list[str] | None = None
+) -> dict[str, Any]:
+    """``labctl align`` (model strategy; ``plates``: those alone, the rest held as the last alignment
+    found it), then gains and source on the aligned bench."""
+    result = align(bench, design, "model", runner, CalibrationSet.load_latest(folder), plates=plates, folder=folder)
     out = {"converged": bool(result.converged), "verdict": (result.verdict or {}).get("kind") or result.verdict}
     if result.converged:
         calibrate(bench, folder, "gains,source", runner, design=design, probes=default_probes(design, 6))
@@ -109,7 +114,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     phases.done("refine")
     path = save_design(refined.design, folder / "refined.h5")
     runner.run(iter_one(SwapPlate(identified.plates[plate], str(path))))
-    out["alignment_after"] = aligned(bench, refined.design, runner, folder)
+    out["alignment_after"] = aligned(bench, refined.design, runner, folder, [identified.plates[plate]])
     phases.done("swap and alignment")
     out.update(
         design=AccuracyCI.from_flags(np.argmax(Twin(design).predict(images), axis=1) == labels).as_dict(),
