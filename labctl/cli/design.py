@@ -327,7 +327,7 @@ def _register_refine(sub: argparse._SubParsersAction) -> None:
         description="Re-train one plate of the design the bench was aligned for, with the other plates where the "
         "alignment found them (offsets, rotations, beam, detector plane, phase scale, detector gains), so that the "
         "stack as it really is classifies well. Writes a new design file; export it and have the plate swapped "
-        "(`labctl station swap-plate`), then align again. See docs/hil.md.",
+        "(`labctl station swap-plate`), then align it alone (`labctl align --plates PLATE`). See docs/hil.md.",
     )
     p.add_argument("--station", type=Path, help="station file: its calibration folder and design are the defaults")
     p.add_argument("--calibration", type=Path, help="the bench's calibration folder (default: the station's)")
@@ -447,7 +447,7 @@ def _refine(args: argparse.Namespace) -> int:
     print(
         f"{args.out}: plate {name} refined for the bench of {folder}. Next: `labctl design export --design {args.out} "
         f"--out <folder>`, print plate {name}, `labctl station swap-plate <station> --plate {name} --design "
-        f"{args.out}`, point the station's design at it and align again"
+        f"{args.out}`, point the station's design at it and `labctl align --plates {name}`"
     )
     return 0
 

@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
         help="have the operator print a plate of a design file and mount it in place of the old one",
         description="Ask the station's operator to print plate PLATE of the design file (`labctl design export` "
         "writes its STL) and mount it in place of the old one. Then point the station's `design:` at the file "
-        "and align again.",
+        "and align that plate alone (`labctl align --plates PLATE`).",
     )
     swap.add_argument("file", type=Path, help="the station file (YAML)")
     swap.add_argument("--plate", required=True, help="the station's name of the plate to replace, e.g. L5")
@@ -152,7 +152,7 @@ def swap_plate(args: argparse.Namespace) -> int:
     operator(SwapPlate(args.plate, path, f"replace plate {args.plate} by plate {args.plate} of {args.design}"))
     print(
         f"{args.file}: plate {args.plate} replaced by plate {args.plate} of {args.design}. Next: set "
-        f"`design: {path}` in the station file, run `labctl align`, and re-fit the readout "
-        "(`labctl calibrate --only readout`)"
+        f"`design: {path}` in the station file, align the new plate (`labctl align --plates {args.plate}`), and "
+        "calibrate gains, source and readout (`labctl calibrate --only gains,source,readout`)"
     )
     return 0

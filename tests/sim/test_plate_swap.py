@@ -167,7 +167,7 @@ def test_swap_plate_on_the_command_line_asks_the_station_operator(tmp_path, caps
         station = str(sim.station_path)
         assert main(["station", "swap-plate", station, "--plate", "L3", "--design", str(path)]) == 0
         out = capsys.readouterr().out
-        assert "plate L3 replaced" in out and "labctl align" in out and f"design: {path}" in out
+        assert "plate L3 replaced" in out and "labctl align --plates L3" in out and f"design: {path}" in out
         assert [name for name, _ in sim.printer.prints] == ["L3"]
         for argv, words in [
             (["--plate", "L8", "--design", str(path)], "no plate L8 on station"),
