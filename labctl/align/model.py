@@ -234,7 +234,13 @@ def model_plan(
         """Everything ``on`` identifies, from ``previous``."""
         on = on if previous.bench is None else on.anchored(previous.bench)
         iterations = options.identify_iterations
-        return on.fit(fit_observations, previous.mount_m, max_step_m=options.max_step_m, max_iterations=iterations)
+        return on.fit(
+            fit_observations,
+            previous.mount_m,
+            max_step_m=options.max_step_m,
+            max_iterations=iterations,
+            extrapolate=True,
+        )
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
         u = yield from displacements(plates, nominal_m)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.align.fit import MM, Observation, OffsetFit, fit_scaling
+from labctl.align.fit import MM, Observation, OffsetFit, _Descent, fit_scaling
 from labctl.errors import ConfigError
 from labctl.optics import D2NN
 from labctl.twin_optics import Fidelity, TwinOptics
@@ -179,3 +179,17 @@ def test_a_guided_fit_ends_at_its_own_optimum_with_few_of_its_own_jacobians(desi
     assert calls["coarse"] >= 2
     assert calls["fine"] <= 2 < plain_calls
     assert np.allclose(guided.stderr_m, plain.stderr_m, rtol=0.05)
+
+
+def test_steps_shrinking_along_one_direction_are_extrapolated_to_where_they_head():
+    """Gauss-Newton's linear tail (each step rho times the last, same direction) sums to
+    step rho / (1 - rho); anything else is not extrapolated, and no jump exceeds the trust bound."""
+    descent = _Descent(np.array([1.0, 1.0, 0.1]), 1e-4, 1e-7, 5e-6, 0.5, extrapolate=True)
+    direction = np.array([0.1, -0.05, 0.01])
+    jump = descent.extrapolation(direction, 0.8 * direction, trust=8.0)
+    assert jump == pytest.approx(0.8 * direction * 0.8 / 0.2)
+    assert descent.extrapolation(None, direction, 8.0) is None
+    assert descent.extrapolation(direction, np.array([0.05, 0.1, 0.0]), 8.0) is None  # turned
+    assert descent.extrapolation(direction, direction, 8.0) is None  # not shrinking
+    capped = descent.extrapolation(direction, 0.99 * direction * 0.95, trust=1.0)
+    assert np.max(np.abs(capped) / descent.limits) == pytest.approx(1.0)
