@@ -329,8 +329,8 @@ class _Descent:
                     far_energies = fit.energies(observations, fit.mount(far), far)
                     far_r, far_scaling, _ = fit._misfit(observations, far_energies)
                     if float(far_r @ far_r) < cost:
-                        x, cost, r, scaling, trial_energies = far, float(far_r @ far_r), far_r, far_scaling, far_energies
-                        previous = None
+                        x, r, scaling, trial_energies = far, far_r, far_scaling, far_energies
+                        cost, previous = float(far_r @ far_r), None
                 if guide is not None and ratio < 0.25:
                     break  # the guide no longer predicts this model's misfit: its own Jacobian from here
                 if self.moved(x, x_jac) * self.max_step_m > self.refresh_m:
