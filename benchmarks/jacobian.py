@@ -1,10 +1,13 @@
 """Cost of the alignment's Jacobian: the batched ``D2NN.energy_jacobian`` against one adjoint pass per detector.
 
-    python benchmarks/jacobian.py --json [--design mnist5k] [--probes 6] [--oversample 1,2] [--repeats 3]
+    python benchmarks/jacobian.py --json [--design mnist5k] [--probes 6] [--oversample 1,2] [--repeats 3] [--printed]
 
 On the shipped design's geometry and plates, for ``--probes`` test images of its data set on a
 fully misaligned bench (every ``BenchParams`` field non-trivial: offsets incl. z, rotations, an
-off-centre Gaussian beam, a displaced detector plane, a phase scale), at each oversampling factor:
+off-centre Gaussian beam, a displaced detector plane, a phase scale), at each oversampling factor
+(with ``--printed``: the twin's model of the plates as printed at that factor, ``labctl.twin_optics``:
+printed frame in the window, heights on the printer's layers; ``--oversample 1,2 --printed`` compares
+the alignment's guide, ``PRINTED_COARSE``, with the model it steers, ``PRINTED``):
 
 - ``per_detector_s``: what the alignment did before ``energy_jacobian``: per probe one recorded
   forward pass and one ``D2NN.backward`` per detector (cotangent e_c);
@@ -39,6 +42,7 @@ from labctl.design.designfile import load_design  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.optics import D2NN, BenchParams  # noqa: E402
 from labctl.twin import design_inputs  # noqa: E402
+from labctl.twin_optics import Fidelity, TwinOptics  # noqa: E402
 
 
 def misaligned_bench(n_layers: int, rng: np.random.Generator) -> BenchParams:
@@ -67,10 +71,15 @@ def per_detector(model: D2NN, inputs: np.ndarray, heights: np.ndarray, params: B
     return out
 
 
-def measure(design, oversample: int, inputs: np.ndarray, params: BenchParams, repeats: int) -> dict:
-    geom = dataclasses.replace(design.geometry, oversample=oversample)
-    model = D2NN(geom, design.layout, design.model_material())
-    heights = design.heights_m
+def measure(design, oversample: int, inputs: np.ndarray, params: BenchParams, repeats: int, printed: bool) -> dict:
+    if printed:
+        optics = TwinOptics(design, Fidelity(oversample=oversample, frame=True, printed=True))
+        model, heights, inputs = optics.model, optics.heights_m, optics.inputs(inputs)
+        geom = model.geom
+    else:
+        geom = dataclasses.replace(design.geometry, oversample=oversample)
+        model = D2NN(geom, design.layout, design.model_material())
+        heights = design.heights_m
     model.energy_jacobian(inputs[:1], heights, params=params)  # rotation operators, FFT plans, thread pool
     plate = f"L{(geom.n_layers + 1) // 2}"
     one_plate = [f"{plate}.dx", f"{plate}.dy", f"{plate}.dz"]
@@ -98,6 +107,7 @@ def measure(design, oversample: int, inputs: np.ndarray, params: BenchParams, re
     columns = [params.names().index(name) for name in one_plate]
     return {
         "oversample": oversample,
+        "printed": printed,
         "padded_grid": geom.padded,
         **{k: round(v, 4) for k, v in best.items()},
         **{k.replace("_s", "_cpu_s"): round(v, 4) for k, v in cpu.items()},
@@ -124,13 +134,14 @@ def main() -> None:
     parser.add_argument("--oversample", default="1,2", help="comma-separated oversampling factors")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--printed", action="store_true", help="the twin's model of the plates as printed")
     parser.add_argument("--json", action="store_true", help="print only the JSON result")
     args = parser.parse_args()
     design = load_design(resolve_design(args.design))
     _, images, _ = dataset_split(design, args.probes)
     inputs = design_inputs(design, images)
     params = misaligned_bench(design.geometry.n_layers, np.random.default_rng(args.seed))
-    rows = [measure(design, int(k), inputs, params, args.repeats) for k in args.oversample.split(",")]
+    rows = [measure(design, int(k), inputs, params, args.repeats, args.printed) for k in args.oversample.split(",")]
     result = {
         "benchmark": "jacobian",
         "design": args.design,
