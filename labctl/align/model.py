@@ -4,8 +4,8 @@ Rounds: measure every probe where the stages are, fit the mounting offsets (``fi
 design's optics model against the readings, gains and per-read scales in closed form, exact
 adjoint derivatives), move every fitted axis to nominal minus its fitted offset, and measure
 again there. Each new configuration is one more observation of the same unknowns, so the fit
-sharpens; the loop stops when the fitted offsets change by less than ``tolerance_m`` or the
-residual stops improving.
+sharpens; the loop stops when the fitted offsets change by less than ``tolerance_m`` or their own
+uncertainty (and no identified rotation is left to undo), or the residual stops improving.
 
 The first fit is the delicate one: the detector energies decorrelate when a plate moves by
 about one neuron (0.4 mm on the reference geometry), so the fit from the previous alignment (or
@@ -43,7 +43,8 @@ class ModelOptions:
 
     averages: int = 8  # detector averages per probe read (reads are cheap next to a scan's; noise is not)
     rounds: int = 3  # measure-fit-move rounds after the first fit, at most
-    tolerance_m: float = 2e-6  # stop once no fitted offset changes by more than this
+    tolerance_m: float = 2e-6  # stop once no fitted offset changes by more than this ...
+    settled_sigmas: float = 1.0  # ... or than this many of its own standard uncertainties
     acceptance: Acceptance = field(default_factory=Acceptance)  # how a fit is told from a false minimum (accept.py)
     max_step_m: float = 0.1e-3  # longest step of one fit iteration
     acquire_iterations: int = 10  # iterations of the first fit (before deciding to build up)
@@ -176,15 +177,40 @@ def _aligned_plates(fitter: OffsetFit) -> np.ndarray:
     return fitter.axes.any(axis=1) | np.isin(np.arange(len(fitter.axes)), turned)
 
 
+def _settled(plates: Sequence[str], result: FitResult, previous: FitResult, options: ModelOptions) -> bool:
+    """Whether another round would change nothing that matters: no fitted offset moved by more than
+    ``tolerance_m`` or ``settled_sigmas`` of its own uncertainty (a move within the fit's error bar
+    is noise, and one more position sharpens the fit by little), and no identified rotation is to be
+    undone (``RotationOptions.why_left``)."""
+    change = np.abs(result.mount_m - previous.mount_m)
+    if np.any(change > np.maximum(options.tolerance_m, options.settled_sigmas * result.stderr_m)):
+        return False
+    if options.rotation is None:
+        return True
+    rules = options.rotation
+    return all(rules.why_left(*fitted) is not None for fitted in _fitted_rotations(plates, result).values())
+
+
+def _fitted_rotations(plates: Sequence[str], result: FitResult) -> dict[str, tuple[float, float]]:
+    """Plate -> (fitted rotation, its sigma) in radians, for the plates whose rotation ``result`` fitted."""
+    if result.bench is None:
+        return {}
+    return {
+        plate: (float(result.bench.rotations_rad[i]), result.extras[f"{plate}.rot"][1])
+        for i, plate in enumerate(plates)
+        if f"{plate}.rot" in result.extras
+    }
+
+
 def _turn_plates(plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
     """Undo the plate rotations ``result`` identified (rotate.py); returns ``result`` with the
     rotations the plates should now have (where the next fit starts), and whether any plate was
     turned (then the readings before the turn saw another bench and no longer count)."""
-    turned = [i for i in range(len(plates)) if f"{plates[i]}.rot" in result.extras]
-    if options is None or result.bench is None or not turned:
+    rotations = _fitted_rotations(plates, result)
+    if options is None or result.bench is None or not rotations:
         return result, False
-    fitted = {plates[i]: float(result.bench.rotations_rad[i]) for i in turned}
-    sigma = {plates[i]: result.extras[f"{plates[i]}.rot"][1] for i in turned}
+    fitted = {plate: r[0] for plate, r in rotations.items()}
+    sigma = {plate: r[1] for plate, r in rotations.items()}
     outcome = yield from correct_rotations(fitted, sigma, options)
     expected = outcome.expected_rad()
     bench = result.bench.copy()
@@ -386,8 +412,7 @@ def model_plan(
         yield from m.record(
             "alignment_fit", round=number, mount_m=result.mount_m, residual=result.residual, verdict=verdict.kind
         )
-        change = float(np.max(np.abs(result.mount_m - previous.mount_m)))
-        if change < options.tolerance_m or result.residual > previous.residual * 1.5:
+        if _settled(plates, result, previous, options) or result.residual > previous.residual * 1.5:
             break
     yield from settle(plates, axes, nominal_m - result.mount_m)
     return outcome

@@ -56,6 +56,15 @@ class RotationOptions:
         if self.hand_tolerance_rad <= 0:
             raise ConfigError("rotation correction: hand_tolerance_rad must be > 0 (a hand is never exact)")
 
+    def why_left(self, rotation_rad: float, sigma_rad: float) -> str | None:
+        """Why a fitted rotation (with its sigma) is left alone, or None if it is to be undone."""
+        rotation, sigma = abs(float(rotation_rad)), abs(float(sigma_rad))
+        if rotation < self.min_rad:
+            return f"{rotation / DEG:.4f} deg is below {self.min_rad / DEG:.4f} deg"
+        if rotation < self.significance * sigma:
+            return f"{rotation / DEG:.4f} deg is within {self.significance:g} sigma ({sigma / DEG:.4f} deg) of zero"
+        return None
+
 
 @dataclass(frozen=True)
 class RotationCorrection:
@@ -115,14 +124,8 @@ def correct_rotations(
     for plate, rotation in fitted_rad.items():
         sigma = abs(float(sigma_rad.get(plate, 0.0)))
         rotation = float(rotation)
-        small = abs(rotation) < options.min_rad
-        unresolved = abs(rotation) < options.significance * sigma
-        if small or unresolved:
-            why = (
-                f"{abs(rotation) / DEG:.4f} deg is below {options.min_rad / DEG:.4f} deg"
-                if small
-                else f"{abs(rotation) / DEG:.4f} deg is within {options.significance:g} sigma ({sigma / DEG:.4f} deg) of zero"
-            )
+        why = options.why_left(rotation, sigma)
+        if why is not None:
             decided.append(RotationCorrection(plate, rotation, sigma, "none", reason=why))
         elif plate in stages:
             targets[plate] = stages[plate] - rotation

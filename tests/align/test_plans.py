@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 
 from labctl.align import figure_of_merit, parabola_peak, scan_plan
+from labctl.align.fit import FitResult, Scaling
+from labctl.align.model import ModelOptions, _settled
 from labctl.align.scan import ScanOptions
 from labctl.align.steps import measure_accuracy, move_plates, read_probes, subtract_dark
 from labctl.drivers.roles import Reading
+from labctl.optics import BenchParams
 from labctl.plans.messages import LoadCassette, MoveAxes, ReadDetectors, ReadPositions, Record, SetSource, Show
 from labctl.plans.testing import collect
 
@@ -113,3 +116,30 @@ def test_scan_finds_a_known_optimum(probes):
     reads = sum(isinstance(s, ReadDetectors) for s in steps)
     assert reads == (2 * (11 + 5) + 1) * len(probes)
     assert not any(isinstance(s, SetSource) for s in steps)  # the procedure, not the scan, owns the source
+
+
+def _fit_at(mount_um, stderr_um, rotation_deg=None, rotation_sigma_deg=0.01):
+    """A fitted two-plate bench: offsets (um) with their sigmas, L2's rotation (deg) if fitted."""
+    extras, bench = {}, None
+    if rotation_deg is not None:
+        bench = BenchParams(np.zeros((2, 3)), np.zeros(2))
+        bench.rotations_rad[1] = np.deg2rad(rotation_deg)
+        extras["L2.rot"] = (np.deg2rad(rotation_deg), np.deg2rad(rotation_sigma_deg))
+    mount = np.zeros((2, 3))
+    mount[:, :2] = np.asarray(mount_um, float) * 1e-6
+    stderr = np.zeros((2, 3))
+    stderr[:, :2] = stderr_um * 1e-6
+    return FitResult(mount, stderr, Scaling(np.ones((1, 1)), np.ones(10)), 0.01, 5, bench=bench, extras=extras)
+
+
+def test_rounds_stop_once_the_offsets_move_within_their_error_bars_and_no_rotation_is_left():
+    options, plates = ModelOptions(), ("L1", "L2")
+    before = _fit_at([[0, 0], [0, 0]], 10.0)
+    # 6 um moves: more than the 2 um tolerance, less than the 10 um the fit cannot see
+    assert _settled(plates, _fit_at([[6, -6], [0, 3]], 10.0), before, options)
+    assert not _settled(plates, _fit_at([[6, -6], [0, 3]], 1.0), before, options)
+    assert not _settled(plates, _fit_at([[6, -6], [0, 3]], 10.0), before, ModelOptions(settled_sigmas=0.5))
+    # a rotation still to undo (0.3 deg, 30 sigma) keeps the rounds going; one below 0.05 deg does not
+    assert not _settled(plates, _fit_at([[1, 0], [0, 1]], 10.0, rotation_deg=0.3), before, options)
+    assert _settled(plates, _fit_at([[1, 0], [0, 1]], 10.0, rotation_deg=0.03), before, options)
+    assert _settled(plates, _fit_at([[1, 0], [0, 1]], 10.0, rotation_deg=0.3), before, ModelOptions(rotation=None))
