@@ -266,6 +266,7 @@ def model_plan(
             max_step_m=options.max_step_m,
             max_iterations=iterations,
             extrapolate=True,
+            secant=True,
         )
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:

@@ -193,3 +193,27 @@ def test_steps_shrinking_along_one_direction_are_extrapolated_to_where_they_head
     assert descent.extrapolation(direction, direction, 8.0) is None  # not shrinking
     capped = descent.extrapolation(direction, 0.99 * direction * 0.95, trust=1.0)
     assert np.max(np.abs(capped) / descent.limits) == pytest.approx(1.0)
+
+
+def test_a_secant_fit_reaches_the_same_optimum_with_fewer_jacobians(fitter, monkeypatch):
+    """Broyden-corrected Jacobians between fresh ones (``secant``): the same truth and error bars
+    from noiseless readings, fewer linearisations, and the stop decided on a fresh one."""
+    rng = np.random.default_rng(8)
+    truth = fitter.mount(rng.choice([-1.0, 1.0], int(fitter.axes.sum())) * 0.08)
+    observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
+    counted = []
+    original = OffsetFit._linearise
+
+    def linearise(self, *args, **kwargs):
+        counted.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OffsetFit, "_linearise", linearise)
+    plain = fitter.fit(observations, np.zeros((3, 3)), max_iterations=40)
+    plain_calls = len(counted)
+    counted.clear()
+    secant = fitter.fit(observations, np.zeros((3, 3)), max_iterations=40, secant=True)
+    assert np.max(np.abs(secant.mount_m - truth)) < 0.05e-6
+    assert np.max(np.abs(plain.mount_m - truth)) < 0.05e-6
+    assert len(counted) < plain_calls
+    assert np.allclose(secant.stderr_m, plain.stderr_m, rtol=0.05)
