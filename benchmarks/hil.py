@@ -124,13 +124,9 @@ def aligned(
 ) -> dict[str, Any]:
     """``labctl align`` (model strategy; ``plates``: those alone, the rest held as the last alignment
     found it), then what the alignment asks to calibrate (gains and source once the plates are found)."""
-    kept, runner.store = runner.store, MemoryStore()  # its records are the alignment file's, not the campaign's
-    try:
-        found = align(
-            bench, design, "model", runner, CalibrationSet.load_latest(folder), plates=plates, probes=6, folder=folder
-        )
-    finally:
-        runner.store = kept
+    found = align(
+        bench, design, "model", runner, CalibrationSet.load_latest(folder), plates=plates, probes=6, folder=folder
+    )
     calibrate(bench, folder, found.calibrations_after, runner, design=design, probes=default_probes(design, 6))
     return {
         "plates": plates or list(bench.plates),

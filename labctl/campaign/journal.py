@@ -6,7 +6,8 @@ it added to the HDF5 file. A record is committed once its journal entry is compl
 checksum matches; a torn last entry (the kill came mid-write) is ignored and cut off on resume.
 
 Entry layout: magic ``b"LCJ1"``, payload length (u32 LE), CRC-32 of the payload (u32 LE),
-payload = an ``.npz`` archive (no pickles) of the record's fields plus its stream name.
+payload = an ``.npz`` archive (no pickles) of the record's fields plus its stream name; a field
+whose value is None is not an array but named in the archive's ``__none__`` list, and decodes as None.
 """
 
 from __future__ import annotations
@@ -24,22 +25,29 @@ import numpy as np
 MAGIC = b"LCJ1"
 _HEADER = struct.Struct("<4sII")
 _STREAM_KEY = "__stream__"
+_NONE_KEY = "__none__"
 
 
 def encode(stream: str, data: dict[str, Any]) -> bytes:
     """One journal entry for a record of ``stream``."""
-    arrays: dict[str, Any] = {key: np.asarray(value) for key, value in data.items()}
+    arrays: dict[str, Any] = {key: np.asarray(value) for key, value in data.items() if value is not None}
     arrays[_STREAM_KEY] = np.asarray(stream)
+    nones = [key for key, value in data.items() if value is None]
+    if nones:
+        arrays[_NONE_KEY] = np.asarray(nones)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, allow_pickle=False, **arrays)
     payload = buffer.getvalue()
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-def decode(payload: bytes) -> tuple[str, dict[str, np.ndarray]]:
+def decode(payload: bytes) -> tuple[str, dict[str, np.ndarray | None]]:
     with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-        data = {key: archive[key] for key in archive.files}
+        data: dict[str, np.ndarray | None] = {key: archive[key] for key in archive.files}
     stream = str(data.pop(_STREAM_KEY))
+    nones = data.pop(_NONE_KEY, None)
+    if nones is not None:
+        data.update(dict.fromkeys(str(key) for key in nones))
     return stream, data
 
 
@@ -64,7 +72,7 @@ class Journal:
             pass
 
     @staticmethod
-    def entries(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    def entries(path: str | os.PathLike[str]) -> Iterator[tuple[str, dict[str, np.ndarray | None]]]:
         """Committed entries in order; stops at the first torn or corrupt one."""
         for _, stream, data in _scan(Path(path)):
             yield stream, data
@@ -80,7 +88,7 @@ class Journal:
         return count
 
 
-def _scan(path: Path) -> Iterator[tuple[int, str, dict[str, np.ndarray]]]:
+def _scan(path: Path) -> Iterator[tuple[int, str, dict[str, np.ndarray | None]]]:
     """(end offset, stream, data) of each committed entry."""
     with open(path, "rb") as handle:
         blob = handle.read()

@@ -9,6 +9,14 @@ Layout of ``campaign.h5``:
   is written. A field longer than ``count`` holds a record that was being written when the
   process died; it is overwritten on resume.
 
+A field holds numbers, strings, arrays of them, or None (an optional value not set, as in the
+alignment's ``alignment_rotation`` records); a field that a record does not have (one that other
+records of its stream have) is None in that record. The records where a field was None are
+marked in the stream's ``__none__`` subgroup, one boolean dataset per such field; the field's own
+dataset has a fill value there (and does not exist while every record so far was None). Reading
+gives a field without a None as an ordinary array, and one with a None as a one-dimensional
+object array whose items are each record's value or None.
+
 Every record goes first to the write-ahead journal (``campaign.h5.journal``, see ``journal.py``),
 then into HDF5, which is flushed. On resume the HDF5 file is rebuilt from the journal (a kill
 mid-write can damage it in ways that only show on the next write). When the campaign finishes,
@@ -42,11 +50,10 @@ def journal_path(path: Path) -> Path:
     return path.with_name(path.name + ".journal")
 
 
-def _as_storable(value: Any) -> np.ndarray:
-    array = np.asarray(value)
-    if array.dtype.kind == "U":
-        return array.astype(h5py.string_dtype())
-    return array
+#: A stream's subgroup that marks, per field, the records whose value was None.
+_NONE_GROUP = "__none__"
+#: Field names the journal or the layout use for themselves.
+_RESERVED = {_NONE_GROUP, "__stream__"}
 
 
 class CampaignStore:
@@ -104,7 +111,7 @@ class CampaignStore:
             h5 = _new_file(rebuilt, metadata)
             replay = cls(rebuilt, h5, Journal(jpath), metadata)
             for stream, data in entries[1:]:
-                replay._append_h5(stream, data)
+                replay._append_h5(stream, replay._storable(stream, data))
             replay._h5.close()
             replay._journal.close()
             os.replace(rebuilt, path)
@@ -121,6 +128,7 @@ class CampaignStore:
         """Append one record to ``stream``; durable (journal fsync'd, HDF5 flushed) on return."""
         if stream == _META_STREAM or "/" in stream:
             raise DataError(f"{self.path}: {stream!r} is not a valid stream name")
+        fields = self._storable(stream, data)  # refused here, before the journal holds what HDF5 cannot
         check_room(self.path)
         try:
             self._journal.append(stream, data)
@@ -130,7 +138,7 @@ class CampaignStore:
                 "stored, those before it are. Free space on the disk, then resume"
             ) from None
         try:
-            self._append_h5(stream, data)
+            self._append_h5(stream, fields)
             self._h5.flush()
         except OSError as exc:  # the journal holds the record; resuming rebuilds the HDF5 file from it
             raise DataError(
@@ -138,12 +146,48 @@ class CampaignStore:
                 f"journal {journal_path(self.path).name}. Free space on the disk, then resume"
             ) from None
 
-    def _append_h5(self, stream: str, data: dict[str, Any]) -> None:
+    def _storable(self, stream: str, data: dict[str, Any]) -> dict[str, np.ndarray | None]:
+        """Each field as HDF5 holds it (None stays None), checked against what the stream holds."""
+        fields: dict[str, np.ndarray | None] = {}
+        group = self._h5.get(stream)
+        for key, value in data.items():
+            where = f"{self.path}: stream {stream!r} field {key!r}"
+            if key in _RESERVED or "/" in key:
+                raise DataError(f"{where}: the name is reserved by the campaign file; record it under another name")
+            if value is None:
+                fields[key] = None
+                continue
+            array = np.asarray(value)
+            if array.dtype.kind == "U":
+                array = array.astype(h5py.string_dtype())
+            elif array.dtype.kind not in "biufc":
+                raise DataError(
+                    f"{where}: cannot store a {type(value).__name__} (a record holds numbers, strings, arrays of "
+                    "them, or None); convert it before recording"
+                )
+            dataset = None if group is None else group.get(key)
+            if dataset is not None:
+                text = h5py.check_string_dtype(dataset.dtype) is not None
+                if dataset.shape[1:] != array.shape:
+                    raise DataError(f"{where} has shape {dataset.shape[1:]}, got {array.shape}")
+                if text != (h5py.check_string_dtype(array.dtype) is not None) or (
+                    not text and not np.can_cast(array.dtype, dataset.dtype, "same_kind")
+                ):
+                    raise DataError(
+                        f"{where} holds {dataset.dtype}, got {array.dtype}, which it would not keep as it is; "
+                        "record it under another name"
+                    )
+            fields[key] = array
+        return fields
+
+    def _append_h5(self, stream: str, fields: dict[str, np.ndarray | None]) -> None:
         group = self._h5.require_group(stream)
         count = int(group.attrs.get("count", 0))
-        for key, value in data.items():
-            array = _as_storable(value)
-            if key not in group:
+        masks = group.get(_NONE_GROUP, {})
+        known = {*(k for k in group if k != _NONE_GROUP), *masks}
+        for key, array in {**dict.fromkeys(known), **fields}.items():  # a field this record lacks: None
+            _mark_none(group, key, count, array is None, new=key not in known)
+            if array is not None and key not in group:
                 group.create_dataset(
                     key,
                     shape=(0, *array.shape),
@@ -151,13 +195,11 @@ class CampaignStore:
                     dtype=array.dtype,
                     chunks=(64, *array.shape) if array.ndim < 2 else True,
                 )
-            dataset = group[key]
-            if dataset.shape[1:] != array.shape:
-                raise DataError(
-                    f"{self.path}: stream {stream!r} field {key!r} has shape {dataset.shape[1:]}, got {array.shape}"
-                )
-            dataset.resize(count + 1, axis=0)
-            dataset[count] = array
+            if key in group:
+                dataset = group[key]
+                dataset.resize(count + 1, axis=0)
+                if array is not None:
+                    dataset[count] = array
         group.attrs["count"] = count + 1
 
     def finish(self) -> None:
@@ -244,18 +286,54 @@ def _check_format(h5: h5py.File, path: Path) -> None:
         )
 
 
+def _mark_none(group: h5py.Group, key: str, count: int, none: bool, new: bool) -> None:
+    """Say whether record ``count`` of field ``key`` was None, from the field's first None on
+    (``new``: the field first appears in this record, so the records before it were None)."""
+    masks = group.get(_NONE_GROUP)
+    if not none and not (new and count) and (masks is None or key not in masks):
+        return
+    masks = group.require_group(_NONE_GROUP)
+    if key not in masks:
+        masks.create_dataset(key, shape=(0,), maxshape=(None,), dtype=bool, chunks=(64,), fillvalue=new)
+    masks[key].resize(count + 1, axis=0)
+    masks[key][count] = none
+
+
+def _column(present: np.ndarray | None, none: np.ndarray) -> np.ndarray:
+    """One field over a stream's records, from the values of the records that have one
+    (``present``, in order) and which records held None (``none``): ``present`` itself without a
+    None, else an object array of each record's value or None."""
+    if present is not None and not none.any():
+        return present
+    column = np.full(len(none), None, dtype=object)
+    if present is not None:
+        for index, value in zip(np.flatnonzero(~none), present, strict=True):
+            column[index] = value
+    return column
+
+
 def _read_stream(h5: h5py.File, stream: str) -> dict[str, np.ndarray]:
     group = h5.get(stream)
     if group is None:
         return {}
     count = int(group.attrs.get("count", 0))
+    masks = group.get(_NONE_GROUP, {})
     out = {}
-    for key, dataset in group.items():
-        values = dataset[:count]
-        if h5py.check_string_dtype(dataset.dtype) is not None:
-            values = np.array([v.decode() if isinstance(v, bytes) else v for v in values.ravel()]).reshape(values.shape)
-        out[key] = values
+    for key in group:
+        if key != _NONE_GROUP and key not in masks:
+            out[key] = _decoded(group[key], count)
+    for key in masks:  # fields that held None at least once
+        none = masks[key][:count]
+        out[key] = _column(_decoded(group[key], count)[~none] if key in group else None, none)
     return out
+
+
+def _decoded(dataset: h5py.Dataset, count: int) -> np.ndarray:
+    """A field's first ``count`` records, strings as ``str``."""
+    values = dataset[:count]
+    if h5py.check_string_dtype(dataset.dtype) is None:
+        return values
+    return np.array([v.decode() if isinstance(v, bytes) else v for v in values.ravel()]).reshape(values.shape)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -302,15 +380,24 @@ def _read_journal(path: Path) -> tuple[dict[str, Any], dict[str, dict[str, np.nd
         raise DataError(f"{journal_path(path)}: not a labctl campaign journal (no metadata record)")
     metadata = json.loads(str(entries[0][1]["json"]))
     metadata.update(complete=False, partial=True)
-    rows: dict[str, list[dict[str, np.ndarray]]] = {}
+    rows: dict[str, list[dict[str, np.ndarray | None]]] = {}
     for stream, data in entries[1:]:
         rows.setdefault(stream, []).append(data)
     streams = {
-        stream: {key: np.stack([np.asarray(row[key]) for row in records]) for key in records[0]}
+        stream: {
+            key: _journal_column([row.get(key) for row in records])
+            for key in dict.fromkeys(k for r in records for k in r)
+        }
         for stream, records in rows.items()
     }
-    for fields in streams.values():
-        for key, values in fields.items():
-            if values.dtype.kind == "U":
-                fields[key] = values.astype(str)
     return metadata, streams
+
+
+def _journal_column(values: list[np.ndarray | None]) -> np.ndarray:
+    """One field over the journal's records of a stream, as ``_read_stream`` reads it from HDF5."""
+    none = np.array([value is None for value in values])
+    present = [value for value in values if value is not None]
+    stacked = np.stack(present) if present else None
+    if stacked is not None and stacked.dtype.kind == "U":
+        stacked = stacked.astype(str)
+    return _column(stacked, none)

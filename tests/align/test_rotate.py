@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from labctl.align.rotate import RotationOptions, correct_rotations
+from labctl.campaign.store import CampaignStore, read_campaign
 from labctl.errors import ConfigError, LimitError
 from labctl.plans import messages as m
 from labctl.plans.runner import MemoryStore, Runner
@@ -83,6 +84,23 @@ def test_on_the_soft_bench_stages_and_an_exact_hand_undo_every_rotation() -> Non
     assert bench.plates["L1"].r.angle_rad() == pytest.approx(-0.4 * DEG)  # the stage turned back by the rotation
     assert bench.world.plates[1].turned_rad == pytest.approx(0.7 * DEG)  # the hand turned L2 back
     assert len(store.streams["alignment_rotation"]) == 3
+
+
+def test_the_campaign_file_keeps_the_step_records(tmp_path) -> None:
+    """Its records have None where a field does not apply (a stage reading of a hand-turned plate)."""
+    bench = soft_bench(stages=("L1",))
+    fitted = {**oracle(bench), "L3": 0.01 * DEG}  # L3 left alone: below the threshold
+    store = CampaignStore.create(tmp_path / "c.h5", {})
+    outcome = Runner(bench, store=store, operator=bench.operator).run(correct_rotations(fitted))
+    store.finish()
+    records = read_campaign(tmp_path / "c.h5")[1]["alignment_rotation"]
+    assert list(records["plate"]) == ["L1", "L2", "L3"] and list(records["how"]) == ["stage", "operator", "none"]
+    assert records["fitted_rad"] == pytest.approx([0.4 * DEG, -0.7 * DEG, 0.01 * DEG])
+    stage = outcome.corrections[0]
+    assert records["stage_before_rad"].tolist() == [stage.stage_before_rad, None, None]
+    assert records["stage_after_rad"].tolist() == [pytest.approx(stage.stage_before_rad - 0.4 * DEG), None, None]
+    assert records["tolerance_rad"].tolist() == [None, pytest.approx(0.05 * DEG), None]
+    assert "below 0.0500 deg" in records["reason"][2]
 
 
 def test_a_hand_lands_within_its_error_and_a_second_pass_corrects_only_what_still_matters() -> None:

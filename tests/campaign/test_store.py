@@ -71,6 +71,78 @@ def test_half_written_record_in_hdf5_is_overwritten(tmp_path):
     resumed.close()
 
 
+def test_none_strings_floats_and_arrays_read_back_as_written(tmp_path):
+    """Optional fields (None in some records, a value in others, or None in all) are kept, in the
+    HDF5 file, in the journal of an unfinished campaign and through a resume rebuilt from it."""
+    path = tmp_path / "c.h5"
+    store = CampaignStore.create(path, {})
+    rows = [
+        {"plate": "L1", "how": "none", "after": None, "tolerance": None, "v": np.zeros(2), "reason": "small"},
+        {"plate": "L2", "how": "stage", "after": -0.25, "tolerance": None, "v": None, "reason": ""},
+        {"plate": "L3", "how": "operator", "after": None, "tolerance": None, "v": np.ones(2), "reason": "hand"},
+    ]
+    for row in rows:
+        store.record("alignment_rotation", row)
+    store.close()
+
+    def check(fields):
+        assert list(fields["plate"]) == ["L1", "L2", "L3"] and list(fields["reason"]) == ["small", "", "hand"]
+        assert fields["tolerance"].tolist() == [None, None, None]
+        assert fields["after"].tolist() == [None, -0.25, None]
+        assert (
+            fields["v"][1] is None and np.array_equal(fields["v"][0], [0, 0]) and np.array_equal(fields["v"][2], [1, 1])
+        )
+
+    meta, streams = read_campaign(path)  # the HDF5 file
+    check(streams["alignment_rotation"])
+    path.write_bytes(b"")  # an unreadable HDF5 file: read from the journal
+    meta, streams = read_campaign(path)
+    assert meta["partial"] is True
+    check(streams["alignment_rotation"])
+    resumed = CampaignStore.resume(path)  # rebuilt from the journal
+    resumed.record("alignment_rotation", {**rows[0], "after": 0.5})
+    fields = resumed.read("alignment_rotation")
+    assert fields["after"].tolist() == [None, -0.25, None, 0.5]
+    resumed.finish()
+    check({key: values[:3] for key, values in read_campaign(path)[1]["alignment_rotation"].items()})
+
+
+def test_a_field_some_records_lack_is_none_in_them(tmp_path):
+    """As in the alignment's fit records: ``built_up`` in round 0 only, and a field added later."""
+    path = tmp_path / "c.h5"
+    store = CampaignStore.create(path, {})
+    store.record("fit", {"round": 0, "built_up": True})
+    store.record("fit", {"round": 1})
+    store.record("fit", {"round": 2, "extra": "x"})
+    store.close()
+    from_hdf5 = read_campaign(path)[1]["fit"]
+    path.write_bytes(b"")
+    from_journal = read_campaign(path)[1]["fit"]
+    resumed = CampaignStore.resume(path)  # rebuilt from the journal
+    for fields in (from_hdf5, from_journal, resumed.read("fit")):
+        assert list(fields["round"]) == [0, 1, 2]
+        assert fields["built_up"].tolist() == [True, None, None] and fields["extra"].tolist() == [None, None, "x"]
+    resumed.close()
+
+
+def test_a_field_the_file_would_not_keep_is_refused_before_anything_is_written(tmp_path):
+    path = tmp_path / "c.h5"
+    store = CampaignStore.create(path, {})
+    store.record("samples", {"index": 0, "note": "a"})
+    size = journal_path(path).stat().st_size
+    for bad, match in [
+        ({"index": 0.5, "note": "b"}, r"field 'index' holds int64, got float64"),
+        ({"index": 1, "note": 2}, r"field 'note' holds object, got int64"),
+        ({"index": 1, "note": {"a": 1}}, r"field 'note': cannot store a dict"),
+        ({"index": 1, "__none__": 1}, r"field '__none__': the name is reserved"),
+    ]:
+        with pytest.raises(DataError, match=match):
+            store.record("samples", bad)
+    assert journal_path(path).stat().st_size == size
+    store.finish()
+    assert list(read_campaign(path)[1]["samples"]["index"]) == [0]
+
+
 WRITER = textwrap.dedent(
     """
     import sys, numpy as np
