@@ -154,7 +154,8 @@ def build_up(
             continue
         sub = fitter.restricted(axes, mount)
         sub = sub if bench is None else sub.anchored(bench, ())
-        mount, misfit = grid_search(sub, recent, mount, index, options.grid)
+        rescore = None if refine is None else refine.restricted(axes, mount).anchored(bench, ())
+        mount, misfit = grid_search(sub, recent, mount, index, options.grid, rescore)
         result = sub.fit(recent, mount, max_step_m=options.max_step_m)
         if refine is not None:
             extras = [e for e in refine.extras if not plate_number(e) or mounted[plate_number(e) - 1]]

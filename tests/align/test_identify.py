@@ -10,7 +10,7 @@ import pytest
 from labctl.align.accept import ALIGNED, INCOMPLETE, NOT_FOUND, judge
 from labctl.align.fit import Observation, OffsetFit
 from labctl.align.identify import identify
-from labctl.align.search import PlateGrid
+from labctl.align.search import GridOptions, PlateGrid, grid_misfits, grid_search, local_minima
 from labctl.optics import D2NN
 from tests.align.test_fit import lateral_axes, synthetic
 
@@ -77,6 +77,26 @@ def test_grid_energies_are_the_models(fitter, design):
         model = D2NN(shorter, design.layout, design.material)
         expected = model.energies(fitter.inputs, design.heights_m[: plate + 1], moved[: plate + 1])
         assert np.allclose(partial[0], expected, rtol=0, atol=1e-5 * expected.max())
+
+
+def test_a_finer_model_picks_the_grid_cell_the_design_model_cannot_tell(fitter, design):
+    """Plates printed with per-neuron errors of 0.4 x the relief's spread: the design's model ranks
+    the grid's cells wrongly; scored again with the plates as printed, the cell of the truth wins."""
+    rng = np.random.default_rng(2)
+    spread = 0.4 * design.heights_m.std()
+    printed = design.heights_m + rng.normal(0, spread, design.heights_m.shape).astype(design.heights_m.dtype)
+    as_printed = OffsetFit(fitter.model, np.clip(printed, 0, None), fitter.inputs, fitter.axes)
+    truth = np.zeros((3, 3))
+    truth[2, :2] = rng.uniform(-1.0e-3, 1.0e-3, 2)  # plate 3: 0.18, 0.84 mm
+    observations, _ = synthetic(as_printed, truth, [np.zeros((3, 3))], rng)
+    options = GridOptions(span_m=1.2e-3, step_m=0.2e-3)
+    crude, _ = grid_search(fitter, observations, np.zeros((3, 3)), 2, options)
+    assert np.max(np.abs(crude[2, :2] - truth[2, :2])) > 0.3e-3  # the design's model alone: a wrong cell
+    found, misfit = grid_search(fitter, observations, np.zeros((3, 3)), 2, options, finer=as_printed)
+    assert np.max(np.abs(found[2, :2] - truth[2, :2])) <= options.step_m / 2
+    expected = grid_misfits(as_printed, observations, np.zeros((3, 3)), 2, (found - np.zeros((3, 3)))[2:, :2])
+    assert misfit == pytest.approx(float(expected[0]))
+    assert local_minima(np.array([[3.0, 1.0, 3.0], [4.0, 5.0, 4.0], [0.5, 4.0, 2.0]])).tolist() == [6, 1, 8]
 
 
 def noisy(observations, rng, relative):
