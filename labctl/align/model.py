@@ -161,7 +161,11 @@ def build_up(
             extras = [e for e in refine.extras if not plate_number(e) or mounted[plate_number(e) - 1]]
             finer = refine.restricted(axes, mount, extras).anchored(bench, extras)
             result = finer.fit(
-                recent, result.mount_m, max_step_m=options.max_step_m, max_iterations=options.build_up_iterations
+                recent,
+                result.mount_m,
+                max_step_m=options.max_step_m,
+                max_iterations=options.build_up_iterations,
+                secant=True,
             )
         mount, bench = result.mount_m, result.bench if result.bench is not None else bench
         yield from m.log(
