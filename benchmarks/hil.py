@@ -130,6 +130,7 @@ def aligned(
     calibrate(bench, folder, found.calibrations_after, runner, design=design, probes=default_probes(design, 6))
     return {
         "plates": plates or list(bench.plates),
+        "found": found.converged,
         "verdict": found.verdict,
         "built_up": found.built_up,
         "detector_reads": found.detector_reads,
@@ -174,7 +175,8 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     last = design.geometry.n_layers - 1
     plate = list(bench.plates)[last]
     refined = None
-    if args.alignment == "model" and args.refine_epochs > 0:  # the last plate refined against the identified twin
+    # the last plate refined against the identified twin (none when the alignment did not find the plates)
+    if args.alignment == "model" and alignment["found"] and args.refine_epochs > 0:
         identified = load_identified_bench(folder, design)
         options = RefineOptions(
             epochs=args.refine_epochs, max_train=args.refine_train, test_samples=args.test, seed=seed
