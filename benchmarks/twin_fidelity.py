@@ -1,11 +1,10 @@
 """Does the twin predict the bench? Realistic simulated benches, aligned and identified, against the hidden truth.
 
     python benchmarks/twin_fidelity.py --json [--design mnist5k] [--seeds 0,1,2] [--samples 500]
-                                       [--truth realistic] [--probes 6] [--probe-pool 0] [--no-ablation] [--runs-file runs.jsonl]
+                                       [--truth realistic] [--probes 6] [--no-ablation] [--runs-file runs.jsonl]
 
 Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; darks, stages and
-the SLM's lookup table calibrated (``--probe-pool N``: the probes are the ``--probes`` of the first N
-training images that tell most about the plates, ``labctl.align.probe_choice``); the model alignment with the full identification (offsets,
+the SLM's lookup table calibrated; the model alignment with the full identification (offsets,
 z, rotations, beam, detector plane, phase scale), probes from the training split. Measured on
 the first ``samples`` test images (mnist5k has 500), before and after alignment: the bench's accuracy, the design's numerical accuracy on the
 same images and the aligned twin's predicted accuracy, each with its 95 % Wilson interval, and
@@ -31,7 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labctl.align import ModelOptions, align  # noqa: E402
-from labctl.align.probe_choice import informative_probes  # noqa: E402
 from labctl.align.probes import CheckSet, Probes, dataset_split  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
 from labctl.calibration.procedure import calibrate  # noqa: E402
@@ -81,10 +79,11 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
     return {"b": int(test.b), "c": int(test.c), "p_value": float(test.p_value)}
 
 
-def run_one(design, seed: int, truth, samples: int, probes: Probes, identify: bool) -> dict:
+def run_one(design, seed: int, truth, samples: int, probes_count: int, identify: bool) -> dict:
     started = time.perf_counter()
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     runner = Runner(bench, operator=bench.operator)
+    probes = training_probes(design, probes_count)
     keys, images, labels = dataset_split(design, samples)
     check = CheckSet(tuple(keys), images, labels)
     checks: dict[str, np.ndarray] = {}
@@ -191,9 +190,6 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--probes", type=int, default=6)
-    parser.add_argument(
-        "--probe-pool", type=int, default=0, help="choose the probes from this many training images (0: the first ones)"
-    )
     parser.add_argument("--truth", default="realistic")
     parser.add_argument("--no-ablation", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -207,13 +203,10 @@ def main() -> int:
     design = load_design(resolve_design(args.design))
     truth = load_truth(args.truth)
     reference = reference_forward_s(design, args.probes)
-    probes = training_probes(design, args.probes)
-    if args.probe_pool:
-        probes = informative_probes(design, training_probes(design, args.probe_pool), args.probes)
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for identify in (True,) if args.no_ablation else (True, False):
-            run = run_one(design, seed, truth, args.samples, probes, identify)
+            run = run_one(design, seed, truth, args.samples, args.probes, identify)
             run["model_seconds_per_reference"] = sum(run["model_seconds"].values()) / reference
             runs.append(run)
             if args.runs_file is not None:
@@ -230,8 +223,7 @@ def main() -> int:
         "design": args.design,
         "truth": args.truth,
         "samples": args.samples,
-        "probes": list(probes.keys),
-        "probe_pool": args.probe_pool,
+        "probes": args.probes,
         "reference_forward_s": reference,
         "runs": runs,
     }

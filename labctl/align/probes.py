@@ -43,10 +43,6 @@ class Probes:
         """Slot -> key for loading every probe at once (slots from 1)."""
         return dict(enumerate(self.keys, start=1))
 
-    def subset(self, indices: list[int]) -> Probes:
-        """These probes at ``indices`` (in that order)."""
-        return Probes(tuple(self.keys[i] for i in indices), self.images[indices], self.inputs[indices])
-
     @classmethod
     def from_images(cls, design: Any, keys: list[str], images: np.ndarray, open_slot: bool = False) -> Probes:
         """Probes for masks ``keys`` showing ``images`` (B, h, w); ``open_slot`` adds an open aperture."""
