@@ -20,6 +20,7 @@ fitters and predictions take it in place of the design's model without knowing t
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -95,6 +96,20 @@ class TwinOptics:
         self.model = D2NN(geometry, layout, material if material is not None else design.material)
         self._step_m = fabrication.step_m if fidelity.printed else 0.0
         self.heights_m = self.plates(design.heights_m)
+        self._design_heights_m = np.asarray(design.heights_m)
+
+    def print_draw(self, tolerance_m: float) -> Callable[[np.random.Generator], np.ndarray]:
+        """``draw(rng)``: the plates' heights as this model sees them for one print whose every
+        neuron is off by a normal error of sigma ``tolerance_m`` (never below the base)."""
+        if not tolerance_m > 0:
+            raise ConfigError(f"twin model: a print tolerance must be > 0, got {tolerance_m!r}")
+        design = self._design_heights_m
+
+        def draw(rng: np.random.Generator) -> np.ndarray:
+            errors = rng.normal(0.0, tolerance_m, design.shape)
+            return self.plates(np.maximum(design + errors, 0.0).astype(design.dtype))
+
+        return draw
 
     def plates(self, heights_m: np.ndarray) -> np.ndarray:
         """Plate heights (L, n, n) on the design's grid as this model sees them: rounded to whole

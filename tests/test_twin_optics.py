@@ -88,3 +88,19 @@ def test_bad_fidelities_are_refused_in_one_line():
         Fidelity.from_dict({"oversampel": 2})
     with pytest.raises(ConfigError, match="stray"):
         Twin(tiny_design(), stray=np.ones(3))
+
+
+def test_a_print_drawn_within_the_tolerance_is_the_designs_relief_plus_errors_of_that_size():
+    design = tiny_design()
+    design.fabrication = FabricationParams(frame_m=4 * design.geometry.pitch_m)
+    optics = TwinOptics(design, PRINTED)
+    draw = optics.print_draw(20e-6)
+    first, again = draw(np.random.default_rng(1)), draw(np.random.default_rng(1))
+    assert first.shape == optics.heights_m.shape and np.array_equal(first, again)  # seeded: repeatable
+    inside = (slice(None), slice(optics.pad, -optics.pad), slice(optics.pad, -optics.pad))
+    change = (first - optics.heights_m)[inside]
+    # rounded to the printer's 16 um layers: the spread of the errors, plus the rounding's
+    assert 15e-6 < change.std() < 30e-6 and np.all(first >= 0)
+    assert np.array_equal(first[:, : optics.pad], optics.heights_m[:, : optics.pad])  # the frame stays flat
+    with pytest.raises(ConfigError, match="tolerance"):
+        optics.print_draw(-1e-6)

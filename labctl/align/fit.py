@@ -29,7 +29,7 @@ start is in) minimises J. The Jacobian also gives the offsets' standard errors.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -87,6 +87,10 @@ STOP_SIGMAS = 0.5
 #: Steps a Broyden-corrected Jacobian serves before a fresh one (``OffsetFit.fit(secant=True)``).
 SECANT_STEPS = 3
 FLAT_SIGMAS = 4.0
+#: Prints drawn to turn the printer's per-neuron tolerance into the parameters' uncertainty
+#: (``OffsetFit.with_print_tolerance``), and the seed they are drawn with (the same fit, the same bars).
+PRINT_DRAWS = 8
+PRINT_DRAW_SEED = 0
 #: The widest beam the fit considers, (1/w)^2 in 1/m^2 (w = 1 m: a plane wave across any plate).
 MIN_INVERSE_WAIST2 = 1.0
 
@@ -179,6 +183,19 @@ class Scaling:
         return self.scales[..., None] * light
 
 
+@dataclass(frozen=True)
+class FitBasis:
+    """The linearisation a fit's error bars come from: the fit, its readings, where it ended
+    (vector), the residual and Jacobian there, and how many closed-form parameters were fitted besides."""
+
+    fitter: OffsetFit
+    observations: tuple[Observation, ...]
+    x: np.ndarray
+    residual: np.ndarray
+    jacobian: np.ndarray
+    separable: int
+
+
 @dataclass
 class FitResult:
     """Fitted mounting offsets, the separable parameters, and how well the model matches."""
@@ -192,6 +209,8 @@ class FitResult:
     noise_floor: float | None = None  # the residual the readings' own noise alone would leave (None: unknown)
     bench: BenchParams | None = None  # the fitted bench beyond the offsets (None: offsets only, as designed)
     extras: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, stderr), SI
+    # what the error bars came from (``with_print_spread`` widens them afterwards)
+    basis: FitBasis | None = field(default=None, repr=False, compare=False)
 
     def unidentified(self) -> dict[str, str]:
         """Fitted parameters the readings do not pin down -> why."""
@@ -433,6 +452,8 @@ class OffsetFit:
         }  # images pushed through the model (grid: plate to detector)
         self.seconds = {"forward": 0.0, "jacobian": 0.0, "grid": 0.0}  # compute time by kind, for the report
         self.guide: OffsetFit | None = None  # a cheaper model whose Jacobian steers the first steps (``guided``)
+        # draws the plates' heights as one print within the printer's tolerance (``with_print_tolerance``)
+        self.print_draw: Callable[[np.random.Generator], np.ndarray] | None = None
 
     def restricted(self, axes: np.ndarray, fixed_m: np.ndarray, extras: Sequence[str] = ()) -> OffsetFit:
         """The same model, probes and bench fitting only ``axes`` (and ``extras``), the rest held
@@ -480,6 +501,19 @@ class OffsetFit:
         )
         other.passes, other.seconds = self.passes, self.seconds
         other.guide = self.guide if model is None else None  # a guide belongs to the model it is cheaper than
+        other.print_draw = self.print_draw if model is None and heights_m is None else None
+        return other
+
+    def with_print_tolerance(self, draw: Callable[[np.random.Generator], np.ndarray] | None) -> OffsetFit:
+        """This fit, its error bars widened by what the plates' own print errors would do to it.
+
+        ``draw(rng)``: the plates' heights (as ``heights_m``) of one print with per-neuron errors
+        drawn within the printer's tolerance (``TwinOptics.print_draw``). The twin does not know the
+        errors of the plates on the bench, and they push the fit the same way at every position
+        (the noise-based bar cannot see that): ``with_print_spread`` refits, to first order,
+        ``PRINT_DRAWS`` such prints and adds the spread of where they end to the covariance."""
+        other = self._like()
+        other.print_draw = draw
         return other
 
     def guided(self, guide: OffsetFit | None) -> OffsetFit:
@@ -738,8 +772,16 @@ class OffsetFit:
         x, r, jac, scaling = state.x, state.r, state.jac, state.scaling
         if state.moved_since_jacobian * max_step_m > refresh_m:  # error bars from a Jacobian near the end
             r, jac, scaling = self._linearise(observations, x)
-        cost = float(r @ r)
-        report = identify(jac, r, self._separable(scaling), self.names(), self._plausible())
+        basis = FitBasis(self, tuple(observations), x, r, jac, self._separable(scaling))
+        return self._reported(basis, scaling, loop.iterations)
+
+    def _reported(
+        self, basis: FitBasis, scaling: Scaling, iterations: int, added: np.ndarray | None = None
+    ) -> FitResult:
+        """The fit's result at ``basis.x``, error bars from its linearisation (plus ``added``, the
+        covariance of what the readings do not show)."""
+        x, r = basis.x, basis.residual
+        report = identify(basis.jacobian, r, basis.separable, self.names(), self._plausible(), added_covariance=added)
         stderr = np.zeros(self.axes.shape)
         n_offsets = int(self.axes.sum())
         stderr[self.axes] = report.stderr[:n_offsets] * MM
@@ -748,13 +790,32 @@ class OffsetFit:
             self.mount(x),
             stderr,
             scaling,
-            float(np.sqrt(cost)),
-            loop.iterations,
+            float(np.sqrt(r @ r)),
+            iterations,
             report,
-            noise_floor(observations),
+            noise_floor(basis.observations),
             self.bench_at(x),
             extras,
+            basis,
         )
+
+    def _print_covariance(self, basis: FitBasis) -> np.ndarray:
+        """Covariance (vector units) of where this fit would end on ``PRINT_DRAWS`` prints of the
+        plates within the printer's tolerance: for each, the misfit its heights leave at ``x`` (scales
+        and gains refitted), and the Gauss-Newton step it asks for, -J^+ dr. A forward pass per
+        observation and print; the Jacobian is the fit's own."""
+        if self.print_draw is None:
+            raise ConfigError("offset fit: no print tolerance to draw prints from (with_print_tolerance)")
+        rng = np.random.default_rng(PRINT_DRAW_SEED)
+        inverse = np.linalg.pinv(basis.jacobian, rcond=1e-10)
+        observations, x = basis.observations, basis.x
+        steps = []
+        for _ in range(PRINT_DRAWS):
+            printed = self._like(heights_m=self.print_draw(rng))
+            r_print, _, _ = printed._misfit(observations, printed.energies(observations, self.mount(x), x))
+            steps.append(-inverse @ (r_print - basis.residual))
+        steps_array = np.array(steps)
+        return steps_array.T @ steps_array / len(steps_array)
 
     def _separable(self, scaling: Scaling) -> int:
         """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray."""
@@ -773,3 +834,15 @@ class OffsetFit:
             else:
                 out[self._plate_name(name)] = (float(value * unit), float(sigma * unit))
         return out
+
+
+def with_print_spread(result: FitResult) -> FitResult:
+    """``result`` with its error bars widened by the spread prints within the printer's tolerance
+    give it (``OffsetFit.with_print_tolerance``, ``_print_covariance``). Done once, on the fit that is
+    reported: it costs ``PRINT_DRAWS`` forward passes per observation. Without a tolerance on the fit
+    that made it, or without its linearisation, ``result`` as it is."""
+    basis = result.basis
+    if basis is None or basis.fitter.print_draw is None:
+        return result
+    fitter = basis.fitter
+    return fitter._reported(basis, result.scaling, result.iterations, fitter._print_covariance(basis))

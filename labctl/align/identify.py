@@ -61,12 +61,15 @@ def identify(
     names: Sequence[str],
     plausible: np.ndarray | None = None,
     max_correlation: float = MAX_CORRELATION,
+    added_covariance: np.ndarray | None = None,
 ) -> Identification:
     """The identification report of a least-squares fit at its optimum (module docstring).
 
     ``jacobian`` (N, p) of the residual (already projected for separable parameters: Kaufman),
     ``residual`` (N,), ``separable`` how many closed-form parameters were fitted besides the p,
     ``plausible`` (p,) a standard error beyond which the number says nothing (None: no limit).
+    ``added_covariance`` (p, p): an uncertainty the residual does not show (e.g. of errors that push
+    every reading the same way: ``OffsetFit.with_print_tolerance``), added to the reported one.
     """
     jacobian = np.asarray(jacobian, dtype=float)
     n, p = jacobian.shape
@@ -84,6 +87,8 @@ def identify(
     inverse[kept] = 1.0 / s[kept] ** 2
     scaled_cov = (vt.T * inverse) @ vt
     cov = scaled_cov / np.outer(safe, safe) * variance
+    if added_covariance is not None:
+        cov = cov + np.asarray(added_covariance, dtype=float)
     stderr = np.sqrt(np.maximum(np.diag(cov), 0.0))
     d = np.sqrt(np.maximum(np.diag(scaled_cov), 1e-300))
     correlation = scaled_cov / np.outer(d, d)

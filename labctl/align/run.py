@@ -199,7 +199,10 @@ def align(
     )
     identifier = None  # the finer model the bench may be identified with (ModelOptions.fidelity)
     if strategy == "model" and (extras or held is not None) and not model_options.fidelity.is_design:
-        identifier = fitter.refined(TwinOptics(design, model_options.fidelity), model_options.stray)
+        optics = TwinOptics(design, model_options.fidelity)
+        identifier = fitter.refined(optics, model_options.stray)
+        if model_options.print_tolerance_m is not None:
+            identifier = identifier.with_print_tolerance(optics.print_draw(model_options.print_tolerance_m))
         if model_options.guide is not None:
             identifier = identifier.guided(fitter.refined(TwinOptics(design, model_options.guide), model_options.stray))
     limits = {
