@@ -88,9 +88,11 @@ STOP_SIGMAS = 0.5
 SECANT_STEPS = 3
 FLAT_SIGMAS = 4.0
 #: Prints drawn to turn the printer's per-neuron tolerance into the parameters' uncertainty
-#: (``OffsetFit.with_print_tolerance``), and the seed they are drawn with (the same fit, the same bars).
+#: (``OffsetFit.with_build_tolerances``), and the seed they are drawn with (the same fit, the same bars).
 PRINT_DRAWS = 8
 PRINT_DRAW_SEED = 0
+#: The detector plane's move that gives every detector's derivative by a forward difference.
+DETECTOR_STEP_M = 5e-6
 #: The widest beam the fit considers, (1/w)^2 in 1/m^2 (w = 1 m: a plane wave across any plate).
 MIN_INVERSE_WAIST2 = 1.0
 
@@ -209,7 +211,7 @@ class FitResult:
     noise_floor: float | None = None  # the residual the readings' own noise alone would leave (None: unknown)
     bench: BenchParams | None = None  # the fitted bench beyond the offsets (None: offsets only, as designed)
     extras: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (value, stderr), SI
-    # what the error bars came from (``with_print_spread`` widens them afterwards)
+    # what the error bars came from (``with_tolerance_spread`` widens them afterwards)
     basis: FitBasis | None = field(default=None, repr=False, compare=False)
 
     def unidentified(self) -> dict[str, str]:
@@ -452,8 +454,10 @@ class OffsetFit:
         }  # images pushed through the model (grid: plate to detector)
         self.seconds = {"forward": 0.0, "jacobian": 0.0, "grid": 0.0}  # compute time by kind, for the report
         self.guide: OffsetFit | None = None  # a cheaper model whose Jacobian steers the first steps (``guided``)
-        # draws the plates' heights as one print within the printer's tolerance (``with_print_tolerance``)
+        # the build tolerances the error bars hold (``with_build_tolerances``): a draw of the plates'
+        # heights as one print, and each detector's placement (one sigma per axis)
         self.print_draw: Callable[[np.random.Generator], np.ndarray] | None = None
+        self.detector_tolerance_m = 0.0
 
     def restricted(self, axes: np.ndarray, fixed_m: np.ndarray, extras: Sequence[str] = ()) -> OffsetFit:
         """The same model, probes and bench fitting only ``axes`` (and ``extras``), the rest held
@@ -501,19 +505,27 @@ class OffsetFit:
         )
         other.passes, other.seconds = self.passes, self.seconds
         other.guide = self.guide if model is None else None  # a guide belongs to the model it is cheaper than
-        other.print_draw = self.print_draw if model is None and heights_m is None else None
+        same_model = model is None and heights_m is None
+        other.print_draw = self.print_draw if same_model else None
+        other.detector_tolerance_m = self.detector_tolerance_m if same_model else 0.0
         return other
 
-    def with_print_tolerance(self, draw: Callable[[np.random.Generator], np.ndarray] | None) -> OffsetFit:
-        """This fit, its error bars widened by what the plates' own print errors would do to it.
+    def with_build_tolerances(
+        self, print_draw: Callable[[np.random.Generator], np.ndarray] | None, detector_m: float = 0.0
+    ) -> OffsetFit:
+        """This fit, its error bars widened by what the bench's own build errors would do to it.
 
-        ``draw(rng)``: the plates' heights (as ``heights_m``) of one print with per-neuron errors
-        drawn within the printer's tolerance (``TwinOptics.print_draw``). The twin does not know the
-        errors of the plates on the bench, and they push the fit the same way at every position
-        (the noise-based bar cannot see that): ``with_print_spread`` refits, to first order,
-        ``PRINT_DRAWS`` such prints and adds the spread of where they end to the covariance."""
+        ``print_draw(rng)``: the plates' heights (as ``heights_m``) of one print with per-neuron
+        errors drawn within the printer's tolerance (``TwinOptics.print_draw``; None: none);
+        ``detector_m``: each detector's placement tolerance in its holder, one sigma per axis (0:
+        none). The twin does not know the errors of the bench it fits, and they push the fit the same
+        way at every position (the noise-based bar cannot see that): ``with_tolerance_spread``
+        refits, to first order, ``PRINT_DRAWS`` such prints and each detector moved alone, and adds
+        the spread of where they end to the covariance."""
+        if not detector_m >= 0:
+            raise ConfigError(f"offset fit: a detector placement tolerance must be >= 0, got {detector_m!r}")
         other = self._like()
-        other.print_draw = draw
+        other.print_draw, other.detector_tolerance_m = print_draw, float(detector_m)
         return other
 
     def guided(self, guide: OffsetFit | None) -> OffsetFit:
@@ -618,8 +630,13 @@ class OffsetFit:
     ) -> np.ndarray:
         """Model energies (K, P, C) at every observation's configuration (extras of vector ``x``,
         None: the bench's)."""
+        return self._energies_on(observations, mount_m, self.bench_at(x))
+
+    def _energies_on(
+        self, observations: Sequence[Observation], mount_m: np.ndarray, bench: BenchParams | None
+    ) -> np.ndarray:
+        """Model energies (K, P, C) at every observation's configuration on ``bench``."""
         started = time.perf_counter()
-        bench = self.bench_at(x)
         self.passes["forward"] += len(observations) * len(self.inputs)
         energies = np.stack(
             [
@@ -799,23 +816,44 @@ class OffsetFit:
             basis,
         )
 
-    def _print_covariance(self, basis: FitBasis) -> np.ndarray:
-        """Covariance (vector units) of where this fit would end on ``PRINT_DRAWS`` prints of the
-        plates within the printer's tolerance: for each, the misfit its heights leave at ``x`` (scales
-        and gains refitted), and the Gauss-Newton step it asks for, -J^+ dr. A forward pass per
-        observation and print; the Jacobian is the fit's own."""
-        if self.print_draw is None:
-            raise ConfigError("offset fit: no print tolerance to draw prints from (with_print_tolerance)")
-        rng = np.random.default_rng(PRINT_DRAW_SEED)
+    def _tolerance_covariance(self, basis: FitBasis) -> np.ndarray:
+        """Covariance (vector units) of where this fit would end on a bench built within the
+        tolerances: for each error, the misfit the readings would then leave at ``x`` (scales and
+        gains refitted), turned into the Gauss-Newton step it asks for, -J^+ dr, with the fit's own
+        Jacobian. Prints: the spread of ``PRINT_DRAWS`` drawn prints, a forward pass per observation
+        each. Detectors: exact to first order, each detector and axis moved by one sigma in turn (each
+        detector's energy depends on its own place only, so moving the whole detector plane by
+        ``DETECTOR_STEP_M`` gives every detector's derivative: two forward passes per observation)."""
+        if self.print_draw is None and not self.detector_tolerance_m:
+            raise ConfigError("offset fit: no build tolerance to draw benches from (with_build_tolerances)")
         inverse = np.linalg.pinv(basis.jacobian, rcond=1e-10)
-        observations, x = basis.observations, basis.x
-        steps = []
-        for _ in range(PRINT_DRAWS):
-            printed = self._like(heights_m=self.print_draw(rng))
-            r_print, _, _ = printed._misfit(observations, printed.energies(observations, self.mount(x), x))
-            steps.append(-inverse @ (r_print - basis.residual))
-        steps_array = np.array(steps)
-        return steps_array.T @ steps_array / len(steps_array)
+        observations, mount = basis.observations, self.mount(basis.x)
+        bench = self.bench_at(basis.x) or self._template().copy()
+
+        def step(energies: np.ndarray) -> np.ndarray:
+            r_built, _, _ = self._misfit(observations, energies)
+            return -inverse @ (r_built - basis.residual)
+
+        covariance = np.zeros((basis.jacobian.shape[1],) * 2)
+        if self.print_draw is not None:
+            rng = np.random.default_rng(PRINT_DRAW_SEED)
+            prints = [
+                step(self._like(heights_m=self.print_draw(rng))._energies_on(observations, mount, bench))
+                for _ in range(PRINT_DRAWS)
+            ]
+            covariance += np.array(prints).T @ np.array(prints) / len(prints)
+        if self.detector_tolerance_m:
+            nominal = self._energies_on(observations, mount, bench)
+            for axis in (0, 1):
+                shifted = bench.copy()
+                shifted.detector_offset_m = bench.detector_offset_m + DETECTOR_STEP_M * np.eye(3)[axis]
+                slope = (self._energies_on(observations, mount, shifted) - nominal) / DETECTOR_STEP_M
+                for c in range(nominal.shape[-1]):  # detector c alone moved by one sigma
+                    moved = nominal.copy()
+                    moved[..., c] += slope[..., c] * self.detector_tolerance_m
+                    s = step(moved)
+                    covariance += np.outer(s, s)
+        return covariance
 
     def _separable(self, scaling: Scaling) -> int:
         """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray."""
@@ -836,13 +874,13 @@ class OffsetFit:
         return out
 
 
-def with_print_spread(result: FitResult) -> FitResult:
-    """``result`` with its error bars widened by the spread prints within the printer's tolerance
-    give it (``OffsetFit.with_print_tolerance``, ``_print_covariance``). Done once, on the fit that is
-    reported: it costs ``PRINT_DRAWS`` forward passes per observation. Without a tolerance on the fit
-    that made it, or without its linearisation, ``result`` as it is."""
+def with_tolerance_spread(result: FitResult) -> FitResult:
+    """``result`` with its error bars widened by the spread that benches built within the build
+    tolerances give it (``OffsetFit.with_build_tolerances``, ``_tolerance_covariance``). Done once, on
+    the fit that is reported: it costs ``PRINT_DRAWS`` + 3 forward passes per observation. Without
+    tolerances on the fit that made it, or without its linearisation, ``result`` as it is."""
     basis = result.basis
-    if basis is None or basis.fitter.print_draw is None:
+    if basis is None or (basis.fitter.print_draw is None and not basis.fitter.detector_tolerance_m):
         return result
     fitter = basis.fitter
-    return fitter._reported(basis, result.scaling, result.iterations, fitter._print_covariance(basis))
+    return fitter._reported(basis, result.scaling, result.iterations, fitter._tolerance_covariance(basis))

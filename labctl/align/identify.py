@@ -69,7 +69,7 @@ def identify(
     ``residual`` (N,), ``separable`` how many closed-form parameters were fitted besides the p,
     ``plausible`` (p,) a standard error beyond which the number says nothing (None: no limit).
     ``added_covariance`` (p, p): an uncertainty the residual does not show (e.g. of errors that push
-    every reading the same way: ``OffsetFit.with_print_tolerance``), added to the reported one.
+    every reading the same way: ``OffsetFit.with_build_tolerances``), added to the reported one.
     """
     jacobian = np.asarray(jacobian, dtype=float)
     n, p = jacobian.shape

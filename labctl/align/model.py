@@ -33,7 +33,7 @@ from labctl.align.fit import (
     Scaling,
     identified_parameters,
     plate_number,
-    with_print_spread,
+    with_tolerance_spread,
 )
 from labctl.align.probes import Probes
 from labctl.align.rotate import RotationOptions, correct_rotations
@@ -84,10 +84,12 @@ class ModelOptions:
     search_finer: bool = False
     identify_iterations: int = 20  # of each identification fit (they start where the plates were found)
     stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
-    # the printer's per-neuron height tolerance (one sigma): the finer model's identification widens
-    # its error bars by what prints within it would do to the fit (``OffsetFit.with_print_tolerance``);
-    # None: the bars from the readings' misfit alone
+    # the bench's build tolerances, one sigma: the printer's per-neuron height error and each detector's
+    # placement in its holder (x and y). The finer model's identification widens its error bars by what
+    # a bench built within them would do to the fit (``OffsetFit.with_build_tolerances``); None or 0:
+    # not that one (both: the bars from the readings' misfit alone)
     print_tolerance_m: float | None = 10e-6
+    detector_tolerance_m: float | None = 0.1e-3
     # When identifying with the finer model, the build-up fits each plate found by the grid (the design's
     # model: cheap) again with that model, together with these bench parameters (``identified_parameters``
     # kinds) on readings at this many known moves of the plates in the beam around where they are: the
@@ -433,6 +435,6 @@ def model_plan(
         if _settled(plates, result, previous, options) or result.residual > previous.residual * 1.5:
             break
     yield from settle(plates, axes, nominal_m - result.mount_m)
-    if identifying:  # what the plates' own print errors may do to the reported fit (its error bars)
-        outcome.fit = with_print_spread(outcome.fit)
+    if identifying:  # what the bench's own build errors may do to the reported fit (its error bars)
+        outcome.fit = with_tolerance_spread(outcome.fit)
     return outcome

@@ -201,8 +201,10 @@ def align(
     if strategy == "model" and (extras or held is not None) and not model_options.fidelity.is_design:
         optics = TwinOptics(design, model_options.fidelity)
         identifier = fitter.refined(optics, model_options.stray)
-        if model_options.print_tolerance_m is not None:
-            identifier = identifier.with_print_tolerance(optics.print_draw(model_options.print_tolerance_m))
+        printing, placing = model_options.print_tolerance_m, model_options.detector_tolerance_m
+        if printing or placing:
+            draw = optics.print_draw(printing) if printing else None
+            identifier = identifier.with_build_tolerances(draw, placing or 0.0)
         if model_options.guide is not None:
             identifier = identifier.guided(fitter.refined(TwinOptics(design, model_options.guide), model_options.stray))
     limits = {

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from labctl.align.accept import ALIGNED, INCOMPLETE, NOT_FOUND, judge
-from labctl.align.fit import Observation, OffsetFit, with_print_spread
+from labctl.align.fit import Observation, OffsetFit, with_tolerance_spread
 from labctl.align.identify import identify
 from labctl.align.search import GridOptions, PlateGrid, grid_misfits, grid_search, local_minima
 from labctl.optics import D2NN
@@ -277,10 +277,10 @@ def test_a_printed_bench_is_identified_with_the_printed_model(images, monkeypatc
     widened = []  # (the reported fit, as widened by the printer's tolerance)
 
     def spread(result):
-        widened.append((result, with_print_spread(result)))
+        widened.append((result, with_tolerance_spread(result)))
         return widened[-1][1]
 
-    monkeypatch.setattr("labctl.align.model.with_print_spread", spread)
+    monkeypatch.setattr("labctl.align.model.with_tolerance_spread", spread)
     result = align(bench, design, "model", probes=probes, operator=lambda msg: None, model_options=options)
     assert result.converged, result.verdict
     # the reported bars hold what prints within the printer's tolerance would do, once, on the last fit
@@ -338,14 +338,14 @@ def test_a_printed_bench_too_far_off_for_a_direct_fit_is_built_up_with_the_print
 def test_the_error_bars_hold_what_print_errors_within_the_tolerance_do_to_the_fit(design, probes):
     """Benches whose plates carry per-neuron print errors the twin does not know (noise-free
     readings): the misfit-based bars alone miss the errors those prints push the fit by; with
-    the printer's tolerance (``with_print_tolerance``) the bars hold them: errors over sigma
+    the printer's tolerance (``with_build_tolerances``) the bars hold them: errors over sigma
     spread about 1 over the prints, as over noise draws."""
     from labctl.twin_optics import TwinOptics
 
     tolerance = 0.04 * float(design.heights_m.max())
     draw = TwinOptics(design).print_draw(tolerance)
     fitter = bench_fitter(design, probes, kinds=("rot", "phase_scale"))
-    spread = fitter.with_print_tolerance(draw)
+    spread = fitter.with_build_tolerances(draw)
     rng = np.random.default_rng(5)
     moves = [np.zeros((3, 3)), np.pad(rng.normal(0, 0.1e-3, (3, 2)), ((0, 0), (0, 1)))]
     plain, widened = [], []
@@ -355,7 +355,7 @@ def test_the_error_bars_hold_what_print_errors_within_the_tolerance_do_to_the_fi
         )
         observations = readings_of(printed, fitter.bench, moves, rng, noise=1e-6)
         for fit, out in ((fitter, plain), (spread, widened)):
-            result = with_print_spread(fit.fit(observations, np.zeros((3, 3)), max_iterations=20))
+            result = with_tolerance_spread(fit.fit(observations, np.zeros((3, 3)), max_iterations=20))
             errors = np.concatenate(
                 [
                     result.mount_m[fit.axes],
@@ -373,3 +373,45 @@ def test_the_error_bars_hold_what_print_errors_within_the_tolerance_do_to_the_fi
     assert np.mean(np.abs(plain) > 3) > 0.05, np.sort(np.abs(plain))[-10:]
     assert np.mean(np.abs(widened) <= 3) >= 0.95, np.sort(np.abs(widened))[-10:]
     assert 0.5 < np.std(widened) < 1.5  # and not by bars so wide they say nothing
+
+
+def test_the_error_bars_hold_what_detectors_placed_within_their_tolerance_do_to_the_fit(design, probes):
+    """The same for each detector's own position error: benches whose detectors each sit off by
+    their own error (each detector's energy computed exactly with the plane moved by its error;
+    noise-free readings), fitted by a twin that has them where the layout says."""
+    tolerance = 0.25 * design.geometry.pitch_m  # 0.1 mm on the 0.4 mm grid, as the realistic world
+    fitter = bench_fitter(design, probes, kinds=("rot", "phase_scale"))
+    spread = fitter.with_build_tolerances(None, tolerance)
+    rng = np.random.default_rng(6)
+    moves = [np.zeros((3, 3)), np.pad(rng.normal(0, 0.1e-3, (3, 2)), ((0, 0), (0, 1)))]
+    channels = len(fitter.model.layout)
+    plain, widened = [], []
+    for _ in range(8):
+        errors = rng.normal(0, tolerance, (channels, 2))
+        observations = []
+        for u in moves:
+            seen = fitter.bench.copy()
+            seen.offsets_m = fitter.bench.offsets_m + u
+            energies = np.empty((len(fitter.inputs), channels))
+            for c in range(channels):  # each detector where it really is: the plane moved by its error
+                placed = seen.copy()
+                placed.detector_offset_m = seen.detector_offset_m + np.array([*errors[c], 0.0])
+                energies[:, c] = fitter.model.energies(fitter.inputs, fitter.heights_m, params=placed)[:, c]
+            signals = energies * rng.uniform(0.5, 1.5, (len(energies), 1)) / energies.max()
+            observations.append(Observation(u, signals, noise=np.full(signals.shape, 1e-6 * signals.max())))
+        for fit, out in ((fitter, plain), (spread, widened)):
+            result = with_tolerance_spread(fit.fit(observations, np.zeros((3, 3)), max_iterations=20))
+            truth = fitter.bench.to_vector()
+            errors_fit = np.concatenate(
+                [
+                    result.mount_m[fit.axes],
+                    [value - truth[fitter.bench.names().index(name)] for name, (value, _) in result.extras.items()],
+                ]
+            )
+            sigmas = np.concatenate([result.stderr_m[fit.axes], [s for _, s in result.extras.values()]])
+            out.extend((errors_fit / sigmas).tolist())
+    plain, widened = np.array(plain), np.array(widened)
+    # the misfit alone: 22 of 80 beyond 3 sigma; with the placement tolerance, none (spread 0.91)
+    assert np.mean(np.abs(plain) > 3) > 0.05, np.sort(np.abs(plain))[-10:]
+    assert np.mean(np.abs(widened) <= 3) >= 0.95, np.sort(np.abs(widened))[-10:]
+    assert 0.5 < np.std(widened) < 1.5
