@@ -510,6 +510,11 @@ class OffsetFit:
         other.detector_tolerance_m = self.detector_tolerance_m if same_model else 0.0
         return other
 
+    @property
+    def tolerates_build_errors(self) -> bool:
+        """Whether this fit's error bars are to hold build tolerances (``with_build_tolerances``)."""
+        return self.print_draw is not None or self.detector_tolerance_m > 0
+
     def with_build_tolerances(
         self, print_draw: Callable[[np.random.Generator], np.ndarray] | None, detector_m: float = 0.0
     ) -> OffsetFit:
@@ -824,7 +829,7 @@ class OffsetFit:
         each. Detectors: exact to first order, each detector and axis moved by one sigma in turn (each
         detector's energy depends on its own place only, so moving the whole detector plane by
         ``DETECTOR_STEP_M`` gives every detector's derivative: two forward passes per observation)."""
-        if self.print_draw is None and not self.detector_tolerance_m:
+        if not self.tolerates_build_errors:
             raise ConfigError("offset fit: no build tolerance to draw benches from (with_build_tolerances)")
         inverse = np.linalg.pinv(basis.jacobian, rcond=1e-10)
         observations, mount = basis.observations, self.mount(basis.x)
@@ -880,7 +885,7 @@ def with_tolerance_spread(result: FitResult) -> FitResult:
     the fit that is reported: it costs ``PRINT_DRAWS`` + 3 forward passes per observation. Without
     tolerances on the fit that made it, or without its linearisation, ``result`` as it is."""
     basis = result.basis
-    if basis is None or (basis.fitter.print_draw is None and not basis.fitter.detector_tolerance_m):
+    if basis is None or not basis.fitter.tolerates_build_errors:
         return result
     fitter = basis.fitter
     return fitter._reported(basis, result.scaling, result.iterations, fitter._tolerance_covariance(basis))
