@@ -118,10 +118,11 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     before = np.argmax(checks["before alignment"], axis=1) == labels
     after = np.argmax(checks["after alignment"], axis=1) == labels
     design_flags = np.argmax(Twin(design).predict(images), axis=1) == labels
-    twin_flags = np.argmax(result.twin(design).predict(images), axis=1) == labels
-    agreement = float(
-        np.mean(np.argmax(result.twin(design).predict(images), axis=1) == np.argmax(checks["after alignment"], axis=1))
-    )
+    twin_flags = agreement = None  # an alignment that did not find the plates gives no twin
+    if result.converged:
+        twin_classes = np.argmax(result.twin(design).predict(images), axis=1)
+        twin_flags = twin_classes == labels
+        agreement = float(np.mean(twin_classes == np.argmax(checks["after alignment"], axis=1)))
     hidden = hidden_truth(bench)
     parameters = {}
     for name, p in result.parameters.items():
@@ -144,8 +145,8 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
         "measured_before": accuracy(before),
         "measured_after": accuracy(after),
         "design": accuracy(design_flags),
-        "twin": accuracy(twin_flags),
-        "measured_vs_twin": paired(after, twin_flags),
+        "twin": None if twin_flags is None else accuracy(twin_flags),
+        "measured_vs_twin": None if twin_flags is None else paired(after, twin_flags),
         "measured_vs_design": paired(after, design_flags),
         "class_agreement_twin_bench": agreement,
         "parameters": parameters,
@@ -212,10 +213,14 @@ def main() -> int:
             if args.runs_file is not None:
                 with args.runs_file.open("a") as out:
                     out.write(json.dumps(run, default=float) + "\n")
+            twin = (
+                f"twin {run['twin']['text']}, McNemar p {run['measured_vs_twin']['p_value']:.3g}"
+                if run["twin"] is not None
+                else "no twin (the plates were not found)"
+            )
             print(
                 f"seed {seed} {'identified' if identify else 'x/y only'}: measured {run['measured_after']['text']}, "
-                f"twin {run['twin']['text']}, design {run['design']['text']}, McNemar p "
-                f"{run['measured_vs_twin']['p_value']:.3g}, {run['wall_s']:.0f} s",
+                f"design {run['design']['text']}, {twin}, {run['wall_s']:.0f} s",
                 file=sys.stderr,
                 flush=True,
             )

@@ -14,6 +14,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import write_calibration
+from labctl.errors import LabctlError
 from labctl.twin import Twin, bench_fidelity, bench_params
 
 METHODS = {
@@ -117,7 +118,16 @@ class AlignmentResult:
         return "gains,source" if self.converged else "source"
 
     def twin(self, design: Any) -> Twin:
-        """The design's model with this alignment's offsets, gains, scale and fitted bench."""
+        """The design's model with this alignment's offsets, gains, scale and fitted bench.
+
+        Only an alignment that found the plates has one: a fit that did not is no model of the
+        bench (its scale may even come out negative), so asking for its twin is refused.
+        """
+        if not self.converged:
+            raise LabctlError(
+                f"alignment ({self.strategy}) did not find the plates (misfit {self.residual:.3g}), so it gives no "
+                "twin of this bench; align again (see its log for why) before predicting from it"
+            )
         fidelity, stray = bench_fidelity(self.bench)
         return Twin(
             design,

@@ -11,7 +11,9 @@ called from that (GUI) thread; the GUI and the bench call it there. It repaints 
 returns, so the image is on the screen when the call ends. That holds from the first image on
 because opening the window waits until the window system has put it on the screen (exposed
 it): a repaint before that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen``
-(tests, headless runs); a QApplication is created if none exists.
+(tests, headless runs); a QApplication is created if none exists. ``close`` deletes the window
+at once, on the GUI thread: left to Python's garbage collector, the window could be deleted on
+whichever thread the collector happens to run in, and Qt crashes when a widget dies off its thread.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from typing import Any, ClassVar
 
 import numpy as np
+from PyQt5 import sip
 from PyQt5.QtCore import QEventLoop, Qt, QThread
 from PyQt5.QtGui import QImage, QPainter, QPaintEvent
 from PyQt5.QtWidgets import QApplication, QWidget
@@ -61,6 +64,7 @@ class SLMWindow(QWidget):
         self.setCursor(Qt.CursorShape.BlankCursor)
         self._image: QImage | None = None
         self._shown: np.ndarray | None = None
+        self._closed = False
         target = screens[screen]
         self.setGeometry(target.geometry())
         self.create()  # a native window exists now, so it can be put on the chosen screen
@@ -99,6 +103,8 @@ class SLMWindow(QWidget):
 
     def show_gray(self, image: np.ndarray) -> None:
         """Show a (rows, cols) uint8 image. Call from the Qt (GUI) thread; returns once painted."""
+        if self._closed:
+            raise InstrumentError(self.name, "the SLM window was closed; connect the SLM again")
         if QThread.currentThread() is not self.thread():
             raise InstrumentError(self.name, "show_gray was called outside the Qt GUI thread; call it from there")
         gray = np.asarray(image)
@@ -113,6 +119,19 @@ class SLMWindow(QWidget):
     def shown(self) -> np.ndarray | None:
         """The image last passed to ``show_gray`` (None before the first)."""
         return None if self._shown is None else self._shown.copy()
+
+    def close(self) -> bool:
+        """Take the window off the screen and delete it (now on the GUI thread, else by the GUI
+        thread's event loop); the instrument is closed for good. Calling it again does nothing."""
+        if self._closed:
+            return True
+        self._closed = True
+        if QThread.currentThread() is not self.thread():
+            self.deleteLater()  # a widget is touched on its own thread only: Qt hides and deletes it there
+            return True
+        closed = bool(super().close())
+        sip.delete(self)
+        return closed
 
     def paintEvent(self, event: QPaintEvent | None) -> None:  # noqa: N802 - Qt's name
         painter = QPainter(self)

@@ -29,7 +29,7 @@ from PyQt5.QtWidgets import (
 
 from labctl.errors import ConfigError
 from labctl.gui.session import PlatesRequest, Session, TurnRequest
-from labctl.gui.widgets import StatusLine
+from labctl.gui.widgets import StatusLine, discard
 from labctl.operators import turn_instructions
 from labctl.plans.messages import Record
 
@@ -134,7 +134,7 @@ class AlignmentView(QWidget):
         names = list(bench.plates) if bench is not None else []
         if names != list(self.plate_boxes):
             for box in self.plate_boxes.values():
-                box.setParent(None)
+                discard(box, self.plates_row)
             self.plate_boxes = {name: QCheckBox(name) for name in names}
             for box in self.plate_boxes.values():
                 box.setChecked(True)

@@ -26,7 +26,7 @@ from PyQt5.QtWidgets import (
 )
 
 from labctl.gui.session import Session
-from labctl.gui.widgets import StatusLine
+from labctl.gui.widgets import StatusLine, discard
 from labctl.plans.messages import ReadPositions
 
 #: Jog steps: translation axes in metres and, at the same choice, rotation axes in radians.
@@ -206,8 +206,7 @@ class StagesView(QWidget):
             self._enable()
             return
         for box in self.boxes.values():
-            box.setParent(None)
-            box.deleteLater()
+            discard(box, self.plates_layout)
         self.boxes = {name: PlateBox(self, name, bench.plates[name]) for name in names}
         for box in self.boxes.values():
             self.plates_layout.addWidget(box)

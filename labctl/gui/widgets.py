@@ -1,11 +1,12 @@
-"""Small widgets the views share: an error/status line, image thumbnails, a count matrix."""
+"""Small widgets the views share: an error/status line, image thumbnails, a count matrix, and the
+one way a view takes a widget out of its layout."""
 
 from __future__ import annotations
 
 import numpy as np
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QBrush, QColor, QImage, QPixmap
-from PyQt5.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableWidget, QTableWidgetItem, QWidget
+from PyQt5.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QLayout, QTableWidget, QTableWidgetItem, QWidget
 
 
 class StatusLine(QLabel):
@@ -26,6 +27,18 @@ class StatusLine(QLabel):
         self.is_error = True
         self.setStyleSheet("color: #b00020;")
         self.setText(str(exc))
+
+
+def discard(widget: QWidget, layout: QLayout) -> None:
+    """Take ``widget`` out of ``layout`` and out of sight; Qt deletes it later, on the GUI thread.
+
+    Not ``setParent(None)``: that hands the widget to Python, whose garbage collector may then
+    delete it on whichever thread it runs (an instrument worker's), and Qt widgets die only on
+    the GUI thread.
+    """
+    layout.removeWidget(widget)
+    widget.hide()
+    widget.deleteLater()
 
 
 def pixmap(image: np.ndarray, size: int) -> QPixmap:

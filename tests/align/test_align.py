@@ -10,7 +10,7 @@ import pytest
 from labctl.align import ModelOptions, ScanOptions, align
 from labctl.align.search import GridOptions
 from labctl.calibration import CalibrationSet, latest_calibration
-from labctl.errors import ConfigError
+from labctl.errors import ConfigError, LabctlError
 from labctl.plans.messages import MountPlates
 from labctl.plans.runner import Runner
 from labctl.twin import Twin
@@ -146,3 +146,6 @@ def test_without_building_up_a_far_off_stack_is_left_alone(make_bench, design, p
     assert not result.converged and result.residual > 0.02
     # the stages went to nominal and stayed there: nothing moved to a false minimum
     assert np.allclose(bench.world.plate_offsets_m(), mount, atol=15e-6)  # to within the stages' play
+    # a fit that did not find the plates is no model of this bench: it gives no twin to predict from
+    with pytest.raises(LabctlError, match=r"alignment \(model\) did not find the plates \(misfit .*align again"):
+        result.twin(design)

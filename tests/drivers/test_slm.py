@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from PyQt5.QtCore import Qt
+from PyQt5 import sip
+from PyQt5.QtCore import QEvent, Qt
 from PyQt5.QtGui import QImage
 from PyQt5.QtWidgets import QApplication
 
@@ -25,10 +27,10 @@ def pixels(window: SLMWindow) -> np.ndarray:
 
 
 @pytest.fixture
-def window(qtbot) -> SLMWindow:
+def window(qtbot) -> Iterator[SLMWindow]:
     w = SLMWindow("slm", screen=0)
-    qtbot.addWidget(w)
-    return w
+    yield w
+    w.close()
 
 
 def test_borderless_full_screen_on_the_chosen_screen(window: SLMWindow) -> None:
@@ -92,10 +94,31 @@ def test_refusals(window: SLMWindow) -> None:
     assert len(errors) == 1 and "Qt GUI thread" in str(errors[0])
 
 
+def test_close_deletes_the_window_now_and_a_closed_slm_says_so(window: SLMWindow) -> None:
+    """Deleted at once on the GUI thread: never left for the garbage collector, which may run on
+    any thread (a widget deleted off the GUI thread crashes Qt)."""
+    window.show_gray(np.full((4, 4), 7, dtype=np.uint8))
+    assert window.close() is True
+    assert sip.isdeleted(window) and window not in QApplication.topLevelWidgets()
+    with pytest.raises(InstrumentError, match="slm: the SLM window was closed; connect the SLM again"):
+        window.show_gray(np.zeros((4, 4), dtype=np.uint8))
+    assert window.close() is True  # a second close does nothing
+
+
+def test_close_from_another_thread_leaves_the_deletion_to_the_gui_thread(qapp) -> None:
+    window = SLMWindow("slm", screen=0)
+    closer = threading.Thread(target=window.close)
+    closer.start()
+    closer.join()
+    assert not sip.isdeleted(window)  # not here: Qt posts the deletion to the GUI thread
+    QApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    assert sip.isdeleted(window)
+
+
 def test_from_station(qtbot) -> None:
     for resource, options in (("0", {}), ("", {"screen": 0})):
         w = SLMWindow.from_station("slm", resource, options)
-        qtbot.addWidget(w)
         assert w.identify().startswith("SLM window on screen 0")
+        w.close()
     with pytest.raises(ConfigError, match="must be a screen number"):
         SLMWindow.from_station("slm", "HDMI-1", {})
