@@ -23,6 +23,7 @@ offsets (0: as alignment would leave them), with Wilson intervals and McNemar's 
     python benchmarks/world.py --accuracy 300 --seeds 0,1,2 --json
     python benchmarks/world.py --accuracy 300 --seeds 0 --ablate --json   # each group of errors alone
     python benchmarks/world.py --accuracy 500 --height-errors-um 10,30,50,70,100 --turned --json
+    python benchmarks/world.py --accuracy 500 --seeds 0 --height-errors-um 10,30,50 --turned --design fashion-mnist --json
 
 ``--height-errors-um`` sweeps the per-neuron print height error (sigma) of the realistic world;
 ``--turned`` sets the plates' rotations to 0 as well (what an alignment that turns the plates leaves).
@@ -104,13 +105,14 @@ def aligned_accuracy(
     ablate: bool = False,
     height_errors_um: list[float] | None = None,
     turned: bool = False,
+    design_name: str = "mnist5k",
 ) -> dict:
     """The design's accuracy in the twin and in realistic worlds with the plates' x/y offsets at 0
     (``turned``: their rotations too)."""
     from labctl.sim.light import Pose
     from labctl.stats import AccuracyCI, mcnemar
 
-    design = load_design(resolve_design("mnist5k"))
+    design = load_design(resolve_design(design_name))
     data = load_dataset(design.dataset)
     inputs, labels = design.inputs(data.test_images[:count]), data.test_labels[:count]
     twin_correct = np.argmax(design.model().energies(inputs, design.heights_m), axis=1) == labels
@@ -143,6 +145,7 @@ def aligned_accuracy(
             }
         )
     return {
+        "design": design_name,
         "digits": count,
         "rotations": "0 (turned)" if turned else "as mounted",
         "twin_accuracy": str(AccuracyCI.from_flags(twin_correct)),
@@ -188,11 +191,14 @@ def main() -> None:
     parser.add_argument("--ablate", action="store_true", help="--accuracy: each group of realistic errors alone")
     parser.add_argument("--height-errors-um", default="", help="--accuracy: per-neuron height errors to sweep, um")
     parser.add_argument("--turned", action="store_true", help="--accuracy: the plates' rotations at 0 too")
+    parser.add_argument("--design", default="mnist5k", help="--accuracy: the design to measure")
     args = parser.parse_args()
     if args.accuracy:
         seeds = [int(s) for s in args.seeds.split(",")]
         heights = [float(h) for h in args.height_errors_um.split(",") if h.strip()]
-        print(json.dumps(aligned_accuracy(args.accuracy, seeds, args.ablate, heights, args.turned), indent=2))
+        print(
+            json.dumps(aligned_accuracy(args.accuracy, seeds, args.ablate, heights, args.turned, args.design), indent=2)
+        )
         return
 
     design = load_design(resolve_design("mnist5k"))
