@@ -1,14 +1,15 @@
 """Hardware in the loop on a simulated bench that is not the twin: readout, replacement plate,
 physics-aware fine-tuning.
 
-    python benchmarks/hil.py --json [--design mnist5k] [--seeds 0,1,2] [--train 300] [--test 500]
+    python benchmarks/hil.py --json [--design mnist5k] [--truth realistic] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
                              [--refine-epochs 2] [--refine-train 1500]
 
-For every seed a soft bench (time scale 0, an SLM as projector) hides the ``realistic`` truth
-(plate spacing, rotation and tilt, printed staircase, per-neuron height errors of
-``--height-error-um``, index and scale errors, a Gaussian off-axis beam, displaced detectors,
+For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
+a YAML file, ``labctl.sim.truth.load_truth``; by default ``realistic``: plate spacing, rotation and
+tilt, printed staircase, per-neuron height errors (sigma ``--height-error-um`` if given), index and
+scale errors, a Gaussian off-axis beam, displaced detectors,
 stray light, gains, darks, the SLM's gamma). The lab's procedure runs as a user runs it:
 ``calibrate`` darks, stages, SLM, gains and source; ``calibrate --only readout``
 on ``--train`` training-split images; then physics-aware training (``labctl.hil.pat``) of the
@@ -77,7 +78,7 @@ from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, design_writer, mea
 from labctl.plans.messages import SwapPlate  # noqa: E402
 from labctl.plans.runner import MemoryStore, Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
-from labctl.sim.truth import PRESETS  # noqa: E402
+from labctl.sim.truth import load_truth  # noqa: E402
 from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
 from labctl.twin import Twin  # noqa: E402
 
@@ -147,10 +148,11 @@ def swap(plate: str, path: str) -> Any:
 
 
 def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
-    truth = PRESETS["realistic"]
+    truth = load_truth(args.truth)
     if args.alignment == "ideal":
         truth = dataclasses.replace(truth, offset_sigma_m=0.0)
-    truth = dataclasses.replace(truth, height_error_sigma_m=args.height_error_um * 1e-6)
+    if args.height_error_um is not None:
+        truth = dataclasses.replace(truth, height_error_sigma_m=args.height_error_um * 1e-6)
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     bench.calibration_dir, bench.config = folder, SimpleNamespace(name=f"soft bench, seed {seed}")
     calibration_records = MemoryStore()  # calibration and alignment write their own files
@@ -311,7 +313,10 @@ def main() -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--train", type=int, default=300, help="training-split images (readout and training)")
     parser.add_argument("--test", type=int, default=500, help="held-out test images (balanced over 10 classes)")
-    parser.add_argument("--height-error-um", type=float, default=10.0, help="per-neuron print height error sigma")
+    parser.add_argument("--truth", default="realistic", help="the world's truth: a preset or a YAML file")
+    parser.add_argument(
+        "--height-error-um", type=float, default=None, help="per-neuron print height error sigma (default: the truth's)"
+    )
     parser.add_argument("--averages", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=3, help="physics-aware training passes")
     parser.add_argument("--batch", type=int, default=20, help="physics-aware training batch")
