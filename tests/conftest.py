@@ -1,6 +1,8 @@
-"""Shared test settings: Qt runs offscreen, nothing waits on real instrument time, and what a Qt
-test leaves behind is deleted on the GUI thread before the next test starts."""
+"""Shared test settings: Qt runs offscreen, nothing waits on real instrument time, what a Qt test
+leaves behind is deleted on the GUI thread before the next test starts, and a crash shows the
+crashing thread's stack."""
 
+import faulthandler
 import gc
 import os
 from collections.abc import Iterator
@@ -8,6 +10,19 @@ from collections.abc import Iterator
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's faulthandler plugin has made its copy of stderr
+def pytest_configure(config: pytest.Config) -> None:
+    """On a crash, dump the crashing thread's stack alone, not every thread's: CI shows the first
+    lines of the output, and the simulated instruments' idle threads filled them (the one
+    segmentation fault on record, with the crashing thread cut off)."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key  # pytest's copy of stderr
+    except ImportError:  # another pytest: keep its own dump of every thread
+        return
+    if fault_handler_stderr_fd_key in config.stash:
+        faulthandler.enable(file=config.stash[fault_handler_stderr_fd_key], all_threads=False)
 
 
 @pytest.fixture(autouse=True)
