@@ -69,6 +69,7 @@ def run_demo(
     from labctl.design.shipped import resolve_design
     from labctl.plans.runner import Runner
     from labctl.sim.bench import SimulatedBench
+    from labctl.sim.clock import checked_time_scale
     from labctl.sim.truth import load_truth
     from labctl.twin import seen_design
 
@@ -79,14 +80,13 @@ def run_demo(
     design_path = resolve_design(design_name)
     design = load_design(design_path)
     dataset = load_dataset(design.dataset)
+    hidden, time_scale = load_truth(truth), checked_time_scale(time_scale)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once nothing can be refused
     sim_dir = out_dir / "bench"
     sim_dir.mkdir(exist_ok=True)
     say(f"starting the simulated bench (seed {seed}, time scale {time_scale:g}) in {sim_dir}")
     with phases.phase("set-up"):
-        sim = SimulatedBench(
-            design, sim_dir, seed=seed, time_scale=time_scale, truth=load_truth(truth), design_path=design_path
-        )
+        sim = SimulatedBench(design, sim_dir, seed=seed, time_scale=time_scale, truth=hidden, design_path=design_path)
     with sim, Bench.from_station(sim.station_path) as bench:
         say(f"connected {len(bench.instruments)} instruments through station file {sim.station_path}")
         folder = bench.calibration_dir

@@ -91,3 +91,12 @@ def test_demo_bad_argument_is_one_line(capsys):
     assert main(["demo", "--per-class", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "per-class" in err[0]
+
+
+def test_a_negative_time_scale_is_refused_before_anything_is_written(capsys, tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--time-scale", "-1"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "time scale must be >= 0" in err[0], err
+    assert "starting the simulated bench" not in captured.out + captured.err and not out.exists()

@@ -14,13 +14,18 @@ from collections.abc import Callable
 from labctl.errors import ConfigError
 
 
+def checked_time_scale(time_scale: float) -> float:
+    """``time_scale`` as a float, or the error a user sees for a negative one."""
+    if not time_scale >= 0:
+        raise ConfigError(f"time scale must be >= 0 (1 realistic, 0 instant), got {time_scale}")
+    return float(time_scale)
+
+
 class Clock:
     """Wall-clock time plus a scale applied to every simulated duration."""
 
     def __init__(self, time_scale: float = 1.0):
-        if not time_scale >= 0:
-            raise ConfigError(f"time scale must be >= 0 (1 realistic, 0 instant), got {time_scale}")
-        self.time_scale = float(time_scale)
+        self.time_scale = checked_time_scale(time_scale)
 
     def now(self) -> float:
         """Monotonic wall time in seconds."""
