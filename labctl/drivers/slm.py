@@ -6,9 +6,13 @@ exactly one image pixel when the image has the screen's size; other sizes are sc
 nearest-neighbour sampling, never smoothed (smoothing would invent gray levels the lookup table
 never produced).
 
-Threading: Qt widgets belong to the thread that runs the QApplication. ``show_gray`` must be
-called from that (GUI) thread; the GUI and the bench call it there. It repaints before it
-returns, so the image is on the screen when the call ends. That holds from the first image on
+Threading: Qt widgets belong to the thread that runs the QApplication (the GUI thread). Called
+from any other thread (the GUI's instrument worker, a plan's thread), ``from_station`` and every
+method hand their work to the GUI thread and wait for it (``on_gui_thread``): the GUI's event loop
+runs it between two events. A GUI thread that does not get to it within ``GUI_TIMEOUT_S`` (busy,
+or waiting for that very thread) makes the call fail in one line instead of hanging. From the GUI
+thread itself (the command line runs everything there) the work is done at once. ``show_gray``
+repaints before it returns, so the image is on the screen when the call ends. That holds from the first image on
 because opening the window waits until the window system has put it on the screen (exposed
 it): a repaint before that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen``
 (tests, headless runs); a QApplication is created if none exists. ``close`` deletes the window
@@ -18,12 +22,15 @@ whichever thread the collector happens to run in, and Qt crashes when a widget d
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from PyQt5 import sip
-from PyQt5.QtCore import QEventLoop, Qt, QThread
+from PyQt5.QtCore import QEventLoop, QObject, Qt, QThread, pyqtSignal, pyqtSlot
 from PyQt5.QtGui import QImage, QPainter, QPaintEvent
 from PyQt5.QtWidgets import QApplication, QWidget
 
@@ -32,6 +39,8 @@ from labctl.errors import ConfigError, InstrumentError
 
 _app: QApplication | None = None  # the QApplication this module created, kept alive
 EXPOSE_TIMEOUT_S = 5.0  # how long the window system may take to put a new window on screen
+GUI_TIMEOUT_S = 10.0  # how long another thread waits for the GUI thread to do its SLM work
+T = TypeVar("T")
 
 
 def qt_application() -> QApplication:
@@ -46,6 +55,74 @@ def qt_application() -> QApplication:
     return _app
 
 
+class _GuiThreadJobs(QObject):
+    """Lives in the GUI thread; a job emitted from another thread is queued to it and run there."""
+
+    job = pyqtSignal(object)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # a real slot, not a plain callable (PyQt would make a proxy receiver in the connecting thread,
+        # and the job would run there): emitted from another thread, it is queued to this object's
+        self.job.connect(self._run)
+
+    @pyqtSlot(object)
+    def _run(self, job: Callable[[], None]) -> None:
+        job()
+
+
+_jobs: _GuiThreadJobs | None = None
+_jobs_lock = threading.Lock()
+
+
+def on_gui_thread(name: str, call: Callable[[], T]) -> T:
+    """``call()`` run on the GUI thread, its result (or its exception) returned to this thread.
+
+    At once when this is the GUI thread; otherwise queued to the GUI thread's event loop and
+    waited for, at most ``GUI_TIMEOUT_S`` (instrument ``name`` says why in the error).
+    """
+    global _jobs
+    app = QApplication.instance()
+    if app is None or QThread.currentThread() is app.thread():
+        return call()
+    with _jobs_lock:
+        if _jobs is None:
+            jobs = _GuiThreadJobs()
+            jobs.moveToThread(app.thread())
+            _jobs = jobs
+    done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def job() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed back to the waiting thread, raised there
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    _jobs.job.emit(job)
+    if not done.wait(GUI_TIMEOUT_S):
+        raise InstrumentError(
+            name,
+            f"the GUI thread did not get to the SLM within {GUI_TIMEOUT_S:g} s (busy, or waiting for this thread); "
+            "try again once the window answers",
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _gui_thread(method: Callable[..., T]) -> Callable[..., T]:
+    """A method of ``SLMWindow`` that runs on the GUI thread whichever thread calls it."""
+
+    @functools.wraps(method)
+    def wrapper(self: SLMWindow, *args: Any, **kwargs: Any) -> T:
+        return on_gui_thread(self.name, lambda: method(self, *args, **kwargs))
+
+    return wrapper
+
+
 class SLMWindow(QWidget):
     """A frameless full-screen window on screen ``screen`` that shows 8-bit grayscale images."""
 
@@ -53,6 +130,8 @@ class SLMWindow(QWidget):
 
     def __init__(self, name: str = "slm", screen: int = 0):
         app = qt_application()
+        if QThread.currentThread() is not app.thread():
+            raise InstrumentError(name, "the SLM window must be made on the Qt GUI thread; open it with from_station")
         screens = app.screens()
         if isinstance(screen, bool) or not isinstance(screen, int) or not 0 <= screen < len(screens):
             names = [f"{i}: {s.name()} {s.geometry().width()}x{s.geometry().height()}" for i, s in enumerate(screens)]
@@ -88,25 +167,26 @@ class SLMWindow(QWidget):
         """``resource`` is the screen number the SLM is connected as ("1"); the option ``screen``
         (an int) may give it instead."""
         screen = cls.Options.checked(name, options).screen
-        if screen is not None:
-            return cls(name, screen)
-        if not resource.strip().isdigit():
-            raise ConfigError(f"SLM {name}: resource {resource!r} must be a screen number (0, 1, ...)")
-        return cls(name, int(resource))
+        if screen is None:
+            if not resource.strip().isdigit():
+                raise ConfigError(f"SLM {name}: resource {resource!r} must be a screen number (0, 1, ...)")
+            screen = int(resource)
+        return on_gui_thread(name, lambda: cls(name, screen))
 
+    @_gui_thread
     def identify(self) -> str:
         return f"SLM window on screen {self.screen_index} ({self.width()}x{self.height()} pixels)"
 
+    @_gui_thread
     def shape(self) -> tuple[int, int]:
         """(rows, cols) of the window: the SLM's pixels once it is full screen."""
         return self.height(), self.width()
 
+    @_gui_thread
     def show_gray(self, image: np.ndarray) -> None:
-        """Show a (rows, cols) uint8 image. Call from the Qt (GUI) thread; returns once painted."""
+        """Show a (rows, cols) uint8 image; returns once painted."""
         if self._closed:
             raise InstrumentError(self.name, "the SLM window was closed; connect the SLM again")
-        if QThread.currentThread() is not self.thread():
-            raise InstrumentError(self.name, "show_gray was called outside the Qt GUI thread; call it from there")
         gray = np.asarray(image)
         if gray.ndim != 2 or gray.dtype != np.uint8 or gray.size == 0:
             raise ConfigError(f"SLM {self.name}: show_gray needs a 2-D uint8 image, got {gray.dtype} {gray.shape}")

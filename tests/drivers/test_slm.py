@@ -82,16 +82,59 @@ def test_refusals(window: SLMWindow) -> None:
         SLMWindow.from_station("slm", "", {"monitor": 1})
     errors: list[BaseException] = []
 
-    def from_another_thread() -> None:
+    def made_off_the_gui_thread() -> None:
+        try:
+            SLMWindow("slm", screen=0)
+        except InstrumentError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=made_off_the_gui_thread)
+    worker.start()
+    worker.join()
+    assert len(errors) == 1 and "must be made on the Qt GUI thread; open it with from_station" in str(errors[0])
+
+
+def test_another_thread_opens_and_drives_the_window_through_the_gui_thread(qtbot) -> None:
+    """What the GUI's instrument worker does: the window is made, painted and asked on the GUI
+    thread, while the GUI thread runs its event loop."""
+    image = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (20, 1))
+    results: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            window = SLMWindow.from_station("slm", "0", {})
+            window.show_gray(image)
+            results.update(window=window, shape=window.shape(), identity=window.identify())
+        except Exception as exc:  # reported below
+            results["error"] = exc
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    qtbot.waitUntil(lambda: not thread.is_alive(), timeout=10000)  # the event loop runs the window's work
+    assert "error" not in results, results
+    window = results["window"]
+    assert isinstance(window, SLMWindow) and window.thread() is QApplication.instance().thread()
+    assert results["shape"] == (window.height(), window.width()) and "screen 0" in str(results["identity"])
+    got = pixels(window)
+    assert got[0, 0] == 0 and got[-1, -1] == 240  # the image, scaled to the screen, is on it
+    window.close()
+
+
+def test_a_gui_thread_that_never_gets_to_it_fails_the_call_in_one_line(window: SLMWindow, monkeypatch) -> None:
+    monkeypatch.setattr("labctl.drivers.slm.GUI_TIMEOUT_S", 0.2)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
         try:
             window.show_gray(np.zeros((4, 4), dtype=np.uint8))
         except InstrumentError as exc:
             errors.append(exc)
 
-    worker = threading.Thread(target=from_another_thread)
-    worker.start()
-    worker.join()
-    assert len(errors) == 1 and "Qt GUI thread" in str(errors[0])
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()  # the GUI thread waits here, running no events
+    assert len(errors) == 1 and "slm: the GUI thread did not get to the SLM within 0.2 s" in str(errors[0])
+    QApplication.processEvents()  # the late job runs now, harmlessly
 
 
 def test_close_deletes_the_window_now_and_a_closed_slm_says_so(window: SLMWindow) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PyQt5.QtCore import Qt
+from PyQt5.QtWidgets import QApplication
 
 from tests.gui.conftest import connect, home_all, numbers
 
@@ -204,3 +205,25 @@ def test_a_rotation_stage_jogs_and_goes_to_an_angle_in_degrees(qtbot, tmp_path, 
         qtbot.waitUntil(lambda: box.status.is_error)
         assert "L2.r" in box.status.text() and "deg" in box.status.text()
         window.close()  # shut the bench down before the simulated bench goes
+
+
+def test_a_station_with_an_hdmi_slm_connects_and_shows_what_is_picked(qtbot, tmp_path, window, design, dataset):
+    """The real SLM driver behind the GUI: the instrument worker opens the window and paints it
+    through the GUI thread, and the virtual panel behind the screen sees the picked image."""
+    from labctl.drivers.slm import SLMWindow
+    from labctl.gui.session import mask_lookup
+    from labctl.sim.bench import SimulatedBench
+
+    with SimulatedBench(design, tmp_path, time_scale=0, masks=mask_lookup(dataset), projector="slm") as sim:
+        connect(qtbot, window, sim)
+        slm = window.session.bench.instruments["slm"]
+        assert isinstance(slm, SLMWindow) and slm.isFullScreen()
+        view = window.show_view("input")
+        qtbot.waitUntil(lambda: view.show_picked.text() == "Show on the SLM")
+        frames = sim.slm.frames
+        view.index.setValue(7)
+        qtbot.mouseClick(view.show_picked, Qt.LeftButton)
+        qtbot.waitUntil(lambda: window.session.beam_key == "tiny/test/7", timeout=10000)
+        assert sim.slm.frames > frames and sim.world.display.image.any()  # read back from the screen
+        window.close()  # the bench shut down by the worker: the SLM window goes with it
+        qtbot.waitUntil(lambda: not any(isinstance(w, SLMWindow) for w in QApplication.topLevelWidgets()))
