@@ -39,7 +39,7 @@ from labctl.errors import ConfigError, InstrumentError
 
 _app: QApplication | None = None  # the QApplication this module created, kept alive
 EXPOSE_TIMEOUT_S = 5.0  # how long the window system may take to put a new window on screen
-GUI_TIMEOUT_S = 10.0  # how long another thread waits for the GUI thread to do its SLM work
+GUI_TIMEOUT_S = 5.0  # how long another thread waits for the GUI thread (less than a closing GUI waits for a plan)
 T = TypeVar("T")
 
 
