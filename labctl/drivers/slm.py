@@ -10,11 +10,12 @@ Threading: Qt widgets belong to the thread that runs the QApplication (the GUI t
 from any other thread (the GUI's instrument worker, a plan's thread), ``from_station`` and every
 method hand their work to the GUI thread and wait for it (``on_gui_thread``): the GUI's event loop
 runs it between two events. A GUI thread that does not get to it within ``GUI_TIMEOUT_S`` (busy,
-or waiting for that very thread) makes the call fail in one line instead of hanging. From the GUI
-thread itself (the command line runs everything there) the work is done at once. ``show_gray``
-repaints before it returns, so the image is on the screen when the call ends. That holds from the first image on
-because opening the window waits until the window system has put it on the screen (exposed
-it): a repaint before that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen``
+or waiting for that very thread) makes the call fail in one line instead of hanging, and the
+work is dropped if it has not started. From the GUI thread itself (the command line runs
+everything there) the work is done at once. ``show_gray`` repaints before it returns, so the
+image is on the screen when the call ends. That holds from the first image on because opening
+the window waits until the window system has put it on the screen (exposed it): a repaint before
+that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen``
 (tests, headless runs); a QApplication is created if none exists. ``close`` deletes the window
 at once, on the GUI thread: left to Python's garbage collector, the window could be deleted on
 whichever thread the collector happens to run in, and Qt crashes when a widget dies off its thread.
@@ -90,10 +91,12 @@ def on_gui_thread(name: str, call: Callable[[], T]) -> T:
             jobs = _GuiThreadJobs()
             jobs.moveToThread(app.thread())
             _jobs = jobs
-    done = threading.Event()
+    done, abandoned = threading.Event(), threading.Event()
     outcome: dict[str, Any] = {}
 
     def job() -> None:
+        if abandoned.is_set():  # the caller gave up: no window opened, no image shown behind its back
+            return
         try:
             outcome["value"] = call()
         except BaseException as exc:  # handed back to the waiting thread, raised there
@@ -103,6 +106,7 @@ def on_gui_thread(name: str, call: Callable[[], T]) -> T:
 
     _jobs.job.emit(job)
     if not done.wait(GUI_TIMEOUT_S):
+        abandoned.set()
         raise InstrumentError(
             name,
             f"the GUI thread did not get to the SLM within {GUI_TIMEOUT_S:g} s (busy, or waiting for this thread); "

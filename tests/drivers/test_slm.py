@@ -134,7 +134,8 @@ def test_a_gui_thread_that_never_gets_to_it_fails_the_call_in_one_line(window: S
     thread.start()
     thread.join()  # the GUI thread waits here, running no events
     assert len(errors) == 1 and "slm: the GUI thread did not get to the SLM within 0.2 s" in str(errors[0])
-    QApplication.processEvents()  # the late job runs now, harmlessly
+    QApplication.processEvents()  # the GUI thread gets to it late: the abandoned call is dropped
+    assert window.shown() is None
 
 
 def test_close_deletes_the_window_now_and_a_closed_slm_says_so(window: SLMWindow) -> None:
