@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--time-scale", type=float, default=1.0, help="--sim: 1 realistic instrument times, 0 instant")
     parser.add_argument("--truth", default=None, help="--sim: " + TRUTH_HELP)
     parser.add_argument(
+        "--projector",
+        choices=("wheel", "slm"),
+        default="wheel",
+        help="--sim: inputs through a mask wheel or an HDMI SLM (a window on this screen; default: wheel)",
+    )
+    parser.add_argument(
         "--offset-sigma-mm",
         type=float,
         default=None,
@@ -76,5 +82,11 @@ def gui_command(args: argparse.Namespace) -> int:
     design_path = resolve_design(args.design)
     design = load_design(design_path)
     truth = truth_option(args.truth, "ideal", args.offset_sigma_mm)
-    sim = {"seed": args.seed, "time_scale": args.time_scale, "design_path": design_path, "truth": truth}
+    sim = {
+        "seed": args.seed,
+        "time_scale": args.time_scale,
+        "design_path": design_path,
+        "truth": truth,
+        "projector": args.projector,
+    }
     return run(sim=sim, design=design, settings_path=args.settings)

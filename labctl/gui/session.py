@@ -148,8 +148,10 @@ class Session(QObject):
         masks: Any = None,
         design_path: Any = None,
         truth: Any = None,
+        projector: str = "wheel",
     ) -> None:
-        """Serve a simulated bench for ``design`` (hidden ``truth``, seeded) and connect to it through the real drivers."""
+        """Serve a simulated bench for ``design`` (hidden ``truth``, seeded; inputs through a mask
+        wheel or an HDMI SLM behind this process's screen) and connect to it through the real drivers."""
         from labctl.bench import Bench
         from labctl.sim.bench import SimulatedBench
 
@@ -157,7 +159,13 @@ class Session(QObject):
 
         def start() -> Any:
             sim = SimulatedBench(
-                design, seed=seed, time_scale=time_scale, masks=masks, design_path=design_path, truth=truth
+                design,
+                seed=seed,
+                time_scale=time_scale,
+                masks=masks,
+                design_path=design_path,
+                truth=truth,
+                projector=projector,
             )
             try:
                 return sim, Bench.from_station(sim.station_path)

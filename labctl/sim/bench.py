@@ -207,16 +207,20 @@ class SimulatedBench:
         self.stage_drivers = drivers
 
     def _serve_slm(self) -> None:
-        """The SLM behind screen 0 of this process (a screen is not a link another process can open)."""
-        from labctl.drivers.slm import qt_application
+        """The SLM behind screen 0 of this process (a screen is not a link another process can open),
+        made on the GUI thread whichever thread serves the bench (the GUI's instrument worker does)."""
+        from labctl.drivers.slm import on_gui_thread, qt_application
         from labctl.sim.instruments.slm_screen import VirtualSlm, aligned_geometry
 
-        screen = qt_application().screens()[0].geometry()
-        side = int(getattr(self.design, "image_size", DEFAULT_IMAGE_SIZE))
-        pitch, origin = aligned_geometry(
-            (screen.height(), screen.width()), self.world.geometry.n, (side, side), self.world.input_scale
-        )
-        self.slm = VirtualSlm("slm", self.world, 0, pitch, origin)
+        def panel() -> VirtualSlm:
+            screen = qt_application().screens()[0].geometry()
+            side = int(getattr(self.design, "image_size", DEFAULT_IMAGE_SIZE))
+            pitch, origin = aligned_geometry(
+                (screen.height(), screen.width()), self.world.geometry.n, (side, side), self.world.input_scale
+            )
+            return VirtualSlm("slm", self.world, 0, pitch, origin)
+
+        self.slm = on_gui_thread("virtual SLM", panel)
         self.resources["slm"] = "0"
 
     # -- the station file ---------------------------------------------------------------------

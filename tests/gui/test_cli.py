@@ -6,6 +6,8 @@ design's data set.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from PyQt5.QtCore import QTimer
 from PyQt5.QtWidgets import QApplication
@@ -35,7 +37,12 @@ def design_file(tmp_path):
 
 
 def close_when_ready(seen: dict) -> None:
-    """Note what the window shows once connected with a data set, then close it (ends the event loop)."""
+    """Note what the window shows once connected with a data set, then close it (ends the event loop).
+
+    A window that is not ready within a minute is closed as it is, so a broken connection fails
+    the test instead of leaving its event loop running.
+    """
+    deadline = seen.setdefault("deadline", time.monotonic() + 60)
     for widget in QApplication.topLevelWidgets():
         session = getattr(widget, "session", None)
         if (
@@ -50,6 +57,11 @@ def close_when_ready(seen: dict) -> None:
             seen["design"] = session.design is not None
             widget.close()
             return
+    if time.monotonic() > deadline:
+        for widget in QApplication.topLevelWidgets():
+            if isinstance(widget, MainWindow):
+                widget.close()
+        return
     QTimer.singleShot(50, lambda: close_when_ready(seen))
 
 
@@ -75,6 +87,17 @@ def test_gui_sim_serves_a_bench_and_connects_to_it(qtbot, tmp_path, design_file)
     assert "E8257D" in seen["identities"]["thz"] and "FW102C" in seen["identities"]["wheel"]
     assert seen["dataset"] == 20 and seen["design"]
     assert (tmp_path / "s.ini").is_file()
+
+
+def test_gui_sim_serves_an_slm_bench_whose_panel_and_window_live_on_the_gui_thread(qtbot, tmp_path, design_file):
+    """``--projector slm``: the instrument worker serves the bench and opens the SLM window; both the
+    virtual panel and the window are made on the GUI thread while its event loop runs."""
+    seen: dict = {}
+    QTimer.singleShot(50, lambda: close_when_ready(seen))
+    argv = ["gui", "--sim", "--design", str(design_file), "--time-scale", "0", "--projector", "slm"]
+    assert main([*argv, "--settings", str(tmp_path / "s.ini")]) == 0
+    assert seen["identities"]["slm"].startswith("SLM window on screen 0") and "wheel" not in seen["identities"]
+    assert not any(w.isVisible() for w in QApplication.topLevelWidgets())  # the SLM window closed with the GUI
 
 
 def test_gui_station_connects_and_loads_the_design_the_station_names(qtbot, tmp_path, design_file):

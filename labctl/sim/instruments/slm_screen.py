@@ -31,7 +31,7 @@ from PyQt5.QtCore import QEvent, QObject, QThread
 from PyQt5.QtGui import QImage, QWindow
 from PyQt5.QtWidgets import QApplication, QWidget
 
-from labctl.drivers.slm import qt_application
+from labctl.drivers.slm import on_gui_thread, qt_application
 from labctl.errors import ConfigError
 from labctl.sim.devices import SimDisplay
 from labctl.sim.world import World
@@ -133,5 +133,6 @@ class VirtualSlm(QObject):
         self.frames += 1
 
     def close(self) -> None:
-        """Unplug: the world keeps the last frame, later repaints no longer reach it."""
-        qt_application().removeEventFilter(self)
+        """Unplug: the world keeps the last frame, later repaints no longer reach it (done on the GUI
+        thread, where the filter runs)."""
+        on_gui_thread(self.name, lambda: qt_application().removeEventFilter(self))
