@@ -83,6 +83,27 @@ def test_a_campaign_runs_to_completion_with_live_matrices_and_a_report(qtbot, wi
     assert html.is_file() and html.name == "report.html" and "Campaign report" in html.read_text()
 
 
+def test_a_campaign_on_an_hdmi_slm_paints_every_image_through_the_gui_thread(qtbot, tmp_path, window, design, dataset):
+    """The plan's thread drives the real SLM driver, which paints on the GUI thread; the virtual
+    panel reads every image back from the screen."""
+    from labctl.gui.session import mask_lookup
+    from labctl.sim.bench import SimulatedBench
+
+    with SimulatedBench(design, tmp_path, time_scale=0, masks=mask_lookup(dataset), projector="slm") as sim:
+        connect(qtbot, window, sim)
+        home_all(qtbot, window)
+        window.session.call(lambda bench: bench.move_to_nominal(timeout_s=10))
+        frames = sim.slm.frames
+        view = start_campaign(qtbot, window)
+        qtbot.waitUntil(
+            lambda: window.session.plan is None and view.file is not None and "finished" in view.status.text(),
+            timeout=30000,
+        )
+        assert view.samples == 10 and view.bench_matrix.matrix().sum() == 10
+        assert sim.slm.frames >= frames + 10  # one frame at least per image, read back from the screen
+        window.close()
+
+
 def test_an_emergency_stop_midway_aborts_the_campaign_stops_everything_and_the_file_resumes(qtbot, window, sim):
     connect(qtbot, window, sim)
     home_all(qtbot, window)
