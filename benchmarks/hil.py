@@ -9,8 +9,8 @@ physics-aware fine-tuning.
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
 a YAML file, ``labctl.sim.truth.load_truth``; by default ``realistic``: plate spacing, rotation and
 tilt, printed staircase, per-neuron height errors (sigma ``--height-error-um`` if given), index and
-scale errors, a Gaussian off-axis beam, displaced detectors,
-stray light, gains, darks, the SLM's gamma). The lab's procedure runs as a user runs it:
+scale errors, a Gaussian off-axis beam, displaced detectors, stray light, gains, darks, the SLM's
+gamma). The lab's procedure runs as a user runs it:
 ``calibrate`` darks, stages, SLM, gains and source; ``calibrate --only readout``
 on ``--train`` training-split images; then physics-aware training (``labctl.hil.pat``) of the
 SLM's input encoding and the readout on the same training images, ``--epochs`` passes in

@@ -15,10 +15,10 @@ work is dropped if it has not started. From the GUI thread itself (the command l
 everything there) the work is done at once. ``show_gray`` repaints before it returns, so the
 image is on the screen when the call ends. That holds from the first image on because opening
 the window waits until the window system has put it on the screen (exposed it): a repaint before
-that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen``
-(tests, headless runs); a QApplication is created if none exists. ``close`` deletes the window
-at once, on the GUI thread: left to Python's garbage collector, the window could be deleted on
-whichever thread the collector happens to run in, and Qt crashes when a widget dies off its thread.
+that reaches no screen. Works with ``QT_QPA_PLATFORM=offscreen`` (tests, headless runs); a
+QApplication is created if none exists. ``close`` deletes the window at once, on the GUI thread:
+left to Python's garbage collector, the window could be deleted on whichever thread the collector
+happens to run in, and Qt crashes when a widget dies off its thread.
 """
 
 from __future__ import annotations
