@@ -21,18 +21,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     where.add_argument(
         "--sim", action="store_true", help="serve a simulated bench and drive it through the real drivers"
     )
+    parser.add_argument("--design", default=None, help="--sim: shipped design name or design file (default: mnist5k)")
     parser.add_argument(
-        "--design", default="mnist5k", help="--sim: shipped design name or design file (default: mnist5k)"
+        "--seed",
+        type=int,
+        default=None,
+        help="--sim: seed of the hidden truths (plate offsets, darks, gains; default 0)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="--sim: seed of the hidden truths (plate offsets, darks, gains)"
+        "--time-scale", type=float, default=None, help="--sim: 1 realistic instrument times (default), 0 instant"
     )
-    parser.add_argument("--time-scale", type=float, default=1.0, help="--sim: 1 realistic instrument times, 0 instant")
     parser.add_argument("--truth", default=None, help="--sim: " + TRUTH_HELP)
     parser.add_argument(
         "--projector",
         choices=("wheel", "slm"),
-        default="wheel",
+        default=None,
         help="--sim: inputs through a mask wheel or an HDMI SLM (a window on this screen; default: wheel)",
     )
     parser.add_argument(
@@ -60,9 +63,35 @@ def check_display(environ: Mapping[str, str] = os.environ, platform: str = sys.p
         )
 
 
+#: The options that describe the simulated bench (``--sim``), with their defaults.
+SIM_DEFAULTS = {
+    "design": "mnist5k",
+    "seed": 0,
+    "time_scale": 1.0,
+    "truth": None,
+    "projector": "wheel",
+    "offset_sigma_mm": None,
+}
+
+
+def sim_only_options(args: argparse.Namespace) -> list[str]:
+    """The ``--sim`` options given on a command line without ``--sim`` (they would be ignored)."""
+    return ["--" + name.replace("_", "-") for name in SIM_DEFAULTS if getattr(args, name) is not None]
+
+
 def gui_command(args: argparse.Namespace) -> int:
     from labctl.errors import ConfigError
 
+    if not args.sim:
+        given = sim_only_options(args)
+        if given:
+            raise ConfigError(
+                f"labctl gui: {', '.join(given)} describe{'s' if len(given) == 1 else ''} a simulated bench and "
+                "apply with --sim only; add --sim, or drop them (a station file says what its bench is)"
+            )
+    for name, default in SIM_DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     if args.station is not None:  # a bad station file is refused before any window opens
         from labctl.station import load_station
 

@@ -139,3 +139,16 @@ def test_a_bad_station_file_is_refused_before_a_window_opens(tmp_path, capsys):
     assert main(["gui", "--station", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"labctl: error: {path}:") and "not valid YAML" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "extra, named",
+    [(["--projector", "slm"], "--projector"), (["--seed", "3", "--truth", "realistic"], "--seed, --truth")],
+)
+def test_simulated_bench_options_without_sim_are_refused_not_ignored(tmp_path, capsys, extra, named):
+    path = tmp_path / "bench.yaml"
+    path.write_text("instruments: [\n")  # never read: the options are refused first
+    assert main(["gui", "--station", str(path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"labctl: error: labctl gui: {named} describe") and "add --sim, or drop them" in err
+    assert err.count("\n") == 1
