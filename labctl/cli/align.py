@@ -1,4 +1,5 @@
-"""``labctl align --station FILE --strategy model|scan [--plates L1,L2] [--probes N] [--check N] [--json]``.
+"""``labctl align --station FILE --strategy model|scan [--plates L1,L2] [--probes N] [--check N] [--json]
+[--print-tolerance-um U] [--detector-tolerance-mm M]``.
 
 Connects the station's bench, applies the calibration in force (backlash compensation, darks
 and gains), aligns the plates to the station's design with the chosen strategy, scores a check
@@ -41,6 +42,20 @@ def register(subparsers: Any) -> None:
         "--check", type=int, default=0, help="check images to score accuracy on before and after (default 0)"
     )
     parser.add_argument("--design", default=None, help="design file or shipped name (default: the station's design)")
+    parser.add_argument(
+        "--print-tolerance-um",
+        type=float,
+        default=None,
+        help="model strategy: the printer's per-neuron height tolerance, one sigma in um (default 10); the "
+        "identified parameters' error bars hold what prints within it do to the fit; 0: not that",
+    )
+    parser.add_argument(
+        "--detector-tolerance-mm",
+        type=float,
+        default=None,
+        help="model strategy: each detector's placement tolerance in its holder, one sigma per axis in mm "
+        "(default 0.1); the error bars hold it too; 0: not that",
+    )
     parser.add_argument("--no-home", action="store_true", help="do not home the plate axes first")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=align_command)
@@ -55,6 +70,7 @@ def align_command(args: argparse.Namespace) -> int:
     from labctl.plans.runner import Runner
 
     plates = [p.strip() for p in args.plates.split(",") if p.strip()] if args.plates else None
+    model_options = build_tolerances(args)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     with Bench.from_station(args.station) as bench:
         design = _design(bench, args.design)
@@ -75,6 +91,7 @@ def align_command(args: argparse.Namespace) -> int:
                 folder=bench.calibration_dir,
                 station=bench.config.name,
                 home=not args.no_home,
+                model_options=model_options,
             )
     if args.json:
         print(json.dumps({**result.to_dict(), "file": None if result.file is None else str(result.file)}, indent=2))
@@ -119,6 +136,33 @@ def align_command(args: argparse.Namespace) -> int:
             f"{result.accuracy_after:.1%} after (design: {result.design_accuracy:.1%})"
         )
     return 0 if result.converged else 1
+
+
+def build_tolerances(args: argparse.Namespace) -> Any:
+    """The model strategy's options with the bench's build tolerances from the command line
+    (``ModelOptions.print_tolerance_m``, ``detector_tolerance_m``); refused in one line when
+    negative, or given to the scan strategy (which reports no error bars)."""
+    from labctl.align import ModelOptions
+    from labctl.errors import ConfigError
+
+    given = {
+        "--print-tolerance-um": (args.print_tolerance_um, 1e-6, "print_tolerance_m"),
+        "--detector-tolerance-mm": (args.detector_tolerance_mm, 1e-3, "detector_tolerance_m"),
+    }
+    chosen = {}
+    for option, (value, unit, name) in given.items():
+        if value is None:
+            continue
+        if args.strategy != "model":
+            raise ConfigError(
+                f"labctl align: {option} applies to the model strategy only; drop it or use --strategy model"
+            )
+        if not value >= 0:
+            raise ConfigError(
+                f"labctl align: {option} must be 0 or more (one sigma), got {value:g}; give the tolerance"
+            )
+        chosen[name] = value * unit
+    return ModelOptions(**chosen)
 
 
 def _design(bench: Any, override: str | None) -> Any:

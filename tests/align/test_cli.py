@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
+from labctl.align import ModelOptions
 from labctl.cli import main
 from tests.cli.campaign_bench import served_bench
 
@@ -31,3 +33,37 @@ def test_unknown_plate_is_an_error_line(tmp_path, capsys):
     with served_bench(tmp_path) as sim:
         assert main(["align", "--station", str(sim.station_path), "--plates", "L7"]) == 2
     assert "no plate L7" in capsys.readouterr().err
+
+
+def test_build_tolerances_from_the_command_line_reach_the_model_strategy(tmp_path, capsys, monkeypatch):
+    """The printer's and the detectors' tolerances are the lab's (what they do to the error bars:
+    ``tests/align/test_identify.py -k tolerance``): the command passes them to the alignment,
+    the defaults where not given."""
+    import labctl.align
+
+    seen = []
+    original = labctl.align.align
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs["model_options"])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(labctl.align, "align", recording)
+    with served_bench(tmp_path) as sim:
+        station = str(sim.station_path)
+        assert main(["align", "--station", station, "--print-tolerance-um", "25", "--detector-tolerance-mm", "0"]) == 0
+        assert main(["align", "--station", station]) == 0
+    capsys.readouterr()
+    assert seen[0].print_tolerance_m == pytest.approx(25e-6) and seen[0].detector_tolerance_m == 0
+    assert seen[1] == ModelOptions()
+
+
+def test_bad_build_tolerances_are_one_line_each(tmp_path, capsys):
+    with served_bench(tmp_path) as sim:
+        station = str(sim.station_path)
+        assert main(["align", "--station", station, "--print-tolerance-um", "-5"]) == 2
+        negative = capsys.readouterr().err
+        assert main(["align", "--station", station, "--strategy", "scan", "--detector-tolerance-mm", "0.1"]) == 2
+        scan = capsys.readouterr().err
+    assert negative.count("\n") == 1 and "--print-tolerance-um must be 0 or more" in negative
+    assert scan.count("\n") == 1 and "--detector-tolerance-mm applies to the model strategy only" in scan
