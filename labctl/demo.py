@@ -148,6 +148,7 @@ def run_demo(
         "alignment_accuracy_after": alignment.accuracy_after,
         "alignment_estimated_offsets_um": _offsets_um(alignment),
         "alignment_verdict": alignment.verdict,
+        "alignment_readings_file": None if alignment.readings_file is None else str(alignment.readings_file),
         "alignment_check_before_ci": _check_ci(alignment.accuracy_before, alignment.check_count),
         "alignment_check_after_ci": _check_ci(alignment.accuracy_after, alignment.check_count),
         "identified_parameters": {

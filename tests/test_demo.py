@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from labctl.cli import main
 
@@ -85,6 +86,8 @@ def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     assert phases["calibration"]["detector_reads"] > 0 and phases["campaign"]["light_passes"] > 0
     assert sum(row["wall_s"] for row in phases.values()) <= summary["wall_s"] + 0.5
     assert (out / "campaign.h5").exists() and (out / "campaign_report" / "report.html").exists()
+    assert Path(summary["alignment_readings_file"]).parent.name == "alignment-readings"  # what it read, kept
+    assert Path(summary["alignment_readings_file"]).exists()
 
 
 def test_demo_bad_argument_is_one_line(capsys):

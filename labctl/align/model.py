@@ -292,6 +292,13 @@ def model_plan(
         u = yield from displacements(plates, nominal_m)
         signals, noise = yield from read_probes_and_noise(probes, options.averages, calibrate, dark)
         observations.append(Observation(u, signals, mounted, noise))
+        yield from m.record(
+            "alignment_observation",
+            displacement_m=u,
+            signals=signals,
+            noise=noise,
+            mounted=None if mounted is None else np.asarray(mounted, dtype=bool),
+        )
         return observations
 
     def observe_around(

@@ -104,6 +104,7 @@ class AlignmentResult:
     plate_sha256: list[str] | None = None  # each plate's heights (labctl.twin.plate_fingerprints)
     setup_sha256: str | None = None  # the design's geometry and detectors (labctl.twin.setup_fingerprint)
     held_from: str | None = None  # a partial alignment: the file whose bench held the plates not aligned
+    readings_file: Path | None = None  # every reading and fit record of the run (labctl.align.readings)
     file: Path | None = None
 
     def offsets_array(self) -> np.ndarray:
@@ -174,6 +175,7 @@ class AlignmentResult:
             "plate_sha256": self.plate_sha256,
             "setup_sha256": self.setup_sha256,
             "held_from": self.held_from,
+            "readings_file": None if self.readings_file is None else str(self.readings_file),
         }
 
     def write(self, folder: str | Path, station: str) -> Path:

@@ -18,6 +18,7 @@ import numpy as np
 from labctl.align.fit import FitResult, OffsetFit, identified_parameters
 from labctl.align.model import ModelOptions, ModelOutcome, model_plan
 from labctl.align.probes import DEFAULT_CAPACITY, CheckSet, Probes, default_check, default_probes
+from labctl.align.readings import ReadingsKeeper
 from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
 from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
 from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
@@ -251,8 +252,20 @@ def align(
         yield m.SetSource(output_on=False)
         return outcome, readings, before, after
 
+    keeper = None  # every reading and fit record, kept as they come (readings.py)
+    if folder is not None:
+        keeper = ReadingsKeeper.open(
+            folder,
+            {"strategy": strategy, "plates": names, "aligning": aligning, "design_sha256": design_fingerprint(design)},
+        )
+        runner.subscribe(keeper.listen)
     reads0, travel0, started = runner.detector_reads, runner.travel_m, time.monotonic()
-    outcome, readings, before, after = runner.run(procedure())
+    try:
+        outcome, readings, before, after = runner.run(procedure())
+    finally:
+        if keeper is not None:
+            runner.unsubscribe(keeper.listen)
+            keeper.close()
     seconds = time.monotonic() - started
     u_final = np.array(
         [
@@ -272,6 +285,7 @@ def align(
     result.design_sha256 = design_fingerprint(design)
     result.plate_sha256, result.setup_sha256 = plate_fingerprints(design), setup_fingerprint(design)
     result.held_from = None if previous is None else previous.source
+    result.readings_file = None if keeper is None else keeper.path
     result.model_passes = dict(fitter.passes)
     result.model_seconds = {kind: round(seconds, 3) for kind, seconds in fitter.seconds.items()}
     records = getattr(calibration, "records", None) or {}

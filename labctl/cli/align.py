@@ -130,6 +130,8 @@ def align_command(args: argparse.Namespace) -> int:
         f"  residual {result.residual:.2e} (relative), {result.detector_reads} detector reads, "
         f"{result.travel_m * 1e3:.2f} mm stage travel, {result.time_s:.1f} s"
     )
+    if result.readings_file is not None:
+        print(f"  every reading kept in {result.readings_file}")
     if result.accuracy_before is not None:
         print(
             f"  check set of {result.check_count}: accuracy {result.accuracy_before:.1%} before, "

@@ -116,6 +116,10 @@ class Runner:
         """Call ``listener(msg, answer)`` after every message (the GUI's live views)."""
         self._listeners.append(listener)
 
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop calling ``listener`` (one that ``subscribe`` added)."""
+        self._listeners.remove(listener)
+
     def pause(self) -> None:
         """Pause at the plan's next checkpoint."""
         self._resume.clear()

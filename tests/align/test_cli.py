@@ -67,3 +67,38 @@ def test_bad_build_tolerances_are_one_line_each(tmp_path, capsys):
         scan = capsys.readouterr().err
     assert negative.count("\n") == 1 and "--print-tolerance-um must be 0 or more" in negative
     assert scan.count("\n") == 1 and "--detector-tolerance-mm applies to the model strategy only" in scan
+
+
+def test_every_reading_is_kept_and_refits_offline(tmp_path, capsys):
+    """The alignment's readings file holds every probe observation (stage displacements, readings,
+    noise) as the fit took them: refitted offline with the design's model they give the plates'
+    offsets the alignment wrote."""
+    from labctl.align.fit import OffsetFit
+    from labctl.align.probes import default_probes
+    from labctl.align.readings import load_observations
+    from labctl.campaign.store import read_campaign
+    from labctl.design.designfile import load_design
+    from labctl.design.fabrication import as_printed
+    from labctl.optics import D2NN
+
+    with served_bench(tmp_path, seed=3) as sim:
+        assert main(["align", "--station", str(sim.station_path), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        design = as_printed(load_design(sim.design_path))  # the wheel's stencils, as the alignment modelled them
+    path = out["readings_file"]
+    assert path.startswith(str(tmp_path / "calibration" / "alignment-readings"))
+    metadata, streams = read_campaign(path)
+    assert metadata["complete"] and metadata["strategy"] == "model"
+    assert {"alignment_observation", "alignment_fit"} <= set(streams)
+    observations = load_observations(path)
+    assert len(observations) == len(streams["alignment_observation"]["signals"]) >= 2
+    assert observations[0].signals.shape == (6, 10) and observations[0].noise is not None
+    axes = np.zeros((len(out["plates"]), 3), dtype=bool)
+    axes[:, :2] = True
+    model = D2NN(design.geometry, design.layout, design.material)
+    probes = default_probes(design, len(out["probes"]))
+    assert list(probes.keys) == out["probes"]
+    fitter = OffsetFit(model, design.heights_m, probes.inputs, axes)
+    refit = fitter.fit(observations[-3:], np.array([out["mount_m"][p] for p in out["plates"]]) + 20e-6 * axes)
+    written = np.array([out["mount_m"][p] for p in out["plates"]])
+    assert np.max(np.abs(refit.mount_m - written)[axes]) < 2e-6
