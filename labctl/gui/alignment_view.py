@@ -284,11 +284,13 @@ class AlignmentView(QWidget):
                 if text
             )
         )
+        kept = getattr(result, "readings_file", None)
+        kept = f"; every reading kept in {kept}" if kept is not None else ""
         if getattr(result, "converged", True):
-            self.status.info("alignment done; the twin now uses the new offsets")
+            self.status.info(f"alignment done; the twin now uses the new offsets{kept}")
             self.session.calibration_written()
         else:
             self.status.error(
                 f"alignment did not converge (relative residual {result.residual:.3g}): the plates were left where "
-                "they were and no alignment file was written. See the log; try the scan strategy"
+                f"they were and no alignment file was written. See the log; try the scan strategy{kept}"
             )

@@ -33,6 +33,8 @@ def test_a_model_alignment_runs_with_live_merit_and_offsets_and_writes_its_file(
     assert "plates left within" in view.summary.text()
     assert "before" in view.accuracy.text() and "after" in view.accuracy.text()
     assert "detector reads" in view.summary.text()
+    assert f"every reading kept in {view.result.readings_file}" in view.status.text()
+    assert view.result.readings_file.parent.name == "alignment-readings" and view.result.readings_file.exists()
     record = latest_calibration(window.session.bench.calibration_dir, "alignment")
     assert record is not None and record["version"] == 1
     # The twin now uses the fitted offsets.
