@@ -34,7 +34,10 @@ class ReadingsKeeper:
 
     def __init__(self, store: CampaignStore):
         self.store = store
-        self.path = store.path
+
+    @property
+    def path(self) -> Path:
+        return self.store.path
 
     @classmethod
     def open(cls, folder: str | Path, metadata: dict[str, Any]) -> ReadingsKeeper:

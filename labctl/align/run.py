@@ -252,11 +252,11 @@ def align(
         yield m.SetSource(output_on=False)
         return outcome, readings, before, after
 
+    fingerprint = design_fingerprint(design)
     keeper = None  # every reading and fit record, kept as they come (readings.py)
     if folder is not None:
         keeper = ReadingsKeeper.open(
-            folder,
-            {"strategy": strategy, "plates": names, "aligning": aligning, "design_sha256": design_fingerprint(design)},
+            folder, {"strategy": strategy, "plates": names, "aligning": aligning, "design_sha256": fingerprint}
         )
         runner.subscribe(keeper.listen)
     reads0, travel0, started = runner.detector_reads, runner.travel_m, time.monotonic()
@@ -282,7 +282,7 @@ def align(
         result.design_accuracy = float(
             np.mean(np.argmax(twin.predict(check.images), axis=1) == np.asarray(check.labels))
         )
-    result.design_sha256 = design_fingerprint(design)
+    result.design_sha256 = fingerprint
     result.plate_sha256, result.setup_sha256 = plate_fingerprints(design), setup_fingerprint(design)
     result.held_from = None if previous is None else previous.source
     result.readings_file = None if keeper is None else keeper.path

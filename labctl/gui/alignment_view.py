@@ -284,8 +284,8 @@ class AlignmentView(QWidget):
                 if text
             )
         )
-        kept = getattr(result, "readings_file", None)
-        kept = f"; every reading kept in {kept}" if kept is not None else ""
+        readings = getattr(result, "readings_file", None)
+        kept = f"; every reading kept in {readings}" if readings is not None else ""
         if getattr(result, "converged", True):
             self.status.info(f"alignment done; the twin now uses the new offsets{kept}")
             self.session.calibration_written()
