@@ -59,7 +59,8 @@ def run_demo(
     from labctl.bench import Bench
     from labctl.calibration.calset import CalibrationSet
     from labctl.calibration.detectors import default_probes
-    from labctl.calibration.procedure import Settings, calibrate
+    from labctl.calibration.procedure import Settings
+    from labctl.campaign.readings import kept_calibration
     from labctl.campaign.report import write_report
     from labctl.campaign.setup import new_campaign
     from labctl.campaign.spec import CampaignSpec
@@ -100,12 +101,18 @@ def run_demo(
             runners.append(Runner(bench, operator=bench.operator, progress=tick))
             return runners[-1]
 
+        calibrations: list[Any] = []  # each run's report (its readings file among it)
+
+        def calibrate(steps: str) -> None:
+            report = kept_calibration(
+                bench, folder, steps, runner(), design=printed, probes=probes, progress=say, settings=settings
+            )
+            calibrations.append(report)
+
         phases.count(lambda: sum(r.detector_reads for r in runners), lambda: sim.world.optics_calls)
         with phases.phase("calibration"):
             say("calibrating darks, homing the stages, measuring backlash")
-            calibrate(
-                bench, folder, "darks,stages", runner(), design=printed, probes=probes, progress=say, settings=settings
-            )
+            calibrate("darks,stages")
             bench.move_to_nominal()
         with phases.phase("alignment") as row:
             say(f"aligning the plates ({strategy} strategy)")
@@ -119,7 +126,7 @@ def run_demo(
             say(f"alignment did not converge (model misfit {alignment.residual:.3f}); calibrating the source only")
         with phases.phase("calibration"):
             steps = alignment.calibrations_after
-            calibrate(bench, folder, steps, runner(), design=printed, probes=probes, progress=say, settings=settings)
+            calibrate(steps)
         spec = CampaignSpec(count_per_class=per_class, averages=4, dark_every=20, seed=seed)
         campaign_file = out_dir / "campaign.h5"
         for leftover in (campaign_file, journal_path(campaign_file)):  # an earlier demo's, in the same folder
@@ -149,6 +156,7 @@ def run_demo(
         "alignment_estimated_offsets_um": _offsets_um(alignment),
         "alignment_verdict": alignment.verdict,
         "alignment_readings_file": None if alignment.readings_file is None else str(alignment.readings_file),
+        "calibration_readings_files": [str(report.readings_file) for report in calibrations],
         "alignment_check_before_ci": _check_ci(alignment.accuracy_before, alignment.check_count),
         "alignment_check_after_ci": _check_ci(alignment.accuracy_after, alignment.check_count),
         "identified_parameters": {

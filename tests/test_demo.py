@@ -88,6 +88,8 @@ def test_demo_runs_end_to_end_and_aligns_the_plates(tmp_path, capsys):
     assert (out / "campaign.h5").exists() and (out / "campaign_report" / "report.html").exists()
     assert Path(summary["alignment_readings_file"]).parent.name == "alignment-readings"  # what it read, kept
     assert Path(summary["alignment_readings_file"]).exists()
+    kept = [Path(f) for f in summary["calibration_readings_files"]]  # before and after the alignment
+    assert len(kept) == 2 and all(f.exists() and f.parent.name == "calibration-readings" for f in kept)
 
 
 def test_demo_bad_argument_is_one_line(capsys):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,12 @@ import numpy as np
 from labctl.align.fit import FitResult, OffsetFit, identified_parameters
 from labctl.align.model import ModelOptions, ModelOutcome, model_plan
 from labctl.align.probes import DEFAULT_CAPACITY, CheckSet, Probes, default_check, default_probes
-from labctl.align.readings import ReadingsKeeper
+from labctl.align.readings import ALIGNMENT
 from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
 from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
 from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
 from labctl.calibration import latest_calibration
+from labctl.campaign.readings import keeping
 from labctl.errors import ConfigError, DataError, LabctlError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
@@ -253,19 +255,12 @@ def align(
         return outcome, readings, before, after
 
     fingerprint = design_fingerprint(design)
-    keeper = None  # every reading and fit record, kept as they come (readings.py)
-    if folder is not None:
-        keeper = ReadingsKeeper.open(
-            folder, {"strategy": strategy, "plates": names, "aligning": aligning, "design_sha256": fingerprint}
-        )
-        runner.subscribe(keeper.listen)
+    metadata = {"strategy": strategy, "plates": names, "aligning": aligning, "design_sha256": fingerprint}
+    # every reading and fit record, kept as they come (labctl.campaign.readings)
+    kept = nullcontext() if folder is None else keeping(runner, folder, ALIGNMENT, metadata, (ALIGNMENT,))
     reads0, travel0, started = runner.detector_reads, runner.travel_m, time.monotonic()
-    try:
+    with kept as keeper:
         outcome, readings, before, after = runner.run(procedure())
-    finally:
-        if keeper is not None:
-            runner.unsubscribe(keeper.listen)
-            keeper.close()
     seconds = time.monotonic() - started
     u_final = np.array(
         [

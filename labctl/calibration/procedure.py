@@ -61,6 +61,7 @@ class CalibrationReport:
     files: dict[str, list[Path]] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
+    readings_file: Path | None = None  # every record the run made (``labctl.campaign.readings.kept_calibration``)
 
     def add(self, step: str, path: Path, result: Any) -> None:
         self.files.setdefault(step, []).append(path)

@@ -102,7 +102,9 @@ def stage_plan(
     yield from m.log("stages: homing every axis")
     yield m.HomeAxes()
     homed = yield from m.positions()
-    yield from m.record("calibration.homing", readings_m={f"{p}.{a}": v for (p, a), v in homed.items()})
+    yield from m.record(
+        "calibration.homing", axes=[f"{p}.{a}" for p, a in homed], readings_m=[float(v) for v in homed.values()]
+    )
     yield from m.move(nominal)
     yield from load_steps([probe], load)
     yield m.SetSource(output_on=True)

@@ -49,7 +49,8 @@ def register(subparsers: Any) -> None:
 def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
     from labctl.calibration.detectors import default_probes
-    from labctl.calibration.procedure import Settings, calibrate, parse_steps
+    from labctl.calibration.procedure import Settings, parse_steps
+    from labctl.campaign.readings import kept_calibration
     from labctl.paths import check_writable
     from labctl.plans.interrupts import stop_on_signals
     from labctl.plans.runner import Runner
@@ -71,7 +72,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
         runner = Runner(bench, operator=bench.operator, progress=None)
         settings = Settings() if args.readout_samples is None else Settings(readout_samples=args.readout_samples)
         with stop_on_signals(runner, bench.operator):
-            report = calibrate(
+            report = kept_calibration(
                 bench,
                 bench.calibration_dir,
                 args.only,
@@ -88,7 +89,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"calibration_dir": str(bench.calibration_dir), "steps": summary, "applied": report.applied}, indent=2
+                {
+                    "calibration_dir": str(bench.calibration_dir),
+                    "steps": summary,
+                    "applied": report.applied,
+                    "readings_file": str(report.readings_file),
+                },
+                indent=2,
             )
         )
         return 0
@@ -99,6 +106,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
                 print(f"          {key}: {value}")
     for line in report.applied:
         print(f"applied   {line}")
+    print(f"readings  every reading kept in {report.readings_file}")
     return 0
 
 

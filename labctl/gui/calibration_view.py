@@ -108,7 +108,7 @@ class CalibrationView(QWidget):
         return [step for step, box in self.steps.items() if box.isChecked()]
 
     def run(self) -> None:
-        from labctl.calibration import calibrate
+        from labctl.campaign.readings import kept_calibration
 
         session, steps = self.session, self.chosen()
         if not steps:
@@ -127,7 +127,7 @@ class CalibrationView(QWidget):
 
         def call(runner: Any) -> Any:
             capacity = bench.projector.capacity()
-            return calibrate(
+            return kept_calibration(
                 bench, bench.calibration_dir, steps, runner, design=design,
                 probes=probes[: capacity or len(probes)], station=bench.config.name,
             )  # fmt: skip
@@ -166,6 +166,8 @@ class CalibrationView(QWidget):
                 if Path(path).suffix == ".json":
                     lines += summary_lines(json.loads(Path(path).read_text()).get("data", {}))
         lines += [f"applied: {line}" for line in getattr(report, "applied", [])]
+        if getattr(report, "readings_file", None) is not None:
+            lines.append(f"every reading kept in {report.readings_file}")
         return lines
 
     def _show_in_force(self) -> None:

@@ -93,8 +93,8 @@ class ReadoutView(QWidget):
         self.abort.setEnabled(self.session.plan is not None and self.session.plan_kind == "readout")
 
     def run(self) -> None:
-        from labctl.calibration import calibrate
         from labctl.calibration.procedure import Settings
+        from labctl.campaign.readings import kept_calibration
 
         session, count = self.session, self.samples.value()
         if session.dataset is None:
@@ -103,7 +103,7 @@ class ReadoutView(QWidget):
         bench, dataset = session.bench, session.dataset
 
         def call(runner: Any) -> Any:
-            return calibrate(bench, bench.calibration_dir, ["readout"], runner, dataset=dataset,
+            return kept_calibration(bench, bench.calibration_dir, ["readout"], runner, dataset=dataset,
                              settings=Settings(readout_samples=count), station=bench.config.name)  # fmt: skip
 
         self.readings, self.labels, self.history, self._fitted_at, self.file = [], [], [], 0, None
@@ -185,4 +185,4 @@ class ReadoutView(QWidget):
         self.show_fit(len(self.labels), result.results["readout"])
         self.file = str(result.files["readout"][0])
         self.session.calibration_written()  # the detector view and new campaigns apply it
-        self.status.info(f"wrote {self.file}")
+        self.status.info(f"wrote {self.file}; every reading kept in {result.readings_file}")

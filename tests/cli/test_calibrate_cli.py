@@ -33,7 +33,11 @@ def test_darks_through_the_served_bench_are_written_as_versions(tmp_path, capsys
     dark = np.array(out["steps"]["darks"]["dark_mV"]) * 1e-3
     assert np.all(np.abs(dark - truth.dark_v) < 5 * truth.noise_v / np.sqrt(256) + 1e-7)  # printed to 0.1 uV
     assert "detectors-v002.json" in text
-    assert sorted(p.name for p in folder.iterdir()) == ["detectors-v001.json", "detectors-v002.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "calibration-readings",
+        "detectors-v001.json",
+        "detectors-v002.json",
+    ]
 
 
 def test_steps_that_need_a_design_say_so(tmp_path, capsys):
@@ -68,7 +72,43 @@ def test_readout_is_fitted_on_training_images_and_refuses_too_few(tmp_path, caps
     readout = CalibrationSet.load_latest(folder).readout()
     assert readout is not None and readout.weights.shape == (10, 10)
     assert len(err) == 1 and "5 training samples for 10 classes" in err[0]
-    assert sorted(p.name for p in folder.iterdir()) == ["detectors-v001.json", "readout-v001.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "calibration-readings",
+        "detectors-v001.json",
+        "readout-v001.json",
+    ]
+
+
+def test_every_calibration_reading_is_kept_in_the_runs_readings_file(tmp_path, capsys):
+    """Nothing measured is lost: the raw readings behind each fit (the darks, each gain probe, the
+    homing, each axis's up and down scans, the source sweep) go to one journaled file per run."""
+    from labctl.campaign.store import read_campaign
+    from tests.cli.campaign_bench import served_bench
+
+    with served_bench(tmp_path) as sim:
+        assert main(["calibrate", "--station", str(sim.station_path), "--json"]) == 0
+        captured = capsys.readouterr()
+        assert main(["calibrate", "--station", str(sim.station_path), "--only", "darks"]) == 0
+        text = capsys.readouterr().out
+    out = json.loads(captured.out)
+    path = Path(out["readings_file"])
+    assert path.parent == tmp_path / "calibration" / "calibration-readings" and path.suffix == ".h5"
+    assert f"every calibration reading kept in {path}" in captured.err  # said before anything is measured
+    metadata, streams = read_campaign(path)
+    assert metadata["kind"] == "calibration readings" and metadata["complete"]
+    folder = tmp_path / "calibration"
+    darks = json.loads((folder / "detectors-v002.json").read_text())["data"]  # the gains' version: darks too
+    np.testing.assert_allclose(streams["calibration.darks"]["dark_v"][0], darks["dark_v"])
+    probes = streams["calibration.gain_probes"]
+    assert list(probes["key"]) == darks["gain_probes"] and probes["raw"].shape == (6, 10)
+    axes = [f"{p}.{a}" for p in ("L1", "L2", "L3") for a in ("x", "y")]
+    assert list(streams["calibration.homing"]["axes"][0]) == axes
+    scans = streams["calibration.backlash"]
+    assert list(scans["axis"]) == axes and scans["up"].shape == scans["down"].shape == (6, 13, 10)
+    assert streams["calibration.source"]["signals_v"].shape[0] == 1
+    kept = [line for line in text.splitlines() if line.startswith("readings")]
+    assert len(kept) == 1 and "calibration-readings" in kept[0]  # the second run: a file of its own
+    assert len(list((folder / "calibration-readings").iterdir())) == 2
 
 
 def moving_axes(world) -> list[str]:
@@ -109,3 +149,9 @@ def test_a_stop_signal_during_stage_moves_stops_them_turns_the_source_off_and_ex
         f"labctl: stopped by {name}"
     )
     assert "Traceback" not in err
+    # what was measured before the stop is kept: the darks, the homing, any scan already made
+    from labctl.campaign.store import read_campaign
+
+    (kept,) = (tmp_path / "calibration" / "calibration-readings").iterdir()
+    metadata, streams = read_campaign(kept)
+    assert metadata["complete"] and {"calibration.darks", "calibration.homing"} <= set(streams)

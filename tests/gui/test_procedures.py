@@ -22,6 +22,9 @@ def test_a_dark_calibration_shows_its_result_and_file_and_calibrates_the_detecto
     path = Path(view.report.files["darks"][0])
     assert path.name == "detectors-v001.json" and path.parent == window.session.bench.calibration_dir
     assert f"file {path}" in view.results.toPlainText() and "dark_v" in view.results.toPlainText()
+    kept = view.report.readings_file  # the dark readings themselves, kept
+    assert f"every reading kept in {kept}" in view.results.toPlainText()
+    assert "calibration.darks" in read_campaign(kept)[1]
     qtbot.waitUntil(lambda: "detectors  v001" in view.files.toPlainText())
     dark_v = np.array(json.loads(path.read_text())["data"]["dark_v"])
     np.testing.assert_allclose(dark_v, sim.world.detectors.dark_v, atol=1e-4)  # the hidden darks, found

@@ -6,6 +6,7 @@ import numpy as np
 from PyQt5.QtCore import Qt
 
 from labctl.calibration import calibrate, latest_calibration
+from labctl.campaign.store import read_campaign
 from labctl.plans.runner import Runner
 from tests.gui.conftest import connect
 
@@ -26,6 +27,8 @@ def test_readout_training_shows_accuracy_before_and_after_live_and_writes_the_re
     qtbot.mouseClick(view.start, Qt.LeftButton)
     qtbot.waitUntil(lambda: window.session.plan is None and view.file is not None, timeout=60000)
     assert view.status.text().startswith("wrote") and not view.status.is_error
+    kept = view.status.text().split("every reading kept in ")[1]  # each training image's reading, kept
+    assert len(read_campaign(kept)[1]["readout_training"]["raw"]) == 20
     assert max(live) >= 1  # a fit was shown while the plan still ran
     assert len(view.labels) == 20 and view.history[-1][0] == 20
     _, plain, trained, _ = view.history[-1]
