@@ -110,7 +110,7 @@ def model_error(
     energies = fitter.energies(observations, mount)
     forward_s = time.perf_counter() - started
     started = time.perf_counter()
-    r, jac, scaling = fitter._linearise(observations, fitter.start_vector(mount))
+    r, jac, scaling, _ = fitter._linearise(observations, fitter.start_vector(mount))
     jacobian_s = time.perf_counter() - started
     step = -np.linalg.lstsq(jac, r, rcond=None)[0]
     channels = scaling.gains.size

@@ -196,6 +196,9 @@ class FitBasis:
     residual: np.ndarray
     jacobian: np.ndarray
     separable: int
+    # the fit model's own energy derivatives (K, P, C, n) per vector unit, and the vector they were
+    # taken at (a refit on these observations and more starts from them: ``OffsetFit.fit``'s ``warm``)
+    derivatives: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -265,6 +268,20 @@ class _State:
     jac: np.ndarray
     scaling: Scaling
     moved_since_jacobian: float  # largest move since the Jacobian was taken, as a fraction of the longest step
+    derivatives: tuple[np.ndarray, np.ndarray] | None  # the last own-model derivatives and where (FitBasis)
+    updated: bool = False  # ``jac`` is a secant update, not a linearisation (no error bars from it)
+
+
+@dataclass
+class _Warm:
+    """A linearisation made before the descent starts (``OffsetFit._warm``): r, the Jacobian, the
+    scaling, the own derivatives (``FitBasis.derivatives``) and where the Jacobian was taken."""
+
+    r: np.ndarray
+    jac: np.ndarray
+    scaling: Scaling
+    derivatives: tuple[np.ndarray, np.ndarray]
+    x_jac: np.ndarray
 
 
 @dataclass
@@ -308,11 +325,17 @@ class _Descent:
         x: np.ndarray,
         max_iterations: int,
         guide: OffsetFit | None = None,
+        warm: _Warm | None = None,
     ) -> _State:
         """Descend from ``x`` for at most ``max_iterations``, linearising with ``guide``'s Jacobian
-        (None: ``fit``'s own); the misfit is always ``fit``'s."""
-        r, jac, scaling = fit._linearise(observations, x, guide)
-        x_jac = x.copy()
+        (None: ``fit``'s own); the misfit is always ``fit``'s. ``warm``: the first linearisation,
+        already made (``OffsetFit._warm``), its Jacobian taken at ``warm.x_jac``."""
+        if warm is None:
+            r, jac, scaling, own = fit._linearise(observations, x, guide)
+            x_jac = x.copy()
+        else:
+            r, jac, scaling, own, x_jac = warm.r, warm.jac, warm.scaling, warm.derivatives, warm.x_jac
+        updated = False
         cost = float(r @ r)
         damping, trust = 1e-3, 1.0
         # With a guide, what its Jacobian gets wrong is learnt from every step (Broyden's secant
@@ -338,21 +361,23 @@ class _Descent:
             trial_energies = fit.energies(observations, fit.mount(trial), trial)
             trial_r, trial_scaling, _ = fit._misfit(observations, trial_energies)
             trial_cost = float(trial_r @ trial_r)
+            taken, taken_updated = jac, updated  # what the step was computed with: a stop keeps it
             if correction is not None or secant:
                 update = np.outer(trial_r - r - jac @ step, step / float(step @ step))
                 if correction is not None:
                     correction += update
-                jac = jac + update
+                jac, updated = jac + update, True
             if trial_cost < cost:
                 ratio = (cost - trial_cost) / max(predicted, 1e-300)
                 small = not cut and promised * dof < self.stop_sigmas**2 * cost
                 stale = np.any(x != x_jac)
                 x, cost, r, scaling = trial, trial_cost, trial_r, trial_scaling
                 if secant and stale and small:  # judged on an updated Jacobian: judge again on a fresh one
-                    r, jac, scaling = fit._linearise(observations, x, None, trial_energies)
-                    x_jac, previous, updates = x.copy(), None, 0
+                    r, jac, scaling, own = fit._linearise(observations, x)
+                    x_jac, previous, updates, updated = x.copy(), None, 0, False
                     continue
                 if small or self.moved(step, 0 * step) * self.max_step_m < self.tolerance_m:
+                    jac, updated = taken, taken_updated  # not the update along the last step: never seen there
                     break
                 jump = self.extrapolation(previous, step, trust) if self.extrapolate and not cut else None
                 previous = None if cut else step
@@ -368,8 +393,9 @@ class _Descent:
                 moved = self.moved(x, x_jac) * self.max_step_m
                 updates += 1
                 if (moved > self.refresh_m and not secant) or (secant and (ratio < 0.25 or updates >= SECANT_STEPS)):
-                    r, jac, scaling = fit._linearise(observations, x, guide, trial_energies)
-                    x_jac, updates = x.copy(), 0
+                    r, jac, scaling, fresh = fit._linearise(observations, x, guide, trial_energies)
+                    own = fresh or own
+                    x_jac, updates, updated = x.copy(), 0, False
                     if correction is not None:
                         jac = jac + correction
                 damping = max(damping / 5, 1e-9)
@@ -381,15 +407,17 @@ class _Descent:
                 if guide is not None:
                     break  # the guide's step failed: this model's own Jacobian from here
                 if not np.any(x != x_jac) and promised * dof < (FLAT_SIGMAS * self.stop_sigmas) ** 2 * cost:
+                    jac, updated = taken, taken_updated
                     break  # a fresh linearisation promised next to nothing and missed: the misfit is flat here
                 damping *= 10
                 trust = max(trust / 4, 1.0)
                 if damping > 1e6:
+                    jac, updated = taken, taken_updated
                     break
                 if np.any(x != x_jac):  # a stale Jacobian may be why: take a fresh one first
-                    r, jac, scaling = fit._linearise(observations, x)
-                    x_jac, updates = x.copy(), 0
-        return _State(x, r, jac, scaling, self.moved(x, x_jac))
+                    r, jac, scaling, own = fit._linearise(observations, x)
+                    x_jac, updates, updated = x.copy(), 0, False
+        return _State(x, r, jac, scaling, self.moved(x, x_jac), own, updated)
 
 
 class _Same(Enum):
@@ -692,21 +720,31 @@ class OffsetFit:
         x: np.ndarray,
         guide: OffsetFit | None = None,
         energies: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, Scaling]:
+    ) -> tuple[np.ndarray, np.ndarray, Scaling, tuple[np.ndarray, np.ndarray] | None]:
         """Residual vector r and Kaufman Jacobian dr/dx (x in vector units), both normalised by |y|.
 
         With a ``guide`` (the same parameters on a cheaper model: ``guided``), the energies and the
         residual are this model's (a forward pass) and their derivatives the guide's, each read's
         scaled by this model's total energy over the guide's (the guide's relative derivatives).
-        ``energies``: this model's at ``x``, when already computed (only a guided step uses them)."""
+        ``energies``: this model's at ``x``, when already computed (only a guided step uses them).
+        Also returns this model's own derivatives and ``x`` (None with a guide), for ``FitBasis``."""
+        own = None
         if guide is None:
             energies, d_energies = self.energies_and_jacobian(observations, x)
+            own = (x.copy(), d_energies)
         else:
             if energies is None:
                 energies = self.energies(observations, self.mount(x), x)
             coarse, d_energies = guide.energies_and_jacobian(observations, x)
             ratio = energies.sum(axis=-1) / np.maximum(coarse.sum(axis=-1), 1e-300)
             d_energies = d_energies * ratio[..., None, None]
+        return (*self._assembled(observations, energies, d_energies), own)
+
+    def _assembled(
+        self, observations: Sequence[Observation], energies: np.ndarray, d_energies: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, Scaling]:
+        """Residual vector r and Kaufman Jacobian dr/dx (``_linearise``) from energies (K, P, C) and
+        their derivatives (K, P, C, n) per SI unit."""
         r, scaling, norm = self._misfit(observations, energies)
         scales = scaling.scales[..., None]  # (K, P, 1)
         jac = (scales[..., None] * scaling.gains[:, None] * d_energies * self._units() / norm).reshape(r.size, -1)
@@ -741,6 +779,7 @@ class OffsetFit:
         stop_sigmas: float = STOP_SIGMAS,
         extrapolate: bool = False,
         secant: bool = False,
+        warm: FitResult | None = None,
     ) -> FitResult:
         """Levenberg-Marquardt from offsets ``start_m`` (L, 3) and the bench's extras; no offset
         step longer than ``max_step_m`` (extras: ``MAX_STEP``) times the trust factor.
@@ -781,21 +820,60 @@ class OffsetFit:
         identification's steps are long (a beam waist, rotations) and its linearisation predicts
         them well: replaying the seed-0 demo's identification, 6 Jacobians instead of 9 for a
         slightly lower misfit.
+
+        ``warm``: a fit of the same parameters on the same model, made on some of these observations
+        and ending where this one starts (a refit after one more reading: the alignment's rounds).
+        Its derivatives serve for those observations (``_warm``), so the first linearisation costs
+        the new observations' Jacobians only, and no guide is used. The fit then goes on as any
+        (its first Jacobian counts as taken where the warm fit's was) with chord steps, not secant
+        ones, the Jacobian refreshed once the fit moved by ``refresh_m``: a refit that moves less
+        than that costs the new observations' Jacobians and forward passes.
         """
         if not observations:
             raise ConfigError("offset fit: needs at least one observation")
         limits = self._max_steps(max_step_m)  # vector units
         x = self.start_vector(start_m)
+        warmed = None if warm is None else self._warm(observations, x, warm)
+        secant = secant and warmed is None  # from a warm start: chord steps, the stop decided on them
         loop = _Descent(limits, max_step_m, tolerance_m, refresh_m, stop_sigmas, extrapolate, secant)
-        guide = self._guide()
+        guide = self._guide() if warmed is None else None
         if guide is not None:
             x = loop.run(self, observations, x, max(max_iterations // 2, 1), guide).x  # half the budget at most
-        state = loop.run(self, observations, x, max(max_iterations - loop.iterations, 1))
-        x, r, jac, scaling = state.x, state.r, state.jac, state.scaling
-        if state.moved_since_jacobian * max_step_m > refresh_m:  # error bars from a Jacobian near the end
-            r, jac, scaling = self._linearise(observations, x)
-        basis = FitBasis(self, tuple(observations), x, r, jac, self._separable(scaling))
+        state = loop.run(self, observations, x, max(max_iterations - loop.iterations, 1), warm=warmed)
+        x, r, jac, scaling, own = state.x, state.r, state.jac, state.scaling, state.derivatives
+        if state.updated or state.moved_since_jacobian * max_step_m > refresh_m:  # bars from a Jacobian near the end
+            r, jac, scaling, own = self._linearise(observations, x)
+        basis = FitBasis(self, tuple(observations), x, r, jac, self._separable(scaling), own)
         return self._reported(basis, scaling, loop.iterations)
+
+    def _warm(self, observations: Sequence[Observation], x: np.ndarray, warm: FitResult) -> _Warm | None:
+        """The first linearisation at ``x`` from ``warm``'s derivatives for the observations it saw
+        (their energies computed afresh: a forward pass) and new Jacobians for the others; None when
+        ``warm`` is not a fit of these parameters on this model or saw none of these observations."""
+        basis = warm.basis
+        if basis is None or basis.derivatives is None:
+            return None
+        then = basis.fitter
+        same = (
+            then.model is self.model
+            and then.heights_m is self.heights_m
+            and then.names() == self.names()
+            and np.array_equal(then.fixed_m, self.fixed_m)
+        )
+        seen = {id(o): k for k, o in enumerate(basis.observations)}
+        old = [k for k, o in enumerate(observations) if id(o) in seen]
+        if not same or not old:
+            return None
+        x_then, d_then = basis.derivatives
+        new = [k for k in range(len(observations)) if k not in old]
+        energies = np.empty((len(observations),) + d_then.shape[1:-1])
+        d_energies = np.empty(energies.shape + d_then.shape[-1:])
+        energies[old] = self.energies([observations[k] for k in old], self.mount(x), x)
+        d_energies[old] = d_then[[seen[id(observations[k])] for k in old]]
+        if new:
+            energies[new], d_energies[new] = self.energies_and_jacobian([observations[k] for k in new], x)
+        r, jac, scaling = self._assembled(observations, energies, d_energies)
+        return _Warm(r, jac, scaling, (x_then, d_energies), x_then)
 
     def _reported(
         self, basis: FitBasis, scaling: Scaling, iterations: int, added: np.ndarray | None = None

@@ -275,8 +275,11 @@ def model_plan(
     observations: list[Observation] = []
     rng = np.random.default_rng(0)  # the dithers' signs: the same alignment repeats the same moves
 
-    def refit(on: OffsetFit, fit_observations: Sequence[Observation], previous: FitResult) -> FitResult:
-        """Everything ``on`` identifies, from ``previous``."""
+    def refit(
+        on: OffsetFit, fit_observations: Sequence[Observation], previous: FitResult, warm: bool = False
+    ) -> FitResult:
+        """Everything ``on`` identifies, from ``previous``; ``warm``: ``previous`` saw most of these
+        observations (a round): its derivatives serve for those (``OffsetFit.fit``)."""
         on = on if previous.bench is None else on.anchored(previous.bench)
         iterations = options.identify_iterations
         return on.fit(
@@ -286,6 +289,7 @@ def model_plan(
             max_iterations=iterations,
             extrapolate=True,
             secant=True,
+            warm=previous if warm else None,
         )
 
     def observe(mounted: tuple[bool, ...] | None = None) -> m.Plan:
@@ -423,7 +427,7 @@ def model_plan(
         previous = result
         recent = observations[-options.keep * per_position :]
         result = (
-            refit(model, recent, previous)
+            refit(model, recent, previous, warm=True)
             if identifying
             else acquire.fit(recent, previous.mount_m, max_step_m=options.max_step_m)
         )

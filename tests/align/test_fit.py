@@ -67,7 +67,7 @@ def test_projected_jacobian_matches_finite_differences_of_the_residual(fitter, s
     truth = fitter.mount(rng.normal(0, 0.1, int(fitter.axes.sum())))
     observations, _ = synthetic(fitter, truth, [np.zeros((3, 3))], rng)
     point = truth + fitter.mount(rng.normal(0, 0.05, int(fitter.axes.sum())))  # away from the optimum
-    r, jac, _ = fitter._linearise(observations, fitter.vector(point))
+    r, jac, _, _ = fitter._linearise(observations, fitter.vector(point))
     step_mm = 1e-4
     for j in range(jac.shape[1]):
         delta = np.zeros(jac.shape[1])
@@ -217,3 +217,35 @@ def test_a_secant_fit_reaches_the_same_optimum_with_fewer_jacobians(fitter, monk
     assert np.max(np.abs(plain.mount_m - truth)) < 0.05e-6
     assert len(counted) < plain_calls
     assert np.allclose(secant.stderr_m, plain.stderr_m, rtol=0.05)
+
+
+def test_a_warm_refit_after_one_more_reading_ends_where_a_cold_one_does_for_fewer_jacobians(fitter):
+    """A round of the alignment refits after one more observation: the previous fit's derivatives
+    serve for the observations it saw (``warm``), so only the new one's Jacobian is taken at the
+    start; the answer and its error bars are those of a cold refit."""
+    rng = np.random.default_rng(11)
+    truth = fitter.mount(rng.normal(0, 0.03, int(fitter.axes.sum())))
+    moves = [np.zeros((3, 3)), np.where(fitter.axes, 0.05e-3, 0.0), -truth]  # the last: the plates corrected
+    observations, _ = synthetic(fitter, truth, moves, rng, noise=1e-3)
+    first = fitter.fit(observations[:2], np.zeros((3, 3)), secant=True)
+
+    def jacobian_passes(**options):
+        before = sum(v for k, v in fitter.passes.items() if k not in ("forward", "grid"))
+        result = fitter.fit(observations, first.mount_m, secant=True, **options)
+        return result, sum(v for k, v in fitter.passes.items() if k not in ("forward", "grid")) - before
+
+    cold, cold_passes = jacobian_passes()
+    warm, warm_passes = jacobian_passes(warm=first)
+    sigma = cold.stderr_m[fitter.axes]
+    assert np.all(np.abs(warm.mount_m - cold.mount_m)[fitter.axes] < 0.2 * sigma)
+    # the error bars of both are a linearisation's where the fit ended (a fresh Jacobian every step:
+    # the same); the secant fit's once came from its update along the last step, up to 18 % small
+    exact = fitter.fit(observations, first.mount_m, refresh_m=0.0)
+    assert np.allclose(warm.stderr_m, exact.stderr_m, rtol=0.02)
+    assert np.allclose(cold.stderr_m, exact.stderr_m, rtol=0.02)
+    assert np.all(np.abs(warm.mount_m - truth)[fitter.axes] < 5 * sigma)
+    assert warm_passes < cold_passes
+    # a fit of other parameters, or on none of these readings, is not a warm start: a cold fit
+    other = fitter.restricted(fitter.axes & np.array([True, False, False])[None, :], first.mount_m)
+    assert other._warm(observations, other.start_vector(first.mount_m), first) is None
+    assert fitter._warm(observations[2:], fitter.start_vector(first.mount_m), first) is None

@@ -206,7 +206,7 @@ def test_bench_jacobian_matches_finite_differences(design, probes):
     truth.rotations_rad = np.radians([0.3, -0.2, 0.1])
     observations = readings_of(fitter, truth, [np.zeros((3, 3))], rng, noise=0.0)
     x = fitter.start_vector(np.full((3, 3), 0.02e-3)) + rng.normal(0, 0.05, len(fitter.names()))
-    r, jac, _ = fitter._linearise(observations, x)
+    r, jac, _, _ = fitter._linearise(observations, x)
     for j in range(len(x)):
         delta = np.zeros(len(x))
         delta[j] = 1e-3
