@@ -196,8 +196,8 @@ class FitBasis:
     residual: np.ndarray
     jacobian: np.ndarray
     separable: int
-    # the fit model's own energy derivatives (K, P, C, n) per vector unit, and the vector they were
-    # taken at (a refit on these observations and more starts from them: ``OffsetFit.fit``'s ``warm``)
+    # the vector where the fit model's own energy derivatives (K, P, C, n, per SI unit) were last
+    # taken, and those (a refit on these observations and more starts from them: ``fit``'s ``warm``)
     derivatives: tuple[np.ndarray, np.ndarray] | None = None
 
 
@@ -873,7 +873,7 @@ class OffsetFit:
         if new:
             energies[new], d_energies[new] = self.energies_and_jacobian([observations[k] for k in new], x)
         r, jac, scaling = self._assembled(observations, energies, d_energies)
-        return _Warm(r, jac, scaling, (x_then, d_energies), x_then)
+        return _Warm(r, jac, scaling, (x_then, d_energies), x_then)  # the older point: the staler rows
 
     def _reported(
         self, basis: FitBasis, scaling: Scaling, iterations: int, added: np.ndarray | None = None
