@@ -24,6 +24,7 @@ from labctl.align.result import AlignmentRecord, AlignmentResult, per_plate
 from labctl.align.scan import ScanOptions, ScanOutcome, scan_plan
 from labctl.align.steps import AXES, Calibrate, measure_accuracy, measure_dark, settle, subtract_dark
 from labctl.calibration import latest_calibration
+from labctl.calibration.procedure import station_name
 from labctl.campaign.readings import keeping
 from labctl.errors import ConfigError, DataError, LabctlError
 from labctl.plans import messages as m
@@ -288,7 +289,7 @@ def align(
         kind: int(record["version"]) for kind, record in records.items() if "version" in record
     }
     if folder is not None and result.converged:
-        result.write(folder, station or getattr(getattr(bench, "config", None), "name", None) or "unnamed station")
+        result.write(folder, station_name(bench, station))
     return result
 
 

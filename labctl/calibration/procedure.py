@@ -128,6 +128,11 @@ class _Calibration:
         return self.write(step, "detectors", data, method, assumptions, result)
 
 
+def station_name(bench: Any, given: str | None = None) -> str:
+    """The name files record for the station: ``given``, else the bench's station file's, else a placeholder."""
+    return given or getattr(getattr(bench, "config", None), "name", None) or "unknown station"
+
+
 def calibrate(
     bench: BenchSurface,
     folder: str | Path,
@@ -164,7 +169,7 @@ def calibrate(
     capacity = bench.projector.capacity()
     if capacity is not None and len(probes) > capacity:
         raise ConfigError(f"calibrate: {len(probes)} probe masks do not fit the {capacity}-slot wheel")
-    station = station or getattr(getattr(bench, "config", None), "name", None) or "unknown station"
+    station = station_name(bench, station)
     run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset)
     say = progress or (lambda line: None)
     try:

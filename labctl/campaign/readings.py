@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from labctl.calibration.procedure import CalibrationReport, calibrate
+from labctl.calibration.procedure import CalibrationReport, calibrate, station_name
 from labctl.campaign.store import CampaignStore
 from labctl.errors import DataError
 from labctl.plans import messages as m
@@ -96,7 +96,7 @@ def kept_calibration(bench: Any, folder: str | Path, kinds: Any, runner: Runner,
     failure too. Where the file is, is said before anything is measured (to ``options.progress``, a
     line printer, if given; else logged)."""
     steps = kinds if kinds is None or isinstance(kinds, str) else ",".join(kinds)
-    station = options.get("station") or getattr(getattr(bench, "config", None), "name", None) or "unknown station"
+    station = station_name(bench, options.get("station"))
     with keeping(runner, folder, CALIBRATION, {"steps": steps or "default", "station": station}) as keeper:
         say = options.get("progress") or log.info
         say(f"every calibration reading kept in {keeper.path}")
