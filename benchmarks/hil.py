@@ -4,7 +4,7 @@ physics-aware fine-tuning.
     python benchmarks/hil.py --json [--design mnist5k] [--truth realistic] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
-                             [--refine-epochs 2] [--refine-train 1500]
+                             [--refine-epochs 2] [--refine-train 1500] [--no-print-calibration]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
 a YAML file, ``labctl.sim.truth.load_truth``; by default ``realistic``: plate spacing, rotation and
@@ -19,8 +19,10 @@ replacement for the last plate the same way, ``--plate-epochs`` passes with one 
 (the simulated operator prints and mounts it), and the readout fitted again on the new stack.
 
 The plates are mounted with the realistic world's lateral offsets and found by the lab's own
-model alignment (``--alignment model``: darks, stages and SLM calibrated first, then the
-alignment builds the stack up, identifies the bench and moves the plates; gains and source are
+model alignment (``--alignment model``: darks, stages and SLM calibrated first, each plate's
+printed relief measured on the simulated profilometer (``labctl calibrate --only print``; not with
+``--no-print-calibration``, and again before each later alignment: a new print is measured as
+well), then the alignment builds the stack up, identifies the bench and moves the plates; gains and source are
 calibrated on the aligned bench, and the twin every later step uses is the identified one).
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
@@ -121,10 +123,13 @@ def scored(flags: np.ndarray, plain: np.ndarray, designed: np.ndarray) -> dict[s
 
 
 def aligned(
-    bench: SoftBench, design: Any, runner: Runner, folder: Path, plates: list[str] | None = None
+    bench: SoftBench, design: Any, runner: Runner, folder: Path, plates: list[str] | None = None, prints: bool = True
 ) -> dict[str, Any]:
     """``labctl align`` (model strategy; ``plates``: those alone, the rest held as the last alignment
-    found it), then what the alignment asks to calibrate (gains and source once the plates are found)."""
+    found it), then what the alignment asks to calibrate (gains and source once the plates are found).
+    ``prints``: first the print calibration (the plates as they are now: a new print is measured too)."""
+    if prints:
+        calibrate(bench, folder, "print", runner, design=design)
     found = align(
         bench, design, "model", runner, CalibrationSet.load_latest(folder), plates=plates, probes=6, folder=folder
     )
@@ -167,7 +172,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     else:
         calibrate(bench, folder, "darks,stages,slm", runner, design=design, probes=probes)
         phases.done("calibration")
-        alignment = {"mode": "model", **aligned(bench, design, runner, folder)}
+        alignment = {"mode": "model", **aligned(bench, design, runner, folder, prints=args.prints)}
         phases.done("alignment, then gains and source")
     settings = Settings(readout_samples=args.train, readout_averages=args.averages, readout_seed=seed)
     fit = calibrate(bench, folder, "readout", runner, design=design, settings=settings).results["readout"]
@@ -184,7 +189,14 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             epochs=args.refine_epochs, max_train=args.refine_train, test_samples=args.test, seed=seed
         )
         refined = refine_plate(
-            design, identified.twin.params(), last, data, options, gains=identified.twin.gains, progress=False
+            design,
+            identified.twin.params(),
+            last,
+            data,
+            options,
+            gains=identified.twin.gains,
+            progress=False,
+            prints=identified.twin.prints,
         )
         phases.done("refine (no reads)")
     # every reading from here on is kept in a campaign file (journal + HDF5), as a campaign's are
@@ -240,7 +252,8 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     phases.done("physics-aware plate")
     realignments = {}
     if args.alignment == "model":  # the last print sits where its mount put it: align it alone
-        realignments["pat_plate"] = aligned(bench, load_design(Path(prints[-1])), runner, folder, [plate])
+        last_print = load_design(Path(prints[-1]))
+        realignments["pat_plate"] = aligned(bench, last_print, runner, folder, [plate], args.prints)
         phases.done("alignment of the last print, gains and source")
 
     def new_stack(stream: str, readout_seed: int) -> tuple[np.ndarray, Any]:
@@ -258,7 +271,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     if refined is not None:  # the refined plate printed, mounted, aligned alone, measured
         path = save_design(refined.design, folder / "refined.h5")
         runner.run(swap(plate, str(path)))
-        realignments["refined_plate"] = aligned(bench, refined.design, runner, folder, [plate])
+        realignments["refined_plate"] = aligned(bench, refined.design, runner, folder, [plate], args.prints)
         phases.done("swap and alignment of the refined plate, gains and source")
         refined_readings, refined_refit = new_stack("test_refined", seed + 2000)
         right = {
@@ -331,6 +344,12 @@ def main() -> int:
         choices=("model", "ideal"),
         default="model",
         help="find the plates, or mount them without offsets",
+    )
+    parser.add_argument(
+        "--no-print-calibration",
+        dest="prints",
+        action="store_false",
+        help="the twin computes with the design's plates, not with the plates as measured on the profilometer",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

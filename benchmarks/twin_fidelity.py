@@ -2,8 +2,11 @@
 
     python benchmarks/twin_fidelity.py --json [--design mnist5k] [--seeds 0,1,2] [--samples 500]
                                        [--truth realistic] [--probes 6] [--no-ablation] [--runs-file runs.jsonl]
+                                       [--no-print-calibration]
 
-Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; darks, stages and
+Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; the plates' printed
+relief measured on the simulated profilometer (``labctl calibrate --only print``: the twin then
+computes with the plates as measured; not with ``--no-print-calibration``), darks, stages and
 the SLM's lookup table calibrated; the model alignment with the full identification (offsets,
 z, rotations, beam, detector plane, phase scale), probes from the training split. Measured on
 the first ``samples`` test images (mnist5k has 500), before and after alignment: the bench's accuracy, the design's numerical accuracy on the
@@ -79,7 +82,7 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
     return {"b": int(test.b), "c": int(test.c), "p_value": float(test.p_value)}
 
 
-def run_one(design, seed: int, truth, samples: int, probes_count: int, identify: bool) -> dict:
+def run_one(design, seed: int, truth, samples: int, probes_count: int, identify: bool, prints: bool = True) -> dict:
     started = time.perf_counter()
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     runner = Runner(bench, operator=bench.operator)
@@ -96,7 +99,12 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     )
     with TemporaryDirectory() as folder:
         calibrate(
-            bench, folder, "darks,stages,slm", runner, design=design, probes=list(zip(probes.keys, probes.images))
+            bench,
+            folder,
+            "print,darks,stages,slm" if prints else "darks,stages,slm",
+            runner,
+            design=design,
+            probes=list(zip(probes.keys, probes.images)),
         )
         calset = CalibrationSet.load_latest(folder)
         calset.configure(bench)
@@ -139,6 +147,7 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
     return {
         "seed": seed,
         "identify": identify,
+        "print_calibration": prints,
         "converged": result.converged,
         "verdict": result.verdict,
         "residual": result.residual,
@@ -193,6 +202,12 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=6)
     parser.add_argument("--truth", default="realistic")
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument(
+        "--no-print-calibration",
+        dest="prints",
+        action="store_false",
+        help="the twin computes with the design's plates, not with the plates as measured on the profilometer",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--runs-file",
@@ -207,7 +222,7 @@ def main() -> int:
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for identify in (True,) if args.no_ablation else (True, False):
-            run = run_one(design, seed, truth, args.samples, args.probes, identify)
+            run = run_one(design, seed, truth, args.samples, args.probes, identify, args.prints)
             run["model_seconds_per_reference"] = sum(run["model_seconds"].values()) / reference
             runs.append(run)
             if args.runs_file is not None:

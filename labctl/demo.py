@@ -1,8 +1,9 @@
 """``labctl demo``: the whole job on the simulated bench, through the real drivers.
 
 Starts the simulated bench with hidden random plate offsets (seeded), connects to it through
-the station file it writes (the same drivers and links a real bench uses), calibrates (darks,
-homing and backlash), aligns the plates with the model-based strategy, calibrates the gains and
+the station file it writes (the same drivers and links a real bench uses), calibrates (the
+plates' printed relief, measured by the simulated operator's profilometer; darks, homing and
+backlash), aligns the plates with the model-based strategy, calibrates the gains and
 the source on the aligned bench, measures a campaign over a test set through the mask wheel,
 writes the report and returns a summary. Only the last step looks at the simulator's hidden truth,
 to say how far the plates really ended from where the design wants them.
@@ -111,8 +112,8 @@ def run_demo(
 
         phases.count(lambda: sum(r.detector_reads for r in runners), lambda: sim.world.optics_calls)
         with phases.phase("calibration"):
-            say("calibrating darks, homing the stages, measuring backlash")
-            calibrate("darks,stages")
+            say("measuring the printed plates on the profilometer; darks, homing the stages, backlash")
+            calibrate("print,darks,stages")
             bench.move_to_nominal()
         with phases.phase("alignment") as row:
             say(f"aligning the plates ({strategy} strategy)")
@@ -157,6 +158,10 @@ def run_demo(
         "alignment_verdict": alignment.verdict,
         "alignment_readings_file": None if alignment.readings_file is None else str(alignment.readings_file),
         "calibration_readings_files": [str(report.readings_file) for report in calibrations],
+        "prints_measured": {
+            profile.plate: {"height_scale": profile.height_scale, "print_error_um": profile.print_error_m * 1e6}
+            for profile in calibrations[0].results.get("print", [])
+        },
         "alignment_check_before_ci": _check_ci(alignment.accuracy_before, alignment.check_count),
         "alignment_check_after_ci": _check_ci(alignment.accuracy_after, alignment.check_count),
         "identified_parameters": {

@@ -7,18 +7,20 @@ projector). Alignment may likewise ask for plates to be taken out of or put back
 holders (``MountPlates``) to build the stack up one plate at a time, and for a plate without a
 rotation axis to be turned by hand in its holder (``TurnPlate``: by a stated angle, to within a
 stated tolerance). A plate refined against the bench (``labctl design refine``) is printed and
-put in place of the old one on request (``SwapPlate``, ``labctl station swap-plate``). The station
-file's optional ``operator`` entry chooses who does it:
+put in place of the old one on request (``SwapPlate``, ``labctl station swap-plate``), and the
+print calibration asks for each plate's relief to be measured on a surface profilometer
+(``ScanPlates``: one height map file per plate). The station file's optional ``operator`` entry
+chooses who does it:
 
 - ``{kind: console}`` (the default): ``ConsoleOperator`` prints the slots to fill on the terminal
   and waits for Enter;
 - ``{kind: simulated, resource: "TCPIP::127.0.0.1::PORT::SOCKET"}``: ``SimulatedOperator`` asks a
   served simulated bench (``labctl sim serve``) to load them, over its control channel
   (``labctl.sim.control``: one line ``LOAD 1=<mask>,2=<mask>``, ``MOUNT L1,L2``, ``TURN L2,-20.05``
-  (degrees, counter-clockwise seen from the source) or ``SWAP L2,<design file>`` answered ``OK`` or
-  ``ERR <why>``).
+  (degrees, counter-clockwise seen from the source), ``SWAP L2,<design file>`` or ``SCAN L2,<file>``
+  answered ``OK`` or ``ERR <why>``).
 
-An operator is a callable ``operator(request: LoadCassette | MountPlates | TurnPlate | SwapPlate) -> None``, which
+An operator is a callable ``operator(request: OperatorRequest) -> None`` (``labctl.plans.messages``), which
 is what ``Runner`` takes; it raises when the request could not be done, and the runner then shuts
 down safely.
 """
@@ -33,7 +35,7 @@ from typing import TextIO
 from urllib.parse import quote, unquote
 
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
-from labctl.plans.messages import MountPlates, OperatorRequest, SwapPlate, TurnPlate
+from labctl.plans.messages import MountPlates, OperatorRequest, ScanPlates, SwapPlate, TurnPlate
 from labctl.station import OperatorConfig
 
 Operator = Callable[[OperatorRequest], None]
@@ -85,6 +87,13 @@ class ConsoleOperator:
                 f"operator: {request.message or what}",
                 *swap_instructions(request),
                 "  press Enter when the new plate is in its holder (Ctrl-C aborts)",
+            ]
+        elif isinstance(request, ScanPlates):
+            what = "the plates' relief must be measured on a profilometer"
+            lines = [
+                f"operator: {request.message or what}",
+                *scan_instructions(request),
+                "  press Enter when every file is saved (Ctrl-C aborts)",
             ]
         elif isinstance(request, MountPlates):
             what = "the plates in the beam must change"
@@ -138,6 +147,9 @@ class SimulatedOperator:
             self.turn(request.plate, request.angle_rad)
         elif isinstance(request, SwapPlate):
             self.swap(request.plate, request.design)
+        elif isinstance(request, ScanPlates):
+            for plate in request.plates:
+                self.scan(plate, f"{request.folder}/{plate}.gsf")
         elif isinstance(request, MountPlates):
             self.mount(request.plates)
         else:
@@ -154,6 +166,12 @@ class SimulatedOperator:
         reply = self.query(f"SWAP {plate},{quote(str(design), safe='/:')}")
         if reply != "OK":
             raise InstrumentError("operator", f"{self.resource} answered {reply!r} to SWAP; expected OK")
+
+    def scan(self, plate: str, path: str) -> None:
+        """Have the simulated operator measure ``plate`` on its profilometer and save the height map at ``path``."""
+        reply = self.query(f"SCAN {plate},{quote(str(path), safe='/:')}")
+        if reply != "OK":
+            raise InstrumentError("operator", f"{self.resource} answered {reply!r} to SCAN; expected OK")
 
     def mount(self, plates: tuple[str, ...] | list[str]) -> None:
         """Have the simulated operator leave exactly ``plates`` in the beam."""
@@ -224,6 +242,16 @@ def swap_instructions(request: SwapPlate) -> list[str]:
         f"  (`labctl design export --design {request.design} --out <folder>` writes its STL),",
         f"  take the old plate {request.plate} out of its holder and mount the new one in its place,",
         "  the same way round; the stack is aligned again afterwards",
+    ]
+
+
+def scan_instructions(request: ScanPlates) -> list[str]:
+    """What a person reads to measure the plates' relief: which plates, how, and where the files go."""
+    return [
+        f"  measure the printed relief of {', '.join(request.plates)} on the surface profilometer:",
+        "  the whole plate with its frame, at most every quarter neuron, heights in metres;",
+        f"  save each scan as a Gwyddion Simple Field file {request.folder}/<plate>.gsf",
+        "  (Gwyddion exports most profilometers' formats as .gsf), then put each plate back in its holder",
     ]
 
 

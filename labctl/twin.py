@@ -23,6 +23,8 @@ from labctl.alignment_record import AlignmentRecord
 from labctl.errors import ConfigError, DataError
 from labctl.optics import D2NN, BenchParams, ForwardResult, Material, embed_image
 from labctl.plans.surface import BenchSurface
+from labctl.print_record import KIND as PRINT
+from labctl.print_record import print_heights
 from labctl.twin_optics import DESIGN_MODEL, Fidelity, TwinOptics
 
 
@@ -174,7 +176,8 @@ class Twin:
     corrects (plate rotations, the beam, the detector plane, the phase scale; its offsets are
     ignored: ``offsets_m`` holds them; None: as designed): the errors this bench keeps.
     ``fidelity`` the model the twin computes with (``twin_optics``), ``stray`` (C,) each
-    detector's stray light in model energy units (None: none).
+    detector's stray light in model energy units (None: none), ``prints`` (L, n, n) the plates'
+    heights as measured on a profilometer (``labctl.print_record``; None: the design's).
     """
 
     design: Any
@@ -185,6 +188,7 @@ class Twin:
     bench: BenchParams | None = None
     fidelity: Fidelity = field(default_factory=Fidelity)
     stray: np.ndarray | None = None
+    prints: np.ndarray | None = None
     _optics: TwinOptics | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -206,18 +210,31 @@ class Twin:
             self.stray = stray
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"twin: scale must be a positive number, got {self.scale}")
+        if self.prints is not None:
+            prints = np.asarray(self.prints, dtype=float)
+            if prints.shape != np.shape(self.design.heights_m) or not np.all(np.isfinite(prints)) or np.any(prints < 0):
+                raise ConfigError(
+                    f"twin: prints must be {np.shape(self.design.heights_m)} heights >= 0 (the design's plates), "
+                    f"got shape {prints.shape}"
+                )
+            self.prints = prints
 
     @property
     def optics(self) -> TwinOptics:
         """The optics model, its heights and window (built once per twin)."""
         if self._optics is None:
-            self._optics = TwinOptics(self.design, self.fidelity, self.material)
+            self._optics = TwinOptics(self.design, self.fidelity, self.material, self.prints)
         return self._optics
 
     @property
     def model(self) -> D2NN:
         """The optics model (``optics.model``)."""
         return self.optics.model
+
+    def stack_heights(self) -> np.ndarray:
+        """The plates' heights (L, n, n) on the design's grid as the twin knows them: as measured
+        (``prints``), else as designed (a copy)."""
+        return np.array(self.design.heights_m if self.prints is None else self.prints, dtype=np.float64)
 
     def params(self) -> BenchParams:
         """The whole fitted bench as one ``BenchParams``: the plate offsets and what else was identified."""
@@ -298,9 +315,10 @@ class Twin:
         alignment: AlignmentRecord,
         material: Material | None = None,
         detectors_version: int | None = None,
+        prints: np.ndarray | None = None,
     ) -> Twin:
         """A twin with an alignment's offsets, scale and (if fitted under ``detectors_version``,
-        the detector calibration in force now) gains."""
+        the detector calibration in force now) gains; ``prints`` the plates as measured (None: as designed)."""
         if len(alignment.plates) != design.geometry.n_layers:
             raise DataError(
                 f"{alignment.source}: {len(alignment.plates)} plates, the design has {design.geometry.n_layers}; "
@@ -317,21 +335,29 @@ class Twin:
             bench_params(alignment.bench, alignment.plates),
             fidelity,
             stray if gains is not None else None,  # fitted with those gains: relative to them
+            prints,
         )
 
     @classmethod
     def from_calibration(cls, design: Any, calibration: Any, material: Material | None = None) -> Twin:
-        """A twin from the ``alignment`` record of a calibration set (its ``records``, kind -> record).
+        """A twin from the ``alignment`` record of a calibration set (its ``records``, kind -> record),
+        computing with the plates as measured when the set has a ``print`` record.
 
-        Without an alignment the twin is the design as designed (no offsets, unit gains and scale).
+        Without an alignment the twin is the design (no offsets, unit gains and scale).
         """
         records = getattr(calibration, "records", None)
         if not isinstance(records, Mapping):
             raise ConfigError(
                 f"twin: cannot read an alignment from a {type(calibration).__name__}; pass a calibration set"
             )
-        record, detectors = records.get("alignment"), records.get("detectors")
-        if record is None:
-            return cls(design, material=material)
+        record, detectors, printed = records.get("alignment"), records.get("detectors"), records.get(PRINT)
+        alignment = None if record is None else AlignmentRecord.from_record(record)
+        if printed is not None:
+            order = alignment.plates if alignment is not None else printed["data"].get("order", [])
+            prints = print_heights(printed, order, np.shape(design.heights_m))
+        else:
+            prints = None
+        if alignment is None:
+            return cls(design, material=material, prints=prints)
         version = None if detectors is None else int(detectors["version"])
-        return cls.from_alignment(design, AlignmentRecord.from_record(record), material, version)
+        return cls.from_alignment(design, alignment, material, version, prints)

@@ -83,9 +83,20 @@ def frame_neurons(n: int, pitch_m: float, frame_m: float, oversample: int) -> in
 
 class TwinOptics:
     """The model a twin computes with: ``model`` (a ``D2NN``), ``heights_m`` for it, and ``inputs``
-    to embed the design's input amplitudes (B, n, n) into the model's window."""
+    to embed the design's input amplitudes (B, n, n) into the model's window.
 
-    def __init__(self, design: Any, fidelity: Fidelity = DESIGN_MODEL, material: Material | None = None):
+    ``prints`` (L, n, n): the plates' heights as measured on a profilometer (``labctl.print_record``),
+    which the model then computes with in place of the design's, at every fidelity: they are what
+    the printer made (already in whole layers, with its errors), so nothing is rounded.
+    """
+
+    def __init__(
+        self,
+        design: Any,
+        fidelity: Fidelity = DESIGN_MODEL,
+        material: Material | None = None,
+        prints: np.ndarray | None = None,
+    ):
         g = design.geometry
         fabrication = getattr(design, "fabrication", None) or FabricationParams()
         self.fidelity = fidelity
@@ -95,19 +106,26 @@ class TwinOptics:
         layout = DetectorLayout(np.asarray(design.layout.regions) + self.pad, n)
         self.model = D2NN(geometry, layout, material if material is not None else design.material)
         self._step_m = fabrication.step_m if fidelity.printed else 0.0
-        self.heights_m = self.plates(design.heights_m)
-        self._design_heights_m = np.asarray(design.heights_m)
+        dtype = np.asarray(design.heights_m).dtype
+        if prints is None:
+            self.heights_m = self.plates(design.heights_m)
+            self._plate_heights_m = np.asarray(design.heights_m)
+        else:
+            self._plate_heights_m = np.asarray(prints, dtype=dtype)
+            self.heights_m = self._embed(self._plate_heights_m)
+        self.measured = prints is not None
 
     def print_draw(self, tolerance_m: float) -> Callable[[np.random.Generator], np.ndarray]:
         """``draw(rng)``: the plates' heights as this model sees them for one print whose every
-        neuron is off by a normal error of sigma ``tolerance_m`` (never below the base)."""
+        neuron is off by a normal error of sigma ``tolerance_m`` (never below the base); with measured
+        prints, the measurement's error about the measured heights (not rounded again)."""
         if not tolerance_m > 0:
             raise ConfigError(f"twin model: a print tolerance must be > 0, got {tolerance_m!r}")
-        design = self._design_heights_m
+        design = self._plate_heights_m
 
         def draw(rng: np.random.Generator) -> np.ndarray:
-            errors = rng.normal(0.0, tolerance_m, design.shape)
-            return self.plates(np.maximum(design + errors, 0.0).astype(design.dtype))
+            drawn = np.maximum(design + rng.normal(0.0, tolerance_m, design.shape), 0.0).astype(design.dtype)
+            return self._embed(drawn) if self.measured else self.plates(drawn)
 
         return draw
 

@@ -106,6 +106,7 @@ class AlignmentResult:
     held_from: str | None = None  # a partial alignment: the file whose bench held the plates not aligned
     readings_file: Path | None = None  # every reading and fit record of the run (labctl.align.readings)
     file: Path | None = None
+    prints: np.ndarray | None = None  # the plates' measured heights the model computed with (None: the design's)
 
     def offsets_array(self) -> np.ndarray:
         """``offsets_m`` as an (L, 3) array in plate order."""
@@ -138,6 +139,7 @@ class AlignmentResult:
             bench=bench_params(self.bench, self.plates),
             fidelity=fidelity,
             stray=stray,
+            prints=self.prints,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from labctl.errors import ConfigError, DataError, LabctlError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
+from labctl.print_record import KIND as PRINT
+from labctl.print_record import print_heights, print_uncertainty_m
 from labctl.twin import (
     Twin,
     alignment_mismatch,
@@ -191,9 +193,15 @@ def align(
     fit_axes, start_bench, extras = identified_parameters(
         twin.model, axes, chosen, model_options.identify if strategy == "model" else (), held
     )
+    # the plates as measured on a profilometer (the print calibration), if they were: what the model computes with
+    records = getattr(calibration, "records", None) or {}
+    prints = print_heights(records.get(PRINT), names, np.shape(design.heights_m))
+    known = print_uncertainty_m(records.get(PRINT))
+    if known is not None and model_options.print_tolerance_m:  # the bars widen by what the scans leave unknown
+        model_options = replace(model_options, print_tolerance_m=min(model_options.print_tolerance_m, known))
     fitter = OffsetFit(
         twin.model,
-        design.heights_m,
+        design.heights_m if prints is None else prints,
         probes.inputs,
         fit_axes,
         fixed_m=start_m,
@@ -203,14 +211,15 @@ def align(
     )
     identifier = None  # the finer model the bench may be identified with (ModelOptions.fidelity)
     if strategy == "model" and (extras or held is not None) and not model_options.fidelity.is_design:
-        optics = TwinOptics(design, model_options.fidelity)
+        optics = TwinOptics(design, model_options.fidelity, prints=prints)
         identifier = fitter.refined(optics, model_options.stray)
         printing, placing = model_options.print_tolerance_m, model_options.detector_tolerance_m
         if printing or placing:
             draw = optics.print_draw(printing) if printing else None
             identifier = identifier.with_build_tolerances(draw, placing or 0.0)
         if model_options.guide is not None:
-            identifier = identifier.guided(fitter.refined(TwinOptics(design, model_options.guide), model_options.stray))
+            guide = TwinOptics(design, model_options.guide, prints=prints)
+            identifier = identifier.guided(fitter.refined(guide, model_options.stray))
     limits = {
         (name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
         for i, name in enumerate(names)
@@ -284,7 +293,7 @@ def align(
     result.readings_file = None if keeper is None else keeper.path
     result.model_passes = dict(fitter.passes)
     result.model_seconds = {kind: round(seconds, 3) for kind, seconds in fitter.seconds.items()}
-    records = getattr(calibration, "records", None) or {}
+    result.prints = prints
     result.calibration_versions = {
         kind: int(record["version"]) for kind, record in records.items() if "version" in record
     }

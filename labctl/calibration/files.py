@@ -29,7 +29,7 @@ from labctl.errors import ConfigError, DataError
 FORMAT = "labctl-calibration"
 SCHEMA_VERSION = 1
 #: The kinds labctl writes (others may be added; a kind is a lowercase word).
-KINDS = ("detectors", "source", "stages", "slm", "alignment", "readout")
+KINDS = ("detectors", "source", "stages", "slm", "alignment", "readout", "print")
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 _NAME = re.compile(r"^(?P<kind>[a-z][a-z0-9_]*)-v(?P<version>\d{3,})\.json$")

@@ -1,7 +1,9 @@
 """``calibrate``: run the chosen calibration plans in their necessary order and write the files.
 
 Order (each step uses what the earlier ones found, in this run or in the latest files):
-darks -> stages -> slm -> gains -> source -> readout. Darks need nothing. Stages home the axes, so that
+print -> darks -> stages -> slm -> gains -> source -> readout. The print (only when asked for: it
+needs a surface profilometer) measures each plate's relief (``prints.py``) and needs nothing else;
+the twin computes with it from then on, the gains' model included. Darks need nothing. Stages home the axes, so that
 the plates sit at known positions (the gain model needs that, and the SLM sweep needs the
 light to reach the detectors). The SLM table needs darks only (a uniform frame's total
 signal does not depend on gains or on where exactly the plates are). Gains need darks and the plate
@@ -17,25 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
-from labctl.calibration import detectors, readout, slm, source, stages
+from labctl.calibration import detectors, prints, readout, slm, source, stages
 from labctl.calibration.calset import CalibrationSet
 from labctl.calibration.detectors import Darks, Probe
 from labctl.calibration.files import write_calibration
-from labctl.errors import ConfigError
+from labctl.errors import ConfigError, DataError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
 from labctl.twin import Twin, design_inputs
 
-STEPS = ("darks", "stages", "slm", "gains", "source", "readout")
-#: Steps run only when named (``--only``): they take long or need an aligned bench.
-ON_REQUEST = ("readout",)
+STEPS = ("print", "darks", "stages", "slm", "gains", "source", "readout")
+#: Steps run only when named (``--only``): they take long, need an aligned bench or an instrument
+#: off the bench (the profilometer).
+ON_REQUEST = ("readout", "print")
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class _Calibration:
         self.gains: np.ndarray | None = existing.gains
         self.gain_data: dict[str, Any] = {}
         self.uses_wheel = bench.projector.capacity() is not None
+        self.say: Callable[[str], None] = lambda line: None  # progress lines of the run
 
     def need_darks(self, step: str) -> Darks:
         if self.darks is None:
@@ -164,6 +169,10 @@ def calibrate(
         raise ConfigError("calibrate: stages, gains and source need probe masks (key, image); none were given")
     if "gains" in steps and design is None:
         raise ConfigError("calibrate gains: the optics model of the design is needed; give the station a design")
+    if "print" in steps and design is None:
+        raise ConfigError(
+            "calibrate print: the design the plates were printed from is needed; give the station a design"
+        )
     if "readout" in steps and design is None and dataset is None:
         raise ConfigError("calibrate readout: the design's data set is needed; give the station a design")
     capacity = bench.projector.capacity()
@@ -172,6 +181,7 @@ def calibrate(
     station = station_name(bench, station)
     run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset)
     say = progress or (lambda line: None)
+    run.say = say
     try:
         if run.uses_wheel and set(steps) & {"stages", "gains", "source"}:
             run.runner.run(detectors.load_steps(probes, True))
@@ -188,6 +198,20 @@ def calibrate(
 
 def _source_off() -> m.Plan:
     yield m.SetSource(output_on=False)
+
+
+def _print(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
+    plates = list(run.bench.plates)
+    folder = run.folder / "print-scans" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    try:
+        folder.mkdir(parents=True)
+    except OSError as exc:
+        raise DataError(
+            f"calibrate print: cannot make {folder} for the scans ({exc.strerror or exc}); make the calibration folder writable"
+        ) from None
+    run.runner.run(prints.scan_plan(tuple(plates), folder))
+    data, profiles = prints.measure_prints(design, plates, folder, run.say)
+    run.write("print", "print", data, prints.METHOD, list(prints.ASSUMPTIONS), profiles)
 
 
 def _darks(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
@@ -348,6 +372,7 @@ def _readout(run: _Calibration, design: Any, probes: list[Probe], power_w: float
 
 
 _STEP_FUNCTIONS = {
+    "print": _print,
     "darks": _darks,
     "slm": _slm,
     "stages": _stages,

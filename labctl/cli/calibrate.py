@@ -1,8 +1,10 @@
-"""``labctl calibrate --station FILE [--only darks,stages,slm,gains,source,readout] [--json]``.
+"""``labctl calibrate --station FILE [--only print,darks,stages,slm,gains,source,readout] [--json]``.
 
 Connects the station's bench, runs the calibration procedures in their necessary order
 (see docs/calibration.md) and writes a new version of each calibration file into the station's
-calibration folder. Probe masks are the first test images of the design's data set; on a
+calibration folder. ``print`` (only when named) has the station's operator measure every plate's
+relief on a surface profilometer and save the scans as Gwyddion Simple Field files; the twin then
+computes with the plates as measured (docs/calibration.md). Probe masks are the first test images of the design's data set; on a
 mask wheel the station's operator loads their printed stencils (a person pressing Enter, or the
 simulated bench's operator), and the gain model predicts what those stencils transmit.
 """
@@ -31,7 +33,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--only",
         default=None,
-        help="comma-separated steps: darks, stages, slm, gains, source, readout (default: all but readout)",
+        help="comma-separated steps: print, darks, stages, slm, gains, source, readout (default: all but print and readout)",
     )
     parser.add_argument(
         "--probes", type=int, default=6, help="probe masks to use (at most the wheel's slots; default 6)"
@@ -61,7 +63,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     station = load_station(args.station)
     check_writable(station.calibration_dir, f"{args.station}: calibration folder")  # before anything is measured
     with Bench(station) as bench:
-        design = _design(bench.design_path) if set(steps) & {"gains", "stages", "source", "readout"} else None
+        design = _design(bench.design_path) if set(steps) & {"print", "gains", "stages", "source", "readout"} else None
         capacity = bench.projector.capacity()
         needs_probes = set(steps) & {"gains", "stages", "source"}
         probes = default_probes(design, min(args.probes, capacity or args.probes)) if needs_probes else []
@@ -113,7 +115,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
 def _design(path: Path | None) -> Any:
     if path is None:
         raise ConfigError(
-            "calibrate: gains, stages and source need the station's design (probe masks, optics model); add `design:`"
+            "calibrate: print, gains, stages and source need the station's design (probe masks, optics model); add `design:`"
         )
     from labctl.design.designfile import load_design
 
@@ -145,6 +147,12 @@ def _summary(step: str, result: Any) -> dict[str, Any]:
             "plain_argmax_cv": str(plain),
             "readout_cv": str(trained),
             "readout_vs_plain": paired.describe("readout", "plain"),
+        }
+    if step == "print":
+        return {
+            profile.plate: f"height scale {profile.height_scale:.4f}, print error {profile.print_error_m * 1e6:.1f} um RMS, "
+            f"neuron heights +- {profile.stderr_m * 1e6:.2f} um"
+            for profile in result
         }
     if step == "gains":
         return {"gains": np.round(result.fit.gains, 4).tolist(), "model_misfit": round(result.fit.residual, 5)}

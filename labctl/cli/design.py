@@ -424,6 +424,7 @@ def _refine(args: argparse.Namespace) -> int:
         provenance=provenance,
         say=say,
         inputs=inputs,
+        prints=bench.twin.prints,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_design(result.design, args.out)

@@ -171,6 +171,7 @@ def refine_plate(
     provenance: dict[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
     inputs: Callable[[np.ndarray], np.ndarray] | None = None,
+    prints: np.ndarray | None = None,
 ) -> RefineResult:
     """Re-train plate ``plate`` (index in beam order) of ``design`` for the bench ``bench``.
 
@@ -183,7 +184,9 @@ def refine_plate(
     caller names the calibration files and the design it started from); ``say`` gets one line
     per epoch (default: stderr when ``progress``). ``inputs`` turns images into the input
     amplitudes the bench shows (default ``design.inputs``; a mask wheel's printed stencils:
-    ``as_printed(design).inputs``).
+    ``as_printed(design).inputs``). ``prints`` (L, n, n): the plates as measured on a profilometer
+    (``Twin.prints``), which the stack is modelled with; the replacement still starts from the
+    design's plate (it is printed afresh) and the new design file holds the design's other plates.
     """
     geometry = design.geometry
     bench = bench.check(geometry.n_layers)
@@ -202,12 +205,13 @@ def refine_plate(
         len(data.test_labels) if options.test_samples is None else min(options.test_samples, len(data.test_labels))
     )
     test_images, test_labels = data.test_images[:test_count], np.asarray(data.test_labels[:test_count], dtype=np.int64)
-    old = np.asarray(design.heights_m, dtype=np.float64)
+    designed = np.asarray(design.heights_m, dtype=np.float64)
+    old = designed if prints is None else np.asarray(prints, dtype=np.float64)  # the stack on the bench
     encode = design.inputs if inputs is None else inputs
     right_before = score_stack(objective, encode, old, bench, test_images, test_labels)
     say(f"stack as identified, old plate: {AccuracyCI.from_flags(right_before)}")
 
-    phases = relief.phases(old[plate])
+    phases = relief.phases(designed[plate])
     adam = Adam(phases.shape)
     heights = old.copy()
     train_idx = np.arange(len(data.train_labels))
@@ -285,7 +289,9 @@ def refine_plate(
         "history": history,
         "refine_seconds": time.perf_counter() - started,
     }
-    new = replace(design, heights_m=heights, provenance=record, training=None)
+    stack = designed.copy()
+    stack[plate] = heights[plate]
+    new = replace(design, heights_m=stack, provenance=record, training=None)
     return RefineResult(new, int(plate), before, after, paired, history)
 
 

@@ -21,7 +21,7 @@ from PyQt5.QtCore import QObject, pyqtSignal
 
 from labctl.errors import Aborted, ConfigError, LabctlError
 from labctl.gui.worker import Callback, PlanThread, Poller, Worker
-from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest, Show, SwapPlate, TurnPlate
+from labctl.plans.messages import LoadCassette, MountPlates, OperatorRequest, ScanPlates, Show, SwapPlate, TurnPlate
 from labctl.plans.runner import Runner
 
 log = logging.getLogger("labctl.gui")
@@ -412,6 +412,8 @@ class Session(QObject):
             return
         if isinstance(msg, SwapPlate):  # no plan of the GUI asks for one
             raise ConfigError(f"plate {msg.plate} must be replaced: run `labctl station swap-plate`, then align")
+        if isinstance(msg, ScanPlates):  # no plan of the GUI asks for one
+            raise ConfigError("the plates must be measured on a profilometer: run `labctl calibrate --only print`")
         load = self.simulated_loader()
         if load is not None:
             load(dict(msg.slots))

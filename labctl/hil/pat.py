@@ -93,7 +93,12 @@ class PhysicsAware:
         if "plate" in self.train and (plate is None or not 0 <= plate < layers):
             raise ConfigError(f"physics-aware training: train which plate? give plate 0..{layers - 1}, got {plate!r}")
         self.plate = plate
-        self.heights = np.array(design.heights_m, dtype=np.float64)
+        # the stack as the twin knows it (the plates as measured, if they were); a trained plate starts
+        # as designed: it is printed afresh, and its print errors are not the old plate's
+        self.heights = twin.stack_heights()
+        self._designed = np.array(design.heights_m, dtype=np.float64)
+        if plate is not None:
+            self.heights[plate] = self._designed[plate]
         classes = len(design.layout)
         if readout.weights.shape != (classes, classes):
             raise DataError(
@@ -191,6 +196,13 @@ class PhysicsAware:
             layer = self.heights[self.plate].copy()
             self._adam["plate"].step(layer, plate, self.options.plate_lr_m)
             self.heights[self.plate] = np.maximum(layer, 0.0)  # a print cannot take material below the base
+
+    def printable(self) -> np.ndarray:
+        """The design's stack with the trained plate as trained: what a design file to print from holds."""
+        stack = self._designed.copy()
+        if self.plate is not None:
+            stack[self.plate] = self.heights[self.plate]
+        return stack
 
     def state(self) -> dict[str, Any]:
         """What a record of the training keeps: the readout, the encoding, the trained plate, the scale."""
@@ -309,7 +321,7 @@ def pat_plan(
         nonlocal printed
         if reprint is None or np.array_equal(printed, trainer.heights):
             return
-        path = reprint.write(trainer.heights)
+        path = reprint.write(trainer.printable())
         yield m.SwapPlate(reprint.plate, path, f"physics-aware training: print plate {reprint.plate} of {path}")
         printed = trainer.heights.copy()
         yield from m.record("pat_prints", step=step, plate=reprint.plate, design=path)

@@ -124,8 +124,20 @@ class SwapPlate(Msg):
     message: str = ""
 
 
+@dataclass(frozen=True)
+class ScanPlates(Msg):
+    """Ask the operator to measure the printed relief of each of ``plates`` on a surface
+    profilometer, plate and frame, and save each height map as a Gwyddion Simple Field file
+    ``<folder>/<plate>.gsf`` (heights and lengths in metres); wait until done. Answer: None. (The
+    print calibration, ``labctl calibrate --only print``; the plates go back where they were.)"""
+
+    plates: tuple[str, ...]
+    folder: str
+    message: str = ""
+
+
 #: What a plan asks of the person (or simulated operator) at the bench.
-OperatorRequest = LoadCassette | MountPlates | TurnPlate | SwapPlate
+OperatorRequest = LoadCassette | MountPlates | TurnPlate | SwapPlate | ScanPlates
 
 
 @dataclass(frozen=True)

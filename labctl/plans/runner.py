@@ -33,6 +33,7 @@ from labctl.plans.messages import (
     ReadPositions,
     Record,
     RotatePlates,
+    ScanPlates,
     SetIntegration,
     SetSource,
     Show,
@@ -106,6 +107,7 @@ class Runner:
             MountPlates: self._by_hand,
             TurnPlate: self._by_hand,
             SwapPlate: self._by_hand,
+            ScanPlates: self._by_hand,
             RotatePlates: self._rotate,
             ReadAngles: self._angles,
             Log: self._log,
@@ -244,12 +246,13 @@ class Runner:
         self.operator(msg)
         return self.bench.projector.load(dict(msg.slots))
 
-    def _by_hand(self, msg: MountPlates | TurnPlate | SwapPlate) -> None:
+    def _by_hand(self, msg: MountPlates | TurnPlate | SwapPlate | ScanPlates) -> None:
         if self.operator is None:
             what = {
                 MountPlates: "plates taken out of or put into the beam",
                 TurnPlate: "a plate turned by hand",
                 SwapPlate: "a plate replaced",
+                ScanPlates: "plates measured on a profilometer",
             }[type(msg)]
             raise LabctlError(f"the plan needs {what}, but no operator is attached")
         return self.operator(msg)

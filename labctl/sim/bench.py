@@ -36,6 +36,7 @@ from labctl.sim.layout import plate_axes, plate_rotation
 from labctl.sim.link import Link, PtyLink, TcpLink
 from labctl.sim.motion import SimAxis
 from labctl.sim.printer import Printer
+from labctl.sim.profilometer import Profilometer
 from labctl.sim.rotation_stages import LIMITS_DEG as ROTATION_LIMITS_DEG
 from labctl.sim.rotation_stages import fit_rotation_stages
 from labctl.sim.truth import NOMINAL_M, TRAVEL_M, Truth, build_world, slm_response
@@ -92,6 +93,7 @@ class SimulatedBench:
             fit_rotation_stages(self.world)
         self.hands = Hands(self.world, self.truth.operator_turn_sigma_rad, seed)
         self.printer = Printer(self.world, self.truth, seed)
+        self.profilometer = Profilometer(self.world, self.truth, seed)
         self.source = self.world.source
         if projector == "slm":  # the SLM replaces the wheel, with a hidden gamma drawn from the seed
             self.world.wheel = None
@@ -114,6 +116,7 @@ class SimulatedBench:
                 self.world.mounted,
                 self.hands.turn,
                 self.printer.swap_from_file,
+                self.profilometer.scan_to_file,
             )
             self.control = TcpLink(channel)
             channel.attach(self.control)

@@ -23,6 +23,9 @@ holding a comma, ``=`` or a space fits in a line.
   file (the plate at the same place in the stack, percent-encoded path) with the bench's own print
   errors and mounts it in place of the old one (``labctl.sim.printer``). Unknown plates, or a file
   that is not a design for this bench: an error.
+- ``SCAN <plate>,<file>`` -> ``OK``: the simulated operator measures that plate's printed relief on
+  its profilometer (``labctl.sim.profilometer``) and saves the height map as a Gwyddion Simple Field
+  file at that (percent-encoded) path. Unknown plates, or a file that cannot be written: an error.
 - anything else, or a refused command -> ``ERR <message>``.
 """
 
@@ -37,7 +40,10 @@ from labctl.errors import ConfigError, LabctlError
 from labctl.sim.clock import Clock
 from labctl.sim.instrument import LineInstrument
 
-COMMANDS = "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,..., MOUNTED?, TURN <plate>,<degrees> and SWAP <plate>,<design file>"
+COMMANDS = (
+    "LOAD <slot>=<mask>,..., LOADED?, MOUNT <plate>,..., MOUNTED?, TURN <plate>,<degrees>, "
+    "SWAP <plate>,<design file> and SCAN <plate>,<file>"
+)
 
 
 class ControlChannel(LineInstrument):
@@ -46,8 +52,9 @@ class ControlChannel(LineInstrument):
     ``load(slots)`` puts masks into the wheel (raising ``LabctlError`` for a slot that does not
     exist), ``loaded()`` says what is in it, and ``lookup(key)`` finds a mask in the library
     (raising for one that does not exist); ``mount(plates)`` and ``mounted()`` do the same for
-    the plates in the beam; ``turn(plate, angle_rad)`` turns a plate by hand and ``swap(plate,
-    design_path)`` prints and mounts a replacement (None: this bench's operator cannot).
+    the plates in the beam; ``turn(plate, angle_rad)`` turns a plate by hand, ``swap(plate,
+    design_path)`` prints and mounts a replacement and ``scan(plate, path)`` saves a profilometer
+    scan of a plate (None: this bench's operator cannot).
     """
 
     terminators = (b"\n",)
@@ -62,11 +69,13 @@ class ControlChannel(LineInstrument):
         mounted: Callable[[], list[str]],
         turn: Callable[[str, float], None] | None = None,
         swap: Callable[[str, str], Any] | None = None,
+        scan: Callable[[str, str], Any] | None = None,
         name: str = "control",
     ):
         super().__init__(name, clock)
         self._turn = turn
         self._swap = swap
+        self._scan = scan
         self._load = load
         self._loaded = loaded
         self._lookup = lookup
@@ -96,8 +105,8 @@ class ControlChannel(LineInstrument):
             elif keyword.upper() == "TURN":
                 self._turn_plate(argument)
                 answer = "OK"
-            elif keyword.upper() == "SWAP":
-                self._swap_plate(argument)
+            elif keyword.upper() in ("SWAP", "SCAN"):
+                self._plate_and_file(keyword.upper(), argument)
                 answer = "OK"
             else:
                 answer = f"ERR unknown command {command!r}; the commands are {COMMANDS}"
@@ -120,14 +129,19 @@ class ControlChannel(LineInstrument):
             raise ConfigError("this simulated bench's operator does not turn plates")
         self._turn(plate, math.radians(angle))
 
-    def _swap_plate(self, argument: str) -> None:
-        """``L2,/path/refined.h5`` -> print plate L2 of that design file and mount it."""
+    def _plate_and_file(self, keyword: str, argument: str) -> None:
+        """SWAP ``L2,/path/refined.h5``: print plate L2 of that design file and mount it; SCAN
+        ``L2,/path/L2.gsf``: save a profilometer scan of plate L2 there."""
         plate, sep, path = (part.strip() for part in argument.partition(","))
+        form, action, what = {
+            "SWAP": ("<design file>, e.g. SWAP L2,/data/refined.h5", self._swap, "print plates"),
+            "SCAN": ("<file>, e.g. SCAN L2,/data/L2.gsf", self._scan, "scan plates"),
+        }[keyword]
         if not sep or not plate or not path:
-            raise ConfigError(f"{argument!r} is not <plate>,<design file>, e.g. SWAP L2,/data/refined.h5")
-        if self._swap is None:
-            raise ConfigError("this simulated bench's operator does not print plates")
-        self._swap(plate, unquote(path))
+            raise ConfigError(f"{argument!r} is not <plate>,{form}")
+        if action is None:
+            raise ConfigError(f"this simulated bench's operator does not {what}")
+        action(plate, unquote(path))
 
     def _parse(self, argument: str) -> dict[int, str]:
         """``1=a,2=b`` -> {1: "a", 2: "b"}, every mask looked up first; a ConfigError says what is wrong."""

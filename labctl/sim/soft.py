@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,12 +18,13 @@ import numpy as np
 from labctl.drivers.axis import AxisBase, RotationBase
 from labctl.drivers.roles import Reading
 from labctl.errors import ConfigError
-from labctl.plans.messages import MountPlates, OperatorRequest, SwapPlate, TurnPlate
+from labctl.plans.messages import MountPlates, OperatorRequest, ScanPlates, SwapPlate, TurnPlate
 from labctl.sim.clock import Clock
 from labctl.sim.devices import SimDisplay
 from labctl.sim.hands import Hands
 from labctl.sim.motion import SimAxis
 from labctl.sim.printer import Printer
+from labctl.sim.profilometer import Profilometer
 from labctl.sim.rotation_stages import fit_rotation_stages
 from labctl.sim.truth import TRAVEL_M, Truth, build_world, slm_response
 from labctl.sim.world import SPEED_OF_LIGHT_M_S, MaskLibrary, World
@@ -239,6 +241,7 @@ class SoftBench:
         self.hands = Hands(world, hand_sigma_rad, seed)
         # a replacement plate is printed as the world's own plates were (default: the ideal printer)
         self.printer = Printer(world, truth or Truth(), seed)
+        self.profilometer = Profilometer(world, truth or Truth(), seed)
 
     @classmethod
     def create(
@@ -270,7 +273,7 @@ class SoftBench:
     def operator(self, request: OperatorRequest) -> None:
         """The soft bench's own hands: plates go in and out of the world's beam or are turned in
         their holders (with a hand error, ``labctl.sim.hands``) or replaced by a new print
-        (``labctl.sim.printer``); a cassette needs nothing here
+        (``labctl.sim.printer``) or measured on a profilometer (``labctl.sim.profilometer``); a cassette needs nothing here
         (the runner loads the soft wheel through the projector)."""
         if isinstance(request, MountPlates):
             self.world.mount(list(request.plates))
@@ -278,6 +281,9 @@ class SoftBench:
             self.hands.turn(request.plate, request.angle_rad)
         elif isinstance(request, SwapPlate):
             self.printer.swap_from_file(request.plate, request.design)
+        elif isinstance(request, ScanPlates):
+            for plate in request.plates:
+                self.profilometer.scan_to_file(plate, Path(request.folder) / f"{plate}.gsf")
 
     def design_frequency_hz(self) -> float:
         return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m

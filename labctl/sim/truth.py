@@ -78,6 +78,12 @@ class Truth:
     peak_signal_v: float = 1.0  # brightest detector for an open aperture at 1 mW, before gain
     slm_gamma: tuple[float, float] = (1.8, 2.6)  # uniform range of an SLM's hidden gamma
     operator_turn_sigma_rad: float = 0.0  # hand error of the simulated operator turning a plate (labctl.sim.hands)
+    # the simulated operator's surface profilometer (labctl.sim.profilometer): each scan's height noise
+    # per sample, and how the plate lies on its stage (lateral placement, in-plane turn, tilt of the base)
+    profile_noise_m: float = 0.0
+    profile_placement_sigma_m: float = 0.0  # x and y
+    profile_rotation_sigma_rad: float = 0.0
+    profile_tilt_sigma_rad: float = 0.0  # about x and about y, each
     # how finely the world computes the light (samples per neuron side)
     oversample: int = 1
 
@@ -140,6 +146,10 @@ PRESETS: dict[str, Truth] = {
         detector_xy_sigma_m=0.3e-3,
         detector_position_sigma_m=0.1e-3,
         operator_turn_sigma_rad=0.03 * _DEG,
+        profile_noise_m=1e-6,
+        profile_placement_sigma_m=0.3e-3,
+        profile_rotation_sigma_rad=0.5 * _DEG,
+        profile_tilt_sigma_rad=1e-3,
         oversample=2,
     ),
 }

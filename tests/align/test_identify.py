@@ -411,3 +411,57 @@ def test_the_error_bars_hold_what_detectors_placed_within_their_tolerance_do_to_
         widened += errors_in_sigmas(spread, observations, fitter.bench)
     # the misfit alone: 22 of 80 beyond 3 sigma; with the placement tolerance, none (spread 0.91)
     assert_bars_hold(plain, widened)
+
+
+def test_a_bench_whose_plates_were_measured_is_aligned_with_them(images, tmp_path):
+    """A printer 100 um off per neuron: with the plates measured on the profilometer first (the
+    print calibration), the alignment's models compute with the measured heights, find the plates
+    and put them home, and its twin predicts the bench's readings far better than the same twin
+    with the design's plates."""
+    from labctl.align import ModelOptions, Probes, align
+    from labctl.calibration.calset import CalibrationSet
+    from labctl.calibration.procedure import calibrate
+    from labctl.design.fabrication.params import FabricationParams
+    from labctl.plans.runner import Runner
+    from labctl.sim.soft import SoftBench
+    from labctl.sim.truth import Truth
+    from tests.tiny import tiny_design
+
+    design = tiny_design()
+    frame_m = 12 * design.geometry.pitch_m
+    design.fabrication = FabricationParams(frame_m=frame_m)
+    pictures = images[0]
+    truth = Truth(
+        offset_sigma_m=0.1e-3,
+        print_step_m=16e-6,
+        height_error_sigma_m=100e-6,
+        frame_m=frame_m,
+        oversample=2,
+        stray_fraction=0.01,
+        profile_noise_m=1e-6,
+        profile_placement_sigma_m=0.3e-3,
+        profile_rotation_sigma_rad=np.radians(0.5),
+    )
+    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+    calibrate(bench, tmp_path, "print", Runner(bench, operator=bench.operator), design=design)
+    options = ModelOptions(identify=("phase_scale",), rounds=1, search_finer=True)
+    result = align(
+        bench,
+        design,
+        "model",
+        calibration=CalibrationSet.load_latest(tmp_path),
+        probes=probes,
+        operator=bench.operator,
+        model_options=options,
+    )
+    assert result.converged and result.prints is not None, result.verdict
+    assert np.max(np.abs(bench.world.plate_offsets_m()[:, :2])) < 5e-6
+    shown = bench.world.energies(probes.inputs) * bench.world.detectors.gain_v
+    misfits = {}
+    for name, prints in (("measured", result.prints), ("designed", None)):
+        twin = replace(result.twin(design), prints=prints)
+        predicted = twin.energies(probes.inputs) * twin.readings_per_energy() + twin.stray * twin.scale
+        predicted = predicted * np.sum(shown * predicted) / np.sum(predicted**2)
+        misfits[name] = np.linalg.norm(predicted - shown) / np.linalg.norm(shown)
+    assert misfits["measured"] < 0.25 * misfits["designed"], misfits

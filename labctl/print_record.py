@@ -1,0 +1,48 @@
+"""The print calibration read back: each plate's relief as measured, for the twin to compute with.
+
+``labctl calibrate --only print`` (``labctl.calibration.prints``) writes ``print-vNNN.json``: per
+plate, its heights on the design's grid (micrometres), the scan it came from and what the scan
+says about the print. The twin (``labctl.twin``) and the alignment take the heights from here in
+place of the design's: they are what the printer made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from labctl.errors import DataError
+
+KIND = "print"
+
+
+def print_heights(record: Mapping[str, Any] | None, plates: Sequence[str], shape: tuple[int, ...]) -> np.ndarray | None:
+    """(L, n, n) heights in metres of ``plates`` (in that order) from a print calibration record
+    (``read_calibration``), or None without one; ``shape`` the design's (L, n, n). A record that
+    lacks a plate or holds another grid is refused in one line naming the file."""
+    if record is None:
+        return None
+    where = record.get("path", "the print calibration")
+    measured = record.get("data", {}).get("plates", {})
+    missing = [plate for plate in plates if plate not in measured]
+    if missing:
+        raise DataError(
+            f"{where}: no measured relief for plate(s) {', '.join(missing)}; run `labctl calibrate --only print` "
+            "with every plate of this station"
+        )
+    heights = np.array([measured[plate]["heights_um"] for plate in plates], dtype=np.float64) * 1e-6
+    if heights.shape != tuple(shape):
+        raise DataError(
+            f"{where}: the measured plates are {heights.shape[1:]} neurons, the design's {tuple(shape[1:])}; "
+            "measure the plates of this design (`labctl calibrate --only print`)"
+        )
+    return heights
+
+
+def print_uncertainty_m(record: Mapping[str, Any] | None) -> float | None:
+    """The largest standard error of a neuron's measured height over the plates (None: no record)."""
+    if record is None:
+        return None
+    return max(float(p["stderr_m"]) for p in record.get("data", {}).get("plates", {}).values())
