@@ -14,12 +14,13 @@ scan's width of the scan's centre, turned by up to 3 degrees; its base not level
    found so far) is subtracted: the base's thickness and tilt go with it.
 2. *Register.* The design's relief, rounded to the printer's layers, is drawn at trial turns of the
    plate and cross-correlated with the levelled scan (FFT): the peak gives the plate's centre at
-   that turn. The turn is the one at which the samples agree best within each neuron (first every
-   ``COARSE_STEP`` over +-``MAX_TURN``, then every ``FINE_STEP`` around the best; ``_register``).
+   that turn, and the best correlation the turn, coarsely; finely, the turn at which the samples
+   agree best within each neuron (``_register``).
    Levelling and registration are done twice, the second time with the frame the first pose found.
 3. *Sample.* Each neuron's height is the mean of the scan's samples inside its central
    ``INNER`` fraction (a profilometer's spot near a neuron's edge sees the step); a neuron
-   without a sample there is refused (scan finer).
+   without a sample there is refused (scan finer), and so is a scan whose samples disagree within
+   the neurons by more than ``MAX_SPREAD`` of the relief (not this plate, or mirrored).
 
 What it reports per plate besides the heights: the pose on the profilometer, the scan's noise
 per sample (the spread of the samples within each neuron), each neuron's standard error, and
@@ -48,12 +49,15 @@ from labctl.plans import messages as m
 FRAME_MARGIN_M = 0.5e-3
 #: The central fraction of a neuron (per side) whose samples make its height.
 INNER = 0.6
-#: Registration's search of the plate's turn on the profilometer (radians).
+#: Registration's search of the plate's turn on the profilometer (radians), coarse and fine steps ...
 MAX_TURN = math.radians(3.0)
+COARSE_STEP = math.radians(0.25)
+FINE_STEP = math.radians(0.05)
 #: ... and of its centre: within this fraction of the scan's width of the scan's centre.
 MAX_SHIFT = 0.1
-COARSE_STEP = math.radians(0.5)
-FINE_STEP = math.radians(0.05)
+#: A registration whose samples spread within the neurons by more than this fraction of the design's
+#: relief (RMS) has not found the plate (a wrong plate, a mirrored scan): refused.
+MAX_SPREAD = 0.1
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,13 @@ def measure_plate(
     heights = total / count
     spread = np.sum((values - heights[index]) ** 2)
     noise = math.sqrt(spread / max(int(np.sum(count - 1)), 1))
+    relief = float(np.std(target))
+    if noise > MAX_SPREAD * relief:
+        raise DataError(
+            f"{where}: the scan does not match plate {plate}'s design (samples within a neuron spread by "
+            f"{noise * 1e6:.0f} um, the relief by {relief * 1e6:.0f} um); check that it is this plate of this design, "
+            "scanned from the relief side, not mirrored, and turned by less than 3 degrees"
+        )
     heights = np.maximum(heights, 0.0).reshape(n, n)
     weight = float(np.sum(target * target))
     scale = float(np.sum(heights * target) / weight) if weight > 0 else 1.0
@@ -157,32 +168,35 @@ def _register(
 ) -> tuple[tuple[float, float], float]:
     """The plate's centre in the scan (sample centres ``x``, ``y``) and its turn (``measure_plate``, step 2).
 
-    At each trial turn the centre is where the scan correlates best with the design drawn at that
-    turn, and the turn is judged by how well the samples then agree within each neuron
-    (``_spread``): coarsely on every other sample (unless the turn is known ``near`` a value), then
-    finely around the best. Near the truth the spread is flat (every sample falls in its own neuron
-    over a range of poses): the turn reported is the middle of the turns that reach its lowest level.
+    Coarsely (unless the turn is known ``near`` a value), the turn is where the scan correlates best
+    with the design drawn turned (every other sample, every ``COARSE_STEP``: a turn by more than a
+    neuron at the plate's edge decorrelates them, so the best correlation falls off smoothly around
+    the truth). Finely, around it, the turn is judged by how well the samples agree within each
+    neuron at the centre the correlation gives (``_spread``, every ``FINE_STEP``). Near the truth the
+    spread is flat (every sample falls in its own neuron over a range of poses): the turn reported is
+    the middle of the turns that reach its lowest level.
     """
     xx, yy = np.meshgrid(x, y)
     n = target.shape[-1]
     correlate = _Correlation(level, x, y, target, pitch_m)
-
-    def tried(turns: np.ndarray, stride: int) -> list[tuple[float, tuple[float, float], float]]:
-        every = slice(None, None, stride)
-        out = []
-        for turn in turns:
-            centre = correlate.centre(float(turn), stride)
-            spread = _spread(level[every, every], xx[every, every], yy[every, every], centre, float(turn), n, pitch_m)
-            out.append((float(turn), centre, spread))
-        return out
-
     if near is None:
-        near = min(tried(np.arange(-MAX_TURN, MAX_TURN + COARSE_STEP / 2, COARSE_STEP), 2), key=lambda t: t[2])[0]
-    fine = tried(near + np.arange(-COARSE_STEP / 2, COARSE_STEP / 2 + FINE_STEP / 2, FINE_STEP), 1)
-    lowest = min(t[2] for t in fine)
-    flat = [t[0] for t in fine if t[2] <= lowest * 1.01 + 1e-30]
+        turns = np.arange(-MAX_TURN, MAX_TURN + COARSE_STEP / 2, COARSE_STEP)
+        scores = np.array([correlate.centre(float(t), 2)[1] for t in turns])
+        k = int(np.argmax(scores))
+        near = float(turns[k])
+        if 0 < k < len(turns) - 1:
+            left, mid, right = scores[k - 1 : k + 2]
+            curvature = left - 2 * mid + right
+            if curvature < 0:
+                near += float(0.5 * (left - right) / curvature * COARSE_STEP)
+    fine = []
+    for turn in near + np.arange(-COARSE_STEP, COARSE_STEP + FINE_STEP / 2, FINE_STEP):
+        centre = correlate.centre(float(turn), 1)[0]
+        fine.append((float(turn), _spread(level, xx, yy, centre, float(turn), n, pitch_m)))
+    lowest = min(spread for _, spread in fine)
+    flat = [turn for turn, spread in fine if spread <= lowest * 1.01 + 1e-30]
     turn = 0.5 * (min(flat) + max(flat))
-    return correlate.centre(turn, 1), turn
+    return correlate.centre(turn, 1)[0], turn
 
 
 def _spread(
@@ -226,7 +240,9 @@ class _Correlation:
         self.level, self.x, self.y, self.target, self.pitch_m = np.nan_to_num(level), x, y, target, pitch_m
         self._spectra: dict[int, np.ndarray] = {}
 
-    def centre(self, turn: float, stride: int) -> tuple[float, float]:
+    def centre(self, turn: float, stride: int) -> tuple[tuple[float, float], float]:
+        """The centre, and how well the scan and the drawn design correlate there (peak over the
+        drawn relief's norm)."""
         s = self.level[::stride, ::stride]
         x, y = self.x[::stride], self.y[::stride]
         step = (float(x[1] - x[0]), float(y[1] - y[0]))
@@ -249,7 +265,8 @@ class _Correlation:
         corr[far] = -np.inf
         peak = tuple(int(i) for i in np.unravel_index(int(np.argmax(corr)), shape))
         shift = [_subsample(corr, peak, axis) for axis in (0, 1)]
-        return float(x.mean() + shift[1] * step[0]), float(y.mean() + shift[0] * step[1])
+        score = float(corr[peak]) / max(float(np.linalg.norm(drawn - drawn.mean())), 1e-300)
+        return (float(x.mean() + shift[1] * step[0]), float(y.mean() + shift[0] * step[1])), score
 
 
 def _signed(size: int) -> np.ndarray:

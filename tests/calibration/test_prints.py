@@ -212,3 +212,13 @@ def test_scan_over_the_control_channel_refuses_what_it_cannot_do(tmp_path):
             operator.query("SCAN L1")
         operator.scan("L2", str(tmp_path / "L2 scan.gsf"))  # a space in the path survives the line
     assert read_gsf(tmp_path / "L2 scan.gsf").z_m.shape[0] > 100
+
+
+def test_a_scan_of_another_plate_or_a_mirrored_one_is_refused():
+    design, world = _printed_world()
+    scan = Profilometer(world, PRINTER, 0).scan("L1")
+    with pytest.raises(DataError, match="does not match plate L2's design"):
+        measure_plate(scan, design.heights_m[1], design.geometry.pitch_m, 16e-6, "L2")
+    mirrored = HeightMap(scan.z_m[:, ::-1], scan.pitch_m, scan.origin_m)
+    with pytest.raises(DataError, match="not mirrored"):
+        measure_plate(mirrored, design.heights_m[0], design.geometry.pitch_m, 16e-6, "L1")
