@@ -18,10 +18,17 @@ from labctl.errors import DataError
 KIND = "print"
 
 
-def print_heights(record: Mapping[str, Any] | None, plates: Sequence[str], shape: tuple[int, ...]) -> np.ndarray | None:
+def print_heights(
+    record: Mapping[str, Any] | None,
+    plates: Sequence[str],
+    shape: tuple[int, ...],
+    fingerprints: Sequence[str] | None = None,
+) -> np.ndarray | None:
     """(L, n, n) heights in metres of ``plates`` (in that order) from a print calibration record
-    (``read_calibration``), or None without one; ``shape`` the design's (L, n, n). A record that
-    lacks a plate or holds another grid is refused in one line naming the file."""
+    (``read_calibration``), or None without one; ``shape`` the design's (L, n, n), ``fingerprints``
+    its plates' (``labctl.twin.plate_fingerprints``). A record that lacks a plate, holds another grid
+    or measured a plate printed from other heights than the design's (a replaced plate not measured
+    since) is refused in one line naming the file."""
     if record is None:
         return None
     where = record.get("path", "the print calibration")
@@ -32,6 +39,17 @@ def print_heights(record: Mapping[str, Any] | None, plates: Sequence[str], shape
             f"{where}: no measured relief for plate(s) {', '.join(missing)}; run `labctl calibrate --only print` "
             "with every plate of this station"
         )
+    if fingerprints is not None:
+        other = [
+            plate
+            for plate, fingerprint in zip(plates, fingerprints)
+            if measured[plate].get("design_sha256") not in (None, fingerprint)
+        ]
+        if other:
+            raise DataError(
+                f"{where}: plate(s) {', '.join(other)} were measured as printed from other heights than this design's "
+                "(a replaced plate?); measure the plates again: `labctl calibrate --only print`"
+            )
     heights = np.array([measured[plate]["heights_um"] for plate in plates], dtype=np.float64) * 1e-6
     if heights.shape != tuple(shape):
         raise DataError(

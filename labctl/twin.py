@@ -354,7 +354,7 @@ class Twin:
         alignment = None if record is None else AlignmentRecord.from_record(record)
         if printed is not None:
             order = alignment.plates if alignment is not None else printed["data"].get("order", [])
-            prints = print_heights(printed, order, np.shape(design.heights_m))
+            prints = print_heights(printed, order, np.shape(design.heights_m), plate_fingerprints(design))
         else:
             prints = None
         if alignment is None:

@@ -195,7 +195,7 @@ def align(
     )
     # the plates as measured on a profilometer (the print calibration), if they were: what the model computes with
     records = getattr(calibration, "records", None) or {}
-    prints = print_heights(records.get(PRINT), names, np.shape(design.heights_m))
+    prints = print_heights(records.get(PRINT), names, np.shape(design.heights_m), plate_fingerprints(design))
     known = print_uncertainty_m(records.get(PRINT))
     if known is not None and model_options.print_tolerance_m:  # the bars widen by what the scans leave unknown
         model_options = replace(model_options, print_tolerance_m=min(model_options.print_tolerance_m, known))

@@ -44,6 +44,7 @@ from labctl.design.fabrication.params import FabricationParams
 from labctl.design.fabrication.plates import round_to_steps
 from labctl.errors import ConfigError, DataError
 from labctl.plans import messages as m
+from labctl.twin import plate_fingerprints
 
 #: Frame samples used for levelling lie at least this far outside the neurons.
 FRAME_MARGIN_M = 0.5e-3
@@ -328,6 +329,7 @@ def measure_prints(
             "give the station the design its plates were printed from"
         )
     step = (getattr(design, "fabrication", None) or FabricationParams()).step_m
+    fingerprints = plate_fingerprints(design)
     profiles, entries = [], {}
     for index, (plate, path) in enumerate(scan_files(folder, plates).items()):
         profile = measure_plate(read_gsf(path), design.heights_m[index], geometry.pitch_m, step, plate, str(path))
@@ -336,6 +338,7 @@ def measure_prints(
             "heights_um": np.round(profile.heights_m * 1e6, 2),
             "scan": str(path),
             "scan_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "design_sha256": fingerprints[index],  # the plate's design (labctl.twin.plate_fingerprints)
             **profile.summary(),
         }
         if say is not None:

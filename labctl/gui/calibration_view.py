@@ -66,7 +66,8 @@ class CalibrationView(QWidget):
         from labctl.calibration.procedure import ON_REQUEST, STEPS
 
         self.session = session
-        self.steps = {step: QCheckBox(step) for step in STEPS if step not in ON_REQUEST}  # the readout has its own view
+        # the readout has its own view; the print needs a profilometer (`labctl calibrate --only print`)
+        self.steps = {step: QCheckBox(step) for step in STEPS if step not in ON_REQUEST}
         self.probes = QSpinBox()
         self.probes.setRange(1, 64)
         self.probes.setValue(6)

@@ -175,6 +175,12 @@ def test_the_twin_computes_with_the_measured_plates_and_predicts_the_printed_ben
         return float(np.linalg.norm(predicted / predicted.sum(1, keepdims=True) - truth / truth.sum(1, keepdims=True)))
 
     assert misfit(measured) < 0.1 * misfit(designed)
+    # a plate replaced by one of other heights (a refined design) is not the plate that was measured
+    refined = tiny_design()
+    refined.heights_m = refined.heights_m.copy()
+    refined.heights_m[1] *= 0.9
+    with pytest.raises(DataError, match=r"plate\(s\) L2 were measured .* measure the plates again"):
+        Twin.from_calibration(refined, calset)
 
 
 def test_the_print_step_over_the_served_bench_writes_the_scans_and_the_calibration(tmp_path, capsys):
