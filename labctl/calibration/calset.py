@@ -129,10 +129,12 @@ class CalibrationSet:
         return done
 
     def to_dict(self) -> dict[str, Any]:
-        """Every record in force (kind -> version, created, station, method, assumptions, data, file)."""
+        """Every record in force (kind -> version, created, station, method, assumptions, data, file);
+        the print calibration without its heights (a campaign records which scans, not 40,000 numbers
+        a plate: the file and the scans' checksums say where they are)."""
         out: dict[str, Any] = {
             kind: {
-                key: record.get(key)
+                key: _without_heights(record.get(key)) if key == "data" and kind == "print" else record.get(key)
                 for key in ("version", "created", "station", "method", "assumptions", "data", "path")
             }
             for kind, record in self.records.items()
@@ -140,3 +142,13 @@ class CalibrationSet:
         if self.drift.points:
             out["drift"] = self.drift.to_data()
         return out
+
+
+def _without_heights(data: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A print calibration's data without each plate's heights."""
+    if data is None:
+        return None
+    plates = {
+        plate: {k: v for k, v in entry.items() if k != "heights_um"} for plate, entry in data.get("plates", {}).items()
+    }
+    return {**data, "plates": plates}

@@ -161,6 +161,8 @@ def test_the_twin_computes_with_the_measured_plates_and_predicts_the_printed_ben
         scans = sorted(p.name for p in (report.files["print"][0].parent / "print-scans").iterdir())
     assert record["kind"] == "print" and record["data"]["order"] == ["L1", "L2", "L3"]
     assert len(scans) == 1  # one folder of this run's scans, kept
+    recorded = calset.to_dict()["print"]["data"]["plates"]["L1"]  # what a campaign records: not the heights
+    assert "heights_um" not in recorded and recorded["scan_sha256"] == record["data"]["plates"]["L1"]["scan_sha256"]
     images, _ = tiny_images(8)
     inputs = embed_image(images, world.geometry, scale=world.input_scale)
     truth = world.energies(inputs)
