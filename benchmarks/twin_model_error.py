@@ -1,14 +1,15 @@
 """How far is the twin's model from the realistic world, and where does that push the identification?
 
     python benchmarks/twin_model_error.py --json [--seed 0] [--probes 6] [--dithers 4] [--truth realistic]
-                                          [--fidelity design,printed]
+                                          [--fidelity design,printed,measured]
 
 For one simulated world (hidden truth drawn from ``--truth`` with ``--seed``) and the shipped
 mnist5k design: the probes (training images) are read noise-free by the world's own light path
 at the true plate positions and at ``--dithers`` known moves of +-0.15 mm around them (as the
 alignment reads them). For each twin model (``labctl.twin_optics``: the design's own, or the
-plates as printed, 2 x 2 samples per neuron with the printed frame), with every bench parameter
-the twin fits set to the hidden truth:
+plates as printed, 2 x 2 samples per neuron with the printed frame; ``measured``: that model with
+the plates as the world's simulated profilometer measures them, ``labctl calibrate --only print``),
+with every bench parameter the twin fits set to the hidden truth:
 
 - ``misfit_at_truth``: the relative misfit the model leaves after the separable fit (scales,
   gains, stray light): the floor no identification can go below;
@@ -41,17 +42,36 @@ sys.path.insert(0, str(ROOT))
 
 from labctl.align.fit import Observation, OffsetFit, fit_scaling, identified_parameters  # noqa: E402
 from labctl.align.identify import identify  # noqa: E402
+from labctl.calibration.prints import measure_plate  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design  # noqa: E402
+from labctl.design.fabrication.params import FabricationParams  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.optics import BenchParams  # noqa: E402
 from labctl.sim.clock import Clock  # noqa: E402
 from labctl.sim.light import Pose  # noqa: E402
+from labctl.sim.profilometer import Profilometer  # noqa: E402
 from labctl.sim.truth import PRESETS, Truth, build_world, load_truth  # noqa: E402
 from labctl.twin import design_inputs  # noqa: E402
 from labctl.twin_optics import DESIGN_MODEL, PRINTED, TwinOptics  # noqa: E402
 
-MODELS = {"design": DESIGN_MODEL, "printed": PRINTED}
+MODELS = {"design": DESIGN_MODEL, "printed": PRINTED, "measured": PRINTED}
+
+
+def scanned_plates(design, world, truth: Truth, seed: int) -> np.ndarray:
+    """The world's plates as its profilometer measures them (the print calibration's heights)."""
+    profilometer = Profilometer(world, truth, seed)
+    step = FabricationParams().step_m
+    return np.array(
+        [
+            measure_plate(
+                profilometer.scan(plate.name), design.heights_m[i], design.geometry.pitch_m, step, plate.name
+            ).heights_m
+            for i, plate in enumerate(world.plates)
+        ]
+    )
+
+
 DITHER_M = 0.15e-3
 
 
@@ -94,9 +114,18 @@ def misfit(signals: np.ndarray, energies: np.ndarray) -> float:
 
 
 def model_error(
-    design, name: str, readings, moves, world, mount, inputs, converge_um: float = 0.0, iterations: int = 20
+    design,
+    name: str,
+    readings,
+    moves,
+    world,
+    mount,
+    inputs,
+    converge_um: float = 0.0,
+    iterations: int = 20,
+    prints: np.ndarray | None = None,
 ) -> dict:
-    optics = TwinOptics(design, MODELS[name])
+    optics = TwinOptics(design, MODELS[name], prints=prints if name == "measured" else None)
     axes = np.zeros((design.geometry.n_layers, 3), bool)
     axes[:, :2] = True
     kinds = ("z", "rot", "beam", "detector", "phase_scale")
@@ -204,7 +233,7 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=6)
     parser.add_argument("--dithers", type=int, default=4)
     parser.add_argument("--truth", default="realistic")
-    parser.add_argument("--fidelity", default="design,printed")
+    parser.add_argument("--fidelity", default="design,printed,measured")
     parser.add_argument("--no-budget", action="store_true")
     parser.add_argument("--converge", type=float, default=0.0, help="also fit from offsets this many um off (sigma)")
     parser.add_argument("--iterations", type=int, default=20, help="of that fit")
@@ -215,9 +244,11 @@ def main() -> int:
     inputs = design_inputs(design, load_dataset(design.dataset).train_images[: args.probes])
     readings, moves, world, mount = world_readings(design, truth, args.seed, inputs, args.dithers)
     out = {"seed": args.seed, "truth": args.truth, "probes": args.probes, "observations": len(moves), "models": {}}
-    for name in args.fidelity.split(","):
+    names = args.fidelity.split(",")
+    prints = scanned_plates(design, world, truth, args.seed) if "measured" in names else None
+    for name in names:
         out["models"][name] = model_error(
-            design, name, readings, moves, world, mount, inputs, args.converge, args.iterations
+            design, name, readings, moves, world, mount, inputs, args.converge, args.iterations, prints
         )
         print(f"{name}: misfit at truth {out['models'][name]['misfit_at_truth']:.4f}", file=sys.stderr)
     if not args.no_budget:
