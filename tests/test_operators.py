@@ -15,7 +15,7 @@ import yaml
 from labctl.bench import Bench
 from labctl.errors import Aborted, ConfigError, ConnectionLost, InstrumentError, InstrumentTimeout
 from labctl.operators import ConsoleOperator, SimulatedOperator
-from labctl.plans.messages import LoadCassette, MountPlates, SwapPlate, TurnPlate
+from labctl.plans.messages import LoadCassette, MountPlates, ScanPlates, SwapPlate, TurnPlate
 from labctl.sim.bench import SimulatedBench
 from labctl.station import OperatorConfig, load_station
 from tests import soft_drivers
@@ -204,6 +204,15 @@ def test_the_console_operator_asks_for_a_new_plate_and_says_how_to_print_it(term
     assert "print plate L5 of /data/refined.h5" in text and "labctl design export --design /data/refined.h5" in text
     assert "aligned again" in text
     with pytest.raises(ConfigError, match="plate L5 must be replaced, but standard input is not a terminal"):
+        ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)
+
+
+def test_the_console_operator_asks_for_the_plates_to_be_scanned_and_where_to_save_them(terminal):
+    request = ScanPlates(("L1", "L2"), "/cal/print-scans/20261203T000000Z")
+    text = enter_after_waiting(terminal, request)
+    assert "measure the printed relief of L1, L2 on the surface profilometer" in text
+    assert "/cal/print-scans/20261203T000000Z/<plate>.gsf" in text and "Gwyddion Simple Field" in text
+    with pytest.raises(ConfigError, match="measured on a profilometer, but standard input is not a terminal"):
         ConsoleOperator(io.StringIO("\n"), io.StringIO())(request)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -318,7 +319,7 @@ def scan_plan(plates: tuple[str, ...], folder: Path) -> m.Plan:
 
 
 def measure_prints(
-    design: Any, plates: list[str], folder: Path, say: Any = None
+    design: Any, plates: list[str], folder: Path, say: Callable[[str], None] | None = None
 ) -> tuple[dict[str, Any], list[PlateProfile]]:
     """Read each plate's scan in ``folder`` and measure it against ``design``; returns the print
     calibration's data (``labctl.print_record`` reads it back) and the profiles."""
