@@ -47,8 +47,10 @@ from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
 from labctl.twin import Twin  # noqa: E402
 
 
-def hidden_truth(bench: SoftBench) -> dict[str, float]:
-    """The world's hidden values (``World.hidden``) under the names the fit reports."""
+def hidden_truth(bench: SoftBench, prints: bool = False) -> dict[str, float]:
+    """The world's hidden values (``World.hidden``) under the names the fit reports. ``prints``: the
+    twin computes with the plates as measured, whose heights hold the print's height scale already,
+    so its phase scale is the printed index's share alone."""
     world = bench.world
     hidden = world.hidden()
     out: dict[str, float] = {}
@@ -60,7 +62,7 @@ def hidden_truth(bench: SoftBench) -> dict[str, float]:
     if hidden["beam_waist_m"] > 0:
         out["beam.waist"] = float(hidden["beam_waist_m"])
     out["detector.dx"], out["detector.dy"], out["detector.dz"] = (float(v) for v in hidden["detector_offset_m"])
-    out["phase_scale"] = float(hidden["phase_scale"])
+    out["phase_scale"] = float(hidden["phase_scale"] / (hidden["height_scale"] if prints else 1.0))
     return out
 
 
@@ -131,7 +133,7 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
         twin_classes = np.argmax(result.twin(design).predict(images), axis=1)
         twin_flags = twin_classes == labels
         agreement = float(np.mean(twin_classes == np.argmax(checks["after alignment"], axis=1)))
-    hidden = hidden_truth(bench)
+    hidden = hidden_truth(bench, prints)
     parameters = {}
     for name, p in result.parameters.items():
         true = hidden.get(name)
