@@ -115,6 +115,18 @@ def moving_axes(world) -> list[str]:
     return [f"{p.name}.{a}" for p in world.plates for a in ("x", "y") if getattr(p, a).is_moving()]
 
 
+def scanning_axes(world) -> list[str]:
+    """Axes moving towards the scans around their nominal reading: homing is over (and recorded)."""
+    from labctl.sim.truth import NOMINAL_M
+
+    return [
+        f"{p.name}.{a}"
+        for p in world.plates
+        for a in ("x", "y")
+        if getattr(p, a).is_moving() and abs(getattr(p, a).target_m() - NOMINAL_M) < 1e-3
+    ]
+
+
 @pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_during_stage_moves_stops_them_turns_the_source_off_and_exits_promptly(tmp_path, signum, status):
     """At realistic instrument speed: the stage calibration moves for seconds; SIGTERM (what ``kill``
@@ -134,9 +146,9 @@ def test_a_stop_signal_during_stage_moves_stops_them_turns_the_source_off_and_ex
         while not (tmp_path / "calibration" / "detectors-v001.json").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         sim.clock.time_scale = 1.0  # darks instantly; the stage moves at realistic speed
-        while not moving_axes(sim.world) and time.monotonic() < deadline and proc.poll() is None:
+        while not scanning_axes(sim.world) and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.01)
-        assert moving_axes(sim.world), proc.communicate()
+        assert scanning_axes(sim.world), proc.communicate()
         sent = time.monotonic()
         proc.send_signal(signum)
         _, err = proc.communicate(timeout=30)
