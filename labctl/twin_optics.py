@@ -121,10 +121,10 @@ class TwinOptics:
         prints, the measurement's error about the measured heights (not rounded again)."""
         if not tolerance_m > 0:
             raise ConfigError(f"twin model: a print tolerance must be > 0, got {tolerance_m!r}")
-        design = self._plate_heights_m
+        plates = self._plate_heights_m
 
         def draw(rng: np.random.Generator) -> np.ndarray:
-            drawn = np.maximum(design + rng.normal(0.0, tolerance_m, design.shape), 0.0).astype(design.dtype)
+            drawn = np.maximum(plates + rng.normal(0.0, tolerance_m, plates.shape), 0.0).astype(plates.dtype)
             return self._embed(drawn) if self.measured else self.plates(drawn)
 
         return draw
