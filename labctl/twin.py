@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -71,6 +71,17 @@ def plate_fingerprints(design: Any) -> list[str]:
     that a later alignment of only the replaced plates can tell which plates are the ones it saw."""
     heights = np.asarray(design.heights_m, dtype=np.float32)
     return [hashlib.sha256(np.ascontiguousarray(plate).tobytes()).hexdigest() for plate in heights]
+
+
+def measured_plates(design: Any, records: Mapping[str, Any], plates: Sequence[str] | None = None) -> np.ndarray | None:
+    """(L, n, n) heights of the plates as the print calibration among ``records`` (kind -> record)
+    measured them, in the order ``plates`` (None: the order it measured them in), checked against
+    ``design``'s plates (``print_record.print_heights``); None without a print calibration."""
+    printed = records.get(PRINT)
+    if printed is None:
+        return None
+    order = plates if plates is not None else printed["data"].get("order", [])
+    return print_heights(printed, order, np.shape(design.heights_m), plate_fingerprints(design))
 
 
 def alignment_mismatch(alignment: AlignmentRecord, design: Any, replaced: Collection[str] = ()) -> str | None:
@@ -350,13 +361,9 @@ class Twin:
             raise ConfigError(
                 f"twin: cannot read an alignment from a {type(calibration).__name__}; pass a calibration set"
             )
-        record, detectors, printed = records.get("alignment"), records.get("detectors"), records.get(PRINT)
+        record, detectors = records.get("alignment"), records.get("detectors")
         alignment = None if record is None else AlignmentRecord.from_record(record)
-        if printed is not None:
-            order = alignment.plates if alignment is not None else printed["data"].get("order", [])
-            prints = print_heights(printed, order, np.shape(design.heights_m), plate_fingerprints(design))
-        else:
-            prints = None
+        prints = measured_plates(design, records, None if alignment is None else alignment.plates)
         if alignment is None:
             return cls(design, material=material, prints=prints)
         version = None if detectors is None else int(detectors["version"])

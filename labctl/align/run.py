@@ -31,7 +31,7 @@ from labctl.plans import messages as m
 from labctl.plans.runner import Runner
 from labctl.plans.surface import BenchSurface
 from labctl.print_record import KIND as PRINT
-from labctl.print_record import print_heights, print_uncertainty_m
+from labctl.print_record import print_uncertainty_m
 from labctl.twin import (
     Twin,
     alignment_mismatch,
@@ -39,6 +39,7 @@ from labctl.twin import (
     bench_params,
     bench_record,
     design_fingerprint,
+    measured_plates,
     plate_fingerprints,
     seen_design,
     setup_fingerprint,
@@ -195,7 +196,7 @@ def align(
     )
     # the plates as measured on a profilometer (the print calibration), if they were: what the model computes with
     records = getattr(calibration, "records", None) or {}
-    prints = print_heights(records.get(PRINT), names, np.shape(design.heights_m), plate_fingerprints(design))
+    prints = measured_plates(design, records, names)
     known = print_uncertainty_m(records.get(PRINT))
     if known is not None and model_options.print_tolerance_m:  # the bars widen by what the scans leave unknown
         model_options = replace(model_options, print_tolerance_m=min(model_options.print_tolerance_m, known))

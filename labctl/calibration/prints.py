@@ -121,7 +121,7 @@ def measure_plate(
         basis = np.column_stack([np.ones(frame.sum()), xx[frame], yy[frame]])
         plane = np.linalg.lstsq(basis, z[frame], rcond=None)[0]
         level = np.where(finite, z - plane[0] - plane[1] * xx - plane[2] * yy, np.nan)
-        centre, turn = _register(level, x, y, target, pitch_m, turn if found else None)
+        centre, turn = _register(level, x, y, xx, yy, target, pitch_m, turn if found else None)
         found = True
     index, values = _central_samples(level, xx, yy, centre, turn, n, pitch_m)
     count = np.bincount(index, minlength=n * n)
@@ -166,9 +166,17 @@ def _on_plate(
 
 
 def _register(
-    level: np.ndarray, x: np.ndarray, y: np.ndarray, target: np.ndarray, pitch_m: float, near: float | None = None
+    level: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    xx: np.ndarray,
+    yy: np.ndarray,
+    target: np.ndarray,
+    pitch_m: float,
+    near: float | None = None,
 ) -> tuple[tuple[float, float], float]:
-    """The plate's centre in the scan (sample centres ``x``, ``y``) and its turn (``measure_plate``, step 2).
+    """The plate's centre in the scan (sample centres ``x``, ``y``; their grid ``xx``, ``yy``) and its turn
+    (``measure_plate``, step 2).
 
     Coarsely (unless the turn is known ``near`` a value), the turn is where the scan correlates best
     with the design drawn turned (every other sample, every ``COARSE_STEP``: a turn by more than a
@@ -178,7 +186,6 @@ def _register(
     spread is flat (every sample falls in its own neuron over a range of poses): the turn reported is
     the middle of the turns that reach its lowest level.
     """
-    xx, yy = np.meshgrid(x, y)
     n = target.shape[-1]
     correlate = _Correlation(level, x, y, target, pitch_m)
     if near is None:
@@ -225,12 +232,20 @@ def _central_samples(
     inner: float = INNER,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(neuron index, height) of every finite sample inside a neuron's central ``inner`` part (per side)."""
-    a, b = _on_plate(xx, yy, centre, turn)
+    cols, rows, col, row, inside = _neurons(*_on_plate(xx, yy, centre, turn), n, pitch_m)
+    central = (np.abs(cols - col - 0.5) < inner / 2) & (np.abs(rows - row - 0.5) < inner / 2)
+    use = np.isfinite(level) & central & inside
+    return (row * n + col)[use], level[use]
+
+
+def _neurons(
+    a: np.ndarray, b: np.ndarray, n: int, pitch_m: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Plate coordinates (metres from the centre) -> in neurons from the corner (columns, rows), the
+    neuron each falls in (column, row) and whether that is one of the n x n."""
     cols, rows = a / pitch_m + n / 2, b / pitch_m + n / 2
     col, row = np.floor(cols).astype(np.int64), np.floor(rows).astype(np.int64)
-    central = (np.abs(cols - col - 0.5) < inner / 2) & (np.abs(rows - row - 0.5) < inner / 2)
-    use = np.isfinite(level) & central & (col >= 0) & (col < n) & (row >= 0) & (row < n)
-    return (row * n + col)[use], level[use]
+    return cols, rows, col, row, (col >= 0) & (col < n) & (row >= 0) & (row < n)
 
 
 class _Correlation:
@@ -240,7 +255,7 @@ class _Correlation:
 
     def __init__(self, level: np.ndarray, x: np.ndarray, y: np.ndarray, target: np.ndarray, pitch_m: float):
         self.level, self.x, self.y, self.target, self.pitch_m = np.nan_to_num(level), x, y, target, pitch_m
-        self._spectra: dict[int, np.ndarray] = {}
+        self._spectra: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # stride -> spectrum, grid
 
     def centre(self, turn: float, stride: int) -> tuple[tuple[float, float], float]:
         """The centre, and how well the scan and the drawn design correlate there (peak over the
@@ -252,16 +267,16 @@ class _Correlation:
         reach = (math.ceil(MAX_SHIFT * rows), math.ceil(MAX_SHIFT * cols))  # shifts searched, in samples
         shape = (fft.next_fast_len(rows + reach[0], real=True), fft.next_fast_len(cols + reach[1], real=True))
         if stride not in self._spectra:
-            self._spectra[stride] = fft.rfft2(s - s.mean(), shape, workers=-1)
-        uu, vv = np.meshgrid((np.arange(cols) - (cols - 1) / 2) * step[0], (np.arange(rows) - (rows - 1) / 2) * step[1])
-        a, b = _on_plate(uu, vv, (0.0, 0.0), turn)
+            uu, vv = np.meshgrid(
+                (np.arange(cols) - (cols - 1) / 2) * step[0], (np.arange(rows) - (rows - 1) / 2) * step[1]
+            )
+            self._spectra[stride] = (fft.rfft2(s - s.mean(), shape, workers=-1), uu, vv)
+        seen, uu, vv = self._spectra[stride]
         n = self.target.shape[-1]
-        col = np.floor(a / self.pitch_m + n / 2).astype(np.int64)
-        row = np.floor(b / self.pitch_m + n / 2).astype(np.int64)
-        inside = (col >= 0) & (col < n) & (row >= 0) & (row < n)
+        _, _, col, row, inside = _neurons(*_on_plate(uu, vv, (0.0, 0.0), turn), n, self.pitch_m)
         drawn = np.where(inside, self.target[np.clip(row, 0, n - 1), np.clip(col, 0, n - 1)], 0.0)
         spectrum = np.conj(fft.rfft2(drawn - drawn.mean(), shape, workers=-1))
-        corr = fft.irfft2(self._spectra[stride] * spectrum, shape, workers=-1)
+        corr = fft.irfft2(seen * spectrum, shape, workers=-1)
         # only shifts within reach are free of wrapped-around terms
         far = (np.abs(_signed(shape[0]))[:, None] > reach[0]) | (np.abs(_signed(shape[1]))[None, :] > reach[1])
         corr[far] = -np.inf

@@ -87,9 +87,17 @@ class _Calibration:
     """One run's shared state: the bench, the runner, the folder, and what is known so far."""
 
     def __init__(
-        self, bench: BenchSurface, folder: Path, runner: Runner, station: str, settings: Settings, dataset: Any = None
+        self,
+        bench: BenchSurface,
+        folder: Path,
+        runner: Runner,
+        station: str,
+        settings: Settings,
+        dataset: Any = None,
+        say: Callable[[str], None] = lambda line: None,
     ):
         self.bench, self.folder, self.runner, self.station, self.settings = bench, folder, runner, station, settings
+        self.say = say  # progress lines of the run
         self.dataset = dataset  # the readout's training images (default: the design's data set)
         self.report = CalibrationReport()
         existing = CalibrationSet.load_latest(folder)
@@ -106,7 +114,6 @@ class _Calibration:
         self.gains: np.ndarray | None = existing.gains
         self.gain_data: dict[str, Any] = {}
         self.uses_wheel = bench.projector.capacity() is not None
-        self.say: Callable[[str], None] = lambda line: None  # progress lines of the run
 
     def need_darks(self, step: str) -> Darks:
         if self.darks is None:
@@ -179,9 +186,8 @@ def calibrate(
     if capacity is not None and len(probes) > capacity:
         raise ConfigError(f"calibrate: {len(probes)} probe masks do not fit the {capacity}-slot wheel")
     station = station_name(bench, station)
-    run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset)
     say = progress or (lambda line: None)
-    run.say = say
+    run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset, say)
     try:
         if run.uses_wheel and set(steps) & {"stages", "gains", "source"}:
             run.runner.run(detectors.load_steps(probes, True))
