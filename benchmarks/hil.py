@@ -4,7 +4,8 @@ physics-aware fine-tuning.
     python benchmarks/hil.py --json [--design mnist5k] [--truth realistic] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
-                             [--refine-epochs 2] [--refine-train 1500] [--no-print-calibration]
+                             [--refine-epochs 8] [--refine-train 10000] [--refine-lr 0.06]
+                             [--no-print-calibration]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
 a YAML file, ``labctl.sim.truth.load_truth``; by default ``realistic``: plate spacing, rotation and
@@ -26,7 +27,8 @@ well), then the alignment builds the stack up, identifies the bench and moves th
 calibrated on the aligned bench, and the twin every later step uses is the identified one).
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
-``--refine-train`` training images) sits with a fresh mounting error, so it is aligned alone
+``--refine-train`` training images at learning rate ``--refine-lr``, computed with the twin's
+own model: the fidelity the alignment identified with and the plates as measured) sits with a fresh mounting error, so it is aligned alone
 before it is measured (``align(..., plates=[the last plate])``: the other plates, the beam and the
 detector plane held as the first alignment identified them), and gains and source are calibrated
 again; the prints during physics-aware training are not aligned (docs/hil.md).
@@ -73,7 +75,7 @@ from labctl.calibration.readout import training_set  # noqa: E402
 from labctl.campaign.store import CampaignStore  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design, save_design  # noqa: E402
-from labctl.design.refine import RefineOptions, refine_plate  # noqa: E402
+from labctl.design.refine import RefineOptions  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.hil.identified import load_identified_bench  # noqa: E402
 from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, design_writer, measure_plan, pat_plan  # noqa: E402
@@ -186,18 +188,13 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     if args.alignment == "model" and alignment["found"] and args.refine_epochs > 0:
         identified = load_identified_bench(folder, design)
         options = RefineOptions(
-            epochs=args.refine_epochs, max_train=args.refine_train, test_samples=args.test, seed=seed
+            epochs=args.refine_epochs,
+            max_train=args.refine_train,
+            learning_rate=args.refine_lr,
+            test_samples=args.test,
+            seed=seed,
         )
-        refined = refine_plate(
-            design,
-            identified.twin.params(),
-            last,
-            data,
-            options,
-            gains=identified.twin.gains,
-            progress=False,
-            prints=identified.twin.prints,
-        )
+        refined = identified.refine(design, last, data, options, progress=False)
         phases.done("refine (no reads)")
     # every reading from here on is kept in a campaign file (journal + HDF5), as a campaign's are
     store = runner.store = CampaignStore.create(folder / "hil.h5", {"benchmark": "hil", "seed": seed})
@@ -286,6 +283,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             "twin_before_after": [refined.before.as_dict(), refined.after.as_dict()],
             "refine_train_images": args.refine_train,
             "refine_epochs": args.refine_epochs,
+            "refine_lr": args.refine_lr,
         }
     store.finish()
     return {
@@ -336,9 +334,10 @@ def main() -> int:
     parser.add_argument("--plate-epochs", type=int, default=2, help="physics-aware plate passes (a print per step)")
     parser.add_argument("--encoding-lr", type=float, default=PatOptions.encoding_lr, help="Adam step of the encoding")
     parser.add_argument(
-        "--refine-epochs", type=int, default=2, help="epochs of the plate refined against the twin (0: no such row)"
+        "--refine-epochs", type=int, default=8, help="epochs of the plate refined against the twin (0: no such row)"
     )
-    parser.add_argument("--refine-train", type=int, default=1500, help="training images the refinement uses")
+    parser.add_argument("--refine-train", type=int, default=10000, help="training images the refinement uses")
+    parser.add_argument("--refine-lr", type=float, default=0.06, help="the refinement's Adam step (docs/hil.md)")
     parser.add_argument(
         "--alignment",
         choices=("model", "ideal"),

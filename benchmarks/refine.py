@@ -61,6 +61,7 @@ from labctl.sim.soft import SoftBench  # noqa: E402
 from labctl.sim.truth import load_truth  # noqa: E402
 from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
 from labctl.twin import Twin  # noqa: E402
+from labctl.twin_optics import TwinOptics  # noqa: E402
 
 
 def say(line: str) -> None:
@@ -108,9 +109,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     identified = load_identified_bench(folder, design)
     plate = identified.plate_index(args.plate)
     options = RefineOptions(epochs=args.epochs, max_train=args.max_train, test_samples=None, seed=seed)
-    refined = refine_plate(
-        design, identified.twin.params(), plate, data, options, gains=identified.twin.gains, progress=False, say=say
-    )
+    refined = identified.refine(design, plate, data, options, progress=False, say=say)
     phases.done("refine")
     path = save_design(refined.design, folder / "refined.h5")
     runner.run(iter_one(SwapPlate(identified.plates[plate], str(path))))
@@ -158,7 +157,7 @@ def model_only(design: Any, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     options = RefineOptions(epochs=args.epochs, max_train=args.max_train, test_samples=None)
     plate = design.geometry.n_layers - 1
-    refined = refine_plate(design, bench, plate, data, options, progress=False, say=say)
+    refined = refine_plate(design, bench, plate, data, options, optics=TwinOptics(design), progress=False, say=say)
     return {
         "bench": values,
         "twin_before": refined.before.as_dict(),

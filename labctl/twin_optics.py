@@ -115,6 +115,10 @@ class TwinOptics:
             self.heights_m = self._embed(self._plate_heights_m)
         self.measured = prints is not None
 
+    def describe(self) -> dict[str, Any]:
+        """The fidelity and whether the plates are the measured ones (a provenance record's entry)."""
+        return {**self.fidelity.to_dict(), "measured_prints": self.measured}
+
     def print_draw(self, tolerance_m: float) -> Callable[[np.random.Generator], np.ndarray]:
         """``draw(rng)``: the plates' heights as this model sees them for one print whose every
         neuron is off by a normal error of sigma ``tolerance_m`` (never below the base); with measured

@@ -369,7 +369,7 @@ def _refine_sources(args: argparse.Namespace) -> tuple[Path, str, str | None]:
 def _refine(args: argparse.Namespace) -> int:
     from labctl.design.datasets import load_dataset
     from labctl.design.designfile import load_design, save_design
-    from labctl.design.refine import RefineOptions, refine_plate
+    from labctl.design.refine import RefineOptions
     from labctl.design.shipped import resolve_design
     from labctl.hil.identified import load_identified_bench
     from labctl.paths import check_writable
@@ -413,18 +413,8 @@ def _refine(args: argparse.Namespace) -> int:
         stencils = FabricationParams(bridge_width_m=args.bridge_width_m, threshold=args.threshold)
         inputs = as_printed(design, stencils).inputs
         provenance["inputs"] = {"printed_stencils": dataclasses.asdict(stencils)}
-    result = refine_plate(
-        design,
-        bench.twin.params(),
-        plate,
-        data,
-        options,
-        gains=bench.twin.gains,
-        progress=not args.no_progress,
-        provenance=provenance,
-        say=say,
-        inputs=inputs,
-        prints=bench.twin.prints,
+    result = bench.refine(
+        design, plate, data, options, progress=not args.no_progress, provenance=provenance, say=say, inputs=inputs
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_design(result.design, args.out)

@@ -16,9 +16,15 @@ al., Nanophotonics 9, 4207 (2020)). Its axial offset stays: the distance along t
 holder's, and a holder without a z stage keeps it. The global phase scale (resin index, build
 axis scale) is kept too: the replacement comes out of the same printer and resin.
 
-What it cannot know: per-neuron print errors of the plates on the bench (the alignment cannot see
-them, so the twin does not have them) and of the replacement (not printed yet). A refined plate
-fixes what the twin identified; see docs/hil.md for how much that recovers, as measured.
+The stack is computed with the twin's own model (``optics``, ``labctl.twin_optics``): the model
+the alignment identified the bench with (neurons sampled 2 x 2, light through the frame, relief in
+whole printer layers) and the plates as the profilometer measured them, when it did. The plate
+being trained sits in that model's window at the neurons' place; its heights stay continuous while
+training (the rounding has no gradient) and are rounded like the others when the new stack is scored.
+
+What it cannot know: the per-neuron print errors of the replacement (not printed yet), and those of
+the plates on the bench when they were not measured. A refined plate fixes what the twin knows;
+see docs/hil.md for how much that recovers, as measured.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm import tqdm
@@ -82,6 +88,27 @@ class RefineOptions:
         for name in ("max_train", "test_samples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"design refine: {name} must be >= 1, got {getattr(self, name)}")
+
+
+class StackModel(Protocol):
+    """The model a stack is computed with (``labctl.twin_optics.TwinOptics``, ``Twin.optics``): a
+    ``D2NN`` on a window of the plate's n x n neurons and ``pad`` neurons of frame on each side."""
+
+    model: D2NN
+    pad: int
+    heights_m: np.ndarray  # (L, n + 2 pad, ...): the plates as this model sees them, in its window
+
+    def inputs(self, inputs: np.ndarray) -> np.ndarray:
+        """Input amplitudes (B, n, n) -> the model's window."""
+        ...
+
+    def plates(self, heights_m: np.ndarray) -> np.ndarray:
+        """Plate heights (L, n, n) -> the model's window, as the printer makes them."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the model is, for a provenance record."""
+        ...
 
 
 def replacement_bench(bench: BenchParams, plate: int) -> BenchParams:
@@ -166,12 +193,12 @@ def refine_plate(
     data: Dataset,
     options: RefineOptions,
     *,
+    optics: StackModel,
     gains: np.ndarray | None = None,
     progress: bool = True,
     provenance: dict[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
     inputs: Callable[[np.ndarray], np.ndarray] | None = None,
-    prints: np.ndarray | None = None,
 ) -> RefineResult:
     """Re-train plate ``plate`` (index in beam order) of ``design`` for the bench ``bench``.
 
@@ -184,9 +211,9 @@ def refine_plate(
     caller names the calibration files and the design it started from); ``say`` gets one line
     per epoch (default: stderr when ``progress``). ``inputs`` turns images into the input
     amplitudes the bench shows (default ``design.inputs``; a mask wheel's printed stencils:
-    ``as_printed(design).inputs``). ``prints`` (L, n, n): the plates as measured on a profilometer
-    (``Twin.prints``), which the stack is modelled with; the replacement still starts from the
-    design's plate (it is printed afresh) and the new design file holds the design's other plates.
+    ``as_printed(design).inputs``). ``optics``: the model the stack is computed with, the twin's
+    (``Twin.optics``: its fidelity and the plates as measured, if they were). The replacement starts from the design's plate (it is printed afresh)
+    and the new design file holds the design's other plates.
     """
     geometry = design.geometry
     bench = bench.check(geometry.n_layers)
@@ -195,8 +222,8 @@ def refine_plate(
             f"design refine: data set {data.name} has {len(data.classes)} classes, the design {len(design.layout)} detectors"
         )
     target = replacement_bench(bench, plate)
-    model = D2NN(geometry, design.layout, design.material)  # printed plates absorb: as the twin computes
-    objective = PlateObjective(model, plate, gains, options.temperature)
+    objective = PlateObjective(optics.model, plate, gains, options.temperature)
+    window = (plate, slice(optics.pad, optics.pad + geometry.n), slice(optics.pad, optics.pad + geometry.n))
     relief = Relief(design, options.quantize_step_m)
     if say is None:
         say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
@@ -206,8 +233,12 @@ def refine_plate(
     )
     test_images, test_labels = data.test_images[:test_count], np.asarray(data.test_labels[:test_count], dtype=np.int64)
     designed = np.asarray(design.heights_m, dtype=np.float64)
-    old = designed if prints is None else np.asarray(prints, dtype=np.float64)  # the stack on the bench
-    encode = design.inputs if inputs is None else inputs
+    old = np.asarray(optics.heights_m, dtype=np.float64)  # the stack on the bench, in the model's window
+    shown = design.inputs if inputs is None else inputs
+
+    def encode(images: np.ndarray) -> np.ndarray:
+        return optics.inputs(shown(images))
+
     right_before = score_stack(objective, encode, old, bench, test_images, test_labels)
     say(f"stack as identified, old plate: {AccuracyCI.from_flags(right_before)}")
 
@@ -236,13 +267,13 @@ def refine_plate(
         for start in range(0, len(order), options.batch_size):
             batch = order[start : start + options.batch_size]
             here = _vaccinated(target, plate, rng, options.vaccination_sigma_m, sigma_rotation)
-            heights[plate] = relief.heights(phases)
+            heights[window] = relief.heights(phases)
             labels = np.asarray(data.train_labels[batch], dtype=np.int64)
             loss, grad, predictions = objective.loss_and_gradient(
                 heights, encode(data.train_images[batch]), labels, here
             )
             lr = options.learning_rate * options.lr_decay ** (adam.step_count / steps_per_epoch)
-            adam.step(phases, grad * relief.dh_dphi, lr)
+            adam.step(phases, grad[window[1:]] * relief.dh_dphi, lr)
             loss_sum += loss * len(batch)
             correct += int(np.sum(predictions == labels))
             bar.update()
@@ -261,7 +292,8 @@ def refine_plate(
             f"refine epoch {epoch + 1}/{options.epochs}: loss {history[-1]['train_loss']:.4f}, "
             f"train {history[-1]['train_accuracy']:.2%} on the stack as identified"
         )
-    heights[plate] = relief.heights(phases)
+    replacement = relief.heights(phases)
+    heights[plate] = optics.plates(replacement[None])[0]  # as the printer will make it, in the window
     right_after = score_stack(objective, encode, heights, target, test_images, test_labels)
     before, after = AccuracyCI.from_flags(right_before), AccuracyCI.from_flags(right_after)
     paired = mcnemar(right_after, right_before)
@@ -280,6 +312,7 @@ def refine_plate(
         "refine_options": asdict(options),
         "refine_bench": {name: float(v) for name, v in zip(target.names(), target.to_vector())},
         "refine_gains": None if gains is None else [float(g) for g in objective.gains],
+        "refine_model": optics.describe(),
         "stack_before": before.as_dict(),
         "stack_after": after.as_dict(),
         "stack_mcnemar_p": paired.p_value,
@@ -290,7 +323,7 @@ def refine_plate(
         "refine_seconds": time.perf_counter() - started,
     }
     stack = designed.copy()
-    stack[plate] = heights[plate]
+    stack[plate] = replacement
     new = replace(design, heights_m=stack, provenance=record, training=None)
     return RefineResult(new, int(plate), before, after, paired, history)
 

@@ -150,7 +150,8 @@ class Trainer:
         self.phases = state.phases_rad.copy()
         self.adam = Adam(self.phases.shape)
         self.adam.m, self.adam.v, self.adam.step_count = state.adam_m.copy(), state.adam_v.copy(), state.step
-        self.tally = replace(state, phases_rad=None, adam_m=None, adam_v=None)  # counters only
+        none = np.empty(0)
+        self.tally = replace(state, phases_rad=none, adam_m=none, adam_v=none)  # counters only
 
     def step(
         self, images: np.ndarray, labels: np.ndarray, learning_rate: float, bench: BenchParams | None = None

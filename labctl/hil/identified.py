@@ -24,6 +24,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import CalibrationSet
+from labctl.design.refine import RefineOptions, RefineResult, refine_plate
 from labctl.errors import ConfigError, DataError
 from labctl.stats import AccuracyCI, McNemarResult, mcnemar
 from labctl.twin import Twin, alignment_mismatch
@@ -77,6 +78,13 @@ class IdentifiedBench:
                 for kind, record in sorted(self.calibration.records.items())
             },
         }
+
+    def refine(self, design: Any, plate: int, data: Any, options: RefineOptions, **kwargs: Any) -> RefineResult:
+        """Re-train plate ``plate`` (beam order) of ``design`` for this bench, computed as the twin
+        computes it (its fidelity, its measured prints, its gains); ``kwargs`` go to ``refine_plate``."""
+        return refine_plate(
+            design, self.twin.params(), plate, data, options, optics=self.twin.optics, gains=self.twin.gains, **kwargs
+        )
 
     def agreement(self, design: Any, data: Any) -> tuple[AccuracyCI, AccuracyCI, McNemarResult] | None:
         """On the measured training images: the bench's plain argmax, the twin's, and McNemar between

@@ -9,6 +9,8 @@ from labctl.design.refine import PlateObjective, RefineOptions, refine_plate, re
 from labctl.design.training import TrainOptions, blank_design, train
 from labctl.errors import ConfigError
 from labctl.optics import D2NN, BenchParams, DetectorLayout, Geometry, Material
+from labctl.twin import Twin
+from labctl.twin_optics import PRINTED, TwinOptics
 
 RESIN = Material(1.7227, 0.031)
 
@@ -88,7 +90,13 @@ def test_refine_recovers_the_stack_the_bench_has(tiny_design):
         phase_scale=1.05,
     )
     result = refine_plate(
-        design, bench, 1, data, RefineOptions(epochs=3, batch_size=8, learning_rate=0.05), progress=False
+        design,
+        bench,
+        1,
+        data,
+        RefineOptions(epochs=3, batch_size=8, learning_rate=0.05),
+        optics=TwinOptics(design),
+        progress=False,
     )
     new = result.design
     assert np.array_equal(new.heights_m[0], design.heights_m[0])  # the printed plate is kept
@@ -106,5 +114,30 @@ def test_refine_recovers_the_stack_the_bench_has(tiny_design):
 def test_refine_on_the_nominal_bench_keeps_a_good_design_good(tiny_design):
     design, data = tiny_design
     nominal = BenchParams.nominal(design.geometry)
-    result = refine_plate(design, nominal, 0, data, RefineOptions(epochs=1, batch_size=8), progress=False)
+    result = refine_plate(
+        design, nominal, 0, data, RefineOptions(epochs=1, batch_size=8), optics=TwinOptics(design), progress=False
+    )
     assert result.after.accuracy >= result.before.accuracy - 0.05
+
+
+def test_refine_computes_with_the_twins_model_on_its_own_grid(tiny_design):
+    """Neurons sampled 2 x 2, a frame around them, whole printer layers: the stack before refining
+    scores what that twin predicts, and the replacement is trained inside the frame."""
+    design, data = tiny_design
+    twin = Twin(design, fidelity=PRINTED)
+    assert twin.optics.pad > 0  # the window is wider than the plate
+    options = RefineOptions(epochs=2, batch_size=8, learning_rate=0.05)
+    result = refine_plate(
+        design, BenchParams.nominal(design.geometry), 1, data, options, optics=twin.optics, progress=False
+    )
+    predicted = np.argmax(twin.predict(data.test_images), axis=1) == data.test_labels
+    assert result.before.correct == int(np.sum(predicted))
+    new = result.design
+    assert new.heights_m.shape == np.shape(design.heights_m)
+    assert np.array_equal(new.heights_m[0], design.heights_m[0])
+    assert not np.allclose(new.heights_m[1], design.heights_m[1])
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    assert new.provenance["refine_model"] == {**PRINTED.to_dict(), "measured_prints": False}
+    rescored = np.argmax(Twin(new, fidelity=PRINTED).predict(data.test_images), axis=1) == data.test_labels
+    assert result.after.correct == int(np.sum(rescored))  # the new plate scored as the printer makes it

@@ -13,7 +13,7 @@ from labctl.campaign.run import run_campaign
 from labctl.campaign.spec import CampaignSpec
 from labctl.campaign.store import read_campaign
 from labctl.design.designfile import Design, save_design
-from labctl.design.refine import RefineOptions, refine_plate
+from labctl.design.refine import RefineOptions
 from labctl.hil.identified import load_identified_bench
 from labctl.plans.messages import SwapPlate
 from labctl.sim.soft import SoftBench
@@ -53,13 +53,11 @@ def test_refine_swap_realign_and_measure_the_new_stack(tmp_path):
 
     aligned(design)
     identified = load_identified_bench(folder, design, "soft")
-    refined = refine_plate(
+    refined = identified.refine(
         design,
-        identified.twin.params(),
         identified.plate_index("L3"),
         data,
         RefineOptions(epochs=2, batch_size=10, learning_rate=0.05),
-        gains=identified.twin.gains,
         progress=False,
     )
     path = save_design(refined.design, tmp_path / "refined.h5")
