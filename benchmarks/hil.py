@@ -4,7 +4,7 @@ physics-aware fine-tuning.
     python benchmarks/hil.py --json [--design mnist5k] [--truth realistic] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
-                             [--refine-epochs 8] [--refine-train 10000] [--refine-lr 0.06]
+                             [--refine-epochs 4] [--refine-train 5000] [--refine-lr 0.06]
                              [--no-print-calibration]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
@@ -334,9 +334,9 @@ def main() -> int:
     parser.add_argument("--plate-epochs", type=int, default=2, help="physics-aware plate passes (a print per step)")
     parser.add_argument("--encoding-lr", type=float, default=PatOptions.encoding_lr, help="Adam step of the encoding")
     parser.add_argument(
-        "--refine-epochs", type=int, default=8, help="epochs of the plate refined against the twin (0: no such row)"
+        "--refine-epochs", type=int, default=4, help="epochs of the plate refined against the twin (0: no such row)"
     )
-    parser.add_argument("--refine-train", type=int, default=10000, help="training images the refinement uses")
+    parser.add_argument("--refine-train", type=int, default=5000, help="training images the refinement uses")
     parser.add_argument("--refine-lr", type=float, default=0.06, help="the refinement's Adam step (docs/hil.md)")
     parser.add_argument(
         "--alignment",

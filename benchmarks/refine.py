@@ -2,7 +2,8 @@
 
     python benchmarks/refine.py --json [--design mnist5k] [--seeds 0] [--truth realistic]
                                 [--set key=value,...] [--plate L5] [--epochs 2] [--max-train N]
-                                [--averages 2]
+                                [--averages 2] [--lr 0.02]
+                                [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
 truth file; ``--set`` overrides some of its keys, e.g. ``offset_sigma_m=1e-4``, docs/world.md). The lab's
@@ -21,6 +22,19 @@ refinement (what refine optimises), the bench after the swap; McNemar p-values o
 before and vs the design; ``ratio``: the share of the bench's drop below the design the
 replacement recovered (after - before) / (design - before). Detector reads and wall time per phase.
 An alignment that does not find the plates ends the seed's run, said in the output.
+
+``--at-truth`` skips calibration and alignment, to measure what refining can do at all: the
+world of ``--seeds`` (``--truth``, ``--set``) is read noise-free at the pose a perfect x/y alignment
+leaves (every plate laterally centred; z, rotation and tilt as mounted), and the twin is given the
+world's hidden bench (plate z and rotations, beam, detector plane, phase scale) and the plates as
+the simulated profilometer measures them, on the model of ``--fidelity`` (``printed``: what the
+alignment identifies with; ``design``: the design's own). What it still lacks is what no twin is
+told: tilts, the source's wavelength error, each detector's position error, stray light, the
+profilometer's error. Reported on the first ``--test`` test images: the design, the world as
+printed (plain argmax, and a readout fitted on ``--readout-samples`` training images read by the
+world), the twin before and after refining ``--plate`` (``--epochs``, ``--max-train``, ``--lr``),
+and the world with the refined plate printed by the world's printer (its own print errors and
+mounting rotation) and centred, plain and with a readout fitted again; McNemar against the design.
 
 ``--model-only`` skips the bench: the last plate is refined against a bench given as numbers
 (``--set rotation_deg=..,beam_waist_m=..,phase_scale=..,detector_dx_m=..``), as if the alignment
@@ -108,7 +122,9 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     phases.done("test, as aligned")
     identified = load_identified_bench(folder, design)
     plate = identified.plate_index(args.plate)
-    options = RefineOptions(epochs=args.epochs, max_train=args.max_train, test_samples=None, seed=seed)
+    options = RefineOptions(
+        epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=None, seed=seed
+    )
     refined = identified.refine(design, plate, data, options, progress=False, say=say)
     phases.done("refine")
     path = save_design(refined.design, folder / "refined.h5")
@@ -155,7 +171,7 @@ def model_only(design: Any, args: argparse.Namespace) -> dict[str, Any]:
     bench.detector_offset_m[0] = values.get("detector_dx_m", 0.0)
     data = load_dataset(design.dataset)
     started = time.perf_counter()
-    options = RefineOptions(epochs=args.epochs, max_train=args.max_train, test_samples=None)
+    options = RefineOptions(epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=None)
     plate = design.geometry.n_layers - 1
     refined = refine_plate(design, bench, plate, data, options, optics=TwinOptics(design), progress=False, say=say)
     return {
@@ -166,6 +182,87 @@ def model_only(design: Any, args: argparse.Namespace) -> dict[str, Any]:
         "history": refined.history,
         "wall_s": round(time.perf_counter() - started, 1),
     }
+
+
+def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Refine against the world's own hidden bench (``--at-truth``, module docstring)."""
+    from benchmarks.twin_model_error import scanned_plates, true_bench
+    from labctl.calibration.readout import training_set
+    from labctl.readout import fit_readout
+    from labctl.sim.clock import Clock
+    from labctl.sim.light import Pose
+    from labctl.sim.printer import Printer
+    from labctl.sim.truth import build_world
+    from labctl.twin import design_inputs
+    from labctl.twin_optics import DESIGN_MODEL, PRINTED
+
+    truth = dataclasses.replace(load_truth(args.truth), **overrides(args.set))
+    world = build_world(design, clock=Clock(0.0), seed=seed, truth=truth)
+    data = load_dataset(design.dataset)
+    started = time.perf_counter()
+    images, labels = data.test_images[: args.test], np.asarray(data.test_labels[: args.test], dtype=int)
+    training = training_set(data, args.readout_samples, seed)
+
+    def centred() -> np.ndarray:
+        offsets = world.plate_offsets_m()
+        offsets[:, :2] = 0.0
+        return offsets
+
+    def read(shown: np.ndarray) -> np.ndarray:
+        """Calibrated readings (darks off, gains out): energy times the signal scale, stray light on top."""
+        hidden = world.hidden()
+        pose = Pose(
+            centred(), hidden["rotations_rad"], hidden["tilts_rad"], (True,) * len(world.plates), hidden["wavelength_m"]
+        )
+        return (
+            np.concatenate(
+                [world.light.energies(design_inputs(design, shown[i : i + 32]), pose) for i in range(0, len(shown), 32)]
+            )
+            * world.signal_scale
+            + world.stray_v
+        )
+
+    def scored(name: str) -> dict[str, Any]:
+        readings = read(images)
+        fit = fit_readout(read(training.images), training.labels, len(design.layout), seed=seed)
+        rights = {"plain": np.argmax(readings, axis=1) == labels, "readout": fit.readout.predict(readings) == labels}
+        say(
+            f"seed {seed}, {name}: plain {AccuracyCI.from_flags(rights['plain'])}, readout {AccuracyCI.from_flags(rights['readout'])}"
+        )
+        return {
+            key: {**AccuracyCI.from_flags(right).as_dict(), "mcnemar_p_vs_design": mcnemar(right, design_right).p_value}
+            for key, right in rights.items()
+        }
+
+    design_right = np.argmax(Twin(design).predict(images), axis=1) == labels
+    out: dict[str, Any] = {"seed": seed, "design": AccuracyCI.from_flags(design_right).as_dict()}
+    out["world_as_printed"] = scored("world as printed")
+    prints = scanned_plates(design, world, truth, seed)
+    hidden = world.hidden()
+    bench = true_bench(world, centred())
+    twin = Twin(
+        design,
+        bench=bench,
+        fidelity={"printed": PRINTED, "design": DESIGN_MODEL}[args.fidelity],
+        prints=prints,
+    )
+    plate = design.geometry.n_layers - 1 if args.plate is None else [p.name for p in world.plates].index(args.plate)
+    options = RefineOptions(
+        epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=args.test, seed=seed
+    )
+    refine_started = time.perf_counter()
+    refined = refine_plate(design, bench, plate, data, options, optics=twin.optics, progress=False, say=say)
+    out.update(
+        plate=world.plates[plate].name,
+        twin_before=refined.before.as_dict(),
+        twin_after=refined.after.as_dict(),
+        refine_s=round(time.perf_counter() - refine_started, 1),
+        hidden_rotations_deg=np.degrees(hidden["rotations_rad"]).round(3).tolist(),
+    )
+    Printer(world, truth, seed).swap(world.plates[plate].name, refined.design.heights_m[plate])
+    out["world_refined"] = scored("world, refined plate")
+    out["wall_s"] = round(time.perf_counter() - started, 1)
+    return out
 
 
 def overrides(text: str) -> dict[str, float]:
@@ -189,6 +286,17 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--averages", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=RefineOptions.learning_rate, help="the refinement's Adam step")
+    parser.add_argument(
+        "--at-truth", action="store_true", help="no calibration or alignment: the twin is told the world's bench"
+    )
+    parser.add_argument(
+        "--fidelity", choices=("printed", "design"), default="printed", help="--at-truth: the twin's model"
+    )
+    parser.add_argument("--test", type=int, default=500, help="--at-truth: test images scored")
+    parser.add_argument(
+        "--readout-samples", type=int, default=300, help="--at-truth: training images the readout is fitted on"
+    )
     parser.add_argument(
         "--model-only",
         action="store_true",
@@ -203,6 +311,9 @@ def main() -> int:
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         say(f"seed {seed}")
+        if args.at_truth:
+            runs.append(at_truth(design, seed, args))
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             runs.append(run_one(design, seed, args, Path(tmp)))
     result = {"design": args.design, "settings": vars(args) | {"json": None}, "runs": runs}
