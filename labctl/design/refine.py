@@ -212,8 +212,9 @@ def refine_plate(
     per epoch (default: stderr when ``progress``). ``inputs`` turns images into the input
     amplitudes the bench shows (default ``design.inputs``; a mask wheel's printed stencils:
     ``as_printed(design).inputs``). ``optics``: the model the stack is computed with, the twin's
-    (``Twin.optics``: its fidelity and the plates as measured, if they were). The replacement starts from the design's plate (it is printed afresh)
-    and the new design file holds the design's other plates.
+    (``Twin.optics``: its fidelity and the plates as measured, if they were). The replacement
+    starts from the design's plate (it is printed afresh) and the new design file holds the
+    design's other plates.
     """
     geometry = design.geometry
     bench = bench.check(geometry.n_layers)
