@@ -24,9 +24,10 @@ replacement recovered (after - before) / (design - before). Detector reads and w
 An alignment that does not find the plates ends the seed's run, said in the output.
 
 ``--at-truth`` skips calibration and alignment, to measure what refining can do at all: the
-world of ``--seeds`` (``--truth``, ``--set``) is read noise-free at the pose a perfect x/y alignment
-leaves (every plate laterally centred; z, rotation and tilt as mounted), and the twin is given the
-world's hidden bench (plate z and rotations, beam, detector plane, phase scale) and the plates as
+world of ``--seeds`` (``--truth``, ``--set``) is read noise-free at the pose a perfect alignment
+leaves (every plate laterally centred and turned square, as the alignment's rotation step turns
+them; z and tilt as mounted), and the twin is given the world's hidden bench (plate z, beam,
+detector plane, phase scale) and the plates as
 the simulated profilometer measures them, on the model of ``--fidelity`` (``printed``: what the
 alignment identifies with; ``design``: the design's own). What it still lacks is what no twin is
 told: tilts, the source's wavelength error, each detector's position error, stray light, the
@@ -208,12 +209,12 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
         offsets[:, :2] = 0.0
         return offsets
 
+    square = np.zeros(len(world.plates))  # rotations: the alignment turns the plates square
+
     def read(shown: np.ndarray) -> np.ndarray:
         """Calibrated readings (darks off, gains out): energy times the signal scale, stray light on top."""
         hidden = world.hidden()
-        pose = Pose(
-            centred(), hidden["rotations_rad"], hidden["tilts_rad"], (True,) * len(world.plates), hidden["wavelength_m"]
-        )
+        pose = Pose(centred(), square, hidden["tilts_rad"], (True,) * len(world.plates), hidden["wavelength_m"])
         return (
             np.concatenate(
                 [world.light.energies(design_inputs(design, shown[i : i + 32]), pose) for i in range(0, len(shown), 32)]
@@ -240,6 +241,7 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     prints = scanned_plates(design, world, truth, seed)
     hidden = world.hidden()
     bench = true_bench(world, centred())
+    bench.rotations_rad = square.copy()
     twin = Twin(
         design,
         bench=bench,
