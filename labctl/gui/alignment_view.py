@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5.QtCore import Qt
 from PyQt5.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -29,7 +28,7 @@ from PyQt5.QtWidgets import (
 
 from labctl.errors import ConfigError
 from labctl.gui.session import PlatesRequest, Session, TurnRequest
-from labctl.gui.widgets import StatusLine, discard
+from labctl.gui.widgets import StatusLine, ask_operator, discard, sentence
 from labctl.operators import turn_instructions
 from labctl.plans.messages import Record
 
@@ -204,8 +203,7 @@ class AlignmentView(QWidget):
         one in its holder; the plan waits."""
         if isinstance(request, TurnRequest):
             title = f"Turn plate {request.message.plate}"
-            steps = " ".join(line.strip() for line in turn_instructions(request.message))
-            text = f"{request.message.message}\n\n{steps[0].upper()}{steps[1:]}.\nPress OK when it is done."
+            text = f"{request.message.message}\n\n{sentence(turn_instructions(request.message))}\nPress OK when it is done."
         else:
             plates = ", ".join(request.plates) or "none"
             title = "Plates in the beam"
@@ -213,11 +211,7 @@ class AlignmentView(QWidget):
                 f"{request.message.message}\n\nHave exactly these plates in their holders: {plates}.\n"
                 "Take every other plate out of the beam, then press OK."
             )
-        prompt = QMessageBox(QMessageBox.Question, title, text, QMessageBox.Ok | QMessageBox.Cancel, self)
-        prompt.setWindowModality(Qt.WindowModal)
-        prompt.finished.connect(lambda result: request.answer(result == QMessageBox.Ok))
-        self.prompt = prompt
-        prompt.open()
+        self.prompt = ask_operator(self, request, title, text)
 
     def _plan_messages(self, kind: str, batch: list) -> None:
         if kind != "alignment" or self.session.bench is None:

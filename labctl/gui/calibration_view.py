@@ -1,5 +1,8 @@
 """Calibration: run any of the calibrations (``labctl.calibration.calibrate``), see what each
 measured and the file it wrote, and the versions in force in the station's calibration folder.
+
+The print step asks for the plates to be measured on the surface profilometer: on a simulated
+bench its simulated operator does it; on a real one this view asks the person at the bench.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from PyQt5.QtWidgets import (
     QCheckBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPlainTextEdit,
     QPushButton,
     QSpinBox,
@@ -19,16 +23,20 @@ from PyQt5.QtWidgets import (
     QWidget,
 )
 
-from labctl.gui.session import Session
-from labctl.gui.widgets import StatusLine
+from labctl.gui.session import ScanRequest, Session
+from labctl.gui.widgets import StatusLine, ask_operator, sentence
+from labctl.operators import scan_instructions
 
 
 def summary_lines(data: Any, indent: str = "   ", width: int = 10) -> list[str]:
-    """A calibration record's data, one line per entry: numbers to 4 digits, long lists cut."""
+    """A calibration record's data, one line per entry: numbers to 4 digits, long lists cut, a
+    table (a list of lists: a plate's height map) only its size."""
 
     def text(value: Any) -> str:
         if isinstance(value, float):
             return f"{value:.4g}"
+        if isinstance(value, list) and value and all(isinstance(row, list) for row in value):
+            return f"({len(value)} x {len(value[0])} values)"
         if isinstance(value, list):
             shown = ", ".join(text(item) for item in value[:width])
             return f"[{shown}{', …' if len(value) > width else ''}]" + (
@@ -63,11 +71,14 @@ def in_force(folder: Path) -> list[str]:
 class CalibrationView(QWidget):
     def __init__(self, session: Session, parent: QWidget | None = None):
         super().__init__(parent)
-        from labctl.calibration.procedure import ON_REQUEST, STEPS
+        from labctl.calibration.procedure import STEPS
 
         self.session = session
-        # the readout has its own view; the print needs a profilometer (`labctl calibrate --only print`)
-        self.steps = {step: QCheckBox(step) for step in STEPS if step not in ON_REQUEST}
+        # the readout has its own view (readout_view); the print asks for the plates to be measured
+        self.steps = {step: QCheckBox(step) for step in STEPS if step != "readout"}
+        self.steps["print"].setToolTip(
+            "each plate's relief, measured on the surface profilometer (the operator is asked); needs the design"
+        )
         self.probes = QSpinBox()
         self.probes.setRange(1, 64)
         self.probes.setValue(6)
@@ -81,6 +92,7 @@ class CalibrationView(QWidget):
         row.addWidget(self.run_button)
         row.addWidget(self.abort)
         row.addStretch()
+        # the darks by default (they need nothing); on-request steps (the print) only when ticked
         self.steps["darks"].setChecked(True)
         self.results = QPlainTextEdit()
         self.results.setReadOnly(True)
@@ -96,6 +108,7 @@ class CalibrationView(QWidget):
         layout.addWidget(self.files)
         layout.addWidget(self.status)
         self.report: Any = None
+        self.prompt: QMessageBox | None = None  # the request to measure the plates, while it waits
         self.run_button.clicked.connect(self.run)
         self.abort.clicked.connect(session.abort)
         session.plan_state.connect(self._plan_state)
@@ -103,6 +116,7 @@ class CalibrationView(QWidget):
         session.bench_changed.connect(self._show_in_force)
         session.bench_changed.connect(lambda: self._plan_state("", ""))
         session.calibration_changed.connect(self._show_in_force)
+        session.scan_requested.connect(self._scan_requested)
         self._plan_state("", "")
 
     def chosen(self) -> list[str]:
@@ -145,9 +159,19 @@ class CalibrationView(QWidget):
         self.run_button.setEnabled(idle)
         self.abort.setEnabled(self.session.plan is not None and self.session.plan_kind == "calibration")
 
+    def _scan_requested(self, request: ScanRequest) -> None:
+        """The print calibration asks the person at the bench to measure the plates; the plan waits."""
+        text = (
+            f"{request.message.message}\n\n{sentence(scan_instructions(request.message))}\n"
+            "Press OK when every file is saved."
+        )
+        self.prompt = ask_operator(self, request, "Measure the plates", text)
+
     def _finished(self, kind: str, report: Any, error: Any) -> None:
         if kind != "calibration":
             return
+        if self.prompt is not None and self.prompt.isVisible():  # aborted while it asked
+            self.prompt.reject()
         if error is not None:
             self.status.error(f"calibration stopped: {error}")
         else:

@@ -5,7 +5,10 @@ instrument worker, or to ``run_plan`` a procedure (its ``Runner`` in a thread of
 a plan runs, the GUI sends no instrument commands at all (the plan owns the bench); the views
 follow it through the runner's messages (``plan_messages``). The session also plays the operator
 a campaign asks to load a cassette: it raises ``cassette_requested`` and waits for the answer
-(in simulation the simulated operator, ``SimulatedBench.load_masks``, has already loaded it).
+(in simulation the simulated operator, ``SimulatedBench.load_masks``, has already loaded it);
+likewise for the plates an alignment changes or turns (``plates_requested``) and the plates the
+print calibration has measured on the profilometer (``scan_requested``), which in simulation the
+simulated operator does without asking.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PyQt5.QtCore import QObject, pyqtSignal
+from PyQt5.QtCore import QObject, pyqtBoundSignal, pyqtSignal
 
 from labctl.errors import Aborted, ConfigError, LabctlError
 from labctl.gui.worker import Callback, PlanThread, Poller, Worker
@@ -82,6 +85,16 @@ class TurnRequest(PlanRequest):
         self.message = message
 
 
+class ScanRequest(PlanRequest):
+    """Measure the plates' relief on the profilometer and save the scans (the print calibration)."""
+
+    reason = "the plates were not measured (the operator cancelled)"
+
+    def __init__(self, message: ScanPlates):
+        super().__init__()
+        self.message = message
+
+
 def mask_lookup(dataset: Any) -> Callable[[str], np.ndarray]:
     """``"<dataset>/<split>/<index>"`` -> image, from ``dataset`` (a ``labctl.design.datasets.Dataset``)."""
 
@@ -106,6 +119,7 @@ class Session(QObject):
     plan_finished = pyqtSignal(str, object, object)  # (kind, result, error)
     cassette_requested = pyqtSignal(object)  # CassetteRequest
     plates_requested = pyqtSignal(object)  # PlatesRequest or TurnRequest (only when a person must do it)
+    scan_requested = pyqtSignal(object)  # ScanRequest (only when a person must measure the plates)
     calibration_changed = pyqtSignal()  # a calibration or alignment file was written
     beam_changed = pyqtSignal(object)  # the mask key now in the beam, or None
 
@@ -402,8 +416,13 @@ class Session(QObject):
         """How plates are turned by hand on a simulated bench (None: a person does it)."""
         return self._simulated_hand("turn", lambda sim: sim.hands.turn)
 
+    def simulated_scanner(self) -> Callable[[str, str], None] | None:
+        """How plates are measured on the profilometer on a simulated bench (None: a person does it)."""
+        return self._simulated_hand("scan", lambda sim: sim.profilometer.scan_to_file)
+
     def operator(self, msg: OperatorRequest) -> None:
-        """Called by the runner (plan thread): have the masks loaded or the plates changed or turned, or abort the plan."""
+        """Called by the runner (plan thread): have the masks loaded, the plates changed, turned or
+        measured, or abort the plan."""
         if isinstance(msg, MountPlates):
             self._mount_plates(msg)
             return
@@ -412,8 +431,9 @@ class Session(QObject):
             return
         if isinstance(msg, SwapPlate):  # no plan of the GUI asks for one
             raise ConfigError(f"plate {msg.plate} must be replaced: run `labctl station swap-plate`, then align")
-        if isinstance(msg, ScanPlates):  # no plan of the GUI asks for one
-            raise ConfigError("the plates must be measured on a profilometer: run `labctl calibrate --only print`")
+        if isinstance(msg, ScanPlates):
+            self._scan_plates(msg)
+            return
         load = self.simulated_loader()
         if load is not None:
             load(dict(msg.slots))
@@ -431,7 +451,7 @@ class Session(QObject):
             mount(list(msg.plates))
             log.info("%s (done by the simulated operator)", msg.message or "plates changed")
             return
-        self._ask(PlatesRequest(msg))
+        self._ask(PlatesRequest(msg), self.plates_requested)
 
     def _turn_plate(self, msg: TurnPlate) -> None:
         turn = self.simulated_turner()
@@ -439,12 +459,23 @@ class Session(QObject):
             turn(msg.plate, msg.angle_rad)
             log.info("%s (turned by the simulated operator)", msg.message or f"plate {msg.plate} turned")
             return
-        self._ask(TurnRequest(msg))
+        self._ask(TurnRequest(msg), self.plates_requested)
 
-    def _ask(self, request: PlatesRequest | TurnRequest) -> None:
-        """Show ``request`` to the person at the bench and wait; abort the plan if they cancel."""
+    def _scan_plates(self, msg: ScanPlates) -> None:
+        scan = self.simulated_scanner()
+        if scan is not None:
+            from labctl.sim.soft import scan_plates
+
+            scan_plates(scan, msg)
+            log.info("%s (measured by the simulated operator)", msg.message or "plates measured")
+            return
+        self._ask(ScanRequest(msg), self.scan_requested)
+
+    def _ask(self, request: PlanRequest, signal: pyqtBoundSignal) -> None:
+        """Show ``request`` to the person at the bench (``signal``: the view that asks them) and
+        wait; abort the plan if they cancel."""
         self._request = request
-        self.plates_requested.emit(request)
+        signal.emit(request)
         if not request.wait():
             raise Aborted(request.reason)
 

@@ -1,12 +1,27 @@
-"""Small widgets the views share: an error/status line, image thumbnails, a count matrix, and the
-one way a view takes a widget out of its layout."""
+"""Small widgets the views share: an error/status line, image thumbnails, a count matrix, the one
+way a view takes a widget out of its layout, and the one way it asks the person at the bench."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PyQt5.QtCore import Qt
 from PyQt5.QtGui import QBrush, QColor, QImage, QPixmap
-from PyQt5.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QLayout, QTableWidget, QTableWidgetItem, QWidget
+from PyQt5.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QLabel,
+    QLayout,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
+
+if TYPE_CHECKING:
+    from labctl.gui.session import PlanRequest
 
 
 class StatusLine(QLabel):
@@ -39,6 +54,23 @@ def discard(widget: QWidget, layout: QLayout) -> None:
     layout.removeWidget(widget)
     widget.hide()
     widget.deleteLater()
+
+
+def ask_operator(parent: QWidget, request: PlanRequest, title: str, text: str) -> QMessageBox:
+    """Show a plan's ``request`` to the person at the bench: OK answers it done, Cancel not (the
+    plan aborts). Window-modal and opened, not executed, so that Abort and the emergency stop
+    still work while the plan waits."""
+    prompt = QMessageBox(QMessageBox.Question, title, text, QMessageBox.Ok | QMessageBox.Cancel, parent)
+    prompt.setWindowModality(Qt.WindowModal)
+    prompt.finished.connect(lambda result: request.answer(result == QMessageBox.Ok))
+    prompt.open()
+    return prompt
+
+
+def sentence(lines: Iterable[str]) -> str:
+    """Instruction lines (``labctl.operators``: indented fragments of one sentence) as one sentence."""
+    text = " ".join(line.strip() for line in lines)
+    return f"{text[:1].upper()}{text[1:]}."
 
 
 def pixmap(image: np.ndarray, size: int) -> QPixmap:

@@ -9,6 +9,7 @@ deterministically: same world, same hidden truths for a seed, the same roles a `
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,14 @@ class SoftPlate:
         return [axis for axis in (self.x, self.y, self.z, self.r) if axis is not None]
 
 
+def scan_plates(scan: Callable[[str, str], Any], request: ScanPlates) -> None:
+    """Do what ``request`` asks with ``scan(plate, path)`` (a profilometer's, in process or over
+    the control channel): each plate measured into ``<folder>/<plate>.gsf``, as the message says.
+    The soft bench and the GUI's simulated operator both scan this way."""
+    for plate in request.plates:
+        scan(plate, str(Path(request.folder) / f"{plate}.gsf"))
+
+
 class SoftBench:
     """The roles of a bench, on a simulated world (see the module docstring)."""
 
@@ -282,8 +291,7 @@ class SoftBench:
         elif isinstance(request, SwapPlate):
             self.printer.swap_from_file(request.plate, request.design)
         elif isinstance(request, ScanPlates):
-            for plate in request.plates:
-                self.profilometer.scan_to_file(plate, Path(request.folder) / f"{plate}.gsf")
+            scan_plates(self.profilometer.scan_to_file, request)
 
     def design_frequency_hz(self) -> float:
         return SPEED_OF_LIGHT_M_S / self.world.geometry.wavelength_m
