@@ -22,8 +22,8 @@ replacement for the last plate the same way, ``--plate-epochs`` passes with one 
 The plates are mounted with the realistic world's lateral offsets and found by the lab's own
 model alignment (``--alignment model``: darks, stages and SLM calibrated first, each plate's
 printed relief measured on the simulated profilometer (``labctl calibrate --only print``; not with
-``--no-print-calibration``, and again before each later alignment: a new print is measured as
-well), then the alignment builds the stack up, identifies the bench and moves the plates; gains and source are
+``--no-print-calibration``; before each later alignment the new print alone, ``--plates``, the
+other plates kept as first measured), then the alignment builds the stack up, identifies the bench and moves the plates; gains and source are
 calibrated on the aligned bench, and the twin every later step uses is the identified one).
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
@@ -129,9 +129,10 @@ def aligned(
 ) -> dict[str, Any]:
     """``labctl align`` (model strategy; ``plates``: those alone, the rest held as the last alignment
     found it), then what the alignment asks to calibrate (gains and source once the plates are found).
-    ``prints``: first the print calibration (the plates as they are now: a new print is measured too)."""
+    ``prints``: first the print calibration of the same plates (a swapped plate alone: the others are
+    kept as the latest print calibration measured them, ``labctl calibrate --only print --plates``)."""
     if prints:
-        calibrate(bench, folder, "print", runner, design=design)
+        calibrate(bench, folder, "print", runner, design=design, plates=plates)
     found = align(
         bench, design, "model", runner, CalibrationSet.load_latest(folder), plates=plates, probes=6, folder=folder
     )

@@ -40,15 +40,11 @@ def print_heights(
             "with every plate of this station"
         )
     if fingerprints is not None:
-        other = [
-            plate
-            for plate, fingerprint in zip(plates, fingerprints)
-            if measured[plate].get("design_sha256") not in (None, fingerprint)
-        ]
-        if other:
+        stale = stale_plates(record, plates, fingerprints)
+        if stale:
             raise DataError(
-                f"{where}: plate(s) {', '.join(other)} were measured as printed from other heights than this design's "
-                "(a replaced plate?); measure the plates again: `labctl calibrate --only print`"
+                f"{where}: plate(s) {', '.join(stale)} were measured as printed from other heights than this design's "
+                f"(a replaced plate?); measure them again: `labctl calibrate --only print --plates {','.join(stale)}`"
             )
     heights = np.array([measured[plate]["heights_um"] for plate in plates], dtype=np.float64) * 1e-6
     if heights.shape != tuple(shape):
@@ -57,6 +53,19 @@ def print_heights(
             "measure the plates of this design (`labctl calibrate --only print`)"
         )
     return heights
+
+
+def stale_plates(record: Mapping[str, Any], plates: Sequence[str], fingerprints: Sequence[str]) -> list[str]:
+    """Those of ``plates`` that ``record`` measured as printed from other heights than ``fingerprints``
+    say (``labctl.twin.plate_fingerprints``, in the order of ``plates``): plates replaced since. The one
+    rule for whether a measured plate is still the plate in the stack; an entry without a fingerprint
+    (an older file) is taken as it is, and a plate the record lacks is not stale but missing."""
+    measured = record.get("data", {}).get("plates", {})
+    return [
+        plate
+        for plate, fingerprint in zip(plates, fingerprints)
+        if plate in measured and measured[plate].get("design_sha256") not in (None, fingerprint)
+    ]
 
 
 def print_uncertainty_m(record: Mapping[str, Any] | None) -> float | None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -333,21 +333,32 @@ def scan_plan(plates: tuple[str, ...], folder: Path) -> m.Plan:
     )
 
 
-def measure_prints(
-    design: Any, plates: list[str], folder: Path, say: Callable[[str], None] | None = None
-) -> tuple[dict[str, Any], list[PlateProfile]]:
-    """Read each plate's scan in ``folder`` and measure it against ``design``; returns the print
-    calibration's data (``labctl.print_record`` reads it back) and the profiles."""
-    geometry = design.geometry
-    if len(plates) != geometry.n_layers:
+def check_stack(design: Any, plates: Sequence[str]) -> None:
+    """Refuse a station whose stack of ``plates`` is not the design's (one plate per layer)."""
+    if len(plates) != design.geometry.n_layers:
         raise ConfigError(
-            f"calibrate print: the station has {len(plates)} plates, the design {geometry.n_layers}; "
+            f"calibrate print: the station has {len(plates)} plates, the design {design.geometry.n_layers}; "
             "give the station the design its plates were printed from"
         )
+
+
+def measure_prints(
+    design: Any,
+    plates: list[str],
+    folder: Path,
+    say: Callable[[str], None] | None = None,
+    measured: Sequence[str] | None = None,
+) -> tuple[dict[str, Any], list[PlateProfile]]:
+    """Read the scan in ``folder`` of each of ``measured`` (default: every one of the stack's
+    ``plates``, in beam order) and measure it against ``design``; returns the print calibration's
+    data for those plates (``labctl.print_record`` reads it back) and their profiles."""
+    geometry = design.geometry
+    check_stack(design, plates)
     step = (getattr(design, "fabrication", None) or FabricationParams()).step_m
     fingerprints = plate_fingerprints(design)
     profiles, entries = [], {}
-    for index, (plate, path) in enumerate(scan_files(folder, plates).items()):
+    for plate, path in scan_files(folder, list(plates if measured is None else measured)).items():
+        index = plates.index(plate)
         profile = measure_plate(read_gsf(path), design.heights_m[index], geometry.pitch_m, step, plate, str(path))
         profiles.append(profile)
         entries[plate] = {

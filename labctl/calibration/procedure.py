@@ -2,7 +2,8 @@
 
 Order (each step uses what the earlier ones found, in this run or in the latest files):
 print -> darks -> stages -> slm -> gains -> source -> readout. The print (only when asked for: it
-needs a surface profilometer) measures each plate's relief (``prints.py``) and needs nothing else;
+needs a surface profilometer) measures each plate's relief (``prints.py``; only the plates named,
+say a plate just swapped, the others kept as last measured: ``rescan.py``) and needs nothing else;
 the twin computes with it from then on, the gains' model included. Darks need nothing. Stages home the axes, so that
 the plates sit at known positions (the gain model needs that, and the SLM sweep needs the
 light to reach the detectors). The SLM table needs darks only (a uniform frame's total
@@ -17,7 +18,7 @@ Each result is written as soon as it is measured, so a failure later loses nothi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from labctl.calibration import detectors, prints, readout, slm, source, stages
 from labctl.calibration.calset import CalibrationSet
 from labctl.calibration.detectors import Darks, Probe
 from labctl.calibration.files import write_calibration
+from labctl.calibration.rescan import PlateSelection, select_plates
 from labctl.errors import ConfigError, DataError
 from labctl.plans import messages as m
 from labctl.plans.runner import Runner
@@ -83,6 +85,24 @@ def parse_steps(only: str | Iterable[str] | None) -> tuple[str, ...]:
     return tuple(step for step in STEPS if step in names)
 
 
+def print_plates(
+    steps: Collection[str], plates: Sequence[str] | None, stack: Sequence[str], folder: str | Path, design: Any
+) -> PlateSelection | None:
+    """The plates the print step (among the ``steps`` run) scans when ``plates`` names some (None:
+    every one of the ``stack``), the others kept from the latest print calibration in ``folder``
+    (``rescan.select_plates``). Checked before anything connects or moves: the command line calls it
+    before it connects the bench, ``calibrate`` before it runs a step."""
+    if plates is None:
+        return None
+    if "print" not in steps:
+        raise ConfigError(
+            f"calibrate: --plates {','.join(plates)} names plates to measure on the profilometer; add print to --only"
+        )
+    if design is None:
+        return None  # calibrate refuses the print step without a design
+    return select_plates(design, stack, plates, folder)
+
+
 class _Calibration:
     """One run's shared state: the bench, the runner, the folder, and what is known so far."""
 
@@ -95,10 +115,12 @@ class _Calibration:
         settings: Settings,
         dataset: Any = None,
         say: Callable[[str], None] = lambda line: None,
+        prints: PlateSelection | None = None,
     ):
         self.bench, self.folder, self.runner, self.station, self.settings = bench, folder, runner, station, settings
         self.say = say  # progress lines of the run
         self.dataset = dataset  # the readout's training images (default: the design's data set)
+        self.prints = prints or PlateSelection(tuple(bench.plates))  # the plates the print step scans
         self.report = CalibrationReport()
         existing = CalibrationSet.load_latest(folder)
         self.previous = existing.records.get("detectors")
@@ -158,6 +180,7 @@ def calibrate(
     power_w: float | None = None,
     progress: Callable[[str], None] | None = None,
     dataset: Any = None,
+    plates: Sequence[str] | None = None,
 ) -> CalibrationReport:
     """Run the calibration ``kinds`` (steps, see ``STEPS``; None: every one this bench has).
 
@@ -165,6 +188,8 @@ def calibrate(
     first also the source reference) for stages, gains and source; on a wheel they are loaded
     as one cassette. ``power_w``: the source set-point to normalise at (default: its current).
     ``dataset``: where the readout's training images come from (default: the design's data set).
+    ``plates``: the print step scans only these (say, a plate just swapped) and keeps the others as
+    the latest print calibration measured them (``print_plates``).
     """
     steps = parse_steps(kinds)
     uses_slm = bench.projector.capacity() is None
@@ -182,12 +207,15 @@ def calibrate(
         )
     if "readout" in steps and design is None and dataset is None:
         raise ConfigError("calibrate readout: the design's data set is needed; give the station a design")
+    selection = print_plates(steps, plates, list(bench.plates), folder, design)
     capacity = bench.projector.capacity()
     if capacity is not None and len(probes) > capacity:
         raise ConfigError(f"calibrate: {len(probes)} probe masks do not fit the {capacity}-slot wheel")
     station = station_name(bench, station)
     say = progress or (lambda line: None)
-    run = _Calibration(bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset, say)
+    run = _Calibration(
+        bench, Path(folder), runner or Runner(bench), station, settings or Settings(), dataset, say, selection
+    )
     try:
         if run.uses_wheel and set(steps) & {"stages", "gains", "source"}:
             run.runner.run(detectors.load_steps(probes, True))
@@ -207,7 +235,7 @@ def _source_off() -> m.Plan:
 
 
 def _print(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:
-    plates = list(run.bench.plates)
+    plates, selection = list(run.bench.plates), run.prints
     folder = run.folder / "print-scans" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     try:
         folder.mkdir(parents=True)
@@ -215,9 +243,10 @@ def _print(run: _Calibration, design: Any, probes: list[Probe], power_w: float |
         raise DataError(
             f"calibrate print: cannot make {folder} for the scans ({exc.strerror or exc}); make the calibration folder writable"
         ) from None
-    run.runner.run(prints.scan_plan(tuple(plates), folder))
-    data, profiles = prints.measure_prints(design, plates, folder, run.say)
-    run.write("print", "print", data, prints.METHOD, list(prints.ASSUMPTIONS), profiles)
+    run.runner.run(prints.scan_plan(selection.measured, folder))
+    data, profiles = prints.measure_prints(design, plates, folder, run.say, selection.measured)
+    assumptions = [*prints.ASSUMPTIONS, *selection.assumptions()]
+    run.write("print", "print", selection.record_data(data), prints.METHOD, assumptions, profiles)
 
 
 def _darks(run: _Calibration, design: Any, probes: list[Probe], power_w: float | None) -> None:

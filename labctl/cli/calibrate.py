@@ -1,10 +1,12 @@
-"""``labctl calibrate --station FILE [--only print,darks,stages,slm,gains,source,readout] [--json]``.
+"""``labctl calibrate --station FILE [--only print,darks,stages,slm,gains,source,readout] [--plates L5] [--json]``.
 
 Connects the station's bench, runs the calibration procedures in their necessary order
 (see docs/calibration.md) and writes a new version of each calibration file into the station's
 calibration folder. ``print`` (only when named) has the station's operator measure every plate's
 relief on a surface profilometer and save the scans as Gwyddion Simple Field files; the twin then
-computes with the plates as measured (docs/calibration.md). Probe masks are the first test images of the design's data set; on a
+computes with the plates as measured (docs/calibration.md); with ``--plates`` only those are scanned
+(a plate just swapped) and the others kept as the latest print calibration measured them, all checked
+before the bench is connected. Probe masks are the first test images of the design's data set; on a
 mask wheel the station's operator loads their printed stencils (a person pressing Enter, or the
 simulated bench's operator), and the gain model predicts what those stencils transmit.
 """
@@ -36,6 +38,12 @@ def register(subparsers: Any) -> None:
         help="comma-separated steps: print, darks, stages, slm, gains, source, readout (default: all but print and readout)",
     )
     parser.add_argument(
+        "--plates",
+        default=None,
+        help="with print: comma-separated plates to scan (default: all), e.g. a swapped plate; the others are "
+        "kept as the latest print calibration measured them",
+    )
+    parser.add_argument(
         "--probes", type=int, default=6, help="probe masks to use (at most the wheel's slots; default 6)"
     )
     parser.add_argument(
@@ -51,7 +59,7 @@ def register(subparsers: Any) -> None:
 def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.bench import Bench
     from labctl.calibration.detectors import default_probes
-    from labctl.calibration.procedure import Settings, parse_steps
+    from labctl.calibration.procedure import Settings, parse_steps, print_plates
     from labctl.campaign.readings import kept_calibration
     from labctl.paths import check_writable
     from labctl.plans.interrupts import stop_on_signals
@@ -59,11 +67,14 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.station import load_station
 
     steps = parse_steps(args.only)
+    plates = None if args.plates is None else [plate.strip() for plate in args.plates.split(",") if plate.strip()]
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     station = load_station(args.station)
     check_writable(station.calibration_dir, f"{args.station}: calibration folder")  # before anything is measured
+    design = _design(station.design_path) if set(steps) & {"print", "gains", "stages", "source", "readout"} else None
+    stack = [plate.name for plate in station.plates]
+    print_plates(steps if args.only is not None else (), plates, stack, station.calibration_dir, design)
     with Bench(station) as bench:
-        design = _design(bench.design_path) if set(steps) & {"print", "gains", "stages", "source", "readout"} else None
         capacity = bench.projector.capacity()
         needs_probes = set(steps) & {"gains", "stages", "source"}
         probes = default_probes(design, min(args.probes, capacity or args.probes)) if needs_probes else []
@@ -83,9 +94,13 @@ def calibrate_command(args: argparse.Namespace) -> int:
                 probes=probes,
                 settings=settings,
                 progress=say,
+                plates=plates,
             )
     summary = {
-        step: {"files": [str(p) for p in report.files[step]], **_summary(step, report.results[step])}
+        step: {
+            "files": [str(p) for p in report.files[step]],
+            **_summary(step, report.results[step], report.files[step]),
+        }
         for step in report.files
     }
     if args.json:
@@ -122,8 +137,14 @@ def _design(path: Path | None) -> Any:
     return load_design(path)
 
 
-def _summary(step: str, result: Any) -> dict[str, Any]:
-    """The few numbers a person checks after each step."""
+def _kept(path: Path) -> dict[str, str]:
+    """A print calibration's plates kept from an earlier file, as its record says (none: all scanned)."""
+    kept = json.loads(path.read_text())["data"].get("kept")
+    return {} if kept is None else {"kept": f"{', '.join(kept['plates'])} as {kept['from']} measured them"}
+
+
+def _summary(step: str, result: Any, files: list[Path]) -> dict[str, Any]:
+    """The few numbers a person checks after each step (``files``: what it wrote)."""
     if step == "darks":
         return {
             "dark_mV": np.round(result.dark_v * 1e3, 4).tolist(),
@@ -153,7 +174,7 @@ def _summary(step: str, result: Any) -> dict[str, Any]:
             profile.plate: f"height scale {profile.height_scale:.4f}, print error {profile.print_error_m * 1e6:.1f} um RMS, "
             f"neuron heights +- {profile.stderr_m * 1e6:.2f} um"
             for profile in result
-        }
+        } | _kept(files[0])
     if step == "gains":
         return {"gains": np.round(result.fit.gains, 4).tolist(), "model_misfit": round(result.fit.residual, 5)}
     return {

@@ -130,6 +130,7 @@ def _calibration(config: Any) -> str:
 
 def swap_plate(args: argparse.Namespace) -> int:
     """Check the plate and the design against the station, then ask the operator; errors are one line."""
+    from labctl.calibration import latest_calibration
     from labctl.design.designfile import load_design
     from labctl.errors import ConfigError
     from labctl.operators import operator_from_config
@@ -150,9 +151,11 @@ def swap_plate(args: argparse.Namespace) -> int:
     path = str(args.design.resolve())
     operator = operator_from_config(config.operator)
     operator(SwapPlate(args.plate, path, f"replace plate {args.plate} by plate {args.plate} of {args.design}"))
+    measured = latest_calibration(config.calibration_dir, "print") is not None  # the twin needs the new one too
+    scan = f"measure the new plate (`labctl calibrate --only print --plates {args.plate}`), " if measured else ""
     print(
         f"{args.file}: plate {args.plate} replaced by plate {args.plate} of {args.design}. Next: set "
-        f"`design: {path}` in the station file, align the new plate (`labctl align --plates {args.plate}`), and "
-        "calibrate gains, source and readout (`labctl calibrate --only gains,source,readout`)"
+        f"`design: {path}` in the station file, {scan}align the new plate (`labctl align --plates {args.plate}`), "
+        "and calibrate gains, source and readout (`labctl calibrate --only gains,source,readout`)"
     )
     return 0

@@ -15,7 +15,7 @@ from labctl.calibration.prints import measure_plate
 from labctl.calibration.procedure import calibrate
 from labctl.cli import main
 from labctl.design.fabrication.heightmap import HeightMap, read_gsf, write_gsf
-from labctl.errors import DataError
+from labctl.errors import ConfigError, DataError
 from labctl.optics import embed_image
 from labctl.plans.runner import Runner
 from labctl.sim.clock import Clock
@@ -181,8 +181,87 @@ def test_the_twin_computes_with_the_measured_plates_and_predicts_the_printed_ben
     refined = tiny_design()
     refined.heights_m = refined.heights_m.copy()
     refined.heights_m[1] *= 0.9
-    with pytest.raises(DataError, match=r"plate\(s\) L2 were measured .* measure the plates again"):
+    with pytest.raises(
+        DataError,
+        match=r"plate\(s\) L2 were measured .* measure them again: `labctl calibrate --only print --plates L2`",
+    ):
         Twin.from_calibration(refined, calset)
+
+
+def _replaced(design, plate: int):
+    """``design`` with plate ``plate`` refined (other heights): what ``labctl station swap-plate`` mounts."""
+    refined = tiny_design()
+    refined.heights_m = design.heights_m.copy()
+    refined.heights_m[plate] = np.roll(design.heights_m[plate], 7, axis=1)
+    return refined
+
+
+def test_a_replaced_plate_is_measured_alone_and_the_others_kept_as_measured(tmp_path):
+    design = tiny_design()
+    bench = SoftBench.create(design, seed=4, truth=PRINTER)
+    runner = Runner(bench, operator=bench.operator)
+    first = calibrate(bench, tmp_path, "print", runner, design=design).files["print"][0]
+    refined = _replaced(design, 1)
+    bench.printer.swap("L2", refined.heights_m[1])  # a new print, mounted in place of the old L2
+    with pytest.raises(DataError, match=r"plate\(s\) L2 were measured .* --plates L2`"):
+        Twin.from_calibration(refined, CalibrationSet.load_latest(tmp_path))  # the old L2's relief: refused
+
+    report = calibrate(bench, tmp_path, "print", runner, design=refined, plates=["L2"])
+    earlier, record = (json.loads(path.read_text()) for path in (first, report.files["print"][0]))
+    assert [profile.plate for profile in report.results["print"]] == ["L2"]
+    scans = sorted(report.files["print"][0].parent.glob("print-scans/*/*.gsf"))
+    assert [p.name for p in scans] == ["L1.gsf", "L2.gsf", "L3.gsf", "L2.gsf"]  # this run scanned L2 alone
+    data = record["data"]
+    assert data["order"] == ["L1", "L2", "L3"] and data["measured"] == ["L2"]
+    assert data["kept"] == {"plates": ["L1", "L3"], "from": "print-v001.json", "version": 1}
+    assert any("L1, L3 not scanned in this run: kept as print-v001.json" in line for line in record["assumptions"])
+    for plate in ("L1", "L3"):
+        assert data["plates"][plate] == earlier["data"]["plates"][plate]  # copied, not re-measured
+    assert data["plates"]["L2"]["scan"] == str(scans[-1])
+    heights = np.array(data["plates"]["L2"]["heights_um"]) * 1e-6
+    assert np.sqrt(np.mean((heights - bench.world.light.heights_m[1]) ** 2)) < 1e-6  # the new print, as printed
+    prints = Twin.from_calibration(refined, CalibrationSet.load_latest(tmp_path)).prints
+    assert prints is not None and np.sqrt(np.mean((prints - bench.world.light.heights_m) ** 2)) < 1e-6
+
+
+def _refused(bench, folder, design, kinds, plates, words):
+    """``calibrate`` refuses in one line containing ``words``, before the operator scans anything."""
+    asked = []
+    with pytest.raises((ConfigError, DataError), match=words) as caught:
+        calibrate(bench, folder, kinds, Runner(bench, operator=asked.append), design=design, plates=plates)
+    assert asked == [] and "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+def test_a_partial_rescan_that_cannot_keep_the_other_plates_is_refused_before_scanning(tmp_path):
+    design = tiny_design()
+    bench = SoftBench.create(design, seed=4, truth=PRINTER)
+    _refused(bench, tmp_path, design, "darks", ["L2"], r"--plates L2 names plates .*; add print to --only")
+    _refused(bench, tmp_path, design, "print", ["L2", "L9"], r"no plate L9 in this station's stack .* L1, L2, L3")
+    _refused(bench, tmp_path, design, "print", [" "], r"--plates names no plate")
+    _refused(bench, tmp_path, design, "print", ["L2"], r"measure all plates first: labctl calibrate --only print$")
+    calibrate(bench, tmp_path, "print", Runner(bench, operator=bench.operator), design=design)
+    # two plates replaced (L1 and L3), only L3 named: L1 cannot be kept
+    refined = _replaced(_replaced(design, 0), 2)
+    message = _refused(bench, tmp_path, refined, "print", ["L3"], r"print-v001.json measured plate\(s\) L1 as printed")
+    assert message.endswith("measure them again: labctl calibrate --only print --plates L1,L3")
+    assert len(list((tmp_path / "print-scans").iterdir())) == 1  # nothing scanned since the first run
+
+
+def test_the_cli_refuses_plates_without_the_print_step_in_one_line(tmp_path, capsys):
+    from tests.cli.campaign_bench import served_bench
+
+    with served_bench(tmp_path) as sim:
+        station = str(sim.station_path)
+        assert main(["calibrate", "--station", station, "--only", "darks", "--plates", "L2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            "labctl: error: calibrate: --plates L2 names plates to measure on the profilometer; add print to --only"
+        ]
+        assert main(["calibrate", "--station", station, "--only", "print", "--plates", "L2"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith("measure all plates first: labctl calibrate --only print")
+    assert not (tmp_path / "calibration" / "print-scans").exists()
 
 
 def test_the_print_step_over_the_served_bench_writes_the_scans_and_the_calibration(tmp_path, capsys):
@@ -194,15 +273,20 @@ def test_the_print_step_over_the_served_bench_writes_the_scans_and_the_calibrati
         assert main(["calibrate", "--station", station, "--only", "print", "--json"]) == 0
         out = json.loads(capsys.readouterr().out)
         printed = sim.world.light.heights_m.copy()
+        # the same plates, L3 scanned alone: the others kept, and the summary says from which file
+        assert main(["calibrate", "--station", station, "--only", "print", "--plates", "L3", "--json"]) == 0
+        again = json.loads(capsys.readouterr().out)["steps"]["print"]
     folder = tmp_path / "calibration"
     assert out["steps"]["print"]["files"] == [str(folder / "print-v001.json")]
     assert set(out["steps"]["print"]) == {"files", "L1", "L2", "L3"}
     assert "height scale" in out["steps"]["print"]["L1"]
     scans = list((folder / "print-scans").glob("*/L*.gsf"))
-    assert sorted(p.name for p in scans) == ["L1.gsf", "L2.gsf", "L3.gsf"]
+    assert sorted(p.name for p in scans) == ["L1.gsf", "L2.gsf", "L3.gsf", "L3.gsf"]  # L3 scanned again alone
     record = json.loads((folder / "print-v001.json").read_text())
     heights = np.array([record["data"]["plates"][p]["heights_um"] for p in ("L1", "L2", "L3")]) * 1e-6
     assert np.sqrt(np.mean((heights - printed) ** 2)) < 1e-6
+    assert set(again) == {"files", "L3", "kept"} and again["kept"] == "L1, L2 as print-v001.json measured them"
+    assert json.loads((folder / "print-v002.json").read_text())["data"]["measured"] == ["L3"]
 
 
 def test_scan_over_the_control_channel_refuses_what_it_cannot_do(tmp_path):

@@ -7,6 +7,7 @@ import socket
 import numpy as np
 import pytest
 
+from labctl.calibration import write_calibration
 from labctl.design.designfile import Design, save_design
 from labctl.errors import ConfigError, InstrumentError
 from labctl.operators import SimulatedOperator
@@ -168,7 +169,11 @@ def test_swap_plate_on_the_command_line_asks_the_station_operator(tmp_path, caps
         assert main(["station", "swap-plate", station, "--plate", "L3", "--design", str(path)]) == 0
         out = capsys.readouterr().out
         assert "plate L3 replaced" in out and "labctl align --plates L3" in out and f"design: {path}" in out
-        assert [name for name, _ in sim.printer.prints] == ["L3"]
+        assert "--only print" not in out  # no print calibration to bring up to date
+        write_calibration(load_station(station).calibration_dir, "print", {"plates": {}}, "test", [], "sim")
+        assert main(["station", "swap-plate", station, "--plate", "L3", "--design", str(path)]) == 0
+        assert "measure the new plate (`labctl calibrate --only print --plates L3`), align" in capsys.readouterr().out
+        assert [name for name, _ in sim.printer.prints] == ["L3", "L3"]
         for argv, words in [
             (["--plate", "L8", "--design", str(path)], "no plate L8 on station"),
             (["--plate", "L1", "--design", str(tmp_path / "none.h5")], "no such file"),
@@ -176,4 +181,4 @@ def test_swap_plate_on_the_command_line_asks_the_station_operator(tmp_path, caps
             assert main(["station", "swap-plate", station, *argv]) == 2
             err = capsys.readouterr().err.strip()
             assert "\n" not in err and err.startswith("labctl: error:") and words in err, err
-        assert len(sim.printer.prints) == 1
+        assert len(sim.printer.prints) == 2
