@@ -27,8 +27,8 @@ other plates kept as first measured), then the alignment builds the stack up, id
 calibrated on the aligned bench, and the twin every later step uses is the identified one).
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
-``--refine-train`` training images at learning rate ``--refine-lr``, computed with the twin's
-own model: the fidelity the alignment identified with and the plates as measured) sits with a fresh mounting error, so it is aligned alone
+``--refine-train`` training images at learning rate ``--refine-lr``, with the plates as measured,
+``IdentifiedBench.refine``) sits with a fresh mounting error, so it is aligned alone
 before it is measured (``align(..., plates=[the last plate])``: the other plates, the beam and the
 detector plane held as the first alignment identified them), and gains and source are calibrated
 again; the prints during physics-aware training are not aligned (docs/hil.md).

@@ -16,10 +16,11 @@ al., Nanophotonics 9, 4207 (2020)). Its axial offset stays: the distance along t
 holder's, and a holder without a z stage keeps it. The global phase scale (resin index, build
 axis scale) is kept too: the replacement comes out of the same printer and resin.
 
-The stack is computed with the twin's own model (``optics``, ``labctl.twin_optics``): the model
-the alignment identified the bench with (neurons sampled 2 x 2, light through the frame, relief in
-whole printer layers) and the plates as the profilometer measured them, when it did. The plate
-being trained sits in that model's window at the neurons' place; its heights stay continuous while
+The stack is computed with the model the caller gives (``optics``, ``labctl.twin_optics``): the
+design's own or a finer one (neurons sampled 2 x 2, light through the frame, relief in whole
+printer layers), with the plates as the profilometer measured them, when it did
+(``labctl.hil.identified.IdentifiedBench.refine`` says which it uses, and why). The plate being
+trained sits in that model's window at the neurons' place; its heights stay continuous while
 training (the rounding has no gradient) and are rounded like the others when the new stack is scored.
 
 What it cannot know: the per-neuron print errors of the replacement (not printed yet), and those of
