@@ -148,8 +148,8 @@ class SimulatedOperator:
         elif isinstance(request, SwapPlate):
             self.swap(request.plate, request.design)
         elif isinstance(request, ScanPlates):
-            for plate in request.plates:
-                self.scan(plate, f"{request.folder}/{plate}.gsf")
+            for plate, path in request.files().items():
+                self.scan(plate, str(path))
         elif isinstance(request, MountPlates):
             self.mount(request.plates)
         else:

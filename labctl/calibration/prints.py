@@ -308,11 +308,6 @@ def _subsample(corr: np.ndarray, peak: tuple[int, ...], axis: int) -> float:
     return signed + offset
 
 
-def scan_files(folder: str | Path, plates: list[str]) -> dict[str, Path]:
-    """Where each plate's scan is expected: ``<folder>/<plate>.gsf``."""
-    return {plate: Path(folder) / f"{plate}.gsf" for plate in plates}
-
-
 METHOD = (
     "each plate's top measured on a surface profilometer (a Gwyddion Simple Field file per plate); levelled on "
     "the printed frame, registered to the design's relief (cross-correlation, then the spread of the samples "
@@ -357,7 +352,8 @@ def measure_prints(
     step = (getattr(design, "fabrication", None) or FabricationParams()).step_m
     fingerprints = plate_fingerprints(design)
     profiles, entries = [], {}
-    for plate, path in scan_files(folder, list(plates if measured is None else measured)).items():
+    chosen = tuple(plates if measured is None else measured)
+    for plate, path in m.ScanPlates(chosen, str(folder)).files().items():
         index = plates.index(plate)
         profile = measure_plate(read_gsf(path), design.heights_m[index], geometry.pitch_m, step, plate, str(path))
         profiles.append(profile)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -134,6 +135,11 @@ class ScanPlates(Msg):
     plates: tuple[str, ...]
     folder: str
     message: str = ""
+
+    def files(self) -> dict[str, Path]:
+        """Where the scan of each plate goes: ``<folder>/<plate>.gsf`` (the one rule; the print
+        calibration reads them from there)."""
+        return {plate: Path(self.folder) / f"{plate}.gsf" for plate in self.plates}
 
 
 #: What a plan asks of the person (or simulated operator) at the bench.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,8 +212,8 @@ def scan_plates(scan: Callable[[str, str], Any], request: ScanPlates) -> None:
     """Do what ``request`` asks with ``scan(plate, path)`` (a profilometer's, in process or over
     the control channel): each plate measured into ``<folder>/<plate>.gsf``, as the message says.
     The soft bench and the GUI's simulated operator both scan this way."""
-    for plate in request.plates:
-        scan(plate, str(Path(request.folder) / f"{plate}.gsf"))
+    for plate, path in request.files().items():
+        scan(plate, str(path))
 
 
 class SoftBench:
