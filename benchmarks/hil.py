@@ -282,6 +282,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             for name, flags in right.items()
         } | {
             "twin_before_after": [refined.before.as_dict(), refined.after.as_dict()],
+            "twin_as_printed": None if refined.prints is None else refined.prints.as_dict(),
             "refine_train_images": args.refine_train,
             "refine_epochs": args.refine_epochs,
             "refine_lr": args.refine_lr,
@@ -335,10 +336,15 @@ def main() -> int:
     parser.add_argument("--plate-epochs", type=int, default=2, help="physics-aware plate passes (a print per step)")
     parser.add_argument("--encoding-lr", type=float, default=PatOptions.encoding_lr, help="Adam step of the encoding")
     parser.add_argument(
-        "--refine-epochs", type=int, default=4, help="epochs of the plate refined against the twin (0: no such row)"
+        "--refine-epochs",
+        type=int,
+        default=RefineOptions.epochs,
+        help="epochs of the plate refined against the twin (0: no such row)",
     )
     parser.add_argument("--refine-train", type=int, default=5000, help="training images the refinement uses")
-    parser.add_argument("--refine-lr", type=float, default=0.06, help="the refinement's Adam step (docs/hil.md)")
+    parser.add_argument(
+        "--refine-lr", type=float, default=RefineOptions.learning_rate, help="the refinement's Adam step (docs/hil.md)"
+    )
     parser.add_argument(
         "--alignment",
         choices=("model", "ideal"),

@@ -1,8 +1,8 @@
 """A replacement plate designed against the bench, printed and mounted by the simulated bench.
 
     python benchmarks/refine.py --json [--design mnist5k] [--seeds 0] [--truth realistic]
-                                [--set key=value,...] [--plate L5] [--epochs 2] [--max-train N]
-                                [--averages 2] [--lr 0.02]
+                                [--set key=value,...] [--plate L5] [--epochs 4] [--max-train N]
+                                [--averages 2] [--lr 0.06]
                                 [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
@@ -72,6 +72,7 @@ from labctl.hil.identified import load_identified_bench  # noqa: E402
 from labctl.hil.pat import measure_plan  # noqa: E402
 from labctl.plans.messages import SwapPlate  # noqa: E402
 from labctl.plans.runner import MemoryStore, Runner  # noqa: E402
+from labctl.print_record import printer_error_m  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
 from labctl.sim.truth import load_truth  # noqa: E402
 from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
@@ -137,6 +138,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         bench_before=AccuracyCI.from_flags(before).as_dict(),
         twin_before=refined.before.as_dict(),
         twin_after=refined.after.as_dict(),
+        twin_as_printed=None if refined.prints is None else refined.prints.as_dict(),
         plate=identified.plates[plate],
         test_samples=len(labels),
     )
@@ -187,7 +189,7 @@ def model_only(design: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     """Refine against the world's own hidden bench (``--at-truth``, module docstring)."""
-    from benchmarks.twin_model_error import scanned_plates, true_bench
+    from benchmarks.twin_model_error import scanned_profiles, true_bench
     from labctl.calibration.readout import training_set
     from labctl.readout import fit_readout
     from labctl.sim.clock import Clock
@@ -238,7 +240,10 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     design_right = np.argmax(Twin(design).predict(images), axis=1) == labels
     out: dict[str, Any] = {"seed": seed, "design": AccuracyCI.from_flags(design_right).as_dict()}
     out["world_as_printed"] = scored("world as printed")
-    prints = scanned_plates(design, world, truth, seed)
+    profiles = scanned_profiles(design, world, truth, seed)
+    prints = np.array([profile.heights_m for profile in profiles])
+    # the printer's per-neuron error as the scans tell it, for the new plate's expected spread
+    printer = printer_error_m({"data": {"plates": {p.plate: p.summary() for p in profiles}}})
     hidden = world.hidden()
     bench = true_bench(world, centred())
     bench.rotations_rad = square.copy()
@@ -253,11 +258,14 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
         epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=args.test, seed=seed
     )
     refine_started = time.perf_counter()
-    refined = refine_plate(design, bench, plate, data, options, optics=twin.optics, progress=False, say=say)
+    refined = refine_plate(
+        design, bench, plate, data, options, optics=twin.optics, progress=False, say=say, print_error_m=printer
+    )
     out.update(
         plate=world.plates[plate].name,
         twin_before=refined.before.as_dict(),
         twin_after=refined.after.as_dict(),
+        twin_as_printed=None if refined.prints is None else refined.prints.as_dict(),
         refine_s=round(time.perf_counter() - refine_started, 1),
         hidden_rotations_deg=np.degrees(hidden["rotations_rad"]).round(3).tolist(),
     )
@@ -285,7 +293,7 @@ def main() -> int:
     parser.add_argument("--truth", default="realistic", help="truth preset or file (docs/world.md)")
     parser.add_argument("--set", default="", help="truth keys to override, key=value,... (SI units)")
     parser.add_argument("--plate", default=None, help="plate to replace (default: the last)")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=RefineOptions.epochs)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--averages", type=int, default=2)
     parser.add_argument("--lr", type=float, default=RefineOptions.learning_rate, help="the refinement's Adam step")

@@ -58,18 +58,19 @@ from labctl.twin_optics import DESIGN_MODEL, PRINTED, TwinOptics  # noqa: E402
 MODELS = {"design": DESIGN_MODEL, "printed": PRINTED, "measured": PRINTED}
 
 
-def scanned_plates(design, world, truth: Truth, seed: int) -> np.ndarray:
-    """The world's plates as its profilometer measures them (the print calibration's heights)."""
+def scanned_profiles(design, world, truth: Truth, seed: int) -> list:
+    """The world's plates as its profilometer measures them (the print calibration's ``PlateProfile``s)."""
     profilometer = Profilometer(world, truth, seed)
     step = FabricationParams().step_m
-    return np.array(
-        [
-            measure_plate(
-                profilometer.scan(plate.name), design.heights_m[i], design.geometry.pitch_m, step, plate.name
-            ).heights_m
-            for i, plate in enumerate(world.plates)
-        ]
-    )
+    return [
+        measure_plate(profilometer.scan(plate.name), design.heights_m[i], design.geometry.pitch_m, step, plate.name)
+        for i, plate in enumerate(world.plates)
+    ]
+
+
+def scanned_plates(design, world, truth: Truth, seed: int) -> np.ndarray:
+    """The world's plates as its profilometer measures them (the print calibration's heights)."""
+    return np.array([profile.heights_m for profile in scanned_profiles(design, world, truth, seed)])
 
 
 DITHER_M = 0.15e-3

@@ -68,6 +68,18 @@ def stale_plates(record: Mapping[str, Any], plates: Sequence[str], fingerprints:
     ]
 
 
+def printer_error_m(record: Mapping[str, Any] | None) -> float | None:
+    """The printer's per-neuron height error (one sigma) as the print calibration measured it: the
+    median over the plates of the RMS of measured minus designed relief (each rounded to layers).
+    What a new print from the same printer is expected to carry (``labctl.design.refine.PrintSpread``).
+    None without a record, or one that does not say."""
+    if record is None:
+        return None
+    errors = [p.get("print_error_m") for p in record.get("data", {}).get("plates", {}).values()]
+    errors = [float(e) for e in errors if e is not None]
+    return float(np.median(errors)) if errors else None
+
+
 def print_uncertainty_m(record: Mapping[str, Any] | None) -> float | None:
     """The largest standard error of a neuron's measured height over the plates (None: no record)."""
     if record is None:

@@ -53,13 +53,15 @@ _OPTION_FLAGS = [
 ]
 
 # refining one plate against a bench (labctl.design.refine.RefineOptions)
+# (defaults as ``RefineOptions``'s, not imported here: the command line starts without numpy;
+# tests/cli/test_design_cli.py checks that they agree)
 _REFINE_FLAGS = [
-    ("--epochs", "epochs", int, 2, "passes over the training images"),
+    ("--epochs", "epochs", int, 4, "passes over the training images"),
     ("--batch", "batch_size", int, 32, "images per Adam step"),
-    ("--lr", "learning_rate", float, 0.02, "Adam step size, radians of phase (the plate starts from the old one)"),
+    ("--lr", "learning_rate", float, 0.06, "Adam step size, radians of phase (the plate starts from the old one)"),
     ("--lr-decay", "lr_decay", float, 0.7, "learning-rate factor per epoch"),
     ("--temperature", "temperature", float, 10.0, "softmax temperature on the normalized readings"),
-    ("--seed", "seed", int, 0, "random seed (image order, vaccination draws)"),
+    ("--seed", "seed", int, 0, "random seed (image order, vaccination and print draws)"),
     ("--max-train", "max_train", int, None, "train on a seeded subset of this many training images"),
     ("--test-samples", "test_samples", int, 500, "held-out test images the stack is scored on, before and after"),
     ("--quantize-step-m", "quantize_step_m", float, None, "train the relief rounded to this printer step"),
@@ -70,6 +72,14 @@ _REFINE_FLAGS = [
         float,
         0.0,
         "random in-plane rotations of the new plate per batch (std, degrees)",
+    ),
+    (
+        "--print-draws",
+        "print_draws",
+        int,
+        8,
+        "score the new stack with this many prints of the plate as the bench's printer makes them "
+        "(its per-neuron error as the print calibration measured it; 0: not)",
     ),
 ]
 
@@ -428,6 +438,7 @@ def _refine(args: argparse.Namespace) -> int:
                     "before": result.before.as_dict(),
                     "after": result.after.as_dict(),
                     "mcnemar_p": result.paired.p_value,
+                    "as_printed": None if result.prints is None else result.prints.as_dict(),
                     "history": result.history,
                 },
                 indent=1,

@@ -26,6 +26,8 @@ from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import CalibrationSet
 from labctl.design.refine import RefineOptions, RefineResult, refine_plate
 from labctl.errors import ConfigError, DataError
+from labctl.print_record import KIND as PRINT
+from labctl.print_record import printer_error_m
 from labctl.stats import AccuracyCI, McNemarResult, mcnemar
 from labctl.twin import Twin, alignment_mismatch
 
@@ -84,11 +86,26 @@ class IdentifiedBench:
         and measured prints, on the design's own model (``Twin.on_design_grid``). Measured on the
         simulated 100 um world (docs/hil.md), that refined better than the finer printed model the
         alignment identifies with (3 seeds: 0.4 to 1.6 points higher on the bench, at a tenth of
-        the compute), though it predicts the bench less closely. ``kwargs`` go to ``refine_plate``."""
+        the compute), though it predicts the bench less closely. When the plates were measured, the
+        new stack is also scored as the printer would make the replacement (``PrintSpread``).
+        ``kwargs`` go to ``refine_plate``."""
         optics = self.twin.on_design_grid().optics
         return refine_plate(
-            design, self.twin.params(), plate, data, options, optics=optics, gains=self.twin.gains, **kwargs
+            design,
+            self.twin.params(),
+            plate,
+            data,
+            options,
+            optics=optics,
+            gains=self.twin.gains,
+            print_error_m=self.printer_error_m,
+            **kwargs,
         )
+
+    @property
+    def printer_error_m(self) -> float | None:
+        """The printer's per-neuron error as the print calibration measured it (None: not measured)."""
+        return printer_error_m(self.calibration.records.get(PRINT))
 
     def agreement(self, design: Any, data: Any) -> tuple[AccuracyCI, AccuracyCI, McNemarResult] | None:
         """On the measured training images: the bench's plain argmax, the twin's, and McNemar between

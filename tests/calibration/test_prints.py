@@ -18,6 +18,7 @@ from labctl.design.fabrication.heightmap import HeightMap, read_gsf, write_gsf
 from labctl.errors import ConfigError, DataError
 from labctl.optics import embed_image
 from labctl.plans.runner import Runner
+from labctl.print_record import printer_error_m
 from labctl.sim.clock import Clock
 from labctl.sim.profilometer import Profilometer
 from labctl.sim.soft import SoftBench
@@ -177,6 +178,9 @@ def test_the_twin_computes_with_the_measured_plates_and_predicts_the_printed_ben
         return float(np.linalg.norm(predicted / predicted.sum(1, keepdims=True) - truth / truth.sum(1, keepdims=True)))
 
     assert misfit(measured) < 0.1 * misfit(designed)
+    # the printer's per-neuron error, as the scans tell it (what a replacement print is expected to carry)
+    assert printer_error_m(record) == pytest.approx(PRINTER.height_error_sigma_m, rel=0.15)
+    assert printer_error_m(None) is None
     # a plate replaced by one of other heights (a refined design) is not the plate that was measured
     refined = tiny_design()
     refined.heights_m = refined.heights_m.copy()

@@ -141,3 +141,47 @@ def test_refine_computes_with_the_twins_model_on_its_own_grid(tiny_design):
     assert new.provenance["refine_model"] == {**PRINTED.to_dict(), "measured_prints": False}
     rescored = np.argmax(Twin(new, fidelity=PRINTED).predict(data.test_images), axis=1) == data.test_labels
     assert result.after.correct == int(np.sum(rescored))  # the new plate scored as the printer makes it
+
+
+def test_the_new_stack_is_also_scored_as_the_printer_would_make_the_plate(tiny_design):
+    """``print_error_m``: the replacement scored as ``print_draws`` prints with that per-neuron error.
+    Errors far below a layer leave every print scoring what the plate as designed scores; errors of
+    a whole relief period (random phases) take the stack towards chance."""
+    design, data = tiny_design
+    nominal = BenchParams.nominal(design.geometry)
+    options = RefineOptions(epochs=1, batch_size=8, print_draws=3)
+
+    def refined(sigma_m):
+        return refine_plate(
+            design, nominal, 1, data, options, optics=TwinOptics(design), progress=False, print_error_m=sigma_m
+        )
+
+    fine = refined(1e-9)
+    assert fine.prints is not None and fine.prints.accuracies == (fine.after.accuracy,) * 3
+    assert fine.prints.samples == fine.after.n and fine.prints.sigma_m == 1e-9
+    assert fine.design.provenance["stack_as_printed"]["mean"] == pytest.approx(fine.after.accuracy)
+    assert "as this printer would make it (per-neuron error 0 um, 3 prints" in fine.summary()
+    period = design.geometry.wavelength_m / (design.material.refractive_index - 1)
+    rough = refined(period)
+    assert len(set(rough.prints.accuracies)) > 1  # each print its own errors
+    assert rough.prints.mean < rough.after.accuracy - 0.2
+    # without the printer's error (no print calibration), or with no draws asked for: not scored
+    unknown = refined(None)
+    assert unknown.prints is None and unknown.design.provenance["stack_as_printed"] is None
+
+
+def test_bad_print_spread_inputs_are_refused(tiny_design):
+    design, data = tiny_design
+    with pytest.raises(ConfigError, match="print_draws must be a whole number >= 0"):
+        RefineOptions(print_draws=-1)
+    with pytest.raises(ConfigError, match="per-neuron error must be >= 0"):
+        refine_plate(
+            design,
+            BenchParams.nominal(design.geometry),
+            1,
+            data,
+            RefineOptions(epochs=1),
+            optics=TwinOptics(design),
+            progress=False,
+            print_error_m=-1e-6,
+        )

@@ -176,3 +176,41 @@ def test_readings_of_too_few_samples_or_from_another_station_are_refused(bench_f
         path.unlink()
     write_calibration(mixed, "detectors", {"gains": [1.0] * 10}, "elsewhere", [], "another bench")
     _one_line_error(capsys, argv, "but detectors ('another bench') on another")
+
+
+def test_with_the_plates_measured_the_new_stack_is_scored_as_the_printer_would_make_it(bench_files, tmp_path, capsys):
+    """A print calibration in the folder gives the printer's per-neuron error: the refinement scores
+    the new stack with that many prints of the replacement and says so."""
+    import shutil
+
+    from labctl.twin import plate_fingerprints
+
+    design_path, _, folder = bench_files
+    measured = tmp_path / "calibration"
+    shutil.copytree(folder, measured)
+    design = load_design(design_path)
+    plates = {
+        name: {"heights_um": design.heights_m[i] * 1e6, "design_sha256": sha, "print_error_m": error, "stderr_m": 1e-6}
+        for i, (name, sha, error) in enumerate(zip(["L1", "L2"], plate_fingerprints(design), [20e-6, 40e-6]))
+    }
+    write_calibration(measured, "print", {"order": ["L1", "L2"], "plates": plates}, "test", [], STATION)
+    out = tmp_path / "refined.h5"
+    argv = ["design", "refine", "--calibration", str(measured), "--design", str(design_path), "--out", str(out)]
+    assert main([*argv, "--epochs", "1", "--batch", "8", "--print-draws", "2", "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["as_printed"]["sigma_m"] == pytest.approx(30e-6)  # the median over the measured plates
+    assert len(report["as_printed"]["accuracies"]) == 2 and report["as_printed"]["n"] == 40
+    assert load_design(out).provenance["stack_as_printed"] == report["as_printed"]
+    assert main([*argv, "--epochs", "1", "--batch", "8", "--print-draws", "2", "--no-progress"]) == 0
+    assert "new plate as this printer would make it (per-neuron error 30 um, 2 prints, n=40 each)" in (
+        capsys.readouterr().out
+    )
+
+
+def test_the_commands_defaults_are_the_refinements_own():
+    from labctl.cli.design import _REFINE_FLAGS
+    from labctl.design.refine import RefineOptions
+
+    defaults = RefineOptions()
+    for flag, dest, _kind, default, _text in _REFINE_FLAGS:
+        assert default == getattr(defaults, dest), flag
