@@ -147,11 +147,12 @@ class PlateObjective:
 
 @dataclass(frozen=True)
 class PrintSpread:
-    """The new stack's accuracy with the replacement as the bench's printer would make it: ``draws``
-    prints, each neuron off by a normal error of ``sigma_m`` (the printer's, as the print calibration
-    measured it on the plates already printed), rounded to layers like the others, scored on the
-    same test images. What no twin can know before printing is which of these the printer makes: on
-    the simulated 100 um world, six prints of one plate ranged over 3.6 points (docs/hil.md)."""
+    """The new stack's accuracy with the replacement as the bench's printer would make it: one
+    accuracy per simulated print, each neuron off by a normal error of ``sigma_m`` (the printer's, as
+    the print calibration measured it on the plates already printed), the relief then as the model
+    sees a printed plate (``StackModel.plates``), each scored on the same test images. Which of these
+    the printer makes, no twin can know before printing: on the simulated 100 um world, six prints of
+    one plate ranged over 3.6 points (docs/hil.md)."""
 
     sigma_m: float
     accuracies: tuple[float, ...]
