@@ -54,7 +54,7 @@ _OPTION_FLAGS = [
 
 # refining one plate against a bench (labctl.design.refine.RefineOptions)
 # (defaults as ``RefineOptions``'s, not imported here: the command line starts without numpy;
-# tests/cli/test_design_cli.py checks that they agree)
+# tests/design/test_refine_cli.py checks that they agree, and those of _OPTION_FLAGS with TrainOptions)
 _REFINE_FLAGS = [
     ("--epochs", "epochs", int, 4, "passes over the training images"),
     ("--batch", "batch_size", int, 32, "images per Adam step"),

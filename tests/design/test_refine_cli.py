@@ -207,10 +207,13 @@ def test_with_the_plates_measured_the_new_stack_is_scored_as_the_printer_would_m
     )
 
 
-def test_the_commands_defaults_are_the_refinements_own():
-    from labctl.cli.design import _REFINE_FLAGS
+def test_the_commands_defaults_are_the_options_own():
+    """The command line does not import numpy to start, so its flags state their defaults: the
+    same as the options' (``labctl design train`` and ``refine``)."""
+    from labctl.cli.design import _OPTION_FLAGS, _REFINE_FLAGS
     from labctl.design.refine import RefineOptions
+    from labctl.design.training import TrainOptions
 
-    defaults = RefineOptions()
-    for flag, dest, _kind, default, _text in _REFINE_FLAGS:
-        assert default == getattr(defaults, dest), flag
+    for flags, defaults in ((_OPTION_FLAGS, TrainOptions()), (_REFINE_FLAGS, RefineOptions())):
+        for flag, dest, _kind, default, _text in flags:
+            assert default == getattr(defaults, dest), flag
