@@ -151,8 +151,8 @@ class PrintSpread:
     accuracy per simulated print, each neuron off by a normal error of ``sigma_m`` (the printer's, as
     the print calibration measured it on the plates already printed), the relief then as the model
     sees a printed plate (``StackModel.plates``), each scored on the same test images. Which of these
-    the printer makes, no twin can know before printing: on the simulated 100 um world, six prints of
-    one plate ranged over 3.6 points (docs/hil.md)."""
+    the printer makes, no twin can know before printing. Per-neuron errors only: a print's height
+    scale and how it tilts in its holder move the bench too (docs/hil.md, measured)."""
 
     sigma_m: float
     accuracies: tuple[float, ...]
