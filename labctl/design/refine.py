@@ -24,8 +24,11 @@ trained sits in that model's window at the neurons' place; its heights stay cont
 training (the rounding has no gradient) and are rounded like the others when the new stack is scored.
 
 What it cannot know: the per-neuron print errors of the replacement (not printed yet), and those of
-the plates on the bench when they were not measured. A refined plate fixes what the twin knows;
-see docs/hil.md for how much that recovers, as measured.
+the plates on the bench when they were not measured. It can say what errors like the printer's
+would do: with the printer's per-neuron error (as the print calibration measured it on the plates
+that are printed), the new stack is scored with several simulated prints of the replacement
+(``PrintSpread``), a forecast of what the bench will measure. A refined plate fixes what the twin
+knows; see docs/hil.md for how much that recovers, as measured.
 """
 
 from __future__ import annotations
