@@ -282,7 +282,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             for name, flags in right.items()
         } | {
             "twin_before_after": [refined.before.as_dict(), refined.after.as_dict()],
-            "twin_as_printed": None if refined.prints is None else refined.prints.as_dict(),
+            "twin_as_printed": refined.as_printed,
             "refine_train_images": args.refine_train,
             "refine_epochs": args.refine_epochs,
             "refine_lr": args.refine_lr,

@@ -138,7 +138,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         bench_before=AccuracyCI.from_flags(before).as_dict(),
         twin_before=refined.before.as_dict(),
         twin_after=refined.after.as_dict(),
-        twin_as_printed=None if refined.prints is None else refined.prints.as_dict(),
+        twin_as_printed=refined.as_printed,
         plate=identified.plates[plate],
         test_samples=len(labels),
     )
@@ -265,7 +265,7 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
         plate=world.plates[plate].name,
         twin_before=refined.before.as_dict(),
         twin_after=refined.after.as_dict(),
-        twin_as_printed=None if refined.prints is None else refined.prints.as_dict(),
+        twin_as_printed=refined.as_printed,
         refine_s=round(time.perf_counter() - refine_started, 1),
         hidden_rotations_deg=np.degrees(hidden["rotations_rad"]).round(3).tolist(),
     )

@@ -438,7 +438,7 @@ def _refine(args: argparse.Namespace) -> int:
                     "before": result.before.as_dict(),
                     "after": result.after.as_dict(),
                     "mcnemar_p": result.paired.p_value,
-                    "as_printed": None if result.prints is None else result.prints.as_dict(),
+                    "as_printed": result.as_printed,
                     "history": result.history,
                 },
                 indent=1,

@@ -188,6 +188,11 @@ class RefineResult:
     history: list[dict[str, float]] = field(default_factory=list)
     prints: PrintSpread | None = None  # the replacement as the printer would make it, when its error is known
 
+    @property
+    def as_printed(self) -> dict[str, Any] | None:
+        """``prints`` as plain values for a report (None when the printer's error was not known)."""
+        return None if self.prints is None else self.prints.as_dict()
+
     def summary(self) -> str:
         """The lines a person reads after a refinement."""
         lines = [
