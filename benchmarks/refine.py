@@ -3,7 +3,8 @@
     python benchmarks/refine.py --json [--design mnist5k] [--seeds 0] [--truth realistic]
                                 [--set key=value,...] [--plate L5] [--epochs 4] [--max-train N]
                                 [--averages 2] [--lr 0.06]
-                                [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]]
+                                [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]
+                                            [--reprints 1]]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
 truth file; ``--set`` overrides some of its keys, e.g. ``offset_sigma_m=1e-4``, docs/world.md). The lab's
@@ -36,6 +37,9 @@ printed (plain argmax, and a readout fitted on ``--readout-samples`` training im
 world), the twin before and after refining ``--plate`` (``--epochs``, ``--max-train``, ``--lr``),
 and the world with the refined plate printed by the world's printer (its own print errors and
 mounting rotation) and centred, plain and with a readout fitted again; McNemar against the design.
+``--reprints K`` prints the refined plate K times in turn (each print its own errors, height scale
+and mount, drawn by the seed and the print's count, so every run of a seed gets the same K prints)
+and scores each (``world_reprints``): how far one print is from another.
 
 ``--model-only`` skips the bench: the last plate is refined against a bench given as numbers
 (``--set rotation_deg=..,beam_waist_m=..,phase_scale=..,detector_dx_m=..``), as if the alignment
@@ -269,8 +273,14 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
         refine_s=round(time.perf_counter() - refine_started, 1),
         hidden_rotations_deg=np.degrees(hidden["rotations_rad"]).round(3).tolist(),
     )
-    Printer(world, truth, seed).swap(world.plates[plate].name, refined.design.heights_m[plate])
-    out["world_refined"] = scored("world, refined plate")
+    reprinter = Printer(world, truth, seed)
+    reprints = []
+    for _ in range(args.reprints):  # each print with its own errors, height scale and mount (the same for every run)
+        reprinter.swap(world.plates[plate].name, refined.design.heights_m[plate])
+        reprints.append(scored(f"world, refined plate, print {len(reprints) + 1}"))
+    out["world_refined"] = reprints[0]
+    if args.reprints > 1:
+        out["world_reprints"] = reprints
     out["wall_s"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -304,6 +314,9 @@ def main() -> int:
         "--fidelity", choices=("printed", "design"), default="printed", help="--at-truth: the twin's model"
     )
     parser.add_argument("--test", type=int, default=500, help="--at-truth: test images scored")
+    parser.add_argument(
+        "--reprints", type=int, default=1, help="--at-truth: print the refined plate this many times, scoring each"
+    )
     parser.add_argument(
         "--readout-samples", type=int, default=300, help="--at-truth: training images the readout is fitted on"
     )
