@@ -73,6 +73,7 @@ from labctl.calibration.detectors import default_probes  # noqa: E402
 from labctl.calibration.procedure import Settings  # noqa: E402
 from labctl.calibration.readout import training_set  # noqa: E402
 from labctl.campaign.store import CampaignStore  # noqa: E402
+from labctl.cli._lists import names  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design, save_design  # noqa: E402
 from labctl.design.refine import RefineOptions  # noqa: E402
@@ -184,8 +185,9 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     data = load_dataset(design.dataset)
     last = design.geometry.n_layers - 1
     plate = list(bench.plates)[last]
-    refined = None
-    # the last plate refined against the identified twin (none when the alignment did not find the plates)
+    refined, replaced = None, []
+    # the last plate (or --refine-plates) refined against the identified twin (none when the alignment did not
+    # find the plates)
     if args.alignment == "model" and alignment["found"] and args.refine_epochs > 0:
         identified = load_identified_bench(folder, design)
         options = RefineOptions(
@@ -195,7 +197,9 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             test_samples=args.test,
             seed=seed,
         )
-        refined = identified.refine(design, last, data, options, progress=False)
+        indices = identified.plate_indices(args.refine_plates)
+        replaced = [identified.plates[i] for i in indices]
+        refined = identified.refine(design, indices, data, options, progress=False)
         phases.done("refine (no reads)")
     # every reading from here on is kept in a campaign file (journal + HDF5), as a campaign's are
     store = runner.store = CampaignStore.create(folder / "hil.h5", {"benchmark": "hil", "seed": seed})
@@ -266,11 +270,12 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
 
     plate_readings, refit = new_stack("test_plate", seed + 1000)
     out: dict[str, Any] = {}
-    if refined is not None:  # the refined plate printed, mounted, aligned alone, measured
+    if refined is not None:  # the refined plates printed, mounted, aligned alone, measured
         path = save_design(refined.design, folder / "refined.h5")
-        runner.run(swap(plate, str(path)))
-        realignments["refined_plate"] = aligned(bench, refined.design, runner, folder, [plate], args.prints)
-        phases.done("swap and alignment of the refined plate, gains and source")
+        for name in replaced:
+            runner.run(swap(name, str(path)))
+        realignments["refined_plate"] = aligned(bench, refined.design, runner, folder, replaced, args.prints)
+        phases.done("swap and alignment of the refined plates, gains and source")
         refined_readings, refined_refit = new_stack("test_refined", seed + 2000)
         right = {
             "plain": np.argmax(refined_readings, axis=1) == labels,
@@ -283,6 +288,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         } | {
             "twin_before_after": [refined.before.as_dict(), refined.after.as_dict()],
             "twin_as_printed": refined.as_printed,
+            "refined_plates": replaced,
             "refine_train_images": args.refine_train,
             "refine_epochs": args.refine_epochs,
             "refine_lr": args.refine_lr,
@@ -342,6 +348,9 @@ def main() -> int:
         help="epochs of the plate refined against the twin (0: no such row)",
     )
     parser.add_argument("--refine-train", type=int, default=5000, help="training images the refinement uses")
+    parser.add_argument(
+        "--refine-plates", type=names, default=None, help="the plates refined against the twin (default: the last)"
+    )
     parser.add_argument(
         "--refine-lr", type=float, default=RefineOptions.learning_rate, help="the refinement's Adam step (docs/hil.md)"
     )

@@ -1,7 +1,7 @@
-"""A replacement plate designed against the bench, printed and mounted by the simulated bench.
+"""Replacement plates designed against the bench, printed and mounted by the simulated bench.
 
     python benchmarks/refine.py --json [--design mnist5k] [--seeds 0] [--truth realistic]
-                                [--set key=value,...] [--plate L5] [--epochs 4] [--max-train N]
+                                [--set key=value,...] [--plate L5 | --plate L4,L5] [--epochs 4] [--max-train N]
                                 [--averages 2] [--lr 0.06]
                                 [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]
                                             [--reprints 1]]
@@ -68,9 +68,10 @@ from labctl.align.run import align  # noqa: E402
 from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
 from labctl.calibration.detectors import default_probes  # noqa: E402
+from labctl.cli._lists import names  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design, save_design  # noqa: E402
-from labctl.design.refine import RefineOptions, refine_plate  # noqa: E402
+from labctl.design.refine import RefineOptions, refine_plates  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.hil.identified import load_identified_bench  # noqa: E402
 from labctl.hil.pat import measure_plan  # noqa: E402
@@ -127,15 +128,17 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     before = measured("test_before")
     phases.done("test, as aligned")
     identified = load_identified_bench(folder, design)
-    plate = identified.plate_index(args.plate)
+    plates = identified.plate_indices(args.plate)
+    replaced = [identified.plates[i] for i in plates]
     options = RefineOptions(
         epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=None, seed=seed
     )
-    refined = identified.refine(design, plate, data, options, progress=False, say=say)
+    refined = identified.refine(design, plates, data, options, progress=False, say=say)
     phases.done("refine")
     path = save_design(refined.design, folder / "refined.h5")
-    runner.run(iter_one(SwapPlate(identified.plates[plate], str(path))))
-    out["alignment_after"] = aligned(bench, refined.design, runner, folder, [identified.plates[plate]])
+    for name in replaced:
+        runner.run(iter_one(SwapPlate(name, str(path))))
+    out["alignment_after"] = aligned(bench, refined.design, runner, folder, replaced)
     phases.done("swap and alignment")
     out.update(
         design=AccuracyCI.from_flags(np.argmax(Twin(design).predict(images), axis=1) == labels).as_dict(),
@@ -143,7 +146,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
         twin_before=refined.before.as_dict(),
         twin_after=refined.after.as_dict(),
         twin_as_printed=refined.as_printed,
-        plate=identified.plates[plate],
+        plates=replaced,
         test_samples=len(labels),
     )
     if out["alignment_after"]["converged"]:
@@ -179,8 +182,9 @@ def model_only(design: Any, args: argparse.Namespace) -> dict[str, Any]:
     data = load_dataset(design.dataset)
     started = time.perf_counter()
     options = RefineOptions(epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=None)
-    plate = design.geometry.n_layers - 1
-    refined = refine_plate(design, bench, plate, data, options, optics=TwinOptics(design), progress=False, say=say)
+    refined = refine_plates(
+        design, bench, [design.geometry.n_layers - 1], data, options, optics=TwinOptics(design), progress=False, say=say
+    )
     return {
         "bench": values,
         "twin_before": refined.before.as_dict(),
@@ -257,16 +261,17 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
         fidelity={"printed": PRINTED, "design": DESIGN_MODEL}[args.fidelity],
         prints=prints,
     )
-    plate = design.geometry.n_layers - 1 if args.plate is None else [p.name for p in world.plates].index(args.plate)
+    plate_names = [p.name for p in world.plates]
+    plates = [len(plate_names) - 1] if args.plate is None else sorted(plate_names.index(name) for name in args.plate)
     options = RefineOptions(
         epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=args.test, seed=seed
     )
     refine_started = time.perf_counter()
-    refined = refine_plate(
-        design, bench, plate, data, options, optics=twin.optics, progress=False, say=say, print_error_m=printer
+    refined = refine_plates(
+        design, bench, plates, data, options, optics=twin.optics, progress=False, say=say, print_error_m=printer
     )
     out.update(
-        plate=world.plates[plate].name,
+        plates=[plate_names[i] for i in plates],
         twin_before=refined.before.as_dict(),
         twin_after=refined.after.as_dict(),
         twin_as_printed=refined.as_printed,
@@ -276,8 +281,9 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     reprinter = Printer(world, truth, seed)
     reprints = []
     for _ in range(args.reprints):  # each print with its own errors, height scale and mount (the same for every run)
-        reprinter.swap(world.plates[plate].name, refined.design.heights_m[plate])
-        reprints.append(scored(f"world, refined plate, print {len(reprints) + 1}"))
+        for i in plates:
+            reprinter.swap(plate_names[i], refined.design.heights_m[i])
+        reprints.append(scored(f"world, refined plates, print {len(reprints) + 1}"))
     out["world_refined"] = reprints[0]
     if args.reprints > 1:
         out["world_reprints"] = reprints
@@ -302,7 +308,9 @@ def main() -> int:
     parser.add_argument("--seeds", default="0")
     parser.add_argument("--truth", default="realistic", help="truth preset or file (docs/world.md)")
     parser.add_argument("--set", default="", help="truth keys to override, key=value,... (SI units)")
-    parser.add_argument("--plate", default=None, help="plate to replace (default: the last)")
+    parser.add_argument(
+        "--plate", type=names, default=None, help="plate to replace (default: the last); several: L4,L5"
+    )
     parser.add_argument("--epochs", type=int, default=RefineOptions.epochs)
     parser.add_argument("--max-train", type=int, default=None)
     parser.add_argument("--averages", type=int, default=2)

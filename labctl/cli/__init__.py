@@ -21,7 +21,8 @@ from labctl.errors import Aborted, LabctlError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full parser, with every command group found in this package."""
+    """The full parser, with every command group found in this package (``_``-named modules are
+    the commands' helpers, not commands)."""
     parser = argparse.ArgumentParser(
         prog="labctl",
         description="Design, drive, align and measure diffractive optical neural networks.",
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"labctl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         module.register(subparsers)
     return parser

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labctl.cli._lists import names
+
 
 def register(subparsers: Any) -> None:
     """Add the ``align`` command."""
@@ -31,6 +33,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--plates",
+        type=names,
         default=None,
         help="comma-separated plates to align (default: all); e.g. a replaced plate: the others, the beam and "
         "the detector plane stay as the last alignment identified them",
@@ -69,7 +72,7 @@ def align_command(args: argparse.Namespace) -> int:
     from labctl.plans.interrupts import stop_on_signals
     from labctl.plans.runner import Runner
 
-    plates = [p.strip() for p in args.plates.split(",") if p.strip()] if args.plates else None
+    plates = args.plates or None
     model_options = build_tolerances(args)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     with Bench.from_station(args.station) as bench:

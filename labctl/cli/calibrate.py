@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from labctl.cli._lists import names
 from labctl.errors import ConfigError
 
 
@@ -39,6 +40,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--plates",
+        type=names,
         default=None,
         help="with print: comma-separated plates to scan (default: all), e.g. a swapped plate; the others are "
         "kept as the latest print calibration measured them",
@@ -67,7 +69,7 @@ def calibrate_command(args: argparse.Namespace) -> int:
     from labctl.station import load_station
 
     steps = parse_steps(args.only)
-    plates = None if args.plates is None else [plate.strip() for plate in args.plates.split(",") if plate.strip()]
+    plates = args.plates
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
     station = load_station(args.station)
     check_writable(station.calibration_dir, f"{args.station}: calibration folder")  # before anything is measured

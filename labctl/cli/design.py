@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from labctl.cli._lists import names
+
 # (flag, attribute, type, default, help) of every training parameter; listed once so that the
 # recorded command of a design spells out every parameter that made it
 _GEOMETRY_FLAGS = [
@@ -333,18 +335,24 @@ def _export(args: argparse.Namespace) -> int:
 def _register_refine(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "refine",
-        help="re-train one plate for the bench as aligned: a replacement plate to print",
-        description="Re-train one plate of the design the bench was aligned for, with the other plates where the "
-        "alignment found them (offsets, rotations, beam, detector plane, phase scale, detector gains), so that the "
-        "stack as it really is classifies well. Writes a new design file; export it and have the plate swapped "
-        "(`labctl station swap-plate`), then align it alone (`labctl align --plates PLATE`). See docs/hil.md.",
+        help="re-train one plate (or a few) for the bench as aligned: replacement plates to print",
+        description="Re-train one plate (or a few together) of the design the bench was aligned for, with the other "
+        "plates where the alignment found them (offsets, rotations, beam, detector plane, phase scale, detector "
+        "gains), so that the stack as it really is classifies well. Writes a new design file; export it and have "
+        "each new plate swapped (`labctl station swap-plate`), then align them alone (`labctl align --plates "
+        "PLATES`). See docs/hil.md.",
     )
     p.add_argument("--station", type=Path, help="station file: its calibration folder and design are the defaults")
     p.add_argument("--calibration", type=Path, help="the bench's calibration folder (default: the station's)")
     p.add_argument(
         "--design", help="the design the bench was aligned for: shipped name or file (default: the station's)"
     )
-    p.add_argument("--plate", help="the plate to replace, by the station's name (default: the last)")
+    p.add_argument(
+        "--plate",
+        type=names,
+        help="the plate to replace, by the station's name (default: the last); several, comma-separated, are "
+        "re-trained together (e.g. L4,L5)",
+    )
     p.add_argument("--out", required=True, type=Path, help="design file to write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -392,7 +400,7 @@ def _refine(args: argparse.Namespace) -> int:
         values["quantize_step_m"] = design.provenance.get("train_options", {}).get("quantize_step_m")
     options = RefineOptions(**values)
     bench = load_identified_bench(folder, design, station)
-    plate = bench.plate_index(args.plate)
+    plates = bench.plate_indices(args.plate)
     check_writable(args.out.parent, f"design file {args.out}")  # before minutes of training, not after
     data = load_dataset(design.dataset)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -410,7 +418,7 @@ def _refine(args: argparse.Namespace) -> int:
             "sha256": _sha256(design_path),
             "test_accuracy": design.provenance.get("test_accuracy"),
         },
-        "replaced_plate": bench.plates[plate],
+        "replaced_plates": [bench.plates[i] for i in plates],
         "bench": bench.provenance(),
     }
     if agreement is not None:
@@ -424,17 +432,17 @@ def _refine(args: argparse.Namespace) -> int:
         inputs = as_printed(design, stencils).inputs
         provenance["inputs"] = {"printed_stencils": dataclasses.asdict(stencils)}
     result = bench.refine(
-        design, plate, data, options, progress=not args.no_progress, provenance=provenance, say=say, inputs=inputs
+        design, plates, data, options, progress=not args.no_progress, provenance=provenance, say=say, inputs=inputs
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_design(result.design, args.out)
-    name = bench.plates[plate]
+    replaced = [bench.plates[i] for i in plates]
     if args.json:
         print(
             json.dumps(
                 {
                     "design": str(args.out),
-                    "replaced_plate": name,
+                    "replaced_plates": replaced,
                     "before": result.before.as_dict(),
                     "after": result.after.as_dict(),
                     "mcnemar_p": result.paired.p_value,
@@ -446,10 +454,12 @@ def _refine(args: argparse.Namespace) -> int:
         )
         return 0
     print(result.summary())
+    which = f"plate {replaced[0]}" if len(replaced) == 1 else f"plates {', '.join(replaced)}"
+    swaps = "; ".join(f"`labctl station swap-plate <station> --plate {name} --design {args.out}`" for name in replaced)
     print(
-        f"{args.out}: plate {name} refined for the bench of {folder}. Next: `labctl design export --design {args.out} "
-        f"--out <folder>`, print plate {name}, `labctl station swap-plate <station> --plate {name} --design "
-        f"{args.out}`, point the station's design at it and `labctl align --plates {name}`"
+        f"{args.out}: {which} refined for the bench of {folder}. Next: `labctl design export --design {args.out} "
+        f"--out <folder>`, print {which}, {swaps}, point the station's design at it and "
+        f"`labctl align --plates {','.join(replaced)}`"
     )
     return 0
 
@@ -458,8 +468,9 @@ def _refine_command(args: argparse.Namespace) -> str:
     """The command that reproduces this refinement, every option spelled out."""
     words = ["labctl", "design", "refine", "--out", str(args.out)]
     for flag in ("station", "calibration", "design", "plate"):
-        if getattr(args, flag) is not None:
-            words += [f"--{flag}", str(getattr(args, flag))]
+        value = getattr(args, flag)
+        if value is not None:
+            words += [f"--{flag}", ",".join(value) if isinstance(value, list) else str(value)]
     if args.printed_inputs:
         words.append("--printed-inputs")
     for flag, dest, _kind, _default, _text in _REFINE_FLAGS + (_STENCIL_FLAGS if args.printed_inputs else []):

@@ -1,17 +1,19 @@
-"""A replacement plate designed against the bench: re-train one plate for the stack as it really is.
+"""Replacement plates designed against the bench: re-train one plate (or a few) for the stack as it really is.
 
 After alignment the twin knows where the printed plates really sit and what else of the bench
 differs from the design (``labctl.twin.Twin.params``: plate offsets and rotations, beam, detector
 plane, phase scale; the per-detector gains on top). Those plates are printed: they stay as they
-are. ``refine_plate`` re-trains the heights of one plate (Adam on its phases, softmax
-cross-entropy on the readings ``gains * E``, exact adjoint gradients, ``labctl.design.training``)
-so that the whole stack, the other plates where the bench has them, classifies well.
+are. ``refine_plates`` re-trains the heights of one plate, or of a few together (Adam on their
+phases, softmax cross-entropy on the readings ``gains * E``, exact adjoint gradients,
+``labctl.design.training``), so that the whole stack, the other plates where the bench has them,
+classifies well. One plate can only partly make up for the print errors of all the others;
+replacing two takes back more, on the simulated 100 um world measured (docs/hil.md).
 
 Where the replacement will sit: it is printed and mounted fresh, and the alignment runs again, so
 the lateral offset and in-plane rotation the alignment found for the plate it replaces are the
 old plate's mount, not the new one's: the replacement is trained at its nominal lateral position
 and orientation (``replacement_bench``), optionally vaccinated against what a fresh mount and
-alignment leave (random lateral offsets and rotations of that plate alone, per batch; Mengu et
+alignment leave (random lateral offsets and rotations of each replaced plate, per batch; Mengu et
 al., Nanophotonics 9, 4207 (2020)). Its axial offset stays: the distance along the beam is the
 holder's, and a holder without a z stage keeps it. The global phase scale (resin index, build
 axis scale) is kept too: the replacement comes out of the same printer and resin.
@@ -19,14 +21,14 @@ axis scale) is kept too: the replacement comes out of the same printer and resin
 The stack is computed with the model the caller gives (``optics``, ``labctl.twin_optics``): the
 design's own or a finer one (neurons sampled 2 x 2, light through the frame, relief in whole
 printer layers), with the plates as the profilometer measured them, when it did
-(``labctl.hil.identified.IdentifiedBench.refine`` says which it uses, and why). The plate being
+(``labctl.hil.identified.IdentifiedBench.refine`` says which it uses, and why). A plate being
 trained sits in that model's window at the neurons' place; its heights stay continuous while
 training (the rounding has no gradient) and are rounded like the others when the new stack is scored.
 
-What it cannot know: the per-neuron print errors of the replacement (not printed yet), and those of
+What it cannot know: the per-neuron print errors of the replacements (not printed yet), and those of
 the plates on the bench when they were not measured. It can say what errors like the printer's
 would do: with the printer's per-neuron error (as the print calibration measured it on the plates
-that are printed), the new stack is scored with several simulated prints of the replacement
+that are printed), the new stack is scored with several simulated prints of the replacements
 (``PrintSpread``), a forecast of what the bench will measure. A refined plate fixes what the twin
 knows; see docs/hil.md for how much that recovers, as measured.
 """
@@ -36,7 +38,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -77,9 +79,9 @@ class RefineOptions:
     max_train: int | None = None  # a seeded subset of the training split (quick runs, tests)
     test_samples: int | None = 500  # held-out test images scored before and after (None: the whole split)
     quantize_step_m: float | None = None  # train the relief rounded to the printer's step
-    vaccination_sigma_m: float = 0.0  # random lateral offsets of the replacement, per batch (std)
-    vaccination_sigma_rotation_deg: float = 0.0  # random in-plane rotations of the replacement, per batch (std)
-    # the new stack scored again with this many prints of the replacement as the bench's printer would
+    vaccination_sigma_m: float = 0.0  # random lateral offsets of each replacement, per batch (std)
+    vaccination_sigma_rotation_deg: float = 0.0  # random in-plane rotations of each replacement, per batch (std)
+    # the new stack scored again with this many prints of the replacements as the bench's printer would
     # make it (``PrintSpread``; needs the printer's per-neuron error, from the print calibration); 0: not
     print_draws: int = 8
 
@@ -110,38 +112,42 @@ class StackModel(Protocol):
         ...
 
 
-def replacement_bench(bench: BenchParams, plate: int) -> BenchParams:
-    """The identified ``bench`` with plate ``plate`` freshly mounted: no lateral offset, no rotation.
+def replacement_bench(bench: BenchParams, plates: Sequence[int]) -> BenchParams:
+    """The identified ``bench`` with the plates ``plates`` freshly mounted: no lateral offset, no rotation.
 
-    Its axial offset (the holder's place along the beam) and everything else stay as identified.
+    Their axial offsets (the holders' places along the beam) and everything else stay as identified.
     """
-    if not 0 <= plate < bench.n_layers:
-        raise ConfigError(f"design refine: plate index {plate} outside 0..{bench.n_layers - 1}")
+    plates = list(plates)
+    if not plates or len(set(plates)) != len(plates):
+        raise ConfigError(f"design refine: the plates to replace must be one or more different plates, got {plates}")
+    for plate in plates:
+        if not 0 <= plate < bench.n_layers:
+            raise ConfigError(f"design refine: plate index {plate} outside 0..{bench.n_layers - 1}")
     out = bench.copy()
-    out.offsets_m[plate, :2] = 0.0
-    out.rotations_rad[plate] = 0.0
+    out.offsets_m[plates, :2] = 0.0
+    out.rotations_rad[plates] = 0.0
     return out
 
 
 class PlateObjective:
-    """Loss of the stack on the bench as a function of one plate's heights, with its exact gradient.
+    """Loss of the stack on the bench as a function of some plates' heights, with its exact gradient.
 
-    ``heights`` (L, n, n) are the stack (the replaced plate's entry is what the optimizer moves);
+    ``heights`` (L, n, n) are the stack (the replaced plates' entries are what the optimizer moves);
     ``gains`` (C,) the detectors' relative gains (the bench classifies by ``argmax gains * E``).
     """
 
-    def __init__(self, model: D2NN, plate: int, gains: np.ndarray | None, temperature: float):
-        self.model, self.plate, self.temperature = model, int(plate), float(temperature)
+    def __init__(self, model: D2NN, plates: Sequence[int], gains: np.ndarray | None, temperature: float):
+        self.model, self.plates, self.temperature = model, [int(p) for p in plates], float(temperature)
         self.gains = np.ones(len(model.layout)) if gains is None else np.asarray(gains, dtype=float)
 
     def loss_and_gradient(
         self, heights: np.ndarray, inputs: np.ndarray, labels: np.ndarray, bench: BenchParams
     ) -> tuple[float, np.ndarray, np.ndarray]:
-        """Mean loss, dL/dh of the plate (n, n) in 1/m, and the predicted classes of the batch."""
+        """Mean loss, dL/dh of the plates (k, n, n) in 1/m, and the predicted classes of the batch."""
         res = self.model.forward(inputs, heights, params=bench)
         loss = softmax_cross_entropy(res.energies * self.gains, labels, self.temperature)
         grads: Gradients = self.model.backward(res, loss.dL_dE * self.gains, offsets=False)
-        return loss.loss, grads.heights[self.plate], loss.predictions
+        return loss.loss, grads.heights[self.plates], loss.predictions
 
     def readings(self, heights: np.ndarray, inputs: np.ndarray, bench: BenchParams) -> np.ndarray:
         """What the bench's detectors read, up to one common scale: ``gains * E`` (B, C)."""
@@ -178,15 +184,15 @@ class PrintSpread:
 
 @dataclass
 class RefineResult:
-    """The refined design and what the stack as identified scores with the old and the new plate."""
+    """The refined design and what the stack as identified scores with the old and the new plates."""
 
     design: Design
-    plate: int
-    before: AccuracyCI  # old plate where the bench has it
-    after: AccuracyCI  # replacement at its nominal position, the others where the bench has them
+    plates: tuple[int, ...]  # the replaced plates, beam order
+    before: AccuracyCI  # old plates where the bench has them
+    after: AccuracyCI  # replacements at their nominal positions, the others where the bench has them
     paired: McNemarResult  # after vs before, same test images
     history: list[dict[str, float]] = field(default_factory=list)
-    prints: PrintSpread | None = None  # the replacement as the printer would make it, when its error is known
+    prints: PrintSpread | None = None  # the replacements as the printer would make them, when its error is known
 
     @property
     def as_printed(self) -> dict[str, Any] | None:
@@ -195,12 +201,13 @@ class RefineResult:
 
     def summary(self) -> str:
         """The lines a person reads after a refinement."""
+        plate = _plates_word(self.plates)
         lines = [
-            f"stack as identified, old plate: {self.before}",
-            f"stack as identified, new plate: {self.after} ({self.paired.describe('new', 'old')})",
+            f"stack as identified, old {plate}: {self.before}",
+            f"stack as identified, new {plate}: {self.after} ({self.paired.describe('new', 'old')})",
         ]
         if self.prints is not None:
-            lines.append(f"stack as identified, new plate {self.prints.describe()}")
+            lines.append(f"stack as identified, new {plate} {self.prints.describe()}")
         return "\n".join(lines)
 
 
@@ -222,10 +229,10 @@ def score_stack(
     return right
 
 
-def refine_plate(
+def refine_plates(
     design: Design,
     bench: BenchParams,
-    plate: int,
+    plates: Sequence[int],
     data: Dataset,
     options: RefineOptions,
     *,
@@ -237,23 +244,23 @@ def refine_plate(
     inputs: Callable[[np.ndarray], np.ndarray] | None = None,
     print_error_m: float | None = None,
 ) -> RefineResult:
-    """Re-train plate ``plate`` (index in beam order) of ``design`` for the bench ``bench``.
+    """Re-train the plates ``plates`` (indices in beam order) of ``design`` together for the bench ``bench``.
 
     ``bench``: the whole bench as identified (``Twin.params()``: offsets and rotations of every
     plate, beam, detector plane, phase scale); ``gains`` (C,) the detectors' relative gains (None:
-    equal). The other plates keep their heights and their place on ``bench``; the replacement is
-    trained at ``replacement_bench(bench, plate)`` (see the module docstring). Training uses the
+    equal). The other plates keep their heights and their place on ``bench``; the replacements are
+    trained at ``replacement_bench(bench, plates)`` (see the module docstring). Training uses the
     training split of ``data``; the stack is scored before and after on the first
     ``options.test_samples`` test images. ``provenance`` is merged into the new design's (the
     caller names the calibration files and the design it started from); ``say`` gets one line
     per epoch (default: stderr when ``progress``). ``inputs`` turns images into the input
     amplitudes the bench shows (default ``design.inputs``; a mask wheel's printed stencils:
     ``as_printed(design).inputs``). ``optics``: the model the stack is computed with, the twin's
-    (``Twin.optics``: its fidelity and the plates as measured, if they were). The replacement
+    (``Twin.optics``: its fidelity and the plates as measured, if they were). Each replacement
     starts from the design's plate (it is printed afresh) and the new design file holds the
     design's other plates. ``print_error_m``: the printer's per-neuron height error (one sigma,
     ``labctl.print_record.printer_error_m``); when given, the new stack is also scored with
-    ``options.print_draws`` prints of the replacement with such errors (``PrintSpread``).
+    ``options.print_draws`` prints of the replacements with such errors (``PrintSpread``).
     """
     if print_error_m is not None and not print_error_m >= 0:
         raise ConfigError(f"design refine: the printer's per-neuron error must be >= 0, got {print_error_m!r}")
@@ -263,9 +270,11 @@ def refine_plate(
         raise ConfigError(
             f"design refine: data set {data.name} has {len(data.classes)} classes, the design {len(design.layout)} detectors"
         )
-    target = replacement_bench(bench, plate)
-    objective = PlateObjective(optics.model, plate, gains, options.temperature)
-    window = (plate, slice(optics.pad, optics.pad + geometry.n), slice(optics.pad, optics.pad + geometry.n))
+    plates = [int(p) for p in plates]
+    target = replacement_bench(bench, plates)
+    objective = PlateObjective(optics.model, plates, gains, options.temperature)
+    inner = (slice(optics.pad, optics.pad + geometry.n), slice(optics.pad, optics.pad + geometry.n))
+    window = (plates, *inner)  # the replaced plates' neurons in the model's window
     relief = Relief(design, options.quantize_step_m)
     if say is None:
         say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
@@ -282,9 +291,9 @@ def refine_plate(
         return optics.inputs(shown(images))
 
     right_before = score_stack(objective, encode, old, bench, test_images, test_labels)
-    say(f"stack as identified, old plate: {AccuracyCI.from_flags(right_before)}")
+    say(f"stack as identified, old {_plates_word(plates)}: {AccuracyCI.from_flags(right_before)}")
 
-    phases = relief.phases(designed[plate])
+    phases = relief.phases(designed[plates])
     adam = Adam(phases.shape)
     heights = old.copy()
     train_idx = np.arange(len(data.train_labels))
@@ -308,14 +317,14 @@ def refine_plate(
         )
         for start in range(0, len(order), options.batch_size):
             batch = order[start : start + options.batch_size]
-            here = _vaccinated(target, plate, rng, options.vaccination_sigma_m, sigma_rotation)
+            here = _vaccinated(target, plates, rng, options.vaccination_sigma_m, sigma_rotation)
             heights[window] = relief.heights(phases)
             labels = np.asarray(data.train_labels[batch], dtype=np.int64)
             loss, grad, predictions = objective.loss_and_gradient(
                 heights, encode(data.train_images[batch]), labels, here
             )
             lr = options.learning_rate * options.lr_decay ** (adam.step_count / steps_per_epoch)
-            adam.step(phases, grad[window[1:]] * relief.dh_dphi, lr)
+            adam.step(phases, grad[(slice(None), *inner)] * relief.dh_dphi, lr)
             loss_sum += loss * len(batch)
             correct += int(np.sum(predictions == labels))
             bar.update()
@@ -334,8 +343,8 @@ def refine_plate(
             f"refine epoch {epoch + 1}/{options.epochs}: loss {history[-1]['train_loss']:.4f}, "
             f"train {history[-1]['train_accuracy']:.2%} on the stack as identified"
         )
-    replacement = relief.heights(phases)
-    heights[plate] = optics.plates(replacement[None])[0]  # as the printer will make it, in the window
+    replacements = relief.heights(phases)
+    heights[plates] = optics.plates(replacements)  # as the printer will make them, in the window
     right_after = score_stack(objective, encode, heights, target, test_images, test_labels)
     before, after = AccuracyCI.from_flags(right_before), AccuracyCI.from_flags(right_after)
     paired = mcnemar(right_after, right_before)
@@ -344,14 +353,14 @@ def refine_plate(
         rng = np.random.default_rng([options.seed, 3])
         accuracies = []
         for _ in range(options.print_draws):
-            drawn = np.maximum(replacement + rng.normal(0.0, print_error_m, replacement.shape), 0.0)
+            drawn = np.maximum(replacements + rng.normal(0.0, print_error_m, replacements.shape), 0.0)
             stack_drawn = heights.copy()
-            stack_drawn[plate] = optics.plates(drawn[None])[0]
+            stack_drawn[plates] = optics.plates(drawn)
             accuracies.append(
                 float(np.mean(score_stack(objective, encode, stack_drawn, target, test_images, test_labels)))
             )
         prints = PrintSpread(float(print_error_m), tuple(accuracies), test_count)
-        say(f"stack as identified, new plate {prints.describe()}")
+        say(f"stack as identified, new {_plates_word(plates)} {prints.describe()}")
     original = design.provenance
     record = {
         "dataset": original.get("dataset", data.name),
@@ -363,7 +372,7 @@ def refine_plate(
         **(provenance or {}),
         "software": f"labctl {__version__}",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "refined_plate": int(plate),
+        "refined_plates": plates,
         "refine_options": asdict(options),
         "refine_bench": {name: float(v) for name, v in zip(target.names(), target.to_vector())},
         "refine_gains": None if gains is None else [float(g) for g in objective.gains],
@@ -379,20 +388,24 @@ def refine_plate(
         "refine_seconds": time.perf_counter() - started,
     }
     stack = designed.copy()
-    stack[plate] = replacement
+    stack[plates] = replacements
     new = replace(design, heights_m=stack, provenance=record, training=None)
-    return RefineResult(new, int(plate), before, after, paired, history, prints)
+    return RefineResult(new, tuple(plates), before, after, paired, history, prints)
 
 
 def _vaccinated(
-    bench: BenchParams, plate: int, rng: np.random.Generator, sigma_m: float, sigma_rotation_rad: float
+    bench: BenchParams, plates: list[int], rng: np.random.Generator, sigma_m: float, sigma_rotation_rad: float
 ) -> BenchParams:
-    """``bench`` with plate ``plate`` displaced and turned at random (itself when both sigmas are 0)."""
+    """``bench`` with each of ``plates`` displaced and turned at random (itself when both sigmas are 0)."""
     if sigma_m <= 0 and sigma_rotation_rad <= 0:
         return bench
     out = bench.copy()
     if sigma_m > 0:
-        out.offsets_m[plate, :2] += rng.normal(0.0, sigma_m, 2)
+        out.offsets_m[plates, :2] += rng.normal(0.0, sigma_m, (len(plates), 2))
     if sigma_rotation_rad > 0:
-        out.rotations_rad[plate] += rng.normal(0.0, sigma_rotation_rad)
+        out.rotations_rad[plates] += rng.normal(0.0, sigma_rotation_rad, len(plates))
     return out
+
+
+def _plates_word(plates: Sequence[int]) -> str:
+    return "plate" if len(plates) == 1 else "plates"

@@ -1,4 +1,4 @@
-"""The bench a replacement plate is designed against: a calibration folder, read and checked.
+"""The bench replacement plates are designed against: a calibration folder, read and checked.
 
 ``labctl design refine`` starts from what a bench's calibration files say about it: the
 alignment's identified bench (plate offsets and rotations, beam, detector plane, phase scale),
@@ -10,12 +10,13 @@ line that says what is wrong and what to do:
   rule ``labctl align --plates`` also applies; an older file without fingerprints: its plate count
   and detectors);
 - every file comes from one station, and from the station named, when one is;
-- the plate to replace is one of the alignment's plates;
+- the plates to replace are some of the alignment's plates, each named once;
 - measured readings, when there, are at least one per class, taken on this alignment.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import numpy as np
 
 from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import CalibrationSet
-from labctl.design.refine import RefineOptions, RefineResult, refine_plate
+from labctl.design.refine import RefineOptions, RefineResult, refine_plates
 from labctl.errors import ConfigError, DataError
 from labctl.print_record import KIND as PRINT
 from labctl.print_record import printer_error_m
@@ -59,16 +60,19 @@ class IdentifiedBench:
     def plates(self) -> list[str]:
         return list(self.alignment.plates)
 
-    def plate_index(self, name: str | None) -> int:
-        """Index in beam order of the plate called ``name`` (None: the last one)."""
-        if name is None:
-            return len(self.plates) - 1
-        if name not in self.plates:
-            raise ConfigError(
-                f"design refine: no plate {name} in {self.alignment.source} (plates: {', '.join(self.plates)}); "
-                "give --plate one of them"
-            )
-        return self.plates.index(name)
+    def plate_indices(self, names: Sequence[str] | None) -> list[int]:
+        """Indices in beam order of the plates called ``names`` (None: the last one), in beam order."""
+        if names is None:
+            return [len(self.plates) - 1]
+        for name in names:
+            if name not in self.plates:
+                raise ConfigError(
+                    f"design refine: no plate {name} in {self.alignment.source} (plates: {', '.join(self.plates)}); "
+                    "give --plate one or more of them"
+                )
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"design refine: name each plate to replace once, got {', '.join(names) or 'none'}")
+        return sorted(self.plates.index(name) for name in names)
 
     def provenance(self) -> dict[str, Any]:
         """What the refined design records about the bench it was designed against."""
@@ -81,19 +85,21 @@ class IdentifiedBench:
             },
         }
 
-    def refine(self, design: Any, plate: int, data: Any, options: RefineOptions, **kwargs: Any) -> RefineResult:
-        """Re-train plate ``plate`` (beam order) of ``design`` for this bench: the twin's bench, gains
+    def refine(
+        self, design: Any, plates: Sequence[int], data: Any, options: RefineOptions, **kwargs: Any
+    ) -> RefineResult:
+        """Re-train the plates ``plates`` (beam order) of ``design`` for this bench: the twin's bench, gains
         and measured prints, on the design's own model (``Twin.on_design_grid``). Measured on the
         simulated 100 um world (docs/hil.md), that refined better than the finer printed model the
         alignment identifies with (3 seeds: 0.4 to 1.6 points higher on the bench, at a tenth of
         the compute), though it predicts the bench less closely. When the plates were measured, the
-        new stack is also scored as the printer would make the replacement (``PrintSpread``).
-        ``kwargs`` go to ``refine_plate``."""
+        new stack is also scored as the printer would make the replacements (``PrintSpread``).
+        ``kwargs`` go to ``refine_plates``."""
         optics = self.twin.on_design_grid().optics
-        return refine_plate(
+        return refine_plates(
             design,
             self.twin.params(),
-            plate,
+            plates,
             data,
             options,
             optics=optics,

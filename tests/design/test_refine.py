@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from labctl.design.refine import PlateObjective, RefineOptions, refine_plate, replacement_bench
+from labctl.design.refine import PlateObjective, RefineOptions, refine_plates, replacement_bench
 from labctl.design.training import TrainOptions, blank_design, train
 from labctl.errors import ConfigError
 from labctl.optics import D2NN, BenchParams, DetectorLayout, Geometry, Material
@@ -28,8 +28,8 @@ def _displaced_bench(geometry: Geometry, rng: np.random.Generator) -> BenchParam
     )
 
 
-@pytest.mark.parametrize("plate", [0, 2])
-def test_plate_gradient_matches_central_differences_with_the_others_displaced(plate):
+@pytest.mark.parametrize("plates", [[0], [2], [0, 2]])
+def test_plate_gradient_matches_central_differences_with_the_others_displaced(plates):
     rng = np.random.default_rng(7)
     geometry = Geometry(
         n=16, n_layers=3, spacing_m=0.01, input_distance_m=0.01, detector_distance_m=0.01, dtype="complex128"
@@ -37,36 +37,39 @@ def test_plate_gradient_matches_central_differences_with_the_others_displaced(pl
     layout = DetectorLayout.default_343(geometry, size_neurons=2, gap_neurons=1)
     model = D2NN(geometry, layout, RESIN, batch_chunk=2)
     gains = rng.uniform(0.8, 1.2, len(layout))
-    objective = PlateObjective(model, plate, gains, temperature=10.0)
+    objective = PlateObjective(model, plates, gains, temperature=10.0)
     bench = _displaced_bench(geometry, rng)
     inputs = 0.5 + 0.5 * rng.random((4, 16, 16))
     labels = np.array([0, 3, 7, 9])
     heights = rng.random((3, 16, 16)) * 1e-3
     _, grad, _ = objective.loss_and_gradient(heights, inputs, labels, bench)
-    assert grad.shape == (16, 16) and np.all(np.isfinite(grad))
+    assert grad.shape == (len(plates), 16, 16) and np.all(np.isfinite(grad))
     step = 1e-8  # metres: a phase step of about 6e-5 rad
-    checked = 0
-    for i, j in rng.integers(0, 16, (8, 2)):
-        up, down = heights.copy(), heights.copy()
-        up[plate, i, j] += step
-        down[plate, i, j] -= step
-        fd = (
-            objective.loss_and_gradient(up, inputs, labels, bench)[0]
-            - objective.loss_and_gradient(down, inputs, labels, bench)[0]
-        ) / (2 * step)
-        assert fd == pytest.approx(grad[i, j], rel=1e-5, abs=1e-6 * np.abs(grad).max()), (i, j)
-        checked += abs(grad[i, j]) > 1e-3 * np.abs(grad).max()
-    assert checked >= 4  # the neurons checked really carry gradient
+    for k, plate in enumerate(plates):
+        checked = 0
+        for i, j in rng.integers(0, 16, (8, 2)):
+            up, down = heights.copy(), heights.copy()
+            up[plate, i, j] += step
+            down[plate, i, j] -= step
+            fd = (
+                objective.loss_and_gradient(up, inputs, labels, bench)[0]
+                - objective.loss_and_gradient(down, inputs, labels, bench)[0]
+            ) / (2 * step)
+            assert fd == pytest.approx(grad[k, i, j], rel=1e-5, abs=1e-6 * np.abs(grad[k]).max()), (plate, i, j)
+            checked += abs(grad[k, i, j]) > 1e-3 * np.abs(grad[k]).max()
+        assert checked >= 4  # the neurons checked really carry gradient
 
 
 def test_replacement_sits_at_its_nominal_place_with_the_holders_z():
     bench = BenchParams(np.array([[1e-4, 2e-4, 3e-4], [4e-4, 5e-4, 6e-4]]), np.array([0.1, 0.2]), phase_scale=1.1)
-    fresh = replacement_bench(bench, 1)
+    fresh = replacement_bench(bench, [1])
     assert fresh.offsets_m.tolist() == [[1e-4, 2e-4, 3e-4], [0.0, 0.0, 6e-4]]
     assert fresh.rotations_rad.tolist() == [0.1, 0.0] and fresh.phase_scale == 1.1
     assert bench.offsets_m[1, 0] == 4e-4  # the identified bench is left alone
     with pytest.raises(ConfigError, match="plate index 2"):
-        replacement_bench(bench, 2)
+        replacement_bench(bench, [2])
+    with pytest.raises(ConfigError, match="one or more different plates"):
+        replacement_bench(bench, [1, 1])
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +92,10 @@ def test_refine_recovers_the_stack_the_bench_has(tiny_design):
         detector_offset_m=[g.pitch_m, 0.0, 0.0],
         phase_scale=1.05,
     )
-    result = refine_plate(
+    result = refine_plates(
         design,
         bench,
-        1,
+        [1],
         data,
         RefineOptions(epochs=3, batch_size=8, learning_rate=0.05),
         optics=TwinOptics(design),
@@ -107,15 +110,15 @@ def test_refine_recovers_the_stack_the_bench_has(tiny_design):
     assert result.after.accuracy >= result.before.accuracy + 0.3  # measured 20 % -> 100 % on 40 images
     assert result.paired.p_value < 0.01
     prov = new.provenance
-    assert prov["refined_plate"] == 1 and prov["stack_after"]["accuracy"] == result.after.accuracy
+    assert prov["refined_plates"] == [1] and prov["stack_after"]["accuracy"] == result.after.accuracy
     assert prov["refine_bench"]["L2.dx"] == 0.0 and prov["refine_bench"]["L1.dx"] == pytest.approx(3 * g.pitch_m)
 
 
 def test_refine_on_the_nominal_bench_keeps_a_good_design_good(tiny_design):
     design, data = tiny_design
     nominal = BenchParams.nominal(design.geometry)
-    result = refine_plate(
-        design, nominal, 0, data, RefineOptions(epochs=1, batch_size=8), optics=TwinOptics(design), progress=False
+    result = refine_plates(
+        design, nominal, [0], data, RefineOptions(epochs=1, batch_size=8), optics=TwinOptics(design), progress=False
     )
     assert result.after.accuracy >= result.before.accuracy - 0.05
 
@@ -127,8 +130,8 @@ def test_refine_computes_with_the_twins_model_on_its_own_grid(tiny_design):
     twin = Twin(design, fidelity=PRINTED)
     assert twin.optics.pad > 0  # the window is wider than the plate
     options = RefineOptions(epochs=2, batch_size=8, learning_rate=0.05)
-    result = refine_plate(
-        design, BenchParams.nominal(design.geometry), 1, data, options, optics=twin.optics, progress=False
+    result = refine_plates(
+        design, BenchParams.nominal(design.geometry), [1], data, options, optics=twin.optics, progress=False
     )
     predicted = np.argmax(twin.predict(data.test_images), axis=1) == data.test_labels
     assert result.before.correct == int(np.sum(predicted))
@@ -152,8 +155,8 @@ def test_the_new_stack_is_also_scored_as_the_printer_would_make_the_plate(tiny_d
     options = RefineOptions(epochs=1, batch_size=8, print_draws=3)
 
     def refined(sigma_m):
-        return refine_plate(
-            design, nominal, 1, data, options, optics=TwinOptics(design), progress=False, print_error_m=sigma_m
+        return refine_plates(
+            design, nominal, [1], data, options, optics=TwinOptics(design), progress=False, print_error_m=sigma_m
         )
 
     fine = refined(1e-9)
@@ -175,10 +178,10 @@ def test_bad_print_spread_inputs_are_refused(tiny_design):
     with pytest.raises(ConfigError, match="print_draws must be a whole number >= 0"):
         RefineOptions(print_draws=-1)
     with pytest.raises(ConfigError, match="per-neuron error must be >= 0"):
-        refine_plate(
+        refine_plates(
             design,
             BenchParams.nominal(design.geometry),
-            1,
+            [1],
             data,
             RefineOptions(epochs=1),
             optics=TwinOptics(design),

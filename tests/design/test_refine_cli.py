@@ -80,12 +80,12 @@ def test_refine_writes_a_design_for_the_bench_and_it_exports(bench_files, tmp_pa
     argv = ["design", "refine", "--calibration", str(folder), "--design", str(design_path), "--out", str(out)]
     assert main([*argv, "--epochs", "3", "--batch", "8", "--lr", "0.05", "--no-progress", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["replaced_plate"] == "L2" and report["before"]["n"] == report["after"]["n"] == 40
+    assert report["replaced_plates"] == ["L2"] and report["before"]["n"] == report["after"]["n"] == 40
     assert report["after"]["accuracy"] > report["before"]["accuracy"] and report["mcnemar_p"] < 0.05
     refined, original = load_design(out), load_design(design_path)
     assert np.array_equal(refined.heights_m[0], original.heights_m[0])  # the printed plate L1 is kept
     prov = refined.provenance
-    assert prov["replaced_plate"] == "L2" and prov["refined_plate"] == 1
+    assert prov["replaced_plates"] == ["L2"] and prov["refined_plates"] == [1]
     assert prov["bench"]["station"] == STATION
     assert prov["bench"]["calibration"]["alignment"]["file"] == str(folder / "alignment-v001.json")
     assert prov["refined_from"]["design"] == str(design_path.resolve()) and len(prov["refined_from"]["sha256"]) == 64
@@ -114,7 +114,9 @@ def test_refine_from_a_station_file_names_the_first_plate(bench_files, tmp_path,
     text = capsys.readouterr().out
     assert "stack as identified, old plate:" in text and "(n=40)" in text and "swap-plate" in text
     refined, original = load_design(out), load_design(design_path)
-    assert np.array_equal(refined.heights_m[1], original.heights_m[1]) and refined.provenance["replaced_plate"] == "L1"
+    assert np.array_equal(refined.heights_m[1], original.heights_m[1]) and refined.provenance["replaced_plates"] == [
+        "L1"
+    ]
     # trained on what a mask wheel shows, and the command says so
     assert refined.provenance["inputs"]["printed_stencils"]["threshold"] == 0.5
     assert "--printed-inputs --epochs 1" in refined.provenance["command"]
@@ -124,12 +126,34 @@ def test_refine_from_a_station_file_names_the_first_plate(bench_files, tmp_path,
     _one_line_error(capsys, argv, "made on station 'tiny bench', not 'another bench'")
 
 
+def test_two_plates_are_refined_together_and_the_command_says_how_to_swap_both(bench_files, tmp_path, capsys):
+    design_path, _, folder = bench_files
+    out = tmp_path / "refined.h5"
+    argv = ["design", "refine", "--calibration", str(folder), "--design", str(design_path), "--out", str(out)]
+    assert main([*argv, "--plate", "L2,L1", "--epochs", "3", "--batch", "8", "--lr", "0.05", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "stack as identified, old plates:" in text and "new plates:" in text
+    assert "print plates L1, L2" in text and "--plate L1 --design" in text and "--plate L2 --design" in text
+    assert "`labctl align --plates L1,L2`" in text
+    refined, original = load_design(out), load_design(design_path)
+    assert not np.allclose(refined.heights_m[0], original.heights_m[0])
+    assert not np.allclose(refined.heights_m[1], original.heights_m[1])
+    prov = refined.provenance
+    assert prov["replaced_plates"] == ["L1", "L2"] and prov["refined_plates"] == [0, 1]
+    assert "--plate L2,L1" in prov["command"]
+    assert prov["stack_after"]["accuracy"] > prov["stack_before"]["accuracy"]
+
+
 def test_bad_inputs_get_one_line_and_nothing_is_written(bench_files, tmp_path, capsys):
     design_path, other_path, folder = bench_files
     out = tmp_path / "refined.h5"
     base = ["design", "refine", "--calibration", str(folder), "--out", str(out), "--no-progress"]
     _one_line_error(capsys, [*base, "--design", str(other_path)], "made for another design")
     _one_line_error(capsys, [*base, "--design", str(design_path), "--plate", "L7"], "no plate L7 in ")
+    _one_line_error(
+        capsys, [*base, "--design", str(design_path), "--plate", "L1,L1"], "name each plate to replace once"
+    )
+    _one_line_error(capsys, [*base, "--design", str(design_path), "--plate", ","], "name each plate to replace once")
     _one_line_error(capsys, ["design", "refine", "--out", str(out)], "say which bench")
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -55,7 +55,7 @@ def test_refine_swap_realign_and_measure_the_new_stack(tmp_path):
     identified = load_identified_bench(folder, design, "soft")
     refined = identified.refine(
         design,
-        identified.plate_index("L3"),
+        identified.plate_indices(["L3"]),
         data,
         RefineOptions(epochs=2, batch_size=10, learning_rate=0.05),
         progress=False,
