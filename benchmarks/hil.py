@@ -4,7 +4,7 @@ physics-aware fine-tuning.
     python benchmarks/hil.py --json [--design mnist5k] [--truth realistic] [--seeds 0,1,2] [--train 300] [--test 500]
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
-                             [--refine-epochs 4] [--refine-train 5000] [--refine-lr 0.06]
+                             [--refine-epochs 4] [--refine-train 5000] [--refine-lr 0.06] [--refine-plates L4,L5]
                              [--no-print-calibration]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
@@ -28,8 +28,9 @@ calibrated on the aligned bench, and the twin every later step uses is the ident
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
 ``--refine-train`` training images at learning rate ``--refine-lr``, with the plates as measured,
-``IdentifiedBench.refine``) sits with a fresh mounting error, so it is aligned alone
-before it is measured (``align(..., plates=[the last plate])``: the other plates, the beam and the
+``IdentifiedBench.refine``; the last plate, or the plates ``--refine-plates`` names, re-trained together)
+sits with a fresh mounting error, so it is aligned alone
+before it is measured (``align(..., plates=[the new plates])``: the other plates, the beam and the
 detector plane held as the first alignment identified them), and gains and source are calibrated
 again; the prints during physics-aware training are not aligned (docs/hil.md).
 ``--alignment ideal`` instead mounts the plates without lateral offsets at their calibrated
