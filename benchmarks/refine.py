@@ -5,6 +5,7 @@
                                 [--averages 2] [--lr 0.06]
                                 [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]
                                             [--reprints 1]]
+    python benchmarks/refine.py --compare A.json B.json
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
 truth file; ``--set`` overrides some of its keys, e.g. ``offset_sigma_m=1e-4``, docs/world.md). The lab's
@@ -39,7 +40,9 @@ and the world with the refined plate printed by the world's printer (its own pri
 mounting rotation) and centred, plain and with a readout fitted again; McNemar against the design.
 ``--reprints K`` prints the refined plate K times in turn (each print its own errors, height scale
 and mount, drawn by the seed and the print's count, so every run of a seed gets the same K prints)
-and scores each (``world_reprints``): how far one print is from another.
+and scores each (``world_reprints``): how far one print is from another. Every score keeps its
+per-image right/wrong flags, so that ``python benchmarks/refine.py --compare A.json B.json`` can
+compare two runs on the same seeds (e.g. one plate refined against two) with McNemar, print by print.
 
 ``--model-only`` skips the bench: the last plate is refined against a bench given as numbers
 (``--set rotation_deg=..,beam_waist_m=..,phase_scale=..,detector_dx_m=..``), as if the alignment
@@ -241,7 +244,11 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
             f"seed {seed}, {name}: plain {AccuracyCI.from_flags(rights['plain'])}, readout {AccuracyCI.from_flags(rights['readout'])}"
         )
         return {
-            key: {**AccuracyCI.from_flags(right).as_dict(), "mcnemar_p_vs_design": mcnemar(right, design_right).p_value}
+            key: {
+                **AccuracyCI.from_flags(right).as_dict(),
+                "mcnemar_p_vs_design": mcnemar(right, design_right).p_value,
+                "right": "".join("1" if r else "0" for r in right),  # per test image, for paired comparisons
+            }
             for key, right in rights.items()
         }
 
@@ -291,6 +298,31 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     return out
 
 
+def compare(path_a: str, path_b: str) -> dict[str, Any]:
+    """McNemar between two ``--at-truth`` outputs on the same seeds, test images and prints (``--compare``):
+    for each seed, each print of the refined plates and plain / readout, the discordant counts (only A
+    right: ``b``, only B right: ``c``) and the two-sided p-value."""
+    from labctl.stats import mcnemar_counts
+
+    def runs(path: str) -> dict[int, dict[str, Any]]:
+        return {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
+
+    a, b = runs(path_a), runs(path_b)
+    rows = []
+    for seed in sorted(set(a) & set(b)):
+        prints_a = a[seed].get("world_reprints", [a[seed]["world_refined"]])
+        prints_b = b[seed].get("world_reprints", [b[seed]["world_refined"]])
+        for k, (pa, pb) in enumerate(zip(prints_a, prints_b), start=1):
+            for key in ("plain", "readout"):
+                fa, fb = (np.array([c == "1" for c in p[key]["right"]]) for p in (pa, pb))
+                test = mcnemar_counts(int(np.sum(fa & ~fb)), int(np.sum(~fa & fb)))
+                rows.append(
+                    {"seed": seed, "print": k, "readout": key, "a": pa[key]["accuracy"], "b": pb[key]["accuracy"]}
+                    | {"only_a": test.b, "only_b": test.c, "p": test.p_value}
+                )
+    return {"a": path_a, "b": path_b, "rows": rows}
+
+
 def overrides(text: str) -> dict[str, float]:
     """``key=value,...`` -> {key: float(value)}."""
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
@@ -334,7 +366,16 @@ def main() -> int:
         help="no bench: refine the last plate against --set rotation_deg, beam_waist_m, phase_scale, detector_dx_m",
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A.json", "B.json"),
+        help="no run: McNemar between two --at-truth outputs, seed by seed and print by print",
+    )
     args = parser.parse_args()
+    if args.compare:
+        print(json.dumps(compare(*args.compare), indent=1))
+        return 0
     design = load_design(resolve_design(args.design))
     if args.model_only:
         print(json.dumps({"design": args.design, "settings": vars(args) | {"json": None}, **model_only(design, args)}))
