@@ -305,7 +305,10 @@ def compare(path_a: str, path_b: str) -> dict[str, Any]:
     from labctl.stats import mcnemar_counts
 
     def runs(path: str) -> dict[int, dict[str, Any]]:
-        return {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
+        found = {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
+        if not all("right" in run.get("world_refined", {}).get("plain", {}) for run in found.values()):
+            raise SystemExit(f"{path}: not an --at-truth output with per-image flags; run it again at 8f7148a or later")
+        return found
 
     a, b = runs(path_a), runs(path_b)
     rows = []
