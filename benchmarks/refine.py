@@ -302,7 +302,6 @@ def compare(path_a: str, path_b: str) -> dict[str, Any]:
     """McNemar between two ``--at-truth`` outputs on the same seeds, test images and prints (``--compare``):
     for each seed, each print of the refined plates and plain / readout, the discordant counts (only A
     right: ``b``, only B right: ``c``) and the two-sided p-value."""
-    from labctl.stats import mcnemar_counts
 
     def runs(path: str) -> dict[int, dict[str, Any]]:
         found = {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
@@ -317,8 +316,7 @@ def compare(path_a: str, path_b: str) -> dict[str, Any]:
         prints_b = b[seed].get("world_reprints", [b[seed]["world_refined"]])
         for k, (pa, pb) in enumerate(zip(prints_a, prints_b), start=1):
             for key in ("plain", "readout"):
-                fa, fb = (np.array([c == "1" for c in p[key]["right"]]) for p in (pa, pb))
-                test = mcnemar_counts(int(np.sum(fa & ~fb)), int(np.sum(~fa & fb)))
+                test = mcnemar(*(np.array([c == "1" for c in p[key]["right"]]) for p in (pa, pb)))
                 rows.append(
                     {"seed": seed, "print": k, "readout": key, "a": pa[key]["accuracy"], "b": pb[key]["accuracy"]}
                     | {"only_a": test.b, "only_b": test.c, "p": test.p_value}

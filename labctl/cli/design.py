@@ -401,6 +401,7 @@ def _refine(args: argparse.Namespace) -> int:
     options = RefineOptions(**values)
     bench = load_identified_bench(folder, design, station)
     plates = bench.plate_indices(args.plate)
+    replaced = [bench.plates[i] for i in plates]
     check_writable(args.out.parent, f"design file {args.out}")  # before minutes of training, not after
     data = load_dataset(design.dataset)
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
@@ -418,7 +419,7 @@ def _refine(args: argparse.Namespace) -> int:
             "sha256": _sha256(design_path),
             "test_accuracy": design.provenance.get("test_accuracy"),
         },
-        "replaced_plates": [bench.plates[i] for i in plates],
+        "replaced_plates": replaced,
         "bench": bench.provenance(),
     }
     if agreement is not None:
@@ -436,7 +437,6 @@ def _refine(args: argparse.Namespace) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_design(result.design, args.out)
-    replaced = [bench.plates[i] for i in plates]
     if args.json:
         print(
             json.dumps(
