@@ -5,6 +5,7 @@ physics-aware fine-tuning.
                              [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
                              [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
                              [--refine-epochs 4] [--refine-train 5000] [--refine-lr 0.06] [--refine-plates L4,L5]
+                             [--refine-again L5]
                              [--no-print-calibration]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
@@ -33,6 +34,9 @@ sits with a fresh mounting error, so it is aligned alone
 before it is measured (``align(..., plates=[the new plates])``: the other plates, the beam and the
 detector plane held as the first alignment identified them), and gains and source are calibrated
 again; the prints during physics-aware training are not aligned (docs/hil.md).
+``--refine-again`` closes the loop once more: with the refined plates printed, measured and aligned,
+the plates it names are refined again against the twin that now knows those prints (``labctl design
+refine`` from the same calibration folder), printed, mounted, aligned alone and measured the same way.
 ``--alignment ideal`` instead mounts the plates without lateral offsets at their calibrated
 nominal readings (what a perfect x/y alignment leaves, the earlier stand-in), keeps the
 design's twin, aligns nothing and refines nothing.
@@ -44,9 +48,9 @@ physics-aware steps on the readout's own training readings (replayed: a readout 
 what the bench measures, so its physics-aware training needs no new reads), with the
 physics-aware encoding and readout, with the physics-aware plate (its plain argmax, its
 trained readout and a refitted one), and with the refined plate (plain argmax, the first readout
-fit, a refitted readout). Each with its 95 % Wilson interval; McNemar p-values of each method
-against the plain argmax and against the design (the refined plate's also against the first
-readout fit); the share of the drop each recovers; detector reads and wall time per phase, and
+fit, a refitted readout; the same for the plates refined again). Each with its 95 % Wilson
+interval; McNemar p-values of each method against the plain argmax and against the design (the
+refined plates' also against the first readout fit); the share of the drop each recovers; detector reads and wall time per phase, and
 each alignment's verdict, reads and time.
 """
 
@@ -77,7 +81,7 @@ from labctl.campaign.store import CampaignStore  # noqa: E402
 from labctl.cli._lists import names  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design, save_design  # noqa: E402
-from labctl.design.refine import RefineOptions  # noqa: E402
+from labctl.design.refine import RefineOptions, RefineResult  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.hil.identified import load_identified_bench  # noqa: E402
 from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, design_writer, measure_plan, pat_plan  # noqa: E402
@@ -157,6 +161,22 @@ def swap(plate: str, path: str) -> Any:
     yield SwapPlate(plate, path, f"print plate {plate} of {path} and mount it")
 
 
+def refine_against(
+    folder: Path, design: Any, plates: list[str] | None, data: Any, args: argparse.Namespace, seed: int
+) -> RefineResult:
+    """``labctl design refine``: ``plates`` (default: the last) of ``design`` re-trained against the
+    twin the calibration files in ``folder`` identify."""
+    identified = load_identified_bench(folder, design)
+    options = RefineOptions(
+        epochs=args.refine_epochs,
+        max_train=args.refine_train,
+        learning_rate=args.refine_lr,
+        test_samples=args.test,
+        seed=seed,
+    )
+    return identified.refine(design, identified.plate_indices(plates), data, options, progress=False)
+
+
 def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     truth = load_truth(args.truth)
     if args.alignment == "ideal":
@@ -186,21 +206,11 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     data = load_dataset(design.dataset)
     last = design.geometry.n_layers - 1
     plate = list(bench.plates)[last]
-    refined, replaced = None, []
+    refined = None
     # the last plate (or --refine-plates) refined against the identified twin (none when the alignment did not
     # find the plates)
     if args.alignment == "model" and alignment["found"] and args.refine_epochs > 0:
-        identified = load_identified_bench(folder, design)
-        options = RefineOptions(
-            epochs=args.refine_epochs,
-            max_train=args.refine_train,
-            learning_rate=args.refine_lr,
-            test_samples=args.test,
-            seed=seed,
-        )
-        indices = identified.plate_indices(args.refine_plates)
-        replaced = [identified.plates[i] for i in indices]
-        refined = identified.refine(design, indices, data, options, progress=False)
+        refined = refine_against(folder, design, args.refine_plates, data, args, seed)
         phases.done("refine (no reads)")
     # every reading from here on is kept in a campaign file (journal + HDF5), as a campaign's are
     store = runner.store = CampaignStore.create(folder / "hil.h5", {"benchmark": "hil", "seed": seed})
@@ -271,19 +281,22 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
 
     plate_readings, refit = new_stack("test_plate", seed + 1000)
     out: dict[str, Any] = {}
-    if refined is not None:  # the refined plates printed, mounted, aligned alone, measured
-        path = save_design(refined.design, folder / "refined.h5")
+
+    def mounted(refined: RefineResult, key: str, readout_seed: int) -> dict[str, Any]:
+        """The refined plates printed, mounted, aligned alone and measured: their row ``key``."""
+        replaced = [list(bench.plates)[i] for i in refined.plates]
+        path = save_design(refined.design, folder / f"{key}.h5")
         for name in replaced:
             runner.run(swap(name, str(path)))
-        realignments["refined_plate"] = aligned(bench, refined.design, runner, folder, replaced, args.prints)
-        phases.done("swap and alignment of the refined plates, gains and source")
-        refined_readings, refined_refit = new_stack("test_refined", seed + 2000)
+        realignments[key] = aligned(bench, refined.design, runner, folder, replaced, args.prints)
+        phases.done(f"swap and alignment of the plates of {key}, gains and source")
+        readings, refit = new_stack(f"test_{key}", readout_seed)
         right = {
-            "plain": np.argmax(refined_readings, axis=1) == labels,
-            "first_readout": fit.readout.predict(refined_readings) == labels,
-            "readout_refit": refined_refit.readout.predict(refined_readings) == labels,
+            "plain": np.argmax(readings, axis=1) == labels,
+            "first_readout": fit.readout.predict(readings) == labels,
+            "readout_refit": refit.readout.predict(readings) == labels,
         }
-        out["refined_plate"] = {
+        return {
             name: {**scored(flags, plain, designed), "mcnemar_p_vs_readout_fit": mcnemar(flags, readout_fit).p_value}
             for name, flags in right.items()
         } | {
@@ -294,6 +307,14 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
             "refine_epochs": args.refine_epochs,
             "refine_lr": args.refine_lr,
         }
+
+    if refined is not None:
+        out["refined_plate"] = mounted(refined, "refined_plate", seed + 2000)
+        if args.refine_again and realignments["refined_plate"]["found"]:
+            # the next plates refined against the twin that now knows the first ones as printed and measured
+            again = refine_against(folder, refined.design, args.refine_again, data, args, seed + 1)
+            phases.done("refine again (no reads)")
+            out["refined_again"] = mounted(again, "refined_again", seed + 3000)
     store.finish()
     return {
         "seed": seed,
@@ -351,6 +372,12 @@ def main() -> int:
     parser.add_argument("--refine-train", type=int, default=5000, help="training images the refinement uses")
     parser.add_argument(
         "--refine-plates", type=names, default=None, help="the plates refined against the twin (default: the last)"
+    )
+    parser.add_argument(
+        "--refine-again",
+        type=names,
+        default=None,
+        help="after the refined plates are measured, these plates refined again against the twin that knows them",
     )
     parser.add_argument(
         "--refine-lr", type=float, default=RefineOptions.learning_rate, help="the refinement's Adam step (docs/hil.md)"
