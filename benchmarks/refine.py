@@ -4,7 +4,7 @@
                                 [--set key=value,...] [--plate L5 | --plate L4,L5] [--epochs 4] [--max-train N]
                                 [--averages 2] [--lr 0.06]
                                 [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]
-                                            [--reprints 1]]
+                                            [--reprints 1] [--again L5]]
     python benchmarks/refine.py --compare A.json B.json
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
@@ -43,6 +43,9 @@ and mount, drawn by the seed and the print's count, so every run of a seed gets 
 and scores each (``world_reprints``): how far one print is from another. Every score keeps its
 per-image right/wrong flags, so that ``python benchmarks/refine.py --compare A.json B.json`` can
 compare two runs on the same seeds (e.g. one plate refined against two) with McNemar, print by print.
+``--again L5`` closes the loop once more: with the last print mounted and scanned on the
+profilometer, the plates it names are refined again against the twin that knows those prints,
+printed by the world's printer and scored (``again``).
 
 ``--model-only`` skips the bench: the last plate is refined against a bench given as numbers
 (``--set rotation_deg=..,beam_waist_m=..,phase_scale=..,detector_dx_m=..``), as if the alignment
@@ -260,23 +263,26 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     # the printer's per-neuron error as the scans tell it, for the new plate's expected spread
     printer = printer_error_m({"data": {"plates": {p.plate: p.summary() for p in profiles}}})
     hidden = world.hidden()
-    bench = true_bench(world, centred())
-    bench.rotations_rad = square.copy()
-    twin = Twin(
-        design,
-        bench=bench,
-        fidelity={"printed": PRINTED, "design": DESIGN_MODEL}[args.fidelity],
-        prints=prints,
-    )
     plate_names = [p.name for p in world.plates]
-    plates = [len(plate_names) - 1] if args.plate is None else sorted(plate_names.index(name) for name in args.plate)
     options = RefineOptions(
         epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=args.test, seed=seed
     )
+
+    def refined_at_truth(stack: Any, chosen: list[str] | None, prints: np.ndarray) -> Any:
+        """``chosen`` plates of ``stack`` refined against the world's hidden bench as it is now, the
+        plates as scanned (``prints``), centred and square."""
+        bench = true_bench(world, centred())
+        bench.rotations_rad = square.copy()
+        fidelity = {"printed": PRINTED, "design": DESIGN_MODEL}[args.fidelity]
+        twin = Twin(stack, bench=bench, fidelity=fidelity, prints=prints)
+        plates = [len(plate_names) - 1] if chosen is None else sorted(plate_names.index(name) for name in chosen)
+        return refine_plates(
+            stack, bench, plates, data, options, optics=twin.optics, progress=False, say=say, print_error_m=printer
+        )
+
     refine_started = time.perf_counter()
-    refined = refine_plates(
-        design, bench, plates, data, options, optics=twin.optics, progress=False, say=say, print_error_m=printer
-    )
+    refined = refined_at_truth(design, args.plate, prints)
+    plates = list(refined.plates)
     out.update(
         plates=[plate_names[i] for i in plates],
         twin_before=refined.before.as_dict(),
@@ -294,6 +300,18 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     out["world_refined"] = reprints[0]
     if args.reprints > 1:
         out["world_reprints"] = reprints
+    if args.again:  # the last print stays mounted and is scanned; the plates --again names refined against it
+        scans = np.array([profile.heights_m for profile in scanned_profiles(refined.design, world, truth, seed)])
+        again = refined_at_truth(refined.design, args.again, scans)
+        for i in again.plates:
+            reprinter.swap(plate_names[i], again.design.heights_m[i])
+        out["again"] = {
+            "plates": [plate_names[i] for i in again.plates],
+            "twin_before": again.before.as_dict(),
+            "twin_after": again.after.as_dict(),
+            "twin_as_printed": again.as_printed,
+            "world": scored("world, plates refined again, printed"),
+        }
     out["wall_s"] = round(time.perf_counter() - started, 1)
     return out
 
@@ -353,6 +371,12 @@ def main() -> int:
     )
     parser.add_argument(
         "--fidelity", choices=("printed", "design"), default="printed", help="--at-truth: the twin's model"
+    )
+    parser.add_argument(
+        "--again",
+        type=names,
+        default=None,
+        help="--at-truth: with the last print mounted and scanned, these plates refined again and printed",
     )
     parser.add_argument("--test", type=int, default=500, help="--at-truth: test images scored")
     parser.add_argument(
