@@ -50,8 +50,8 @@ physics-aware encoding and readout, with the physics-aware plate (its plain argm
 trained readout and a refitted one), and with the refined plate (plain argmax, the first readout
 fit, a refitted readout; the same for the plates refined again). Each with its 95 % Wilson
 interval; McNemar p-values of each method against the plain argmax and against the design (the
-refined plates' also against the first readout fit); the share of the drop each recovers; detector reads and wall time per phase, and
-each alignment's verdict, reads and time.
+refined plates' also against the first readout fit); the share of the drop each recovers; detector
+reads and wall time per phase, and each alignment's verdict, reads and time.
 """
 
 from __future__ import annotations
