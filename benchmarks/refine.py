@@ -77,7 +77,7 @@ from labctl.calibration.detectors import default_probes  # noqa: E402
 from labctl.cli._lists import names  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design, save_design  # noqa: E402
-from labctl.design.refine import RefineOptions, refine_plates  # noqa: E402
+from labctl.design.refine import RefineOptions, RefineResult, refine_plates  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
 from labctl.hil.identified import load_identified_bench  # noqa: E402
 from labctl.hil.pat import measure_plan  # noqa: E402
@@ -268,7 +268,7 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
         epochs=args.epochs, max_train=args.max_train, learning_rate=args.lr, test_samples=args.test, seed=seed
     )
 
-    def refined_at_truth(stack: Any, chosen: list[str] | None, prints: np.ndarray) -> Any:
+    def refined_at_truth(stack: Any, chosen: list[str] | None, prints: np.ndarray) -> RefineResult:
         """``chosen`` plates of ``stack`` refined against the world's hidden bench as it is now, the
         plates as scanned (``prints``), centred and square."""
         bench = true_bench(world, centred())
@@ -319,7 +319,7 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
 def compare(path_a: str, path_b: str) -> dict[str, Any]:
     """McNemar between two ``--at-truth`` outputs on the same seeds, test images and prints (``--compare``):
     for each seed, each print of the refined plates and plain / readout, the discordant counts (only A
-    right: ``b``, only B right: ``c``) and the two-sided p-value."""
+    right: ``only_a``, only B right: ``only_b``) and the two-sided p-value."""
 
     def runs(path: str) -> dict[int, dict[str, Any]]:
         found = {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
