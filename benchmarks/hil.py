@@ -51,7 +51,8 @@ trained readout and a refitted one), and with the refined plate (plain argmax, t
 fit, a refitted readout; the same for the plates refined again). Each with its 95 % Wilson
 interval; McNemar p-values of each method against the plain argmax and against the design (the
 refined plates' also against the first readout fit); the share of the drop each recovers; detector
-reads and wall time per phase, and each alignment's verdict, reads and time.
+reads and wall time per phase, and each alignment's verdict, reads and time. Every score keeps
+its per-image flags (``right``), so two runs on the same seeds can be compared with a paired test.
 """
 
 from __future__ import annotations
@@ -119,6 +120,16 @@ class Phases:
         print(f"  {name}: {self.table[name]['wall_s']} s, {self.table[name]['reads']} reads", file=sys.stderr)
 
 
+def flag_text(right: np.ndarray) -> str:
+    """Per-test-image right (1) / wrong (0), kept in the JSON so that two runs on the same images can
+    be compared with a paired test (``refine.py --compare``); ``flags_of`` reads it back."""
+    return "".join("1" if r else "0" for r in right)
+
+
+def flags_of(text: str) -> np.ndarray:
+    return np.array([c == "1" for c in text])
+
+
 def scored(flags: np.ndarray, plain: np.ndarray, designed: np.ndarray) -> dict[str, Any]:
     accuracy = AccuracyCI.from_flags(flags)
     drop = float(np.mean(designed) - np.mean(plain))
@@ -127,6 +138,7 @@ def scored(flags: np.ndarray, plain: np.ndarray, designed: np.ndarray) -> dict[s
         "mcnemar_p_vs_plain": mcnemar(flags, plain).p_value,
         "mcnemar_p_vs_design": mcnemar(flags, designed).p_value,
         "recovered_share": (accuracy.accuracy - float(np.mean(plain))) / drop if drop > 0 else None,
+        "right": flag_text(flags),
     }
 
 

@@ -69,7 +69,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hil import Phases  # noqa: E402  (wall time and reads per phase, one rule)
+from benchmarks.hil import Phases, flag_text, flags_of  # noqa: E402  (one rule for phases and flags)
 from labctl.align.run import align  # noqa: E402
 from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
@@ -250,7 +250,7 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
             key: {
                 **AccuracyCI.from_flags(right).as_dict(),
                 "mcnemar_p_vs_design": mcnemar(right, design_right).p_value,
-                "right": "".join("1" if r else "0" for r in right),  # per test image, for paired comparisons
+                "right": flag_text(right),
             }
             for key, right in rights.items()
         }
@@ -334,7 +334,7 @@ def compare(path_a: str, path_b: str) -> dict[str, Any]:
         prints_b = b[seed].get("world_reprints", [b[seed]["world_refined"]])
         for k, (pa, pb) in enumerate(zip(prints_a, prints_b), start=1):
             for key in ("plain", "readout"):
-                test = mcnemar(*(np.array([c == "1" for c in p[key]["right"]]) for p in (pa, pb)))
+                test = mcnemar(*(flags_of(p[key]["right"]) for p in (pa, pb)))
                 rows.append(
                     {"seed": seed, "print": k, "readout": key, "a": pa[key]["accuracy"], "b": pb[key]["accuracy"]}
                     | {"only_a": test.b, "only_b": test.c, "p": test.p_value}
