@@ -52,7 +52,7 @@ fit, a refitted readout; the same for the plates refined again). Each with its 9
 interval; McNemar p-values of each method against the plain argmax and against the design (the
 refined plates' also against the first readout fit); the share of the drop each recovers; detector
 reads and wall time per phase, and each alignment's verdict, reads and time. Every score keeps
-its per-image flags (``right``), so two runs on the same seeds can be compared with a paired test.
+its per-image flags (``right``): ``benchmarks/paired.py`` compares two runs on the same seeds image by image.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.paired import flag_text  # noqa: E402  (per-image flags, for paired comparisons)
 from labctl.align import align  # noqa: E402
 from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
@@ -118,16 +119,6 @@ class Phases:
         self.table[name] = {"wall_s": round(now - self._t, 1), "reads": reads - self._reads}
         self._t, self._reads = now, reads
         print(f"  {name}: {self.table[name]['wall_s']} s, {self.table[name]['reads']} reads", file=sys.stderr)
-
-
-def flag_text(right: np.ndarray) -> str:
-    """Per-test-image right (1) / wrong (0), kept in the JSON so that two runs on the same images can
-    be compared with a paired test (``refine.py --compare``); ``flags_of`` reads it back."""
-    return "".join("1" if r else "0" for r in right)
-
-
-def flags_of(text: str) -> np.ndarray:
-    return np.array([c == "1" for c in text])
 
 
 def scored(flags: np.ndarray, plain: np.ndarray, designed: np.ndarray) -> dict[str, Any]:

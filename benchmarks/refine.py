@@ -5,7 +5,6 @@
                                 [--averages 2] [--lr 0.06]
                                 [--at-truth [--fidelity printed|design] [--test 500] [--readout-samples 300]
                                             [--reprints 1] [--again L5]]
-    python benchmarks/refine.py --compare A.json B.json
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides ``--truth`` (a preset or a
 truth file; ``--set`` overrides some of its keys, e.g. ``offset_sigma_m=1e-4``, docs/world.md). The lab's
@@ -41,8 +40,8 @@ mounting rotation) and centred, plain and with a readout fitted again; McNemar a
 ``--reprints K`` prints the refined plate K times in turn (each print its own errors, height scale
 and mount, drawn by the seed and the print's count, so every run of a seed gets the same K prints)
 and scores each (``world_reprints``): how far one print is from another. Every score keeps its
-per-image right/wrong flags, so that ``python benchmarks/refine.py --compare A.json B.json`` can
-compare two runs on the same seeds (e.g. one plate refined against two) with McNemar, print by print.
+per-image right/wrong flags, so that ``python benchmarks/paired.py A.json B.json`` can compare two
+runs on the same seeds (e.g. one plate refined against two) with McNemar, print by print.
 ``--again L5`` closes the loop once more: with the last print mounted and scanned on the
 profilometer, the plates it names are refined again against the twin that knows those prints,
 printed by the world's printer and scored (``again``).
@@ -69,7 +68,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.hil import Phases, flag_text, flags_of  # noqa: E402  (one rule for phases and flags)
+from benchmarks.hil import Phases  # noqa: E402  (wall time and reads per phase, one rule)
+from benchmarks.paired import flag_text  # noqa: E402
 from labctl.align.run import align  # noqa: E402
 from labctl.calibration import calibrate  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
@@ -316,32 +316,6 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     return out
 
 
-def compare(path_a: str, path_b: str) -> dict[str, Any]:
-    """McNemar between two ``--at-truth`` outputs on the same seeds, test images and prints (``--compare``):
-    for each seed, each print of the refined plates and plain / readout, the discordant counts (only A
-    right: ``only_a``, only B right: ``only_b``) and the two-sided p-value."""
-
-    def runs(path: str) -> dict[int, dict[str, Any]]:
-        found = {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
-        if not all("right" in run.get("world_refined", {}).get("plain", {}) for run in found.values()):
-            raise SystemExit(f"{path}: not an --at-truth output with per-image flags; run it again at 8f7148a or later")
-        return found
-
-    a, b = runs(path_a), runs(path_b)
-    rows = []
-    for seed in sorted(set(a) & set(b)):
-        prints_a = a[seed].get("world_reprints", [a[seed]["world_refined"]])
-        prints_b = b[seed].get("world_reprints", [b[seed]["world_refined"]])
-        for k, (pa, pb) in enumerate(zip(prints_a, prints_b), start=1):
-            for key in ("plain", "readout"):
-                test = mcnemar(*(flags_of(p[key]["right"]) for p in (pa, pb)))
-                rows.append(
-                    {"seed": seed, "print": k, "readout": key, "a": pa[key]["accuracy"], "b": pb[key]["accuracy"]}
-                    | {"only_a": test.b, "only_b": test.c, "p": test.p_value}
-                )
-    return {"a": path_a, "b": path_b, "rows": rows}
-
-
 def overrides(text: str) -> dict[str, float]:
     """``key=value,...`` -> {key: float(value)}."""
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
@@ -391,16 +365,7 @@ def main() -> int:
         help="no bench: refine the last plate against --set rotation_deg, beam_waist_m, phase_scale, detector_dx_m",
     )
     parser.add_argument("--json", action="store_true")
-    parser.add_argument(
-        "--compare",
-        nargs=2,
-        metavar=("A.json", "B.json"),
-        help="no run: McNemar between two --at-truth outputs, seed by seed and print by print",
-    )
     args = parser.parse_args()
-    if args.compare:
-        print(json.dumps(compare(*args.compare), indent=1))
-        return 0
     design = load_design(resolve_design(args.design))
     if args.model_only:
         print(json.dumps({"design": args.design, "settings": vars(args) | {"json": None}, **model_only(design, args)}))
