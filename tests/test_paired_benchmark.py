@@ -26,9 +26,18 @@ def test_every_shared_score_is_compared_seed_by_seed(tmp_path):
     a = run_file(
         tmp_path,
         "a.json",
-        [{"seed": 0, "plain": {"right": "1100"}, "prints": [{"plain": {"right": "1111"}}], "only_in_a": {"right": "1"}}],
+        [
+            {
+                "seed": 0,
+                "plain": {"right": "1100"},
+                "prints": [{"plain": {"right": "1111"}}],
+                "only_in_a": {"right": "1"},
+            }
+        ],
     )
-    b = run_file(tmp_path, "b.json", [{"seed": 0, "plain": {"right": "1010"}, "prints": [{"plain": {"right": "0000"}}]}])
+    b = run_file(
+        tmp_path, "b.json", [{"seed": 0, "plain": {"right": "1010"}, "prints": [{"plain": {"right": "0000"}}]}]
+    )
     done = paired(a, b)
     assert done.returncode == 0, done.stderr
     rows = {row["score"]: row for row in json.loads(done.stdout)["rows"]}
