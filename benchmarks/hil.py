@@ -2,15 +2,16 @@
 physics-aware fine-tuning.
 
     python benchmarks/hil.py --json [--design mnist5k] [--truth realistic] [--seeds 0,1,2] [--train 300] [--test 500]
-                             [--height-error-um 10] [--averages 4] [--epochs 3] [--batch 20]
-                             [--plate-epochs 2] [--encoding-lr 0.03] [--alignment model|ideal]
+                             [--height-error-um 110] [--averages 4] [--epochs 1] [--batch 20]
+                             [--plate-epochs 1] [--encoding-lr 0.03] [--alignment model|ideal]
                              [--refine-epochs 4] [--refine-train 5000] [--refine-lr 0.06] [--refine-plates L4,L5]
                              [--refine-again L5]
                              [--no-print-calibration]
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
 a YAML file, ``labctl.sim.truth.load_truth``; by default ``realistic``: plate spacing, rotation and
-tilt, printed staircase, per-neuron height errors (sigma ``--height-error-um`` if given), index and
+tilt, printed staircase, per-neuron height errors (sigma ``--height-error-um``, by default 110 µm: enough
+that the aligned bench falls 5 points or more below the design, docs/hil.md), index and
 scale errors, a Gaussian off-axis beam, displaced detectors, stray light, gains, darks, the SLM's
 gamma). The lab's procedure runs as a user runs it:
 ``calibrate`` darks, stages, SLM, gains and source; ``calibrate --only readout``
@@ -29,7 +30,7 @@ calibrated on the aligned bench, and the twin every later step uses is the ident
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
 ``--refine-train`` training images at learning rate ``--refine-lr``, with the plates as measured,
-``IdentifiedBench.refine``; the last plate, or the plates ``--refine-plates`` names, re-trained together)
+``IdentifiedBench.refine``; the plates ``--refine-plates`` names, by default L4 and L5, re-trained together)
 sits with a fresh mounting error, so it is aligned alone
 before it is measured (``align(..., plates=[the new plates])``: the other plates, the beam and the
 detector plane held as the first alignment identified them), and gains and source are calibrated
@@ -184,8 +185,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     truth = load_truth(args.truth)
     if args.alignment == "ideal":
         truth = dataclasses.replace(truth, offset_sigma_m=0.0)
-    if args.height_error_um is not None:
-        truth = dataclasses.replace(truth, height_error_sigma_m=args.height_error_um * 1e-6)
+    truth = dataclasses.replace(truth, height_error_sigma_m=args.height_error_um * 1e-6)
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     bench.calibration_dir, bench.config = folder, SimpleNamespace(name=f"soft bench, seed {seed}")
     calibration_records = MemoryStore()  # calibration and alignment write their own files
@@ -210,7 +210,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     last = design.geometry.n_layers - 1
     plate = list(bench.plates)[last]
     refined = None
-    # the last plate (or --refine-plates) refined against the identified twin (none when the alignment did not
+    # the --refine-plates refined against the identified twin (none when the alignment did not
     # find the plates)
     if args.alignment == "model" and alignment["found"] and args.refine_epochs > 0:
         refined = refine_against(folder, design, args.refine_plates, data, args, seed)
@@ -359,12 +359,15 @@ def main() -> int:
     parser.add_argument("--test", type=int, default=500, help="held-out test images (balanced over 10 classes)")
     parser.add_argument("--truth", default="realistic", help="the world's truth: a preset or a YAML file")
     parser.add_argument(
-        "--height-error-um", type=float, default=None, help="per-neuron print height error sigma (default: the truth's)"
+        "--height-error-um",
+        type=float,
+        default=110.0,
+        help="per-neuron print height error sigma, um, instead of the truth's (docs/hil.md: 110 costs 5 points)",
     )
     parser.add_argument("--averages", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=3, help="physics-aware training passes")
+    parser.add_argument("--epochs", type=int, default=1, help="physics-aware training passes")
     parser.add_argument("--batch", type=int, default=20, help="physics-aware training batch")
-    parser.add_argument("--plate-epochs", type=int, default=2, help="physics-aware plate passes (a print per step)")
+    parser.add_argument("--plate-epochs", type=int, default=1, help="physics-aware plate passes (a print per step)")
     parser.add_argument("--encoding-lr", type=float, default=PatOptions.encoding_lr, help="Adam step of the encoding")
     parser.add_argument(
         "--refine-epochs",
@@ -374,7 +377,10 @@ def main() -> int:
     )
     parser.add_argument("--refine-train", type=int, default=5000, help="training images the refinement uses")
     parser.add_argument(
-        "--refine-plates", type=names, default=None, help="the plates refined against the twin (default: the last)"
+        "--refine-plates",
+        type=names,
+        default=["L4", "L5"],
+        help="the plates refined against the twin, re-trained together (docs/hil.md: two beat one)",
     )
     parser.add_argument(
         "--refine-again",
