@@ -30,7 +30,7 @@ calibrated on the aligned bench, and the twin every later step uses is the ident
 Every new plate the simulated printer mounts (the physics-aware plate's last print, and the plate
 refined against the identified twin by ``labctl.design.refine``: ``--refine-epochs`` epochs on
 ``--refine-train`` training images at learning rate ``--refine-lr``, with the plates as measured,
-``IdentifiedBench.refine``; the plates ``--refine-plates`` names, by default L4 and L5, re-trained together)
+``IdentifiedBench.refine``; the plates ``--refine-plates`` names, by default the last two, re-trained together)
 sits with a fresh mounting error, so it is aligned alone
 before it is measured (``align(..., plates=[the new plates])``: the other plates, the beam and the
 detector plane held as the first alignment identified them), and gains and source are calibrated
@@ -213,7 +213,8 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     # the --refine-plates refined against the identified twin (none when the alignment did not
     # find the plates)
     if args.alignment == "model" and alignment["found"] and args.refine_epochs > 0:
-        refined = refine_against(folder, design, args.refine_plates, data, args, seed)
+        chosen = args.refine_plates or list(bench.plates)[-2:]  # two beat one (docs/hil.md)
+        refined = refine_against(folder, design, chosen, data, args, seed)
         phases.done("refine (no reads)")
     # every reading from here on is kept in a campaign file (journal + HDF5), as a campaign's are
     store = runner.store = CampaignStore.create(folder / "hil.h5", {"benchmark": "hil", "seed": seed})
@@ -362,7 +363,7 @@ def main() -> int:
         "--height-error-um",
         type=float,
         default=110.0,
-        help="per-neuron print height error sigma, um, instead of the truth's (docs/hil.md: 110 costs 5 points)",
+        help="per-neuron print height error sigma, um, instead of the truth's (110: the bench falls 10-14 points)",
     )
     parser.add_argument("--averages", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=1, help="physics-aware training passes")
@@ -379,8 +380,8 @@ def main() -> int:
     parser.add_argument(
         "--refine-plates",
         type=names,
-        default=["L4", "L5"],
-        help="the plates refined against the twin, re-trained together (docs/hil.md: two beat one)",
+        default=None,
+        help="the plates refined against the twin, re-trained together (default: the last two; docs/hil.md)",
     )
     parser.add_argument(
         "--refine-again",
