@@ -56,7 +56,7 @@ def runs(path: str) -> dict[int, dict[str, Any]]:
         found = {run["seed"]: run for run in json.loads(Path(path).read_text())["runs"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SystemExit(f"{path}: not a benchmark's --json output with runs ({exc})") from None
-    if not any(True for run in found.values() for _ in scores(run)):
+    if all(next(scores(run), None) is None for run in found.values()):
         raise SystemExit(f"{path}: no per-image flags ('right'); run the benchmark again at a commit that keeps them")
     return found
 
