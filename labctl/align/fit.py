@@ -97,6 +97,9 @@ DETECTOR_STEP_M = 5e-6
 MIN_INVERSE_WAIST2 = 1.0
 
 
+#: Model energies (K, P, C) and, when a fit places each detector, their slopes (K, P, C, 2).
+Light = tuple[np.ndarray, np.ndarray | None]
+
 #: What ``identified_parameters`` can add to a fit (ModelOptions.identify).
 IDENTIFIABLE = ("z", "rot", "beam", "detector", "phase_scale")
 
@@ -173,14 +176,24 @@ class Observation:
 @dataclass
 class Scaling:
     """The separable part of the fit: per-read scales a (K, P), relative gains g (C,) with mean 1,
-    and per-detector stray light b (C,), in model units: the readings are a (g E + b)."""
+    per-detector stray light b (C,) and each detector's own place s (C, 2), in model units: the
+    readings are a (g (E + s . dE/ds) + b), dE/ds the energies' slopes as each detector alone
+    moves (``D2NN.energies_and_slopes``)."""
 
     scales: np.ndarray
     gains: np.ndarray
     stray: np.ndarray | None = None  # None: no stray light fitted (zero)
+    # (C, 2) metres, x and y, summing to zero (the detector plane's common move is a bench
+    # parameter, ``detector.dx``/``dy``); None: the detectors where the layout has them
+    shifts: np.ndarray | None = None
 
-    def model(self, energies: np.ndarray) -> np.ndarray:
-        """What the readings should be for model energies (K, P, C)."""
+    def model(self, energies: np.ndarray, slopes: np.ndarray | None = None) -> np.ndarray:
+        """What the readings should be for model energies (K, P, C) (and their slopes (K, P, C, 2),
+        needed when the detectors' places were fitted)."""
+        if self.shifts is not None:
+            if slopes is None:
+                raise ConfigError("offset fit: the detectors' places were fitted; the model needs the energies' slopes")
+            energies = energies + np.sum(slopes * self.shifts, axis=-1)
         light = energies * self.gains if self.stray is None else energies * self.gains + self.stray
         return self.scales[..., None] * light
 
@@ -223,11 +236,19 @@ class FitResult:
 
 
 def fit_scaling(
-    signals: np.ndarray, energies: np.ndarray, fit_gains: bool = True, fit_stray: bool = False, sweeps: int = 30
+    signals: np.ndarray,
+    energies: np.ndarray,
+    fit_gains: bool = True,
+    fit_stray: bool = False,
+    sweeps: int = 30,
+    slopes: np.ndarray | None = None,
+    place_sigma_m: float = 0.0,
 ) -> Scaling:
     """Least-squares scales a (K, P), gains g (C,) and stray light b (C,) of y = a (g E + b)
     (alternating closed forms: the scales with the rest fixed, then each detector's gain and
-    stray light together).
+    stray light together). With ``slopes`` (K, P, C, 2) and ``place_sigma_m`` > 0 (how far a detector
+    sits off its drawing, one sigma per axis), each detector's own place too (``Scaling.shifts``,
+    a third closed form in each sweep: ``_detector_shifts``).
 
     ``signals`` and ``energies`` are (K, P, C). Each half-step is the exact minimiser with the
     other half fixed, so the misfit never increases; a few tens of sweeps converge to far below
@@ -238,11 +259,15 @@ def fit_scaling(
     channels = signals.shape[-1]
     gains, stray = np.ones(channels), np.zeros(channels) if fit_stray else None
     scales = np.ones(signals.shape[:2])
-    for _ in range(sweeps if fit_gains or fit_stray else 1):
-        light = energies * gains if stray is None else energies * gains + stray
+    shifts = None if slopes is None or not place_sigma_m > 0 else np.zeros((channels, 2))
+    placed = energies
+    for _ in range(sweeps if fit_gains or fit_stray or slopes is not None else 1):
+        if shifts is not None and slopes is not None:
+            placed = energies + np.sum(slopes * shifts, axis=-1)
+        light = placed * gains if stray is None else placed * gains + stray
         scales = np.sum(signals * light, axis=-1) / np.maximum(np.sum(light * light, axis=-1), 1e-300)
         a = np.broadcast_to(scales[..., None], signals.shape)
-        direct = a * energies
+        direct = a * placed
         if fit_gains and stray is not None:  # per detector: 2 x 2 normal equations in (g, b)
             saa, sad, sdd = (np.sum(u * v, axis=(0, 1)) for u, v in ((a, a), (a, direct), (direct, direct)))
             say, sdy = np.sum(a * signals, axis=(0, 1)), np.sum(direct * signals, axis=(0, 1))
@@ -256,7 +281,33 @@ def fit_scaling(
             mean = gains.mean()
             gains, scales = gains / mean, scales * mean
             stray = None if stray is None else stray / mean
-    return Scaling(scales, gains, stray)
+        if shifts is not None and slopes is not None:
+            unexplained = signals - scales[..., None] * (energies * gains + (0.0 if stray is None else stray))
+            response = scales[..., None, None] * gains[:, None] * slopes
+            shifts = _detector_shifts(unexplained, response, place_sigma_m, shifts)
+    return Scaling(scales, gains, stray, shifts)
+
+
+def _detector_shifts(unexplained: np.ndarray, response: np.ndarray, sigma_m: float, previous: np.ndarray) -> np.ndarray:
+    """Each detector's place s (C, 2) that best explains ``unexplained`` readings (K, P, C) as
+    ``response . s`` (``response`` (K, P, C, 2): what moving detector c by a metre along x or y adds
+    to its reading), the places summing to zero on each axis: the detector plane's common move is a
+    bench parameter of its own.
+
+    A detector sits within ``sigma_m`` of its drawing (a normal prior, one sigma per axis), weighed
+    against the readings' misfit per reading with the ``previous`` places (the model's error counts
+    as noise: where the model misses the readings by much, the prior holds the places near the
+    drawing, so they cannot take up what the plates' offsets are to explain). Ridge least squares
+    per detector with one Lagrange multiplier per axis for the constraint: s_c = A_c^-1 (beta_c -
+    lambda), lambda = (sum A_c^-1)^-1 sum A_c^-1 beta_c."""
+    left = unexplained - np.einsum("kpci,ci->kpc", response, previous)
+    prior = float(np.mean(left**2)) / sigma_m**2
+    normal = np.einsum("kpci,kpcj->cij", response, response) + np.eye(2) * max(prior, 1e-300)  # A_c (C, 2, 2)
+    rhs = np.einsum("kpci,kpc->ci", response, unexplained)  # beta_c (C, 2)
+    inverse = np.linalg.inv(normal)
+    free = np.einsum("cij,cj->ci", inverse, rhs)
+    multiplier = np.linalg.solve(inverse.sum(axis=0), free.sum(axis=0))
+    return free - np.einsum("cij,j->ci", inverse, multiplier)
 
 
 @dataclass
@@ -358,8 +409,8 @@ class _Descent:
                 step /= longest
             predicted = cost - float(np.sum((r + jac @ step) ** 2))
             trial = x + step
-            trial_energies = fit.energies(observations, fit.mount(trial), trial)
-            trial_r, trial_scaling, _ = fit._misfit(observations, trial_energies)
+            trial_light = fit.light(observations, fit.mount(trial), trial)
+            trial_r, trial_scaling, _ = fit._misfit(observations, *trial_light)
             trial_cost = float(trial_r @ trial_r)
             taken, taken_updated = jac, updated  # what the step was computed with: a stop keeps it
             if correction is not None or secant:
@@ -383,17 +434,17 @@ class _Descent:
                 previous = None if cut else step
                 if jump is not None:
                     far = x + jump
-                    far_energies = fit.energies(observations, fit.mount(far), far)
-                    far_r, far_scaling, _ = fit._misfit(observations, far_energies)
+                    far_light = fit.light(observations, fit.mount(far), far)
+                    far_r, far_scaling, _ = fit._misfit(observations, *far_light)
                     if float(far_r @ far_r) < cost:
-                        x, r, scaling, trial_energies = far, far_r, far_scaling, far_energies
+                        x, r, scaling, trial_light = far, far_r, far_scaling, far_light
                         cost, previous = float(far_r @ far_r), None
                 if guide is not None and ratio < 0.25:
                     break  # the guide no longer predicts this model's misfit: its own Jacobian from here
                 moved = self.moved(x, x_jac) * self.max_step_m
                 updates += 1
                 if (moved > self.refresh_m and not secant) or (secant and (ratio < 0.25 or updates >= SECANT_STEPS)):
-                    r, jac, scaling, fresh = fit._linearise(observations, x, guide, trial_energies)
+                    r, jac, scaling, fresh = fit._linearise(observations, x, guide, trial_light)
                     own = fresh or own
                     x_jac, updates, updated = x.copy(), 0, False
                     if correction is not None:
@@ -432,7 +483,9 @@ class OffsetFit:
     ``inputs`` (P, n, n) probe amplitudes; ``axes`` (L, 3) bool marks the mounting offsets to fit;
     the others are held at ``fixed_m`` (L, 3; default zero: e.g. a previous alignment's values for
     plates not being aligned). ``fit_gains`` whether relative detector gains are free,
-    ``fit_stray`` whether each detector's stray light is (``fit_scaling``).
+    ``fit_stray`` whether each detector's stray light is; with ``place_sigma_m`` > 0 (how far each
+    detector sits off its drawing, one sigma per axis) each detector's own place is, to first order
+    around where the layout puts it (``fit_scaling``).
 
     Beyond the offsets, ``extras`` names further bench parameters to identify (``BenchParams``
     names: ``L2.rot``, ``beam.x``, ``beam.waist``, ``detector.dz``, ``phase_scale``, ...), held
@@ -452,6 +505,7 @@ class OffsetFit:
         bench: BenchParams | None = None,
         extras: Sequence[str] = (),
         fit_stray: bool = False,
+        place_sigma_m: float = 0.0,
     ):
         self.model = model
         self.plates = tuple(plates) if plates is not None else tuple(f"L{i + 1}" for i in range(model.geom.n_layers))
@@ -460,7 +514,7 @@ class OffsetFit:
         self.axes = np.asarray(axes, dtype=bool)
         if self.axes.shape != (model.geom.n_layers, 3) or not (self.axes.any() or extras):
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
-        self.fit_gains, self.fit_stray = fit_gains, fit_stray
+        self.fit_gains, self.fit_stray, self.place_sigma_m = fit_gains, fit_stray, float(place_sigma_m)
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
         self.bench = bench
         template = bench if bench is not None else model.nominal_params()
@@ -496,13 +550,18 @@ class OffsetFit:
         """The same fit on another bench (e.g. a fit's result), fitting ``extras`` (default: the same)."""
         return self._like(bench=bench, extras=self.extras if extras is None else extras)
 
-    def refined(self, optics: TwinOptics | None, fit_stray: bool) -> OffsetFit:
+    def refined(self, optics: TwinOptics | None, fit_stray: bool, place_sigma_m: float = 0.0) -> OffsetFit:
         """The same fit computed with ``optics`` (a finer twin model: ``twin_optics``; None: this
-        fit's model), the probes embedded in its window, stray light fitted if ``fit_stray``."""
+        fit's model), the probes embedded in its window, stray light fitted if ``fit_stray``, each
+        detector's own place if ``place_sigma_m`` > 0 (its prior sigma)."""
         if optics is None:
-            return self._like(fit_stray=fit_stray)
+            return self._like(fit_stray=fit_stray, place_sigma_m=place_sigma_m)
         return self._like(
-            model=optics.model, heights_m=optics.heights_m, inputs=optics.inputs(self.inputs), fit_stray=fit_stray
+            model=optics.model,
+            heights_m=optics.heights_m,
+            inputs=optics.inputs(self.inputs),
+            fit_stray=fit_stray,
+            place_sigma_m=place_sigma_m,
         )
 
     def _like(
@@ -516,6 +575,7 @@ class OffsetFit:
         bench: BenchParams | _Same | None = _Same.SAME,
         extras: Sequence[str] | None = None,
         fit_stray: bool | None = None,
+        place_sigma_m: float | None = None,
     ) -> OffsetFit:
         """A fit like this one with the arguments given changed (None, ``bench`` unset: this fit's);
         pass counts shared."""
@@ -530,6 +590,7 @@ class OffsetFit:
             bench=self.bench if isinstance(bench, _Same) else bench,
             extras=self.extras if extras is None else extras,
             fit_stray=self.fit_stray if fit_stray is None else fit_stray,
+            place_sigma_m=self.place_sigma_m if place_sigma_m is None else place_sigma_m,
         )
         other.passes, other.seconds = self.passes, self.seconds
         other.guide = self.guide if model is None else None  # a guide belongs to the model it is cheaper than
@@ -537,6 +598,11 @@ class OffsetFit:
         other.print_draw = self.print_draw if same_model else None
         other.detector_tolerance_m = self.detector_tolerance_m if same_model else 0.0
         return other
+
+    @property
+    def fits_places(self) -> bool:
+        """Whether this fit places each detector (``place_sigma_m`` > 0)."""
+        return self.place_sigma_m > 0
 
     @property
     def tolerates_build_errors(self) -> bool:
@@ -574,7 +640,12 @@ class OffsetFit:
         if self.guide is None:
             return None
         return self.guide._like(
-            axes=self.axes, fixed_m=self.fixed_m, bench=self.bench, extras=self.extras, fit_stray=self.fit_stray
+            axes=self.axes,
+            fixed_m=self.fixed_m,
+            bench=self.bench,
+            extras=self.extras,
+            fit_stray=self.fit_stray,
+            place_sigma_m=self.place_sigma_m,
         )
 
     def heights(self, observation: Observation) -> np.ndarray:
@@ -663,55 +734,75 @@ class OffsetFit:
     ) -> np.ndarray:
         """Model energies (K, P, C) at every observation's configuration (extras of vector ``x``,
         None: the bench's)."""
-        return self._energies_on(observations, mount_m, self.bench_at(x))
+        return self._light_on(observations, mount_m, self.bench_at(x))[0]
 
-    def _energies_on(
-        self, observations: Sequence[Observation], mount_m: np.ndarray, bench: BenchParams | None
-    ) -> np.ndarray:
-        """Model energies (K, P, C) at every observation's configuration on ``bench``."""
+    def light(self, observations: Sequence[Observation], mount_m: np.ndarray, x: np.ndarray | None = None) -> Light:
+        """``energies`` and, when this fit places the detectors, their slopes (K, P, C, 2)."""
+        return self._light_on(observations, mount_m, self.bench_at(x))
+
+    def _light_on(self, observations: Sequence[Observation], mount_m: np.ndarray, bench: BenchParams | None) -> Light:
+        """Model energies (K, P, C) at every observation's configuration on ``bench``, and their
+        slopes (K, P, C, 2) as each detector alone moves when this fit places the detectors (else None)."""
         started = time.perf_counter()
         self.passes["forward"] += len(observations) * len(self.inputs)
-        energies = np.stack(
-            [
-                self.model.energies(self.inputs, self.heights(o), **self.model_arguments(o, mount_m, bench))
-                for o in observations
-            ]
-        )
+        computed = [
+            self.model.forward(
+                self.inputs,
+                self.heights(o),
+                record=False,
+                slopes=self.fits_places,
+                **self.model_arguments(o, mount_m, bench),
+            )
+            for o in observations
+        ]
+        energies = np.stack([res.energies for res in computed])
+        slopes = np.stack([res.slopes for res in computed if res.slopes is not None]) if self.fits_places else None
         self.seconds["forward"] += time.perf_counter() - started
-        return energies
+        return energies, slopes
 
     def energies_and_jacobian(
         self, observations: Sequence[Observation], x: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (K, P, C) and their exact derivatives (K, P, C, n_fitted) per SI unit (adjoint)."""
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """Energies (K, P, C), their slopes (``light``) and their exact derivatives (K, P, C,
+        n_fitted) per SI unit (adjoint)."""
         started = time.perf_counter()
         mount, bench = self.mount(x), self.bench_at(x)
         energies = np.empty((len(observations), len(self.inputs), len(self.model.layout)))
+        slopes = np.empty(energies.shape + (2,)) if self.fits_places else None
         jacobian = np.empty(energies.shape + (len(x),))
         wrt = [f"L{i + 1}.d{AXES[a]}" for i, a in zip(*np.nonzero(self.axes))] + list(self.extras)
         for k, obs in enumerate(observations):
             arguments = self.model_arguments(obs, mount, bench)
-            jac = self.model.energy_jacobian(self.inputs, self.heights(obs), wrt=wrt, **arguments)
+            jac = self.model.energy_jacobian(
+                self.inputs, self.heights(obs), wrt=wrt, slopes=self.fits_places, **arguments
+            )
             energies[k], jacobian[k] = jac.energies, jac.params
+            if slopes is not None:
+                slopes[k] = jac.slopes
             self.passes[jac.mode] = self.passes.get(jac.mode, 0) + jac.fields  # adjoint or tangent fields
         if "beam.waist" in self.extras and bench is not None and bench.beam_waist_m is not None:
             # d/d(1/w^2) = d/dw * dw/d(1/w^2) = d/dw * (-w^3 / 2)
             jacobian[..., wrt.index("beam.waist")] *= -(bench.beam_waist_m**3) / 2
         self.passes["forward"] += energies.shape[0] * energies.shape[1]
         self.seconds["jacobian"] += time.perf_counter() - started
-        return energies, jacobian
+        return energies, slopes, jacobian
 
-    def _misfit(self, observations: Sequence[Observation], energies: np.ndarray) -> tuple[np.ndarray, Scaling, float]:
-        """Residual vector (a g E - y) / |y| with the best scales and gains, those, and |y|."""
+    def _misfit(
+        self, observations: Sequence[Observation], energies: np.ndarray, slopes: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Scaling, float]:
+        """Residual vector (a g E - y) / |y| with the best scales and gains (and the detectors'
+        places, given the energies' ``slopes``), those, and |y|."""
         signals = np.stack([o.signals for o in observations])
         norm = float(np.sqrt(np.sum(signals**2)))
-        scaling = fit_scaling(signals, energies, self.fit_gains, self.fit_stray)
-        misfit = scaling.model(energies) - signals
+        scaling = fit_scaling(
+            signals, energies, self.fit_gains, self.fit_stray, slopes=slopes, place_sigma_m=self.place_sigma_m
+        )
+        misfit = scaling.model(energies, slopes) - signals
         return misfit.ravel() / norm, scaling, norm
 
     def residual(self, observations: Sequence[Observation], mount_m: np.ndarray) -> float:
         """The relative RMS misfit at ``mount_m`` on the bench (forward passes only: cheap screening)."""
-        r, _, _ = self._misfit(observations, self.energies(observations, mount_m))
+        r, _, _ = self._misfit(observations, *self.light(observations, mount_m))
         return float(np.sqrt(r @ r))
 
     def _linearise(
@@ -719,39 +810,43 @@ class OffsetFit:
         observations: Sequence[Observation],
         x: np.ndarray,
         guide: OffsetFit | None = None,
-        energies: np.ndarray | None = None,
+        light: Light | None = None,
     ) -> tuple[np.ndarray, np.ndarray, Scaling, tuple[np.ndarray, np.ndarray] | None]:
         """Residual vector r and Kaufman Jacobian dr/dx (x in vector units), both normalised by |y|.
 
         With a ``guide`` (the same parameters on a cheaper model: ``guided``), the energies and the
         residual are this model's (a forward pass) and their derivatives the guide's, each read's
         scaled by this model's total energy over the guide's (the guide's relative derivatives).
-        ``energies``: this model's at ``x``, when already computed (only a guided step uses them).
-        Also returns this model's own derivatives and ``x`` (None with a guide), for ``FitBasis``."""
+        ``light``: this model's energies and slopes at ``x``, when already computed (only a guided
+        step uses them). Also returns this model's own derivatives and ``x`` (None with a guide), for
+        ``FitBasis``."""
         own = None
         if guide is None:
-            energies, d_energies = self.energies_and_jacobian(observations, x)
+            energies, slopes, d_energies = self.energies_and_jacobian(observations, x)
             own = (x.copy(), d_energies)
         else:
-            if energies is None:
-                energies = self.energies(observations, self.mount(x), x)
-            coarse, d_energies = guide.energies_and_jacobian(observations, x)
+            energies, slopes = self.light(observations, self.mount(x), x) if light is None else light
+            coarse, _, d_energies = guide.energies_and_jacobian(observations, x)
             ratio = energies.sum(axis=-1) / np.maximum(coarse.sum(axis=-1), 1e-300)
             d_energies = d_energies * ratio[..., None, None]
-        return (*self._assembled(observations, energies, d_energies), own)
+        return (*self._assembled(observations, (energies, slopes), d_energies), own)
 
     def _assembled(
-        self, observations: Sequence[Observation], energies: np.ndarray, d_energies: np.ndarray
+        self, observations: Sequence[Observation], light: Light, d_energies: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, Scaling]:
-        """Residual vector r and Kaufman Jacobian dr/dx (``_linearise``) from energies (K, P, C) and
-        their derivatives (K, P, C, n) per SI unit."""
-        r, scaling, norm = self._misfit(observations, energies)
+        """Residual vector r and Kaufman Jacobian dr/dx (``_linearise``) from energies (K, P, C)
+        and their slopes (``light``) and the energies' derivatives (K, P, C, n) per SI unit. The
+        offsets' and extras' derivatives leave out how the slopes change (the detectors' places
+        are a first-order correction: their product is of second order)."""
+        energies, slopes = light
+        r, scaling, norm = self._misfit(observations, energies, slopes)
         scales = scaling.scales[..., None]  # (K, P, 1)
         jac = (scales[..., None] * scaling.gains[:, None] * d_energies * self._units() / norm).reshape(r.size, -1)
         # What a change of the separable parameters would produce (the model's derivative along
         # each scale, gain and stray term): that span is projected out.
         reads, channels = energies.shape[0] * energies.shape[1], energies.shape[2]
-        direct = (energies * scaling.gains).reshape(reads, channels)  # g E per read
+        placed = energies if slopes is None else energies + np.sum(slopes * scaling.shifts, axis=-1)
+        direct = (placed * scaling.gains).reshape(reads, channels)  # g E per read
         light = direct if scaling.stray is None else direct + scaling.stray
         columns = [np.zeros((reads, channels, reads))]
         columns[0][np.arange(reads), :, np.arange(reads)] = light  # d/d a_kp
@@ -762,6 +857,10 @@ class OffsetFit:
         if self.fit_stray:
             columns.append(np.zeros((reads, channels, channels)))
             columns[-1][:, np.arange(channels), np.arange(channels)] = a  # d/d b_c
+        if slopes is not None:  # d/d s_c along x and y, within the places that sum to zero
+            moves = (slopes * scaling.gains[:, None]).reshape(reads, channels, 2) * a[..., None]
+            zero_sum = np.linalg.svd(np.eye(channels) - 1.0 / channels)[0][:, : channels - 1]  # (C, C - 1)
+            columns.extend(moves[:, :, axis, None] * zero_sum[None] for axis in (0, 1))
         phi = np.concatenate(columns, axis=-1)
         q, s, _ = np.linalg.svd(phi.reshape(reads * channels, -1), full_matrices=False)
         q = q[:, s > s[0] * 1e-10]
@@ -867,12 +966,18 @@ class OffsetFit:
         x_then, d_then = basis.derivatives
         new = [k for k in range(len(observations)) if k not in old]
         energies = np.empty((len(observations),) + d_then.shape[1:-1])
+        slopes = np.empty(energies.shape + (2,)) if self.fits_places else None
         d_energies = np.empty(energies.shape + d_then.shape[-1:])
-        energies[old] = self.energies([observations[k] for k in old], self.mount(x), x)
+        old_energies, old_slopes = self.light([observations[k] for k in old], self.mount(x), x)
+        energies[old] = old_energies
         d_energies[old] = d_then[[seen[id(observations[k])] for k in old]]
         if new:
-            energies[new], d_energies[new] = self.energies_and_jacobian([observations[k] for k in new], x)
-        r, jac, scaling = self._assembled(observations, energies, d_energies)
+            energies[new], new_slopes, d_energies[new] = self.energies_and_jacobian([observations[k] for k in new], x)
+        if slopes is not None:
+            slopes[old] = old_slopes
+            if new:
+                slopes[new] = new_slopes
+        r, jac, scaling = self._assembled(observations, (energies, slopes), d_energies)
         return _Warm(r, jac, scaling, (x_then, d_energies), x_then)  # the older point: the staler rows
 
     def _reported(
@@ -913,24 +1018,25 @@ class OffsetFit:
         observations, mount = basis.observations, self.mount(basis.x)
         bench = self.bench_at(basis.x) or self._template().copy()
 
-        def step(energies: np.ndarray) -> np.ndarray:
-            r_built, _, _ = self._misfit(observations, energies)
+        nominal, slopes = self._light_on(observations, mount, bench)
+
+        def step(energies: np.ndarray) -> np.ndarray:  # the slopes as the fitted bench's (first order)
+            r_built, _, _ = self._misfit(observations, energies, slopes)
             return -inverse @ (r_built - basis.residual)
 
         covariance = np.zeros((basis.jacobian.shape[1],) * 2)
         if self.print_draw is not None:
             rng = np.random.default_rng(PRINT_DRAW_SEED)
             prints = [
-                step(self._like(heights_m=self.print_draw(rng))._energies_on(observations, mount, bench))
+                step(self._like(heights_m=self.print_draw(rng))._light_on(observations, mount, bench)[0])
                 for _ in range(PRINT_DRAWS)
             ]
             covariance += np.array(prints).T @ np.array(prints) / len(prints)
         if self.detector_tolerance_m:
-            nominal = self._energies_on(observations, mount, bench)
             for axis in (0, 1):
                 shifted = bench.copy()
                 shifted.detector_offset_m = bench.detector_offset_m + DETECTOR_STEP_M * np.eye(3)[axis]
-                slope = (self._energies_on(observations, mount, shifted) - nominal) / DETECTOR_STEP_M
+                slope = (self._light_on(observations, mount, shifted)[0] - nominal) / DETECTOR_STEP_M
                 for c in range(nominal.shape[-1]):  # detector c alone moved by one sigma
                     moved = nominal.copy()
                     moved[..., c] += slope[..., c] * self.detector_tolerance_m
@@ -939,9 +1045,11 @@ class OffsetFit:
         return covariance
 
     def _separable(self, scaling: Scaling) -> int:
-        """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray."""
+        """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray,
+        the detectors' places (two axes, summing to zero)."""
         channels = scaling.gains.size
-        return scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray
+        places = 2 * (channels - 1) * self.fits_places
+        return scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray + places
 
     def _extra_estimates(self, values: np.ndarray, stderr: np.ndarray) -> dict[str, tuple[float, float]]:
         """Name -> (value, standard error) in SI units of every fitted extra (the waist back from 1/w^2)."""

@@ -84,6 +84,10 @@ class ModelOptions:
     search_finer: bool = False
     identify_iterations: int = 20  # of each identification fit (they start where the plates were found)
     stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
+    # the identification fits each detector's own place on the detector plane, to first order,
+    # within ``detector_tolerance_m`` of its drawing (``Scaling.shifts``): the detectors of a built
+    # array each sit a little off it
+    detector_places: bool = True
     # the bench's build tolerances, one sigma: the printer's per-neuron height error and each detector's
     # placement in its holder (x and y). The finer model's identification widens its error bars by what
     # a bench built within them would do to the fit (``OffsetFit.with_build_tolerances``); None or 0:
@@ -98,6 +102,11 @@ class ModelOptions:
     build_up_identify: tuple[str, ...] = ("beam", "detector")
     build_up_dithers: int = 2
     build_up_iterations: int = 20  # of each of those fits (10 left the realistic seeds 1 and 2 unfound)
+
+    @property
+    def place_sigma_m(self) -> float:
+        """The prior sigma of each detector's own place in the identification (0: not fitted)."""
+        return (self.detector_tolerance_m or 0.0) if self.detector_places else 0.0
 
 
 @dataclass
@@ -268,7 +277,7 @@ def model_plan(
     axes = fitter.axes if movable is None else np.asarray(movable, dtype=bool)
     acquire = fitter.restricted(axes, fitter.fixed_m)
     identifying = bool(fitter.extras) or not np.array_equal(axes, fitter.axes)
-    coarse = fitter.refined(None, options.stray) if identifying else fitter
+    coarse = fitter.refined(None, options.stray, options.place_sigma_m) if identifying else fitter
     model, fidelity = coarse, DESIGN_MODEL  # what identifies the bench (the finer model once it explains more)
     if held is not None and identifier is not None:  # the held bench is the finer model's: identify with it
         model, fidelity = identifier, options.fidelity

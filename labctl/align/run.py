@@ -213,14 +213,14 @@ def align(
     identifier = None  # the finer model the bench may be identified with (ModelOptions.fidelity)
     if strategy == "model" and (extras or held is not None) and not model_options.fidelity.is_design:
         optics = TwinOptics(design, model_options.fidelity, prints=prints)
-        identifier = fitter.refined(optics, model_options.stray)
+        identifier = fitter.refined(optics, model_options.stray, model_options.place_sigma_m)
         printing, placing = model_options.print_tolerance_m, model_options.detector_tolerance_m
         if printing or placing:
             draw = optics.print_draw(printing) if printing else None
             identifier = identifier.with_build_tolerances(draw, placing or 0.0)
         if model_options.guide is not None:
             guide = TwinOptics(design, model_options.guide, prints=prints)
-            identifier = identifier.guided(fitter.refined(guide, model_options.stray))
+            identifier = identifier.guided(fitter.refined(guide, model_options.stray, model_options.place_sigma_m))
     limits = {
         (name, AXES[a]): getattr(bench.plates[name], AXES[a]).limits_m()
         for i, name in enumerate(names)

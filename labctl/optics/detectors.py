@@ -91,6 +91,33 @@ class DetectorLayout:
             out[..., i] = intensity[..., r0:r1, c0:c1].sum(axis=(-2, -1), dtype=np.float64)
         return out
 
+    def edge_slopes(self, intensity: np.ndarray) -> np.ndarray:
+        """How each region's sum changes as the region moves: (..., R, 2), the derivative of
+        ``integrate`` w.r.t. moving region r by one sample towards larger column (x) and row (y)
+        index.
+
+        Moving a region by ``s`` samples adds the light at its leading edge and drops the light
+        at its trailing edge; the intensity at an edge is taken as the mean of the two samples
+        beside it (linear interpolation between sample centres), so the slope is that at zero
+        shift of a region sliding over linearly interpolated light. Samples beyond the grid count
+        as dark.
+        """
+        intensity = np.asarray(intensity)
+        k = self._scale(intensity.shape)
+        side = intensity.shape[-1]
+        out = np.empty(intensity.shape[:-2] + (len(self), 2), dtype=np.float64)
+
+        def edge(lines: np.ndarray, at: int) -> np.ndarray:  # mean of the samples at at-1 and at
+            inside = [i for i in (at - 1, at) if 0 <= i < side]
+            return lines[..., inside].sum(axis=-1, dtype=np.float64) / 2
+
+        for i, (r0, r1, c0, c1) in enumerate(self.regions * k):
+            rows = intensity[..., r0:r1, :]  # the region's rows, every column
+            cols = np.swapaxes(intensity[..., :, c0:c1], -1, -2)  # its columns, every row, rows last
+            out[..., i, 0] = (edge(rows, c1) - edge(rows, c0)).sum(axis=-1)
+            out[..., i, 1] = (edge(cols, r1) - edge(cols, r0)).sum(axis=-1)
+        return out
+
     def weight_map(self, weights: np.ndarray, oversample: int = 1) -> np.ndarray:
         """Sum over regions of weights[..., r] * indicator(region r), at k = oversample -> (..., nk, nk).
 

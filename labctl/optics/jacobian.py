@@ -70,6 +70,7 @@ class EnergyJacobian:
     names: list[str]  # the columns of ``params``: ``BenchParams.names()``, all of them or those asked for
     bench: BenchParams  # the bench the derivatives were taken at
     mode: str = "adjoint"  # how: C adjoint fields per probe, or one tangent field per parameter and probe
+    slopes: np.ndarray | None = None  # (B, C, 2) when asked: ``ForwardResult.slopes``
 
     @property
     def fields(self) -> int:
@@ -310,10 +311,12 @@ def energy_jacobian(
     params: BenchParams | None = None,
     wrt: Sequence[str] | None = None,
     mode: str = "auto",
+    slopes: bool = False,
 ) -> EnergyJacobian:
     """Energies (B, C) of input masks (B, n, n) and their exact derivatives w.r.t. the bench
     parameters ``wrt`` (``BenchParams.names()``; None: all), ``offsets`` or ``params`` as for
-    ``D2NN.forward``. The probes are spread over the cores.
+    ``D2NN.forward``. The probes are spread over the cores. ``slopes``: also each detector's
+    energy's slope as it alone moves (``ForwardResult.slopes``), from the same forward pass.
 
     ``mode``: ``"adjoint"`` pushes each probe's C detector adjoints backwards as one batch,
     ``"tangent"`` one tangent field per parameter forwards; ``"auto"`` takes the one that costs
@@ -342,10 +345,12 @@ def energy_jacobian(
     cost = sum(_tangent_cost(first_stage[i], n_layers) for i in order)
     tangent = mode == "tangent" or (mode == "auto" and cost < len(model.layout) * (2 * n_layers + 1))
     group = _group_size(model, batch)
-    energies, rows = [], []
+    energies, rows, edge_slopes = [], [], []
     tan: _Tangents | None = None
     for start in range(0, batch, group):
-        res = model.forward(inputs[start : start + group], heights, offsets, record=True, params=params)
+        res = model.forward(inputs[start : start + group], heights, offsets, record=True, params=params, slopes=slopes)
+        if res.slopes is not None:
+            edge_slopes.append(res.slopes)
         if tan is None:  # the bench is the same for every group
             tan = _tangents(model, res, columns, adjoint=not tangent)
         energies.append(res.energies)
@@ -355,7 +360,15 @@ def energy_jacobian(
         jacobian = jacobian[..., np.argsort(order)]
     elif wrt is not None:
         jacobian = jacobian[..., [names.index(name) for name in columns]]
-    return EnergyJacobian(np.concatenate(energies), jacobian, columns, res.params, "tangent" if tangent else "adjoint")
+    mode_used = "tangent" if tangent else "adjoint"
+    return EnergyJacobian(
+        np.concatenate(energies),
+        jacobian,
+        columns,
+        res.params,
+        mode_used,
+        np.concatenate(edge_slopes) if edge_slopes else None,
+    )
 
 
 def _probe_part(

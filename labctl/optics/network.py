@@ -56,6 +56,8 @@ class ForwardResult:
     field: np.ndarray | None = None  # (B, M, M) detector-plane field
     input_field: np.ndarray | None = None  # (B, M, M) mask times illumination
     plate_fields: list[np.ndarray] | None = None  # L x (B, M, M) field arriving at plate l (plate frame)
+    # Only with slopes=True: dE/d(each detector moved alone, x and y) (B, R, 2) in energy per metre
+    slopes: np.ndarray | None = None
 
 
 def upsample(array: np.ndarray, k: int) -> np.ndarray:
@@ -182,12 +184,15 @@ class D2NN:
         offsets: np.ndarray | None = None,
         record: bool = True,
         params: BenchParams | None = None,
+        slopes: bool = False,
     ) -> ForwardResult:
         """Detector energies (B, R) for input masks (B, n, n), plate heights (L, n, n), offsets (L, 3).
 
         ``params`` (a ``BenchParams``, instead of ``offsets``) describes the whole bench: plate
         offsets and rotations, beam, detector plane, phase scale. With ``record`` the
-        intermediate fields are kept for ``backward``.
+        intermediate fields are kept for ``backward``. With ``slopes``, also how each detector's
+        energy changes as that detector alone moves across the detector plane (``.slopes``:
+        ``DetectorLayout.edge_slopes``), what a fit of each detector's own place needs.
         """
         g = self.geom
         inputs = self._check_inputs(inputs)
@@ -217,6 +222,9 @@ class D2NN:
             heights=heights,
             unturned=unturned,
         )
+        if slopes:
+            res.slopes = np.empty((batch, len(self.layout), 2))
+        edge_slopes = res.slopes
         if record:
             res.field = np.empty((batch, m, m), dtype)
             res.input_field = np.empty((batch, m, m), dtype)
@@ -239,6 +247,8 @@ class D2NN:
                         np.multiply(field, t[j], out=field)
                 intensity = np.square(field.real) + np.square(field.imag)
                 energies[sl] = self.layout.integrate(intensity) * g.sample_pitch_m**2
+                if edge_slopes is not None:  # per sample moved -> per metre: the sum's area over one side
+                    edge_slopes[sl] = self.layout.edge_slopes(intensity) * g.sample_pitch_m
                 if output is not None:
                     output[sl] = field
 
@@ -254,6 +264,19 @@ class D2NN:
     ) -> np.ndarray:
         """Detector energies (B, R) float64: intensity (input plane wave = 1) times area in m^2."""
         return self.forward(inputs, heights, offsets, record=False, params=params).energies
+
+    def energies_and_slopes(
+        self,
+        inputs: np.ndarray,
+        heights: np.ndarray,
+        offsets: np.ndarray | None = None,
+        params: BenchParams | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Detector energies (B, R) and how each changes as its detector alone moves (B, R, 2: x, y;
+        energy per metre), from one forward pass (``forward(..., slopes=True)``)."""
+        res = self.forward(inputs, heights, offsets, record=False, params=params, slopes=True)
+        assert res.slopes is not None  # asked for
+        return res.energies, res.slopes
 
     def output_field(
         self,
@@ -289,6 +312,7 @@ class D2NN:
         params: BenchParams | None = None,
         wrt: Sequence[str] | None = None,
         mode: str = "auto",
+        slopes: bool = False,
     ) -> EnergyJacobian:
         """Energies (B, R) and the exact derivative of each w.r.t. the bench parameters ``wrt``
         (``BenchParams.names()``, default all): ``.params`` (B, R, n) in the order of ``wrt``
@@ -296,4 +320,4 @@ class D2NN:
 
         What ``backward`` once per detector gives, at a fraction of the cost (jacobian.py).
         """
-        return energy_jacobian(self, inputs, heights, offsets, params, wrt, mode)
+        return energy_jacobian(self, inputs, heights, offsets, params, wrt, mode, slopes)
