@@ -44,7 +44,7 @@ from labctl.plans.runner import Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
 from labctl.sim.truth import load_truth  # noqa: E402
 from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
-from labctl.twin import Twin  # noqa: E402
+from labctl.twin import Twin, bench_places  # noqa: E402
 
 
 def hidden_truth(bench: SoftBench, prints: bool = False) -> dict[str, float]:
@@ -64,6 +64,23 @@ def hidden_truth(bench: SoftBench, prints: bool = False) -> dict[str, float]:
     out["detector.dx"], out["detector.dy"], out["detector.dz"] = (float(v) for v in hidden["detector_offset_m"])
     out["phase_scale"] = float(hidden["phase_scale"] / (hidden["height_scale"] if prints else 1.0))
     return out
+
+
+def places_against_truth(fitted: np.ndarray | None, hidden: np.ndarray) -> dict | None:
+    """Each detector's own place as fitted (``Scaling.shifts``: summing to zero, the common part is
+    the detector plane's) against the world's (``detector_errors_m``) less their mean: the RMS of the
+    truth, of the fit's error, and their correlation (None: not fitted)."""
+    if fitted is None:
+        return None
+    truth = hidden - hidden.mean(axis=0)
+    error = fitted - truth
+    return {
+        "truth_rms_m": float(np.sqrt(np.mean(truth**2))),
+        "error_rms_m": float(np.sqrt(np.mean(error**2))),
+        "correlation": float(np.corrcoef(fitted.ravel(), truth.ravel())[0, 1]),
+        "fitted_m": fitted.tolist(),
+        "truth_m": truth.tolist(),
+    }
 
 
 #: Goals of issue 9 per kind of parameter (SI).
@@ -162,6 +179,7 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
         "class_agreement_twin_bench": agreement,
         "parameters": parameters,
         "identified_within_3_sigma": (sum(abs(p["error_sigmas"]) <= 3 for p in identified), len(identified)),
+        "detector_places": places_against_truth(bench_places(result.bench), bench.world.hidden()["detector_errors_m"]),
         "goals_met": {
             k: [
                 n

@@ -136,15 +136,21 @@ def seen_design(design: Any, bench: BenchSurface) -> Any:
 
 
 def bench_record(
-    plates: list[str], bench: BenchParams | None, fidelity: Fidelity = DESIGN_MODEL, stray: np.ndarray | None = None
+    plates: list[str],
+    bench: BenchParams | None,
+    fidelity: Fidelity = DESIGN_MODEL,
+    stray: np.ndarray | None = None,
+    places: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """The fitted bench beyond the plate offsets, JSON-ready (None: as designed), with the model
-    it was identified with and each detector's stray light (relative to the scale)."""
+    it was identified with, each detector's stray light (relative to the scale) and each
+    detector's own place (C, 2) metres, x and y from where the layout and the plane put it."""
     if bench is None:
         return None
     return {
         "fidelity": fidelity.to_dict(),
         "stray": None if stray is None else [float(v) for v in stray],
+        "detector_places_m": None if places is None else [[float(x), float(y)] for x, y in places],
         "rotations_rad": {plate: float(r) for plate, r in zip(plates, bench.rotations_rad)},
         "beam_center_m": [float(v) for v in bench.beam_center_m],
         "beam_waist_m": None if bench.beam_waist_m is None else float(bench.beam_waist_m),
@@ -176,6 +182,12 @@ def bench_fidelity(record: dict[str, Any] | None) -> tuple[Fidelity, np.ndarray 
     return Fidelity.from_dict(record.get("fidelity")), None if stray is None else np.asarray(stray, dtype=float)
 
 
+def bench_places(record: dict[str, Any] | None) -> np.ndarray | None:
+    """Each detector's own place (C, 2) metres a ``bench_record`` holds (None: not fitted)."""
+    places = None if record is None else record.get("detector_places_m")
+    return None if places is None else np.asarray(places, dtype=float)
+
+
 @dataclass
 class Twin:
     """The design's optics model plus the fitted bench state (see the module docstring).
@@ -188,7 +200,9 @@ class Twin:
     ignored: ``offsets_m`` holds them; None: as designed): the errors this bench keeps.
     ``fidelity`` the model the twin computes with (``twin_optics``), ``stray`` (C,) each
     detector's stray light in model energy units (None: none), ``prints`` (L, n, n) the plates'
-    heights as measured on a profilometer (``labctl.print_record``; None: the design's).
+    heights as measured on a profilometer (``labctl.print_record``; None: the design's),
+    ``places`` (C, 2) each detector's own place in metres (x, y) off where the layout and the
+    detector plane put it, applied to first order (``D2NN.energies_and_slopes``; None: none).
     """
 
     design: Any
@@ -200,6 +214,7 @@ class Twin:
     fidelity: Fidelity = field(default_factory=Fidelity)
     stray: np.ndarray | None = None
     prints: np.ndarray | None = None
+    places: np.ndarray | None = None
     _optics: TwinOptics | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -219,6 +234,13 @@ class Twin:
             if stray.shape != (channels,) or not np.all(np.isfinite(stray)):
                 raise ConfigError(f"twin: stray must be {channels} finite numbers, got {stray.tolist()}")
             self.stray = stray
+        if self.places is not None:
+            places = np.asarray(self.places, dtype=float)
+            if places.shape != (channels, 2) or not np.all(np.isfinite(places)):
+                raise ConfigError(
+                    f"twin: places must be ({channels}, 2) finite metres (x, y per detector), got shape {places.shape}"
+                )
+            self.places = places
         if not (np.isfinite(self.scale) and self.scale > 0):
             raise ConfigError(f"twin: scale must be a positive number, got {self.scale}")
         if self.prints is not None:
@@ -253,21 +275,28 @@ class Twin:
         params.offsets_m = np.zeros_like(params.offsets_m) if self.offsets_m is None else self.offsets_m.copy()
         return params
 
-    def forward(self, inputs: np.ndarray, heights_m: np.ndarray | None = None, record: bool = False) -> ForwardResult:
+    def forward(
+        self, inputs: np.ndarray, heights_m: np.ndarray | None = None, record: bool = False, slopes: bool = False
+    ) -> ForwardResult:
         """The model's forward pass on the fitted bench for input amplitudes (B, n, n), with the
         design's plates or ``heights_m`` (L, n, n) in their place (both embedded in the model's
         window, ``optics``); ``record`` keeps what ``self.model.backward`` needs (physics-aware
-        training, ``labctl.hil``, on ``on_design_grid()``: gradients then come on the design's grid)."""
+        training, ``labctl.hil``, on ``on_design_grid()``: gradients then come on the design's grid).
+        Its energies are the detectors' as the layout draws them (``energies`` adds their places)."""
         optics = self.optics
         inputs = optics.inputs(inputs)
         heights = optics.heights_m if heights_m is None else optics.plates(heights_m)
         if self.bench is None:
-            return self.model.forward(inputs, heights, self.offsets_m, record=record)
-        return self.model.forward(inputs, heights, record=record, params=self.params())
+            return self.model.forward(inputs, heights, self.offsets_m, record=record, slopes=slopes)
+        return self.model.forward(inputs, heights, record=record, params=self.params(), slopes=slopes)
 
     def energies(self, inputs: np.ndarray) -> np.ndarray:
-        """Model energies (B, C) for input amplitudes (B, n, n) on the fitted bench (no gains/scale)."""
-        return self.forward(inputs).energies
+        """Model energies (B, C) for input amplitudes (B, n, n) on the fitted bench (no gains/scale),
+        each detector at its own place (``places``, to first order)."""
+        res = self.forward(inputs, slopes=self.places is not None)
+        if res.slopes is None or self.places is None:
+            return res.energies
+        return res.energies + np.sum(res.slopes * self.places, axis=-1)
 
     def readings_per_energy(self) -> np.ndarray:
         """(C,) calibrated units per unit of model energy on each detector: gains times scale
@@ -310,6 +339,7 @@ class Twin:
             "scale": float(self.scale),
             "fidelity": self.fidelity.to_dict(),
             "stray": None if self.stray is None else self.stray.tolist(),
+            "detector_places_m": None if self.places is None else self.places.tolist(),
             "bench": None
             if self.bench is None
             else {
@@ -347,6 +377,7 @@ class Twin:
             fidelity,
             stray if gains is not None else None,  # fitted with those gains: relative to them
             prints,
+            bench_places(alignment.bench) if gains is not None else None,  # fitted with the gains too
         )
 
     @classmethod

@@ -11,7 +11,7 @@ from labctl.design.fabrication.params import FabricationParams
 from labctl.errors import ConfigError
 from labctl.sim.light import LightPath, Pose
 from labctl.sim.relief import printed_heights
-from labctl.twin import Twin, bench_fidelity, bench_record
+from labctl.twin import Twin, bench_fidelity, bench_places, bench_record
 from labctl.twin_optics import DESIGN_MODEL, PRINTED, Fidelity, TwinOptics, frame_neurons
 from tests.tiny import tiny_design
 
@@ -79,6 +79,24 @@ def test_a_twin_identified_with_the_printed_model_predicts_with_it(inputs):
     expected = (optics.model.energies(optics.inputs(images), optics.heights_m) + stray) * 2.0
     assert np.allclose(twin.predict(images), expected, rtol=1e-6)
     assert twin.to_dict()["fidelity"] == PRINTED.to_dict()
+
+
+def test_a_twin_places_each_detector_where_the_alignment_found_it(inputs):
+    """The detectors' own places an alignment fitted go through its record into the twin, which
+    predicts each detector's reading there (to first order: the energy plus its slope times the move)."""
+    design = tiny_design()
+    places = np.random.default_rng(2).normal(0, 50e-6, (len(design.layout), 2))
+    record = bench_record(["L1", "L2", "L3"], design.model().nominal_params(), PRINTED, None, places)
+    assert np.allclose(bench_places(record), places) and bench_places(None) is None
+    twin = Twin(design, fidelity=PRINTED, places=bench_places(record))
+    optics = TwinOptics(design, PRINTED)
+    images = np.random.default_rng(1).random((2, 40, 40)).astype(np.float32)
+    energies, slopes = optics.model.energies_and_slopes(optics.inputs(images), optics.heights_m)
+    assert np.allclose(twin.predict(images), energies + np.sum(slopes * places, axis=-1), rtol=1e-6, atol=0)
+    assert not np.allclose(twin.predict(images), energies, rtol=1e-3, atol=0)
+    assert twin.to_dict()["detector_places_m"] == places.tolist()
+    with pytest.raises(ConfigError, match="places"):
+        Twin(design, places=np.zeros((3, 2)))
 
 
 def test_bad_fidelities_are_refused_in_one_line():

@@ -13,11 +13,16 @@ Model. y_kpc = a_kp (g_c E_pc(u_k + m) + b_c) + noise: E from the twin's optics 
 design's, or the finer model of the plates as printed: ``labctl.twin_optics``), g_c the
 detectors' relative gains (mean 1), b_c each detector's stray light (optional: light that
 follows the source but not the input), a_kp one scale per read (source power and its drift, the
-detectors' overall responsivity). For fixed offsets the scales, gains and stray light are found
-in closed form by alternating least squares; what is left is a least-squares problem in the
-offsets alone (variable projection, Golub & Pereyra 1973):
+detectors' overall responsivity). Optionally each detector's own place s_c (x, y; a built array's
+detectors each sit a little off the drawing): E_pc becomes E_pc + s_c . dE_pc/ds, to first order,
+the slope from the same forward pass (``D2NN.energies_and_slopes``), the places summing to zero
+(their common part is the detector plane's offset, a bench parameter) and held near zero by a
+normal prior of ``place_sigma_m`` weighed against the misfit per reading. For fixed offsets the
+scales, gains, stray light and places are found in closed form by alternating least squares;
+what is left is a least-squares problem in the offsets alone (variable projection, Golub &
+Pereyra 1973):
 
-    J(m) = 1/2 |r(m)|^2,   r = (a (g E(u + m) + b) - y) / |y|.
+    J(m) = 1/2 |r(m)|^2,   r = (a (g E(u + m) + b) - y) / |y|   (and the places' prior, when fitted).
 
 Its Jacobian is the Kaufman (1975) form J = P_perp (a g dE/dm): dE/dm exact from the model
 (``D2NN.energy_jacobian``: batched adjoints or tangents, whichever costs fewer transforms),
@@ -186,6 +191,13 @@ class Scaling:
     # (C, 2) metres, x and y, summing to zero (the detector plane's common move is a bench
     # parameter, ``detector.dx``/``dy``); None: the detectors where the layout has them
     shifts: np.ndarray | None = None
+    # the places' prior weight (readings^2 per m^2): the fit's cost adds place_weight |shifts|^2
+    place_weight: float = 0.0
+
+    def prior_rows(self) -> np.ndarray:
+        """The places' prior as residual entries (readings' units; empty without places): their
+        squares sum to ``place_weight |shifts|^2``."""
+        return np.zeros(0) if self.shifts is None else np.sqrt(self.place_weight) * self.shifts.ravel()
 
     def model(self, energies: np.ndarray, slopes: np.ndarray | None = None) -> np.ndarray:
         """What the readings should be for model energies (K, P, C) (and their slopes (K, P, C, 2),
@@ -243,12 +255,14 @@ def fit_scaling(
     sweeps: int = 30,
     slopes: np.ndarray | None = None,
     place_sigma_m: float = 0.0,
+    place_modes: np.ndarray | None = None,
 ) -> Scaling:
     """Least-squares scales a (K, P), gains g (C,) and stray light b (C,) of y = a (g E + b)
     (alternating closed forms: the scales with the rest fixed, then each detector's gain and
     stray light together). With ``slopes`` (K, P, C, 2) and ``place_sigma_m`` > 0 (how far a detector
     sits off its drawing, one sigma per axis), each detector's own place too (``Scaling.shifts``,
-    a third closed form in each sweep: ``_detector_shifts``).
+    a third closed form in each sweep: ``_detector_shifts``), with no part along ``place_modes``
+    ((2 C, m): moves of the whole array that bench parameters make; default: its translation).
 
     ``signals`` and ``energies`` are (K, P, C). Each half-step is the exact minimiser with the
     other half fixed, so the misfit never increases; a few tens of sweeps converge to far below
@@ -260,6 +274,7 @@ def fit_scaling(
     gains, stray = np.ones(channels), np.zeros(channels) if fit_stray else None
     scales = np.ones(signals.shape[:2])
     shifts = None if slopes is None or not place_sigma_m > 0 else np.zeros((channels, 2))
+    weight = 0.0
     placed = energies
     for _ in range(sweeps if fit_gains or fit_stray or slopes is not None else 1):
         if shifts is not None and slopes is not None:
@@ -284,30 +299,55 @@ def fit_scaling(
         if shifts is not None and slopes is not None:
             unexplained = signals - scales[..., None] * (energies * gains + (0.0 if stray is None else stray))
             response = scales[..., None, None] * gains[:, None] * slopes
-            shifts = _detector_shifts(unexplained, response, place_sigma_m, shifts)
-    return Scaling(scales, gains, stray, shifts)
+            modes = array_modes(np.zeros((channels, 2)))[:, :2] if place_modes is None else place_modes
+            shifts, weight = _detector_shifts(unexplained, response, place_sigma_m, shifts, modes)
+    return Scaling(scales, gains, stray, shifts, weight)
 
 
-def _detector_shifts(unexplained: np.ndarray, response: np.ndarray, sigma_m: float, previous: np.ndarray) -> np.ndarray:
+def array_modes(centres: np.ndarray) -> np.ndarray:
+    """The moves of a whole detector array (2 C, 4), flattened per detector as (x, y): its
+    translation along x and along y, its rotation about the centre and its dilation, for detectors
+    centred at ``centres`` (C, 2: x, y from the plane's centre, any unit). These are what the
+    detector plane's offset, a turn of the whole stack and the plane's distance do to every
+    detector at once: bench parameters, so each detector's own place leaves them out."""
+    x, y = centres[:, 0], centres[:, 1]
+    ones, zeros = np.ones_like(x), np.zeros_like(x)
+    columns = [(ones, zeros), (zeros, ones), (-y, x), (x, y)]
+    return np.stack([np.stack(pair, axis=-1).ravel() for pair in columns], axis=-1)
+
+
+def _place_basis(modes: np.ndarray) -> np.ndarray:
+    """An orthonormal basis (2 C, 2 C - rank) of the places with no part along ``modes`` (2 C, m)."""
+    u, s, _ = np.linalg.svd(modes, full_matrices=True)
+    rank = int(np.sum(s > s[0] * 1e-10))
+    return u[:, rank:]
+
+
+def _detector_shifts(
+    unexplained: np.ndarray, response: np.ndarray, sigma_m: float, previous: np.ndarray, modes: np.ndarray
+) -> tuple[np.ndarray, float]:
     """Each detector's place s (C, 2) that best explains ``unexplained`` readings (K, P, C) as
     ``response . s`` (``response`` (K, P, C, 2): what moving detector c by a metre along x or y adds
-    to its reading), the places summing to zero on each axis: the detector plane's common move is a
-    bench parameter of its own.
+    to its reading), with no part along ``modes`` (2 C, m; ``array_modes``): the whole array's moves
+    are bench parameters of their own.
 
     A detector sits within ``sigma_m`` of its drawing (a normal prior, one sigma per axis), weighed
     against the readings' misfit per reading with the ``previous`` places (the model's error counts
     as noise: where the model misses the readings by much, the prior holds the places near the
     drawing, so they cannot take up what the plates' offsets are to explain). Ridge least squares
-    per detector with one Lagrange multiplier per axis for the constraint: s_c = A_c^-1 (beta_c -
-    lambda), lambda = (sum A_c^-1)^-1 sum A_c^-1 beta_c."""
+    per detector (blocks A_c) with one Lagrange multiplier per mode for the constraint B^T s = 0:
+    s = A^-1 (beta - B lambda), lambda = (B^T A^-1 B)^-1 B^T A^-1 beta. Returns the places and the
+    prior's weight."""
+    channels = previous.shape[0]
     left = unexplained - np.einsum("kpci,ci->kpc", response, previous)
-    prior = float(np.mean(left**2)) / sigma_m**2
-    normal = np.einsum("kpci,kpcj->cij", response, response) + np.eye(2) * max(prior, 1e-300)  # A_c (C, 2, 2)
+    prior = max(float(np.mean(left**2)) / sigma_m**2, 1e-300)
+    normal = np.einsum("kpci,kpcj->cij", response, response) + np.eye(2) * prior  # A_c (C, 2, 2)
     rhs = np.einsum("kpci,kpc->ci", response, unexplained)  # beta_c (C, 2)
     inverse = np.linalg.inv(normal)
-    free = np.einsum("cij,cj->ci", inverse, rhs)
-    multiplier = np.linalg.solve(inverse.sum(axis=0), free.sum(axis=0))
-    return free - np.einsum("cij,j->ci", inverse, multiplier)
+    free = np.einsum("cij,cj->ci", inverse, rhs).ravel()
+    spread = np.einsum("cij,cjm->cim", inverse, modes.reshape(channels, 2, -1)).reshape(2 * channels, -1)
+    multiplier = np.linalg.lstsq(modes.T @ spread, modes.T @ free, rcond=None)[0]
+    return (free - spread @ multiplier).reshape(channels, 2), prior
 
 
 @dataclass
@@ -515,6 +555,9 @@ class OffsetFit:
         if self.axes.shape != (model.geom.n_layers, 3) or not (self.axes.any() or extras):
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
         self.fit_gains, self.fit_stray, self.place_sigma_m = fit_gains, fit_stray, float(place_sigma_m)
+        regions = np.asarray(model.layout.regions, dtype=float)  # row0, row1, col0, col1
+        centres = np.stack([regions[:, 2] + regions[:, 3], regions[:, 0] + regions[:, 1]], axis=-1) / 2
+        self.place_modes = array_modes(centres - model.layout.n / 2)  # what the bench's parameters move
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
         self.bench = bench
         template = bench if bench is not None else model.nominal_params()
@@ -795,10 +838,16 @@ class OffsetFit:
         signals = np.stack([o.signals for o in observations])
         norm = float(np.sqrt(np.sum(signals**2)))
         scaling = fit_scaling(
-            signals, energies, self.fit_gains, self.fit_stray, slopes=slopes, place_sigma_m=self.place_sigma_m
+            signals,
+            energies,
+            self.fit_gains,
+            self.fit_stray,
+            slopes=slopes,
+            place_sigma_m=self.place_sigma_m,
+            place_modes=self.place_modes,
         )
         misfit = scaling.model(energies, slopes) - signals
-        return misfit.ravel() / norm, scaling, norm
+        return np.concatenate([misfit.ravel(), scaling.prior_rows()]) / norm, scaling, norm
 
     def residual(self, observations: Sequence[Observation], mount_m: np.ndarray) -> float:
         """The relative RMS misfit at ``mount_m`` on the bench (forward passes only: cheap screening)."""
@@ -841,11 +890,16 @@ class OffsetFit:
         energies, slopes = light
         r, scaling, norm = self._misfit(observations, energies, slopes)
         scales = scaling.scales[..., None]  # (K, P, 1)
-        jac = (scales[..., None] * scaling.gains[:, None] * d_energies * self._units() / norm).reshape(r.size, -1)
-        # What a change of the separable parameters would produce (the model's derivative along
-        # each scale, gain and stray term): that span is projected out.
         reads, channels = energies.shape[0] * energies.shape[1], energies.shape[2]
-        placed = energies if slopes is None else energies + np.sum(slopes * scaling.shifts, axis=-1)
+        jac = (scales[..., None] * scaling.gains[:, None] * d_energies * self._units() / norm).reshape(
+            reads * channels, -1
+        )
+        prior = scaling.prior_rows().size  # the places' prior: rows the offsets and extras do not enter
+        jac = np.concatenate([jac, np.zeros((prior, jac.shape[1]))])
+        # What a change of the separable parameters would produce (the model's derivative along
+        # each scale, gain, stray term and place): that span is projected out.
+        places = scaling.shifts
+        placed = energies if places is None or slopes is None else energies + np.sum(slopes * places, axis=-1)
         direct = (placed * scaling.gains).reshape(reads, channels)  # g E per read
         light = direct if scaling.stray is None else direct + scaling.stray
         columns = [np.zeros((reads, channels, reads))]
@@ -857,12 +911,17 @@ class OffsetFit:
         if self.fit_stray:
             columns.append(np.zeros((reads, channels, channels)))
             columns[-1][:, np.arange(channels), np.arange(channels)] = a  # d/d b_c
-        if slopes is not None:  # d/d s_c along x and y, within the places that sum to zero
-            moves = (slopes * scaling.gains[:, None]).reshape(reads, channels, 2) * a[..., None]
-            zero_sum = np.linalg.svd(np.eye(channels) - 1.0 / channels)[0][:, : channels - 1]  # (C, C - 1)
-            columns.extend(moves[:, :, axis, None] * zero_sum[None] for axis in (0, 1))
-        phi = np.concatenate(columns, axis=-1)
-        q, s, _ = np.linalg.svd(phi.reshape(reads * channels, -1), full_matrices=False)
+        phi = np.concatenate(columns, axis=-1).reshape(reads * channels, -1)
+        if places is not None and slopes is not None:  # d/d s along the places the fit may move
+            moves = np.zeros((reads, channels, channels, 2))  # read, detector read, detector moved, axis
+            moves[:, np.arange(channels), np.arange(channels)] = (slopes * scaling.gains[:, None]).reshape(
+                reads, channels, 2
+            ) * a[..., None]
+            basis = _place_basis(self.place_modes)  # (2 C, free)
+            phi = np.concatenate([phi, moves.reshape(reads * channels, -1) @ basis], axis=1)
+            phi = np.concatenate([phi, np.zeros((prior, phi.shape[1]))])
+            phi[-prior:, -basis.shape[1] :] = np.sqrt(scaling.place_weight) * basis
+        q, s, _ = np.linalg.svd(phi, full_matrices=False)
         q = q[:, s > s[0] * 1e-10]
         return r, jac - q @ (q.T @ jac), scaling
 
@@ -1048,7 +1107,7 @@ class OffsetFit:
         """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray,
         the detectors' places (two axes, summing to zero)."""
         channels = scaling.gains.size
-        places = 2 * (channels - 1) * self.fits_places
+        places = _place_basis(self.place_modes).shape[1] * self.fits_places
         return scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray + places
 
     def _extra_estimates(self, values: np.ndarray, stderr: np.ndarray) -> dict[str, tuple[float, float]]:

@@ -371,7 +371,13 @@ def model_plan(
             _, start_bench, extras = identified_parameters(
                 identifier.model, axes, aligned, options.build_up_identify, held
             )
-            refine = identifier.restricted(axes, start_m).anchored(start_bench, extras)
+            # each detector's own place is left to the whole stack: with some plates out and a few
+            # readings the places take up what the plates' offsets are to explain
+            refine = (
+                identifier.restricted(axes, start_m)
+                .anchored(start_bench, extras)
+                .refined(None, identifier.fit_stray, 0.0)
+            )
 
         def observe_mounted(mounted: tuple[bool, ...]) -> m.Plan:
             dithers = options.build_up_dithers if refine is not None else 0

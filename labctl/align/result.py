@@ -15,7 +15,7 @@ import numpy as np
 from labctl.alignment_record import AlignmentRecord
 from labctl.calibration import write_calibration
 from labctl.errors import LabctlError
-from labctl.twin import Twin, bench_fidelity, bench_params
+from labctl.twin import Twin, bench_fidelity, bench_params, bench_places
 
 METHODS = {
     "model": (
@@ -140,6 +140,7 @@ class AlignmentResult:
             fidelity=fidelity,
             stray=stray,
             prints=self.prints,
+            places=bench_places(self.bench),
         )
 
     def to_dict(self) -> dict[str, Any]:

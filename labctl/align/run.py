@@ -340,7 +340,9 @@ def _result(
         stderr_m=None if stderr is None else per_plate(names, stderr),
         verdict=outcome.verdict.to_dict() if isinstance(outcome, ModelOutcome) and outcome.verdict else None,
         unidentified=outcome.fit.unidentified() if isinstance(outcome, ModelOutcome) else {},
-        bench=bench_record(names, outcome.fit.bench, outcome.fidelity, outcome.fit.scaling.stray)
+        bench=bench_record(
+            names, outcome.fit.bench, outcome.fidelity, outcome.fit.scaling.stray, outcome.fit.scaling.shifts
+        )
         if isinstance(outcome, ModelOutcome)
         else None,
         parameters=_parameters(outcome.fit, names, u_final) if isinstance(outcome, ModelOutcome) else {},
