@@ -335,6 +335,54 @@ def test_a_printed_bench_too_far_off_for_a_direct_fit_is_built_up_with_the_print
     assert np.max(np.abs(bench.world.plate_offsets_m()[:, :2])) < 10e-6  # from > 800 um
 
 
+def test_the_identification_finds_each_misplaced_detector_when_asked(images):
+    """A printed bench whose detectors each sit off the drawing (20 um sigma on 1.6 mm detectors, as
+    0.1 mm on the shipped design's 8 mm ones): with ``detector_places`` the identification finds
+    where each one is (less the whole array's moves, which the detector plane's offset and the
+    stack's turn and distance carry), explains the readings better and places the plates closer."""
+    from labctl.align import ModelOptions, Probes, align
+    from labctl.align.fit import array_modes
+    from labctl.design.fabrication.params import FabricationParams
+    from labctl.sim.soft import SoftBench
+    from labctl.sim.truth import Truth
+    from labctl.twin import bench_places
+    from tests.tiny import tiny_design
+
+    design = tiny_design()
+    frame_m = 12 * design.geometry.pitch_m
+    design.fabrication = FabricationParams(frame_m=frame_m)
+    pictures = images[0]
+    truth = Truth(
+        offset_sigma_m=0.25 * design.geometry.pitch_m,
+        print_step_m=16e-6,
+        frame_m=frame_m,
+        oversample=2,
+        detector_position_sigma_m=20e-6,
+    )
+    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    outcomes = {}
+    for places in (False, True):
+        bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+        options = ModelOptions(identify=("beam", "detector"), rounds=1, identify_iterations=12, detector_places=places)
+        result = align(bench, design, "model", probes=probes, operator=bench.operator, model_options=options)
+        assert result.converged, result.verdict
+        outcomes[places] = (result, np.max(np.abs(bench.world.plate_offsets_m()[:, :2])))
+    (without, left_without), (placed, left_placed) = outcomes[False], outcomes[True]
+    assert bench_places(without.bench) is None
+    regions = design.layout.regions.astype(float)
+    centres = (
+        np.stack([regions[:, 2] + regions[:, 3], regions[:, 0] + regions[:, 1]], axis=-1) / 2 - design.layout.n / 2
+    )
+    moves, _ = np.linalg.qr(array_modes(centres))
+    hidden = bench.world.hidden()["detector_errors_m"].ravel()
+    own = hidden - moves @ (moves.T @ hidden)  # what no bench parameter carries
+    fitted = bench_places(placed.bench).ravel()
+    assert np.corrcoef(fitted, own)[0, 1] > 0.9
+    assert np.sqrt(np.mean((fitted - own) ** 2)) < 0.5 * np.sqrt(np.mean(own**2))
+    assert placed.residual < 0.6 * without.residual, (placed.residual, without.residual)
+    assert left_placed < 4e-6 < left_without, (left_placed, left_without)
+
+
 def errors_in_sigmas(fit: OffsetFit, observations, truth: BenchParams) -> list[float]:
     """Every fitted parameter's error against ``truth`` over its reported sigma, the reported fit's
     bars widened by the fit's build tolerances (if it has any)."""
