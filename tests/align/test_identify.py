@@ -301,32 +301,42 @@ def test_a_printed_bench_is_identified_with_the_printed_model(images, monkeypatc
     assert misfits["printed"] < 0.2 * misfits["design"], misfits
 
 
+def printed_tiny_bench(pictures, offset_neurons: float, **truth):
+    """The tiny design printed with a 12-neuron frame on the 16 um printer, its 6 probes, and a maker
+    of fresh simulated benches (seed 4) whose plates sit ``offset_neurons`` (sigma) off, with ``truth``'s
+    further errors, light computed 2 x 2 per neuron."""
+    from labctl.align import Probes
+    from labctl.design.fabrication.params import FabricationParams
+    from labctl.sim.soft import SoftBench
+    from labctl.sim.truth import Truth
+    from tests.tiny import tiny_design
+
+    design = tiny_design()
+    frame_m = 12 * design.geometry.pitch_m
+    design.fabrication = FabricationParams(frame_m=frame_m)
+    world = Truth(
+        offset_sigma_m=offset_neurons * design.geometry.pitch_m,
+        print_step_m=16e-6,
+        frame_m=frame_m,
+        oversample=2,
+        **truth,
+    )
+    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    masks = lambda key: pictures[int(key.rsplit("/", 1)[1])]  # noqa: E731
+    return design, probes, lambda: SoftBench.create(design, seed=4, truth=world, masks=masks)
+
+
 def test_a_printed_bench_too_far_off_for_a_direct_fit_is_built_up_with_the_printed_model(images):
     """The same printed bench with its plates mounted more than two neurons off (beyond the direct
     fit's reach): the stack is built up plate by plate, each plate the design's model finds on its
     grid fitted again with the printed model together with the beam and the detector plane (on
     readings at known moves around where the plates are), then the whole bench is identified with
     the printed model and the plates are moved home."""
-    from labctl.align import ModelOptions, Probes, align
-    from labctl.design.fabrication.params import FabricationParams
-    from labctl.sim.soft import SoftBench
-    from labctl.sim.truth import Truth
+    from labctl.align import ModelOptions, align
     from labctl.twin_optics import PRINTED
-    from tests.tiny import tiny_design
 
-    design = tiny_design()
-    frame_m = 12 * design.geometry.pitch_m
-    design.fabrication = FabricationParams(frame_m=frame_m)
-    pictures = images[0]
-    truth = Truth(
-        offset_sigma_m=1.25 * design.geometry.pitch_m,
-        print_step_m=16e-6,
-        frame_m=frame_m,
-        oversample=2,
-        stray_fraction=0.01,
-    )
-    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
-    bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+    design, probes, new_bench = printed_tiny_bench(images[0], offset_neurons=1.25, stray_fraction=0.01)
+    bench = new_bench()
     assert np.max(np.abs([p.mount_offset_m[:2] for p in bench.world.plates])) > 2 * design.geometry.pitch_m
     options = ModelOptions(identify=("beam", "detector"), rounds=1, identify_iterations=12)
     result = align(bench, design, "model", probes=probes, operator=bench.operator, model_options=options)
@@ -340,29 +350,14 @@ def test_the_identification_finds_each_misplaced_detector_when_asked(images):
     0.1 mm on the shipped design's 8 mm ones): with ``detector_places`` the identification finds
     where each one is (less the whole array's moves, which the detector plane's offset and the
     stack's turn and distance carry), explains the readings better and places the plates closer."""
-    from labctl.align import ModelOptions, Probes, align
+    from labctl.align import ModelOptions, align
     from labctl.align.fit import array_modes
-    from labctl.design.fabrication.params import FabricationParams
-    from labctl.sim.soft import SoftBench
-    from labctl.sim.truth import Truth
     from labctl.twin import bench_places
-    from tests.tiny import tiny_design
 
-    design = tiny_design()
-    frame_m = 12 * design.geometry.pitch_m
-    design.fabrication = FabricationParams(frame_m=frame_m)
-    pictures = images[0]
-    truth = Truth(
-        offset_sigma_m=0.25 * design.geometry.pitch_m,
-        print_step_m=16e-6,
-        frame_m=frame_m,
-        oversample=2,
-        detector_position_sigma_m=20e-6,
-    )
-    probes = Probes.from_images(design, [f"tiny/test/{i}" for i in range(6)], pictures[:6])
+    design, probes, new_bench = printed_tiny_bench(images[0], offset_neurons=0.25, detector_position_sigma_m=20e-6)
     outcomes = {}
     for places in (False, True):
-        bench = SoftBench.create(design, seed=4, truth=truth, masks=lambda key: pictures[int(key.rsplit("/", 1)[1])])
+        bench = new_bench()
         options = ModelOptions(identify=("beam", "detector"), rounds=1, identify_iterations=12, detector_places=places)
         result = align(bench, design, "model", probes=probes, operator=bench.operator, model_options=options)
         assert result.converged, result.verdict
