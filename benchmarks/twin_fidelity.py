@@ -33,12 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from labctl.align import ModelOptions, align  # noqa: E402
+from labctl.align.fit import own_places  # noqa: E402
 from labctl.align.probes import CheckSet, Probes, dataset_split  # noqa: E402
 from labctl.calibration.calset import CalibrationSet  # noqa: E402
 from labctl.calibration.procedure import calibrate  # noqa: E402
 from labctl.design.datasets import load_dataset  # noqa: E402
 from labctl.design.designfile import load_design  # noqa: E402
 from labctl.design.shipped import resolve_design  # noqa: E402
+from labctl.optics import DetectorLayout  # noqa: E402
 from labctl.plans.messages import Record  # noqa: E402
 from labctl.plans.runner import Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
@@ -66,13 +68,13 @@ def hidden_truth(bench: SoftBench, prints: bool = False) -> dict[str, float]:
     return out
 
 
-def places_against_truth(fitted: np.ndarray | None, hidden: np.ndarray) -> dict | None:
-    """Each detector's own place as fitted (``Scaling.shifts``: summing to zero, the common part is
-    the detector plane's) against the world's (``detector_errors_m``) less their mean: the RMS of the
-    truth, of the fit's error, and their correlation (None: not fitted)."""
+def places_against_truth(fitted: np.ndarray | None, hidden: np.ndarray, layout: DetectorLayout) -> dict | None:
+    """Each detector's own place as fitted (``Scaling.shifts``) against the world's
+    (``detector_errors_m``) less the whole array's moves, which bench parameters carry
+    (``own_places``): the RMS of the truth, of the fit's error, and their correlation (None: not fitted)."""
     if fitted is None:
         return None
-    truth = hidden - hidden.mean(axis=0)
+    truth = own_places(hidden, layout)
     error = fitted - truth
     return {
         "truth_rms_m": float(np.sqrt(np.mean(truth**2))),
@@ -179,7 +181,9 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
         "class_agreement_twin_bench": agreement,
         "parameters": parameters,
         "identified_within_3_sigma": (sum(abs(p["error_sigmas"]) <= 3 for p in identified), len(identified)),
-        "detector_places": places_against_truth(bench_places(result.bench), bench.world.hidden()["detector_errors_m"]),
+        "detector_places": places_against_truth(
+            bench_places(result.bench), bench.world.hidden()["detector_errors_m"], design.layout
+        ),
         "goals_met": {
             k: [
                 n

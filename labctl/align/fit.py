@@ -42,7 +42,7 @@ import numpy as np
 
 from labctl.align.identify import Identification, identify
 from labctl.errors import ConfigError
-from labctl.optics import D2NN, BenchParams
+from labctl.optics import D2NN, BenchParams, DetectorLayout
 from labctl.twin_optics import TwinOptics
 
 #: The optimiser works in millimetres: offsets of order 1.
@@ -276,7 +276,7 @@ def fit_scaling(
     shifts = None if slopes is None or not place_sigma_m > 0 else np.zeros((channels, 2))
     weight = 0.0
     placed = energies
-    for _ in range(sweeps if fit_gains or fit_stray or slopes is not None else 1):
+    for _ in range(sweeps if fit_gains or fit_stray or shifts is not None else 1):
         if shifts is not None and slopes is not None:
             placed = energies + np.sum(slopes * shifts, axis=-1)
         light = placed * gains if stray is None else placed * gains + stray
@@ -299,21 +299,30 @@ def fit_scaling(
         if shifts is not None and slopes is not None:
             unexplained = signals - scales[..., None] * (energies * gains + (0.0 if stray is None else stray))
             response = scales[..., None, None] * gains[:, None] * slopes
-            modes = array_modes(np.zeros((channels, 2)))[:, :2] if place_modes is None else place_modes
+            modes = np.tile(np.eye(2), (channels, 1)) if place_modes is None else place_modes  # translation
             shifts, weight = _detector_shifts(unexplained, response, place_sigma_m, shifts, modes)
     return Scaling(scales, gains, stray, shifts, weight)
 
 
-def array_modes(centres: np.ndarray) -> np.ndarray:
+def array_modes(layout: DetectorLayout) -> np.ndarray:
     """The moves of a whole detector array (2 C, 4), flattened per detector as (x, y): its
-    translation along x and along y, its rotation about the centre and its dilation, for detectors
-    centred at ``centres`` (C, 2: x, y from the plane's centre, any unit). These are what the
-    detector plane's offset, a turn of the whole stack and the plane's distance do to every
-    detector at once: bench parameters, so each detector's own place leaves them out."""
-    x, y = centres[:, 0], centres[:, 1]
+    translation along x and along y, its rotation about the plane's centre and its dilation. These
+    are what the detector plane's offset, a turn of the whole stack and the plane's distance do to
+    every detector at once: bench parameters, so each detector's own place leaves them out."""
+    regions = np.asarray(layout.regions, dtype=float)  # row0, row1, col0, col1
+    x = (regions[:, 2] + regions[:, 3]) / 2 - layout.n / 2  # detector centres from the plane's, in neurons
+    y = (regions[:, 0] + regions[:, 1]) / 2 - layout.n / 2
     ones, zeros = np.ones_like(x), np.zeros_like(x)
     columns = [(ones, zeros), (zeros, ones), (-y, x), (x, y)]
     return np.stack([np.stack(pair, axis=-1).ravel() for pair in columns], axis=-1)
+
+
+def own_places(places: np.ndarray, layout: DetectorLayout) -> np.ndarray:
+    """Detector places (C, 2) less their part along the whole array's moves (``array_modes``):
+    what a fit of each detector's own place can tell, to compare with a truth."""
+    moves = np.linalg.qr(array_modes(layout))[0]
+    flat = np.asarray(places, dtype=float).ravel()
+    return (flat - moves @ (moves.T @ flat)).reshape(-1, 2)
 
 
 def _place_basis(modes: np.ndarray) -> np.ndarray:
@@ -555,9 +564,8 @@ class OffsetFit:
         if self.axes.shape != (model.geom.n_layers, 3) or not (self.axes.any() or extras):
             raise ConfigError(f"offset fit: axes must be a ({model.geom.n_layers}, 3) mask with at least one axis")
         self.fit_gains, self.fit_stray, self.place_sigma_m = fit_gains, fit_stray, float(place_sigma_m)
-        regions = np.asarray(model.layout.regions, dtype=float)  # row0, row1, col0, col1
-        centres = np.stack([regions[:, 2] + regions[:, 3], regions[:, 0] + regions[:, 1]], axis=-1) / 2
-        self.place_modes = array_modes(centres - model.layout.n / 2)  # what the bench's parameters move
+        self.place_modes = array_modes(model.layout)  # what the bench's parameters move
+        self.place_basis = _place_basis(self.place_modes)  # the places this fit may move (2 C, free)
         self.fixed_m = np.zeros(self.axes.shape) if fixed_m is None else np.array(fixed_m, dtype=float)
         self.bench = bench
         template = bench if bench is not None else model.nominal_params()
@@ -917,7 +925,7 @@ class OffsetFit:
             moves[:, np.arange(channels), np.arange(channels)] = (slopes * scaling.gains[:, None]).reshape(
                 reads, channels, 2
             ) * a[..., None]
-            basis = _place_basis(self.place_modes)  # (2 C, free)
+            basis = self.place_basis
             phi = np.concatenate([phi, moves.reshape(reads * channels, -1) @ basis], axis=1)
             phi = np.concatenate([phi, np.zeros((prior, phi.shape[1]))])
             phi[-prior:, -basis.shape[1] :] = np.sqrt(scaling.place_weight) * basis
@@ -1107,7 +1115,7 @@ class OffsetFit:
         """How many parameters the closed form fits besides the vector: scales, gains (one fixed), stray,
         the detectors' places (two axes, summing to zero)."""
         channels = scaling.gains.size
-        places = _place_basis(self.place_modes).shape[1] * self.fits_places
+        places = self.place_basis.shape[1] * self.fits_places
         return scaling.scales.size + (channels - 1) * self.fit_gains + channels * self.fit_stray + places
 
     def _extra_estimates(self, values: np.ndarray, stderr: np.ndarray) -> dict[str, tuple[float, float]]:

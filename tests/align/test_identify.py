@@ -351,7 +351,7 @@ def test_the_identification_finds_each_misplaced_detector_when_asked(images):
     where each one is (less the whole array's moves, which the detector plane's offset and the
     stack's turn and distance carry), explains the readings better and places the plates closer."""
     from labctl.align import ModelOptions, align
-    from labctl.align.fit import array_modes
+    from labctl.align.fit import own_places
     from labctl.twin import bench_places
 
     design, probes, new_bench = printed_tiny_bench(images[0], offset_neurons=0.25, detector_position_sigma_m=20e-6)
@@ -364,13 +364,9 @@ def test_the_identification_finds_each_misplaced_detector_when_asked(images):
         outcomes[places] = (result, np.max(np.abs(bench.world.plate_offsets_m()[:, :2])))
     (without, left_without), (placed, left_placed) = outcomes[False], outcomes[True]
     assert bench_places(without.bench) is None
-    regions = design.layout.regions.astype(float)
-    centres = (
-        np.stack([regions[:, 2] + regions[:, 3], regions[:, 0] + regions[:, 1]], axis=-1) / 2 - design.layout.n / 2
-    )
-    moves, _ = np.linalg.qr(array_modes(centres))
-    hidden = bench.world.hidden()["detector_errors_m"].ravel()
-    own = hidden - moves @ (moves.T @ hidden)  # what no bench parameter carries
+    own = own_places(
+        bench.world.hidden()["detector_errors_m"], design.layout
+    ).ravel()  # what no bench parameter carries
     fitted = bench_places(placed.bench).ravel()
     assert np.corrcoef(fitted, own)[0, 1] > 0.9
     assert np.sqrt(np.mean((fitted - own) ** 2)) < 0.5 * np.sqrt(np.mean(own**2))
