@@ -10,8 +10,9 @@ physics-aware fine-tuning.
 
 For every seed a soft bench (time scale 0, an SLM as projector) hides the ``--truth`` (a preset or
 a YAML file, ``labctl.sim.truth.load_truth``; by default ``realistic``: plate spacing, rotation and
-tilt, printed staircase, per-neuron height errors (sigma ``--height-error-um``, by default 110 µm: enough
-that the aligned bench falls 5 points or more below the design, docs/hil.md), index and
+tilt, printed staircase, per-neuron height errors (sigma ``--height-error-um``; with a preset by default
+110 µm, enough that the aligned bench falls 5 points or more below the design, docs/hil.md; a YAML
+file keeps its own value unless the option is given), index and
 scale errors, a Gaussian off-axis beam, displaced detectors, stray light, gains, darks, the SLM's
 gamma). The lab's procedure runs as a user runs it:
 ``calibrate`` darks, stages, SLM, gains and source; ``calibrate --only readout``
@@ -91,9 +92,13 @@ from labctl.hil.pat import PatOptions, PhysicsAware, Reprint, design_writer, mea
 from labctl.plans.messages import SwapPlate  # noqa: E402
 from labctl.plans.runner import MemoryStore, Runner  # noqa: E402
 from labctl.sim.soft import SoftBench  # noqa: E402
-from labctl.sim.truth import load_truth  # noqa: E402
+from labctl.sim.truth import PRESETS, load_truth  # noqa: E402
 from labctl.stats import AccuracyCI, mcnemar  # noqa: E402
 from labctl.twin import Twin  # noqa: E402
+
+#: Per-neuron print height error (sigma, um) given to a preset's truth: what makes the aligned bench fall
+#: 5 points or more below the design (docs/hil.md).
+DEFAULT_HEIGHT_ERROR_UM = 110.0
 
 
 def test_split(dataset: Any, count: int, seed: int) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -185,7 +190,11 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     truth = load_truth(args.truth)
     if args.alignment == "ideal":
         truth = dataclasses.replace(truth, offset_sigma_m=0.0)
-    truth = dataclasses.replace(truth, height_error_sigma_m=args.height_error_um * 1e-6)
+    height_error_um = args.height_error_um
+    if height_error_um is None and args.truth in PRESETS:  # a file says what it means; a preset gets the bench's
+        height_error_um = DEFAULT_HEIGHT_ERROR_UM
+    if height_error_um is not None:
+        truth = dataclasses.replace(truth, height_error_sigma_m=height_error_um * 1e-6)
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     bench.calibration_dir, bench.config = folder, SimpleNamespace(name=f"soft bench, seed {seed}")
     calibration_records = MemoryStore()  # calibration and alignment write their own files
@@ -322,6 +331,7 @@ def run_one(design: Any, seed: int, args: argparse.Namespace, folder: Path) -> d
     store.finish()
     return {
         "seed": seed,
+        "height_error_sigma_m": truth.height_error_sigma_m,  # the world's, after --height-error-um
         "alignment": alignment,
         "test_samples": len(labels),
         "design": AccuracyCI.from_flags(designed).as_dict(),
@@ -362,8 +372,9 @@ def main() -> int:
     parser.add_argument(
         "--height-error-um",
         type=float,
-        default=110.0,
-        help="per-neuron print height error sigma, um, instead of the truth's (110: the bench falls 10-14 points)",
+        default=None,
+        help=f"per-neuron print height error sigma, um, instead of the truth's (default: {DEFAULT_HEIGHT_ERROR_UM:g} "
+        "with a preset, the file's own with a YAML file; 110: the bench falls 10-14 points)",
     )
     parser.add_argument("--averages", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=1, help="physics-aware training passes")
