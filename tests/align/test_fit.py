@@ -39,7 +39,7 @@ def test_scaling_is_recovered_exactly_from_noiseless_readings():
     rng = np.random.default_rng(0)
     energies = rng.uniform(0.1, 1.0, (2, 5, 10))
     scales, gains = rng.uniform(0.5, 2.0, (2, 5)), rng.uniform(0.8, 1.2, 10)
-    fitted = fit_scaling(scales[..., None] * gains * energies, energies, sweeps=200)
+    fitted = fit_scaling(scales[..., None] * gains * energies, energies)
     assert np.allclose(fitted.gains, gains / gains.mean(), rtol=1e-8)
     assert np.allclose(fitted.scales, scales * gains.mean(), rtol=1e-8)
 
@@ -50,13 +50,30 @@ def test_stray_light_is_recovered_with_the_scales_and_gains():
     energies = rng.uniform(0.1, 1.0, (2, 8, 10))
     scales, gains, stray = rng.uniform(0.5, 2.0, (2, 8)), rng.uniform(0.8, 1.2, 10), rng.uniform(0, 0.05, 10)
     signals = scales[..., None] * (gains * energies + stray)
-    fitted = fit_scaling(signals, energies, fit_stray=True, sweeps=3000)
+    fitted = fit_scaling(signals, energies, fit_stray=True)
     mean = gains.mean()
     assert np.allclose(fitted.gains, gains / mean, rtol=1e-6)
     assert np.allclose(fitted.stray, stray / mean, rtol=1e-4, atol=1e-8)
     assert np.allclose(fitted.model(energies), signals, rtol=1e-8)
     without = fit_scaling(signals, energies)  # a fit without stray light cannot explain the readings
     assert np.linalg.norm(without.model(energies) - signals) > 1e-3 * np.linalg.norm(signals)
+
+
+def test_stray_light_is_recovered_where_every_detector_follows_the_probes():
+    """Real probes brighten or dim every detector together (a digit with more ink), so a detector's
+    energy varies little against its mean over the reads and its stray light is nearly its gain:
+    alternating closed forms crawl there (30 sweeps left the stray light 34 to 47 % off and a misfit of
+    2e-4 to 7e-4); the fit must still end at the exact minimum."""
+    for spread in (0.05, 0.02, 0.01):
+        rng = np.random.default_rng(0)
+        brightness = rng.uniform(0.5, 1.5, (1, 6, 1))  # per probe, common to every detector
+        energies = rng.uniform(0.2, 1.0, 10) * brightness * (1 + spread * rng.standard_normal((5, 6, 10)))
+        scales, gains, stray = rng.uniform(0.5, 1.5, (5, 6)), rng.uniform(0.9, 1.1, 10), rng.uniform(0, 0.05, 10)
+        signals = scales[..., None] * (gains * energies + stray)
+        fitted = fit_scaling(signals * 1e3, energies * 1e-9, fit_stray=True)  # volts against m^2: far apart
+        np.testing.assert_allclose(fitted.model(energies * 1e-9), signals * 1e3, rtol=1e-9)
+        np.testing.assert_allclose(fitted.gains, gains / gains.mean(), rtol=1e-9)
+        np.testing.assert_allclose(fitted.stray * 1e9, stray / gains.mean(), rtol=1e-7)
 
 
 def test_each_detectors_place_is_recovered_with_the_scales_gains_and_stray_light():
