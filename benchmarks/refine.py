@@ -271,7 +271,7 @@ def at_truth(design: Any, seed: int, args: argparse.Namespace) -> dict[str, Any]
     def refined_at_truth(stack: Any, chosen: list[str] | None, prints: np.ndarray) -> RefineResult:
         """``chosen`` plates of ``stack`` refined against the world's hidden bench as it is now, the
         plates as scanned (``prints``), centred and square."""
-        bench = true_bench(world, centred())
+        bench = true_bench(world, centred(), measured=True)  # the twin computes with the scans
         bench.rotations_rad = square.copy()
         fidelity = {"printed": PRINTED, "design": DESIGN_MODEL}[args.fidelity]
         twin = Twin(stack, bench=bench, fidelity=fidelity, prints=prints)

@@ -97,7 +97,10 @@ def world_readings(design, truth: Truth, seed: int, inputs: np.ndarray, dithers:
     return np.stack(readings), np.stack(moves), world, mount
 
 
-def true_bench(world, mount: np.ndarray) -> BenchParams:
+def true_bench(world, mount: np.ndarray, measured: bool = False) -> BenchParams:
+    """The world's hidden bench as the twin's parameters, plates at ``mount``. ``measured``: for a twin
+    that computes with the plates' measured (or true printed) heights, which already hold the print's
+    height scale, so the phase scale is the printed index's share alone (as ``twin_fidelity.py`` scores it)."""
     hidden = world.hidden()
     return BenchParams(
         mount,
@@ -105,7 +108,7 @@ def true_bench(world, mount: np.ndarray) -> BenchParams:
         hidden["beam_center_m"],
         hidden["beam_waist_m"] or 1.0,
         hidden["detector_offset_m"],
-        hidden["phase_scale"],
+        hidden["phase_scale"] / (hidden["height_scale"] if measured else 1.0),
     )
 
 
@@ -131,7 +134,7 @@ def model_error(
     axes[:, :2] = True
     kinds = ("z", "rot", "beam", "detector", "phase_scale")
     fit_axes, nominal_bench, extras = identified_parameters(optics.model, axes, np.ones(len(axes), bool), kinds)
-    bench = true_bench(world, mount)
+    bench = true_bench(world, mount, measured=name == "measured")
     fitter = OffsetFit(
         optics.model, optics.heights_m, optics.inputs(inputs), fit_axes, bench=bench, extras=extras, fit_stray=True
     )
