@@ -2,7 +2,7 @@
 
     python benchmarks/twin_fidelity.py --json [--design mnist5k] [--seeds 0,1,2] [--samples 500]
                                        [--truth realistic] [--probes 6] [--no-ablation] [--runs-file runs.jsonl]
-                                       [--no-print-calibration]
+                                       [--no-print-calibration] [--detector-places]
 
 Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; the plates' printed
 relief measured on the simulated profilometer (``labctl calibrate --only print``: the twin then
@@ -14,7 +14,8 @@ same images and the aligned twin's predicted accuracy, each with its 95 % Wilson
 McNemar's paired test of measured against twin and against the design. Every identified
 parameter is compared with the hidden truth (which only a benchmark reads) in units of its
 reported standard error. The ablation aligns the same bench (same seed, fresh) with today's
-x/y-only twin. The reference for the run time is one forward pass of the probes through the
+x/y-only twin. ``--detector-places``: the identification also fits each detector's own place
+(``ModelOptions(detector_places=True)``), reported against the world's. The reference for the run time is one forward pass of the probes through the
 design's model, measured in the same run.
 """
 
@@ -69,7 +70,7 @@ def hidden_truth(bench: SoftBench, prints: bool = False) -> dict[str, float]:
 
 
 def places_against_truth(fitted: np.ndarray | None, hidden: np.ndarray, layout: DetectorLayout) -> dict | None:
-    """Each detector's own place as fitted (``Scaling.shifts``) against the world's
+    """Each detector's own place as fitted (``Scaling.places``) against the world's
     (``detector_errors_m``) less the whole array's moves, which bench parameters carry
     (``own_places``): the RMS of the truth, of the fit's error, and their correlation (None: not fitted)."""
     if fitted is None:
@@ -103,7 +104,16 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict:
     return {"b": int(test.b), "c": int(test.c), "p_value": float(test.p_value)}
 
 
-def run_one(design, seed: int, truth, samples: int, probes_count: int, identify: bool, prints: bool = True) -> dict:
+def run_one(
+    design,
+    seed: int,
+    truth,
+    samples: int,
+    probes_count: int,
+    identify: bool,
+    prints: bool = True,
+    detector_places: bool = False,
+) -> dict:
     started = time.perf_counter()
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
     runner = Runner(bench, operator=bench.operator)
@@ -129,7 +139,7 @@ def run_one(design, seed: int, truth, samples: int, probes_count: int, identify:
         )
         calset = CalibrationSet.load_latest(folder)
         calset.configure(bench)
-        options = ModelOptions() if identify else ModelOptions(identify=())
+        options = ModelOptions(detector_places=detector_places) if identify else ModelOptions(identify=())
         result = align(
             bench,
             design,
@@ -232,6 +242,9 @@ def main() -> int:
         action="store_false",
         help="the twin computes with the design's plates, not with the plates as measured on the profilometer",
     )
+    parser.add_argument(
+        "--detector-places", action="store_true", help="the identification also fits each detector's own place"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--runs-file",
@@ -246,7 +259,7 @@ def main() -> int:
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for identify in (True,) if args.no_ablation else (True, False):
-            run = run_one(design, seed, truth, args.samples, args.probes, identify, args.prints)
+            run = run_one(design, seed, truth, args.samples, args.probes, identify, args.prints, args.detector_places)
             run["model_seconds_per_reference"] = sum(run["model_seconds"].values()) / reference
             runs.append(run)
             if args.runs_file is not None:

@@ -202,7 +202,7 @@ class Twin:
     detector's stray light in model energy units (None: none), ``prints`` (L, n, n) the plates'
     heights as measured on a profilometer (``labctl.print_record``; None: the design's),
     ``places`` (C, 2) each detector's own place in metres (x, y) off where the layout and the
-    detector plane put it, applied to first order (``D2NN.energies_and_slopes``; None: none).
+    detector plane put it, counted exactly (``D2NN.placed``; None: none).
     """
 
     design: Any
@@ -216,6 +216,7 @@ class Twin:
     prints: np.ndarray | None = None
     places: np.ndarray | None = None
     _optics: TwinOptics | None = field(default=None, init=False, repr=False, compare=False)
+    _placed: D2NN | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n_layers, channels = self.design.geometry.n_layers, len(self.design.layout)
@@ -261,8 +262,12 @@ class Twin:
 
     @property
     def model(self) -> D2NN:
-        """The optics model (``optics.model``)."""
-        return self.optics.model
+        """The optics model (``optics.model``), each detector at its own place (``places``)."""
+        if self.places is None:
+            return self.optics.model
+        if self._placed is None:
+            self._placed = self.optics.model.placed(self.places)
+        return self._placed
 
     def stack_heights(self) -> np.ndarray:
         """The plates' heights (L, n, n) on the design's grid as the twin knows them: as measured
@@ -275,28 +280,22 @@ class Twin:
         params.offsets_m = np.zeros_like(params.offsets_m) if self.offsets_m is None else self.offsets_m.copy()
         return params
 
-    def forward(
-        self, inputs: np.ndarray, heights_m: np.ndarray | None = None, record: bool = False, slopes: bool = False
-    ) -> ForwardResult:
+    def forward(self, inputs: np.ndarray, heights_m: np.ndarray | None = None, record: bool = False) -> ForwardResult:
         """The model's forward pass on the fitted bench for input amplitudes (B, n, n), with the
         design's plates or ``heights_m`` (L, n, n) in their place (both embedded in the model's
         window, ``optics``); ``record`` keeps what ``self.model.backward`` needs (physics-aware
-        training, ``labctl.hil``, on ``on_design_grid()``: gradients then come on the design's grid).
-        Its energies are the detectors' as the layout draws them (``energies`` adds their places)."""
+        training, ``labctl.hil``, on ``on_design_grid()``: gradients then come on the design's grid)."""
         optics = self.optics
         inputs = optics.inputs(inputs)
         heights = optics.heights_m if heights_m is None else optics.plates(heights_m)
         if self.bench is None:
-            return self.model.forward(inputs, heights, self.offsets_m, record=record, slopes=slopes)
-        return self.model.forward(inputs, heights, record=record, params=self.params(), slopes=slopes)
+            return self.model.forward(inputs, heights, self.offsets_m, record=record)
+        return self.model.forward(inputs, heights, record=record, params=self.params())
 
     def energies(self, inputs: np.ndarray) -> np.ndarray:
         """Model energies (B, C) for input amplitudes (B, n, n) on the fitted bench (no gains/scale),
-        each detector at its own place (``places``, to first order)."""
-        res = self.forward(inputs, slopes=self.places is not None)
-        if res.slopes is None or self.places is None:
-            return res.energies
-        return res.energies + np.sum(res.slopes * self.places, axis=-1)
+        each detector at its own place (``places``)."""
+        return self.forward(inputs).energies
 
     def readings_per_energy(self) -> np.ndarray:
         """(C,) calibrated units per unit of model energy on each detector: gains times scale

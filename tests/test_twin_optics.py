@@ -83,7 +83,8 @@ def test_a_twin_identified_with_the_printed_model_predicts_with_it(inputs):
 
 def test_a_twin_places_each_detector_where_the_alignment_found_it(inputs):
     """The detectors' own places an alignment fitted go through its record into the twin, which
-    predicts each detector's reading there (to first order: the energy plus its slope times the move)."""
+    predicts each detector's reading there: exactly what the model with its layout placed there gives,
+    to first order the energy plus its slope times the move."""
     design = tiny_design()
     places = np.random.default_rng(2).normal(0, 50e-6, (len(design.layout), 2))
     record = bench_record(["L1", "L2", "L3"], design.model().nominal_params(), PRINTED, None, places)
@@ -92,7 +93,10 @@ def test_a_twin_places_each_detector_where_the_alignment_found_it(inputs):
     optics = TwinOptics(design, PRINTED)
     images = np.random.default_rng(1).random((2, 40, 40)).astype(np.float32)
     energies, slopes = optics.model.energies_and_slopes(optics.inputs(images), optics.heights_m)
-    assert np.allclose(twin.predict(images), energies + np.sum(slopes * places, axis=-1), rtol=1e-6, atol=0)
+    placed = optics.model.placed(places).energies(optics.inputs(images), optics.heights_m)
+    assert np.allclose(twin.predict(images), placed, rtol=1e-9, atol=0)
+    first_order = energies + np.sum(slopes * places, axis=-1)
+    assert np.abs(placed - energies).max() > 2 * np.abs(placed - first_order).max()
     assert not np.allclose(twin.predict(images), energies, rtol=1e-3, atol=0)
     assert twin.to_dict()["detector_places_m"] == places.tolist()
     with pytest.raises(ConfigError, match="places"):

@@ -191,13 +191,24 @@ class Scaling:
     # (C, 2) metres, x and y, summing to zero (the detector plane's common move is a bench
     # parameter, ``detector.dx``/``dy``); None: the detectors where the layout has them
     shifts: np.ndarray | None = None
-    # the places' prior weight (readings^2 per m^2): the fit's cost adds place_weight |shifts|^2
+    # the places' prior weight (readings^2 per m^2): the fit's cost adds place_weight |places|^2
     place_weight: float = 0.0
+    # (C, 2) metres: where the model's layout already put each detector (``OffsetFit.placed``), exactly;
+    # ``shifts`` are the first-order move from there. None: the drawing
+    place_base: np.ndarray | None = None
+
+    @property
+    def places(self) -> np.ndarray | None:
+        """Each detector's place (C, 2) metres off the drawing: the base plus the shift (None: not fitted)."""
+        if self.shifts is None:
+            return None
+        return self.shifts if self.place_base is None else self.place_base + self.shifts
 
     def prior_rows(self) -> np.ndarray:
         """The places' prior as residual entries (readings' units; empty without places): their
-        squares sum to ``place_weight |shifts|^2``."""
-        return np.zeros(0) if self.shifts is None else np.sqrt(self.place_weight) * self.shifts.ravel()
+        squares sum to ``place_weight |places|^2``."""
+        places = self.places
+        return np.zeros(0) if places is None else np.sqrt(self.place_weight) * places.ravel()
 
     def model(self, energies: np.ndarray, slopes: np.ndarray | None = None) -> np.ndarray:
         """What the readings should be for model energies (K, P, C) (and their slopes (K, P, C, 2),
@@ -256,6 +267,7 @@ def fit_scaling(
     slopes: np.ndarray | None = None,
     place_sigma_m: float = 0.0,
     place_modes: np.ndarray | None = None,
+    place_base: np.ndarray | None = None,
 ) -> Scaling:
     """Least-squares scales a (K, P), gains g (C,) and stray light b (C,) of y = a (g E + b)
     (alternating closed forms: the scales with the rest fixed, then each detector's gain and
@@ -263,6 +275,8 @@ def fit_scaling(
     sits off its drawing, one sigma per axis), each detector's own place too (``Scaling.shifts``,
     a third closed form in each sweep: ``_detector_shifts``), with no part along ``place_modes``
     ((2 C, m): moves of the whole array that bench parameters make; default: its translation).
+    ``place_base`` (C, 2): where the energies already have each detector (the prior holds the
+    base plus the shift near the drawing; None: the drawing).
 
     ``signals`` and ``energies`` are (K, P, C). Each half-step is the exact minimiser with the
     other half fixed, so the misfit never increases; the sweeps end near the minimum and
@@ -277,7 +291,10 @@ def fit_scaling(
     shifts = None if slopes is None or not place_sigma_m > 0 else np.zeros((channels, 2))
     weight = 0.0
     placed = energies
-    for _ in range(sweeps if fit_gains or fit_stray or shifts is not None else 1):
+    polished = fit_gains or fit_stray  # the sweeps only bring them near: ``_polish`` ends there
+    if shifts is None:  # no places: a few sweeps bring them near enough for the polish
+        sweeps = min(sweeps, SWEEPS_BEFORE_POLISH) if polished else 1
+    for _ in range(sweeps):
         if shifts is not None and slopes is not None:
             placed = energies + np.sum(slopes * shifts, axis=-1)
         light = placed * gains if stray is None else placed * gains + stray
@@ -301,16 +318,19 @@ def fit_scaling(
             unexplained = signals - scales[..., None] * (energies * gains + (0.0 if stray is None else stray))
             response = scales[..., None, None] * gains[:, None] * slopes
             modes = np.tile(np.eye(2), (channels, 1)) if place_modes is None else place_modes  # translation
-            shifts, weight = _detector_shifts(unexplained, response, place_sigma_m, shifts, modes)
-    if fit_gains or stray is not None:
+            shifts, weight = _detector_shifts(unexplained, response, place_sigma_m, shifts, modes, place_base)
+    if polished:
         if shifts is not None and slopes is not None:
             placed = energies + np.sum(slopes * shifts, axis=-1)
         scales, gains, stray = _polish(signals, placed, scales, gains, stray, fit_gains)
-    return Scaling(scales, gains, stray, shifts, weight)
+    return Scaling(scales, gains, stray, shifts, weight, None if shifts is None else place_base)
 
 
-#: Most Gauss-Newton steps ``_polish`` takes (from where the sweeps end it needs a few).
+#: Most Gauss-Newton steps ``_polish`` takes (from where the sweeps end it needs a few), and the
+#: sweeps before it when no detector is placed (3 sweeps then the polish reached the floor of the
+#: realistic world's readings, ``_polish``).
 POLISH_STEPS = 20
+SWEEPS_BEFORE_POLISH = 5
 
 
 def _polish(
@@ -416,7 +436,12 @@ def _place_basis(modes: np.ndarray) -> np.ndarray:
 
 
 def _detector_shifts(
-    unexplained: np.ndarray, response: np.ndarray, sigma_m: float, previous: np.ndarray, modes: np.ndarray
+    unexplained: np.ndarray,
+    response: np.ndarray,
+    sigma_m: float,
+    previous: np.ndarray,
+    modes: np.ndarray,
+    base: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float]:
     """Each detector's place s (C, 2) that best explains ``unexplained`` readings (K, P, C) as
     ``response . s`` (``response`` (K, P, C, 2): what moving detector c by a metre along x or y adds
@@ -428,18 +453,34 @@ def _detector_shifts(
     as noise: where the model misses the readings by much, the prior holds the places near the
     drawing, so they cannot take up what the plates' offsets are to explain). Ridge least squares
     per detector (blocks A_c) with one Lagrange multiplier per mode for the constraint B^T s = 0:
-    s = A^-1 (beta - B lambda), lambda = (B^T A^-1 B)^-1 B^T A^-1 beta. Returns the places and the
-    prior's weight."""
+    s = A^-1 (beta - B lambda), lambda = (B^T A^-1 B)^-1 B^T A^-1 beta. With a ``base`` (C, 2: where
+    the energies already have the detectors) the prior holds base + s near the drawing: beta - w base.
+    Returns the shifts and the prior's weight."""
     channels = previous.shape[0]
     left = unexplained - np.einsum("kpci,ci->kpc", response, previous)
     prior = max(float(np.mean(left**2)) / sigma_m**2, 1e-300)
     normal = np.einsum("kpci,kpcj->cij", response, response) + np.eye(2) * prior  # A_c (C, 2, 2)
     rhs = np.einsum("kpci,kpc->ci", response, unexplained)  # beta_c (C, 2)
+    if base is not None:
+        rhs = rhs - prior * base
     inverse = np.linalg.inv(normal)
     free = np.einsum("cij,cj->ci", inverse, rhs).ravel()
     spread = np.einsum("cij,cjm->cim", inverse, modes.reshape(channels, 2, -1)).reshape(2 * channels, -1)
     multiplier = np.linalg.lstsq(modes.T @ spread, modes.T @ free, rcond=None)[0]
     return (free - spread @ multiplier).reshape(channels, 2), prior
+
+
+#: A fit that moved a detector's place by more than this from where its model had it places the
+#: model there exactly and fits again (``OffsetFit.fit``), at most ``PLACE_REPLACEMENTS`` times.
+PLACE_STEP_M = 2e-6
+PLACE_REPLACEMENTS = 3
+
+
+def _same_places(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two models have their detectors at the same places (None: the drawing)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(a, b))
 
 
 @dataclass
@@ -739,6 +780,21 @@ class OffsetFit:
         return self.place_sigma_m > 0
 
     @property
+    def places_m(self) -> np.ndarray | None:
+        """Where this fit's model has each detector (C, 2) metres off the drawing (None: the drawing)."""
+        places = self.model.layout.places
+        return None if places is None else places * self.model.geom.pitch_m
+
+    def placed(self, places_m: np.ndarray | None) -> OffsetFit:
+        """This fit with its model's detectors (and its guide's) exactly at ``places_m`` (C, 2) metres
+        off the drawing (``DetectorLayout.placed``; None: the drawing). A fit of the places moves them
+        from there to first order (``fit_scaling``); ``fit`` places them anew where that moved them."""
+        other = self._like(model=self.model.placed(places_m))
+        other.guide = None if self.guide is None else self.guide.placed(places_m)
+        other.print_draw, other.detector_tolerance_m = self.print_draw, self.detector_tolerance_m
+        return other
+
+    @property
     def tolerates_build_errors(self) -> bool:
         """Whether this fit's error bars are to hold build tolerances (``with_build_tolerances``)."""
         return self.print_draw is not None or self.detector_tolerance_m > 0
@@ -936,6 +992,7 @@ class OffsetFit:
             slopes=slopes,
             place_sigma_m=self.place_sigma_m,
             place_modes=self.place_modes,
+            place_base=self.places_m,
         )
         misfit = scaling.model(energies, slopes) - signals
         return np.concatenate([misfit.ravel(), scaling.prior_rows()]) / norm, scaling, norm
@@ -1029,6 +1086,7 @@ class OffsetFit:
         extrapolate: bool = False,
         secant: bool = False,
         warm: FitResult | None = None,
+        replacements: int = PLACE_REPLACEMENTS,
     ) -> FitResult:
         """Levenberg-Marquardt from offsets ``start_m`` (L, 3) and the bench's extras; no offset
         step longer than ``max_step_m`` (extras: ``MAX_STEP``) times the trust factor.
@@ -1077,9 +1135,36 @@ class OffsetFit:
         (its first Jacobian counts as taken where the warm fit's was) with chord steps, not secant
         ones, the Jacobian refreshed once the fit moved by ``refresh_m``: a refit that moves less
         than that costs the new observations' Jacobians and forward passes.
+
+        A fit that places the detectors (``place_sigma_m``) moves them to first order from where its
+        model has them; when the fit moved one by more than ``PLACE_STEP_M``, the model is placed
+        there exactly (``placed``) and the fit goes on from its end (at most ``replacements`` times),
+        so that the places found are the exact model's, not an expansion's. A warm start begins
+        where the warm fit had the detectors.
         """
         if not observations:
             raise ConfigError("offset fit: needs at least one observation")
+        asked_secant = secant
+
+        def again(fitter: OffsetFit, start: np.ndarray, start_warm: FitResult | None, left: int) -> FitResult:
+            """The same fit by ``fitter`` (this one's detectors placed elsewhere)."""
+            return fitter.fit(
+                observations,
+                start,
+                max_step_m,
+                max_iterations,
+                tolerance_m,
+                refresh_m,
+                stop_sigmas,
+                extrapolate,
+                asked_secant,
+                start_warm,
+                left,
+            )
+
+        then = None if warm is None or warm.basis is None else warm.basis.fitter
+        if self.fits_places and then is not None and not _same_places(then.places_m, self.places_m):
+            return again(self.placed(then.places_m), start_m, warm, replacements)
         limits = self._max_steps(max_step_m)  # vector units
         x = self.start_vector(start_m)
         warmed = None if warm is None else self._warm(observations, x, warm)
@@ -1093,7 +1178,11 @@ class OffsetFit:
         if state.updated or state.moved_since_jacobian * max_step_m > refresh_m:  # bars from a Jacobian near the end
             r, jac, scaling, own = self._linearise(observations, x)
         basis = FitBasis(self, tuple(observations), x, r, jac, self._separable(scaling), own)
-        return self._reported(basis, scaling, loop.iterations)
+        result = self._reported(basis, scaling, loop.iterations)
+        moved = scaling.shifts
+        if moved is None or replacements <= 0 or np.max(np.abs(moved)) <= PLACE_STEP_M:
+            return result
+        return again(self.placed(scaling.places)._like(bench=result.bench), result.mount_m, None, replacements - 1)
 
     def _warm(self, observations: Sequence[Observation], x: np.ndarray, warm: FitResult) -> _Warm | None:
         """The first linearisation at ``x`` from ``warm``'s derivatives for the observations it saw
@@ -1104,7 +1193,10 @@ class OffsetFit:
             return None
         then = basis.fitter
         same = (
-            then.model is self.model
+            then.model.geom is self.model.geom
+            and then.model.material is self.model.material
+            and np.array_equal(then.model.layout.regions, self.model.layout.regions)
+            and _same_places(then.places_m, self.places_m)
             and then.heights_m is self.heights_m
             and then.names() == self.names()
             and np.array_equal(then.fixed_m, self.fixed_m)

@@ -341,7 +341,7 @@ def _result(
         verdict=outcome.verdict.to_dict() if isinstance(outcome, ModelOutcome) and outcome.verdict else None,
         unidentified=outcome.fit.unidentified() if isinstance(outcome, ModelOutcome) else {},
         bench=bench_record(
-            names, outcome.fit.bench, outcome.fidelity, outcome.fit.scaling.stray, outcome.fit.scaling.shifts
+            names, outcome.fit.bench, outcome.fidelity, outcome.fit.scaling.stray, outcome.fit.scaling.places
         )
         if isinstance(outcome, ModelOutcome)
         else None,

@@ -3,6 +3,12 @@
 Regions are rectangles in neuron indices, ``[row0, row1, col0, col1]`` half-open, so that a
 layout is independent of the oversampling factor; ``integrate`` accepts intensity sampled at the
 neuron grid (n x n) or at k x k samples per neuron (nk x nk) and sums the covered samples.
+
+A built array's detectors each sit a little off the drawing. ``placed`` gives the layout with
+each region moved by its own place (x, y in neurons, any fraction): a sample the moved region
+covers in part counts by the fraction covered, so the energy is exact for light that is constant
+over each sample (what the simulated bench's detectors integrate, ``labctl.sim.light``), not a
+first-order expansion about the drawing (``edge_slopes`` is its derivative there).
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from labctl.optics.geometry import Geometry
 
 @dataclass(frozen=True, eq=False)
 class DetectorLayout:
-    """``regions`` (R, 4) int [row0, row1, col0, col1] in neuron indices on an n x n grid."""
+    """``regions`` (R, 4) int [row0, row1, col0, col1] in neuron indices on an n x n grid;
+    ``places`` (R, 2) each region's own move (x, y) in neurons, None: as drawn (``placed``)."""
 
     regions: np.ndarray
     n: int
+    places: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         r = np.asarray(self.regions)
@@ -38,6 +46,35 @@ class DetectorLayout:
             )
         r.setflags(write=False)
         object.__setattr__(self, "regions", r)
+        if self.places is not None:
+            places = np.array(self.places, dtype=np.float64)
+            if places.shape != (len(r), 2) or not np.all(np.isfinite(places)):
+                raise ConfigError(
+                    f"detector layout: places must be ({len(r)}, 2) finite neurons (x, y per region), got {places.shape}"
+                )
+            places.setflags(write=False)
+            object.__setattr__(self, "places", places)
+
+    def placed(self, places: np.ndarray | None) -> DetectorLayout:
+        """This layout's regions, each moved by its own place (R, 2) x, y in neurons (None or all zero:
+        as drawn)."""
+        if places is None or not np.any(np.asarray(places)):
+            return DetectorLayout(self.regions, self.n)
+        return DetectorLayout(self.regions, self.n, np.asarray(places, dtype=np.float64))
+
+    def coverage(self, oversample: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per region the fraction of each sample row (R, nk) and column (R, nk) it covers, at
+        k = ``oversample`` samples per neuron: the region is their outer product."""
+        k, side = int(oversample), self.n * int(oversample)
+        edges = self.regions.astype(np.float64) * k  # in samples
+        if self.places is not None:
+            edges = edges + np.repeat(self.places[:, ::-1], 2, axis=1) * k  # rows move with y, columns with x
+        start = np.arange(side, dtype=np.float64)
+
+        def covered(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+            return np.clip(np.minimum(hi[:, None], start + 1) - np.maximum(lo[:, None], start), 0.0, 1.0)
+
+        return covered(edges[:, 0], edges[:, 1]), covered(edges[:, 2], edges[:, 3])
 
     @classmethod
     def default_343(cls, geom: Geometry, size_neurons: int = 20, gap_neurons: int | None = None) -> DetectorLayout:
@@ -64,7 +101,25 @@ class DetectorLayout:
     def __len__(self) -> int:
         return len(self.regions)
 
+    def patches(self, oversample: int) -> list[tuple[int, int, int, int, np.ndarray | float]]:
+        """Per region the samples it touches, [row0, row1, col0, col1) at k = ``oversample``, and the
+        fraction of each it covers there (1.0: all of every one, a region as drawn)."""
+        k = int(oversample)
+        if self.places is None:
+            return [(int(r0), int(r1), int(c0), int(c1), 1.0) for r0, r1, c0, c1 in self.regions * k]
+        rows, cols = self.coverage(k)
+        out: list[tuple[int, int, int, int, np.ndarray | float]] = []
+        for row, col in zip(rows, cols):
+            (r,), (c,) = np.nonzero(row), np.nonzero(col)
+            if not len(r) or not len(c):  # moved off the grid: it sees nothing
+                out.append((0, 0, 0, 0, 1.0))
+                continue
+            r0, r1, c0, c1 = int(r[0]), int(r[-1]) + 1, int(c[0]), int(c[-1]) + 1
+            out.append((r0, r1, c0, c1, np.outer(row[r0:r1], col[c0:c1])))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
+        """The drawing (a design's layout; a detector's place belongs to a bench, not to the design)."""
         return {"n": int(self.n), "regions": self.regions.tolist()}
 
     @classmethod
@@ -86,6 +141,10 @@ class DetectorLayout:
         """Sum of ``intensity`` (..., n*k, n*k) over each region -> (..., R) float64."""
         intensity = np.asarray(intensity)
         k = self._scale(intensity.shape)
+        if self.places is not None:
+            rows, cols = self.coverage(k)
+            along = intensity.astype(np.float64) @ cols.T  # (..., nk, R)
+            return np.einsum("ri,...ir->...r", rows, along)
         out = np.empty(intensity.shape[:-2] + (len(self),), dtype=np.float64)
         for i, (r0, r1, c0, c1) in enumerate(self.regions * k):
             out[..., i] = intensity[..., r0:r1, c0:c1].sum(axis=(-2, -1), dtype=np.float64)
@@ -100,11 +159,14 @@ class DetectorLayout:
         at its trailing edge; the intensity at an edge is taken as the mean of the two samples
         beside it (linear interpolation between sample centres), so the slope is that at zero
         shift of a region sliding over linearly interpolated light. Samples beyond the grid count
-        as dark.
+        as dark. A placed region's edge that lies inside a sample (not on a sample's boundary) moves
+        over that sample alone: the slope takes its light, the exact derivative of ``integrate``.
         """
         intensity = np.asarray(intensity)
         k = self._scale(intensity.shape)
         side = intensity.shape[-1]
+        if self.places is not None:
+            return self._placed_slopes(intensity.astype(np.float64), k)
         out = np.empty(intensity.shape[:-2] + (len(self), 2), dtype=np.float64)
 
         def edge(lines: np.ndarray, at: int) -> np.ndarray:  # mean of the samples at at-1 and at
@@ -118,12 +180,46 @@ class DetectorLayout:
             out[..., i, 1] = (edge(cols, r1) - edge(cols, r0)).sum(axis=-1)
         return out
 
+    def _placed_slopes(self, intensity: np.ndarray, k: int) -> np.ndarray:
+        """``edge_slopes`` of a placed layout: the light under each edge (the mean of the two samples
+        beside an edge on a boundary), weighted by the coverage along the edge."""
+        side = intensity.shape[-1]
+        rows, cols = self.coverage(k)
+        edges = self.regions.astype(np.float64) * k + np.repeat(self.places[:, ::-1], 2, axis=1) * k  # type: ignore[index]
+        padded = np.zeros(intensity.shape[:-2] + (side + 2, side + 2))  # a dark sample beyond each side
+        padded[..., 1:-1, 1:-1] = intensity
+
+        def under(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            """Padded indices of the two samples whose mean is the light at each edge ``at`` (samples)."""
+            low = np.floor(at)
+            on_boundary = np.isclose(at, low, rtol=0.0, atol=1e-9)
+            first = np.where(on_boundary, low - 1, low)
+            return np.clip(first + 1, 0, side + 1).astype(int), np.clip(low + 1, 0, side + 1).astype(int)
+
+        out = np.empty(intensity.shape[:-2] + (len(self), 2), dtype=np.float64)
+        for i in range(len(self)):
+            row_w = np.concatenate([[0.0], rows[i], [0.0]])
+            col_w = np.concatenate([[0.0], cols[i], [0.0]])
+            (c0a, c0b), (c1a, c1b) = under(edges[i, 2:3]), under(edges[i, 3:4])
+            (r0a, r0b), (r1a, r1b) = under(edges[i, 0:1]), under(edges[i, 1:2])
+            x_edge = (padded[..., c1a[0]] + padded[..., c1b[0]] - padded[..., c0a[0]] - padded[..., c0b[0]]) / 2
+            y_edge = (
+                padded[..., r1a[0], :] + padded[..., r1b[0], :] - padded[..., r0a[0], :] - padded[..., r0b[0], :]
+            ) / 2
+            out[..., i, 0] = x_edge @ row_w
+            out[..., i, 1] = y_edge @ col_w
+        return out
+
     def weight_map(self, weights: np.ndarray, oversample: int = 1) -> np.ndarray:
-        """Sum over regions of weights[..., r] * indicator(region r), at k = oversample -> (..., nk, nk).
+        """Sum over regions of weights[..., r] * indicator(region r), at k = oversample -> (..., nk, nk)
+        (a placed region: its coverage, ``coverage``).
 
         This is the adjoint of ``integrate``; the model's backward pass uses it.
         """
         weights = np.asarray(weights)
+        if self.places is not None:
+            rows, cols = self.coverage(oversample)
+            return np.einsum("...r,ri,rj->...ij", weights.astype(np.float64), rows, cols)
         m = self.n * oversample
         out = np.zeros(weights.shape[:-1] + (m, m), dtype=np.float64)
         for i, (r0, r1, c0, c1) in enumerate(self.regions * oversample):

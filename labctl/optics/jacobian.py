@@ -161,14 +161,14 @@ def _probe_rows(model: D2NN, res: ForwardResult, b: int, tan: _Tangents, workers
     """dE_c/d(bench vector) (C, n) of probe ``b`` of ``res``: the C adjoints as one batch."""
     g = model.geom
     n_layers, m, padded, k = g.n_layers, g.samples, g.padded, g.oversample
-    regions = model.layout.regions * k
+    regions = model.layout.patches(k)
     channels, chunk = len(regions), max(1, model.batch_chunk)
     output, first, at_plates = res.field, res.input_field, res.plate_fields
     assert output is not None and first is not None and at_plates is not None  # recorded
     dtype = g.complex_dtype
     work = np.zeros((channels, padded, padded), dtype)
-    for c, (r0, r1, c0, c1) in enumerate(regions):  # g_q^c = 2 dx^2 1_c q
-        work[c, r0:r1, c0:c1] = output[b, r0:r1, c0:c1] * (2.0 * g.sample_pitch_m**2)
+    for c, (r0, r1, c0, c1, covered) in enumerate(regions):  # g_q^c = 2 dx^2 1_c q
+        work[c, r0:r1, c0:c1] = output[b, r0:r1, c0:c1] * (covered * 2.0 * g.sample_pitch_m**2)
     rows_beam = 3 if tan.beam is not None else 0
     spectra = np.empty((1 + rows_beam, padded, padded), dtype)
     tangents = np.empty((3 + rows_beam, padded, padded), dtype)
@@ -289,8 +289,8 @@ def _probe_tangent_rows(
         for slot, what, sign in by_stage.get(stage + 1, []):
             work[slot, :m, :m] += at_plates[j][b] * (sign * tan.plate[j, what])
     rows = np.empty((len(model.layout), len(sources)))
-    for c, (r0, r1, c0, c1) in enumerate(model.layout.regions * g.oversample):
-        product = np.conj(output[b, r0:r1, c0:c1]) * work[:, r0:r1, c0:c1]
+    for c, (r0, r1, c0, c1, covered) in enumerate(model.layout.patches(g.oversample)):
+        product = (np.conj(output[b, r0:r1, c0:c1]) * covered) * work[:, r0:r1, c0:c1]
         rows[c] = product.real.sum(axis=(1, 2), dtype=np.float64) * (2.0 * g.sample_pitch_m**2)
     return rows
 

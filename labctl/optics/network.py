@@ -21,6 +21,7 @@ bench was designed, with no extra cost.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,6 +102,13 @@ class D2NN:
         self.batch_chunk = int(batch_chunk)
         self.illumination = illumination_field(geom)
         self._local = threading.local()
+
+    def placed(self, places_m: np.ndarray | None) -> D2NN:
+        """This model with each detector at its own place (C, 2) metres (x, y) off the drawing,
+        counted exactly (``DetectorLayout.placed``; None: the drawing). Shares this model's work arrays."""
+        other = copy.copy(self)
+        other.layout = self.layout.placed(None if places_m is None else np.asarray(places_m) / self.geom.pitch_m)
+        return other
 
     def work_array(self, slot: int, batch: int) -> np.ndarray:
         """A reusable (batch, 2M, 2M) work array (batch <= batch_chunk); ``slot`` tells concurrent ones apart."""

@@ -110,3 +110,36 @@ def test_layout_round_trips_and_refuses_bad_regions():
         DetectorLayout.default_343(Geometry(n=50), size_neurons=12)  # 4 squares do not fit
     with pytest.raises(ConfigError):
         layout.integrate(np.ones((7, 7)))
+
+
+def test_a_placed_layout_counts_the_samples_it_covers_in_part():
+    """Each region moved by its own fraction of a neuron: the energy of light constant over each
+    sample is the covered area's (against the same light on a 10 x finer grid, the region moved by
+    whole fine samples), the slopes are its exact derivative, and the weight map is its adjoint."""
+    rng = np.random.default_rng(0)
+    n, k, fine = 12, 2, 10
+    layout = DetectorLayout(np.array([[2, 5, 3, 7], [6, 10, 1, 4], [0, 3, 9, 12]]), n)
+    places = np.array([[0.3, -0.15], [-0.45, 0.2], [0.0, 0.55]])  # x, y in neurons; the last on a sample boundary in x
+    placed = layout.placed(places)
+    light = rng.uniform(0, 1, (2, n * k, n * k))
+    finer = np.repeat(np.repeat(light, fine, -1), fine, -2)
+    expected = []
+    for (r0, r1, c0, c1), (x, y) in zip(layout.regions * k * fine, places * k * fine):
+        rows = slice(max(round(r0 + y), 0), round(r1 + y))
+        cols = slice(max(round(c0 + x), 0), round(c1 + x))
+        expected.append(finer[:, rows, cols].sum(axis=(1, 2)) / fine**2)
+    np.testing.assert_allclose(placed.integrate(light), np.array(expected).T, rtol=1e-12)
+    slopes, h = placed.edge_slopes(light), 1e-4  # per sample moved
+    for axis in (0, 1):
+        step = np.zeros_like(places)
+        step[:, axis] = h / k
+        moved = layout.placed(places + step).integrate(light) - layout.placed(places - step).integrate(light)
+        np.testing.assert_allclose(slopes[..., axis], moved / (2 * h), rtol=1e-8)
+    weights = rng.normal(size=(2, len(layout)))
+    assert np.sum(placed.weight_map(weights, k) * light) == pytest.approx(np.sum(weights * placed.integrate(light)))
+    # placed nowhere: the drawing, in every respect
+    home = layout.placed(np.zeros_like(places))
+    assert home.places is None
+    np.testing.assert_array_equal(home.integrate(light), layout.integrate(light))
+    with pytest.raises(ConfigError, match="places"):
+        DetectorLayout(layout.regions, n, np.zeros((2, 2)))

@@ -70,7 +70,11 @@ EPS = {"default": 1e-8, "rot": 1e-7, "phase_scale": 1e-7}
 def test_batched_jacobian_matches_central_differences(small_geometry, small_layout, rng, oversample):
     """Every detector's energy of every probe, along every bench parameter."""
     model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample)
-    jac = model.energy_jacobian(inputs, heights, params=params)
+    assert_central_differences(model, inputs, heights, params, model.energy_jacobian(inputs, heights, params=params))
+
+
+def assert_central_differences(model, inputs, heights, params, jac) -> None:
+    """Every column of ``jac`` (an ``EnergyJacobian``) against central differences of the energies."""
     base = params.to_vector()
     for i, name in enumerate(params.names()):
         step = EPS.get(name.split(".")[-1], EPS["default"])
@@ -135,3 +139,23 @@ def test_auto_takes_the_cheaper_way(small_geometry, small_layout, rng):
         model.energy_jacobian(inputs, heights, params=params, wrt=["L9.dx"])
     with pytest.raises(ConfigError, match="mode must be"):
         model.energy_jacobian(inputs, heights, params=params, mode="reverse")
+
+
+@pytest.mark.parametrize("mode", ["adjoint", "tangent"])
+def test_jacobian_with_the_detectors_at_their_own_places_matches_central_differences(
+    small_geometry, small_layout, rng, mode
+):
+    """A placed layout (each region moved by a fraction of a sample, ``DetectorLayout.placed``) counts
+    the samples it covers in part by their covered fraction, in the energies and in both derivatives."""
+    model, inputs, heights, params = misaligned(small_geometry, small_layout, rng, oversample=2)
+    places = np.random.default_rng(4).uniform(-0.4, 0.4, (len(model.layout), 2))  # neurons
+    placed = D2NN(model.geom, model.layout.placed(places), model.material)
+    assert (
+        np.abs(
+            placed.energies(inputs, heights, params=params) / model.energies(inputs, heights, params=params) - 1
+        ).max()
+        > 1e-3
+    )
+    assert_central_differences(
+        placed, inputs, heights, params, placed.energy_jacobian(inputs, heights, params=params, mode=mode)
+    )
