@@ -349,7 +349,10 @@ def test_the_identification_finds_each_misplaced_detector_when_asked(images):
     """A printed bench whose detectors each sit off the drawing (20 um sigma on 1.6 mm detectors, as
     0.1 mm on the shipped design's 8 mm ones): with ``detector_places`` the identification finds
     where each one is (less the whole array's moves, which the detector plane's offset and the
-    stack's turn and distance carry), explains the readings better and places the plates closer."""
+    stack's turn and distance carry), explains the readings better and places the plates closer.
+    Counted exactly (measured: correlation 0.984, error 2.9 of 15.3 um RMS, misfit 0.24 of the
+    unplaced fit's, plates 1.3 um off against 5.7); to first order about the drawing only, the misfit
+    was 0.36 of it and the plates 2.5 um off."""
     from labctl.align import ModelOptions, align
     from labctl.align.fit import own_places
     from labctl.twin import bench_places
@@ -368,10 +371,10 @@ def test_the_identification_finds_each_misplaced_detector_when_asked(images):
         bench.world.hidden()["detector_errors_m"], design.layout
     ).ravel()  # what no bench parameter carries
     fitted = bench_places(placed.bench).ravel()
-    assert np.corrcoef(fitted, own)[0, 1] > 0.9
-    assert np.sqrt(np.mean((fitted - own) ** 2)) < 0.5 * np.sqrt(np.mean(own**2))
-    assert placed.residual < 0.6 * without.residual, (placed.residual, without.residual)
-    assert left_placed < 4e-6 < left_without, (left_placed, left_without)
+    assert np.corrcoef(fitted, own)[0, 1] > 0.95
+    assert np.sqrt(np.mean((fitted - own) ** 2)) < 0.3 * np.sqrt(np.mean(own**2))
+    assert placed.residual < 0.3 * without.residual, (placed.residual, without.residual)
+    assert left_placed < 2e-6 < 4e-6 < left_without, (left_placed, left_without)
 
 
 def errors_in_sigmas(fit: OffsetFit, observations, truth: BenchParams) -> list[float]:
