@@ -19,8 +19,8 @@ the slope from the same forward pass (``D2NN.energies_and_slopes``), the places 
 (their common part is the detector plane's offset, a bench parameter) and held near zero by a
 normal prior of ``place_sigma_m`` weighed against the misfit per reading. For fixed offsets the
 scales, gains, stray light and places are found by alternating least squares in closed form,
-finished by Gauss-Newton on the scales, gains and stray light together (``_polish``); what is left is a least-squares problem in the offsets alone (variable projection, Golub &
-Pereyra 1973):
+finished by Gauss-Newton on the scales, gains and stray light together (``_polish``); what is
+left is a least-squares problem in the offsets alone (variable projection, Golub & Pereyra 1973):
 
     J(m) = 1/2 |r(m)|^2,   r = (a (g E(u + m) + b) - y) / |y|   (and the places' prior, when fitted).
 
@@ -352,7 +352,8 @@ def _polish(
     solved with the scales eliminated (one per read, each touching only its own row), leaving a
     (q C) x (q C) system, q = 1 or 2 unknowns per detector; its one null direction (a -> c a,
     (g, b) -> (g, b) / c) is left out by the least-squares solve (of the system scaled to a unit
-    diagonal) and the gains brought back to mean 1. A step that does not lower the misfit is halved, at most three times; then the polish stops."""
+    diagonal) and the gains brought back to mean 1. A step that does not lower the misfit is
+    halved, at most three times; then the polish stops."""
     k, p, channels = signals.shape
     y = signals.reshape(-1, channels)
     e = energies.reshape(-1, channels)

@@ -13,6 +13,7 @@ first-order expansion about the drawing (``edge_slopes`` is its derivative there
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,14 +63,18 @@ class DetectorLayout:
             return DetectorLayout(self.regions, self.n)
         return DetectorLayout(self.regions, self.n, np.asarray(places, dtype=np.float64))
 
+    def _edges(self, oversample: int) -> np.ndarray:
+        """Each region's [row0, row1, col0, col1] in samples at k = ``oversample``, moved by its place."""
+        k = int(oversample)
+        edges = self.regions.astype(np.float64) * k
+        if self.places is not None:
+            edges = edges + np.repeat(self.places[:, ::-1], 2, axis=1) * k  # rows move with y, columns with x
+        return edges
+
     def coverage(self, oversample: int) -> tuple[np.ndarray, np.ndarray]:
         """Per region the fraction of each sample row (R, nk) and column (R, nk) it covers, at
         k = ``oversample`` samples per neuron: the region is their outer product."""
-        k, side = int(oversample), self.n * int(oversample)
-        edges = self.regions.astype(np.float64) * k  # in samples
-        if self.places is not None:
-            edges = edges + np.repeat(self.places[:, ::-1], 2, axis=1) * k  # rows move with y, columns with x
-        start = np.arange(side, dtype=np.float64)
+        edges, start = self._edges(oversample), np.arange(self.n * int(oversample), dtype=np.float64)
 
         def covered(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
             return np.clip(np.minimum(hi[:, None], start + 1) - np.maximum(lo[:, None], start), 0.0, 1.0)
@@ -185,29 +190,24 @@ class DetectorLayout:
         beside an edge on a boundary), weighted by the coverage along the edge."""
         side = intensity.shape[-1]
         rows, cols = self.coverage(k)
-        edges = self.regions.astype(np.float64) * k + np.repeat(self.places[:, ::-1], 2, axis=1) * k  # type: ignore[index]
         padded = np.zeros(intensity.shape[:-2] + (side + 2, side + 2))  # a dark sample beyond each side
         padded[..., 1:-1, 1:-1] = intensity
 
-        def under(at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            """Padded indices of the two samples whose mean is the light at each edge ``at`` (samples)."""
-            low = np.floor(at)
-            on_boundary = np.isclose(at, low, rtol=0.0, atol=1e-9)
-            first = np.where(on_boundary, low - 1, low)
-            return np.clip(first + 1, 0, side + 1).astype(int), np.clip(low + 1, 0, side + 1).astype(int)
+        def under(at: float) -> tuple[int, int]:
+            """Padded indices of the two samples whose mean is the light at an edge ``at`` (samples)."""
+            low = math.floor(at)
+            first = low - 1 if abs(at - low) <= 1e-9 else low
+            return min(max(first + 1, 0), side + 1), min(max(low + 1, 0), side + 1)
 
         out = np.empty(intensity.shape[:-2] + (len(self), 2), dtype=np.float64)
-        for i in range(len(self)):
-            row_w = np.concatenate([[0.0], rows[i], [0.0]])
-            col_w = np.concatenate([[0.0], cols[i], [0.0]])
-            (c0a, c0b), (c1a, c1b) = under(edges[i, 2:3]), under(edges[i, 3:4])
-            (r0a, r0b), (r1a, r1b) = under(edges[i, 0:1]), under(edges[i, 1:2])
-            x_edge = (padded[..., c1a[0]] + padded[..., c1b[0]] - padded[..., c0a[0]] - padded[..., c0b[0]]) / 2
-            y_edge = (
-                padded[..., r1a[0], :] + padded[..., r1b[0], :] - padded[..., r0a[0], :] - padded[..., r0b[0], :]
-            ) / 2
-            out[..., i, 0] = x_edge @ row_w
-            out[..., i, 1] = y_edge @ col_w
+        for i, (r0, r1, c0, c1) in enumerate(self._edges(k)):
+            row_w, col_w = np.pad(rows[i], 1), np.pad(cols[i], 1)
+            (x0a, x0b), (x1a, x1b) = under(c0), under(c1)
+            (y0a, y0b), (y1a, y1b) = under(r0), under(r1)
+            x_edge = padded[..., x1a] + padded[..., x1b] - padded[..., x0a] - padded[..., x0b]
+            y_edge = padded[..., y1a, :] + padded[..., y1b, :] - padded[..., y0a, :] - padded[..., y0b, :]
+            out[..., i, 0] = x_edge @ row_w / 2
+            out[..., i, 1] = y_edge @ col_w / 2
         return out
 
     def weight_map(self, weights: np.ndarray, oversample: int = 1) -> np.ndarray:
