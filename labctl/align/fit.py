@@ -15,7 +15,7 @@ detectors' relative gains (mean 1), b_c each detector's stray light (optional: l
 follows the source but not the input), a_kp one scale per read (source power and its drift, the
 detectors' overall responsivity). Optionally each detector's own place s_c (x, y; a built array's
 detectors each sit a little off the drawing): E_pc becomes E_pc + s_c . dE_pc/ds, to first order,
-the slope from the same forward pass (``D2NN.energies_and_slopes``), the places summing to zero
+the slope from the same forward pass (``D2NN.forward(..., slopes=True)``), the places summing to zero
 (their common part is the detector plane's offset, a bench parameter) and held near zero by a
 normal prior of ``place_sigma_m`` weighed against the misfit per reading. For fixed offsets the
 scales, gains, stray light and places are found by alternating least squares in closed form,
@@ -183,7 +183,7 @@ class Scaling:
     """The separable part of the fit: per-read scales a (K, P), relative gains g (C,) with mean 1,
     per-detector stray light b (C,) and each detector's own place s (C, 2), in model units: the
     readings are a (g (E + s . dE/ds) + b), dE/ds the energies' slopes as each detector alone
-    moves (``D2NN.energies_and_slopes``)."""
+    moves (``D2NN.forward(..., slopes=True)``)."""
 
     scales: np.ndarray
     gains: np.ndarray
@@ -213,10 +213,9 @@ class Scaling:
     def model(self, energies: np.ndarray, slopes: np.ndarray | None = None) -> np.ndarray:
         """What the readings should be for model energies (K, P, C) (and their slopes (K, P, C, 2),
         needed when the detectors' places were fitted)."""
-        if self.shifts is not None:
-            if slopes is None:
-                raise ConfigError("offset fit: the detectors' places were fitted; the model needs the energies' slopes")
-            energies = energies + np.sum(slopes * self.shifts, axis=-1)
+        if self.shifts is not None and slopes is None:
+            raise ConfigError("offset fit: the detectors' places were fitted; the model needs the energies' slopes")
+        energies = _shifted(energies, slopes, self.shifts)
         light = energies * self.gains if self.stray is None else energies * self.gains + self.stray
         return self.scales[..., None] * light
 
@@ -290,13 +289,11 @@ def fit_scaling(
     scales = np.ones(signals.shape[:2])
     shifts = None if slopes is None or not place_sigma_m > 0 else np.zeros((channels, 2))
     weight = 0.0
-    placed = energies
     polished = fit_gains or fit_stray  # the sweeps only bring them near: ``_polish`` ends there
     if shifts is None:  # no places: a few sweeps bring them near enough for the polish
         sweeps = min(sweeps, SWEEPS_BEFORE_POLISH) if polished else 1
     for _ in range(sweeps):
-        if shifts is not None and slopes is not None:
-            placed = energies + np.sum(slopes * shifts, axis=-1)
+        placed = _shifted(energies, slopes, shifts)
         light = placed * gains if stray is None else placed * gains + stray
         scales = np.sum(signals * light, axis=-1) / np.maximum(np.sum(light * light, axis=-1), 1e-300)
         a = np.broadcast_to(scales[..., None], signals.shape)
@@ -320,9 +317,7 @@ def fit_scaling(
             modes = np.tile(np.eye(2), (channels, 1)) if place_modes is None else place_modes  # translation
             shifts, weight = _detector_shifts(unexplained, response, place_sigma_m, shifts, modes, place_base)
     if polished:
-        if shifts is not None and slopes is not None:
-            placed = energies + np.sum(slopes * shifts, axis=-1)
-        scales, gains, stray = _polish(signals, placed, scales, gains, stray, fit_gains)
+        scales, gains, stray = _polish(signals, _shifted(energies, slopes, shifts), scales, gains, stray, fit_gains)
     return Scaling(scales, gains, stray, shifts, weight, None if shifts is None else place_base)
 
 
@@ -331,6 +326,14 @@ def fit_scaling(
 #: realistic world's readings, ``_polish``).
 POLISH_STEPS = 20
 SWEEPS_BEFORE_POLISH = 5
+
+
+def _shifted(energies: np.ndarray, slopes: np.ndarray | None, shifts: np.ndarray | None) -> np.ndarray:
+    """The energies (K, P, C) with each detector moved by ``shifts`` (C, 2) metres, to first order
+    along its ``slopes`` (K, P, C, 2); as they are without shifts."""
+    if shifts is None or slopes is None:
+        return energies
+    return energies + np.sum(slopes * shifts, axis=-1)
 
 
 def _polish(
@@ -1047,9 +1050,8 @@ class OffsetFit:
         jac = np.concatenate([jac, np.zeros((prior, jac.shape[1]))])
         # What a change of the separable parameters would produce (the model's derivative along
         # each scale, gain, stray term and place): that span is projected out.
-        places = scaling.shifts
-        placed = energies if places is None or slopes is None else energies + np.sum(slopes * places, axis=-1)
-        direct = (placed * scaling.gains).reshape(reads, channels)  # g E per read
+        shifts = scaling.shifts
+        direct = (_shifted(energies, slopes, shifts) * scaling.gains).reshape(reads, channels)  # g E per read
         light = direct if scaling.stray is None else direct + scaling.stray
         columns = [np.zeros((reads, channels, reads))]
         columns[0][np.arange(reads), :, np.arange(reads)] = light  # d/d a_kp
@@ -1061,7 +1063,7 @@ class OffsetFit:
             columns.append(np.zeros((reads, channels, channels)))
             columns[-1][:, np.arange(channels), np.arange(channels)] = a  # d/d b_c
         phi = np.concatenate(columns, axis=-1).reshape(reads * channels, -1)
-        if places is not None and slopes is not None:  # d/d s along the places the fit may move
+        if shifts is not None and slopes is not None:  # d/d s along the places the fit may move
             moves = np.zeros((reads, channels, channels, 2))  # read, detector read, detector moved, axis
             moves[:, np.arange(channels), np.arange(channels)] = (slopes * scaling.gains[:, None]).reshape(
                 reads, channels, 2

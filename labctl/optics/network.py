@@ -273,19 +273,6 @@ class D2NN:
         """Detector energies (B, R) float64: intensity (input plane wave = 1) times area in m^2."""
         return self.forward(inputs, heights, offsets, record=False, params=params).energies
 
-    def energies_and_slopes(
-        self,
-        inputs: np.ndarray,
-        heights: np.ndarray,
-        offsets: np.ndarray | None = None,
-        params: BenchParams | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Detector energies (B, R) and how each changes as its detector alone moves (B, R, 2: x, y;
-        energy per metre), from one forward pass (``forward(..., slopes=True)``)."""
-        res = self.forward(inputs, heights, offsets, record=False, params=params, slopes=True)
-        assert res.slopes is not None  # asked for
-        return res.energies, res.slopes
-
     def output_field(
         self,
         inputs: np.ndarray,
