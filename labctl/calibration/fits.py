@@ -150,10 +150,16 @@ def slm_table(gray_levels: np.ndarray, signals: np.ndarray) -> SlmTable:
     """Gray -> amplitude from total detector signals of uniform frames, and its inverse table.
 
     A uniform frame of field amplitude A makes every detector's signal proportional to A^2
-    (the optics is linear in the field), so A(g) = sqrt(S(g) / S_max). The response is taken
-    to be monotonic (running maximum over measured levels, linear interpolation between
-    them). The table sends input level i to the gray level whose amplitude is closest to
-    A(0) + (A(255) - A(0)) i / 255: amplitude linear in the input level, over the panel's range.
+    (the optics is linear in the field), on top of what reaches the detectors at any frame: stray
+    light that does not pass the panel (and a black level the panel leaks). That background is the
+    signal at gray 0, and the twin counts it apart (each detector's stray light, ``OffsetFit``), with
+    a dark panel as amplitude 0. So A(g) = sqrt((S(g) - S(0)) / (S_max - S(0))). Taking S(g) / S_max
+    instead, the background sets a floor under every amplitude: on the simulated realistic bench
+    (stray light up to 0.5 % of the peak signal per detector) inputs of 0.2 to 0.5 came out 15 to
+    24 % too bright, which pushed the alignment's identification off the truth (docs/calibration.md).
+    The response is taken to be monotonic (running maximum over measured levels, linear
+    interpolation between them). The table sends input level i to the gray level whose amplitude
+    is closest to i / 255: amplitude linear in the input level.
     """
     g = np.asarray(gray_levels, dtype=float)
     s = np.asarray(signals, dtype=float)
@@ -161,10 +167,13 @@ def slm_table(gray_levels: np.ndarray, signals: np.ndarray) -> SlmTable:
     g, s = g[order], s[order]
     if g.size < 2 or g[0] != 0 or g[-1] != 255 or np.any(np.diff(g) <= 0):
         raise DataError("SLM table: measure distinct gray levels that include 0 and 255")
-    if s.max() <= 0:
-        raise DataError("SLM table: no signal at any gray level; check the source, the SLM and the polarizers")
-    amplitude = np.maximum.accumulate(np.sqrt(np.clip(s, 0.0, None) / s.max()))
+    span = s.max() - s[0]
+    if span <= 0:
+        raise DataError(
+            "SLM table: the signal does not rise above its level at gray 0; check the source, the SLM and the polarizers"
+        )
+    amplitude = np.maximum.accumulate(np.sqrt(np.clip(s - s[0], 0.0, None) / span))
     amplitude = np.interp(np.arange(256), g, amplitude)
-    targets = amplitude[0] + (amplitude[-1] - amplitude[0]) * np.arange(256) / 255.0
+    targets = np.arange(256) / 255.0
     lut = np.argmin(np.abs(amplitude[None, :] - targets[:, None]), axis=1).astype(np.uint8)
     return SlmTable(amplitude, lut)

@@ -66,3 +66,19 @@ def test_slm_table_inverts_a_gamma_curve():
     assert table.lut[0] == 0 and table.lut[255] == 255 and np.all(np.diff(table.lut.astype(int)) >= 0)
     with pytest.raises(DataError):
         slm_table(np.array([10, 255]), np.array([1.0, 2.0]))
+    with pytest.raises(DataError, match="does not rise above"):
+        slm_table(np.array([0, 255]), np.array([0.5, 0.5]))
+
+
+def test_slm_table_leaves_out_the_light_that_does_not_pass_the_panel():
+    """Stray light adds the same signal at every gray level; the table linearises the panel's own
+    amplitude, dark at input 0, as the twin models it (stray light counted apart)."""
+    gray = np.arange(0, 256, 4)
+    gray[-1] = 255
+    amplitude = (gray / 255.0) ** 2.5
+    background = 0.02  # of the full-gray signal, as on the realistic simulated bench
+    table = slm_table(gray, amplitude**2 + background)
+    achieved = (table.lut / 255.0) ** 2.5
+    slope = 2.5 / 255
+    assert np.max(np.abs(achieved - np.arange(256) / 255.0)) < slope / 2 + 0.01
+    assert table.lut[0] == 0 and table.amplitude[0] == 0.0

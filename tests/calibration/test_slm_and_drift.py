@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from labctl.calibration import CalibrationSet, calibrate, drift_reference_plan, latest_calibration
 from labctl.calibration.detectors import nominal_targets
 from labctl.calibration.procedure import Settings
 from labctl.drivers.projectors import gray_table
 from labctl.plans import messages as m
+from labctl.sim.truth import PRESETS
 from tests.calibration.conftest import runner, soft_bench, write_true_alignment
 
 
-def test_slm_table_recovers_the_hidden_gamma_and_linearises_the_panel(design, probes, tmp_path):
+@pytest.mark.parametrize("stray_fraction", [0.0, 0.005])
+def test_slm_table_recovers_the_hidden_gamma_and_linearises_the_panel(design, probes, tmp_path, stray_fraction):
+    """Also with stray light on the detectors (0.005: the realistic preset's), which every uniform
+    frame reads on top of the panel's light: it must not be taken for the panel's amplitude."""
     settings = Settings(dark_averages=256, slm_averages=32)
-    bench = soft_bench(design, probes, seed=5, projector="slm")
+    truth = replace(PRESETS["ideal"], stray_fraction=stray_fraction)
+    bench = soft_bench(design, probes, seed=5, projector="slm", truth=truth)
     world = bench.world
     report = calibrate(
         bench, tmp_path, "darks,stages,slm", runner(bench), design=design, probes=probes, settings=settings
