@@ -64,7 +64,10 @@ def hidden_truth(bench: SoftBench, prints: bool = False) -> dict[str, float]:
     out["beam.x"], out["beam.y"] = (float(v) for v in hidden["beam_center_m"])
     if hidden["beam_waist_m"] > 0:
         out["beam.waist"] = float(hidden["beam_waist_m"])
-    out["detector.dx"], out["detector.dy"], out["detector.dz"] = (float(v) for v in hidden["detector_offset_m"])
+    # The plane's lateral offset as the readings define it: where the detectors sit on average. Each
+    # detector's own error moves that centroid too, and nothing tells it from the plane's offset.
+    centroid = hidden["detector_offset_m"] + np.append(np.mean(hidden["detector_errors_m"], axis=0), 0.0)
+    out["detector.dx"], out["detector.dy"], out["detector.dz"] = (float(v) for v in centroid)
     out["phase_scale"] = float(hidden["phase_scale"] / (hidden["height_scale"] if prints else 1.0))
     return out
 
