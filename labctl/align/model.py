@@ -84,11 +84,13 @@ class ModelOptions:
     search_finer: bool = False
     identify_iterations: int = 20  # of each identification fit (they start where the plates were found)
     stray: bool = True  # the identification fits each detector's stray light (fit.fit_scaling)
-    # the identification fits each detector's own place on the detector plane, to first order,
-    # within ``detector_tolerance_m`` of its drawing (``Scaling.shifts``): the detectors of a built
-    # array each sit a little off it. Off by default: on the realistic world it lowered the misfit on
-    # two seeds of three and turned seed 1's plates 0.07 degree off (docs/alignment.md)
-    detector_places: bool = False
+    # the identification fits each detector's own place on the detector plane, within
+    # ``detector_tolerance_m`` of its drawing (``Scaling.shifts``, counted exactly: ``OffsetFit.placed``):
+    # the detectors of a built array each sit a little off it. On the realistic world (the SLM's table
+    # without the stray light) it took the plates' largest lateral error from 4.7 / 21.9 / 31.2 um to
+    # 3.1 / 4.8 / 13.3 um on seeds 0 / 1 / 2, and seeds 0 and 1 to misfits within 3 x the readings'
+    # noise, for about 40 % more adjoint passes (docs/alignment.md); ``detector_tolerance_m`` 0: not fitted
+    detector_places: bool = True
     # the bench's build tolerances, one sigma: the printer's per-neuron height error and each detector's
     # placement in its holder (x and y). The finer model's identification widens its error bars by what
     # a bench built within them would do to the fit (``OffsetFit.with_build_tolerances``); None or 0:
