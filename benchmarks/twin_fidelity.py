@@ -2,7 +2,7 @@
 
     python benchmarks/twin_fidelity.py --json [--design mnist5k] [--seeds 0,1,2] [--samples 500]
                                        [--truth realistic] [--probes 6] [--no-ablation] [--runs-file runs.jsonl]
-                                       [--no-print-calibration] [--detector-places]
+                                       [--no-print-calibration] [--drawing-places]
 
 Per seed: a soft bench (time scale 0) with the ``realistic`` truth and an SLM; the plates' printed
 relief measured on the simulated profilometer (``labctl calibrate --only print``: the twin then
@@ -14,8 +14,9 @@ same images and the aligned twin's predicted accuracy, each with its 95 % Wilson
 McNemar's paired test of measured against twin and against the design. Every identified
 parameter is compared with the hidden truth (which only a benchmark reads) in units of its
 reported standard error. The ablation aligns the same bench (same seed, fresh) with today's
-x/y-only twin. ``--detector-places``: the identification also fits each detector's own place
-(``ModelOptions(detector_places=True)``), reported against the world's. The reference for the run time is one forward pass of the probes through the
+x/y-only twin. The identification fits each detector's own place (the default,
+``ModelOptions.detector_places``), reported against the world's; ``--drawing-places`` holds them at
+the drawing instead. The reference for the run time is one forward pass of the probes through the
 design's model, measured in the same run.
 """
 
@@ -115,7 +116,7 @@ def run_one(
     probes_count: int,
     identify: bool,
     prints: bool = True,
-    detector_places: bool = False,
+    detector_places: bool = True,
 ) -> dict:
     started = time.perf_counter()
     bench = SoftBench.create(design, seed=seed, time_scale=0.0, truth=truth, projector="slm")
@@ -246,7 +247,9 @@ def main() -> int:
         help="the twin computes with the design's plates, not with the plates as measured on the profilometer",
     )
     parser.add_argument(
-        "--detector-places", action="store_true", help="the identification also fits each detector's own place"
+        "--drawing-places",
+        action="store_true",
+        help="hold each detector at its drawing instead of fitting its own place (the default fits it)",
     )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
@@ -262,7 +265,9 @@ def main() -> int:
     runs = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for identify in (True,) if args.no_ablation else (True, False):
-            run = run_one(design, seed, truth, args.samples, args.probes, identify, args.prints, args.detector_places)
+            run = run_one(
+                design, seed, truth, args.samples, args.probes, identify, args.prints, not args.drawing_places
+            )
             run["model_seconds_per_reference"] = sum(run["model_seconds"].values()) / reference
             runs.append(run)
             if args.runs_file is not None:
