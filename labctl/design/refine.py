@@ -244,6 +244,7 @@ def refine_plates(
     say: Callable[[str], None] | None = None,
     inputs: Callable[[np.ndarray], np.ndarray] | None = None,
     print_error_m: float | None = None,
+    places_m: np.ndarray | None = None,
 ) -> RefineResult:
     """Re-train the plates ``plates`` (indices in beam order) of ``design`` together for the bench ``bench``.
 
@@ -262,6 +263,8 @@ def refine_plates(
     design's other plates. ``print_error_m``: the printer's per-neuron height error (one sigma,
     ``labctl.print_record.printer_error_m``); when given, the new stack is also scored with
     ``options.print_draws`` prints of the replacements with such errors (``PrintSpread``).
+    ``places_m`` (C, 2): each detector's own place off the drawing as the alignment fitted it
+    (``Twin.places``; None: as drawn), so the plates are trained for the detectors where they are.
     """
     if print_error_m is not None and not print_error_m >= 0:
         raise ConfigError(f"design refine: the printer's per-neuron error must be >= 0, got {print_error_m!r}")
@@ -273,7 +276,7 @@ def refine_plates(
         )
     plates = [int(p) for p in plates]
     target = replacement_bench(bench, plates)
-    objective = PlateObjective(optics.model, plates, gains, options.temperature)
+    objective = PlateObjective(optics.model.placed(places_m), plates, gains, options.temperature)
     inner = (slice(optics.pad, optics.pad + geometry.n), slice(optics.pad, optics.pad + geometry.n))
     window = (plates, *inner)  # the replaced plates' neurons in the model's window
     relief = Relief(design, options.quantize_step_m)
@@ -378,6 +381,7 @@ def refine_plates(
         "refine_bench": {name: float(v) for name, v in zip(target.names(), target.to_vector())},
         "refine_gains": None if gains is None else [float(g) for g in objective.gains],
         "refine_model": optics.describe(),
+        "refine_detector_places_m": None if places_m is None else np.asarray(places_m, dtype=float).tolist(),
         "stack_before": before.as_dict(),
         "stack_after": after.as_dict(),
         "stack_mcnemar_p": paired.p_value,

@@ -89,7 +89,7 @@ class IdentifiedBench:
         self, design: Any, plates: Sequence[int], data: Any, options: RefineOptions, **kwargs: Any
     ) -> RefineResult:
         """Re-train the plates ``plates`` (beam order) of ``design`` for this bench: the twin's bench, gains
-        and measured prints, on the design's own model (``Twin.on_design_grid``). Measured on the
+        measured prints and detector places, on the design's own model (``Twin.on_design_grid``). Measured on the
         simulated 100 um world (docs/hil.md), that refined better than the finer printed model the
         alignment identifies with (3 seeds: 0.4 to 1.6 points higher on the bench, at a tenth of
         the compute), though it predicts the bench less closely. When the plates were measured, the
@@ -105,6 +105,7 @@ class IdentifiedBench:
             optics=optics,
             gains=self.twin.gains,
             print_error_m=self.printer_error_m,
+            places_m=self.twin.places,
             **kwargs,
         )
 

@@ -146,6 +146,28 @@ def test_refine_computes_with_the_twins_model_on_its_own_grid(tiny_design):
     assert result.after.correct == int(np.sum(rescored))  # the new plate scored as the printer makes it
 
 
+def test_refine_trains_for_the_detectors_where_the_alignment_placed_them(tiny_design):
+    """``places_m``: each detector off its drawing as fitted (``Twin.places``). The stack before
+    refining scores what the placed twin predicts, not what the drawing would."""
+    design, data = tiny_design
+    g = design.geometry
+    places = np.random.default_rng(4).normal(scale=1.5 * g.pitch_m, size=(len(design.layout), 2))
+    placed, drawn = Twin(design, places=places), Twin(design)
+    right = {
+        name: np.argmax(twin.predict(data.test_images), axis=1) == data.test_labels
+        for name, twin in (("placed", placed), ("drawn", drawn))
+    }
+    assert np.any(right["placed"] != right["drawn"])  # the places change what the stack classifies
+    options = RefineOptions(epochs=1, batch_size=8, learning_rate=0.05)
+    result = refine_plates(
+        design, BenchParams.nominal(g), [1], data, options, optics=placed.optics, progress=False, places_m=places
+    )
+    assert result.before.correct == int(np.sum(right["placed"]))
+    assert np.allclose(result.design.provenance["refine_detector_places_m"], places)
+    rescored = np.argmax(Twin(result.design, places=places).predict(data.test_images), axis=1) == data.test_labels
+    assert result.after.correct == int(np.sum(rescored))
+
+
 def test_the_new_stack_is_also_scored_as_the_printer_would_make_the_plate(tiny_design):
     """``print_error_m``: the replacement scored as ``print_draws`` prints with that per-neuron error.
     Errors far below a layer leave every print scoring what the plate as designed scores; errors of
