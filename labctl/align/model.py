@@ -233,6 +233,23 @@ def _fitted_rotations(plates: Sequence[str], result: FitResult) -> dict[str, tup
     }
 
 
+def unturned(plates: Sequence[str], fit: FitResult) -> FitResult | None:
+    """Where to fit again from when ``fit`` may have stopped short: every rotation it fitted at 0,
+    the rest where it ended (None: no fitted rotation is more than its sigma away from 0).
+
+    The twin turns a plate by resampling it bilinearly (``labctl.optics.rotation``), whose blur
+    vanishes at 0 and grows with the angle, so the misfit has a kink at 0 and a shallow minimum
+    just beside it: a fit whose rotation has to cross 0 can stop there, on the wrong side (the
+    tiny bench of ``tests/align/test_identify.py``; the realistic seed 2, docs/alignment.md). From
+    0 the fit's first step takes the mean of the slopes on both sides, which points across."""
+    rotations = _fitted_rotations(plates, fit)
+    if fit.bench is None or all(abs(value) <= sigma for value, sigma in rotations.values()):
+        return None
+    bench = fit.bench.copy()
+    bench.rotations_rad[[plates.index(plate) for plate in rotations]] = 0.0
+    return replace(fit, bench=bench)
+
+
 def _turn_plates(plates: Sequence[str], result: FitResult, options: RotationOptions | None) -> m.Plan:
     """Undo the plate rotations ``result`` identified (rotate.py); returns ``result`` with the
     rotations the plates should now have (where the next fit starts), and whether any plate was
@@ -434,6 +451,26 @@ def model_plan(
         return outcome
     outcome.fidelity = fidelity
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
+
+    def from_unturned(fit: FitResult, fit_observations: Sequence[Observation], fit_verdict: Verdict) -> m.Plan:
+        """``fit`` again from ``unturned(plates, fit)``; returns the better of the two (fit, verdict)."""
+        start = unturned(plates, fit)
+        if start is None or fit.basis is None:
+            return fit, fit_verdict
+        yield from m.log(
+            f"alignment: misfit {fit.residual:.3g} is above the readings' noise; fitting again with every "
+            "plate's rotation from 0"
+        )
+        again = refit(fit.basis.fitter, fit_observations, start)
+        again_verdict = judge(model, fit_observations, again, options.acceptance)
+        kept = again_verdict.accepted and again.residual < fit.residual
+        yield from m.log(
+            f"alignment: from rotation 0 the fit ends at misfit {again.residual:.3g} ({again_verdict.kind}); "
+            + ("kept" if kept else f"the first fit ({fit.residual:.3g}) kept")
+        )
+        return (again, again_verdict) if kept else (fit, fit_verdict)
+
+    restarted = False  # the rotations were fitted again from 0 (once per alignment: it costs a fit)
     for number in range(1, options.rounds + 1):
         yield from m.progress(number, options.rounds, "alignment rounds")
         result, turned = yield from _turn_plates(plates, result, options.rotation)
@@ -456,6 +493,9 @@ def model_plan(
             )
             result = previous
             break
+        if identifying and verdict.kind == INCOMPLETE and not restarted:
+            restarted = True
+            result, verdict = yield from from_unturned(result, recent, verdict)
         outcome.fit, outcome.observations, outcome.verdict = result, len(observations), verdict
         outcome.history.append(result.residual)
         yield from m.record(

@@ -244,6 +244,37 @@ def test_rotations_are_identified_against_the_worlds_own_light_path(design, imag
     assert np.all(sigma > 0)
 
 
+def test_a_rotation_that_has_to_cross_zero_is_fitted_again_from_zero(design, probes):
+    """The twin turns a plate by bilinear resampling, whose blur vanishes at 0: the misfit has a
+    kink there and a shallow minimum beside it (here at about +0.05 degrees for L2, measured). A fit
+    started on the wrong side stops at it; fitted again from ``unturned`` (every rotation at 0, the
+    rest where the fit ended), as the alignment does when a round leaves the misfit above the noise,
+    it finds the plates' rotations."""
+    from labctl.align.model import unturned
+
+    fitter = bench_fitter(design, probes, kinds=("rot",))
+    rng = np.random.default_rng(1)
+    truth = fitter.bench.copy()
+    truth.rotations_rad = np.radians([-0.3, -0.4, -0.2])
+    moves = [np.zeros((3, 3)), np.pad(rng.normal(0, 0.1e-3, (3, 2)), ((0, 0), (0, 1)))]
+    observations = readings_of(fitter, truth, moves, rng)
+    wrong_side = fitter.bench.copy()
+    wrong_side.rotations_rad = np.radians([0.3, 0.3, 0.3])
+    options = dict(max_iterations=20, extrapolate=True, secant=True)  # as the alignment's identification
+    stuck = fitter.anchored(wrong_side).fit(observations, np.zeros((3, 3)), **options)
+    assert stuck.residual > 10 * stuck.noise_floor
+    start = unturned(["L1", "L2", "L3"], stuck)
+    assert start is not None and np.all(start.bench.rotations_rad == 0)
+    assert np.array_equal(start.mount_m, stuck.mount_m) and start.bench.beam_waist_m == stuck.bench.beam_waist_m
+    again = stuck.basis.fitter.anchored(start.bench).fit(observations, start.mount_m, **options)
+    assert again.residual < 3 * again.noise_floor
+    assert np.max(np.abs(again.bench.rotations_rad - truth.rotations_rad)) < np.radians(0.01)
+    # rotations within their sigma of 0: nothing to start again from
+    level = again.bench.copy()
+    level.rotations_rad[:] = 0.0
+    assert unturned(["L1", "L2", "L3"], replace(again, bench=level)) is None
+
+
 def test_parameters_are_described_in_the_units_people_read():
     from labctl.align.result import describe_parameter
 
