@@ -88,7 +88,7 @@ class IdentifiedBench:
     def refine(
         self, design: Any, plates: Sequence[int], data: Any, options: RefineOptions, **kwargs: Any
     ) -> RefineResult:
-        """Re-train the plates ``plates`` (beam order) of ``design`` for this bench: the twin's bench, gains
+        """Re-train the plates ``plates`` (beam order) of ``design`` for this bench: the twin's bench, gains,
         measured prints and detector places, on the design's own model (``Twin.on_design_grid``). Measured on the
         simulated 100 um world (docs/hil.md), that refined better than the finer printed model the
         alignment identifies with (3 seeds: 0.4 to 1.6 points higher on the bench, at a tenth of
