@@ -246,7 +246,7 @@ def test_rotations_are_identified_against_the_worlds_own_light_path(design, imag
 
 def test_a_rotation_that_has_to_cross_zero_is_fitted_again_from_zero(design, probes):
     """The twin turns a plate by bilinear resampling, whose blur vanishes at 0: the misfit has a
-    kink there and a shallow minimum beside it (here at about +0.05 degrees for L2, measured). A fit
+    kink there and a shallow minimum beside it (here near +0.06 degrees for L2, measured). A fit
     started on the wrong side stops at it; fitted again from ``unturned`` (every rotation at 0, the
     rest where the fit ended), as the alignment does when a round leaves the misfit above the noise,
     it finds the plates' rotations."""
