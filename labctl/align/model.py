@@ -454,11 +454,11 @@ def model_plan(
     outcome.fidelity = fidelity
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
 
-    def from_unturned(fit: FitResult, fit_observations: Sequence[Observation], fit_verdict: Verdict) -> m.Plan:
-        """``fit`` again from ``unturned(plates, fit)``; returns the better of the two (fit, verdict)."""
-        start = unturned(plates, fit)
-        if start is None or fit.basis is None:
-            return fit, fit_verdict
+    def from_unturned(
+        start: FitResult, fit: FitResult, fit_observations: Sequence[Observation], fit_verdict: Verdict
+    ) -> m.Plan:
+        """``fit`` again from ``start`` (``unturned(plates, fit)``); returns the better of the two (fit, verdict)."""
+        assert fit.basis is not None
         yield from m.log(
             f"alignment: misfit {fit.residual:.3g} is above the readings' noise; fitting again with every "
             "plate's rotation from 0"
@@ -495,9 +495,11 @@ def model_plan(
             )
             result = previous
             break
-        if identifying and verdict.kind == INCOMPLETE and not restarted:
+        # once, on the first incomplete round with a fitted rotation away from 0 to start again from
+        start = unturned(plates, result) if identifying and verdict.kind == INCOMPLETE and not restarted else None
+        if start is not None and result.basis is not None:
             restarted = True
-            result, verdict = yield from from_unturned(result, recent, verdict)
+            result, verdict = yield from from_unturned(start, result, recent, verdict)
         outcome.fit, outcome.observations, outcome.verdict = result, len(observations), verdict
         outcome.history.append(result.residual)
         yield from m.record(
