@@ -6,8 +6,9 @@ adjoint derivatives), move every fitted axis to nominal minus its fitted offset,
 again there. Each new configuration is one more observation of the same unknowns, so the fit
 sharpens; the loop stops when the fitted offsets change by less than ``tolerance_m`` or their own
 uncertainty (and no identified rotation is left to undo), or the residual stops improving. The
-first round whose misfit stays above the readings' noise is fitted once more with every rotation
-started from 0 (``unturned``: the twin's turned plate has a kink there a fit can stop at).
+first round whose misfit stays above the readings' noise, with a fitted rotation away from 0, is
+fitted once more with every rotation started from 0 (``unturned``: the twin's turned plate has a
+kink there a fit can stop at).
 
 The first fit is the delicate one: the detector energies decorrelate when a plate moves by
 about one neuron (0.4 mm on the reference geometry), so the fit from the previous alignment (or
