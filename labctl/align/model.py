@@ -456,15 +456,19 @@ def model_plan(
     observations[:] = [o for o in observations if o.mounted is None or all(o.mounted)]
 
     def from_unturned(
-        start: FitResult, fit: FitResult, fit_observations: Sequence[Observation], fit_verdict: Verdict
+        fitter: OffsetFit,
+        start: FitResult,
+        fit: FitResult,
+        fit_observations: Sequence[Observation],
+        fit_verdict: Verdict,
     ) -> m.Plan:
-        """``fit`` again from ``start`` (``unturned(plates, fit)``); returns the better of the two (fit, verdict)."""
-        assert fit.basis is not None
+        """``fit`` (made by ``fitter``) again from ``start`` (``unturned(plates, fit)``); returns the better of the
+        two (fit, verdict)."""
         yield from m.log(
             f"alignment: misfit {fit.residual:.3g} is above the readings' noise; fitting again with every "
             "plate's rotation from 0"
         )
-        again = refit(fit.basis.fitter, fit_observations, start)
+        again = refit(fitter, fit_observations, start)
         again_verdict = judge(model, fit_observations, again, options.acceptance)
         kept = again_verdict.accepted and again.residual < fit.residual
         yield from m.log(
@@ -500,7 +504,7 @@ def model_plan(
         start = unturned(plates, result) if identifying and verdict.kind == INCOMPLETE and not restarted else None
         if start is not None and result.basis is not None:
             restarted = True
-            result, verdict = yield from from_unturned(start, result, recent, verdict)
+            result, verdict = yield from from_unturned(result.basis.fitter, start, result, recent, verdict)
         outcome.fit, outcome.observations, outcome.verdict = result, len(observations), verdict
         outcome.history.append(result.residual)
         yield from m.record(
